@@ -1,0 +1,242 @@
+//! The host's own view of what a blueprint sees and returns.
+//!
+//! These types mirror the WIT contract but belong to the host: the `plugin` module converts the
+//! generated bindings to and from them at the boundary, so the rest of the host (the action
+//! validator, the test kit, the workers) never depends on a contract version.
+
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+/// Milliseconds since the Unix epoch.
+pub type Timestamp = u64;
+
+/// Attributes of a resource or lease, kept sorted by key.
+pub type Attributes = BTreeMap<String, String>;
+
+/// Where a resource is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ResourceStatus {
+    /// Allocated, not yet usable.
+    Pending,
+    /// Usable: leases can be acquired on it.
+    Active,
+    /// Released; about to be destroyed.
+    Released,
+    /// Failed permanently; about to be destroyed.
+    Broken,
+    /// Gone.
+    Destroyed,
+}
+
+/// Where a lease is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LeaseStatus {
+    /// Waiting for the allocator.
+    Pending,
+    /// Holds a resource, not yet active.
+    Acquired,
+    /// Usable by its holder.
+    Active,
+    /// Released; about to be destroyed.
+    Released,
+    /// Failed permanently; about to be destroyed.
+    Broken,
+    /// Gone.
+    Destroyed,
+}
+
+/// A read-only copy of a resource handed to a blueprint.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ResourceSnapshot {
+    /// Short id such as `R7`.
+    pub id: String,
+    /// The kind of resource, such as `host`.
+    pub resource_type: String,
+    /// Status when the snapshot was taken.
+    pub status: ResourceStatus,
+    /// Attributes set by its blueprint.
+    pub attributes: Attributes,
+    /// Deadline, if any.
+    pub until: Option<Timestamp>,
+}
+
+/// A read-only copy of a lease handed to a blueprint.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LeaseSnapshot {
+    /// Short id such as `L12`.
+    pub id: String,
+    /// The type of resource asked for.
+    pub resource_type: String,
+    /// Status when the snapshot was taken.
+    pub status: LeaseStatus,
+    /// What the holder asked for, plus what blueprints set.
+    pub attributes: Attributes,
+    /// The resource held, once acquired.
+    pub resource_id: Option<String>,
+    /// Deadline, if any.
+    pub until: Option<Timestamp>,
+}
+
+/// How the host reaches a resource to run commands on it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum CommandInterface {
+    /// Local processes in a directory.
+    Local {
+        /// Absolute directory commands run in.
+        root: String,
+    },
+    /// Commands over SSH.
+    Ssh {
+        /// Host name or address.
+        host: String,
+        /// TCP port.
+        port: u16,
+        /// Remote user.
+        user: String,
+        /// Private key path on the Drydock machine.
+        key_path: String,
+    },
+}
+
+/// A lease owned by the resource under call.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SupportingLease {
+    /// The key the blueprint requested it under.
+    pub key: String,
+    /// The lease as it is now.
+    pub lease: LeaseSnapshot,
+    /// How to reach the leased resource, once active.
+    pub interface: Option<CommandInterface>,
+}
+
+/// The result of an exec action.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ExecResult {
+    /// The id the blueprint gave the action.
+    pub id: String,
+    /// Exit code; `None` if the process could not start or was killed.
+    pub exit_code: Option<i32>,
+    /// Standard output, truncated.
+    pub stdout: String,
+    /// Standard error or the reason it could not run, truncated.
+    pub stderr: String,
+}
+
+/// Everything one blueprint call may look at.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct CallContext {
+    /// The blueprint's configuration, as JSON text.
+    pub config: String,
+    /// The current time.
+    pub now: Timestamp,
+    /// The resource involved, if any.
+    pub resource: Option<ResourceSnapshot>,
+    /// The lease involved, if any.
+    pub lease: Option<LeaseSnapshot>,
+    /// Leases the resource under call owns.
+    pub supporting_leases: Vec<SupportingLease>,
+    /// Results of exec actions asked for earlier in this phase.
+    pub exec_results: Vec<ExecResult>,
+    /// The blueprint's resources that are not destroyed.
+    pub blueprint_resources: Vec<ResourceSnapshot>,
+}
+
+/// A supporting lease a resource asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaseRequest {
+    /// Unique name among the resource's supporting leases.
+    pub key: String,
+    /// Wanted resource type.
+    pub resource_type: String,
+    /// What is asked of the resource.
+    pub attributes: Attributes,
+}
+
+/// A command to run through a supporting lease.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecRequest {
+    /// Name of the result, unique within the phase.
+    pub id: String,
+    /// Key of the supporting lease to run through.
+    pub lease_key: String,
+    /// Program and arguments.
+    pub argv: Vec<String>,
+    /// Working directory relative to the interface root.
+    pub cwd: Option<String>,
+    /// Time limit in milliseconds.
+    pub timeout_ms: u32,
+}
+
+/// One change a blueprint asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Set an attribute on the object under call.
+    SetAttribute {
+        /// Attribute key.
+        key: String,
+        /// Attribute value.
+        value: String,
+    },
+    /// Remove an attribute from the object under call.
+    RemoveAttribute(String),
+    /// A line for the object's log.
+    Log(String),
+    /// Slot locks to take for the object, all or none.
+    TakeSlotLocks(Vec<String>),
+    /// A supporting lease to request.
+    RequestLease(LeaseRequest),
+    /// A supporting lease to release, by key.
+    ReleaseLease(String),
+    /// A command to run through a supporting lease.
+    Exec(ExecRequest),
+    /// New deadline, or none.
+    SetUntil(Option<Timestamp>),
+}
+
+/// How a step ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// The phase is complete.
+    Done,
+    /// Call again after this many milliseconds.
+    Yield(u32),
+    /// Permanent failure.
+    Fail(String),
+}
+
+/// What a hook returns: actions in order, then an outcome.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Step {
+    /// Changes to apply, all or nothing.
+    pub actions: Vec<Action>,
+    /// What happens next.
+    pub outcome: Outcome,
+}
+
+/// Whether a blueprint could make a resource now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AllocationVerdict {
+    /// Never for this lease.
+    Never,
+    /// Not at the moment.
+    NotNow,
+    /// Yes.
+    Yes,
+}
+
+/// What a component says it is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Description {
+    /// Component name.
+    pub name: String,
+    /// Resource type it makes.
+    pub resource_type: String,
+    /// One paragraph for operators.
+    pub description: String,
+    /// JSON Schema of the configuration, as text.
+    pub config_schema: String,
+}

@@ -1,0 +1,470 @@
+//! A daemon-free harness for blueprint authors: drive a built component through a resource's and
+//! a lease's whole life on in-memory snapshots, and assert on what it returns.
+//!
+//! The [`Harness`] plays the host's part without a database: it validates every step exactly as the
+//! daemon does (through [`Plugin`]), applies the actions to its snapshots (attributes, slot locks,
+//! logs, deadlines, supporting lease requests), runs `exec` actions through a responder the test
+//! supplies, and moves statuses along when a hook is done.
+//!
+//! ```no_run
+//! use drydock_host::testkit::Harness;
+//! use drydock_host::domain::{LeaseStatus, ResourceStatus};
+//!
+//! # fn main() -> anyhow::Result<()> {
+//! let config = r#"{"hosts": [{"name": "local-1", "interface": {"type": "local", "root": "/tmp/drydock"}}]}"#;
+//! let mut kit = Harness::load("target/wasm32-wasip2/release/host_pool.wasm".as_ref(), config)?;
+//! let lease = kit.request_lease("host", [])?;
+//! let resource = kit.allocate_resource(&lease)?.done()?;
+//! kit.activate_resource(&resource)?.done()?;
+//! kit.acquire_lease(&resource, &lease)?.done()?;
+//! kit.activate_lease(&lease)?.done()?;
+//! assert_eq!(kit.lease(&lease).status, LeaseStatus::Active);
+//! kit.release_lease(&lease)?.done()?;
+//! kit.destroy_resource(&resource)?.done()?;
+//! assert_eq!(kit.resource(&resource).status, ResourceStatus::Destroyed);
+//! assert!(kit.slot_locks().is_empty());
+//! # Ok(()) }
+//! ```
+
+use crate::action;
+use crate::domain::{
+    Action, AllocationVerdict, Attributes, CallContext, CommandInterface, ExecRequest, ExecResult,
+    LeaseSnapshot, LeaseStatus, Outcome, ResourceSnapshot, ResourceStatus, Step, SupportingLease,
+};
+use crate::plugin::{Hook, Plugin, Runtime, RuntimeConfig};
+use anyhow::{Context as _, anyhow, bail};
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// How many exec rounds one hook may ask for before the harness gives up.
+const MAX_EXEC_ROUNDS: usize = 32;
+
+/// Answers the `exec` actions a component asks for; the test decides what each command "does".
+pub type ExecResponder = Box<dyn FnMut(&ExecRequest) -> ExecResult>;
+
+/// What one hook call came to, after the harness applied it.
+#[derive(Debug, Clone)]
+pub struct Applied {
+    /// The object the hook worked on.
+    pub object: String,
+    /// Every step the hook returned, in order (more than one when it ran execs).
+    pub steps: Vec<Step>,
+    /// What the guest printed.
+    pub output: String,
+}
+
+impl Applied {
+    /// The last step.
+    pub fn last(&self) -> &Step {
+        self.steps.last().expect("a hook returns at least one step")
+    }
+
+    /// The object's id if the hook finished with `done`; else an error saying how it ended.
+    pub fn done(self) -> anyhow::Result<String> {
+        match &self.last().outcome {
+            Outcome::Done => Ok(self.object),
+            other => bail!("{} ended with {other:?}, not done", self.object),
+        }
+    }
+}
+
+/// An in-memory host for one blueprint.
+pub struct Harness {
+    plugin: Plugin,
+    config: String,
+    now: u64,
+    next_id: u64,
+    resources: BTreeMap<String, ResourceSnapshot>,
+    leases: BTreeMap<String, LeaseSnapshot>,
+    supporting: BTreeMap<String, Vec<SupportingLease>>,
+    exec_results: BTreeMap<String, Vec<ExecResult>>,
+    locks: BTreeMap<String, String>,
+    logs: Vec<(String, String)>,
+    responder: ExecResponder,
+}
+
+impl Harness {
+    /// Loads `wasm` in a fresh runtime (default limits, no cache) and checks `config` with it.
+    pub fn load(wasm: &Path, config: &str) -> anyhow::Result<Self> {
+        let runtime = Runtime::new(RuntimeConfig {
+            cache_dir: None,
+            ..RuntimeConfig::default()
+        })?;
+        Self::new(runtime.load_file(wasm)?, config)
+    }
+
+    /// A harness over an already loaded plugin; fails if the component refuses `config`.
+    pub fn new(plugin: Plugin, config: &str) -> anyhow::Result<Self> {
+        if let Err(reason) = plugin.validate_config(config)?.value {
+            bail!("the component refused the config: {reason}");
+        }
+        Ok(Harness {
+            plugin,
+            config: config.to_string(),
+            now: 1_700_000_000_000,
+            next_id: 1,
+            resources: BTreeMap::new(),
+            leases: BTreeMap::new(),
+            supporting: BTreeMap::new(),
+            exec_results: BTreeMap::new(),
+            locks: BTreeMap::new(),
+            logs: Vec::new(),
+            responder: Box::new(|request| ExecResult {
+                id: request.id.clone(),
+                exit_code: None,
+                stdout: String::new(),
+                stderr: "the test harness has no exec responder; set one with Harness::on_exec".into(),
+            }),
+        })
+    }
+
+    /// Sets what `exec` actions return.
+    pub fn on_exec(&mut self, responder: impl FnMut(&ExecRequest) -> ExecResult + 'static) {
+        self.responder = Box::new(responder);
+    }
+
+    /// Moves the harness clock forward.
+    pub fn advance(&mut self, millis: u64) {
+        self.now += millis;
+    }
+
+    /// The loaded plugin, for direct calls.
+    pub fn plugin(&self) -> &Plugin {
+        &self.plugin
+    }
+
+    /// A resource by id. Panics on an unknown id.
+    pub fn resource(&self, id: &str) -> &ResourceSnapshot {
+        &self.resources[id]
+    }
+
+    /// A lease by id. Panics on an unknown id.
+    pub fn lease(&self, id: &str) -> &LeaseSnapshot {
+        &self.leases[id]
+    }
+
+    /// Held slot locks: lock name to owner id.
+    pub fn slot_locks(&self) -> &BTreeMap<String, String> {
+        &self.locks
+    }
+
+    /// Log lines of one object, oldest first.
+    pub fn logs(&self, object: &str) -> Vec<&str> {
+        self.logs
+            .iter()
+            .filter(|(owner, _)| owner == object)
+            .map(|(_, line)| line.as_str())
+            .collect()
+    }
+
+    /// The supporting leases a resource requested.
+    pub fn supporting_leases(&self, resource: &str) -> &[SupportingLease] {
+        self.supporting.get(resource).map_or(&[], Vec::as_slice)
+    }
+
+    /// A pending lease asking for `resource_type` with `attributes`.
+    pub fn request_lease<'a>(
+        &mut self,
+        resource_type: &str,
+        attributes: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) -> anyhow::Result<String> {
+        let attributes: Attributes = attributes
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        action::check_attributes(&attributes, &action::Limits::default()).map_err(|e| anyhow!(e))?;
+        let id = self.new_id('L');
+        self.leases.insert(
+            id.clone(),
+            LeaseSnapshot {
+                id: id.clone(),
+                resource_type: resource_type.to_string(),
+                status: LeaseStatus::Pending,
+                attributes,
+                resource_id: None,
+                until: None,
+            },
+        );
+        Ok(id)
+    }
+
+    /// `can-allocate-resource` for a lease, with the harness's live resources.
+    pub fn can_allocate_resource(&self, lease: &str) -> anyhow::Result<AllocationVerdict> {
+        let ctx = self.context(None, Some(lease));
+        Ok(self.plugin.can_allocate_resource(&ctx)?.value)
+    }
+
+    /// Creates a pending resource for `lease` and calls `allocate-resource` on it.
+    pub fn allocate_resource(&mut self, lease: &str) -> anyhow::Result<Applied> {
+        let lease_type = self.lease(lease).resource_type.clone();
+        let id = self.new_id('R');
+        self.resources.insert(
+            id.clone(),
+            ResourceSnapshot {
+                id: id.clone(),
+                resource_type: lease_type,
+                status: ResourceStatus::Pending,
+                attributes: Attributes::new(),
+                until: None,
+            },
+        );
+        self.run(Hook::AllocateResource, &id, Some(&id), Some(lease))
+    }
+
+    /// `activate-resource`; done makes the resource active.
+    pub fn activate_resource(&mut self, resource: &str) -> anyhow::Result<Applied> {
+        let applied = self.run(Hook::ActivateResource, resource, Some(resource), None)?;
+        self.on_done(&applied, |kit| kit.set_resource_status(resource, ResourceStatus::Active));
+        Ok(applied)
+    }
+
+    /// `can-acquire-lease` for a lease on a resource.
+    pub fn can_acquire_lease(&self, resource: &str, lease: &str) -> anyhow::Result<bool> {
+        let ctx = self.context(Some(resource), Some(lease));
+        Ok(self.plugin.can_acquire_lease(&ctx)?.value)
+    }
+
+    /// `acquire-lease`; done makes the lease acquired on the resource.
+    pub fn acquire_lease(&mut self, resource: &str, lease: &str) -> anyhow::Result<Applied> {
+        let applied = self.run(Hook::AcquireLease, lease, Some(resource), Some(lease))?;
+        self.on_done(&applied, |kit| {
+            let snapshot = kit.leases.get_mut(lease).expect("known lease");
+            snapshot.status = LeaseStatus::Acquired;
+            snapshot.resource_id = Some(resource.to_string());
+        });
+        Ok(applied)
+    }
+
+    /// `activate-lease`; done makes the lease active.
+    pub fn activate_lease(&mut self, lease: &str) -> anyhow::Result<Applied> {
+        let resource = self.held_resource(lease)?;
+        let applied = self.run(Hook::ActivateLease, lease, Some(&resource), Some(lease))?;
+        self.on_done(&applied, |kit| kit.set_lease_status(lease, LeaseStatus::Active));
+        Ok(applied)
+    }
+
+    /// `interface` of a lease's resource.
+    pub fn interface(&self, lease: &str) -> anyhow::Result<Result<CommandInterface, String>> {
+        let resource = self.held_resource(lease)?;
+        let ctx = self.context(Some(&resource), Some(lease));
+        Ok(self.plugin.interface(&ctx)?.value)
+    }
+
+    /// Releases a lease and calls `release-lease`; done destroys it and frees its locks.
+    pub fn release_lease(&mut self, lease: &str) -> anyhow::Result<Applied> {
+        self.set_lease_status(lease, LeaseStatus::Released);
+        let resource = self.lease(lease).resource_id.clone();
+        let applied = self.run(Hook::ReleaseLease, lease, resource.as_deref(), Some(lease))?;
+        self.on_done(&applied, |kit| {
+            kit.set_lease_status(lease, LeaseStatus::Destroyed);
+            kit.free_locks(lease);
+        });
+        Ok(applied)
+    }
+
+    /// Releases a resource and calls `destroy-resource`; done destroys it and frees its locks.
+    pub fn destroy_resource(&mut self, resource: &str) -> anyhow::Result<Applied> {
+        if self.resource(resource).status != ResourceStatus::Broken {
+            self.set_resource_status(resource, ResourceStatus::Released);
+        }
+        let applied = self.run(Hook::DestroyResource, resource, Some(resource), None)?;
+        self.on_done(&applied, |kit| {
+            kit.set_resource_status(resource, ResourceStatus::Destroyed);
+            kit.free_locks(resource);
+        });
+        Ok(applied)
+    }
+
+    fn new_id(&mut self, letter: char) -> String {
+        self.next_id += 1;
+        format!("{letter}{}", self.next_id - 1)
+    }
+
+    fn held_resource(&self, lease: &str) -> anyhow::Result<String> {
+        self.lease(lease)
+            .resource_id
+            .clone()
+            .with_context(|| format!("{lease} holds no resource yet"))
+    }
+
+    fn set_resource_status(&mut self, id: &str, status: ResourceStatus) {
+        self.resources.get_mut(id).expect("known resource").status = status;
+    }
+
+    fn set_lease_status(&mut self, id: &str, status: LeaseStatus) {
+        self.leases.get_mut(id).expect("known lease").status = status;
+    }
+
+    fn free_locks(&mut self, owner: &str) {
+        self.locks.retain(|_, holder| holder != owner);
+    }
+
+    fn on_done(&mut self, applied: &Applied, then: impl FnOnce(&mut Self)) {
+        if applied.last().outcome == Outcome::Done {
+            then(self);
+        }
+    }
+
+    fn context(&self, resource: Option<&str>, lease: Option<&str>) -> CallContext {
+        let subject = resource.or(lease).unwrap_or_default();
+        CallContext {
+            config: self.config.clone(),
+            now: self.now,
+            resource: resource.map(|id| self.resource(id).clone()),
+            lease: lease.map(|id| self.lease(id).clone()),
+            supporting_leases: resource
+                .map(|id| self.supporting_leases(id).to_vec())
+                .unwrap_or_default(),
+            exec_results: self.exec_results.get(subject).cloned().unwrap_or_default(),
+            blueprint_resources: self
+                .resources
+                .values()
+                .filter(|r| r.status != ResourceStatus::Destroyed)
+                .cloned()
+                .collect(),
+        }
+    }
+
+    /// Calls a step hook on `object`, applies each step, and runs execs until the hook stops asking.
+    fn run(
+        &mut self,
+        hook: Hook,
+        object: &str,
+        resource: Option<&str>,
+        lease: Option<&str>,
+    ) -> anyhow::Result<Applied> {
+        let mut applied = Applied {
+            object: object.to_string(),
+            steps: Vec::new(),
+            output: String::new(),
+        };
+        for _ in 0..MAX_EXEC_ROUNDS {
+            let called = self.plugin.step(hook, &self.context(resource, lease))?;
+            applied.output.push_str(&called.output);
+            let step = called.value;
+            self.apply(object, &step)?;
+            let execs: Vec<ExecRequest> = step
+                .actions
+                .iter()
+                .filter_map(|a| match a {
+                    Action::Exec(e) => Some(e.clone()),
+                    _ => None,
+                })
+                .collect();
+            applied.steps.push(step);
+            if execs.is_empty() {
+                if applied.last().outcome == Outcome::Done {
+                    self.exec_results.remove(object);
+                }
+                return Ok(applied);
+            }
+            for request in &execs {
+                let result = (self.responder)(request);
+                self.exec_results.entry(object.to_string()).or_default().push(result);
+            }
+        }
+        bail!("{hook} on {object} asked for execs {MAX_EXEC_ROUNDS} times in a row")
+    }
+
+    /// Applies a validated step to the snapshots, all or nothing, as the daemon would.
+    fn apply(&mut self, object: &str, step: &Step) -> anyhow::Result<()> {
+        if let Outcome::Fail(reason) = &step.outcome {
+            self.logs.push((object.to_string(), format!("failure: {reason}")));
+            self.break_object(object);
+            return Ok(());
+        }
+        for action in &step.actions {
+            if let Action::TakeSlotLocks(names) = action
+                && let Some((name, holder)) = names
+                    .iter()
+                    .find_map(|n| self.locks.get_key_value(n).filter(|(_, h)| *h != object))
+            {
+                bail!("slot lock {name:?} is held by {holder}: a temporary failure, retried later by the daemon");
+            }
+        }
+        for action in &step.actions {
+            self.apply_action(object, action);
+        }
+        Ok(())
+    }
+
+    fn break_object(&mut self, object: &str) {
+        if let Some(resource) = self.resources.get_mut(object) {
+            resource.status = ResourceStatus::Broken;
+        } else if let Some(lease) = self.leases.get_mut(object) {
+            lease.status = LeaseStatus::Broken;
+        }
+    }
+
+    fn attributes_mut(&mut self, object: &str) -> &mut Attributes {
+        match self.resources.get_mut(object) {
+            Some(resource) => &mut resource.attributes,
+            None => &mut self.leases.get_mut(object).expect("known object").attributes,
+        }
+    }
+
+    fn apply_action(&mut self, object: &str, action: &Action) {
+        match action {
+            Action::SetAttribute { key, value } => {
+                self.attributes_mut(object).insert(key.clone(), value.clone());
+            }
+            Action::RemoveAttribute(key) => {
+                self.attributes_mut(object).remove(key);
+            }
+            Action::Log(line) => self.logs.push((object.to_string(), line.clone())),
+            Action::TakeSlotLocks(names) => {
+                for name in names {
+                    self.locks.insert(name.clone(), object.to_string());
+                }
+            }
+            Action::RequestLease(request) => {
+                let id = self.new_id('L');
+                let lease = LeaseSnapshot {
+                    id,
+                    resource_type: request.resource_type.clone(),
+                    status: LeaseStatus::Pending,
+                    attributes: request.attributes.clone(),
+                    resource_id: None,
+                    until: None,
+                };
+                self.leases.insert(lease.id.clone(), lease.clone());
+                self.supporting.entry(object.to_string()).or_default().push(SupportingLease {
+                    key: request.key.clone(),
+                    lease,
+                    interface: None,
+                });
+            }
+            Action::ReleaseLease(key) => {
+                if let Some(owned) = self
+                    .supporting
+                    .get_mut(object)
+                    .and_then(|list| list.iter_mut().find(|s| &s.key == key))
+                {
+                    owned.lease.status = LeaseStatus::Released;
+                }
+            }
+            Action::Exec(_) => {}
+            Action::SetUntil(until) => match self.resources.get_mut(object) {
+                Some(resource) => resource.until = *until,
+                None => self.leases.get_mut(object).expect("known object").until = *until,
+            },
+        }
+    }
+
+    /// Makes a supporting lease active with `interface`, as the daemon would once it is granted.
+    pub fn grant_supporting_lease(
+        &mut self,
+        resource: &str,
+        key: &str,
+        interface: CommandInterface,
+    ) -> anyhow::Result<()> {
+        let owned = self
+            .supporting
+            .get_mut(resource)
+            .and_then(|list| list.iter_mut().find(|s| s.key == key))
+            .with_context(|| format!("{resource} has no supporting lease {key:?}"))?;
+        owned.lease.status = LeaseStatus::Active;
+        owned.interface = Some(interface);
+        Ok(())
+    }
+}
