@@ -1,0 +1,185 @@
+//! Invariant I4: purpose-built hostile components are stopped, contained or refused, with an
+//! error an operator can act on.
+
+use drydock_host::domain::{Action, CallContext, Outcome};
+use drydock_host::plugin::{Error, Plugin, Runtime, RuntimeConfig};
+use drydock_tests::{FUTURE_CONTRACT_WASM, MISBEHAVE_WASM};
+use std::path::Path;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+const MEMORY_LIMIT: usize = 32 << 20;
+
+fn runtime() -> &'static Runtime {
+    static RUNTIME: OnceLock<Runtime> = OnceLock::new();
+    RUNTIME.get_or_init(|| {
+        Runtime::new(RuntimeConfig {
+            call_timeout: Duration::from_millis(300),
+            memory_limit: MEMORY_LIMIT,
+            cache_dir: None,
+            ..RuntimeConfig::default()
+        })
+        .unwrap()
+    })
+}
+
+/// The misbehaving component, compiled once per test binary.
+fn misbehave() -> &'static Plugin {
+    static PLUGIN: OnceLock<Plugin> = OnceLock::new();
+    PLUGIN.get_or_init(|| runtime().load_file(Path::new(MISBEHAVE_WASM)).unwrap())
+}
+
+fn allocate(config: &str) -> Result<drydock_host::plugin::Called<drydock_host::domain::Step>, Error> {
+    let ctx = CallContext {
+        config: config.to_string(),
+        ..CallContext::default()
+    };
+    misbehave().allocate_resource(&ctx)
+}
+
+fn mode(mode: &str) -> String {
+    format!(r#"{{"mode": "{mode}"}}"#)
+}
+
+#[test]
+fn an_infinite_loop_is_stopped_by_the_deadline() {
+    let started = Instant::now();
+    let error = allocate(&mode("loop")).unwrap_err();
+    assert!(matches!(error, Error::Timeout { .. }), "{error:?}");
+    let message = error.to_string();
+    assert!(
+        message.contains("allocate-resource ran longer than its 300ms time limit"),
+        "{message}"
+    );
+    assert!(!error.is_temporary());
+    // Generous: the point is that it stops at all, not how fast.
+    assert!(started.elapsed() < Duration::from_secs(30));
+}
+
+#[test]
+fn a_memory_bomb_is_stopped_at_the_cap() {
+    let error = allocate(&mode("memory")).unwrap_err();
+    let Error::MemoryLimit { wanted, limit, .. } = &error else {
+        panic!("expected a memory limit error, got {error:?}");
+    };
+    assert_eq!(*limit, MEMORY_LIMIT);
+    assert!(*wanted > MEMORY_LIMIT);
+    assert!(error.to_string().contains("over the 33554432 byte limit"), "{error}");
+}
+
+#[test]
+fn a_trap_is_a_permanent_failure_with_the_panic_message() {
+    let error = allocate(&mode("trap")).unwrap_err();
+    assert!(matches!(error, Error::Trap { .. }), "{error:?}");
+    let message = error.to_string();
+    assert!(message.starts_with("allocate-resource trapped"), "{message}");
+    assert!(message.contains("deliberate trap"), "{message}");
+    assert!(!error.is_temporary());
+}
+
+#[test]
+fn wasi_grants_no_files_env_args_stdin_or_network() {
+    // SAFETY-free way to be sure there is something to leak: the test process has env vars.
+    assert!(std::env::vars().count() > 0);
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let port = listener.local_addr().unwrap().port();
+
+    let step = allocate(&format!(r#"{{"mode": "wasi", "port": {port}}}"#))
+        .unwrap()
+        .value;
+    let logs: Vec<String> = step
+        .actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Log(line) => Some(line.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(logs.len(), 6, "{logs:?}");
+    assert!(logs[0].starts_with("file: error"), "{logs:?}");
+    assert!(logs[1].starts_with("dir: error"), "{logs:?}");
+    assert_eq!(logs[2], "env: 0 variables");
+    assert_eq!(logs[3], "args: 0");
+    assert_eq!(logs[4], "stdin: 0 bytes");
+    assert!(logs[5].starts_with("network: error"), "{logs:?}");
+    let accepted = listener.accept();
+    assert!(
+        matches!(&accepted, Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+        "the guest reached the host's socket: {accepted:?}"
+    );
+}
+
+#[test]
+fn a_flood_of_actions_is_rejected() {
+    let error = allocate(&mode("flood")).unwrap_err();
+    let message = error.to_string();
+    assert!(matches!(error, Error::InvalidStep { .. }), "{error:?}");
+    assert!(
+        message.contains("allocate-resource returned an invalid step: the step has 10000 actions; the limit is 256"),
+        "{message}"
+    );
+}
+
+#[test]
+fn a_huge_attribute_value_is_rejected() {
+    let error = allocate(&mode("huge")).unwrap_err();
+    assert!(
+        error.to_string().contains("action 0: attribute \"blob\" has a 262144 byte value"),
+        "{error}"
+    );
+}
+
+#[test]
+fn an_action_on_a_lease_the_object_does_not_own_is_rejected() {
+    let error = allocate(&mode("foreign")).unwrap_err();
+    assert!(
+        error.to_string().contains("\"someone-elses-lease\" is not a supporting lease of the object under call"),
+        "{error}"
+    );
+}
+
+#[test]
+fn guest_output_is_captured_and_attached_to_the_result() {
+    let called = allocate(&mode("chatty")).unwrap();
+    assert_eq!(called.value.outcome, Outcome::Done);
+    assert_eq!(
+        called.output,
+        "[stdout] hello from stdout\n[stderr] hello from stderr\n"
+    );
+}
+
+#[test]
+fn guest_output_beyond_the_cap_stops_the_call() {
+    let error = allocate(&mode("shout")).unwrap_err();
+    assert!(matches!(error, Error::Trap { .. }), "{error:?}");
+    let message = error.to_string();
+    // What was printed up to the cap is kept, and no more.
+    let captured = message.split("guest output:").nth(1).unwrap_or_default();
+    assert!(captured.len() > 60_000 && captured.len() < 70_000, "{}", captured.len());
+}
+
+#[test]
+fn a_component_for_another_contract_version_is_refused_naming_both() {
+    let error = runtime()
+        .load(&std::fs::read(FUTURE_CONTRACT_WASM).unwrap())
+        .err()
+        .expect("the future component must be refused");
+    assert!(matches!(error, Error::IncompatibleContract { .. }), "{error:?}");
+    let message = error.to_string();
+    assert!(message.contains("drydock:blueprint@0.2.0"), "{message}");
+    assert!(message.contains("drydock:blueprint@0.1.0"), "{message}");
+}
+
+#[test]
+fn bytes_that_are_not_a_component_are_refused() {
+    let error = runtime().load(b"\0asm not really").err().unwrap();
+    assert!(error.to_string().starts_with("not a valid WebAssembly component"), "{error}");
+}
+
+#[test]
+fn each_call_gets_a_fresh_instance_after_a_failure() {
+    assert!(allocate(&mode("trap")).is_err());
+    let called = allocate(&mode("chatty")).unwrap();
+    assert_eq!(called.value.outcome, Outcome::Done);
+}
