@@ -47,6 +47,69 @@ pub enum LeaseStatus {
     Destroyed,
 }
 
+/// Text forms of the status enums, as stored and as typed on the command line.
+macro_rules! status_text {
+    ($ty:ident { $($variant:ident => $text:literal),* $(,)? }) => {
+        impl $ty {
+            /// The lowercase name.
+            pub fn as_str(self) -> &'static str {
+                match self { $($ty::$variant => $text),* }
+            }
+        }
+
+        impl std::fmt::Display for $ty {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl std::str::FromStr for $ty {
+            type Err = String;
+
+            fn from_str(text: &str) -> Result<Self, String> {
+                match text {
+                    $($text => Ok($ty::$variant),)*
+                    other => Err(format!(
+                        "{other:?} is not a status; use one of: {}",
+                        [$($text),*].join(", ")
+                    )),
+                }
+            }
+        }
+    };
+}
+
+status_text!(ResourceStatus {
+    Pending => "pending",
+    Active => "active",
+    Released => "released",
+    Broken => "broken",
+    Destroyed => "destroyed",
+});
+
+status_text!(LeaseStatus {
+    Pending => "pending",
+    Acquired => "acquired",
+    Active => "active",
+    Released => "released",
+    Broken => "broken",
+    Destroyed => "destroyed",
+});
+
+impl ResourceStatus {
+    /// Whether a release command can still change it (Drydock's "commandable").
+    pub fn is_releasable(self) -> bool {
+        matches!(self, ResourceStatus::Pending | ResourceStatus::Active)
+    }
+}
+
+impl LeaseStatus {
+    /// Whether a release command can still change it.
+    pub fn is_releasable(self) -> bool {
+        matches!(self, LeaseStatus::Pending | LeaseStatus::Acquired | LeaseStatus::Active)
+    }
+}
+
 /// A read-only copy of a resource handed to a blueprint.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ResourceSnapshot {

@@ -13,7 +13,14 @@
 //! - [`cli`]: the `drydock` command line.
 
 pub mod action;
+pub mod allocator;
+pub mod store;
 pub mod cli;
+pub mod daemon;
 pub mod domain;
+pub mod exec;
+pub mod lock;
 pub mod plugin;
+pub mod queue;
 pub mod testkit;
+pub mod worker;

@@ -1,15 +1,55 @@
-//! `drydock blueprint …`: inspecting blueprint components.
+//! `drydock blueprint …`: registering and inspecting blueprints.
 
-use super::read_input;
-use crate::plugin::{Runtime, RuntimeConfig};
+use super::{Global, output, read_input};
+use crate::plugin::{Plugin, Runtime, RuntimeConfig, digest};
+use crate::store::{Blueprint, NewBlueprint, ObjectId, Store};
 use anyhow::{Context as _, bail};
 use clap::Subcommand;
 use serde::Serialize;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 
 #[derive(Debug, Subcommand)]
 pub(super) enum BlueprintCommand {
-    /// Load a component, print its description and validate a config, without a daemon.
+    /// Register a component with a config; the component validates the config first.
+    Add {
+        /// A unique name, such as `host-pool`.
+        name: String,
+        /// The component (`.wasm`).
+        #[arg(long)]
+        wasm: PathBuf,
+        /// The JSON config (`-` for standard input); `{}` if omitted.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Print the blueprint as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List blueprints.
+    List {
+        /// Print one JSON array.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one blueprint, by id (`B1`) or name.
+    Show {
+        /// Id or name.
+        blueprint: String,
+        /// Print one JSON document.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Let the allocator use a blueprint again.
+    Enable {
+        /// Id or name.
+        blueprint: String,
+    },
+    /// Stop the allocator from using a blueprint; its resources stay.
+    Disable {
+        /// Id or name.
+        blueprint: String,
+    },
+    /// Load a component, print its description and validate a config, without a database.
     Check {
         /// The component (`.wasm`).
         wasm: PathBuf,
@@ -22,10 +62,138 @@ pub(super) enum BlueprintCommand {
     },
 }
 
-pub(super) fn run(command: BlueprintCommand) -> anyhow::Result<()> {
+pub(super) async fn run(global: &Global, command: BlueprintCommand) -> anyhow::Result<ExitCode> {
     match command {
-        BlueprintCommand::Check { wasm, config, json } => check(wasm, config, json),
+        BlueprintCommand::Check { wasm, config, json } => check(&wasm, config.as_deref(), json),
+        BlueprintCommand::Add {
+            name,
+            wasm,
+            config,
+            json,
+        } => add(global, name, &wasm, config.as_deref(), json).await,
+        BlueprintCommand::List { json } => list(global, json).await,
+        BlueprintCommand::Show { blueprint, json } => {
+            let store = global.store().await?;
+            let blueprint = find(store.as_ref(), &blueprint).await?;
+            print_one(&blueprint, json)
+        }
+        BlueprintCommand::Enable { blueprint } => set_enabled(global, &blueprint, true).await,
+        BlueprintCommand::Disable { blueprint } => set_enabled(global, &blueprint, false).await,
     }
+}
+
+/// A blueprint by id (`B1`) or by name.
+pub(super) async fn find(store: &dyn Store, text: &str) -> anyhow::Result<Blueprint> {
+    let found = match text.parse::<ObjectId>() {
+        Ok(id @ ObjectId::Blueprint(_)) => store.blueprint_get(id).await,
+        _ => store.blueprint_by_name(text).await,
+    };
+    found.with_context(|| format!("no blueprint {text:?}"))
+}
+
+fn load(wasm: &Path) -> anyhow::Result<(Plugin, Vec<u8>)> {
+    let runtime = Runtime::new(RuntimeConfig::default())?;
+    let bytes = std::fs::read(wasm).with_context(|| format!("reading {}", wasm.display()))?;
+    let plugin = runtime
+        .load(&bytes)
+        .with_context(|| format!("loading {}", wasm.display()))?;
+    Ok((plugin, bytes))
+}
+
+fn validate(plugin: &Plugin, config: &str, source: &str) -> anyhow::Result<()> {
+    let verdict = plugin.validate_config(config).context("calling validate-config")?;
+    if let Err(reason) = verdict.value {
+        bail!("config {source} is invalid: {reason}");
+    }
+    Ok(())
+}
+
+fn check_name(name: &str) -> anyhow::Result<()> {
+    crate::action::check_key("blueprint name", name).map_err(anyhow::Error::msg)
+}
+
+async fn add(
+    global: &Global,
+    name: String,
+    wasm: &Path,
+    config: Option<&Path>,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    check_name(&name)?;
+    let config_text = match config {
+        Some(path) => read_input(path)?,
+        None => "{}".to_string(),
+    };
+    let source = config.map_or("{}".into(), |p| p.display().to_string());
+    let (plugin, bytes) = load(wasm)?;
+    let description = plugin.describe().context("calling describe")?.value;
+    validate(&plugin, &config_text, &source)?;
+    let store = global.store().await?;
+    let blueprint = store
+        .blueprint_insert(NewBlueprint {
+            name,
+            digest: digest(&bytes),
+            wasm: bytes,
+            component_name: description.name,
+            resource_type: description.resource_type,
+            config: config_text,
+        })
+        .await?;
+    if json {
+        output::json(&blueprint)?;
+    } else {
+        println!(
+            "{} {} ({} resources from {})",
+            blueprint.id, blueprint.name, blueprint.resource_type, blueprint.component_name
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn list(global: &Global, json: bool) -> anyhow::Result<ExitCode> {
+    let blueprints = global.store().await?.blueprint_list().await?;
+    if json {
+        output::json(&blueprints)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let rows: Vec<Vec<String>> = blueprints
+        .iter()
+        .map(|b| {
+            vec![
+                b.id.to_string(),
+                b.name.clone(),
+                b.resource_type.clone(),
+                b.component_name.clone(),
+                if b.enabled { "enabled" } else { "disabled" }.into(),
+            ]
+        })
+        .collect();
+    output::table(&["ID", "NAME", "TYPE", "COMPONENT", "STATE"], &rows);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_one(blueprint: &Blueprint, json: bool) -> anyhow::Result<ExitCode> {
+    if json {
+        output::json(blueprint)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("id:            {}", blueprint.id);
+    println!("name:          {}", blueprint.name);
+    println!("resource type: {}", blueprint.resource_type);
+    println!("component:     {} ({})", blueprint.component_name, blueprint.component);
+    println!("state:         {}", if blueprint.enabled { "enabled" } else { "disabled" });
+    println!("added:         {}", output::time(blueprint.created_at));
+    println!("config:        {}", blueprint.config);
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn set_enabled(global: &Global, text: &str, enabled: bool) -> anyhow::Result<ExitCode> {
+    let store = global.store().await?;
+    let blueprint = find(store.as_ref(), text).await?;
+    let blueprint = store.blueprint_set_enabled(blueprint.id, enabled).await?;
+    let state = if enabled { "enabled" } else { "disabled" };
+    println!("{} {} {state}", blueprint.id, blueprint.name);
+    Ok(ExitCode::SUCCESS)
 }
 
 #[derive(Serialize)]
@@ -36,28 +204,14 @@ struct CheckReport {
     description: String,
     config_schema: serde_json::Value,
     digest: String,
-    config: Option<ConfigVerdict>,
+    config_valid: Option<bool>,
 }
 
-#[derive(Serialize)]
-struct ConfigVerdict {
-    valid: bool,
-    error: Option<String>,
-}
-
-fn check(wasm: PathBuf, config: Option<PathBuf>, json: bool) -> anyhow::Result<()> {
-    let runtime = Runtime::new(RuntimeConfig::default())?;
-    let plugin = runtime.load_file(&wasm)?;
+fn check(wasm: &Path, config: Option<&Path>, json: bool) -> anyhow::Result<ExitCode> {
+    let (plugin, _) = load(wasm)?;
     let description = plugin.describe().context("calling describe")?.value;
-    let verdict = match &config {
-        Some(path) => {
-            let text = read_input(path)?;
-            let result = plugin.validate_config(&text).context("calling validate-config")?;
-            Some(ConfigVerdict {
-                valid: result.value.is_ok(),
-                error: result.value.err(),
-            })
-        }
+    let verdict = match config {
+        Some(path) => Some(validate(&plugin, &read_input(path)?, &path.display().to_string())),
         None => None,
     };
     let schema = serde_json::from_str(&description.config_schema)
@@ -69,20 +223,15 @@ fn check(wasm: PathBuf, config: Option<PathBuf>, json: bool) -> anyhow::Result<(
         description: description.description,
         config_schema: schema,
         digest: plugin.digest().to_string(),
-        config: verdict,
+        config_valid: verdict.as_ref().map(Result::is_ok),
     };
     if json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        output::json(&report)?;
     } else {
         print_report(&report)?;
     }
-    match &report.config {
-        Some(ConfigVerdict { error: Some(reason), .. }) => {
-            let path = config.unwrap_or_default();
-            bail!("config {} is invalid: {reason}", path.display())
-        }
-        _ => Ok(()),
-    }
+    verdict.transpose()?;
+    Ok(ExitCode::SUCCESS)
 }
 
 fn print_report(report: &CheckReport) -> anyhow::Result<()> {
@@ -95,7 +244,7 @@ fn print_report(report: &CheckReport) -> anyhow::Result<()> {
     for line in serde_json::to_string_pretty(&report.config_schema)?.lines() {
         println!("  {line}");
     }
-    if let Some(ConfigVerdict { valid: true, .. }) = report.config {
+    if report.config_valid == Some(true) {
         println!("config:           valid");
     }
     Ok(())

@@ -1,41 +1,103 @@
 //! The `drydock` command line: argument parsing and one function per subcommand.
 //!
-//! Commands print human-readable text by default and one JSON document with `--json`. Every
-//! failure exits non-zero with a message naming what was wrong.
+//! Every command but `serve` and `blueprint check` works directly on the database, so it works
+//! whether or not a daemon runs: a release only queues a command, which the daemon (now or when
+//! it next starts) consumes. Read commands print text, or one JSON document with `--json`.
+//! Every failure exits non-zero with a message naming what was wrong.
 
 mod blueprint;
+mod command;
+mod lease;
+mod output;
+mod resource;
+mod serve;
 
-use clap::{Parser, Subcommand};
+use crate::store::{self, Store};
+use clap::{Args, Parser, Subcommand};
 use std::process::ExitCode;
+use std::sync::Arc;
 
 /// Drydock: leases on resources made by sandboxed WebAssembly blueprints.
 #[derive(Debug, Parser)]
 #[command(name = "drydock", version, about)]
 pub struct Cli {
+    #[command(flatten)]
+    global: Global,
     #[command(subcommand)]
     command: Command,
 }
 
+/// Options every subcommand takes.
+#[derive(Debug, Clone, Args)]
+struct Global {
+    /// The database: `sqlite://PATH`.
+    #[arg(
+        long,
+        global = true,
+        env = "DRYDOCK_DATABASE_URL",
+        default_value = "sqlite://drydock.db"
+    )]
+    database: String,
+}
+
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Blueprints: check a component before registering it.
+    /// Run the daemon: update workers that consume the command queue.
+    Serve(serve::ServeArgs),
+    /// Blueprints: register, inspect, enable and disable them.
     #[command(subcommand)]
     Blueprint(blueprint::BlueprintCommand),
+    /// Leases: request, inspect and release them.
+    #[command(subcommand)]
+    Lease(lease::LeaseCommand),
+    /// Resources: inspect, release and reclaim them.
+    #[command(subcommand)]
+    Resource(resource::ResourceCommand),
+    /// The command queue.
+    #[command(subcommand)]
+    Command(command::CommandCommand),
+    /// Show log entries, of one object or all.
+    Log(command::LogArgs),
 }
 
 /// Parses the process arguments, runs the command and maps errors to a non-zero exit.
 pub fn main() -> ExitCode {
     init_tracing();
     let cli = Cli::parse();
-    let result = match cli.command {
-        Command::Blueprint(command) => blueprint::run(command),
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: starting the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
     };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
         Err(error) => {
             eprintln!("error: {error:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let global = cli.global;
+    match cli.command {
+        Command::Serve(args) => serve::run(&global, args).await,
+        Command::Blueprint(command) => blueprint::run(&global, command).await,
+        Command::Lease(command) => lease::run(&global, command).await,
+        Command::Resource(command) => resource::run(&global, command).await,
+        Command::Command(command) => command::run(&global, command).await,
+        Command::Log(args) => command::log(&global, args).await,
+    }
+}
+
+impl Global {
+    async fn store(&self) -> anyhow::Result<Arc<dyn Store>> {
+        use anyhow::Context as _;
+        store::open(&self.database)
+            .await
+            .with_context(|| format!("opening the database {}", self.database))
     }
 }
 
@@ -55,4 +117,16 @@ fn read_input(path: &std::path::Path) -> anyhow::Result<String> {
         return std::io::read_to_string(std::io::stdin()).context("reading standard input");
     }
     std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))
+}
+
+/// Who is acting, for command authors: `cli:$USER`.
+fn author() -> String {
+    format!("cli:{}", std::env::var("USER").unwrap_or_else(|_| "unknown".into()))
+}
+
+/// Parses an object id of an expected kind (`L12` for leases).
+fn parse_id(text: &str, kind: &str) -> anyhow::Result<store::ObjectId> {
+    let id: store::ObjectId = text.parse()?;
+    anyhow::ensure!(id.kind() == kind, "{id} is a {}, not a {kind}", id.kind());
+    Ok(id)
 }

@@ -1,0 +1,85 @@
+//! `drydock command list` and `drydock log`.
+
+use super::{Global, output};
+use crate::store::{CommandFilter, ObjectId};
+use clap::{Args, Subcommand};
+use std::process::ExitCode;
+
+#[derive(Debug, Subcommand)]
+pub(super) enum CommandCommand {
+    /// List queued and consumed commands.
+    List {
+        /// Only commands for this object (`L12`, `R3`).
+        #[arg(long)]
+        target: Option<ObjectId>,
+        /// Only commands not consumed yet.
+        #[arg(long)]
+        pending: bool,
+        /// Print one JSON array.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Args)]
+pub(super) struct LogArgs {
+    /// Only entries about this object (`B1`, `R3`, `L12`).
+    #[arg(long)]
+    object: Option<ObjectId>,
+    /// At most this many entries (the newest).
+    #[arg(long, default_value_t = 1000)]
+    limit: i64,
+    /// Print one JSON array.
+    #[arg(long)]
+    json: bool,
+}
+
+pub(super) async fn run(global: &Global, command: CommandCommand) -> anyhow::Result<ExitCode> {
+    let CommandCommand::List {
+        target,
+        pending,
+        json,
+    } = command;
+    let store = global.store().await?;
+    let commands = store.command_list(&CommandFilter { target, pending }).await?;
+    if json {
+        output::json(&commands)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let rows: Vec<Vec<String>> = commands
+        .iter()
+        .map(|c| {
+            vec![
+                c.id.to_string(),
+                c.target.to_string(),
+                format!("{:?}", c.kind).to_lowercase(),
+                c.author.clone(),
+                output::time(c.created_at),
+                c.outcome.clone().unwrap_or_else(|| "queued".into()),
+            ]
+        })
+        .collect();
+    output::table(&["ID", "TARGET", "KIND", "AUTHOR", "QUEUED", "OUTCOME"], &rows);
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(super) async fn log(global: &Global, args: LogArgs) -> anyhow::Result<ExitCode> {
+    let store = global.store().await?;
+    let mut entries = store.log_list(args.object, 0, i64::MAX).await?;
+    let skip = entries.len().saturating_sub(args.limit.max(0) as usize);
+    entries.drain(..skip);
+    if args.json {
+        output::json(&entries)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    for entry in &entries {
+        println!(
+            "{}  {:<5} {:<30} {}",
+            output::time(entry.created_at),
+            entry.object,
+            entry.kind,
+            entry.message
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}

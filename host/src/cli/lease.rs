@@ -1,0 +1,247 @@
+//! `drydock lease …`: requesting, inspecting and releasing leases.
+
+use super::{Global, author, output, parse_id};
+use crate::domain::{Attributes, LeaseStatus};
+use crate::queue::Queue;
+use crate::store::{CommandKind, Lease, NewLease, ObjectId, Store};
+use anyhow::{Context as _, bail};
+use clap::Subcommand;
+use std::collections::BTreeMap;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(Debug, Subcommand)]
+pub(super) enum LeaseCommand {
+    /// Ask for leases on resources of a type.
+    Request(RequestArgs),
+    /// Show one lease.
+    Show {
+        /// Lease id, such as `L12`.
+        id: String,
+        /// Print one JSON document.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List leases.
+    List {
+        /// Only leases in this status.
+        #[arg(long)]
+        status: Option<LeaseStatus>,
+        /// Print one JSON array.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Queue a release for leases; the daemon applies it.
+    Release {
+        /// Lease ids.
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        ids: Vec<String>,
+        /// Every lease that can still be released.
+        #[arg(long)]
+        all: bool,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+pub(super) struct RequestArgs {
+    /// The resource type, such as `host`.
+    #[arg(long = "type")]
+    resource_type: String,
+    /// An attribute the resource must satisfy, as KEY=VALUE; repeatable.
+    #[arg(long = "attr", value_parser = parse_attribute)]
+    attributes: Vec<(String, String)>,
+    /// Only use this blueprint (name or id); repeatable.
+    #[arg(long = "blueprint")]
+    blueprints: Vec<String>,
+    /// Release the lease automatically after this long, such as `2h`.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    until: Option<Duration>,
+    /// How many leases to request.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    count: u32,
+    /// Wait until the leases are active, showing their logs; exit non-zero if they fail.
+    #[arg(long)]
+    wait: bool,
+    /// With `--wait`: give up after this long (the leases are released).
+    #[arg(long, value_parser = humantime::parse_duration, requires = "wait")]
+    timeout: Option<Duration>,
+    /// Print the requested leases as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Parses `KEY=VALUE`, checking the key's syntax.
+fn parse_attribute(text: &str) -> Result<(String, String), String> {
+    let (key, value) = text
+        .split_once('=')
+        .ok_or_else(|| format!("{text:?} is not KEY=VALUE"))?;
+    crate::action::check_key("attribute key", key)?;
+    Ok((key.to_string(), value.to_string()))
+}
+
+pub(super) async fn run(global: &Global, command: LeaseCommand) -> anyhow::Result<ExitCode> {
+    let store = global.store().await?;
+    match command {
+        LeaseCommand::Request(args) => request(store, args).await,
+        LeaseCommand::Show { id, json } => {
+            let lease = store.lease_get(parse_id(&id, "lease")?).await?;
+            show(&lease, json)
+        }
+        LeaseCommand::List { status, json } => list(store.lease_list(status).await?, json),
+        LeaseCommand::Release { ids, all } => {
+            let targets: Vec<ObjectId> = match all {
+                true => releasable(store.as_ref()).await?,
+                false => ids.iter().map(|id| parse_id(id, "lease")).collect::<Result<_, _>>()?,
+            };
+            super::resource::post_all(&Queue::new(store), &targets, CommandKind::Release).await
+        }
+    }
+}
+
+async fn releasable(store: &dyn Store) -> anyhow::Result<Vec<ObjectId>> {
+    let leases = store.lease_list(None).await?;
+    Ok(leases
+        .into_iter()
+        .filter(|l| l.status.is_releasable())
+        .map(|l| l.id)
+        .collect())
+}
+
+async fn request(store: Arc<dyn Store>, args: RequestArgs) -> anyhow::Result<ExitCode> {
+    crate::action::check_key("resource type", &args.resource_type).map_err(anyhow::Error::msg)?;
+    let mut allowed = Vec::new();
+    for name in &args.blueprints {
+        allowed.push(super::blueprint::find(store.as_ref(), name).await?.id);
+    }
+    let attributes: Attributes = args.attributes.into_iter().collect();
+    crate::action::check_attributes(&attributes, &crate::action::Limits::default())
+        .map_err(anyhow::Error::msg)?;
+    let new = NewLease {
+        resource_type: args.resource_type,
+        attributes,
+        allowed_blueprints: allowed,
+        owner: author(),
+        until: args.until.map(|d| store.now() + d.as_millis() as u64),
+    };
+    let leases = store.lease_insert(&new, args.count as usize).await?;
+    if args.json && !args.wait {
+        output::json(&leases)?;
+    } else if !args.json {
+        for lease in &leases {
+            println!("{}", lease.id);
+        }
+    }
+    if !args.wait {
+        return Ok(ExitCode::SUCCESS);
+    }
+    let ids: Vec<ObjectId> = leases.iter().map(|l| l.id).collect();
+    let outcome = wait_until_active(store.as_ref(), &ids, args.timeout).await;
+    if args.json {
+        let mut latest = Vec::new();
+        for id in &ids {
+            latest.push(store.lease_get(*id).await?);
+        }
+        output::json(&latest)?;
+    }
+    match outcome {
+        Ok(()) => Ok(ExitCode::SUCCESS),
+        Err(error) => {
+            release_quietly(store, &ids).await;
+            Err(error)
+        }
+    }
+}
+
+/// Follows the leases' logs until all are active; fails when one fails or the time runs out.
+async fn wait_until_active(
+    store: &dyn Store,
+    ids: &[ObjectId],
+    timeout: Option<Duration>,
+) -> anyhow::Result<()> {
+    let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
+    let mut seen = BTreeMap::new();
+    loop {
+        let mut active = 0;
+        for id in ids {
+            let lease = store.lease_get(*id).await?;
+            print_new_logs(store, *id, &mut seen).await?;
+            match lease.status {
+                LeaseStatus::Active => active += 1,
+                LeaseStatus::Broken | LeaseStatus::Released | LeaseStatus::Destroyed => {
+                    bail!("{id} failed: it is {}", lease.status)
+                }
+                _ => {}
+            }
+        }
+        if active == ids.len() {
+            return Ok(());
+        }
+        let poll = tokio::time::sleep(Duration::from_millis(100));
+        tokio::select! {
+            _ = poll => {}
+            _ = tokio::signal::ctrl_c() => bail!("interrupted; releasing the leases"),
+            _ = sleep_until(deadline) => bail!("timed out waiting for the leases to become active; releasing them"),
+        }
+    }
+}
+
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn print_new_logs(store: &dyn Store, id: ObjectId, seen: &mut BTreeMap<ObjectId, i64>) -> anyhow::Result<()> {
+    let after = seen.get(&id).copied().unwrap_or(0);
+    for entry in store.log_list(Some(id), after, 1000).await? {
+        eprintln!("{} {:<28} {}", entry.object, entry.kind, entry.message);
+        seen.insert(id, entry.id);
+    }
+    Ok(())
+}
+
+async fn release_quietly(store: Arc<dyn Store>, ids: &[ObjectId]) {
+    let queue = Queue::new(store);
+    for id in ids {
+        let _ = queue.post(*id, CommandKind::Release, &author()).await;
+    }
+}
+
+fn show(lease: &Lease, json: bool) -> anyhow::Result<ExitCode> {
+    if json {
+        output::json(lease)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("id:            {}", lease.id);
+    println!("status:        {}", lease.status);
+    println!("resource type: {}", lease.resource_type);
+    println!("resource:      {}", lease.resource_id.map_or("-".into(), |r| r.to_string()));
+    println!("attributes:    {}", output::attributes(&lease.attributes));
+    println!("owner:         {}", lease.owner);
+    println!("until:         {}", output::maybe_time(lease.until));
+    println!("created:       {}", output::time(lease.created_at));
+    Ok(ExitCode::SUCCESS)
+}
+
+fn list(leases: Vec<Lease>, json: bool) -> anyhow::Result<ExitCode> {
+    if json {
+        output::json(&leases).context("printing leases")?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let rows: Vec<Vec<String>> = leases
+        .iter()
+        .map(|l| {
+            vec![
+                l.id.to_string(),
+                l.status.to_string(),
+                l.resource_type.clone(),
+                l.resource_id.map_or("-".into(), |r| r.to_string()),
+                output::attributes(&l.attributes),
+            ]
+        })
+        .collect();
+    output::table(&["ID", "STATUS", "TYPE", "RESOURCE", "ATTRIBUTES"], &rows);
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,55 @@
+//! Printing records as text tables or JSON.
+
+use crate::domain::{Attributes, Timestamp};
+use serde::Serialize;
+
+/// Prints one JSON document.
+pub fn json<T: Serialize + ?Sized>(value: &T) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}
+
+/// A time as RFC 3339 in UTC, to the millisecond.
+pub fn time(ms: Timestamp) -> String {
+    let at = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms);
+    humantime::format_rfc3339_millis(at).to_string()
+}
+
+/// An optional time, or `-`.
+pub fn maybe_time(ms: Option<Timestamp>) -> String {
+    ms.map(time).unwrap_or_else(|| "-".into())
+}
+
+/// `k=v, k=v`, or `-`.
+pub fn attributes(attributes: &Attributes) -> String {
+    if attributes.is_empty() {
+        return "-".into();
+    }
+    attributes
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Prints rows under a header, with columns padded to fit.
+pub fn table(header: &[&str], rows: &[Vec<String>]) {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for row in rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    let line = |cells: Vec<String>| {
+        let padded: Vec<String> = cells
+            .iter()
+            .zip(&widths)
+            .map(|(cell, width)| format!("{cell:<width$}"))
+            .collect();
+        println!("{}", padded.join("  ").trim_end());
+    };
+    line(header.iter().map(|h| h.to_string()).collect());
+    for row in rows {
+        line(row.clone());
+    }
+}

@@ -1,0 +1,140 @@
+//! `drydock resource …`: inspecting, releasing and reclaiming resources.
+
+use super::{Global, author, output, parse_id};
+use crate::domain::ResourceStatus;
+use crate::queue::Queue;
+use crate::store::{CommandKind, ObjectId, Resource};
+use clap::Subcommand;
+use std::process::ExitCode;
+
+#[derive(Debug, Subcommand)]
+pub(super) enum ResourceCommand {
+    /// List resources.
+    List {
+        /// Only resources in this status.
+        #[arg(long)]
+        status: Option<ResourceStatus>,
+        /// Print one JSON array.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one resource with its leases and slot locks.
+    Show {
+        /// Resource id, such as `R3`.
+        id: String,
+        /// Print one JSON document.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Queue a release for resources (their leases are released first).
+    Release {
+        /// Resource ids.
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        ids: Vec<String>,
+        /// Every resource that can still be released.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Queue a reclaim: release resources only if no lease holds them.
+    Reclaim {
+        /// Resource ids.
+        #[arg(required = true)]
+        ids: Vec<String>,
+    },
+}
+
+pub(super) async fn run(global: &Global, command: ResourceCommand) -> anyhow::Result<ExitCode> {
+    let store = global.store().await?;
+    match command {
+        ResourceCommand::List { status, json } => list(store.resource_list(status).await?, json),
+        ResourceCommand::Show { id, json } => {
+            let resource = store.resource_get(parse_id(&id, "resource")?).await?;
+            let leases = store.lease_list_on_resource(resource.id).await?;
+            let locks = store.slot_lock_list(Some(resource.id)).await?;
+            if json {
+                let mut value = serde_json::to_value(&resource)?;
+                value["leases"] = serde_json::to_value(&leases)?;
+                value["slot_locks"] = serde_json::to_value(&locks)?;
+                output::json(&value)?;
+            } else {
+                show(&resource, &leases, &locks);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        ResourceCommand::Release { ids, all } => {
+            let targets: Vec<ObjectId> = match all {
+                true => store
+                    .resource_list(None)
+                    .await?
+                    .into_iter()
+                    .filter(|r| r.status.is_releasable())
+                    .map(|r| r.id)
+                    .collect(),
+                false => ids.iter().map(|id| parse_id(id, "resource")).collect::<Result<_, _>>()?,
+            };
+            post_all(&Queue::new(store), &targets, CommandKind::Release).await
+        }
+        ResourceCommand::Reclaim { ids } => {
+            let targets: Vec<ObjectId> =
+                ids.iter().map(|id| parse_id(id, "resource")).collect::<Result<_, _>>()?;
+            post_all(&Queue::new(store), &targets, CommandKind::Reclaim).await
+        }
+    }
+}
+
+/// Queues `kind` for each target; reports each refusal and exits non-zero if there was one.
+pub(super) async fn post_all(queue: &Queue, targets: &[ObjectId], kind: CommandKind) -> anyhow::Result<ExitCode> {
+    let mut refused = 0;
+    let verb = match kind {
+        CommandKind::Release => "release",
+        CommandKind::Reclaim => "reclaim",
+    };
+    for target in targets {
+        match queue.post(*target, kind, &author()).await {
+            Ok(command) => println!("{target}: {verb} queued (command {})", command.id),
+            Err(error) => {
+                eprintln!("error: {target}: {error}");
+                refused += 1;
+            }
+        }
+    }
+    if targets.is_empty() {
+        println!("nothing to {verb}");
+    }
+    Ok(if refused == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+fn list(resources: Vec<Resource>, json: bool) -> anyhow::Result<ExitCode> {
+    if json {
+        output::json(&resources)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let rows: Vec<Vec<String>> = resources
+        .iter()
+        .map(|r| {
+            vec![
+                r.id.to_string(),
+                r.status.to_string(),
+                r.resource_type.clone(),
+                r.blueprint_id.to_string(),
+                output::attributes(&r.attributes),
+            ]
+        })
+        .collect();
+    output::table(&["ID", "STATUS", "TYPE", "BLUEPRINT", "ATTRIBUTES"], &rows);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn show(resource: &Resource, leases: &[crate::store::Lease], locks: &[crate::store::SlotLock]) {
+    println!("id:            {}", resource.id);
+    println!("status:        {}", resource.status);
+    println!("resource type: {}", resource.resource_type);
+    println!("blueprint:     {}", resource.blueprint_id);
+    println!("attributes:    {}", output::attributes(&resource.attributes));
+    println!("until:         {}", output::maybe_time(resource.until));
+    println!("created:       {}", output::time(resource.created_at));
+    let leases: Vec<String> = leases.iter().map(|l| format!("{} ({})", l.id, l.status)).collect();
+    println!("leases:        {}", if leases.is_empty() { "-".into() } else { leases.join(", ") });
+    let locks: Vec<&str> = locks.iter().map(|l| l.name.as_str()).collect();
+    println!("slot locks:    {}", if locks.is_empty() { "-".into() } else { locks.join(", ") });
+}

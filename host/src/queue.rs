@@ -1,0 +1,84 @@
+//! The command queue's front door: posting commands and waking the workers.
+//!
+//! Anyone who wants a release (CLI, HTTP, expiry, a parent resource) calls [`Queue::post`]: the
+//! command is inserted and the object woken in one transaction, then the local workers are
+//! notified. Workers in other processes find the work by polling (the backstop). Claims are
+//! coalescing: however many posts arrive, an idle object runs once; a post during a run causes
+//! exactly one more run (the store keeps `wake_at` set for it).
+
+use crate::store::{self, Claim, Command, CommandKind, ObjectId, Store};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Notify;
+
+/// Posts commands and hands out claims. Cheap to clone.
+#[derive(Clone)]
+pub struct Queue {
+    store: Arc<dyn Store>,
+    notify: Arc<Notify>,
+}
+
+impl Queue {
+    /// A queue over `store`.
+    pub fn new(store: Arc<dyn Store>) -> Self {
+        Queue {
+            store,
+            notify: Arc::new(Notify::new()),
+        }
+    }
+
+    /// The store behind the queue.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// Queues `kind` for `target` and wakes it; refuses when the object cannot take it.
+    pub async fn post(
+        &self,
+        target: ObjectId,
+        kind: CommandKind,
+        author: &str,
+    ) -> store::Result<Command> {
+        let command = self.store.command_post(target, kind, author).await?;
+        self.wake_workers();
+        Ok(command)
+    }
+
+    /// Tells local workers that something became due.
+    pub fn wake_workers(&self) {
+        self.notify.notify_one();
+    }
+
+    /// Claims up to `limit` due objects for `owner`.
+    pub async fn claim(&self, owner: &str, limit: usize, ttl: Duration) -> store::Result<Vec<Claim>> {
+        self.store
+            .work_item_claim(owner, limit as i64, ttl)
+            .await
+    }
+
+    /// Waits until woken locally, until the next due time, or at most `poll` (the backstop for
+    /// posts made by other processes).
+    pub async fn wait_for_work(&self, poll: Duration) {
+        let notified = self.notify.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        let wait = match self.store.work_item_next_due().await {
+            Ok(Some(due)) => {
+                let now = self.store.now();
+                Duration::from_millis(due.saturating_sub(now)).min(poll)
+            }
+            Ok(None) => poll,
+            Err(error) => {
+                tracing::warn!(%error, "reading the next due time failed");
+                poll
+            }
+        };
+        if wait.is_zero() {
+            return;
+        }
+        tokio::select! {
+            _ = notified => {}
+            _ = tokio::time::sleep(wait) => {}
+        }
+    }
+}

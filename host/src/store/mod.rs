@@ -1,0 +1,392 @@
+//! Persistence: every table, every query, one transaction per state change.
+//!
+//! [`Store`] is the only way the rest of the host reads or writes the database. It speaks in
+//! domain records ([`Lease`], [`Resource`], [`Command`]…); row types never leave this module.
+//! Worker writes go through [`Store::apply`], which runs a [`Plan`] of writes in one transaction
+//! that starts with the fencing guard on the caller's [`Claim`] (invariant I1): if the claim was
+//! lost or expired, nothing is written and [`Error::Fenced`] comes back.
+//!
+//! The queue primitives (`work_item_*`) implement one row per object that is at once queue entry,
+//! coalescing flag and lock; `queue` and `lock` build on them.
+//!
+//! [`sqlite::SqliteStore`] is the embedded default. [`testing::exercise`] is the conformance suite
+//! every backend must pass.
+
+mod ids;
+mod plan;
+pub mod sqlite;
+pub mod testing;
+
+pub use ids::{ObjectId, ParseIdError};
+pub use plan::{Plan, Target, Write};
+
+use crate::domain::{Attributes, ExecResult, LeaseStatus, ResourceStatus, Timestamp};
+use serde::Serialize;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Duration;
+
+/// What can go wrong in the store. Callers branch on these.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// No such object.
+    #[error("{0} does not exist")]
+    NotFound(String),
+    /// A uniqueness rule was broken, such as a blueprint name already taken.
+    #[error("{0}")]
+    Conflict(String),
+    /// The object cannot take this command in its current state.
+    #[error("{0}")]
+    NotReleasable(String),
+    /// The caller's claim was lost or expired: someone else is the writer now.
+    #[error("the claim on {object} (token {token}) is no longer held")]
+    Fenced {
+        /// The object.
+        object: ObjectId,
+        /// The stale token.
+        token: i64,
+    },
+    /// A slot lock is held by another object: a temporary failure.
+    #[error("slot lock {name:?} is held by {holder}")]
+    SlotLockBusy {
+        /// The lock.
+        name: String,
+        /// Its holder.
+        holder: String,
+    },
+    /// A precondition of a plan no longer holds (for example the resource was released).
+    #[error("{0}")]
+    Precondition(String),
+    /// The database failed.
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    /// A migration failed.
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// Stored JSON could not be read back.
+    #[error("corrupt stored value: {0}")]
+    Corrupt(String),
+}
+
+/// Store results.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Where time comes from, so tests can control it.
+pub trait Clock: Send + Sync + std::fmt::Debug {
+    /// Milliseconds since the Unix epoch.
+    fn now(&self) -> i64;
+}
+
+/// The system clock.
+#[derive(Debug, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> i64 {
+        let since = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        since.as_millis() as i64
+    }
+}
+
+/// A clock that only moves when told to.
+#[derive(Debug)]
+pub struct ManualClock(AtomicI64);
+
+impl ManualClock {
+    /// A clock reading `start`.
+    pub fn new(start: i64) -> Arc<Self> {
+        Arc::new(ManualClock(AtomicI64::new(start)))
+    }
+
+    /// Moves the clock forward.
+    pub fn advance(&self, by: Duration) {
+        self.0.fetch_add(by.as_millis() as i64, Ordering::SeqCst);
+    }
+}
+
+impl Clock for ManualClock {
+    fn now(&self) -> i64 {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+/// A registered blueprint: a component plus a validated config.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Blueprint {
+    /// `B<n>`.
+    pub id: ObjectId,
+    /// Unique name chosen by the operator.
+    pub name: String,
+    /// SHA-256 of the component.
+    pub component: String,
+    /// The component's own name (from `describe`).
+    pub component_name: String,
+    /// The resource type it makes.
+    pub resource_type: String,
+    /// JSON config.
+    pub config: String,
+    /// Whether the allocator may use it.
+    pub enabled: bool,
+    /// When it was added.
+    pub created_at: Timestamp,
+}
+
+/// What `blueprint add` records.
+#[derive(Debug, Clone)]
+pub struct NewBlueprint {
+    /// Unique name.
+    pub name: String,
+    /// The wasm bytes.
+    pub wasm: Vec<u8>,
+    /// Their SHA-256.
+    pub digest: String,
+    /// The component's own name.
+    pub component_name: String,
+    /// The resource type.
+    pub resource_type: String,
+    /// Validated JSON config.
+    pub config: String,
+}
+
+/// A resource row.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Resource {
+    /// `R<n>`.
+    pub id: ObjectId,
+    /// The blueprint that made it.
+    pub blueprint_id: ObjectId,
+    /// Its type.
+    pub resource_type: String,
+    /// Its status.
+    pub status: ResourceStatus,
+    /// Attributes set by its blueprint.
+    pub attributes: Attributes,
+    /// Deadline.
+    pub until: Option<Timestamp>,
+    /// Results of exec actions in the current phase.
+    #[serde(skip)]
+    pub exec_results: Vec<ExecResult>,
+    /// Creation time.
+    pub created_at: Timestamp,
+    /// Last change.
+    pub updated_at: Timestamp,
+}
+
+/// A lease row.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Lease {
+    /// `L<n>`.
+    pub id: ObjectId,
+    /// The type of resource asked for.
+    pub resource_type: String,
+    /// Its status.
+    pub status: LeaseStatus,
+    /// Asked-for attributes plus those blueprints set.
+    pub attributes: Attributes,
+    /// Blueprints it may use; empty means any.
+    pub allowed_blueprints: Vec<ObjectId>,
+    /// Who asked for it.
+    pub owner: String,
+    /// The resource it holds.
+    pub resource_id: Option<ObjectId>,
+    /// The resource that owns it, for a supporting lease.
+    pub parent_resource_id: Option<ObjectId>,
+    /// The key it was requested under, for a supporting lease.
+    pub parent_key: Option<String>,
+    /// Deadline.
+    pub until: Option<Timestamp>,
+    /// Results of exec actions in the current phase.
+    #[serde(skip)]
+    pub exec_results: Vec<ExecResult>,
+    /// Creation time.
+    pub created_at: Timestamp,
+    /// Last change.
+    pub updated_at: Timestamp,
+}
+
+/// What `lease request` records.
+#[derive(Debug, Clone, Default)]
+pub struct NewLease {
+    /// Wanted resource type.
+    pub resource_type: String,
+    /// Wanted attributes.
+    pub attributes: Attributes,
+    /// Allowed blueprints; empty means any.
+    pub allowed_blueprints: Vec<ObjectId>,
+    /// Who asks.
+    pub owner: String,
+    /// Deadline.
+    pub until: Option<Timestamp>,
+}
+
+/// What a command asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CommandKind {
+    /// Release a lease or a resource.
+    Release,
+    /// Release an idle resource to make room.
+    Reclaim,
+}
+
+/// A queued or consumed command.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Command {
+    /// Sequence number.
+    pub id: i64,
+    /// The object it is for.
+    pub target: ObjectId,
+    /// What it asks.
+    pub kind: CommandKind,
+    /// Who sent it.
+    pub author: String,
+    /// When it was queued.
+    pub created_at: Timestamp,
+    /// When it was consumed; `None` while queued.
+    pub consumed_at: Option<Timestamp>,
+    /// `applied` or `ignored: <reason>`, once consumed.
+    pub outcome: Option<String>,
+}
+
+/// A log entry.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LogEntry {
+    /// Sequence number.
+    pub id: i64,
+    /// The object it is about.
+    pub object: ObjectId,
+    /// Typed kind, such as `lease.released`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Human text.
+    pub message: String,
+    /// When.
+    #[serde(rename = "time")]
+    pub created_at: Timestamp,
+}
+
+/// A held slot lock.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SlotLock {
+    /// Lock name.
+    pub name: String,
+    /// Holder.
+    pub owner: ObjectId,
+    /// Since when.
+    pub created_at: Timestamp,
+}
+
+/// A worker's claim on an object: whoever holds the current token is its only writer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claim {
+    /// The object.
+    pub object: ObjectId,
+    /// The worker.
+    pub owner: String,
+    /// Fencing token.
+    pub token: i64,
+}
+
+/// What a finished run tells the queue.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Release {
+    /// When the object wants to run again (a yield, a deadline), if ever.
+    pub wake_at: Option<Timestamp>,
+    /// The error of a failed run; `None` resets the attempt counter.
+    pub error: Option<String>,
+}
+
+/// Filters for listing commands.
+#[derive(Debug, Clone, Default)]
+pub struct CommandFilter {
+    /// Only this object's.
+    pub target: Option<ObjectId>,
+    /// Only unconsumed ones.
+    pub pending: bool,
+}
+
+/// The database. One implementation per backend; all pass [`testing::exercise`].
+#[async_trait::async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// The store's clock.
+    fn now(&self) -> Timestamp;
+
+    /// Records a component and a blueprint using it, in one transaction.
+    async fn blueprint_insert(&self, new: NewBlueprint) -> Result<Blueprint>;
+    /// A blueprint by id.
+    async fn blueprint_get(&self, id: ObjectId) -> Result<Blueprint>;
+    /// A blueprint by name.
+    async fn blueprint_by_name(&self, name: &str) -> Result<Blueprint>;
+    /// All blueprints, by id.
+    async fn blueprint_list(&self) -> Result<Vec<Blueprint>>;
+    /// Enables or disables a blueprint.
+    async fn blueprint_set_enabled(&self, id: ObjectId, enabled: bool) -> Result<Blueprint>;
+    /// The wasm bytes of a component.
+    async fn component_get(&self, digest: &str) -> Result<Vec<u8>>;
+
+    /// A resource by id.
+    async fn resource_get(&self, id: ObjectId) -> Result<Resource>;
+    /// Resources, optionally of one status, by id.
+    async fn resource_list(&self, status: Option<ResourceStatus>) -> Result<Vec<Resource>>;
+    /// Live (not destroyed) resources of these blueprints.
+    async fn resource_live_of_blueprints(&self, blueprints: &[ObjectId]) -> Result<Vec<Resource>>;
+
+    /// A lease by id.
+    async fn lease_get(&self, id: ObjectId) -> Result<Lease>;
+    /// Leases, optionally of one status, by id.
+    async fn lease_list(&self, status: Option<LeaseStatus>) -> Result<Vec<Lease>>;
+    /// Leases that hold a resource.
+    async fn lease_list_on_resource(&self, resource: ObjectId) -> Result<Vec<Lease>>;
+    /// Supporting leases a resource owns.
+    async fn lease_list_supporting(&self, resource: ObjectId) -> Result<Vec<Lease>>;
+    /// Ids of pending leases asking for `resource_type`, oldest first, at most `limit`.
+    async fn lease_list_waiting(&self, resource_type: &str, limit: usize) -> Result<Vec<ObjectId>>;
+    /// Records `count` pending leases and queues them, in one transaction.
+    async fn lease_insert(&self, new: &NewLease, count: usize) -> Result<Vec<Lease>>;
+
+    /// Queues a command for an object and wakes it, in one transaction; refuses (with the
+    /// reason) when the object cannot take it.
+    async fn command_post(
+        &self,
+        target: ObjectId,
+        kind: CommandKind,
+        author: &str,
+    ) -> Result<Command>;
+    /// Commands, newest last.
+    async fn command_list(&self, filter: &CommandFilter) -> Result<Vec<Command>>;
+
+    /// Log entries of one object or all, oldest first, after `after_id`, at most `limit`.
+    async fn log_list(
+        &self,
+        object: Option<ObjectId>,
+        after_id: i64,
+        limit: i64,
+    ) -> Result<Vec<LogEntry>>;
+    /// Slot locks, of one owner or all.
+    async fn slot_lock_list(&self, owner: Option<ObjectId>) -> Result<Vec<SlotLock>>;
+
+    /// Claims up to `limit` due or abandoned objects for `owner` for `ttl`.
+    async fn work_item_claim(&self, owner: &str, limit: i64, ttl: Duration)
+    -> Result<Vec<Claim>>;
+    /// Extends a claim; [`Error::Fenced`] if it is no longer held.
+    async fn work_item_heartbeat(&self, claim: &Claim, ttl: Duration) -> Result<()>;
+    /// Gives a claim back, keeping any wake-up that arrived meanwhile.
+    async fn work_item_release(&self, claim: &Claim, release: &Release) -> Result<()>;
+    /// The earliest time an unclaimed object is due, or a claim expires.
+    async fn work_item_next_due(&self) -> Result<Option<Timestamp>>;
+
+    /// Applies a plan in one transaction guarded by `claim`, and extends the claim by `ttl`.
+    /// Returns the ids of objects the plan inserted, in order.
+    async fn apply(&self, claim: &Claim, plan: &Plan, ttl: Duration) -> Result<Vec<ObjectId>>;
+}
+
+/// The store named by a database URL: `sqlite://path` (created if missing).
+pub async fn open(url: &str) -> anyhow::Result<Arc<dyn Store>> {
+    if url.starts_with("sqlite:") {
+        let store = sqlite::SqliteStore::open(url, Arc::new(SystemClock)).await?;
+        return Ok(Arc::new(store));
+    }
+    anyhow::bail!("unsupported database URL {url:?}: use sqlite://PATH")
+}

@@ -1,0 +1,179 @@
+//! [`Plan`]: the writes of one worker step, applied by [`super::Store::apply`] in one guarded
+//! transaction, all or nothing.
+
+use super::{CommandKind, ObjectId};
+use crate::domain::{Attributes, ExecResult, LeaseStatus, ResourceStatus, Timestamp};
+
+/// The object a write is about: an existing one, or one inserted earlier in the same plan.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    /// An existing object.
+    Id(ObjectId),
+    /// The `n`th object inserted by this plan.
+    Inserted(usize),
+}
+
+impl From<ObjectId> for Target {
+    fn from(id: ObjectId) -> Self {
+        Target::Id(id)
+    }
+}
+
+/// One write.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Write {
+    /// Records a command's outcome.
+    ConsumeCommand {
+        /// Command id.
+        id: i64,
+        /// `applied` or `ignored: <reason>`.
+        outcome: String,
+    },
+    /// Sets a lease's status.
+    LeaseStatus {
+        /// The lease.
+        lease: ObjectId,
+        /// New status.
+        status: LeaseStatus,
+    },
+    /// Sets a resource's status.
+    ResourceStatus {
+        /// The resource.
+        resource: Target,
+        /// New status.
+        status: ResourceStatus,
+    },
+    /// Makes a pending lease acquired on a resource, which must still be pending or active.
+    LeaseAcquire {
+        /// The lease.
+        lease: ObjectId,
+        /// The resource.
+        resource: Target,
+    },
+    /// Sends an acquired lease whose resource died back to pending.
+    LeaseReacquire {
+        /// The lease.
+        lease: ObjectId,
+    },
+    /// Sets an attribute.
+    SetAttribute {
+        /// On what.
+        object: Target,
+        /// Key.
+        key: String,
+        /// Value.
+        value: String,
+    },
+    /// Removes an attribute.
+    RemoveAttribute {
+        /// From what.
+        object: Target,
+        /// Key.
+        key: String,
+    },
+    /// Sets or clears a deadline, and wakes the object then.
+    SetUntil {
+        /// On what.
+        object: Target,
+        /// When.
+        until: Option<Timestamp>,
+    },
+    /// Replaces the exec results of the current phase.
+    SetExecResults {
+        /// On what.
+        object: ObjectId,
+        /// Results.
+        results: Vec<ExecResult>,
+    },
+    /// Takes slot locks, all or none; a busy lock fails the plan with `SlotLockBusy`.
+    TakeSlotLocks {
+        /// New holder.
+        owner: Target,
+        /// Lock names.
+        names: Vec<String>,
+    },
+    /// Frees every slot lock an object holds.
+    FreeSlotLocks {
+        /// The holder.
+        owner: ObjectId,
+    },
+    /// Appends a log entry.
+    Log {
+        /// About what.
+        object: Target,
+        /// Typed kind, such as `lease.acquired`.
+        kind: String,
+        /// Text.
+        message: String,
+    },
+    /// Queues a command for another object and wakes it.
+    PostCommand {
+        /// Recipient.
+        target: ObjectId,
+        /// What.
+        kind: CommandKind,
+        /// Sender.
+        author: String,
+    },
+    /// Wakes another object without a command.
+    Wake {
+        /// The object.
+        object: Target,
+    },
+    /// Inserts a pending resource and queues it.
+    InsertResource {
+        /// Its blueprint.
+        blueprint: ObjectId,
+        /// Its type.
+        resource_type: String,
+    },
+    /// Inserts a pending supporting lease owned by a resource, and queues it.
+    InsertSupportingLease {
+        /// The owning resource.
+        parent: Target,
+        /// Key it was requested under.
+        key: String,
+        /// Wanted type.
+        resource_type: String,
+        /// Wanted attributes.
+        attributes: Attributes,
+    },
+}
+
+/// An ordered list of writes.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Plan {
+    writes: Vec<Write>,
+}
+
+impl Plan {
+    /// An empty plan.
+    pub fn new() -> Self {
+        Plan::default()
+    }
+
+    /// Appends a write.
+    pub fn push(&mut self, write: Write) -> &mut Self {
+        self.writes.push(write);
+        self
+    }
+
+    /// Appends a log entry.
+    pub fn log(&mut self, object: impl Into<Target>, kind: &str, message: impl Into<String>) -> &mut Self {
+        self.push(Write::Log {
+            object: object.into(),
+            kind: kind.to_string(),
+            message: message.into(),
+        })
+    }
+
+    /// The writes, in order.
+    pub fn writes(&self) -> &[Write] {
+        &self.writes
+    }
+
+    /// Whether the plan writes nothing.
+    pub fn is_empty(&self) -> bool {
+        self.writes.is_empty()
+    }
+}

@@ -1,0 +1,293 @@
+//! Calling a blueprint's step hooks: the exec round trip, and turning a step into writes.
+
+use super::context::blocking;
+use super::{RunError, Workers};
+use crate::domain::{Action, ExecRequest, ExecResult, Step, SupportingLease};
+use crate::lock::Held;
+use crate::plugin::{Hook, Plugin};
+use crate::store::{Blueprint, CommandKind, Lease, ObjectId, Plan, Resource, Target, Write};
+
+/// How many exec rounds one phase may take.
+const MAX_EXEC_ROUNDS: usize = 32;
+
+/// One step hook to call, with what it is about.
+pub(crate) struct HookCall {
+    /// The blueprint whose component is called.
+    pub blueprint: Blueprint,
+    /// Its component.
+    pub plugin: Plugin,
+    /// Which export.
+    pub hook: Hook,
+    /// The resource involved.
+    pub resource: Option<Resource>,
+    /// The lease involved.
+    pub lease: Option<Lease>,
+}
+
+/// How a hook ended, after any exec rounds.
+pub(crate) enum Called {
+    /// A final step (no exec actions left) and what the guest printed.
+    Step(Step, String),
+    /// A permanent failure: a trap, a limit, an invalid step. The object breaks.
+    Failed(String),
+}
+
+impl HookCall {
+    fn subject(&self) -> ObjectId {
+        match self.hook {
+            Hook::AcquireLease | Hook::ActivateLease | Hook::ReleaseLease => {
+                self.lease.as_ref().expect("lease hooks have a lease").id
+            }
+            _ => self.resource.as_ref().expect("resource hooks have a resource").id,
+        }
+    }
+}
+
+impl Workers {
+    /// Calls the hook; while it asks for execs, applies its other actions, runs the execs under
+    /// a kept-alive claim, records their results and calls again.
+    pub(crate) async fn call_hook(&self, held: &Held, mut call: HookCall) -> Result<Called, RunError> {
+        let subject = call.subject();
+        for _ in 0..MAX_EXEC_ROUNDS {
+            let ctx = self
+                .context(&call.blueprint, call.resource.as_ref(), call.lease.as_ref(), subject)
+                .await?;
+            let supporting = ctx.supporting_leases.clone();
+            let exec_results = ctx.exec_results.clone();
+            let (plugin, hook) = (call.plugin.clone(), call.hook);
+            let called = match blocking(move || plugin.step(hook, &ctx)).await? {
+                Ok(called) => called,
+                Err(error) if error.is_temporary() => return Err(error.into()),
+                Err(error) => return Ok(Called::Failed(error.to_string())),
+            };
+            let step = called.value;
+            let execs: Vec<ExecRequest> = step
+                .actions
+                .iter()
+                .filter_map(|a| match a {
+                    Action::Exec(e) => Some(e.clone()),
+                    _ => None,
+                })
+                .collect();
+            if execs.is_empty() {
+                return Ok(Called::Step(step, called.output));
+            }
+            let mut plan = Plan::new();
+            plan_actions(&mut plan, subject.into(), subject.kind(), &step, &supporting);
+            plan_output(&mut plan, subject.into(), subject.kind(), &called.output);
+            held.apply(&plan).await?;
+
+            let new_results = held.keep_alive(run_execs(&execs, &supporting)).await?;
+            let mut results = exec_results;
+            results.extend(new_results);
+            let mut record = Plan::new();
+            record.push(Write::SetExecResults {
+                object: subject,
+                results,
+            });
+            held.apply(&record).await?;
+            self.reload(&mut call, subject).await?;
+        }
+        Ok(Called::Failed(format!(
+            "{} asked for exec actions {MAX_EXEC_ROUNDS} times without finishing",
+            call.hook
+        )))
+    }
+
+    async fn reload(&self, call: &mut HookCall, subject: ObjectId) -> Result<(), RunError> {
+        match subject {
+            ObjectId::Resource(_) => call.resource = Some(self.store.resource_get(subject).await?),
+            _ => call.lease = Some(self.store.lease_get(subject).await?),
+        }
+        Ok(())
+    }
+}
+
+async fn run_execs(execs: &[ExecRequest], supporting: &[SupportingLease]) -> Vec<ExecResult> {
+    let mut results = Vec::with_capacity(execs.len());
+    for request in execs {
+        let interface = supporting
+            .iter()
+            .find(|s| s.key == request.lease_key)
+            .and_then(|s| s.interface.as_ref());
+        let result = match interface {
+            Some(interface) => crate::exec::run(interface, request).await,
+            None => ExecResult {
+                id: request.id.clone(),
+                exit_code: None,
+                stdout: String::new(),
+                stderr: format!("supporting lease {:?} is not active", request.lease_key),
+            },
+        };
+        results.push(result);
+    }
+    results
+}
+
+/// Translates a validated step's actions (all but `exec`) into writes on `subject`.
+pub(crate) fn plan_actions(
+    plan: &mut Plan,
+    subject: Target,
+    kind: &str,
+    step: &Step,
+    supporting: &[SupportingLease],
+) {
+    for action in &step.actions {
+        let write = match action {
+            Action::SetAttribute { key, value } => Write::SetAttribute {
+                object: subject,
+                key: key.clone(),
+                value: value.clone(),
+            },
+            Action::RemoveAttribute(key) => Write::RemoveAttribute {
+                object: subject,
+                key: key.clone(),
+            },
+            Action::Log(message) => Write::Log {
+                object: subject,
+                kind: format!("{kind}.blueprint"),
+                message: message.clone(),
+            },
+            Action::TakeSlotLocks(names) => Write::TakeSlotLocks {
+                owner: subject,
+                names: names.clone(),
+            },
+            Action::RequestLease(request) => Write::InsertSupportingLease {
+                parent: subject,
+                key: request.key.clone(),
+                resource_type: request.resource_type.clone(),
+                attributes: request.attributes.clone(),
+            },
+            Action::ReleaseLease(key) => {
+                let Some(lease) = supporting_id(supporting, key) else {
+                    continue;
+                };
+                Write::PostCommand {
+                    target: lease,
+                    kind: CommandKind::Release,
+                    author: author_of(subject),
+                }
+            }
+            Action::SetUntil(until) => Write::SetUntil {
+                object: subject,
+                until: *until,
+            },
+            Action::Exec(_) => continue,
+        };
+        plan.push(write);
+    }
+}
+
+/// Adds what the guest printed to the object's log.
+pub(crate) fn plan_output(plan: &mut Plan, subject: Target, kind: &str, output: &str) {
+    if !output.is_empty() {
+        plan.log(subject, &format!("{kind}.output"), output.trim_end());
+    }
+}
+
+fn supporting_id(supporting: &[SupportingLease], key: &str) -> Option<ObjectId> {
+    supporting
+        .iter()
+        .find(|s| s.key == key)
+        .and_then(|s| s.lease.id.parse().ok())
+}
+
+fn author_of(subject: Target) -> String {
+    match subject {
+        Target::Id(id) => id.to_string(),
+        Target::Inserted(_) => "a new resource".into(),
+    }
+}
+
+/// Turns a called hook into writes: on `done` the step's actions plus `on_done`; on `yield`
+/// its actions and a wait; on a failure a log entry plus `on_fail` (which breaks the object).
+pub(crate) struct Settle<'a> {
+    /// The object under call.
+    pub subject: Target,
+    /// `lease` or `resource`, for log kinds.
+    pub kind: &'a str,
+    /// The phase, for log kinds (`activation`, `release`…).
+    pub phase: &'a str,
+    /// Its supporting leases (for `release-lease` actions).
+    pub supporting: &'a [SupportingLease],
+}
+
+impl Settle<'_> {
+    /// The plan and what comes next. `now` is the store's time.
+    pub fn plan(
+        &self,
+        called: Called,
+        on_done: Vec<Write>,
+        on_fail: Vec<Write>,
+        now: u64,
+    ) -> (Plan, super::Next) {
+        let mut plan = Plan::new();
+        let (kind, phase) = (self.kind, self.phase);
+        let failure = |plan: &mut Plan, reason: &str| {
+            plan.log(self.subject, &format!("{kind}.{phase}-failure"), reason);
+            for write in &on_fail {
+                plan.push(write.clone());
+            }
+        };
+        let next = match called {
+            Called::Step(step, output) => {
+                plan_output(&mut plan, self.subject, kind, &output);
+                match &step.outcome {
+                    crate::domain::Outcome::Done => {
+                        plan_actions(&mut plan, self.subject, kind, &step, self.supporting);
+                        for write in on_done {
+                            plan.push(write);
+                        }
+                        super::Next::Continue
+                    }
+                    crate::domain::Outcome::Yield(ms) => {
+                        plan_actions(&mut plan, self.subject, kind, &step, self.supporting);
+                        plan.log(self.subject, &format!("{kind}.{phase}-yield"), format!("waiting {ms} ms"));
+                        super::Next::Wait(Some(now + u64::from(*ms)))
+                    }
+                    crate::domain::Outcome::Fail(reason) => {
+                        failure(&mut plan, reason);
+                        super::Next::Continue
+                    }
+                }
+            }
+            Called::Failed(reason) => {
+                failure(&mut plan, &reason);
+                super::Next::Continue
+            }
+        };
+        (plan, next)
+    }
+}
+
+/// How each queued command turns out.
+pub(crate) enum Decision {
+    /// Applied, with these writes.
+    Apply(Vec<Write>),
+    /// Ignored, for this reason.
+    Ignore(String),
+}
+
+/// Consumes `commands` in order: `decide` sees each and may change its view of the object.
+pub(crate) fn consume(
+    commands: &[crate::store::Command],
+    mut decide: impl FnMut(&crate::store::Command) -> Decision,
+) -> Plan {
+    let mut plan = Plan::new();
+    for command in commands {
+        let outcome = match decide(command) {
+            Decision::Apply(writes) => {
+                for write in writes {
+                    plan.push(write);
+                }
+                "applied".to_string()
+            }
+            Decision::Ignore(reason) => format!("ignored: {reason}"),
+        };
+        plan.push(Write::ConsumeCommand {
+            id: command.id,
+            outcome,
+        });
+    }
+    plan
+}

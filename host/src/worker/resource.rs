@@ -1,0 +1,255 @@
+//! The resource state machine: pending → active → released → destroyed (or broken).
+
+use super::hooks::{Decision, HookCall, Settle, consume};
+use super::{Next, RunError, Workers};
+use crate::domain::{LeaseStatus, ResourceStatus};
+use crate::lock::Held;
+use crate::plugin::Hook;
+use crate::store::{CommandFilter, CommandKind, Lease, Plan, Resource, Write};
+
+/// How many waiting leases a change of capacity wakes at once.
+const WAKE_WAITING_LEASES: usize = 64;
+
+/// One step of a resource's life.
+pub(super) async fn step(w: &Workers, held: &Held) -> Result<Next, RunError> {
+    let resource = w.store.resource_get(held.object()).await?;
+    let filter = CommandFilter {
+        target: Some(resource.id),
+        pending: true,
+    };
+    let commands = w.store.command_list(&filter).await?;
+    if !commands.is_empty() {
+        let leases = live_leases(w, &resource).await?;
+        held.apply(&consume_commands(&resource, &leases, &commands))
+            .await?;
+        return Ok(Next::Continue);
+    }
+    if let Some(until) = resource.until
+        && until <= w.store.now()
+        && resource.status.is_releasable()
+    {
+        let mut plan = Plan::new();
+        plan.push(Write::PostCommand {
+            target: resource.id,
+            kind: CommandKind::Release,
+            author: "expiry".into(),
+        });
+        plan.log(resource.id, "resource.expired", "the resource reached its deadline");
+        held.apply(&plan).await?;
+        return Ok(Next::Continue);
+    }
+    match resource.status {
+        ResourceStatus::Pending => activate(w, held, resource).await,
+        ResourceStatus::Active => Ok(Next::Wait(resource.until)),
+        ResourceStatus::Released | ResourceStatus::Broken => destroy(w, held, resource).await,
+        ResourceStatus::Destroyed => Ok(Next::Wait(None)),
+    }
+}
+
+async fn live_leases(w: &Workers, resource: &Resource) -> Result<Vec<Lease>, RunError> {
+    let leases = w.store.lease_list_on_resource(resource.id).await?;
+    Ok(leases
+        .into_iter()
+        .filter(|l| l.status != LeaseStatus::Destroyed)
+        .collect())
+}
+
+fn consume_commands(resource: &Resource, leases: &[Lease], commands: &[crate::store::Command]) -> Plan {
+    let mut status = resource.status;
+    let release = |status: ResourceStatus, kind: &str, message: String| {
+        vec![
+            Write::ResourceStatus {
+                resource: resource.id.into(),
+                status,
+            },
+            Write::Log {
+                object: resource.id.into(),
+                kind: kind.into(),
+                message,
+            },
+        ]
+    };
+    consume(commands, |command| match command.kind {
+        CommandKind::Release if status.is_releasable() => {
+            status = ResourceStatus::Released;
+            let by = format!("released by {}", command.author);
+            Decision::Apply(release(status, "resource.released", by))
+        }
+        CommandKind::Reclaim if status == ResourceStatus::Active && leases.is_empty() => {
+            status = ResourceStatus::Released;
+            let by = format!("reclaimed by {}", command.author);
+            Decision::Apply(release(status, "resource.reclaim", by))
+        }
+        CommandKind::Reclaim if status == ResourceStatus::Active => {
+            let ids: Vec<String> = leases.iter().map(|l| l.id.to_string()).collect();
+            Decision::Ignore(format!("the resource is in use by {}", ids.join(", ")))
+        }
+        _ => Decision::Ignore(format!("the resource is already {status}")),
+    })
+}
+
+/// Pending → active through the blueprint's `activate-resource`.
+async fn activate(w: &Workers, held: &Held, resource: Resource) -> Result<Next, RunError> {
+    let blueprint = w.store.blueprint_get(resource.blueprint_id).await?;
+    let plugin = w.plugins.get(w.store.as_ref(), &blueprint).await?;
+    let call = HookCall {
+        blueprint,
+        plugin,
+        hook: Hook::ActivateResource,
+        resource: Some(resource.clone()),
+        lease: None,
+    };
+    let supporting = w.context_supporting(&resource).await?;
+    let called = w.call_hook(held, call).await?;
+    let mut on_done = vec![
+        Write::ResourceStatus {
+            resource: resource.id.into(),
+            status: ResourceStatus::Active,
+        },
+        Write::SetExecResults {
+            object: resource.id,
+            results: Vec::new(),
+        },
+        Write::Log {
+            object: resource.id.into(),
+            kind: "resource.activated".into(),
+            message: "active".into(),
+        },
+    ];
+    // Leases waiting on this resource, and leases waiting for any resource of its type.
+    for lease in live_leases(w, &resource).await? {
+        on_done.push(Write::Wake {
+            object: lease.id.into(),
+        });
+    }
+    on_done.extend(wake_waiting_leases(w, &resource.resource_type).await?);
+    let settle = Settle {
+        subject: resource.id.into(),
+        kind: "resource",
+        phase: "activation",
+        supporting: &supporting,
+    };
+    let (plan, next) = settle.plan(called, on_done, broken(&resource), w.store.now());
+    held.apply(&plan).await?;
+    Ok(next)
+}
+
+/// Released or broken → destroyed: first its leases go, then the blueprint tears it down, then
+/// its supporting leases are released through their own queues.
+async fn destroy(w: &Workers, held: &Held, resource: Resource) -> Result<Next, RunError> {
+    let leases = live_leases(w, &resource).await?;
+    if !leases.is_empty() {
+        let plan = release_leases(w, &resource, &leases).await?;
+        if !plan.is_empty() {
+            held.apply(&plan).await?;
+        }
+        // Each lease wakes the resource when it is destroyed; the wait is only a backstop.
+        return Ok(Next::Wait(Some(w.after(w.config.resource_wait))));
+    }
+    let blueprint = w.store.blueprint_get(resource.blueprint_id).await?;
+    let plugin = w.plugins.get(w.store.as_ref(), &blueprint).await?;
+    let supporting = w.context_supporting(&resource).await?;
+    let call = HookCall {
+        blueprint,
+        plugin,
+        hook: Hook::DestroyResource,
+        resource: Some(resource.clone()),
+        lease: None,
+    };
+    let called = w.call_hook(held, call).await?;
+    let settle = Settle {
+        subject: resource.id.into(),
+        kind: "resource",
+        phase: "destroy",
+        supporting: &supporting,
+    };
+    let (mut plan, next) = settle.plan(called, Vec::new(), Vec::new(), w.store.now());
+    if let Next::Wait(at) = next {
+        held.apply(&plan).await?;
+        return Ok(Next::Wait(at));
+    }
+    plan.push(Write::ResourceStatus {
+        resource: resource.id.into(),
+        status: ResourceStatus::Destroyed,
+    })
+    .push(Write::FreeSlotLocks { owner: resource.id })
+    .push(Write::SetExecResults {
+        object: resource.id,
+        results: Vec::new(),
+    })
+    .log(resource.id, "resource.destroyed", "destroyed");
+    for lease in w.store.lease_list_supporting(resource.id).await? {
+        if lease.status.is_releasable() {
+            plan.push(Write::PostCommand {
+                target: lease.id,
+                kind: CommandKind::Release,
+                author: resource.id.to_string(),
+            });
+        }
+    }
+    for write in wake_waiting_leases(w, &resource.resource_type).await? {
+        plan.push(write);
+    }
+    held.apply(&plan).await?;
+    Ok(Next::Continue)
+}
+
+/// Sends release commands to the resource's leases (once each). When the resource broke,
+/// leases not yet active are only woken: they go back to pending and find another resource.
+async fn release_leases(w: &Workers, resource: &Resource, leases: &[Lease]) -> Result<Plan, RunError> {
+    let mut plan = Plan::new();
+    for lease in leases {
+        let reacquires =
+            resource.status == ResourceStatus::Broken && lease.status != LeaseStatus::Active;
+        if reacquires || !lease.status.is_releasable() {
+            plan.push(Write::Wake {
+                object: lease.id.into(),
+            });
+            continue;
+        }
+        let filter = CommandFilter {
+            target: Some(lease.id),
+            pending: true,
+        };
+        let queued = w.store.command_list(&filter).await?;
+        if !queued.iter().any(|c| c.kind == CommandKind::Release) {
+            plan.push(Write::PostCommand {
+                target: lease.id,
+                kind: CommandKind::Release,
+                author: resource.id.to_string(),
+            });
+        }
+    }
+    Ok(plan)
+}
+
+/// Wakes leases waiting for a resource of this type (capacity appeared or was freed).
+async fn wake_waiting_leases(w: &Workers, resource_type: &str) -> Result<Vec<Write>, RunError> {
+    let waiting = w.store.lease_list_waiting(resource_type, WAKE_WAITING_LEASES).await?;
+    Ok(waiting
+        .into_iter()
+        .map(|lease| Write::Wake {
+            object: lease.into(),
+        })
+        .collect())
+}
+
+fn broken(resource: &Resource) -> Vec<Write> {
+    vec![Write::ResourceStatus {
+        resource: resource.id.into(),
+        status: ResourceStatus::Broken,
+    }]
+}
+
+impl Workers {
+    async fn context_supporting(
+        &self,
+        resource: &Resource,
+    ) -> Result<Vec<crate::domain::SupportingLease>, RunError> {
+        let blueprint = self.store.blueprint_get(resource.blueprint_id).await?;
+        Ok(self
+            .context(&blueprint, Some(resource), None, resource.id)
+            .await?
+            .supporting_leases)
+    }
+}
