@@ -36,9 +36,9 @@ pub async fn allocate(w: &Workers, held: &Held, lease: &Lease) -> Result<Next, R
     let mut at_capacity = false;
     for blueprint in shuffled {
         let own: Vec<&Resource> = live.iter().filter(|r| r.blueprint_id == blueprint.id).collect();
-        let plugin = w.plugins.get(w.store.as_ref(), blueprint).await?;
+        let plugin = w.plugin(held, blueprint).await?;
         let ctx = allocation_context(w, blueprint, lease, &own);
-        let verdict = crate::worker::blocking(move || plugin.can_allocate_resource(&ctx)).await?;
+        let verdict = crate::worker::guarded(held, move || plugin.can_allocate_resource(&ctx)).await?;
         match verdict.map(|c| c.value) {
             Ok(AllocationVerdict::Yes) => {
                 if let Some(next) = try_allocate(w, held, lease, blueprint, &own).await? {
@@ -101,10 +101,10 @@ async fn try_acquire(
     blueprint: &Blueprint,
     resource: &Resource,
 ) -> Result<Option<Next>, RunError> {
-    let plugin = w.plugins.get(w.store.as_ref(), blueprint).await?;
+    let plugin = w.plugin(held, blueprint).await?;
     let ctx = w.context(blueprint, Some(resource), Some(lease), lease.id).await?;
     let check = plugin.clone();
-    match crate::worker::blocking(move || check.can_acquire_lease(&ctx)).await? {
+    match crate::worker::guarded(held, move || check.can_acquire_lease(&ctx)).await? {
         Ok(called) if called.value => {}
         Ok(_) => return Ok(None),
         Err(error) if error.is_temporary() => return Err(error.into()),
@@ -172,7 +172,7 @@ async fn try_allocate(
     blueprint: &Blueprint,
     own: &[&Resource],
 ) -> Result<Option<Next>, RunError> {
-    let plugin = w.plugins.get(w.store.as_ref(), blueprint).await?;
+    let plugin = w.plugin(held, blueprint).await?;
     let mut ctx = allocation_context(w, blueprint, lease, own);
     ctx.resource = Some(ResourceSnapshot {
         id: String::new(),
@@ -182,7 +182,7 @@ async fn try_allocate(
         until: None,
     });
     let allocating = plugin.clone();
-    let called = match crate::worker::blocking(move || allocating.step(Hook::AllocateResource, &ctx)).await? {
+    let called = match crate::worker::guarded(held, move || allocating.step(Hook::AllocateResource, &ctx)).await? {
         Ok(called) => crate::worker::Called::Step(called.value, called.output),
         Err(error) if error.is_temporary() => return Err(error.into()),
         Err(error) => crate::worker::Called::Failed(error.to_string()),

@@ -56,6 +56,9 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
     anyhow::ensure!(config.workers > 0, "--workers must be at least 1");
+    if let Err(error) = plugins.preload(store.as_ref()).await {
+        tracing::warn!(%error, "compiling the registered blueprints ahead of time failed");
+    }
     let queue = Queue::new(store.clone());
     let workers = Workers {
         store: store.clone(),

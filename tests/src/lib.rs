@@ -1,7 +1,12 @@
-//! Paths the end-to-end tests and benchmarks share: the guest components built by `build.rs`
-//! and the `drydock` binary.
+//! What the end-to-end tests and benchmarks share: the guest components built by `build.rs`,
+//! the `drydock` binary, throwaway databases, and daemons they can start, stop and kill.
 
+use drydock_host::store::{self, Store};
 use std::path::{Path, PathBuf};
+use std::process::{Output, Stdio};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+use tokio::process::{Child, Command};
 
 /// The host-pool blueprint, built for `wasm32-wasip2`.
 pub const HOST_POOL_WASM: &str = env!("DRYDOCK_WASM_HOST_POOL");
@@ -9,10 +14,15 @@ pub const HOST_POOL_WASM: &str = env!("DRYDOCK_WASM_HOST_POOL");
 pub const MISBEHAVE_WASM: &str = env!("DRYDOCK_WASM_MISBEHAVE");
 /// A component built against a future contract version.
 pub const FUTURE_CONTRACT_WASM: &str = env!("DRYDOCK_WASM_FUTURE_CONTRACT");
+/// A component that counts its hook runs in its logs (type `counted`).
+pub const COUNTING_WASM: &str = env!("DRYDOCK_WASM_COUNTING");
 
 /// The example host-pool configuration from the README.
 pub const HOST_POOL_CONFIG: &str =
     r#"{"hosts": [{"name": "local-1", "interface": {"type": "local", "root": "/tmp/drydock"}}]}"#;
+
+/// How long a test waits for a condition before it fails. Generous: CI machines are slow.
+pub const PATIENCE: Duration = Duration::from_secs(90);
 
 /// The `drydock` binary of the same build as the running test (`target/<profile>/drydock`).
 ///
@@ -30,4 +40,129 @@ pub fn drydock_binary() -> anyhow::Result<PathBuf> {
         binary.display()
     );
     Ok(binary)
+}
+
+/// One compile cache per test binary, so each component is compiled once.
+pub fn component_cache() -> &'static Path {
+    static CACHE: OnceLock<tempfile::TempDir> = OnceLock::new();
+    CACHE.get_or_init(|| tempfile::tempdir().unwrap()).path()
+}
+
+/// A fresh SQLite database in a temporary directory, and ways to drive `drydock` against it.
+pub struct Env {
+    dir: tempfile::TempDir,
+    /// `sqlite://…/drydock.db`.
+    pub url: String,
+}
+
+impl Default for Env {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Env {
+    /// A new, empty database.
+    pub fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("drydock.db").display());
+        Env { dir, url }
+    }
+
+    /// The temporary directory (for config files).
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(drydock_binary().unwrap());
+        command
+            .args(args)
+            .env("DRYDOCK_DATABASE_URL", &self.url)
+            .env("XDG_CACHE_HOME", component_cache())
+            .env("USER", "tester")
+            .stdin(Stdio::null())
+            .kill_on_drop(true);
+        command
+    }
+
+    /// Runs `drydock ARGS…` to completion.
+    pub async fn drydock(&self, args: &[&str]) -> Output {
+        self.command(args).output().await.unwrap()
+    }
+
+    /// Runs `drydock ARGS…` and fails the test, with its output, unless it succeeds; returns stdout.
+    pub async fn ok(&self, args: &[&str]) -> String {
+        let out = self.drydock(args).await;
+        assert!(
+            out.status.success(),
+            "drydock {args:?} failed:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// Registers a blueprint from a component and a JSON config.
+    pub async fn add_blueprint(&self, name: &str, wasm: &str, config: &str) {
+        let path = self.dir().join(format!("{name}.json"));
+        std::fs::write(&path, config).unwrap();
+        self.ok(&["blueprint", "add", name, "--wasm", wasm, "--config", path.to_str().unwrap()])
+            .await;
+    }
+
+    /// Starts `drydock serve` with quick polling and any extra arguments.
+    pub fn serve(&self, extra: &[&str]) -> Daemon {
+        let mut args = vec!["serve", "--poll", "50ms"];
+        args.extend_from_slice(extra);
+        let child = self
+            .command(&args)
+            .env("DRYDOCK_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        Daemon { child }
+    }
+
+    /// The database, opened in this process.
+    pub async fn store(&self) -> Arc<dyn Store> {
+        store::open(&self.url).await.unwrap()
+    }
+}
+
+/// A running `drydock serve`; killed when dropped.
+pub struct Daemon {
+    child: Child,
+}
+
+impl Daemon {
+    /// SIGKILL: no chance to clean up.
+    pub async fn kill9(mut self) {
+        self.child.kill().await.unwrap();
+    }
+
+    /// SIGTERM, then waits for a graceful exit; returns whether it exited successfully.
+    pub async fn terminate(mut self) -> bool {
+        let pid = self.child.id().unwrap().to_string();
+        std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        let status = tokio::time::timeout(PATIENCE, self.child.wait()).await;
+        matches!(status, Ok(Ok(s)) if s.success())
+    }
+}
+
+/// Polls `check` every 20 ms until it returns `Some`, failing the test after [`PATIENCE`].
+pub async fn wait_for<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }

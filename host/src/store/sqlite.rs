@@ -263,24 +263,18 @@ async fn status_of(conn: &mut SqliteConnection, object: ObjectId) -> Result<Stri
         .ok_or_else(|| Error::NotFound(object.to_string()))
 }
 
-/// Why `kind` cannot be sent to an object in `status`, if it cannot.
+/// Why `kind` cannot be sent to an object in `status`, if it cannot. A destroyed object takes
+/// nothing; a release to a released or broken object is queued and consumed as ignored, so every
+/// attempt stays on record.
 fn refusal(object: ObjectId, kind: CommandKind, status: &str) -> Option<String> {
-    let releasable = match object {
-        ObjectId::Resource(_) => parse::<ResourceStatus>(status).is_ok_and(|s| s.is_releasable()),
-        ObjectId::Lease(_) => parse::<LeaseStatus>(status).is_ok_and(|s| s.is_releasable()),
-        ObjectId::Blueprint(_) => false,
-    };
     match kind {
+        _ if status == "destroyed" => Some(format!("{object} is destroyed; it cannot be released")),
         CommandKind::Reclaim if !matches!(object, ObjectId::Resource(_)) => {
             Some(format!("{object} is a {}; only resources can be reclaimed", object.kind()))
         }
         CommandKind::Reclaim if status != "active" => Some(format!(
             "{object} is {status}; only active resources can be reclaimed"
         )),
-        CommandKind::Release if !releasable => Some(match status {
-            "broken" => format!("{object} is broken; it is already being destroyed"),
-            _ => format!("{object} is {status}; it cannot be released"),
-        }),
         _ => None,
     }
 }

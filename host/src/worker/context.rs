@@ -47,6 +47,14 @@ impl Plugins {
             .insert(blueprint.component.clone(), plugin.clone());
         Ok(plugin)
     }
+
+    /// Compiles every registered blueprint's component ahead of the first call.
+    pub async fn preload(&self, store: &dyn Store) -> Result<(), RunError> {
+        for blueprint in store.blueprint_list().await? {
+            self.get(store, &blueprint).await?;
+        }
+        Ok(())
+    }
 }
 
 /// A resource as its blueprint sees it.
@@ -73,6 +81,11 @@ pub fn lease_snapshot(lease: &Lease) -> LeaseSnapshot {
 }
 
 impl Workers {
+    /// The plugin for a blueprint, keeping the claim alive while it is compiled.
+    pub(crate) async fn plugin(&self, held: &crate::lock::Held, blueprint: &Blueprint) -> Result<Plugin, RunError> {
+        held.keep_alive(self.plugins.get(self.store.as_ref(), blueprint)).await?
+    }
+
     /// The context for a call about `resource` and/or `lease` on `blueprint`. The supporting
     /// leases are the resource's, with their interfaces once active; exec results are those of
     /// `subject`, the object under call.
@@ -149,6 +162,15 @@ impl Workers {
             }
         }
     }
+}
+
+/// Runs a blueprint call on the blocking pool (calls are synchronous and CPU-bound), keeping the
+/// claim alive meanwhile.
+pub async fn guarded<T: Send + 'static>(
+    held: &crate::lock::Held,
+    call: impl FnOnce() -> Result<T, crate::plugin::Error> + Send + 'static,
+) -> Result<Result<T, crate::plugin::Error>, RunError> {
+    held.keep_alive(blocking(call)).await?
 }
 
 /// Runs a blueprint call on the blocking pool (calls are synchronous and CPU-bound).

@@ -1,6 +1,6 @@
 //! Calling a blueprint's step hooks: the exec round trip, and turning a step into writes.
 
-use super::context::blocking;
+use super::context::guarded;
 use super::{RunError, Workers};
 use crate::domain::{Action, ExecRequest, ExecResult, Step, SupportingLease};
 use crate::lock::Held;
@@ -55,7 +55,7 @@ impl Workers {
             let supporting = ctx.supporting_leases.clone();
             let exec_results = ctx.exec_results.clone();
             let (plugin, hook) = (call.plugin.clone(), call.hook);
-            let called = match blocking(move || plugin.step(hook, &ctx)).await? {
+            let called = match guarded(held, move || plugin.step(hook, &ctx)).await? {
                 Ok(called) => called,
                 Err(error) if error.is_temporary() => return Err(error.into()),
                 Err(error) => return Ok(Called::Failed(error.to_string())),

@@ -74,7 +74,7 @@ async fn activate(w: &Workers, held: &Held, lease: Lease) -> Result<Next, RunErr
         ResourceStatus::Pending => Ok(Next::Wait(Some(w.after(w.config.resource_wait)))),
         ResourceStatus::Active => {
             let blueprint = w.store.blueprint_get(resource.blueprint_id).await?;
-            let plugin = w.plugins.get(w.store.as_ref(), &blueprint).await?;
+            let plugin = w.plugin(held, &blueprint).await?;
             let call = HookCall {
                 blueprint,
                 plugin,
@@ -128,7 +128,7 @@ async fn destroy(w: &Workers, held: &Held, lease: Lease) -> Result<Next, RunErro
     if let Some(resource_id) = lease.resource_id {
         let resource = w.store.resource_get(resource_id).await?;
         let blueprint = w.store.blueprint_get(resource.blueprint_id).await?;
-        let plugin = w.plugins.get(w.store.as_ref(), &blueprint).await?;
+        let plugin = w.plugin(held, &blueprint).await?;
         let call = HookCall {
             blueprint,
             plugin,

@@ -12,7 +12,7 @@ mod hooks;
 mod lease;
 mod resource;
 
-pub use context::{Plugins, blocking, lease_snapshot, resource_snapshot};
+pub use context::{Plugins, blocking, guarded, lease_snapshot, resource_snapshot};
 pub(crate) use hooks::{Called, HookCall, Settle};
 pub(crate) use lease::break_lease;
 

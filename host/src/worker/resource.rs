@@ -91,7 +91,7 @@ fn consume_commands(resource: &Resource, leases: &[Lease], commands: &[crate::st
 /// Pending → active through the blueprint's `activate-resource`.
 async fn activate(w: &Workers, held: &Held, resource: Resource) -> Result<Next, RunError> {
     let blueprint = w.store.blueprint_get(resource.blueprint_id).await?;
-    let plugin = w.plugins.get(w.store.as_ref(), &blueprint).await?;
+    let plugin = w.plugin(held, &blueprint).await?;
     let call = HookCall {
         blueprint,
         plugin,
@@ -147,7 +147,7 @@ async fn destroy(w: &Workers, held: &Held, resource: Resource) -> Result<Next, R
         return Ok(Next::Wait(Some(w.after(w.config.resource_wait))));
     }
     let blueprint = w.store.blueprint_get(resource.blueprint_id).await?;
-    let plugin = w.plugins.get(w.store.as_ref(), &blueprint).await?;
+    let plugin = w.plugin(held, &blueprint).await?;
     let supporting = w.context_supporting(&resource).await?;
     let call = HookCall {
         blueprint,
