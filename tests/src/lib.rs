@@ -91,6 +91,15 @@ impl Env {
         self.command(args).output().await.unwrap()
     }
 
+    /// Starts `drydock ARGS…` now; await [`Child::wait_with_output`] for its result.
+    pub fn start(&self, args: &[&str]) -> Child {
+        self.command(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    }
+
     /// Runs `drydock ARGS…` and fails the test, with its output, unless it succeeds; returns stdout.
     pub async fn ok(&self, args: &[&str]) -> String {
         let out = self.drydock(args).await;

@@ -2,7 +2,7 @@
 //! effect logs a fixed line, so tests can count how many times that logic was applied; delays
 //! (busy waits inside the hook) widen race windows, and `fail_activation` breaks resources.
 
-use drydock_sdk::{AllocationVerdict, Blueprint, Call, Step, export_blueprint};
+use drydock_sdk::{AllocationVerdict, Attributes, Blueprint, Call, Step, export_blueprint};
 use serde::Deserialize;
 use std::time::{Duration, Instant};
 
@@ -25,6 +25,13 @@ pub struct Config {
     /// Make `activate-resource` fail.
     #[serde(default)]
     pub fail_activation: bool,
+    /// Whether leases other than the one a resource was made for may use it.
+    #[serde(default = "yes")]
+    pub share: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 fn one() -> usize {
@@ -35,6 +42,16 @@ fn one() -> usize {
 pub const RELEASE_LINE: &str = "release logic ran";
 /// The line `destroy-resource` logs each time its logic is applied.
 pub const DESTROY_LINE: &str = "destroy logic ran";
+
+/// The lowest slot number no live resource holds, if under the limit.
+fn free_slot(call: &Call<Config>) -> Option<usize> {
+    let taken: Vec<usize> = call
+        .blueprint_resources()
+        .iter()
+        .filter_map(|r| r.parse_attribute("slot").ok().flatten())
+        .collect();
+    (0..call.config().max_resources).find(|slot| !taken.contains(slot))
+}
 
 fn spin(ms: u64) {
     let until = Instant::now() + Duration::from_millis(ms);
@@ -50,15 +67,26 @@ impl Blueprint for Counting {
     const DESCRIPTION: &'static str = "Counts its hook runs in its logs, for the daemon tests.";
 
     fn can_allocate_resource(call: &Call<Config>) -> AllocationVerdict {
-        if call.blueprint_resources().len() < call.config().max_resources {
-            AllocationVerdict::Yes
-        } else {
-            AllocationVerdict::NotNow
+        match free_slot(call) {
+            Some(_) => AllocationVerdict::Yes,
+            None => AllocationVerdict::NotNow,
         }
     }
 
+    /// Each resource takes a numbered slot lock, so two racing allocations cannot both pass
+    /// the limit: the second finds the lock taken and is retried by the host.
     fn allocate_resource(call: &Call<Config>) -> Step {
-        Step::done().set_attribute("made-for", &call.lease().id)
+        let Some(slot) = free_slot(call) else {
+            return Step::yield_for(Duration::from_secs(1));
+        };
+        Step::done()
+            .take_slot_locks([format!("counting.slot({slot})")])
+            .set_attribute("slot", slot.to_string())
+            .set_attribute("made-for", &call.lease().id)
+    }
+
+    fn can_acquire_lease(call: &Call<Config>) -> bool {
+        call.config().share || call.resource_attribute("made-for") == Some(call.lease().id.as_str())
     }
 
     fn activate_resource(call: &Call<Config>) -> Step {
