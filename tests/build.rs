@@ -24,14 +24,22 @@ fn main() {
     let mut command = Command::new(cargo);
     command
         .current_dir(&workspace)
-        .args(["build", "--target", GUEST_TARGET, "--profile", GUEST_PROFILE])
+        .args([
+            "build",
+            "--target",
+            GUEST_TARGET,
+            "--profile",
+            GUEST_PROFILE,
+        ])
         .arg("--target-dir")
         .arg(&target_dir);
     for (package, _) in &guests {
         command.args(["-p", package]);
     }
     clear_outer_build_env(&mut command);
-    let status = command.status().expect("running cargo to build the guest components");
+    let status = command
+        .status()
+        .expect("running cargo to build the guest components");
     if !status.success() {
         panic!(
             "building the guest components for {GUEST_TARGET} failed (see above). If the target \

@@ -320,7 +320,10 @@ fn step_bytes(step: &Step) -> usize {
         Action::RequestLease(r) => {
             r.key.len()
                 + r.resource_type.len()
-                + r.attributes.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>()
+                + r.attributes
+                    .iter()
+                    .map(|(k, v)| k.len() + v.len())
+                    .sum::<usize>()
         }
         Action::Exec(e) => {
             e.id.len()
@@ -401,7 +404,14 @@ mod tests {
 
     #[test]
     fn attribute_keys_follow_the_syntax() {
-        for bad in ["", "Upper", "1st", "has space", "x".repeat(65).as_str(), "ü"] {
+        for bad in [
+            "",
+            "Upper",
+            "1st",
+            "has space",
+            "x".repeat(65).as_str(),
+            "ü",
+        ] {
             let err = check(vec![set(bad, "v")]).unwrap_err();
             assert_eq!(err.at, Some(0));
             assert!(err.reason.contains("malformed"), "{err}");
@@ -411,10 +421,16 @@ mod tests {
 
     #[test]
     fn huge_values_and_logs_are_refused() {
-        let err = check(vec![Action::Log("ok".into()), set("k", &"v".repeat(16 * 1024 + 1))])
-            .unwrap_err();
+        let err = check(vec![
+            Action::Log("ok".into()),
+            set("k", &"v".repeat(16 * 1024 + 1)),
+        ])
+        .unwrap_err();
         assert_eq!(err.at, Some(1));
-        assert!(err.to_string().starts_with("action 1: attribute \"k\" has a 16385 byte value"));
+        assert!(
+            err.to_string()
+                .starts_with("action 1: attribute \"k\" has a 16385 byte value")
+        );
         let err = check(vec![Action::Log("x".repeat(5000))]).unwrap_err();
         assert!(err.reason.contains("log line has 5000 bytes"));
     }
@@ -425,7 +441,12 @@ mod tests {
         assert_eq!(err.at, None);
         assert!(err.reason.contains("257 actions"));
         let big = vec![set("k", &"v".repeat(16 * 1024)); 100];
-        assert!(check(big).unwrap_err().reason.contains("bytes; the limit is 1048576"));
+        assert!(
+            check(big)
+                .unwrap_err()
+                .reason
+                .contains("bytes; the limit is 1048576")
+        );
     }
 
     #[test]
@@ -437,8 +458,18 @@ mod tests {
         };
         assert!(lock(&[]).is_err());
         assert!(lock(&["has space"]).is_err());
-        assert!(lock(&["a", "a"]).unwrap_err().reason.contains("named twice"));
-        assert!(lock(&["allocator(B1).limit(0)"]).unwrap_err().reason.contains("reserved"));
+        assert!(
+            lock(&["a", "a"])
+                .unwrap_err()
+                .reason
+                .contains("named twice")
+        );
+        assert!(
+            lock(&["allocator(B1).limit(0)"])
+                .unwrap_err()
+                .reason
+                .contains("reserved")
+        );
         assert!(lock(&["drydock.x"]).is_err());
         lock(&["host-pool.host(local-1)", "other"]).unwrap();
     }
@@ -446,7 +477,10 @@ mod tests {
     #[test]
     fn only_owned_supporting_leases_can_be_touched() {
         let err = check(vec![Action::ReleaseLease("L99".into())]).unwrap_err();
-        assert!(err.reason.contains("\"L99\" is not a supporting lease"), "{err}");
+        assert!(
+            err.reason.contains("\"L99\" is not a supporting lease"),
+            "{err}"
+        );
         let err = check(vec![exec("clone", "other")]).unwrap_err();
         assert!(err.reason.contains("not a supporting lease"));
     }
@@ -461,7 +495,12 @@ mod tests {
             })
         };
         check(vec![request("build-host")]).unwrap();
-        assert!(check(vec![request("host")]).unwrap_err().reason.contains("already exists"));
+        assert!(
+            check(vec![request("host")])
+                .unwrap_err()
+                .reason
+                .contains("already exists")
+        );
         assert!(check(vec![request("a"), request("a")]).is_err());
         let on_lease = validate(
             &step(vec![request("a")], Outcome::Done),
@@ -477,9 +516,22 @@ mod tests {
         let limits = Limits::default();
         let err = validate(&step(vec![exec("a", "host")], Outcome::Done), &s, &limits).unwrap_err();
         assert!(err.reason.contains("must end in `yield`"));
-        validate(&step(vec![exec("a", "host")], Outcome::Yield(0)), &s, &limits).unwrap();
-        let twice = step(vec![exec("a", "host"), exec("a", "host")], Outcome::Yield(0));
-        assert!(validate(&twice, &s, &limits).unwrap_err().reason.contains("used twice"));
+        validate(
+            &step(vec![exec("a", "host")], Outcome::Yield(0)),
+            &s,
+            &limits,
+        )
+        .unwrap();
+        let twice = step(
+            vec![exec("a", "host"), exec("a", "host")],
+            Outcome::Yield(0),
+        );
+        assert!(
+            validate(&twice, &s, &limits)
+                .unwrap_err()
+                .reason
+                .contains("used twice")
+        );
         let mut escaping = ExecRequest {
             id: "a".into(),
             lease_key: "host".into(),
@@ -487,11 +539,22 @@ mod tests {
             cwd: Some("../etc".into()),
             timeout_ms: 10,
         };
-        let run = |e: &ExecRequest| validate(&step(vec![Action::Exec(e.clone())], Outcome::Yield(0)), &s, &limits);
+        let run = |e: &ExecRequest| {
+            validate(
+                &step(vec![Action::Exec(e.clone())], Outcome::Yield(0)),
+                &s,
+                &limits,
+            )
+        };
         assert!(run(&escaping).unwrap_err().reason.contains("relative path"));
         escaping.cwd = None;
         escaping.argv.clear();
-        assert!(run(&escaping).unwrap_err().reason.contains("1 to 256 arguments"));
+        assert!(
+            run(&escaping)
+                .unwrap_err()
+                .reason
+                .contains("1 to 256 arguments")
+        );
     }
 
     #[test]
@@ -501,6 +564,11 @@ mod tests {
         let long_yield = step(vec![], Outcome::Yield(limits.max_yield_ms + 1));
         assert!(validate(&long_yield, &s, &limits).is_err());
         let long_reason = step(vec![], Outcome::Fail("x".repeat(10_000)));
-        assert!(validate(&long_reason, &s, &limits).unwrap_err().reason.contains("failure reason"));
+        assert!(
+            validate(&long_reason, &s, &limits)
+                .unwrap_err()
+                .reason
+                .contains("failure reason")
+        );
     }
 }

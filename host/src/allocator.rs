@@ -17,8 +17,16 @@ use rand::seq::SliceRandom;
 pub async fn allocate(w: &Workers, held: &Held, lease: &Lease) -> Result<Next, RunError> {
     let blueprints = candidates(w, lease).await?;
     if blueprints.is_empty() {
-        let why = format!("no enabled, allowed blueprint makes {:?} resources", lease.resource_type);
-        held.apply(&crate::worker::break_lease(lease, "lease.no-blueprints", why)).await?;
+        let why = format!(
+            "no enabled, allowed blueprint makes {:?} resources",
+            lease.resource_type
+        );
+        held.apply(&crate::worker::break_lease(
+            lease,
+            "lease.no-blueprints",
+            why,
+        ))
+        .await?;
         return Ok(Next::Continue);
     }
     let ids: Vec<_> = blueprints.iter().map(|b| b.id).collect();
@@ -35,10 +43,14 @@ pub async fn allocate(w: &Workers, held: &Held, lease: &Lease) -> Result<Next, R
     shuffled.shuffle(&mut rand::rng());
     let mut at_capacity = false;
     for blueprint in shuffled {
-        let own: Vec<&Resource> = live.iter().filter(|r| r.blueprint_id == blueprint.id).collect();
+        let own: Vec<&Resource> = live
+            .iter()
+            .filter(|r| r.blueprint_id == blueprint.id)
+            .collect();
         let plugin = w.plugin(held, blueprint).await?;
         let ctx = allocation_context(w, blueprint, lease, &own);
-        let verdict = crate::worker::guarded(held, move || plugin.can_allocate_resource(&ctx)).await?;
+        let verdict =
+            crate::worker::guarded(held, move || plugin.can_allocate_resource(&ctx)).await?;
         match verdict.map(|c| c.value) {
             Ok(AllocationVerdict::Yes) => {
                 if let Some(next) = try_allocate(w, held, lease, blueprint, &own).await? {
@@ -59,7 +71,12 @@ pub async fn allocate(w: &Workers, held: &Held, lease: &Lease) -> Result<Next, R
             "no candidate blueprint can ever allocate a {:?} resource for this lease",
             lease.resource_type
         );
-        held.apply(&crate::worker::break_lease(lease, "lease.allocation-failure", why)).await?;
+        held.apply(&crate::worker::break_lease(
+            lease,
+            "lease.allocation-failure",
+            why,
+        ))
+        .await?;
         return Ok(Next::Continue);
     }
     wait_or_reclaim(w, held, lease, &live).await
@@ -83,12 +100,20 @@ fn blueprint_of<'a>(blueprints: &'a [Blueprint], resource: &Resource) -> &'a Blu
         .expect("live resources come from the candidate blueprints")
 }
 
-fn allocation_context(w: &Workers, blueprint: &Blueprint, lease: &Lease, own: &[&Resource]) -> CallContext {
+fn allocation_context(
+    w: &Workers,
+    blueprint: &Blueprint,
+    lease: &Lease,
+    own: &[&Resource],
+) -> CallContext {
     CallContext {
         config: blueprint.config.clone(),
         now: w.store.now(),
         lease: Some(crate::worker::lease_snapshot(lease)),
-        blueprint_resources: own.iter().map(|r| crate::worker::resource_snapshot(r)).collect(),
+        blueprint_resources: own
+            .iter()
+            .map(|r| crate::worker::resource_snapshot(r))
+            .collect(),
         ..CallContext::default()
     }
 }
@@ -102,7 +127,9 @@ async fn try_acquire(
     resource: &Resource,
 ) -> Result<Option<Next>, RunError> {
     let plugin = w.plugin(held, blueprint).await?;
-    let ctx = w.context(blueprint, Some(resource), Some(lease), lease.id).await?;
+    let ctx = w
+        .context(blueprint, Some(resource), Some(lease), lease.id)
+        .await?;
     let check = plugin.clone();
     match crate::worker::guarded(held, move || check.can_acquire_lease(&ctx)).await? {
         Ok(called) if called.value => {}
@@ -182,11 +209,14 @@ async fn try_allocate(
         until: None,
     });
     let allocating = plugin.clone();
-    let called = match crate::worker::guarded(held, move || allocating.step(Hook::AllocateResource, &ctx)).await? {
-        Ok(called) => crate::worker::Called::Step(called.value, called.output),
-        Err(error) if error.is_temporary() => return Err(error.into()),
-        Err(error) => crate::worker::Called::Failed(error.to_string()),
-    };
+    let called =
+        match crate::worker::guarded(held, move || allocating.step(Hook::AllocateResource, &ctx))
+            .await?
+        {
+            Ok(called) => crate::worker::Called::Step(called.value, called.output),
+            Err(error) if error.is_temporary() => return Err(error.into()),
+            Err(error) => crate::worker::Called::Failed(error.to_string()),
+        };
     let new = Target::Inserted(0);
     let mut plan = Plan::new();
     plan.push(Write::InsertResource {
@@ -205,7 +235,12 @@ async fn try_allocate(
         supporting: &[],
     };
     let (step_plan, next) = settle.plan(called, on_done, Vec::new(), w.store.now());
-    if next != Next::Continue || step_plan.writes().iter().any(|w| matches!(w, Write::Log { kind, .. } if kind == "resource.allocation-failure")) {
+    if next != Next::Continue
+        || step_plan
+            .writes()
+            .iter()
+            .any(|w| matches!(w, Write::Log { kind, .. } if kind == "resource.allocation-failure"))
+    {
         return allocation_failed(held, lease, blueprint, next, &step_plan).await;
     }
     for write in step_plan.writes() {
@@ -236,23 +271,44 @@ async fn allocation_failed(
         .writes()
         .iter()
         .find_map(|w| match w {
-            Write::Log { kind, message, .. } if kind == "resource.allocation-failure" => Some(message.clone()),
+            Write::Log { kind, message, .. } if kind == "resource.allocation-failure" => {
+                Some(message.clone())
+            }
             _ => None,
         })
         .unwrap_or_default();
     let why = format!("{} failed to allocate a resource: {reason}", blueprint.name);
-    held.apply(&crate::worker::break_lease(lease, "lease.allocation-failure", why)).await?;
+    held.apply(&crate::worker::break_lease(
+        lease,
+        "lease.allocation-failure",
+        why,
+    ))
+    .await?;
     Ok(Some(Next::Continue))
 }
 
 /// Every candidate is at capacity: reclaim an idle resource if there is one, then wait.
-async fn wait_or_reclaim(w: &Workers, held: &Held, lease: &Lease, live: &[Resource]) -> Result<Next, RunError> {
-    let idle_since = w.store.now().saturating_sub(w.config.reclaim_idle.as_millis() as u64);
+async fn wait_or_reclaim(
+    w: &Workers,
+    held: &Held,
+    lease: &Lease,
+    live: &[Resource],
+) -> Result<Next, RunError> {
+    let idle_since = w
+        .store
+        .now()
+        .saturating_sub(w.config.reclaim_idle.as_millis() as u64);
     let mut plan = Plan::new();
     let mut reclaimed = None;
-    for resource in live.iter().filter(|r| r.status == ResourceStatus::Active && r.updated_at <= idle_since) {
+    for resource in live
+        .iter()
+        .filter(|r| r.status == ResourceStatus::Active && r.updated_at <= idle_since)
+    {
         let leases = w.store.lease_list_on_resource(resource.id).await?;
-        if leases.iter().all(|l| l.status == crate::domain::LeaseStatus::Destroyed) {
+        if leases
+            .iter()
+            .all(|l| l.status == crate::domain::LeaseStatus::Destroyed)
+        {
             reclaimed = Some(resource.id);
             break;
         }
@@ -264,13 +320,20 @@ async fn wait_or_reclaim(w: &Workers, held: &Held, lease: &Lease, live: &[Resour
                 kind: CommandKind::Reclaim,
                 author: lease.id.to_string(),
             });
-            plan.log(lease.id, "lease.waiting-for-reclamation", format!("asked to reclaim idle {resource}"));
+            plan.log(
+                lease.id,
+                "lease.waiting-for-reclamation",
+                format!("asked to reclaim idle {resource}"),
+            );
         }
         None => {
             plan.log(
                 lease.id,
                 "lease.waiting-for-resources",
-                format!("every blueprint for {:?} is at capacity; waiting", lease.resource_type),
+                format!(
+                    "every blueprint for {:?} is at capacity; waiting",
+                    lease.resource_type
+                ),
             );
         }
     }

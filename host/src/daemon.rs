@@ -79,7 +79,10 @@ pub async fn run(
             permit = slots.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
         };
         let limit = 1 + slots.available_permits();
-        let claims = match queue.claim(&config.name, limit, config.worker.claim_ttl).await {
+        let claims = match queue
+            .claim(&config.name, limit, config.worker.claim_ttl)
+            .await
+        {
             Ok(claims) => claims,
             Err(error) => {
                 tracing::warn!(%error, "claiming work failed");
@@ -98,7 +101,10 @@ pub async fn run(
         for claim in claims {
             let permit = match permit.take() {
                 Some(permit) => permit,
-                None => slots.clone().try_acquire_owned().expect("claimed no more than free slots"),
+                None => slots
+                    .clone()
+                    .try_acquire_owned()
+                    .expect("claimed no more than free slots"),
             };
             next_task += 1;
             let id = next_task;
@@ -115,7 +121,9 @@ pub async fn run(
     }
 
     tracing::info!("shutting down: finishing running steps");
-    let drained = tokio::time::timeout(config.grace, async { while tasks.join_next().await.is_some() {} });
+    let drained = tokio::time::timeout(config.grace, async {
+        while tasks.join_next().await.is_some() {}
+    });
     if drained.await.is_err() {
         tasks.abort_all();
         while tasks.join_next().await.is_some() {}

@@ -106,7 +106,10 @@ impl ResourceStatus {
 impl LeaseStatus {
     /// Whether a release command can still change it.
     pub fn is_releasable(self) -> bool {
-        matches!(self, LeaseStatus::Pending | LeaseStatus::Acquired | LeaseStatus::Active)
+        matches!(
+            self,
+            LeaseStatus::Pending | LeaseStatus::Acquired | LeaseStatus::Active
+        )
     }
 }
 

@@ -26,7 +26,10 @@ pub async fn run(interface: &CommandInterface, request: &ExecRequest) -> ExecRes
     let limit = Duration::from_millis(u64::from(request.timeout_ms));
     match tokio::time::timeout(limit, command.output()).await {
         Err(_) => failed(request, format!("timed out after {limit:?}")),
-        Ok(Err(error)) => failed(request, format!("could not run {:?}: {error}", request.argv[0])),
+        Ok(Err(error)) => failed(
+            request,
+            format!("could not run {:?}: {error}", request.argv[0]),
+        ),
         Ok(Ok(output)) => ExecResult {
             id: request.id.clone(),
             exit_code: output.status.code(),
@@ -63,7 +66,14 @@ fn build(interface: &CommandInterface, request: &ExecRequest) -> Result<Command,
             remote.push_str(&quoted.join(" "));
             let mut command = Command::new("ssh");
             command
-                .args(["-o", "BatchMode=yes", "-i", key_path, "-p", &port.to_string()])
+                .args([
+                    "-o",
+                    "BatchMode=yes",
+                    "-i",
+                    key_path,
+                    "-p",
+                    &port.to_string(),
+                ])
                 .arg(format!("{user}@{host}"))
                 .arg("--")
                 .arg(remote);
@@ -120,12 +130,18 @@ mod tests {
 
         let missing = run(&interface, &request(&["/no/such/program"])).await;
         assert_eq!(missing.exit_code, None);
-        assert!(missing.stderr.contains("could not run"), "{}", missing.stderr);
+        assert!(
+            missing.stderr.contains("could not run"),
+            "{}",
+            missing.stderr
+        );
     }
 
     #[tokio::test]
     async fn slow_commands_time_out() {
-        let interface = CommandInterface::Local { root: "/tmp".into() };
+        let interface = CommandInterface::Local {
+            root: "/tmp".into(),
+        };
         let mut slow = request(&["sleep", "10"]);
         slow.timeout_ms = 100;
         let result = run(&interface, &slow).await;

@@ -14,7 +14,6 @@
 
 pub mod action;
 pub mod allocator;
-pub mod store;
 pub mod cli;
 pub mod daemon;
 pub mod domain;
@@ -22,5 +21,6 @@ pub mod exec;
 pub mod lock;
 pub mod plugin;
 pub mod queue;
+pub mod store;
 pub mod testkit;
 pub mod worker;

@@ -50,10 +50,13 @@ impl Queue {
     }
 
     /// Claims up to `limit` due objects for `owner`.
-    pub async fn claim(&self, owner: &str, limit: usize, ttl: Duration) -> store::Result<Vec<Claim>> {
-        self.store
-            .work_item_claim(owner, limit as i64, ttl)
-            .await
+    pub async fn claim(
+        &self,
+        owner: &str,
+        limit: usize,
+        ttl: Duration,
+    ) -> store::Result<Vec<Claim>> {
+        self.store.work_item_claim(owner, limit as i64, ttl).await
     }
 
     /// Waits until woken locally, until the next due time, or at most `poll` (the backstop for

@@ -113,7 +113,8 @@ impl Harness {
                 id: request.id.clone(),
                 exit_code: None,
                 stdout: String::new(),
-                stderr: "the test harness has no exec responder; set one with Harness::on_exec".into(),
+                stderr: "the test harness has no exec responder; set one with Harness::on_exec"
+                    .into(),
             }),
         })
     }
@@ -172,7 +173,8 @@ impl Harness {
             .into_iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
-        action::check_attributes(&attributes, &action::Limits::default()).map_err(|e| anyhow!(e))?;
+        action::check_attributes(&attributes, &action::Limits::default())
+            .map_err(|e| anyhow!(e))?;
         let id = self.new_id('L');
         self.leases.insert(
             id.clone(),
@@ -214,7 +216,9 @@ impl Harness {
     /// `activate-resource`; done makes the resource active.
     pub fn activate_resource(&mut self, resource: &str) -> anyhow::Result<Applied> {
         let applied = self.run(Hook::ActivateResource, resource, Some(resource), None)?;
-        self.on_done(&applied, |kit| kit.set_resource_status(resource, ResourceStatus::Active));
+        self.on_done(&applied, |kit| {
+            kit.set_resource_status(resource, ResourceStatus::Active)
+        });
         Ok(applied)
     }
 
@@ -239,7 +243,9 @@ impl Harness {
     pub fn activate_lease(&mut self, lease: &str) -> anyhow::Result<Applied> {
         let resource = self.held_resource(lease)?;
         let applied = self.run(Hook::ActivateLease, lease, Some(&resource), Some(lease))?;
-        self.on_done(&applied, |kit| kit.set_lease_status(lease, LeaseStatus::Active));
+        self.on_done(&applied, |kit| {
+            kit.set_lease_status(lease, LeaseStatus::Active)
+        });
         Ok(applied)
     }
 
@@ -360,7 +366,10 @@ impl Harness {
             }
             for request in &execs {
                 let result = (self.responder)(request);
-                self.exec_results.entry(object.to_string()).or_default().push(result);
+                self.exec_results
+                    .entry(object.to_string())
+                    .or_default()
+                    .push(result);
             }
         }
         bail!("{hook} on {object} asked for execs {MAX_EXEC_ROUNDS} times in a row")
@@ -369,7 +378,8 @@ impl Harness {
     /// Applies a validated step to the snapshots, all or nothing, as the daemon would.
     fn apply(&mut self, object: &str, step: &Step) -> anyhow::Result<()> {
         if let Outcome::Fail(reason) = &step.outcome {
-            self.logs.push((object.to_string(), format!("failure: {reason}")));
+            self.logs
+                .push((object.to_string(), format!("failure: {reason}")));
             self.break_object(object);
             return Ok(());
         }
@@ -379,7 +389,9 @@ impl Harness {
                     .iter()
                     .find_map(|n| self.locks.get_key_value(n).filter(|(_, h)| *h != object))
             {
-                bail!("slot lock {name:?} is held by {holder}: a temporary failure, retried later by the daemon");
+                bail!(
+                    "slot lock {name:?} is held by {holder}: a temporary failure, retried later by the daemon"
+                );
             }
         }
         for action in &step.actions {
@@ -399,14 +411,21 @@ impl Harness {
     fn attributes_mut(&mut self, object: &str) -> &mut Attributes {
         match self.resources.get_mut(object) {
             Some(resource) => &mut resource.attributes,
-            None => &mut self.leases.get_mut(object).expect("known object").attributes,
+            None => {
+                &mut self
+                    .leases
+                    .get_mut(object)
+                    .expect("known object")
+                    .attributes
+            }
         }
     }
 
     fn apply_action(&mut self, object: &str, action: &Action) {
         match action {
             Action::SetAttribute { key, value } => {
-                self.attributes_mut(object).insert(key.clone(), value.clone());
+                self.attributes_mut(object)
+                    .insert(key.clone(), value.clone());
             }
             Action::RemoveAttribute(key) => {
                 self.attributes_mut(object).remove(key);
@@ -428,11 +447,14 @@ impl Harness {
                     until: None,
                 };
                 self.leases.insert(lease.id.clone(), lease.clone());
-                self.supporting.entry(object.to_string()).or_default().push(SupportingLease {
-                    key: request.key.clone(),
-                    lease,
-                    interface: None,
-                });
+                self.supporting
+                    .entry(object.to_string())
+                    .or_default()
+                    .push(SupportingLease {
+                        key: request.key.clone(),
+                        lease,
+                        interface: None,
+                    });
             }
             Action::ReleaseLease(key) => {
                 if let Some(owned) = self

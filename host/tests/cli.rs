@@ -23,7 +23,10 @@ fn an_unknown_command_exits_non_zero_and_says_why() {
     let out = drydock(&["frobnicate"]);
     assert!(!out.status.success());
     let stderr = String::from_utf8(out.stderr).unwrap();
-    assert!(stderr.contains("unrecognized subcommand 'frobnicate'"), "{stderr}");
+    assert!(
+        stderr.contains("unrecognized subcommand 'frobnicate'"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -31,5 +34,8 @@ fn check_names_a_missing_file() {
     let out = drydock(&["blueprint", "check", "/nonexistent/blueprint.wasm"]);
     assert!(!out.status.success());
     let stderr = String::from_utf8(out.stderr).unwrap();
-    assert!(stderr.contains("reading /nonexistent/blueprint.wasm"), "{stderr}");
+    assert!(
+        stderr.contains("reading /nonexistent/blueprint.wasm"),
+        "{stderr}"
+    );
 }

@@ -25,9 +25,7 @@ pub trait Attributes {
 
 impl Attributes for [Attribute] {
     fn attribute(&self, key: &str) -> Option<&str> {
-        self.iter()
-            .find(|a| a.key == key)
-            .map(|a| a.value.as_str())
+        self.iter().find(|a| a.key == key).map(|a| a.value.as_str())
     }
 }
 

@@ -1,9 +1,7 @@
 //! The bridge from the generated `Guest` trait to [`Blueprint`]: parses the config and forwards.
 
 use crate::bindings::exports::drydock::blueprint::hooks::Guest;
-use crate::{
-    AllocationVerdict, Blueprint, Call, CommandInterface, Context, Description, Step,
-};
+use crate::{AllocationVerdict, Blueprint, Call, CommandInterface, Context, Description, Step};
 use std::marker::PhantomData;
 
 /// Implements the component's exports for any [`Blueprint`]; used by [`crate::export_blueprint!`].

@@ -174,7 +174,10 @@ pub trait Blueprint {
     /// How to run commands on the resource. Default: the resource has no command interface.
     fn interface(call: &Call<Self::Config>) -> Result<CommandInterface, String> {
         let _ = call;
-        Err(format!("{} resources have no command interface", Self::RESOURCE_TYPE))
+        Err(format!(
+            "{} resources have no command interface",
+            Self::RESOURCE_TYPE
+        ))
     }
 }
 
@@ -188,7 +191,7 @@ macro_rules! export_blueprint {
         #[cfg(target_arch = "wasm32")]
         const _: () = {
             type __DrydockExport = $crate::glue::Adapter<$blueprint>;
-            $crate::bindings::__export_raw!(__DrydockExport with_types_in $crate::bindings);
+    $crate::bindings::__export_raw!(__DrydockExport with_types_in $crate::bindings);
         };
     };
 }

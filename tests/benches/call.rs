@@ -98,7 +98,10 @@ fn calls(c: &mut Criterion) {
         ..RuntimeConfig::default()
     })
     .unwrap();
-    assert!(runtime.is_pooling(), "the benchmark expects the pooling allocator");
+    assert!(
+        runtime.is_pooling(),
+        "the benchmark expects the pooling allocator"
+    );
     let plugin = runtime.load_file(HOST_POOL_WASM.as_ref()).unwrap();
     let (engine, pre) = raw_pre();
     let ctx = lease_context();
@@ -112,7 +115,12 @@ fn calls(c: &mut Criterion) {
         b.iter(|| {
             let mut store = Store::new(&engine, raw_state());
             let instance = pre.instantiate(&mut store).unwrap();
-            black_box(instance.drydock_blueprint_hooks().call_describe(&mut store).unwrap())
+            black_box(
+                instance
+                    .drydock_blueprint_hooks()
+                    .call_describe(&mut store)
+                    .unwrap(),
+            )
         })
     });
     describe.finish();

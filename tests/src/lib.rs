@@ -116,8 +116,16 @@ impl Env {
     pub async fn add_blueprint(&self, name: &str, wasm: &str, config: &str) {
         let path = self.dir().join(format!("{name}.json"));
         std::fs::write(&path, config).unwrap();
-        self.ok(&["blueprint", "add", name, "--wasm", wasm, "--config", path.to_str().unwrap()])
-            .await;
+        self.ok(&[
+            "blueprint",
+            "add",
+            name,
+            "--wasm",
+            wasm,
+            "--config",
+            path.to_str().unwrap(),
+        ])
+        .await;
     }
 
     /// Starts `drydock serve` with quick polling and any extra arguments.
@@ -154,7 +162,10 @@ impl Daemon {
     /// SIGTERM, then waits for a graceful exit; returns whether it exited successfully.
     pub async fn terminate(mut self) -> bool {
         let pid = self.child.id().unwrap().to_string();
-        std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap();
         let status = tokio::time::timeout(PATIENCE, self.child.wait()).await;
         matches!(status, Ok(Ok(s)) if s.success())
     }
@@ -171,7 +182,10 @@ where
         if let Some(value) = check().await {
             return value;
         }
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }

@@ -29,12 +29,18 @@ fn a_second_runtime_loads_the_compiled_component_from_disk() {
     let files = entries(cache.path());
     assert_eq!(files.len(), 1, "{files:?}");
     let name = files[0].file_name().unwrap().to_string_lossy().into_owned();
-    assert!(name.starts_with(&digest(&wasm)) && name.ends_with(".cwasm"), "{name}");
+    assert!(
+        name.starts_with(&digest(&wasm)) && name.ends_with(".cwasm"),
+        "{name}"
+    );
     let written = std::fs::metadata(&files[0]).unwrap().modified().unwrap();
 
     let second = runtime(cache.path()).load(&wasm).unwrap();
     assert_eq!(second.describe().unwrap().value.name, "host-pool");
-    assert_eq!(std::fs::metadata(&files[0]).unwrap().modified().unwrap(), written);
+    assert_eq!(
+        std::fs::metadata(&files[0]).unwrap().modified().unwrap(),
+        written
+    );
 }
 
 #[test]

@@ -18,7 +18,9 @@ fn drydock(args: &[&str], stdin: Option<&str>) -> Output {
         .spawn()
         .unwrap();
     let mut input = child.stdin.take().unwrap();
-    input.write_all(stdin.unwrap_or_default().as_bytes()).unwrap();
+    input
+        .write_all(stdin.unwrap_or_default().as_bytes())
+        .unwrap();
     drop(input);
     child.wait_with_output().unwrap()
 }
@@ -33,14 +35,23 @@ fn check_prints_the_description_and_accepts_a_good_config() {
     let config = dir.path().join("hosts.json");
     std::fs::write(&config, HOST_POOL_CONFIG).unwrap();
     let out = drydock(
-        &["blueprint", "check", HOST_POOL_WASM, "--config", config.to_str().unwrap()],
+        &[
+            "blueprint",
+            "check",
+            HOST_POOL_WASM,
+            "--config",
+            config.to_str().unwrap(),
+        ],
         None,
     );
     let stdout = text(&out.stdout);
     assert!(out.status.success(), "{stdout}{}", text(&out.stderr));
     assert!(stdout.contains("name:             host-pool"), "{stdout}");
     assert!(stdout.contains("resource type:    host"), "{stdout}");
-    assert!(stdout.contains("contract version: drydock:blueprint@0.1.0"), "{stdout}");
+    assert!(
+        stdout.contains("contract version: drydock:blueprint@0.1.0"),
+        "{stdout}"
+    );
     assert!(stdout.contains("\"hosts\""), "{stdout}");
     assert!(stdout.contains("config:           valid"), "{stdout}");
 }
@@ -63,7 +74,10 @@ fn check_refuses_empty_and_malformed_configs_with_the_reason() {
         (r#"{"hosts": [{"name": "x"}]}"#, "missing field `interface`"),
         ("{", "EOF while parsing"),
     ] {
-        let out = drydock(&["blueprint", "check", HOST_POOL_WASM, "--config", "-"], Some(config));
+        let out = drydock(
+            &["blueprint", "check", HOST_POOL_WASM, "--config", "-"],
+            Some(config),
+        );
         let stderr = text(&out.stderr);
         assert!(!out.status.success(), "{config} was accepted");
         assert!(stderr.contains("config - is invalid"), "{stderr}");
@@ -78,14 +92,25 @@ fn check_refuses_a_bad_component_with_the_reason() {
     std::fs::write(&junk, b"definitely not wasm").unwrap();
     let out = drydock(&["blueprint", "check", junk.to_str().unwrap()], None);
     assert!(!out.status.success());
-    assert!(text(&out.stderr).contains("not a valid WebAssembly component"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("not a valid WebAssembly component"),
+        "{}",
+        text(&out.stderr)
+    );
 
     let out = drydock(&["blueprint", "check", FUTURE_CONTRACT_WASM], None);
     let stderr = text(&out.stderr);
     assert!(!out.status.success());
-    assert!(stderr.contains("drydock:blueprint@0.2.0") && stderr.contains("drydock:blueprint@0.1.0"), "{stderr}");
+    assert!(
+        stderr.contains("drydock:blueprint@0.2.0") && stderr.contains("drydock:blueprint@0.1.0"),
+        "{stderr}"
+    );
 
     let out = drydock(&["blueprint", "check", "/nonexistent/x.wasm"], None);
     assert!(!out.status.success());
-    assert!(text(&out.stderr).contains("reading /nonexistent/x.wasm"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("reading /nonexistent/x.wasm"),
+        "{}",
+        text(&out.stderr)
+    );
 }

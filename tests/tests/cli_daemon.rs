@@ -22,10 +22,22 @@ fn json(text: &str) -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lease_goes_through_the_cli_with_json_for_scripts() {
     let env = Env::new();
-    env.add_blueprint("host-pool", HOST_POOL_WASM, HOST_POOL_CONFIG).await;
+    env.add_blueprint("host-pool", HOST_POOL_WASM, HOST_POOL_CONFIG)
+        .await;
     let _daemon = env.serve(&[]);
 
-    let requested = json(&env.ok(&["lease", "request", "--type", "host", "--attr", "purpose=ci", "--json"]).await);
+    let requested = json(
+        &env.ok(&[
+            "lease",
+            "request",
+            "--type",
+            "host",
+            "--attr",
+            "purpose=ci",
+            "--json",
+        ])
+        .await,
+    );
     let id = requested[0]["id"].as_str().unwrap().to_string();
     assert_eq!(requested[0]["status"], "pending");
     let store = env.store().await;
@@ -39,7 +51,10 @@ async fn a_lease_goes_through_the_cli_with_json_for_scripts() {
     assert_eq!(lease["resource_id"], "R1");
     assert_eq!(lease["attributes"]["purpose"], "ci");
 
-    let listed = json(&env.ok(&["lease", "list", "--status", "active", "--json"]).await);
+    let listed = json(
+        &env.ok(&["lease", "list", "--status", "active", "--json"])
+            .await,
+    );
     assert_eq!(listed.as_array().unwrap().len(), 1);
     let resources = json(&env.ok(&["resource", "list", "--json"]).await);
     assert_eq!(resources[0]["attributes"]["name"], "local-1");
@@ -49,43 +64,92 @@ async fn a_lease_goes_through_the_cli_with_json_for_scripts() {
 
     env.ok(&["lease", "release", &id]).await;
     wait_for("the release to be consumed", || async {
-        let commands = json(&env.ok(&["command", "list", "--target", &id, "--json"]).await);
+        let commands = json(
+            &env.ok(&["command", "list", "--target", &id, "--json"])
+                .await,
+        );
         (commands[0]["consumed_at"] != Value::Null).then_some(commands)
     })
     .await;
-    let commands = json(&env.ok(&["command", "list", "--target", &id, "--json"]).await);
+    let commands = json(
+        &env.ok(&["command", "list", "--target", &id, "--json"])
+            .await,
+    );
     let command = &commands[0];
     assert_eq!(command["target"], id.as_str());
     assert_eq!(command["kind"], "release");
     assert_eq!(command["author"], "cli:tester");
     assert!(command["created_at"].is_u64());
     assert_eq!(command["outcome"], "applied");
-    assert!(json(&env.ok(&["command", "list", "--pending", "--json"]).await).as_array().unwrap().is_empty());
+    assert!(
+        json(&env.ok(&["command", "list", "--pending", "--json"]).await)
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
 
     let logs = json(&env.ok(&["log", "--object", &id, "--json"]).await);
-    let types: Vec<&str> = logs.as_array().unwrap().iter().map(|l| l["type"].as_str().unwrap()).collect();
-    assert_eq!(types, ["lease.queued", "lease.acquired", "lease.activated", "lease.released", "lease.destroyed"]);
+    let types: Vec<&str> = logs
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        types,
+        [
+            "lease.queued",
+            "lease.acquired",
+            "lease.activated",
+            "lease.released",
+            "lease.destroyed"
+        ]
+    );
     assert_eq!(logs[0]["object"], id.as_str());
     assert!(logs[0]["time"].is_u64() && logs[0]["message"].is_string());
 
     let again = env.drydock(&["lease", "release", &id]).await;
     assert!(!again.status.success());
-    assert!(String::from_utf8_lossy(&again.stderr).contains(&format!("{id} is destroyed; it cannot be released")));
+    assert!(
+        String::from_utf8_lossy(&again.stderr)
+            .contains(&format!("{id} is destroyed; it cannot be released"))
+    );
     assert_eq!(store.lease_list(None).await.unwrap().len(), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wait_shows_progress_and_fails_when_the_lease_fails() {
     let env = Env::new();
-    env.add_blueprint("host-pool", HOST_POOL_WASM, HOST_POOL_CONFIG).await;
+    env.add_blueprint("host-pool", HOST_POOL_WASM, HOST_POOL_CONFIG)
+        .await;
     let _daemon = env.serve(&[]);
-    let ok = env.drydock(&["lease", "request", "--type", "host", "--wait", "--timeout", "60s"]).await;
+    let ok = env
+        .drydock(&[
+            "lease",
+            "request",
+            "--type",
+            "host",
+            "--wait",
+            "--timeout",
+            "60s",
+        ])
+        .await;
     assert!(ok.status.success());
     let progress = String::from_utf8_lossy(&ok.stderr);
     assert!(progress.contains("lease.activated"), "{progress}");
 
     // No blueprint makes this type: the lease breaks and --wait says so.
-    let failed = env.drydock(&["lease", "request", "--type", "vm", "--wait", "--timeout", "60s"]).await;
+    let failed = env
+        .drydock(&[
+            "lease",
+            "request",
+            "--type",
+            "vm",
+            "--wait",
+            "--timeout",
+            "60s",
+        ])
+        .await;
     assert!(!failed.status.success());
     let stderr = String::from_utf8_lossy(&failed.stderr);
     assert!(stderr.contains("lease.no-blueprints"), "{stderr}");
@@ -95,7 +159,8 @@ async fn wait_shows_progress_and_fails_when_the_lease_fails() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn invalid_input_is_refused_with_a_reason_and_changes_nothing() {
     let env = Env::new();
-    env.add_blueprint("host-pool", HOST_POOL_WASM, HOST_POOL_CONFIG).await;
+    env.add_blueprint("host-pool", HOST_POOL_WASM, HOST_POOL_CONFIG)
+        .await;
     env.ok(&["lease", "request", "--type", "host"]).await;
     let store = env.store().await;
     let before = snapshot(&store).await;
@@ -107,51 +172,144 @@ async fn invalid_input_is_refused_with_a_reason_and_changes_nothing() {
     let cases: Vec<(Vec<&str>, &str)> = vec![
         (vec!["lease", "show", "L999"], "L999 does not exist"),
         (vec!["lease", "show", "R1"], "R1 is a resource, not a lease"),
-        (vec!["lease", "show", "banana"], "\"banana\" is not an object id"),
+        (
+            vec!["lease", "show", "banana"],
+            "\"banana\" is not an object id",
+        ),
         (vec!["lease", "release", "L999"], "L999 does not exist"),
-        (vec!["lease", "request", "--type", "host", "--attr", "novalue"], "\"novalue\" is not KEY=VALUE"),
-        (vec!["lease", "request", "--type", "host", "--attr", "Bad Key=1"], "attribute key \"Bad Key\" is malformed"),
-        (vec!["lease", "request", "--type", "host", "--blueprint", "nope"], "no blueprint \"nope\""),
-        (vec!["lease", "request", "--type", "host", "--until", "soon"], "invalid value 'soon' for '--until"),
-        (vec!["lease", "list", "--status", "happy"], "\"happy\" is not a status"),
+        (
+            vec!["lease", "request", "--type", "host", "--attr", "novalue"],
+            "\"novalue\" is not KEY=VALUE",
+        ),
+        (
+            vec!["lease", "request", "--type", "host", "--attr", "Bad Key=1"],
+            "attribute key \"Bad Key\" is malformed",
+        ),
+        (
+            vec!["lease", "request", "--type", "host", "--blueprint", "nope"],
+            "no blueprint \"nope\"",
+        ),
+        (
+            vec!["lease", "request", "--type", "host", "--until", "soon"],
+            "invalid value 'soon' for '--until",
+        ),
+        (
+            vec!["lease", "list", "--status", "happy"],
+            "\"happy\" is not a status",
+        ),
         (vec!["resource", "reclaim", "R9"], "R9 does not exist"),
-        (vec!["blueprint", "add", "pool2", "--wasm", junk.to_str().unwrap()], "not a valid WebAssembly component"),
-        (vec!["blueprint", "add", "pool3", "--wasm", HOST_POOL_WASM, "--config", empty.to_str().unwrap()], "`hosts` is empty"),
-        (vec!["blueprint", "add", "host-pool", "--wasm", HOST_POOL_WASM, "--config", empty.to_str().unwrap()], "`hosts` is empty"),
-        (vec!["blueprint", "add", "Bad Name", "--wasm", HOST_POOL_WASM], "blueprint name \"Bad Name\" is malformed"),
+        (
+            vec![
+                "blueprint",
+                "add",
+                "pool2",
+                "--wasm",
+                junk.to_str().unwrap(),
+            ],
+            "not a valid WebAssembly component",
+        ),
+        (
+            vec![
+                "blueprint",
+                "add",
+                "pool3",
+                "--wasm",
+                HOST_POOL_WASM,
+                "--config",
+                empty.to_str().unwrap(),
+            ],
+            "`hosts` is empty",
+        ),
+        (
+            vec![
+                "blueprint",
+                "add",
+                "host-pool",
+                "--wasm",
+                HOST_POOL_WASM,
+                "--config",
+                empty.to_str().unwrap(),
+            ],
+            "`hosts` is empty",
+        ),
+        (
+            vec!["blueprint", "add", "Bad Name", "--wasm", HOST_POOL_WASM],
+            "blueprint name \"Bad Name\" is malformed",
+        ),
         (vec!["blueprint", "show", "nope"], "no blueprint \"nope\""),
     ];
     for (args, reason) in cases {
         let out = env.drydock(&args).await;
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success(), "{args:?} succeeded");
-        assert!(stderr.contains(reason), "{args:?}: {stderr:?} lacks {reason:?}");
-        assert_eq!(snapshot(&store).await, before, "{args:?} changed the database");
+        assert!(
+            stderr.contains(reason),
+            "{args:?}: {stderr:?} lacks {reason:?}"
+        );
+        assert_eq!(
+            snapshot(&store).await,
+            before,
+            "{args:?} changed the database"
+        );
     }
 
     let config = env.dir().join("hosts.json");
     std::fs::write(&config, HOST_POOL_CONFIG).unwrap();
     let taken = env
-        .drydock(&["blueprint", "add", "host-pool", "--wasm", HOST_POOL_WASM, "--config", config.to_str().unwrap()])
+        .drydock(&[
+            "blueprint",
+            "add",
+            "host-pool",
+            "--wasm",
+            HOST_POOL_WASM,
+            "--config",
+            config.to_str().unwrap(),
+        ])
         .await;
-    assert!(String::from_utf8_lossy(&taken.stderr).contains("a blueprint named \"host-pool\" already exists"));
+    assert!(
+        String::from_utf8_lossy(&taken.stderr)
+            .contains("a blueprint named \"host-pool\" already exists")
+    );
     assert_eq!(snapshot(&store).await, before);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn blueprints_can_be_listed_disabled_and_enabled() {
     let env = Env::new();
-    env.add_blueprint("host-pool", HOST_POOL_WASM, HOST_POOL_CONFIG).await;
+    env.add_blueprint("host-pool", HOST_POOL_WASM, HOST_POOL_CONFIG)
+        .await;
     let listed = json(&env.ok(&["blueprint", "list", "--json"]).await);
-    assert_eq!((listed[0]["id"].as_str(), listed[0]["enabled"].as_bool()), (Some("B1"), Some(true)));
+    assert_eq!(
+        (listed[0]["id"].as_str(), listed[0]["enabled"].as_bool()),
+        (Some("B1"), Some(true))
+    );
     env.ok(&["blueprint", "disable", "host-pool"]).await;
     let shown = json(&env.ok(&["blueprint", "show", "B1", "--json"]).await);
     assert_eq!(shown["enabled"], false);
     assert_eq!(shown["resource_type"], "host");
 
     let _daemon = env.serve(&[]);
-    let refused = env.drydock(&["lease", "request", "--type", "host", "--wait", "--timeout", "60s"]).await;
+    let refused = env
+        .drydock(&[
+            "lease",
+            "request",
+            "--type",
+            "host",
+            "--wait",
+            "--timeout",
+            "60s",
+        ])
+        .await;
     assert!(!refused.status.success(), "a disabled blueprint allocated");
     env.ok(&["blueprint", "enable", "B1"]).await;
-    env.ok(&["lease", "request", "--type", "host", "--wait", "--timeout", "60s"]).await;
+    env.ok(&[
+        "lease",
+        "request",
+        "--type",
+        "host",
+        "--wait",
+        "--timeout",
+        "60s",
+    ])
+    .await;
 }

@@ -20,7 +20,17 @@ async fn env_with(config: &str) -> Env {
 /// Requests `count` leases and waits until the CLI says they are active.
 async fn active_leases(env: &Env, count: u32) -> Vec<ObjectId> {
     let out = env
-        .ok(&["lease", "request", "--type", "counted", "--count", &count.to_string(), "--wait", "--timeout", "90s"])
+        .ok(&[
+            "lease",
+            "request",
+            "--type",
+            "counted",
+            "--count",
+            &count.to_string(),
+            "--wait",
+            "--timeout",
+            "90s",
+        ])
         .await;
     out.lines().map(|l| l.trim().parse().unwrap()).collect()
 }
@@ -51,18 +61,35 @@ async fn count_kind(store: &Arc<dyn Store>, object: ObjectId, kind: &str) -> usi
 }
 
 /// Waits until no command is pending, then returns every command for `target`.
-async fn settled_commands(store: &Arc<dyn Store>, target: ObjectId) -> Vec<drydock_host::store::Command> {
+async fn settled_commands(
+    store: &Arc<dyn Store>,
+    target: ObjectId,
+) -> Vec<drydock_host::store::Command> {
     wait_for("every command to be consumed", || async {
-        let pending = CommandFilter { target: None, pending: true };
-        store.command_list(&pending).await.unwrap().is_empty().then_some(())
+        let pending = CommandFilter {
+            target: None,
+            pending: true,
+        };
+        store
+            .command_list(&pending)
+            .await
+            .unwrap()
+            .is_empty()
+            .then_some(())
     })
     .await;
-    let filter = CommandFilter { target: Some(target), pending: false };
+    let filter = CommandFilter {
+        target: Some(target),
+        pending: false,
+    };
     store.command_list(&filter).await.unwrap()
 }
 
 fn applied(commands: &[drydock_host::store::Command]) -> usize {
-    commands.iter().filter(|c| c.outcome.as_deref() == Some("applied")).count()
+    commands
+        .iter()
+        .filter(|c| c.outcome.as_deref() == Some("applied"))
+        .count()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -74,11 +101,17 @@ async fn thirty_two_concurrent_releases_run_the_release_logic_once() {
 
     let queue = Queue::new(store.clone());
     let lease_text = lease.to_string();
-    let processes: Vec<_> = (0..16).map(|_| env.start(&["lease", "release", &lease_text])).collect();
+    let processes: Vec<_> = (0..16)
+        .map(|_| env.start(&["lease", "release", &lease_text]))
+        .collect();
     let tasks: Vec<_> = (0..16)
         .map(|i| {
             let queue = queue.clone();
-            tokio::spawn(async move { queue.post(lease, CommandKind::Release, &format!("task-{i}")).await })
+            tokio::spawn(async move {
+                queue
+                    .post(lease, CommandKind::Release, &format!("task-{i}"))
+                    .await
+            })
         })
         .collect();
     for task in tasks {
@@ -86,7 +119,11 @@ async fn thirty_two_concurrent_releases_run_the_release_logic_once() {
     }
     for process in processes {
         let out = process.wait_with_output().await.unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 
     wait_lease(&store, lease, LeaseStatus::Destroyed).await;
@@ -105,9 +142,17 @@ async fn releasing_a_resource_releases_each_lease_once_then_destroys_it_once() {
     let _daemon = env.serve(&["--call-timeout", "10s"]);
     let store = env.store().await;
     let leases = active_leases(&env, 5).await;
-    let resource = store.lease_get(leases[0]).await.unwrap().resource_id.unwrap();
+    let resource = store
+        .lease_get(leases[0])
+        .await
+        .unwrap()
+        .resource_id
+        .unwrap();
     for lease in &leases {
-        assert_eq!(store.lease_get(*lease).await.unwrap().resource_id, Some(resource));
+        assert_eq!(
+            store.lease_get(*lease).await.unwrap().resource_id,
+            Some(resource)
+        );
     }
 
     let resource_text = resource.to_string();
@@ -118,13 +163,29 @@ async fn releasing_a_resource_releases_each_lease_once_then_destroys_it_once() {
     wait_resource(&store, resource, ResourceStatus::Destroyed).await;
 
     let logs = store.log_list(None, 0, 100_000).await.unwrap();
-    let resource_destroyed = logs.iter().position(|l| l.object == resource && l.kind == "resource.destroyed").unwrap();
+    let resource_destroyed = logs
+        .iter()
+        .position(|l| l.object == resource && l.kind == "resource.destroyed")
+        .unwrap();
     for lease in &leases {
-        assert_eq!(store.lease_get(*lease).await.unwrap().status, LeaseStatus::Destroyed);
+        assert_eq!(
+            store.lease_get(*lease).await.unwrap().status,
+            LeaseStatus::Destroyed
+        );
         assert_eq!(count_logs(&store, *lease, RELEASE_LINE).await, 1, "{lease}");
-        assert_eq!(count_kind(&store, *lease, "lease.released").await, 1, "{lease}");
-        let destroyed = logs.iter().position(|l| l.object == *lease && l.kind == "lease.destroyed").unwrap();
-        assert!(destroyed < resource_destroyed, "{lease} outlived {resource}");
+        assert_eq!(
+            count_kind(&store, *lease, "lease.released").await,
+            1,
+            "{lease}"
+        );
+        let destroyed = logs
+            .iter()
+            .position(|l| l.object == *lease && l.kind == "lease.destroyed")
+            .unwrap();
+        assert!(
+            destroyed < resource_destroyed,
+            "{lease} outlived {resource}"
+        );
     }
     assert_eq!(count_logs(&store, resource, DESTROY_LINE).await, 1);
     let commands = settled_commands(&store, resource).await;
@@ -151,12 +212,23 @@ async fn two_daemons_on_one_database_keep_a_single_writer_per_object() {
     }
     for lease in &leases {
         assert_eq!(count_logs(&store, *lease, RELEASE_LINE).await, 1, "{lease}");
-        for kind in ["lease.acquired", "lease.activated", "lease.released", "lease.destroyed"] {
+        for kind in [
+            "lease.acquired",
+            "lease.activated",
+            "lease.released",
+            "lease.destroyed",
+        ] {
             assert_eq!(count_kind(&store, *lease, kind).await, 1, "{lease} {kind}");
         }
     }
-    assert!(store.resource_list(None).await.unwrap().len() <= 3 * 2, "no runaway allocation");
-    assert!(first.terminate().await && second.terminate().await, "graceful shutdown");
+    assert!(
+        store.resource_list(None).await.unwrap().len() <= 3 * 2,
+        "no runaway allocation"
+    );
+    assert!(
+        first.terminate().await && second.terminate().await,
+        "graceful shutdown"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -165,11 +237,17 @@ async fn a_second_queued_release_is_consumed_as_ignored_and_never_destroys_twice
     let daemon = env.serve(&[]);
     let store = env.store().await;
     let leases = active_leases(&env, 1).await;
-    let resource = store.lease_get(leases[0]).await.unwrap().resource_id.unwrap();
+    let resource = store
+        .lease_get(leases[0])
+        .await
+        .unwrap()
+        .resource_id
+        .unwrap();
     assert!(daemon.terminate().await);
 
     // Both releases are queued before any worker runs.
-    let (lease, lease_text, resource_text) = (leases[0], leases[0].to_string(), resource.to_string());
+    let (lease, lease_text, resource_text) =
+        (leases[0], leases[0].to_string(), resource.to_string());
     env.ok(&["lease", "release", &lease_text]).await;
     env.ok(&["lease", "release", &lease_text]).await;
     env.ok(&["resource", "release", &resource_text]).await;
@@ -180,7 +258,10 @@ async fn a_second_queued_release_is_consumed_as_ignored_and_never_destroys_twice
     let commands = settled_commands(&store, lease).await;
     assert_eq!(commands.len(), 2);
     assert_eq!(commands[0].outcome.as_deref(), Some("applied"));
-    assert_eq!(commands[1].outcome.as_deref(), Some("ignored: the lease is already released"));
+    assert_eq!(
+        commands[1].outcome.as_deref(),
+        Some("ignored: the lease is already released")
+    );
     assert_eq!(count_logs(&store, lease, RELEASE_LINE).await, 1);
     assert_eq!(count_kind(&store, lease, "lease.destroyed").await, 1);
     let commands = settled_commands(&store, resource).await;
@@ -194,7 +275,12 @@ async fn a_release_sent_to_a_broken_resource_is_consumed() {
     let env = env_with(r#"{"fail_activation": true, "destroy_delay_ms": 500}"#).await;
     let _daemon = env.serve(&["--call-timeout", "10s"]);
     let store = env.store().await;
-    let lease = env.ok(&["lease", "request", "--type", "counted"]).await.trim().parse::<ObjectId>().unwrap();
+    let lease = env
+        .ok(&["lease", "request", "--type", "counted"])
+        .await
+        .trim()
+        .parse::<ObjectId>()
+        .unwrap();
     let resource = wait_for("a resource", || async {
         store.lease_get(lease).await.unwrap().resource_id
     })
@@ -205,17 +291,29 @@ async fn a_release_sent_to_a_broken_resource_is_consumed() {
     })
     .await;
     // Broken, or already destroyed: the post is either queued and consumed, or refused outright.
-    let out = env.drydock(&["resource", "release", &resource.to_string()]).await;
+    let out = env
+        .drydock(&["resource", "release", &resource.to_string()])
+        .await;
     wait_resource(&store, resource, ResourceStatus::Destroyed).await;
     let commands = settled_commands(&store, resource).await;
     if out.status.success() {
         assert_eq!(commands.len(), 1);
-        assert!(commands[0].outcome.as_deref().unwrap().starts_with("ignored: the resource is already"), "{commands:?}");
+        assert!(
+            commands[0]
+                .outcome
+                .as_deref()
+                .unwrap()
+                .starts_with("ignored: the resource is already"),
+            "{commands:?}"
+        );
     } else {
         assert!(String::from_utf8_lossy(&out.stderr).contains("is destroyed"));
     }
     assert_eq!(count_logs(&store, resource, DESTROY_LINE).await, 1);
-    assert_eq!(count_kind(&store, resource, "resource.activation-failure").await, 1);
+    assert_eq!(
+        count_kind(&store, resource, "resource.activation-failure").await,
+        1
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -244,19 +342,38 @@ async fn until_releases_a_lease_even_across_a_restart() {
     let daemon = env.serve(&[]);
     let store = env.store().await;
     let out = env
-        .ok(&["lease", "request", "--type", "counted", "--until", "3s", "--wait", "--timeout", "60s"])
+        .ok(&[
+            "lease",
+            "request",
+            "--type",
+            "counted",
+            "--until",
+            "3s",
+            "--wait",
+            "--timeout",
+            "60s",
+        ])
         .await;
     let lease: ObjectId = out.trim().parse().unwrap();
     assert!(daemon.terminate().await);
     let until = store.lease_get(lease).await.unwrap().until.unwrap();
-    wait_for("the deadline to pass", || async { (store.now() > until).then_some(()) }).await;
-    assert_eq!(store.lease_get(lease).await.unwrap().status, LeaseStatus::Active);
+    wait_for("the deadline to pass", || async {
+        (store.now() > until).then_some(())
+    })
+    .await;
+    assert_eq!(
+        store.lease_get(lease).await.unwrap().status,
+        LeaseStatus::Active
+    );
 
     let _restarted = env.serve(&[]);
     wait_lease(&store, lease, LeaseStatus::Destroyed).await;
     let commands = settled_commands(&store, lease).await;
     assert_eq!(commands.len(), 1);
-    assert_eq!((commands[0].author.as_str(), commands[0].outcome.as_deref()), ("expiry", Some("applied")));
+    assert_eq!(
+        (commands[0].author.as_str(), commands[0].outcome.as_deref()),
+        ("expiry", Some("applied"))
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -269,7 +386,10 @@ async fn an_idle_resource_is_reused_by_the_next_lease() {
     env.ok(&["lease", "release", &first.to_string()]).await;
     wait_lease(&store, first, LeaseStatus::Destroyed).await;
     let second = active_leases(&env, 1).await[0];
-    assert_eq!(store.lease_get(second).await.unwrap().resource_id, Some(resource));
+    assert_eq!(
+        store.lease_get(second).await.unwrap().resource_id,
+        Some(resource)
+    );
     assert_eq!(store.resource_list(None).await.unwrap().len(), 1);
 }
 
@@ -286,9 +406,21 @@ async fn at_capacity_a_lease_reclaims_an_idle_resource_it_cannot_use() {
     let second = active_leases(&env, 1).await[0];
     let taken = store.lease_get(second).await.unwrap().resource_id.unwrap();
     assert_ne!(taken, idle);
-    assert_eq!(store.resource_get(idle).await.unwrap().status, ResourceStatus::Destroyed);
+    assert_eq!(
+        store.resource_get(idle).await.unwrap().status,
+        ResourceStatus::Destroyed
+    );
     let logs = store.log_list(Some(idle), 0, 100).await.unwrap();
-    assert!(logs.iter().any(|l| l.kind == "resource.reclaim" && l.message == format!("reclaimed by {second}")), "{logs:#?}");
+    assert!(
+        logs.iter()
+            .any(|l| l.kind == "resource.reclaim" && l.message == format!("reclaimed by {second}")),
+        "{logs:#?}"
+    );
     let waited = store.log_list(Some(second), 0, 100).await.unwrap();
-    assert!(waited.iter().any(|l| l.kind == "lease.waiting-for-reclamation"), "{waited:#?}");
+    assert!(
+        waited
+            .iter()
+            .any(|l| l.kind == "lease.waiting-for-reclamation"),
+        "{waited:#?}"
+    );
 }

@@ -2,7 +2,7 @@
 //! refusals.
 
 use drydock_host::domain::{
-    Action, CallContext, AllocationVerdict, CommandInterface, LeaseStatus, Outcome, ResourceStatus,
+    Action, AllocationVerdict, CallContext, CommandInterface, LeaseStatus, Outcome, ResourceStatus,
 };
 use drydock_host::plugin::{Plugin, Runtime, RuntimeConfig};
 use drydock_host::testkit::Harness;
@@ -48,12 +48,20 @@ fn describes_itself_as_a_host_blueprint() {
 fn a_lease_goes_through_its_whole_life() {
     let mut kit = harness(HOST_POOL_CONFIG);
     let lease = kit.request_lease("host", []).unwrap();
-    assert_eq!(kit.can_allocate_resource(&lease).unwrap(), AllocationVerdict::Yes);
+    assert_eq!(
+        kit.can_allocate_resource(&lease).unwrap(),
+        AllocationVerdict::Yes
+    );
 
     let allocated = kit.allocate_resource(&lease).unwrap();
-    assert!(allocated.last().actions.contains(&Action::TakeSlotLocks(vec![
-        "host-pool.host(local-1)".into()
-    ])));
+    assert!(
+        allocated
+            .last()
+            .actions
+            .contains(&Action::TakeSlotLocks(vec![
+                "host-pool.host(local-1)".into()
+            ]))
+    );
     let resource = allocated.done().unwrap();
     assert_eq!(kit.resource(&resource).attributes["name"], "local-1");
     assert_eq!(kit.resource(&resource).status, ResourceStatus::Pending);
@@ -64,7 +72,10 @@ fn a_lease_goes_through_its_whole_life() {
     assert_eq!(kit.resource(&resource).status, ResourceStatus::Active);
 
     assert!(kit.can_acquire_lease(&resource, &lease).unwrap());
-    kit.acquire_lease(&resource, &lease).unwrap().done().unwrap();
+    kit.acquire_lease(&resource, &lease)
+        .unwrap()
+        .done()
+        .unwrap();
     assert_eq!(kit.lease(&lease).status, LeaseStatus::Acquired);
     kit.activate_lease(&lease).unwrap().done().unwrap();
     assert_eq!(kit.lease(&lease).status, LeaseStatus::Active);
@@ -95,7 +106,10 @@ fn each_host_gets_one_resource_and_leases_share_it() {
     assert_eq!(kit.resource(&r2).attributes["name"], "remote-1");
 
     let third = kit.request_lease("host", []).unwrap();
-    assert_eq!(kit.can_allocate_resource(&third).unwrap(), AllocationVerdict::NotNow);
+    assert_eq!(
+        kit.can_allocate_resource(&third).unwrap(),
+        AllocationVerdict::NotNow
+    );
     let waiting = kit.allocate_resource(&third).unwrap();
     assert!(matches!(waiting.last().outcome, Outcome::Yield(_)));
 
@@ -130,7 +144,10 @@ fn a_lease_can_ask_for_a_host_by_name() {
     let other = kit.request_lease("host", [("host", "local-1")]).unwrap();
     assert!(!kit.can_acquire_lease(&resource, &other).unwrap());
     let nowhere = kit.request_lease("host", [("host", "nope")]).unwrap();
-    assert_eq!(kit.can_allocate_resource(&nowhere).unwrap(), AllocationVerdict::Never);
+    assert_eq!(
+        kit.can_allocate_resource(&nowhere).unwrap(),
+        AllocationVerdict::Never
+    );
 }
 
 #[test]
@@ -138,15 +155,27 @@ fn invalid_configs_are_refused_with_the_reason() {
     let cases = [
         (r#"{"hosts": []}"#, "`hosts` is empty"),
         (r#"{}"#, "missing field `hosts`"),
-        (r#"{"hosts": [{"name": "a", "interface": {"type": "local", "root": "/a"}}, {"name": "a", "interface": {"type": "local", "root": "/b"}}]}"#, "duplicate host name \"a\""),
-        (r#"{"hosts": [{"name": "a", "interface": {"type": "ssh", "host": "h", "user": "u", "key_path": "relative"}}]}"#, "must be an absolute path"),
-        (r#"{"hosts": [{"name": "a", "interface": {"type": "telnet"}}]}"#, "unknown variant `telnet`"),
+        (
+            r#"{"hosts": [{"name": "a", "interface": {"type": "local", "root": "/a"}}, {"name": "a", "interface": {"type": "local", "root": "/b"}}]}"#,
+            "duplicate host name \"a\"",
+        ),
+        (
+            r#"{"hosts": [{"name": "a", "interface": {"type": "ssh", "host": "h", "user": "u", "key_path": "relative"}}]}"#,
+            "must be an absolute path",
+        ),
+        (
+            r#"{"hosts": [{"name": "a", "interface": {"type": "telnet"}}]}"#,
+            "unknown variant `telnet`",
+        ),
         ("not json", "expected ident"),
     ];
     for (config, expected) in cases {
         let verdict = plugin().validate_config(config).unwrap().value;
         let reason = verdict.expect_err(config);
-        assert!(reason.contains(expected), "{config}: {reason:?} lacks {expected:?}");
+        assert!(
+            reason.contains(expected),
+            "{config}: {reason:?} lacks {expected:?}"
+        );
         let error = Harness::new(plugin(), config).err().unwrap();
         assert!(error.to_string().contains(expected));
     }

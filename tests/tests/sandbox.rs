@@ -29,7 +29,9 @@ fn misbehave() -> &'static Plugin {
     PLUGIN.get_or_init(|| runtime().load_file(Path::new(MISBEHAVE_WASM)).unwrap())
 }
 
-fn allocate(config: &str) -> Result<drydock_host::plugin::Called<drydock_host::domain::Step>, Error> {
+fn allocate(
+    config: &str,
+) -> Result<drydock_host::plugin::Called<drydock_host::domain::Step>, Error> {
     let ctx = CallContext {
         config: config.to_string(),
         ..CallContext::default()
@@ -64,7 +66,10 @@ fn a_memory_bomb_is_stopped_at_the_cap() {
     };
     assert_eq!(*limit, MEMORY_LIMIT);
     assert!(*wanted > MEMORY_LIMIT);
-    assert!(error.to_string().contains("over the 33554432 byte limit"), "{error}");
+    assert!(
+        error.to_string().contains("over the 33554432 byte limit"),
+        "{error}"
+    );
 }
 
 #[test]
@@ -72,7 +77,10 @@ fn a_trap_is_a_permanent_failure_with_the_panic_message() {
     let error = allocate(&mode("trap")).unwrap_err();
     assert!(matches!(error, Error::Trap { .. }), "{error:?}");
     let message = error.to_string();
-    assert!(message.starts_with("allocate-resource trapped"), "{message}");
+    assert!(
+        message.starts_with("allocate-resource trapped"),
+        "{message}"
+    );
     assert!(message.contains("deliberate trap"), "{message}");
     assert!(!error.is_temporary());
 }
@@ -125,7 +133,9 @@ fn a_flood_of_actions_is_rejected() {
 fn a_huge_attribute_value_is_rejected() {
     let error = allocate(&mode("huge")).unwrap_err();
     assert!(
-        error.to_string().contains("action 0: attribute \"blob\" has a 262144 byte value"),
+        error
+            .to_string()
+            .contains("action 0: attribute \"blob\" has a 262144 byte value"),
         "{error}"
     );
 }
@@ -134,7 +144,9 @@ fn a_huge_attribute_value_is_rejected() {
 fn an_action_on_a_lease_the_object_does_not_own_is_rejected() {
     let error = allocate(&mode("foreign")).unwrap_err();
     assert!(
-        error.to_string().contains("\"someone-elses-lease\" is not a supporting lease of the object under call"),
+        error
+            .to_string()
+            .contains("\"someone-elses-lease\" is not a supporting lease of the object under call"),
         "{error}"
     );
 }
@@ -156,7 +168,11 @@ fn guest_output_beyond_the_cap_stops_the_call() {
     let message = error.to_string();
     // What was printed up to the cap is kept, and no more.
     let captured = message.split("guest output:").nth(1).unwrap_or_default();
-    assert!(captured.len() > 60_000 && captured.len() < 70_000, "{}", captured.len());
+    assert!(
+        captured.len() > 60_000 && captured.len() < 70_000,
+        "{}",
+        captured.len()
+    );
 }
 
 #[test]
@@ -165,7 +181,10 @@ fn a_component_for_another_contract_version_is_refused_naming_both() {
         .load(&std::fs::read(FUTURE_CONTRACT_WASM).unwrap())
         .err()
         .expect("the future component must be refused");
-    assert!(matches!(error, Error::IncompatibleContract { .. }), "{error:?}");
+    assert!(
+        matches!(error, Error::IncompatibleContract { .. }),
+        "{error:?}"
+    );
     let message = error.to_string();
     assert!(message.contains("drydock:blueprint@0.2.0"), "{message}");
     assert!(message.contains("drydock:blueprint@0.1.0"), "{message}");
@@ -174,7 +193,12 @@ fn a_component_for_another_contract_version_is_refused_naming_both() {
 #[test]
 fn bytes_that_are_not_a_component_are_refused() {
     let error = runtime().load(b"\0asm not really").err().unwrap();
-    assert!(error.to_string().starts_with("not a valid WebAssembly component"), "{error}");
+    assert!(
+        error
+            .to_string()
+            .starts_with("not a valid WebAssembly component"),
+        "{error}"
+    );
 }
 
 #[test]

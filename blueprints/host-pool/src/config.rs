@@ -127,9 +127,9 @@ impl HostInterface {
             HostInterface::Ssh { user, .. } if user.trim().is_empty() => {
                 Err("ssh user is empty".into())
             }
-            HostInterface::Ssh { key_path, .. } if !key_path.starts_with('/') => {
-                Err(format!("ssh key_path {key_path:?} must be an absolute path"))
-            }
+            HostInterface::Ssh { key_path, .. } if !key_path.starts_with('/') => Err(format!(
+                "ssh key_path {key_path:?} must be an absolute path"
+            )),
             HostInterface::Ssh { .. } => Ok(()),
         }
     }
@@ -137,8 +137,15 @@ impl HostInterface {
     /// The contract's form of this interface.
     pub fn to_command_interface(&self) -> CommandInterface {
         match self {
-            HostInterface::Local { root } => CommandInterface::Local(LocalInterface { root: root.clone() }),
-            HostInterface::Ssh { host, port, user, key_path } => CommandInterface::Ssh(SshInterface {
+            HostInterface::Local { root } => {
+                CommandInterface::Local(LocalInterface { root: root.clone() })
+            }
+            HostInterface::Ssh {
+                host,
+                port,
+                user,
+                key_path,
+            } => CommandInterface::Ssh(SshInterface {
                 host: host.clone(),
                 port: *port,
                 user: user.clone(),
@@ -172,13 +179,22 @@ mod tests {
                               {"name": "a", "interface": {"type": "local", "root": "/b"}}]}"#,
                 "hosts[1].name: duplicate host name \"a\"",
             ),
-            (r#"{"hosts": [{"name": "a", "interface": {"type": "local", "root": "rel"}}]}"#, "absolute"),
+            (
+                r#"{"hosts": [{"name": "a", "interface": {"type": "local", "root": "rel"}}]}"#,
+                "absolute",
+            ),
             (
                 r#"{"hosts": [{"name": "a", "interface": {"type": "ssh", "host": "", "user": "u", "key_path": "/k"}}]}"#,
                 "ssh host is empty",
             ),
-            (r#"{"hosts": [{"name": "a b", "interface": {"type": "local", "root": "/a"}}]}"#, "not a host name"),
-            (r#"{"hosts": [{"name": "a", "interface": {"type": "ftp"}}]}"#, "unknown variant `ftp`"),
+            (
+                r#"{"hosts": [{"name": "a b", "interface": {"type": "local", "root": "/a"}}]}"#,
+                "not a host name",
+            ),
+            (
+                r#"{"hosts": [{"name": "a", "interface": {"type": "ftp"}}]}"#,
+                "unknown variant `ftp`",
+            ),
         ];
         for (text, expected) in cases {
             let err = parse(text).unwrap_err();

@@ -32,8 +32,12 @@ pub fn host_lock(name: &str) -> String {
 
 impl HostPool {
     /// Configured hosts that no live resource stands for and that the lease would take.
-    fn free_hosts<'c>(call: &'c Call<Config>) -> impl Iterator<Item = &'c Host> {
-        let wanted = call.context().lease.as_ref().and_then(|l| l.attribute(WANTED_HOST_ATTRIBUTE));
+    fn free_hosts(call: &Call<Config>) -> impl Iterator<Item = &Host> {
+        let wanted = call
+            .context()
+            .lease
+            .as_ref()
+            .and_then(|l| l.attribute(WANTED_HOST_ATTRIBUTE));
         call.config().hosts.iter().filter(move |host| {
             wanted.is_none_or(|w| w == host.name)
                 && !call
@@ -129,14 +133,24 @@ mod tests {
         let call = Call::for_test(config())
             .with_lease(lease("L1", "host"))
             .with_blueprint_resources(vec![host_resource("R1", "a")]);
-        assert_eq!(HostPool::can_allocate_resource(&call), AllocationVerdict::Yes);
+        assert_eq!(
+            HostPool::can_allocate_resource(&call),
+            AllocationVerdict::Yes
+        );
         let step = HostPool::allocate_resource(&call);
-        assert!(step.actions.contains(&drydock_sdk::Action::TakeSlotLocks(vec![
-            "host-pool.host(b)".into()
-        ])));
+        assert!(
+            step.actions
+                .contains(&drydock_sdk::Action::TakeSlotLocks(vec![
+                    "host-pool.host(b)".into()
+                ]))
+        );
 
-        let full = call.with_blueprint_resources(vec![host_resource("R1", "a"), host_resource("R2", "b")]);
-        assert_eq!(HostPool::can_allocate_resource(&full), AllocationVerdict::NotNow);
+        let full =
+            call.with_blueprint_resources(vec![host_resource("R1", "a"), host_resource("R2", "b")]);
+        assert_eq!(
+            HostPool::can_allocate_resource(&full),
+            AllocationVerdict::NotNow
+        );
         assert!(!HostPool::allocate_resource(&full).is_done());
     }
 
@@ -145,13 +159,23 @@ mod tests {
         let mut wants_b = lease("L1", "host");
         wants_b.attributes = attributes([(WANTED_HOST_ATTRIBUTE, "b")]);
         let call = Call::for_test(config()).with_lease(wants_b.clone());
-        assert_eq!(HostPool::can_allocate_resource(&call), AllocationVerdict::Yes);
-        assert!(!HostPool::can_acquire_lease(&call.clone().with_resource(host_resource("R1", "a"))));
-        assert!(HostPool::can_acquire_lease(&call.with_resource(host_resource("R2", "b"))));
+        assert_eq!(
+            HostPool::can_allocate_resource(&call),
+            AllocationVerdict::Yes
+        );
+        assert!(!HostPool::can_acquire_lease(
+            &call.clone().with_resource(host_resource("R1", "a"))
+        ));
+        assert!(HostPool::can_acquire_lease(
+            &call.with_resource(host_resource("R2", "b"))
+        ));
 
         wants_b.attributes = attributes([(WANTED_HOST_ATTRIBUTE, "zzz")]);
         let unknown = Call::for_test(config()).with_lease(wants_b);
-        assert_eq!(HostPool::can_allocate_resource(&unknown), AllocationVerdict::Never);
+        assert_eq!(
+            HostPool::can_allocate_resource(&unknown),
+            AllocationVerdict::Never
+        );
     }
 
     #[test]
@@ -159,7 +183,10 @@ mod tests {
         let call = Call::for_test(config()).with_resource(host_resource("R2", "b"));
         match HostPool::interface(&call).unwrap() {
             CommandInterface::Ssh(ssh) => {
-                assert_eq!((ssh.host.as_str(), ssh.port, ssh.user.as_str()), ("b.example", 22, "ci"))
+                assert_eq!(
+                    (ssh.host.as_str(), ssh.port, ssh.user.as_str()),
+                    ("b.example", 22, "ci")
+                )
             }
             other => panic!("expected ssh, got {other:?}"),
         }

@@ -101,7 +101,9 @@ fn load(wasm: &Path) -> anyhow::Result<(Plugin, Vec<u8>)> {
 }
 
 fn validate(plugin: &Plugin, config: &str, source: &str) -> anyhow::Result<()> {
-    let verdict = plugin.validate_config(config).context("calling validate-config")?;
+    let verdict = plugin
+        .validate_config(config)
+        .context("calling validate-config")?;
     if let Err(reason) = verdict.value {
         bail!("config {source} is invalid: {reason}");
     }
@@ -180,8 +182,18 @@ fn print_one(blueprint: &Blueprint, json: bool) -> anyhow::Result<ExitCode> {
     println!("id:            {}", blueprint.id);
     println!("name:          {}", blueprint.name);
     println!("resource type: {}", blueprint.resource_type);
-    println!("component:     {} ({})", blueprint.component_name, blueprint.component);
-    println!("state:         {}", if blueprint.enabled { "enabled" } else { "disabled" });
+    println!(
+        "component:     {} ({})",
+        blueprint.component_name, blueprint.component
+    );
+    println!(
+        "state:         {}",
+        if blueprint.enabled {
+            "enabled"
+        } else {
+            "disabled"
+        }
+    );
     println!("added:         {}", output::time(blueprint.created_at));
     println!("config:        {}", blueprint.config);
     Ok(ExitCode::SUCCESS)
@@ -211,7 +223,11 @@ fn check(wasm: &Path, config: Option<&Path>, json: bool) -> anyhow::Result<ExitC
     let (plugin, _) = load(wasm)?;
     let description = plugin.describe().context("calling describe")?.value;
     let verdict = match config {
-        Some(path) => Some(validate(&plugin, &read_input(path)?, &path.display().to_string())),
+        Some(path) => Some(validate(
+            &plugin,
+            &read_input(path)?,
+            &path.display().to_string(),
+        )),
         None => None,
     };
     let schema = serde_json::from_str(&description.config_schema)
@@ -237,7 +253,10 @@ fn check(wasm: &Path, config: Option<&Path>, json: bool) -> anyhow::Result<ExitC
 fn print_report(report: &CheckReport) -> anyhow::Result<()> {
     println!("name:             {}", report.name);
     println!("resource type:    {}", report.resource_type);
-    println!("contract version: drydock:blueprint@{}", report.contract_version);
+    println!(
+        "contract version: drydock:blueprint@{}",
+        report.contract_version
+    );
     println!("sha256:           {}", report.digest);
     println!("description:      {}", report.description);
     println!("config schema:");

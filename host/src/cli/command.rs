@@ -41,7 +41,9 @@ pub(super) async fn run(global: &Global, command: CommandCommand) -> anyhow::Res
         json,
     } = command;
     let store = global.store().await?;
-    let commands = store.command_list(&CommandFilter { target, pending }).await?;
+    let commands = store
+        .command_list(&CommandFilter { target, pending })
+        .await?;
     if json {
         output::json(&commands)?;
         return Ok(ExitCode::SUCCESS);
@@ -59,7 +61,10 @@ pub(super) async fn run(global: &Global, command: CommandCommand) -> anyhow::Res
             ]
         })
         .collect();
-    output::table(&["ID", "TARGET", "KIND", "AUTHOR", "QUEUED", "OUTCOME"], &rows);
+    output::table(
+        &["ID", "TARGET", "KIND", "AUTHOR", "QUEUED", "OUTCOME"],
+        &rows,
+    );
     Ok(ExitCode::SUCCESS)
 }
 

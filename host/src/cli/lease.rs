@@ -92,7 +92,10 @@ pub(super) async fn run(global: &Global, command: LeaseCommand) -> anyhow::Resul
         LeaseCommand::Release { ids, all } => {
             let targets: Vec<ObjectId> = match all {
                 true => releasable(store.as_ref()).await?,
-                false => ids.iter().map(|id| parse_id(id, "lease")).collect::<Result<_, _>>()?,
+                false => ids
+                    .iter()
+                    .map(|id| parse_id(id, "lease"))
+                    .collect::<Result<_, _>>()?,
             };
             super::resource::post_all(&Queue::new(store), &targets, CommandKind::Release).await
         }
@@ -193,7 +196,11 @@ async fn sleep_until(deadline: Option<tokio::time::Instant>) {
     }
 }
 
-async fn print_new_logs(store: &dyn Store, id: ObjectId, seen: &mut BTreeMap<ObjectId, i64>) -> anyhow::Result<()> {
+async fn print_new_logs(
+    store: &dyn Store,
+    id: ObjectId,
+    seen: &mut BTreeMap<ObjectId, i64>,
+) -> anyhow::Result<()> {
     let after = seen.get(&id).copied().unwrap_or(0);
     for entry in store.log_list(Some(id), after, 1000).await? {
         eprintln!("{} {:<28} {}", entry.object, entry.kind, entry.message);
@@ -217,7 +224,10 @@ fn show(lease: &Lease, json: bool) -> anyhow::Result<ExitCode> {
     println!("id:            {}", lease.id);
     println!("status:        {}", lease.status);
     println!("resource type: {}", lease.resource_type);
-    println!("resource:      {}", lease.resource_id.map_or("-".into(), |r| r.to_string()));
+    println!(
+        "resource:      {}",
+        lease.resource_id.map_or("-".into(), |r| r.to_string())
+    );
     println!("attributes:    {}", output::attributes(&lease.attributes));
     println!("owner:         {}", lease.owner);
     println!("until:         {}", output::maybe_time(lease.until));

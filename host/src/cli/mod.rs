@@ -24,7 +24,7 @@ pub struct Cli {
     #[command(flatten)]
     global: Global,
     #[command(subcommand)]
-    command: Command,
+    command: Commands,
 }
 
 /// Options every subcommand takes.
@@ -41,7 +41,7 @@ struct Global {
 }
 
 #[derive(Debug, Subcommand)]
-enum Command {
+enum Commands {
     /// Run the daemon: update workers that consume the command queue.
     Serve(serve::ServeArgs),
     /// Blueprints: register, inspect, enable and disable them.
@@ -83,12 +83,12 @@ pub fn main() -> ExitCode {
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let global = cli.global;
     match cli.command {
-        Command::Serve(args) => serve::run(&global, args).await,
-        Command::Blueprint(command) => blueprint::run(&global, command).await,
-        Command::Lease(command) => lease::run(&global, command).await,
-        Command::Resource(command) => resource::run(&global, command).await,
-        Command::Command(command) => command::run(&global, command).await,
-        Command::Log(args) => command::log(&global, args).await,
+        Commands::Serve(args) => serve::run(&global, args).await,
+        Commands::Blueprint(command) => blueprint::run(&global, command).await,
+        Commands::Lease(command) => lease::run(&global, command).await,
+        Commands::Resource(command) => resource::run(&global, command).await,
+        Commands::Command(command) => command::run(&global, command).await,
+        Commands::Log(args) => command::log(&global, args).await,
     }
 }
 
@@ -121,7 +121,10 @@ fn read_input(path: &std::path::Path) -> anyhow::Result<String> {
 
 /// Who is acting, for command authors: `cli:$USER`.
 fn author() -> String {
-    format!("cli:{}", std::env::var("USER").unwrap_or_else(|_| "unknown".into()))
+    format!(
+        "cli:{}",
+        std::env::var("USER").unwrap_or_else(|_| "unknown".into())
+    )
 }
 
 /// Parses an object id of an expected kind (`L12` for leases).

@@ -70,20 +70,29 @@ pub(super) async fn run(global: &Global, command: ResourceCommand) -> anyhow::Re
                     .filter(|r| r.status.is_releasable())
                     .map(|r| r.id)
                     .collect(),
-                false => ids.iter().map(|id| parse_id(id, "resource")).collect::<Result<_, _>>()?,
+                false => ids
+                    .iter()
+                    .map(|id| parse_id(id, "resource"))
+                    .collect::<Result<_, _>>()?,
             };
             post_all(&Queue::new(store), &targets, CommandKind::Release).await
         }
         ResourceCommand::Reclaim { ids } => {
-            let targets: Vec<ObjectId> =
-                ids.iter().map(|id| parse_id(id, "resource")).collect::<Result<_, _>>()?;
+            let targets: Vec<ObjectId> = ids
+                .iter()
+                .map(|id| parse_id(id, "resource"))
+                .collect::<Result<_, _>>()?;
             post_all(&Queue::new(store), &targets, CommandKind::Reclaim).await
         }
     }
 }
 
 /// Queues `kind` for each target; reports each refusal and exits non-zero if there was one.
-pub(super) async fn post_all(queue: &Queue, targets: &[ObjectId], kind: CommandKind) -> anyhow::Result<ExitCode> {
+pub(super) async fn post_all(
+    queue: &Queue,
+    targets: &[ObjectId],
+    kind: CommandKind,
+) -> anyhow::Result<ExitCode> {
     let mut refused = 0;
     let verb = match kind {
         CommandKind::Release => "release",
@@ -101,7 +110,11 @@ pub(super) async fn post_all(queue: &Queue, targets: &[ObjectId], kind: CommandK
     if targets.is_empty() {
         println!("nothing to {verb}");
     }
-    Ok(if refused == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Ok(if refused == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 fn list(resources: Vec<Resource>, json: bool) -> anyhow::Result<ExitCode> {
@@ -130,11 +143,31 @@ fn show(resource: &Resource, leases: &[crate::store::Lease], locks: &[crate::sto
     println!("status:        {}", resource.status);
     println!("resource type: {}", resource.resource_type);
     println!("blueprint:     {}", resource.blueprint_id);
-    println!("attributes:    {}", output::attributes(&resource.attributes));
+    println!(
+        "attributes:    {}",
+        output::attributes(&resource.attributes)
+    );
     println!("until:         {}", output::maybe_time(resource.until));
     println!("created:       {}", output::time(resource.created_at));
-    let leases: Vec<String> = leases.iter().map(|l| format!("{} ({})", l.id, l.status)).collect();
-    println!("leases:        {}", if leases.is_empty() { "-".into() } else { leases.join(", ") });
+    let leases: Vec<String> = leases
+        .iter()
+        .map(|l| format!("{} ({})", l.id, l.status))
+        .collect();
+    println!(
+        "leases:        {}",
+        if leases.is_empty() {
+            "-".into()
+        } else {
+            leases.join(", ")
+        }
+    );
     let locks: Vec<&str> = locks.iter().map(|l| l.name.as_str()).collect();
-    println!("slot locks:    {}", if locks.is_empty() { "-".into() } else { locks.join(", ") });
+    println!(
+        "slot locks:    {}",
+        if locks.is_empty() {
+            "-".into()
+        } else {
+            locks.join(", ")
+        }
+    );
 }

@@ -120,9 +120,17 @@ pub fn context_to_wit(ctx: &CallContext) -> api::Context {
         now: ctx.now,
         resource: ctx.resource.as_ref().map(resource_to_wit),
         lease: ctx.lease.as_ref().map(lease_to_wit),
-        supporting_leases: ctx.supporting_leases.iter().map(supporting_lease_to_wit).collect(),
+        supporting_leases: ctx
+            .supporting_leases
+            .iter()
+            .map(supporting_lease_to_wit)
+            .collect(),
         exec_results: ctx.exec_results.iter().map(exec_result_to_wit).collect(),
-        blueprint_resources: ctx.blueprint_resources.iter().map(resource_to_wit).collect(),
+        blueprint_resources: ctx
+            .blueprint_resources
+            .iter()
+            .map(resource_to_wit)
+            .collect(),
     }
 }
 

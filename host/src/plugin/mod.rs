@@ -163,7 +163,9 @@ pub enum Error {
         output: GuestOutput,
     },
     /// The guest asked for more memory than allowed.
-    #[error("{hook} tried to grow its memory to {wanted} bytes, over the {limit} byte limit{output}")]
+    #[error(
+        "{hook} tried to grow its memory to {wanted} bytes, over the {limit} byte limit{output}"
+    )]
     MemoryLimit {
         /// Which export.
         hook: Hook,
@@ -399,8 +401,10 @@ impl Plugin {
         ctx: &CallContext,
     ) -> Result<Called<Result<CommandInterface, String>>, Error> {
         let wit = convert::context_to_wit(ctx);
-        self.call(Hook::Interface, |api, store| api.call_interface(store, &wit))
-            .map(|c| c.map(|r| r.map(convert::interface_from_wit)))
+        self.call(Hook::Interface, |api, store| {
+            api.call_interface(store, &wit)
+        })
+        .map(|c| c.map(|r| r.map(convert::interface_from_wit)))
     }
 
     /// `allocate-resource`: actions apply to the new `ctx.resource`.
@@ -450,8 +454,12 @@ impl Plugin {
             subject: hook.subject(),
             supporting_leases: supporting_keys(ctx),
         };
-        action::validate(&called.value, &scope, &self.runtime.shared.config.action_limits)
-            .map_err(|violation| Error::InvalidStep { hook, violation })?;
+        action::validate(
+            &called.value,
+            &scope,
+            &self.runtime.shared.config.action_limits,
+        )
+        .map_err(|violation| Error::InvalidStep { hook, violation })?;
         Ok(called)
     }
 
@@ -459,10 +467,7 @@ impl Plugin {
     fn call<R>(
         &self,
         hook: Hook,
-        invoke: impl FnOnce(
-            &bindings::api::Guest,
-            &mut Store<Sandbox>,
-        ) -> wasmtime::Result<R>,
+        invoke: impl FnOnce(&bindings::api::Guest, &mut Store<Sandbox>) -> wasmtime::Result<R>,
     ) -> Result<Called<R>, Error> {
         let shared = &self.runtime.shared;
         let mut store = Store::new(
@@ -470,7 +475,10 @@ impl Plugin {
             Sandbox::new(shared.config.memory_limit, shared.config.output_limit),
         );
         store.limiter(|sandbox| &mut sandbox.memory);
-        store.set_epoch_deadline(engine::deadline_ticks(shared.config.call_timeout, EPOCH_TICK));
+        store.set_epoch_deadline(engine::deadline_ticks(
+            shared.config.call_timeout,
+            EPOCH_TICK,
+        ));
         store.epoch_deadline_trap();
         let result = self
             .pre
@@ -507,7 +515,10 @@ impl Plugin {
                 output,
             };
         }
-        if error.downcast_ref::<wasmtime::PoolConcurrencyLimitError>().is_some() {
+        if error
+            .downcast_ref::<wasmtime::PoolConcurrencyLimitError>()
+            .is_some()
+        {
             return Error::Busy {
                 hook,
                 message: format!("{error:#}"),
@@ -532,7 +543,10 @@ impl<T> Called<T> {
 }
 
 fn supporting_keys(ctx: &CallContext) -> BTreeSet<String> {
-    ctx.supporting_leases.iter().map(|l| l.key.clone()).collect()
+    ctx.supporting_leases
+        .iter()
+        .map(|l| l.key.clone())
+        .collect()
 }
 
 mod engine {
@@ -578,7 +592,9 @@ mod engine {
     /// The process's address-space limit (`ulimit -v`), if any.
     fn address_space_limit() -> Option<u64> {
         let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
-        let line = limits.lines().find(|l| l.starts_with("Max address space"))?;
+        let line = limits
+            .lines()
+            .find(|l| l.starts_with("Max address space"))?;
         line.split_whitespace().nth(3)?.parse().ok()
     }
 
@@ -595,7 +611,9 @@ mod engine {
                 }
             }
         } else {
-            tracing::warn!("address space limit too small for the pooling allocator; instances allocated on demand");
+            tracing::warn!(
+                "address space limit too small for the pooling allocator; instances allocated on demand"
+            );
         }
         Ok((Engine::new(&base_config())?, false))
     }

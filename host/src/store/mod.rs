@@ -368,8 +368,7 @@ pub trait Store: Send + Sync + 'static {
     async fn slot_lock_list(&self, owner: Option<ObjectId>) -> Result<Vec<SlotLock>>;
 
     /// Claims up to `limit` due or abandoned objects for `owner` for `ttl`.
-    async fn work_item_claim(&self, owner: &str, limit: i64, ttl: Duration)
-    -> Result<Vec<Claim>>;
+    async fn work_item_claim(&self, owner: &str, limit: i64, ttl: Duration) -> Result<Vec<Claim>>;
     /// Extends a claim; [`Error::Fenced`] if it is no longer held.
     async fn work_item_heartbeat(&self, claim: &Claim, ttl: Duration) -> Result<()>;
     /// Gives a claim back, keeping any wake-up that arrived meanwhile.

@@ -159,7 +159,12 @@ impl Plan {
     }
 
     /// Appends a log entry.
-    pub fn log(&mut self, object: impl Into<Target>, kind: &str, message: impl Into<String>) -> &mut Self {
+    pub fn log(
+        &mut self,
+        object: impl Into<Target>,
+        kind: &str,
+        message: impl Into<String>,
+    ) -> &mut Self {
         self.push(Write::Log {
             object: object.into(),
             kind: kind.to_string(),

@@ -79,7 +79,8 @@ fn parse<T: FromStr<Err = String>>(text: &str) -> Result<T> {
 }
 
 fn object_id(text: &str) -> Result<ObjectId> {
-    text.parse().map_err(|e: super::ParseIdError| Error::Corrupt(e.to_string()))
+    text.parse()
+        .map_err(|e: super::ParseIdError| Error::Corrupt(e.to_string()))
 }
 
 fn ids_from_json(text: &str, make: fn(i64) -> ObjectId) -> Result<Vec<ObjectId>> {
@@ -106,7 +107,9 @@ fn resource_from_row(row: &SqliteRow) -> Result<Resource> {
         resource_type: row.try_get("resource_type")?,
         status: parse(row.try_get("status")?)?,
         attributes: from_json(row.try_get("attributes")?)?,
-        until: row.try_get::<Option<i64>, _>("until")?.map(|t| t as Timestamp),
+        until: row
+            .try_get::<Option<i64>, _>("until")?
+            .map(|t| t as Timestamp),
         exec_results: exec_results_from_json(row.try_get("exec_results")?)?,
         created_at: row.try_get::<i64, _>("created_at")? as Timestamp,
         updated_at: row.try_get::<i64, _>("updated_at")? as Timestamp,
@@ -121,12 +124,16 @@ fn lease_from_row(row: &SqliteRow) -> Result<Lease> {
         attributes: from_json(row.try_get("attributes")?)?,
         allowed_blueprints: ids_from_json(row.try_get("allowed_blueprints")?, ObjectId::Blueprint)?,
         owner: row.try_get("owner")?,
-        resource_id: row.try_get::<Option<i64>, _>("resource_id")?.map(ObjectId::Resource),
+        resource_id: row
+            .try_get::<Option<i64>, _>("resource_id")?
+            .map(ObjectId::Resource),
         parent_resource_id: row
             .try_get::<Option<i64>, _>("parent_resource_id")?
             .map(ObjectId::Resource),
         parent_key: row.try_get("parent_key")?,
-        until: row.try_get::<Option<i64>, _>("until")?.map(|t| t as Timestamp),
+        until: row
+            .try_get::<Option<i64>, _>("until")?
+            .map(|t| t as Timestamp),
         exec_results: exec_results_from_json(row.try_get("exec_results")?)?,
         created_at: row.try_get::<i64, _>("created_at")? as Timestamp,
         updated_at: row.try_get::<i64, _>("updated_at")? as Timestamp,
@@ -167,7 +174,9 @@ fn command_from_row(row: &SqliteRow) -> Result<Command> {
         kind,
         author: row.try_get("author")?,
         created_at: row.try_get::<i64, _>("created_at")? as Timestamp,
-        consumed_at: row.try_get::<Option<i64>, _>("consumed_at")?.map(|t| t as Timestamp),
+        consumed_at: row
+            .try_get::<Option<i64>, _>("consumed_at")?
+            .map(|t| t as Timestamp),
         outcome: row.try_get("outcome")?,
     })
 }
@@ -269,9 +278,10 @@ async fn status_of(conn: &mut SqliteConnection, object: ObjectId) -> Result<Stri
 fn refusal(object: ObjectId, kind: CommandKind, status: &str) -> Option<String> {
     match kind {
         _ if status == "destroyed" => Some(format!("{object} is destroyed; it cannot be released")),
-        CommandKind::Reclaim if !matches!(object, ObjectId::Resource(_)) => {
-            Some(format!("{object} is a {}; only resources can be reclaimed", object.kind()))
-        }
+        CommandKind::Reclaim if !matches!(object, ObjectId::Resource(_)) => Some(format!(
+            "{object} is a {}; only resources can be reclaimed",
+            object.kind()
+        )),
         CommandKind::Reclaim if status != "active" => Some(format!(
             "{object} is {status}; only active resources can be reclaimed"
         )),
@@ -289,11 +299,9 @@ impl Applier<'_> {
     fn resolve(&self, target: Target) -> Result<ObjectId> {
         match target {
             Target::Id(id) => Ok(id),
-            Target::Inserted(n) => self
-                .inserted
-                .get(n)
-                .copied()
-                .ok_or_else(|| Error::Precondition(format!("plan refers to insert #{n}, which it has not made"))),
+            Target::Inserted(n) => self.inserted.get(n).copied().ok_or_else(|| {
+                Error::Precondition(format!("plan refers to insert #{n}, which it has not made"))
+            }),
         }
     }
 
@@ -328,7 +336,9 @@ impl Applier<'_> {
                 let object = self.resolve(*object)?;
                 self.set_until(object, *until).await
             }
-            Write::SetExecResults { object, results } => self.set_exec_results(*object, results).await,
+            Write::SetExecResults { object, results } => {
+                self.set_exec_results(*object, results).await
+            }
             Write::TakeSlotLocks { owner, names } => {
                 let owner = self.resolve(*owner)?;
                 self.take_locks(owner, names).await
@@ -380,7 +390,9 @@ impl Applier<'_> {
         .execute(&mut *self.tx)
         .await?;
         if done.rows_affected() != 1 {
-            return Err(Error::Precondition(format!("command {id} was already consumed")));
+            return Err(Error::Precondition(format!(
+                "command {id} was already consumed"
+            )));
         }
         Ok(())
     }
@@ -408,7 +420,9 @@ impl Applier<'_> {
     async fn lease_acquire(&mut self, lease: ObjectId, resource: ObjectId) -> Result<()> {
         let status = status_of(self.tx, resource).await?;
         if status != "pending" && status != "active" {
-            return Err(Error::Precondition(format!("{resource} is {status}; it cannot be acquired")));
+            return Err(Error::Precondition(format!(
+                "{resource} is {status}; it cannot be acquired"
+            )));
         }
         sqlx::query(
             "UPDATE lease SET status = 'acquired', resource_id = ?1, updated_at = ?2 WHERE id = ?3",
@@ -447,7 +461,9 @@ impl Applier<'_> {
                 "SELECT attributes FROM lease WHERE id = ?1",
                 "UPDATE lease SET attributes = ?1, updated_at = ?2 WHERE id = ?3",
             ),
-            ObjectId::Blueprint(_) => return Err(Error::NotFound(format!("{object} has no attributes"))),
+            ObjectId::Blueprint(_) => {
+                return Err(Error::NotFound(format!("{object} has no attributes")));
+            }
         };
         let text: String = sqlx::query_scalar(select)
             .bind(object.number())
@@ -467,9 +483,13 @@ impl Applier<'_> {
 
     async fn set_until(&mut self, object: ObjectId, until: Option<Timestamp>) -> Result<()> {
         let update = match object {
-            ObjectId::Resource(_) => "UPDATE resource SET until = ?1, updated_at = ?2 WHERE id = ?3",
+            ObjectId::Resource(_) => {
+                "UPDATE resource SET until = ?1, updated_at = ?2 WHERE id = ?3"
+            }
             ObjectId::Lease(_) => "UPDATE lease SET until = ?1, updated_at = ?2 WHERE id = ?3",
-            ObjectId::Blueprint(_) => return Err(Error::NotFound(format!("{object} has no deadline"))),
+            ObjectId::Blueprint(_) => {
+                return Err(Error::NotFound(format!("{object} has no deadline")));
+            }
         };
         sqlx::query(update)
             .bind(until.map(|t| t as i64))
@@ -562,8 +582,14 @@ impl Applier<'_> {
         .await?;
         let lease = ObjectId::Lease(id);
         wake(self.tx, lease, self.now).await?;
-        insert_log(self.tx, lease, "lease.queued", &format!("requested by {parent} as {key:?}"), self.now)
-            .await?;
+        insert_log(
+            self.tx,
+            lease,
+            "lease.queued",
+            &format!("requested by {parent} as {key:?}"),
+            self.now,
+        )
+        .await?;
         self.inserted.push(lease);
         Ok(())
     }
@@ -602,8 +628,14 @@ impl Store for SqliteStore {
         .await?
         .ok_or_else(|| Error::Conflict(format!("a blueprint named {:?} already exists", new.name)))?;
         let blueprint = blueprint_from_row(&row)?;
-        insert_log(&mut tx, blueprint.id, "blueprint.added", &format!("added {:?}", new.name), now)
-            .await?;
+        insert_log(
+            &mut tx,
+            blueprint.id,
+            "blueprint.added",
+            &format!("added {:?}", new.name),
+            now,
+        )
+        .await?;
         tx.commit().await?;
         Ok(blueprint)
     }
@@ -642,8 +674,19 @@ impl Store for SqliteStore {
             .fetch_optional(&mut *tx)
             .await?
             .ok_or_else(|| Error::NotFound(id.to_string()))?;
-        let kind = if enabled { "blueprint.enabled" } else { "blueprint.disabled" };
-        insert_log(&mut tx, id, kind, kind.trim_start_matches("blueprint."), now).await?;
+        let kind = if enabled {
+            "blueprint.enabled"
+        } else {
+            "blueprint.disabled"
+        };
+        insert_log(
+            &mut tx,
+            id,
+            kind,
+            kind.trim_start_matches("blueprint."),
+            now,
+        )
+        .await?;
         tx.commit().await?;
         blueprint_from_row(&row)
     }
@@ -666,10 +709,11 @@ impl Store for SqliteStore {
     }
 
     async fn resource_list(&self, status: Option<ResourceStatus>) -> Result<Vec<Resource>> {
-        let rows = sqlx::query("SELECT * FROM resource WHERE ?1 IS NULL OR status = ?1 ORDER BY id")
-            .bind(status.map(ResourceStatus::as_str))
-            .fetch_all(&self.reader)
-            .await?;
+        let rows =
+            sqlx::query("SELECT * FROM resource WHERE ?1 IS NULL OR status = ?1 ORDER BY id")
+                .bind(status.map(ResourceStatus::as_str))
+                .fetch_all(&self.reader)
+                .await?;
         collect(rows, resource_from_row)
     }
 
@@ -758,7 +802,12 @@ impl Store for SqliteStore {
         Ok(leases)
     }
 
-    async fn command_post(&self, target: ObjectId, kind: CommandKind, author: &str) -> Result<Command> {
+    async fn command_post(
+        &self,
+        target: ObjectId,
+        kind: CommandKind,
+        author: &str,
+    ) -> Result<Command> {
         let now = self.clock.now();
         let mut tx = self.begin().await?;
         let status = status_of(&mut tx, target).await?;
@@ -783,7 +832,12 @@ impl Store for SqliteStore {
         collect(rows, command_from_row)
     }
 
-    async fn log_list(&self, object: Option<ObjectId>, after_id: i64, limit: i64) -> Result<Vec<LogEntry>> {
+    async fn log_list(
+        &self,
+        object: Option<ObjectId>,
+        after_id: i64,
+        limit: i64,
+    ) -> Result<Vec<LogEntry>> {
         let rows = sqlx::query(
             "SELECT * FROM log WHERE (?1 IS NULL OR object = ?1) AND id > ?2 ORDER BY id LIMIT ?3",
         )
@@ -796,10 +850,11 @@ impl Store for SqliteStore {
     }
 
     async fn slot_lock_list(&self, owner: Option<ObjectId>) -> Result<Vec<SlotLock>> {
-        let rows = sqlx::query("SELECT * FROM slot_lock WHERE ?1 IS NULL OR owner = ?1 ORDER BY name")
-            .bind(owner.map(|o| o.to_string()))
-            .fetch_all(&self.reader)
-            .await?;
+        let rows =
+            sqlx::query("SELECT * FROM slot_lock WHERE ?1 IS NULL OR owner = ?1 ORDER BY name")
+                .bind(owner.map(|o| o.to_string()))
+                .fetch_all(&self.reader)
+                .await?;
         rows.iter()
             .map(|row| {
                 Ok(SlotLock {

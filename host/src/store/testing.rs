@@ -97,7 +97,10 @@ async fn lease_insert_queues_each_lease(store: Arc<dyn Store>, _: Arc<ManualCloc
     let leases = store.lease_insert(&new, 3).await.unwrap();
     assert_eq!(leases.len(), 3);
     assert!(leases.iter().all(|l| l.status == LeaseStatus::Pending));
-    assert_eq!(store.lease_get(leases[1].id).await.unwrap().attributes["repo"], "x");
+    assert_eq!(
+        store.lease_get(leases[1].id).await.unwrap().attributes["repo"],
+        "x"
+    );
     let claims = store.work_item_claim("w", 10, TTL).await.unwrap();
     assert_eq!(claims.len(), 3);
     let logs = store.log_list(Some(leases[0].id), 0, 10).await.unwrap();
@@ -110,18 +113,37 @@ async fn command_post_wakes_and_refuses_the_destroyed(store: Arc<dyn Store>, _: 
     store.work_item_release(&claim, &idle()).await.unwrap();
     assert!(claim_one(store.as_ref(), "w").await.is_none());
 
-    let command = store.command_post(lease, CommandKind::Release, "alice").await.unwrap();
+    let command = store
+        .command_post(lease, CommandKind::Release, "alice")
+        .await
+        .unwrap();
     assert_eq!((command.target, command.consumed_at), (lease, None));
-    let claim = claim_one(store.as_ref(), "w").await.expect("the post woke the lease");
+    let claim = claim_one(store.as_ref(), "w")
+        .await
+        .expect("the post woke the lease");
 
     let mut plan = Plan::new();
-    plan.push(Write::LeaseStatus { lease, status: LeaseStatus::Destroyed });
+    plan.push(Write::LeaseStatus {
+        lease,
+        status: LeaseStatus::Destroyed,
+    });
     store.apply(&claim, &plan, TTL).await.unwrap();
-    let error = store.command_post(lease, CommandKind::Release, "bob").await.unwrap_err();
-    assert!(matches!(&error, Error::NotReleasable(m) if m.contains("destroyed")), "{error:?}");
-    let error = store.command_post(lease, CommandKind::Reclaim, "bob").await.unwrap_err();
+    let error = store
+        .command_post(lease, CommandKind::Release, "bob")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&error, Error::NotReleasable(m) if m.contains("destroyed")),
+        "{error:?}"
+    );
+    let error = store
+        .command_post(lease, CommandKind::Reclaim, "bob")
+        .await
+        .unwrap_err();
     assert!(matches!(error, Error::NotReleasable(_)));
-    let missing = store.command_post(ObjectId::Lease(999), CommandKind::Release, "bob").await;
+    let missing = store
+        .command_post(ObjectId::Lease(999), CommandKind::Release, "bob")
+        .await;
     assert!(matches!(missing, Err(Error::NotFound(_))));
     let all = store.command_list(&CommandFilter::default()).await.unwrap();
     assert_eq!(all.len(), 1, "refused posts left no command");
@@ -130,23 +152,51 @@ async fn command_post_wakes_and_refuses_the_destroyed(store: Arc<dyn Store>, _: 
 async fn work_item_claim_coalesces_posts(store: Arc<dyn Store>, _: Arc<ManualClock>) {
     let lease = lease(store.as_ref()).await;
     for author in ["a", "b", "c", "d", "e"] {
-        store.command_post(lease, CommandKind::Release, author).await.unwrap();
+        store
+            .command_post(lease, CommandKind::Release, author)
+            .await
+            .unwrap();
     }
-    let claim = claim_one(store.as_ref(), "w").await.expect("one claim for five posts");
+    let claim = claim_one(store.as_ref(), "w")
+        .await
+        .expect("one claim for five posts");
     assert_eq!(claim.object, lease);
-    assert!(store.work_item_claim("other", 10, TTL).await.unwrap().is_empty());
+    assert!(
+        store
+            .work_item_claim("other", 10, TTL)
+            .await
+            .unwrap()
+            .is_empty()
+    );
     store.work_item_release(&claim, &idle()).await.unwrap();
-    assert!(claim_one(store.as_ref(), "w").await.is_none(), "no second run without a new post");
+    assert!(
+        claim_one(store.as_ref(), "w").await.is_none(),
+        "no second run without a new post"
+    );
 }
 
-async fn work_item_release_keeps_a_post_made_during_a_run(store: Arc<dyn Store>, _: Arc<ManualClock>) {
+async fn work_item_release_keeps_a_post_made_during_a_run(
+    store: Arc<dyn Store>,
+    _: Arc<ManualClock>,
+) {
     let lease = lease(store.as_ref()).await;
     let claim = claim_one(store.as_ref(), "w").await.unwrap();
-    store.command_post(lease, CommandKind::Release, "during").await.unwrap();
-    store.command_post(lease, CommandKind::Release, "during-too").await.unwrap();
-    assert!(claim_one(store.as_ref(), "other").await.is_none(), "never two runs at once");
+    store
+        .command_post(lease, CommandKind::Release, "during")
+        .await
+        .unwrap();
+    store
+        .command_post(lease, CommandKind::Release, "during-too")
+        .await
+        .unwrap();
+    assert!(
+        claim_one(store.as_ref(), "other").await.is_none(),
+        "never two runs at once"
+    );
     store.work_item_release(&claim, &idle()).await.unwrap();
-    let rerun = claim_one(store.as_ref(), "w").await.expect("exactly one more run");
+    let rerun = claim_one(store.as_ref(), "w")
+        .await
+        .expect("exactly one more run");
     assert_eq!(rerun.token, claim.token + 1);
     store.work_item_release(&rerun, &idle()).await.unwrap();
     assert!(claim_one(store.as_ref(), "w").await.is_none());
@@ -156,12 +206,18 @@ async fn work_item_release_schedules_the_next_wake(store: Arc<dyn Store>, clock:
     lease(store.as_ref()).await;
     let claim = claim_one(store.as_ref(), "w").await.unwrap();
     let at = store.now() + 5_000;
-    let release = Release { wake_at: Some(at), error: Some("busy".into()) };
+    let release = Release {
+        wake_at: Some(at),
+        error: Some("busy".into()),
+    };
     store.work_item_release(&claim, &release).await.unwrap();
     assert_eq!(store.work_item_next_due().await.unwrap(), Some(at));
     assert!(claim_one(store.as_ref(), "w").await.is_none());
     clock.advance(Duration::from_secs(5));
-    assert!(claim_one(store.as_ref(), "w").await.is_some(), "due after the delay");
+    assert!(
+        claim_one(store.as_ref(), "w").await.is_some(),
+        "due after the delay"
+    );
 }
 
 async fn work_item_claim_takes_back_expired_claims(store: Arc<dyn Store>, clock: Arc<ManualClock>) {
@@ -169,7 +225,9 @@ async fn work_item_claim_takes_back_expired_claims(store: Arc<dyn Store>, clock:
     let first = claim_one(store.as_ref(), "crashed").await.unwrap();
     assert!(claim_one(store.as_ref(), "w").await.is_none());
     clock.advance(TTL + Duration::from_millis(1));
-    let second = claim_one(store.as_ref(), "w").await.expect("an expired claim is claimable");
+    let second = claim_one(store.as_ref(), "w")
+        .await
+        .expect("an expired claim is claimable");
     assert_eq!(second.token, first.token + 1);
 }
 
@@ -177,22 +235,43 @@ async fn apply_is_fenced_once_the_claim_expires(store: Arc<dyn Store>, clock: Ar
     let lease = lease(store.as_ref()).await;
     let stalled = claim_one(store.as_ref(), "stalled").await.unwrap();
     let mut plan = Plan::new();
-    plan.push(Write::LeaseStatus { lease, status: LeaseStatus::Released });
+    plan.push(Write::LeaseStatus {
+        lease,
+        status: LeaseStatus::Released,
+    });
     // Past its expiry, nobody has claimed it yet: still refused, the guard checks the time.
     clock.advance(TTL + Duration::from_millis(1));
     let error = store.apply(&stalled, &plan, TTL).await.unwrap_err();
     assert!(matches!(error, Error::Fenced { .. }), "{error:?}");
 
     let next = claim_one(store.as_ref(), "next").await.unwrap();
-    assert!(matches!(store.apply(&stalled, &plan, TTL).await, Err(Error::Fenced { .. })));
-    assert!(matches!(store.heartbeat_or_fenced(&stalled).await, Err(Error::Fenced { .. })));
-    assert!(matches!(store.work_item_release(&stalled, &idle()).await, Err(Error::Fenced { .. })));
-    assert_eq!(store.lease_get(lease).await.unwrap().status, LeaseStatus::Pending);
+    assert!(matches!(
+        store.apply(&stalled, &plan, TTL).await,
+        Err(Error::Fenced { .. })
+    ));
+    assert!(matches!(
+        store.heartbeat_or_fenced(&stalled).await,
+        Err(Error::Fenced { .. })
+    ));
+    assert!(matches!(
+        store.work_item_release(&stalled, &idle()).await,
+        Err(Error::Fenced { .. })
+    ));
+    assert_eq!(
+        store.lease_get(lease).await.unwrap().status,
+        LeaseStatus::Pending
+    );
 
     let mut winning = Plan::new();
-    winning.push(Write::LeaseStatus { lease, status: LeaseStatus::Active });
+    winning.push(Write::LeaseStatus {
+        lease,
+        status: LeaseStatus::Active,
+    });
     store.apply(&next, &winning, TTL).await.unwrap();
-    assert_eq!(store.lease_get(lease).await.unwrap().status, LeaseStatus::Active);
+    assert_eq!(
+        store.lease_get(lease).await.unwrap().status,
+        LeaseStatus::Active
+    );
 }
 
 async fn apply_is_all_or_nothing(store: Arc<dyn Store>, _: Arc<ManualClock>) {
@@ -201,15 +280,31 @@ async fn apply_is_all_or_nothing(store: Arc<dyn Store>, _: Arc<ManualClock>) {
     let claims = store.work_item_claim("w", 10, TTL).await.unwrap();
     let claim_of = |id| claims.iter().find(|c| c.object == id).unwrap().clone();
     let mut take = Plan::new();
-    take.push(Write::TakeSlotLocks { owner: first.into(), names: vec!["host(a)".into()] });
+    take.push(Write::TakeSlotLocks {
+        owner: first.into(),
+        names: vec!["host(a)".into()],
+    });
     store.apply(&claim_of(first), &take, TTL).await.unwrap();
 
     let mut plan = Plan::new();
-    plan.push(Write::SetAttribute { object: second.into(), key: "k".into(), value: "v".into() })
-        .log(second, "lease.test", "should not stay")
-        .push(Write::TakeSlotLocks { owner: second.into(), names: vec!["host(b)".into(), "host(a)".into()] });
-    let error = store.apply(&claim_of(second), &plan, TTL).await.unwrap_err();
-    assert!(matches!(&error, Error::SlotLockBusy { name, holder } if name == "host(a)" && holder == "L1"), "{error:?}");
+    plan.push(Write::SetAttribute {
+        object: second.into(),
+        key: "k".into(),
+        value: "v".into(),
+    })
+    .log(second, "lease.test", "should not stay")
+    .push(Write::TakeSlotLocks {
+        owner: second.into(),
+        names: vec!["host(b)".into(), "host(a)".into()],
+    });
+    let error = store
+        .apply(&claim_of(second), &plan, TTL)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&error, Error::SlotLockBusy { name, holder } if name == "host(a)" && holder == "L1"),
+        "{error:?}"
+    );
     assert!(store.lease_get(second).await.unwrap().attributes.is_empty());
     let locks = store.slot_lock_list(None).await.unwrap();
     assert_eq!(locks.len(), 1, "host(b) was rolled back: {locks:?}");
@@ -228,20 +323,36 @@ async fn apply_inserts_and_refers_to_new_objects(store: Arc<dyn Store>, _: Arc<M
     let lease = lease(store.as_ref()).await;
     let claim = claim_one(store.as_ref(), "w").await.unwrap();
     let mut plan = Plan::new();
-    plan.push(Write::InsertResource { blueprint, resource_type: "thing".into() })
-        .push(Write::SetAttribute { object: Target::Inserted(0), key: "name".into(), value: "a".into() })
-        .push(Write::LeaseAcquire { lease, resource: Target::Inserted(0) })
-        .push(Write::InsertSupportingLease {
-            parent: Target::Inserted(0),
-            key: "host".into(),
-            resource_type: "host".into(),
-            attributes: Default::default(),
-        });
+    plan.push(Write::InsertResource {
+        blueprint,
+        resource_type: "thing".into(),
+    })
+    .push(Write::SetAttribute {
+        object: Target::Inserted(0),
+        key: "name".into(),
+        value: "a".into(),
+    })
+    .push(Write::LeaseAcquire {
+        lease,
+        resource: Target::Inserted(0),
+    })
+    .push(Write::InsertSupportingLease {
+        parent: Target::Inserted(0),
+        key: "host".into(),
+        resource_type: "host".into(),
+        attributes: Default::default(),
+    });
     let inserted = store.apply(&claim, &plan, TTL).await.unwrap();
     let resource = store.resource_get(inserted[0]).await.unwrap();
-    assert_eq!((resource.status, resource.attributes["name"].as_str()), (ResourceStatus::Pending, "a"));
+    assert_eq!(
+        (resource.status, resource.attributes["name"].as_str()),
+        (ResourceStatus::Pending, "a")
+    );
     let acquired = store.lease_get(lease).await.unwrap();
-    assert_eq!((acquired.status, acquired.resource_id), (LeaseStatus::Acquired, Some(resource.id)));
+    assert_eq!(
+        (acquired.status, acquired.resource_id),
+        (LeaseStatus::Acquired, Some(resource.id))
+    );
     let supporting = store.lease_list_supporting(resource.id).await.unwrap();
     assert_eq!(supporting[0].id, inserted[1]);
     assert_eq!(supporting[0].parent_key.as_deref(), Some("host"));
@@ -252,7 +363,10 @@ async fn apply_inserts_and_refers_to_new_objects(store: Arc<dyn Store>, _: Arc<M
         .into_iter()
         .map(|c| c.object)
         .collect();
-    assert!(due.contains(&resource.id) && due.contains(&inserted[1]), "{due:?}");
+    assert!(
+        due.contains(&resource.id) && due.contains(&inserted[1]),
+        "{due:?}"
+    );
 }
 
 async fn apply_refuses_to_acquire_a_dead_resource(store: Arc<dyn Store>, _: Arc<ManualClock>) {
@@ -260,14 +374,29 @@ async fn apply_refuses_to_acquire_a_dead_resource(store: Arc<dyn Store>, _: Arc<
     let lease = lease(store.as_ref()).await;
     let claim = claim_one(store.as_ref(), "w").await.unwrap();
     let mut plan = Plan::new();
-    plan.push(Write::InsertResource { blueprint, resource_type: "thing".into() })
-        .push(Write::ResourceStatus { resource: Target::Inserted(0), status: ResourceStatus::Released });
+    plan.push(Write::InsertResource {
+        blueprint,
+        resource_type: "thing".into(),
+    })
+    .push(Write::ResourceStatus {
+        resource: Target::Inserted(0),
+        status: ResourceStatus::Released,
+    });
     let resource = store.apply(&claim, &plan, TTL).await.unwrap()[0];
     let mut acquire = Plan::new();
-    acquire.push(Write::LeaseAcquire { lease, resource: resource.into() });
+    acquire.push(Write::LeaseAcquire {
+        lease,
+        resource: resource.into(),
+    });
     let error = store.apply(&claim, &acquire, TTL).await.unwrap_err();
-    assert!(matches!(&error, Error::Precondition(m) if m.contains("released")), "{error:?}");
-    assert_eq!(store.lease_get(lease).await.unwrap().status, LeaseStatus::Pending);
+    assert!(
+        matches!(&error, Error::Precondition(m) if m.contains("released")),
+        "{error:?}"
+    );
+    assert_eq!(
+        store.lease_get(lease).await.unwrap().status,
+        LeaseStatus::Pending
+    );
 }
 
 impl dyn Store {

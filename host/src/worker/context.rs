@@ -1,9 +1,7 @@
 //! Loading blueprints' components and building the read-only snapshots a call receives.
 
 use super::{RunError, Workers};
-use crate::domain::{
-    CallContext, LeaseSnapshot, ResourceSnapshot, SupportingLease,
-};
+use crate::domain::{CallContext, LeaseSnapshot, ResourceSnapshot, SupportingLease};
 use crate::plugin::{Plugin, Runtime};
 use crate::store::{Blueprint, Lease, ObjectId, Resource, Store};
 use std::collections::HashMap;
@@ -82,8 +80,13 @@ pub fn lease_snapshot(lease: &Lease) -> LeaseSnapshot {
 
 impl Workers {
     /// The plugin for a blueprint, keeping the claim alive while it is compiled.
-    pub(crate) async fn plugin(&self, held: &crate::lock::Held, blueprint: &Blueprint) -> Result<Plugin, RunError> {
-        held.keep_alive(self.plugins.get(self.store.as_ref(), blueprint)).await?
+    pub(crate) async fn plugin(
+        &self,
+        held: &crate::lock::Held,
+        blueprint: &Blueprint,
+    ) -> Result<Plugin, RunError> {
+        held.keep_alive(self.plugins.get(self.store.as_ref(), blueprint))
+            .await?
     }
 
     /// The context for a call about `resource` and/or `lease` on `blueprint`. The supporting
@@ -116,7 +119,10 @@ impl Workers {
         })
     }
 
-    async fn supporting_leases(&self, resource: ObjectId) -> Result<Vec<SupportingLease>, RunError> {
+    async fn supporting_leases(
+        &self,
+        resource: ObjectId,
+    ) -> Result<Vec<SupportingLease>, RunError> {
         let mut supporting = Vec::new();
         for lease in self.store.lease_list_supporting(resource).await? {
             let interface = match (lease.status, lease.resource_id) {

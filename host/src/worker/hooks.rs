@@ -38,7 +38,12 @@ impl HookCall {
             Hook::AcquireLease | Hook::ActivateLease | Hook::ReleaseLease => {
                 self.lease.as_ref().expect("lease hooks have a lease").id
             }
-            _ => self.resource.as_ref().expect("resource hooks have a resource").id,
+            _ => {
+                self.resource
+                    .as_ref()
+                    .expect("resource hooks have a resource")
+                    .id
+            }
         }
     }
 }
@@ -46,11 +51,20 @@ impl HookCall {
 impl Workers {
     /// Calls the hook; while it asks for execs, applies its other actions, runs the execs under
     /// a kept-alive claim, records their results and calls again.
-    pub(crate) async fn call_hook(&self, held: &Held, mut call: HookCall) -> Result<Called, RunError> {
+    pub(crate) async fn call_hook(
+        &self,
+        held: &Held,
+        mut call: HookCall,
+    ) -> Result<Called, RunError> {
         let subject = call.subject();
         for _ in 0..MAX_EXEC_ROUNDS {
             let ctx = self
-                .context(&call.blueprint, call.resource.as_ref(), call.lease.as_ref(), subject)
+                .context(
+                    &call.blueprint,
+                    call.resource.as_ref(),
+                    call.lease.as_ref(),
+                    subject,
+                )
                 .await?;
             let supporting = ctx.supporting_leases.clone();
             let exec_results = ctx.exec_results.clone();
@@ -73,7 +87,13 @@ impl Workers {
                 return Ok(Called::Step(step, called.output));
             }
             let mut plan = Plan::new();
-            plan_actions(&mut plan, subject.into(), subject.kind(), &step, &supporting);
+            plan_actions(
+                &mut plan,
+                subject.into(),
+                subject.kind(),
+                &step,
+                &supporting,
+            );
             plan_output(&mut plan, subject.into(), subject.kind(), &called.output);
             held.apply(&plan).await?;
 
@@ -242,7 +262,11 @@ impl Settle<'_> {
                     }
                     crate::domain::Outcome::Yield(ms) => {
                         plan_actions(&mut plan, self.subject, kind, &step, self.supporting);
-                        plan.log(self.subject, &format!("{kind}.{phase}-yield"), format!("waiting {ms} ms"));
+                        plan.log(
+                            self.subject,
+                            &format!("{kind}.{phase}-yield"),
+                            format!("waiting {ms} ms"),
+                        );
                         super::Next::Wait(Some(now + u64::from(*ms)))
                     }
                     crate::domain::Outcome::Fail(reason) => {

@@ -117,7 +117,11 @@ async fn reacquire(held: &Held, lease: &Lease, why: &str) -> Result<Next, RunErr
     let mut plan = Plan::new();
     plan.push(Write::LeaseReacquire { lease: lease.id })
         .push(Write::FreeSlotLocks { owner: lease.id })
-        .log(lease.id, "lease.reacquire", format!("{why}; looking for another resource"));
+        .log(
+            lease.id,
+            "lease.reacquire",
+            format!("{why}; looking for another resource"),
+        );
     held.apply(&plan).await?;
     Ok(Next::Continue)
 }

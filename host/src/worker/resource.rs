@@ -34,7 +34,11 @@ pub(super) async fn step(w: &Workers, held: &Held) -> Result<Next, RunError> {
             kind: CommandKind::Release,
             author: "expiry".into(),
         });
-        plan.log(resource.id, "resource.expired", "the resource reached its deadline");
+        plan.log(
+            resource.id,
+            "resource.expired",
+            "the resource reached its deadline",
+        );
         held.apply(&plan).await?;
         return Ok(Next::Continue);
     }
@@ -54,7 +58,11 @@ async fn live_leases(w: &Workers, resource: &Resource) -> Result<Vec<Lease>, Run
         .collect())
 }
 
-fn consume_commands(resource: &Resource, leases: &[Lease], commands: &[crate::store::Command]) -> Plan {
+fn consume_commands(
+    resource: &Resource,
+    leases: &[Lease],
+    commands: &[crate::store::Command],
+) -> Plan {
     let mut status = resource.status;
     let release = |status: ResourceStatus, kind: &str, message: String| {
         vec![
@@ -196,7 +204,11 @@ async fn destroy(w: &Workers, held: &Held, resource: Resource) -> Result<Next, R
 
 /// Sends release commands to the resource's leases (once each). When the resource broke,
 /// leases not yet active are only woken: they go back to pending and find another resource.
-async fn release_leases(w: &Workers, resource: &Resource, leases: &[Lease]) -> Result<Plan, RunError> {
+async fn release_leases(
+    w: &Workers,
+    resource: &Resource,
+    leases: &[Lease],
+) -> Result<Plan, RunError> {
     let mut plan = Plan::new();
     for lease in leases {
         let reacquires =
@@ -225,7 +237,10 @@ async fn release_leases(w: &Workers, resource: &Resource, leases: &[Lease]) -> R
 
 /// Wakes leases waiting for a resource of this type (capacity appeared or was freed).
 async fn wake_waiting_leases(w: &Workers, resource_type: &str) -> Result<Vec<Write>, RunError> {
-    let waiting = w.store.lease_list_waiting(resource_type, WAKE_WAITING_LEASES).await?;
+    let waiting = w
+        .store
+        .lease_list_waiting(resource_type, WAKE_WAITING_LEASES)
+        .await?;
     Ok(waiting
         .into_iter()
         .map(|lease| Write::Wake {
