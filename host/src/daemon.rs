@@ -8,7 +8,7 @@
 
 use crate::lock::Held;
 use crate::queue::Queue;
-use crate::store::{Claim, Release, Store};
+use crate::store::{Claim, Release};
 use crate::worker::{Plugins, WorkerConfig, Workers};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -48,18 +48,19 @@ fn default_name() -> String {
     format!("{}:{}", host.trim(), std::process::id())
 }
 
-/// Runs the workers until `shutdown` completes.
+/// Runs the workers until `shutdown` completes. Posts made through `queue` (by the HTTP API,
+/// say) wake the workers at once.
 pub async fn run(
     config: DaemonConfig,
-    store: Arc<dyn Store>,
+    queue: Queue,
     plugins: Plugins,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
     anyhow::ensure!(config.workers > 0, "--workers must be at least 1");
+    let store = queue.store().clone();
     if let Err(error) = plugins.preload(store.as_ref()).await {
         tracing::warn!(%error, "compiling the registered blueprints ahead of time failed");
     }
-    let queue = Queue::new(store.clone());
     let workers = Workers {
         store: store.clone(),
         queue: queue.clone(),

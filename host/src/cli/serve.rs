@@ -3,6 +3,7 @@
 use super::Global;
 use crate::daemon::{self, DaemonConfig};
 use crate::plugin::{Runtime, RuntimeConfig};
+use crate::queue::Queue;
 use crate::worker::{Plugins, WorkerConfig};
 use clap::Args;
 use std::process::ExitCode;
@@ -51,7 +52,8 @@ pub(super) async fn run(global: &Global, args: ServeArgs) -> anyhow::Result<Exit
         "drydock serving {} with {} workers (Ctrl-C stops)",
         global.database, config.workers
     );
-    daemon::run(config, store, Plugins::new(runtime), shutdown_signal()).await?;
+    let queue = Queue::new(store);
+    daemon::run(config, queue, Plugins::new(runtime), shutdown_signal()).await?;
     Ok(ExitCode::SUCCESS)
 }
 

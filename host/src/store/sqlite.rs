@@ -19,6 +19,7 @@ use sqlx::sqlite::{
 use sqlx::{Row, SqliteConnection};
 use std::str::FromStr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 /// How long a connection waits for another process's write lock.
@@ -32,6 +33,7 @@ pub struct SqliteStore {
     writer: SqlitePool,
     reader: SqlitePool,
     clock: Arc<dyn Clock>,
+    write_transactions: Arc<AtomicU64>,
 }
 
 type Tx = sqlx::Transaction<'static, sqlx::Sqlite>;
@@ -58,10 +60,17 @@ impl SqliteStore {
             writer,
             reader,
             clock,
+            write_transactions: Arc::default(),
         })
     }
 
+    /// Write transactions begun so far by this handle (for benchmarks).
+    pub fn write_transactions(&self) -> u64 {
+        self.write_transactions.load(Ordering::Relaxed)
+    }
+
     async fn begin(&self) -> Result<Tx> {
+        self.write_transactions.fetch_add(1, Ordering::Relaxed);
         Ok(self.writer.begin_with("BEGIN IMMEDIATE").await?)
     }
 }

@@ -1,0 +1,204 @@
+//! Queue and lifecycle benchmarks on SQLite (`synchronous=FULL`), printed as Markdown for
+//! BENCHMARKS.md:
+//!
+//! - release latency: a release posted in-process → the lease destroyed, on an idle daemon;
+//! - full lease lifecycle throughput with the host-pool blueprint, with the write transactions a
+//!   lifecycle takes and the disk's measured commit rate beside it;
+//! - the cost of post + claim + release with 10k objects in the database against 1M.
+//!
+//! Run: `cargo bench -p drydock-tests --bench queue`
+
+use drydock_host::daemon::{self, DaemonConfig};
+use drydock_host::domain::LeaseStatus;
+use drydock_host::plugin::{Runtime, RuntimeConfig, digest};
+use drydock_host::queue::Queue;
+use drydock_host::store::sqlite::SqliteStore;
+use drydock_host::store::{
+    CommandKind, NewBlueprint, NewLease, ObjectId, Release, Store, SystemClock,
+};
+use drydock_host::worker::Plugins;
+use drydock_tests::{HOST_POOL_CONFIG, HOST_POOL_WASM};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const LATENCY_SAMPLES: usize = 300;
+const LIFECYCLES: usize = 500;
+const QUEUE_OPS: usize = 2_000;
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 4)]
+async fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        return; // `cargo test --benches` asks benches to list their tests
+    }
+    let dir = tempfile::tempdir_in(std::env::current_dir().unwrap()).unwrap();
+    println!("| measurement | result |\n|---|---|");
+    commit_rate(dir.path()).await;
+    release_latency(dir.path()).await;
+    lifecycle_throughput(dir.path()).await;
+    for objects in [10_000, 1_000_000] {
+        queue_cost(dir.path(), objects).await;
+    }
+}
+
+async fn open(dir: &std::path::Path, name: &str) -> Arc<SqliteStore> {
+    let url = format!("sqlite://{}", dir.join(name).display());
+    Arc::new(SqliteStore::open(&url, Arc::new(SystemClock)).await.unwrap())
+}
+
+/// Single-row transactions per second on this disk with the store's settings.
+async fn commit_rate(dir: &std::path::Path) {
+    let store = open(dir, "commit.db").await;
+    let new = NewLease {
+        resource_type: "host".into(),
+        owner: "bench".into(),
+        ..NewLease::default()
+    };
+    let n = 500;
+    let started = Instant::now();
+    for _ in 0..n {
+        store.lease_insert(&new, 1).await.unwrap();
+    }
+    let rate = n as f64 / started.elapsed().as_secs_f64();
+    println!("| disk commit rate (one `lease_insert` transaction, WAL, synchronous=FULL) | {rate:.0} commits/s |");
+}
+
+/// A store with the host-pool blueprint and an in-process daemon on it.
+async fn daemon_with_host_pool(dir: &std::path::Path, name: &str) -> (Arc<SqliteStore>, Queue, tokio::sync::oneshot::Sender<()>) {
+    let store = open(dir, name).await;
+    let runtime = Runtime::new(RuntimeConfig {
+        cache_dir: None,
+        ..RuntimeConfig::default()
+    })
+    .unwrap();
+    let wasm = std::fs::read(HOST_POOL_WASM).unwrap();
+    let plugin = runtime.load(&wasm).unwrap();
+    let description = plugin.describe().unwrap().value;
+    store
+        .blueprint_insert(NewBlueprint {
+            name: "host-pool".into(),
+            digest: digest(&wasm),
+            wasm,
+            component_name: description.name,
+            resource_type: description.resource_type,
+            config: HOST_POOL_CONFIG.into(),
+        })
+        .await
+        .unwrap();
+    let dyn_store: Arc<dyn Store> = store.clone();
+    let queue = Queue::new(dyn_store);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let config = DaemonConfig::default();
+    tokio::spawn(daemon::run(config, queue.clone(), Plugins::new(runtime), async {
+        let _ = stopped.await;
+    }));
+    (store, queue, stop)
+}
+
+async fn request(store: &SqliteStore, count: usize) -> Vec<ObjectId> {
+    let new = NewLease {
+        resource_type: "host".into(),
+        owner: "bench".into(),
+        ..NewLease::default()
+    };
+    store.lease_insert(&new, count).await.unwrap().iter().map(|l| l.id).collect()
+}
+
+/// Waits (polling every 200 µs) until every lease has `status`.
+async fn wait_all(store: &SqliteStore, leases: &[ObjectId], status: LeaseStatus) {
+    for lease in leases {
+        while store.lease_get(*lease).await.unwrap().status != status {
+            std::thread::sleep(Duration::from_micros(200));
+        }
+    }
+}
+
+async fn release_latency(dir: &std::path::Path) {
+    let (store, queue, _stop) = daemon_with_host_pool(dir, "latency.db").await;
+    let mut samples = Vec::with_capacity(LATENCY_SAMPLES);
+    for _ in 0..LATENCY_SAMPLES {
+        let lease = request(&store, 1).await;
+        wait_all(&store, &lease, LeaseStatus::Active).await;
+        tokio::time::sleep(Duration::from_millis(2)).await; // let the daemon go idle
+        let started = Instant::now();
+        queue.post(lease[0], CommandKind::Release, "bench").await.unwrap();
+        wait_all(&store, &lease, LeaseStatus::Destroyed).await;
+        samples.push(started.elapsed());
+    }
+    samples.sort();
+    let at = |q: f64| samples[((samples.len() as f64 * q) as usize).min(samples.len() - 1)];
+    println!(
+        "| release latency, posted in-process → destroyed, idle daemon ({LATENCY_SAMPLES} samples) | p50 {:.2} ms, p99 {:.2} ms |",
+        at(0.5).as_secs_f64() * 1e3,
+        at(0.99).as_secs_f64() * 1e3
+    );
+}
+
+async fn lifecycle_throughput(dir: &std::path::Path) {
+    let (store, queue, _stop) = daemon_with_host_pool(dir, "lifecycle.db").await;
+    // Warm up: the first lease allocates the host's resource, which later leases share.
+    let warm = request(&store, 1).await;
+    wait_all(&store, &warm, LeaseStatus::Active).await;
+
+    let before = store.write_transactions();
+    let started = Instant::now();
+    let leases = request(&store, LIFECYCLES).await;
+    wait_all(&store, &leases, LeaseStatus::Active).await;
+    for lease in &leases {
+        queue.post(*lease, CommandKind::Release, "bench").await.unwrap();
+    }
+    wait_all(&store, &leases, LeaseStatus::Destroyed).await;
+    let elapsed = started.elapsed();
+    let transactions = store.write_transactions() - before;
+    println!(
+        "| lease lifecycles (request → active → release → destroyed), {LIFECYCLES} at once, 4 workers | {:.0} lifecycles/s |",
+        LIFECYCLES as f64 / elapsed.as_secs_f64()
+    );
+    println!(
+        "| write transactions per lifecycle (incl. claims and claim releases) | {:.1} |",
+        transactions as f64 / LIFECYCLES as f64
+    );
+}
+
+/// Fills the database with `objects` idle active leases, then times post, claim and release.
+async fn queue_cost(dir: &std::path::Path, objects: usize) {
+    let name = format!("queue-{objects}.db");
+    let store = open(dir, &name).await;
+    let url = format!("sqlite://{}", dir.join(&name).display());
+    let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+    sqlx::query(
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?1)
+         INSERT INTO lease (resource_type, status, owner, created_at, updated_at)
+         SELECT 'host', 'active', 'bench', 0, 0 FROM n",
+    )
+    .bind(objects as i64)
+    .execute(&pool)
+    .await
+    .unwrap();
+    sqlx::query("INSERT INTO work_item (object) SELECT 'L' || id FROM lease")
+        .execute(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+
+    let (mut post, mut claim, mut release) = (Duration::ZERO, Duration::ZERO, Duration::ZERO);
+    for i in 0..QUEUE_OPS {
+        let target = ObjectId::Lease(1 + (i * 7919 % objects) as i64);
+        let t = Instant::now();
+        store.command_post(target, CommandKind::Release, "bench").await.unwrap();
+        post += t.elapsed();
+        let t = Instant::now();
+        let claims = store.work_item_claim("bench", 1, Duration::from_secs(30)).await.unwrap();
+        claim += t.elapsed();
+        assert_eq!(claims.len(), 1);
+        let t = Instant::now();
+        store.work_item_release(&claims[0], &Release::default()).await.unwrap();
+        release += t.elapsed();
+    }
+    let per = |d: Duration| d.as_secs_f64() * 1e6 / QUEUE_OPS as f64;
+    println!(
+        "| post / claim / release with {objects} objects in the database | {:.0} / {:.0} / {:.0} µs |",
+        per(post),
+        per(claim),
+        per(release)
+    );
+}
