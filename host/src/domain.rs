@@ -306,3 +306,9 @@ pub struct Description {
     /// JSON Schema of the configuration, as text.
     pub config_schema: String,
 }
+
+/// A time as RFC 3339 in UTC, to the millisecond, for people.
+pub fn format_time(ms: Timestamp) -> String {
+    let at = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms);
+    humantime::format_rfc3339_millis(at).to_string()
+}

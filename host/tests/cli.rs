@@ -1,5 +1,4 @@
-//! The `drydock` binary's argument handling. (Having an integration test here also makes
-//! `cargo test --workspace` build the binary that `tests/` drives end to end.)
+//! The `drydock` binary's argument handling.
 
 use std::process::Command;
 

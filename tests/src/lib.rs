@@ -24,21 +24,41 @@ pub const HOST_POOL_CONFIG: &str =
 /// How long a test waits for a condition before it fails. Generous: CI machines are slow.
 pub const PATIENCE: Duration = Duration::from_secs(90);
 
-/// The `drydock` binary of the same build as the running test (`target/<profile>/drydock`).
+/// The `drydock` binary, freshly built in the same profile as the running test.
 ///
-/// Cargo builds it because the `drydock-host` package has integration tests of its own.
+/// Another package's binary is not rebuilt by `cargo test -p drydock-tests`, so the first call in
+/// each test process runs `cargo build --bin drydock` (cargo holds no lock while tests run).
 pub fn drydock_binary() -> anyhow::Result<PathBuf> {
+    static BINARY: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    BINARY
+        .get_or_init(|| build_binary().map_err(|e| format!("{e:#}")))
+        .clone()
+        .map_err(anyhow::Error::msg)
+}
+
+fn build_binary() -> anyhow::Result<PathBuf> {
     let exe = std::env::current_exe()?;
     let profile_dir = exe
         .parent()
         .and_then(Path::parent)
         .ok_or_else(|| anyhow::anyhow!("unexpected test binary path {}", exe.display()))?;
-    let binary = profile_dir.join("drydock");
+    let profile = match profile_dir.file_name().and_then(|n| n.to_str()) {
+        Some("debug") => "dev",
+        Some(other) => other,
+        None => anyhow::bail!("no profile directory above {}", exe.display()),
+    };
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let out = std::process::Command::new(env!("CARGO"))
+        .args(["build", "--quiet", "-p", "drydock-host", "--bin", "drydock", "--profile", profile])
+        .current_dir(workspace)
+        .output()?;
     anyhow::ensure!(
-        binary.exists(),
-        "{} is missing: build it with `cargo build -p drydock-host` (cargo test --workspace does)",
-        binary.display()
+        out.status.success(),
+        "building the drydock binary failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
     );
+    let binary = profile_dir.join("drydock");
+    anyhow::ensure!(binary.exists(), "{} is missing after the build", binary.display());
     Ok(binary)
 }
 
@@ -128,18 +148,25 @@ impl Env {
         .await;
     }
 
-    /// Starts `drydock serve` with quick polling and any extra arguments.
+    /// Starts `drydock serve` with quick polling, HTTP on a free loopback port, the operator
+    /// token [`TOKEN`], and any extra arguments.
     pub fn serve(&self, extra: &[&str]) -> Daemon {
-        let mut args = vec!["serve", "--poll", "50ms"];
+        let mut args = vec!["serve", "--poll", "50ms", "--listen", "127.0.0.1:0"];
         args.extend_from_slice(extra);
-        let child = self
+        let mut child = self
             .command(&args)
             .env("DRYDOCK_LOG", "info")
+            .env("DRYDOCK_TOKEN", TOKEN)
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        Daemon { child }
+        let (address, url) = tokio::sync::oneshot::channel();
+        tokio::spawn(drain(child.stderr.take().unwrap(), address));
+        Daemon {
+            child,
+            url: Some(url),
+        }
     }
 
     /// The database, opened in this process.
@@ -148,12 +175,40 @@ impl Env {
     }
 }
 
+/// The operator token test daemons accept.
+pub const TOKEN: &str = "test-token-0123456789abcdef";
+
+/// Reads a daemon's stderr to the end (so it never blocks on a full pipe), handing over the
+/// address it announces.
+async fn drain(stderr: tokio::process::ChildStderr, address: tokio::sync::oneshot::Sender<String>) {
+    use tokio::io::AsyncBufReadExt;
+    let mut lines = tokio::io::BufReader::new(stderr).lines();
+    let mut address = Some(address);
+    while let Ok(Some(line)) = lines.next_line().await {
+        if let Some(url) = line.strip_prefix("drydock: listening on ")
+            && let Some(sender) = address.take()
+        {
+            let _ = sender.send(url.to_string());
+        }
+    }
+}
+
 /// A running `drydock serve`; killed when dropped.
 pub struct Daemon {
     child: Child,
+    url: Option<tokio::sync::oneshot::Receiver<String>>,
 }
 
 impl Daemon {
+    /// The base URL of its HTTP server, such as `http://127.0.0.1:40123`.
+    pub async fn url(&mut self) -> String {
+        let receiver = self.url.take().expect("url() is asked once");
+        tokio::time::timeout(PATIENCE, receiver)
+            .await
+            .expect("the daemon did not announce its address")
+            .expect("the daemon exited before listening")
+    }
+
     /// SIGKILL: no chance to clean up.
     pub async fn kill9(mut self) {
         self.child.kill().await.unwrap();

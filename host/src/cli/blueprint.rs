@@ -1,8 +1,9 @@
 //! `drydock blueprint …`: registering and inspecting blueprints.
 
 use super::{Global, output, read_input};
-use crate::plugin::{Plugin, Runtime, RuntimeConfig, digest};
-use crate::store::{Blueprint, NewBlueprint, ObjectId, Store};
+use crate::ops;
+use crate::plugin::{Plugin, Runtime, RuntimeConfig};
+use crate::store::Blueprint;
 use anyhow::{Context as _, bail};
 use clap::Subcommand;
 use serde::Serialize;
@@ -74,21 +75,12 @@ pub(super) async fn run(global: &Global, command: BlueprintCommand) -> anyhow::R
         BlueprintCommand::List { json } => list(global, json).await,
         BlueprintCommand::Show { blueprint, json } => {
             let store = global.store().await?;
-            let blueprint = find(store.as_ref(), &blueprint).await?;
+            let blueprint = ops::find_blueprint(store.as_ref(), &blueprint).await?;
             print_one(&blueprint, json)
         }
         BlueprintCommand::Enable { blueprint } => set_enabled(global, &blueprint, true).await,
         BlueprintCommand::Disable { blueprint } => set_enabled(global, &blueprint, false).await,
     }
-}
-
-/// A blueprint by id (`B1`) or by name.
-pub(super) async fn find(store: &dyn Store, text: &str) -> anyhow::Result<Blueprint> {
-    let found = match text.parse::<ObjectId>() {
-        Ok(id @ ObjectId::Blueprint(_)) => store.blueprint_get(id).await,
-        _ => store.blueprint_by_name(text).await,
-    };
-    found.with_context(|| format!("no blueprint {text:?}"))
 }
 
 fn load(wasm: &Path) -> anyhow::Result<(Plugin, Vec<u8>)> {
@@ -110,10 +102,6 @@ fn validate(plugin: &Plugin, config: &str, source: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn check_name(name: &str) -> anyhow::Result<()> {
-    crate::action::check_key("blueprint name", name).map_err(anyhow::Error::msg)
-}
-
 async fn add(
     global: &Global,
     name: String,
@@ -121,26 +109,16 @@ async fn add(
     config: Option<&Path>,
     json: bool,
 ) -> anyhow::Result<ExitCode> {
-    check_name(&name)?;
     let config_text = match config {
         Some(path) => read_input(path)?,
         None => "{}".to_string(),
     };
-    let source = config.map_or("{}".into(), |p| p.display().to_string());
-    let (plugin, bytes) = load(wasm)?;
-    let description = plugin.describe().context("calling describe")?.value;
-    validate(&plugin, &config_text, &source)?;
+    let bytes = std::fs::read(wasm).with_context(|| format!("reading {}", wasm.display()))?;
+    let runtime = Runtime::new(RuntimeConfig::default())?;
     let store = global.store().await?;
-    let blueprint = store
-        .blueprint_insert(NewBlueprint {
-            name,
-            digest: digest(&bytes),
-            wasm: bytes,
-            component_name: description.name,
-            resource_type: description.resource_type,
-            config: config_text,
-        })
-        .await?;
+    let blueprint = ops::add_blueprint(store.as_ref(), &runtime, &name, bytes, config_text)
+        .await
+        .with_context(|| format!("adding {}", wasm.display()))?;
     if json {
         output::json(&blueprint)?;
     } else {
@@ -201,7 +179,7 @@ fn print_one(blueprint: &Blueprint, json: bool) -> anyhow::Result<ExitCode> {
 
 async fn set_enabled(global: &Global, text: &str, enabled: bool) -> anyhow::Result<ExitCode> {
     let store = global.store().await?;
-    let blueprint = find(store.as_ref(), text).await?;
+    let blueprint = ops::find_blueprint(store.as_ref(), text).await?;
     let blueprint = store.blueprint_set_enabled(blueprint.id, enabled).await?;
     let state = if enabled { "enabled" } else { "disabled" };
     println!("{} {} {state}", blueprint.id, blueprint.name);

@@ -1,9 +1,10 @@
 //! `drydock lease …`: requesting, inspecting and releasing leases.
 
-use super::{Global, author, output, parse_id};
-use crate::domain::{Attributes, LeaseStatus};
+use super::{Global, author, output};
+use crate::ops::{self, parse_id};
+use crate::domain::LeaseStatus;
 use crate::queue::Queue;
-use crate::store::{CommandKind, Lease, NewLease, ObjectId, Store};
+use crate::store::{CommandKind, Lease, ObjectId, Store};
 use anyhow::{Context as _, bail};
 use clap::Subcommand;
 use std::collections::BTreeMap;
@@ -58,7 +59,7 @@ pub(super) struct RequestArgs {
     #[arg(long, value_parser = humantime::parse_duration)]
     until: Option<Duration>,
     /// How many leases to request.
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    #[arg(long, default_value_t = 1)]
     count: u32,
     /// Wait until the leases are active, showing their logs; exit non-zero if they fail.
     #[arg(long)]
@@ -112,22 +113,14 @@ async fn releasable(store: &dyn Store) -> anyhow::Result<Vec<ObjectId>> {
 }
 
 async fn request(store: Arc<dyn Store>, args: RequestArgs) -> anyhow::Result<ExitCode> {
-    crate::action::check_key("resource type", &args.resource_type).map_err(anyhow::Error::msg)?;
-    let mut allowed = Vec::new();
-    for name in &args.blueprints {
-        allowed.push(super::blueprint::find(store.as_ref(), name).await?.id);
-    }
-    let attributes: Attributes = args.attributes.into_iter().collect();
-    crate::action::check_attributes(&attributes, &crate::action::Limits::default())
-        .map_err(anyhow::Error::msg)?;
-    let new = NewLease {
+    let request = ops::LeaseRequest {
         resource_type: args.resource_type,
-        attributes,
-        allowed_blueprints: allowed,
-        owner: author(),
-        until: args.until.map(|d| store.now() + d.as_millis() as u64),
+        attributes: args.attributes.into_iter().collect(),
+        blueprints: args.blueprints,
+        until: args.until,
+        count: args.count,
     };
-    let leases = store.lease_insert(&new, args.count as usize).await?;
+    let leases = ops::request_leases(store.as_ref(), request, &author()).await?;
     if args.json && !args.wait {
         output::json(&leases)?;
     } else if !args.json {

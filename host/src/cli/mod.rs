@@ -127,9 +127,3 @@ fn author() -> String {
     )
 }
 
-/// Parses an object id of an expected kind (`L12` for leases).
-fn parse_id(text: &str, kind: &str) -> anyhow::Result<store::ObjectId> {
-    let id: store::ObjectId = text.parse()?;
-    anyhow::ensure!(id.kind() == kind, "{id} is a {}, not a {kind}", id.kind());
-    Ok(id)
-}

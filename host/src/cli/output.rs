@@ -11,8 +11,7 @@ pub fn json<T: Serialize + ?Sized>(value: &T) -> anyhow::Result<()> {
 
 /// A time as RFC 3339 in UTC, to the millisecond.
 pub fn time(ms: Timestamp) -> String {
-    let at = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms);
-    humantime::format_rfc3339_millis(at).to_string()
+    crate::domain::format_time(ms)
 }
 
 /// An optional time, or `-`.

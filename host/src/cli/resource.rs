@@ -1,6 +1,7 @@
 //! `drydock resource …`: inspecting, releasing and reclaiming resources.
 
-use super::{Global, author, output, parse_id};
+use super::{Global, author, output};
+use crate::ops::{self, parse_id};
 use crate::domain::ResourceStatus;
 use crate::queue::Queue;
 use crate::store::{CommandKind, ObjectId, Resource};
@@ -48,16 +49,11 @@ pub(super) async fn run(global: &Global, command: ResourceCommand) -> anyhow::Re
     match command {
         ResourceCommand::List { status, json } => list(store.resource_list(status).await?, json),
         ResourceCommand::Show { id, json } => {
-            let resource = store.resource_get(parse_id(&id, "resource")?).await?;
-            let leases = store.lease_list_on_resource(resource.id).await?;
-            let locks = store.slot_lock_list(Some(resource.id)).await?;
+            let detail = ops::resource_detail(store.as_ref(), parse_id(&id, "resource")?).await?;
             if json {
-                let mut value = serde_json::to_value(&resource)?;
-                value["leases"] = serde_json::to_value(&leases)?;
-                value["slot_locks"] = serde_json::to_value(&locks)?;
-                output::json(&value)?;
+                output::json(&detail)?;
             } else {
-                show(&resource, &leases, &locks);
+                show(&detail.resource, &detail.leases, &detail.slot_locks);
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -99,7 +95,7 @@ pub(super) async fn post_all(
         CommandKind::Reclaim => "reclaim",
     };
     for target in targets {
-        match queue.post(*target, kind, &author()).await {
+        match ops::post(queue, *target, kind, &author()).await {
             Ok(command) => println!("{target}: {verb} queued (command {})", command.id),
             Err(error) => {
                 eprintln!("error: {target}: {error}");

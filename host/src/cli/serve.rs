@@ -5,8 +5,13 @@ use crate::daemon::{self, DaemonConfig};
 use crate::plugin::{Runtime, RuntimeConfig};
 use crate::queue::Queue;
 use crate::worker::{Plugins, WorkerConfig};
+use crate::web::{self, AppState, auth::Tokens};
+use anyhow::Context as _;
 use clap::Args;
+use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 #[derive(Debug, Args)]
@@ -29,6 +34,17 @@ pub(super) struct ServeArgs {
     /// How long an active resource must be idle before the allocator may reclaim it.
     #[arg(long, default_value = "3m", value_parser = humantime::parse_duration)]
     reclaim_idle: Duration,
+    /// Where the web UI and HTTP API listen (`off` to serve no HTTP). Addresses other than
+    /// loopback need a token.
+    #[arg(long, default_value = "127.0.0.1:6080")]
+    listen: String,
+    /// Operator tokens for the web UI and API: `TOKEN` or `NAME TOKEN` per line (wins over
+    /// DRYDOCK_TOKEN). Without either, a token is made up and printed.
+    #[arg(long)]
+    token_file: Option<PathBuf>,
+    /// One operator token (prefer --token-file: the environment is visible to other processes).
+    #[arg(long, env = "DRYDOCK_TOKEN", hide_env_values = true)]
+    token: Option<String>,
 }
 
 pub(super) async fn run(global: &Global, args: ServeArgs) -> anyhow::Result<ExitCode> {
@@ -53,8 +69,61 @@ pub(super) async fn run(global: &Global, args: ServeArgs) -> anyhow::Result<Exit
         global.database, config.workers
     );
     let queue = Queue::new(store);
-    daemon::run(config, queue, Plugins::new(runtime), shutdown_signal()).await?;
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let wait = move |mut stopped: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = stopped.wait_for(|stop| *stop).await;
+    };
+    let web = match args.listen.as_str() {
+        "off" => None,
+        addr => Some(start_web(addr, &args, queue.clone(), runtime.clone(), wait(stopped.clone())).await?),
+    };
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = stop.send(true);
+    });
+    daemon::run(config, queue, Plugins::new(runtime), wait(stopped)).await?;
+    if let Some(web) = web {
+        web.await??;
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Binds the HTTP server and starts it; returns its task.
+async fn start_web(
+    addr: &str,
+    args: &ServeArgs,
+    queue: Queue,
+    runtime: Runtime,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<tokio::task::JoinHandle<anyhow::Result<()>>> {
+    let addr: SocketAddr = addr
+        .parse()
+        .with_context(|| format!("--listen {addr:?} is not an address such as 127.0.0.1:6080"))?;
+    let tokens = match (&args.token_file, &args.token) {
+        (Some(path), _) => {
+            let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+            Some(Tokens::parse(&text).with_context(|| format!("reading {}", path.display()))?)
+        }
+        (None, Some(token)) => Some(Tokens::single(token).context("DRYDOCK_TOKEN")?),
+        (None, None) => None,
+    };
+    web::check_listen(&addr, tokens.is_some())?;
+    let tokens = tokens.unwrap_or_else(|| {
+        let (tokens, token) = Tokens::generate();
+        eprintln!("no operator token configured; this run's token is {token}");
+        tokens
+    });
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("listening on {addr}"))?;
+    eprintln!("drydock: listening on http://{}", listener.local_addr()?);
+    let state = AppState {
+        queue,
+        runtime,
+        tokens: Arc::new(tokens),
+        sessions: Arc::default(),
+    };
+    Ok(tokio::spawn(web::serve(listener, state, shutdown)))
 }
 
 /// Completes on SIGINT or SIGTERM.

@@ -1,0 +1,165 @@
+//! What users can ask of Drydock, shared by the CLI and the HTTP API. Each operation checks its
+//! input and names what was wrong ([`Error`]), and changes the database in one transaction or
+//! not at all.
+
+use crate::action;
+use crate::domain::Attributes;
+use crate::plugin::{Runtime, digest};
+use crate::queue::Queue;
+use crate::store::{
+    self, Blueprint, Command, CommandKind, Lease, NewBlueprint, NewLease, ObjectId, Resource,
+    SlotLock, Store,
+};
+use serde::Serialize;
+use std::time::Duration;
+
+/// Why an operation was refused. Each kind maps to an HTTP status and a CLI message.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Malformed input (400).
+    #[error("{0}")]
+    BadInput(String),
+    /// No such object (404).
+    #[error("{0}")]
+    NotFound(String),
+    /// The object cannot take this now, or a name is taken (409).
+    #[error("{0}")]
+    Refused(String),
+    /// Something broke on our side (500).
+    #[error(transparent)]
+    Internal(anyhow::Error),
+}
+
+impl From<store::Error> for Error {
+    fn from(error: store::Error) -> Self {
+        match error {
+            store::Error::NotFound(what) => Error::NotFound(format!("{what} does not exist")),
+            store::Error::NotReleasable(why) | store::Error::Conflict(why) => Error::Refused(why),
+            other => Error::Internal(other.into()),
+        }
+    }
+}
+
+/// Operation results.
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// Parses an object id of an expected kind (`lease` for `L12`).
+pub fn parse_id(text: &str, kind: &str) -> Result<ObjectId> {
+    let id: ObjectId = text.parse().map_err(|e: store::ParseIdError| Error::BadInput(e.to_string()))?;
+    if id.kind() != kind {
+        return Err(Error::BadInput(format!("{id} is a {}, not a {kind}", id.kind())));
+    }
+    Ok(id)
+}
+
+/// A blueprint by id (`B1`) or by name.
+pub async fn find_blueprint(store: &dyn Store, text: &str) -> Result<Blueprint> {
+    let found = match text.parse::<ObjectId>() {
+        Ok(id @ ObjectId::Blueprint(_)) => store.blueprint_get(id).await,
+        _ => store.blueprint_by_name(text).await,
+    };
+    found.map_err(|error| match error {
+        store::Error::NotFound(_) => Error::NotFound(format!("no blueprint {text:?}")),
+        other => other.into(),
+    })
+}
+
+/// Registers a component under `name` once the component accepts `config`.
+pub async fn add_blueprint(
+    store: &dyn Store,
+    runtime: &Runtime,
+    name: &str,
+    wasm: Vec<u8>,
+    config: String,
+) -> Result<Blueprint> {
+    action::check_key("blueprint name", name).map_err(Error::BadInput)?;
+    let runtime = runtime.clone();
+    let (wasm, config, description) = tokio::task::spawn_blocking(move || {
+        let plugin = runtime.load(&wasm).map_err(|e| Error::BadInput(e.to_string()))?;
+        let description = plugin.describe().map_err(|e| Error::BadInput(e.to_string()))?.value;
+        let verdict = plugin
+            .validate_config(&config)
+            .map_err(|e| Error::BadInput(e.to_string()))?;
+        verdict.value.map_err(|reason| Error::BadInput(format!("the config is invalid: {reason}")))?;
+        Ok::<_, Error>((wasm, config, description))
+    })
+    .await
+    .map_err(|e| Error::Internal(e.into()))??;
+    let new = NewBlueprint {
+        name: name.to_string(),
+        digest: digest(&wasm),
+        wasm,
+        component_name: description.name,
+        resource_type: description.resource_type,
+        config,
+    };
+    Ok(store.blueprint_insert(new).await?)
+}
+
+/// What a lease request asks for.
+#[derive(Debug, Clone, Default)]
+pub struct LeaseRequest {
+    /// The resource type.
+    pub resource_type: String,
+    /// Attributes the resource must satisfy.
+    pub attributes: Attributes,
+    /// Blueprints (names or ids) it may use; empty means any.
+    pub blueprints: Vec<String>,
+    /// Released automatically after this long.
+    pub until: Option<Duration>,
+    /// How many leases.
+    pub count: u32,
+}
+
+/// The most leases one request may ask for.
+pub const MAX_LEASES_PER_REQUEST: u32 = 1000;
+
+/// Records `request.count` pending leases owned by `owner`, all or none.
+pub async fn request_leases(store: &dyn Store, request: LeaseRequest, owner: &str) -> Result<Vec<Lease>> {
+    action::check_key("resource type", &request.resource_type).map_err(Error::BadInput)?;
+    action::check_attributes(&request.attributes, &action::Limits::default()).map_err(Error::BadInput)?;
+    if !(1..=MAX_LEASES_PER_REQUEST).contains(&request.count) {
+        return Err(Error::BadInput(format!(
+            "count {} is outside 1..={MAX_LEASES_PER_REQUEST}",
+            request.count
+        )));
+    }
+    let mut allowed = Vec::new();
+    for name in &request.blueprints {
+        allowed.push(find_blueprint(store, name).await?.id);
+    }
+    let new = NewLease {
+        resource_type: request.resource_type,
+        attributes: request.attributes,
+        allowed_blueprints: allowed,
+        owner: owner.to_string(),
+        until: request.until.map(|d| store.now() + d.as_millis() as u64),
+    };
+    Ok(store.lease_insert(&new, request.count as usize).await?)
+}
+
+/// Queues `kind` for `target` on behalf of `author`.
+pub async fn post(queue: &Queue, target: ObjectId, kind: CommandKind, author: &str) -> Result<Command> {
+    Ok(queue.post(target, kind, author).await?)
+}
+
+/// A resource with its leases and slot locks.
+#[derive(Debug, Clone, Serialize)]
+pub struct ResourceDetail {
+    /// The resource.
+    #[serde(flatten)]
+    pub resource: Resource,
+    /// Leases that hold or held it.
+    pub leases: Vec<Lease>,
+    /// Slot locks it holds.
+    pub slot_locks: Vec<SlotLock>,
+}
+
+/// A resource with its leases and slot locks.
+pub async fn resource_detail(store: &dyn Store, id: ObjectId) -> Result<ResourceDetail> {
+    Ok(ResourceDetail {
+        resource: store.resource_get(id).await?,
+        leases: store.lease_list_on_resource(id).await?,
+        slot_locks: store.slot_lock_list(Some(id)).await?,
+    })
+}

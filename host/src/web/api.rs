@@ -1,0 +1,295 @@
+//! `/api/v1/`: the CLI's operations as JSON. Mutations need `Authorization: Bearer <token>`.
+//! Errors are `{"error": "…"}` with 400 (bad input), 401 (no token), 403 (wrong token),
+//! 404 (unknown object) or 409 (not releasable, name taken).
+
+use super::AppState;
+use super::auth::bearer;
+use crate::domain::{LeaseStatus, ResourceStatus};
+use crate::ops::{self, parse_id};
+use crate::store::{CommandFilter, CommandKind, ObjectId};
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use base64::Engine as _;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+
+pub(super) fn router() -> Router<AppState> {
+    Router::new()
+        .route("/blueprints", get(blueprints).post(add_blueprint))
+        .route("/blueprints/{id}", get(blueprint))
+        .route("/blueprints/{id}/enable", post(enable))
+        .route("/blueprints/{id}/disable", post(disable))
+        .route("/leases", get(leases).post(request_leases))
+        .route("/leases/{id}", get(lease))
+        .route("/leases/{id}/release", post(release_lease))
+        .route("/resources", get(resources))
+        .route("/resources/{id}", get(resource))
+        .route("/resources/{id}/release", post(release_resource))
+        .route("/resources/{id}/reclaim", post(reclaim_resource))
+        .route("/commands", get(commands))
+        .route("/logs", get(logs))
+        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such API endpoint") })
+}
+
+/// An error as JSON with its status.
+pub(super) struct ApiError {
+    status: StatusCode,
+    message: String,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            message: message.into(),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = Json(serde_json::json!({ "error": self.message }));
+        (self.status, body).into_response()
+    }
+}
+
+impl From<ops::Error> for ApiError {
+    fn from(error: ops::Error) -> Self {
+        let status = match &error {
+            ops::Error::BadInput(_) => StatusCode::BAD_REQUEST,
+            ops::Error::NotFound(_) => StatusCode::NOT_FOUND,
+            ops::Error::Refused(_) => StatusCode::CONFLICT,
+            ops::Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        if status == StatusCode::INTERNAL_SERVER_ERROR {
+            tracing::error!(%error, "API request failed");
+        }
+        ApiError::new(status, error.to_string())
+    }
+}
+
+impl From<crate::store::Error> for ApiError {
+    fn from(error: crate::store::Error) -> Self {
+        ops::Error::from(error).into()
+    }
+}
+
+type ApiResult<T> = Result<T, ApiError>;
+
+/// The operator behind the request's bearer token: 401 without one, 403 for a wrong one.
+fn operator(state: &AppState, headers: &HeaderMap) -> ApiResult<String> {
+    let token = bearer(headers).ok_or_else(|| {
+        ApiError::new(StatusCode::UNAUTHORIZED, "this request changes something: send Authorization: Bearer <token>")
+    })?;
+    let name = state
+        .tokens
+        .operator(token)
+        .ok_or_else(|| ApiError::new(StatusCode::FORBIDDEN, "the bearer token is not valid"))?;
+    Ok(format!("api:{name}"))
+}
+
+fn id(text: &str, kind: &str) -> ApiResult<ObjectId> {
+    Ok(parse_id(text, kind)?)
+}
+
+#[derive(Deserialize)]
+struct StatusFilter {
+    status: Option<String>,
+}
+
+fn status<T: std::str::FromStr<Err = String>>(filter: &StatusFilter) -> ApiResult<Option<T>> {
+    filter
+        .status
+        .as_deref()
+        .map(|s| s.parse().map_err(|e: String| ApiError::new(StatusCode::BAD_REQUEST, e)))
+        .transpose()
+}
+
+async fn blueprints(State(state): State<AppState>) -> ApiResult<impl IntoResponse> {
+    Ok(Json(state.store().blueprint_list().await?))
+}
+
+async fn blueprint(State(state): State<AppState>, Path(text): Path<String>) -> ApiResult<impl IntoResponse> {
+    Ok(Json(ops::find_blueprint(state.store().as_ref(), &text).await?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewBlueprintBody {
+    name: String,
+    /// The component, base64-encoded.
+    wasm: String,
+    /// The config: a JSON value (or a string of JSON).
+    #[serde(default)]
+    config: Option<serde_json::Value>,
+}
+
+async fn add_blueprint(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Json<NewBlueprintBody>, axum::extract::rejection::JsonRejection>,
+) -> ApiResult<impl IntoResponse> {
+    operator(&state, &headers)?;
+    let Json(body) = body.map_err(bad_json)?;
+    let wasm = base64::engine::general_purpose::STANDARD
+        .decode(body.wasm.as_bytes())
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("`wasm` is not base64: {e}")))?;
+    let config = match body.config {
+        None => "{}".to_string(),
+        Some(serde_json::Value::String(text)) => text,
+        Some(value) => value.to_string(),
+    };
+    let added = ops::add_blueprint(state.store().as_ref(), &state.runtime, &body.name, wasm, config).await?;
+    Ok((StatusCode::CREATED, Json(added)))
+}
+
+async fn enable(state: State<AppState>, headers: HeaderMap, path: Path<String>) -> ApiResult<impl IntoResponse> {
+    set_enabled(state, headers, path, true).await
+}
+
+async fn disable(state: State<AppState>, headers: HeaderMap, path: Path<String>) -> ApiResult<impl IntoResponse> {
+    set_enabled(state, headers, path, false).await
+}
+
+async fn set_enabled(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(text): Path<String>,
+    enabled: bool,
+) -> ApiResult<impl IntoResponse> {
+    operator(&state, &headers)?;
+    let store = state.store();
+    let blueprint = ops::find_blueprint(store.as_ref(), &text).await?;
+    Ok(Json(store.blueprint_set_enabled(blueprint.id, enabled).await?))
+}
+
+async fn leases(State(state): State<AppState>, Query(filter): Query<StatusFilter>) -> ApiResult<impl IntoResponse> {
+    let status = status::<LeaseStatus>(&filter)?;
+    Ok(Json(state.store().lease_list(status).await?))
+}
+
+async fn lease(State(state): State<AppState>, Path(text): Path<String>) -> ApiResult<impl IntoResponse> {
+    Ok(Json(state.store().lease_get(id(&text, "lease")?).await?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LeaseRequestBody {
+    #[serde(rename = "type")]
+    resource_type: String,
+    #[serde(default)]
+    attributes: BTreeMap<String, String>,
+    #[serde(default)]
+    blueprints: Vec<String>,
+    /// A duration such as `2h`.
+    #[serde(default)]
+    until: Option<String>,
+    #[serde(default = "one")]
+    count: u32,
+}
+
+fn one() -> u32 {
+    1
+}
+
+fn bad_json(rejection: axum::extract::rejection::JsonRejection) -> ApiError {
+    ApiError::new(StatusCode::BAD_REQUEST, rejection.body_text())
+}
+
+async fn request_leases(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Json<LeaseRequestBody>, axum::extract::rejection::JsonRejection>,
+) -> ApiResult<impl IntoResponse> {
+    let owner = operator(&state, &headers)?;
+    let Json(body) = body.map_err(bad_json)?;
+    let until = body
+        .until
+        .as_deref()
+        .map(humantime::parse_duration)
+        .transpose()
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("`until` is not a duration: {e}")))?;
+    let request = ops::LeaseRequest {
+        resource_type: body.resource_type,
+        attributes: body.attributes,
+        blueprints: body.blueprints,
+        until,
+        count: body.count,
+    };
+    let leases = ops::request_leases(state.store().as_ref(), request, &owner).await?;
+    state.queue.wake_workers();
+    Ok((StatusCode::CREATED, Json(leases)))
+}
+
+async fn post_command(state: &AppState, headers: &HeaderMap, target: ObjectId, kind: CommandKind) -> ApiResult<Response> {
+    let author = operator(state, headers)?;
+    let command = ops::post(&state.queue, target, kind, &author).await?;
+    Ok((StatusCode::ACCEPTED, Json(command)).into_response())
+}
+
+async fn release_lease(State(state): State<AppState>, headers: HeaderMap, Path(text): Path<String>) -> ApiResult<Response> {
+    post_command(&state, &headers, id(&text, "lease")?, CommandKind::Release).await
+}
+
+async fn resources(State(state): State<AppState>, Query(filter): Query<StatusFilter>) -> ApiResult<impl IntoResponse> {
+    let status = status::<ResourceStatus>(&filter)?;
+    Ok(Json(state.store().resource_list(status).await?))
+}
+
+async fn resource(State(state): State<AppState>, Path(text): Path<String>) -> ApiResult<impl IntoResponse> {
+    Ok(Json(ops::resource_detail(state.store().as_ref(), id(&text, "resource")?).await?))
+}
+
+async fn release_resource(State(state): State<AppState>, headers: HeaderMap, Path(text): Path<String>) -> ApiResult<Response> {
+    post_command(&state, &headers, id(&text, "resource")?, CommandKind::Release).await
+}
+
+async fn reclaim_resource(State(state): State<AppState>, headers: HeaderMap, Path(text): Path<String>) -> ApiResult<Response> {
+    post_command(&state, &headers, id(&text, "resource")?, CommandKind::Reclaim).await
+}
+
+#[derive(Deserialize)]
+struct CommandQuery {
+    target: Option<String>,
+    #[serde(default)]
+    pending: bool,
+}
+
+async fn commands(State(state): State<AppState>, Query(query): Query<CommandQuery>) -> ApiResult<impl IntoResponse> {
+    let target = query
+        .target
+        .as_deref()
+        .map(|t| t.parse().map_err(|e: crate::store::ParseIdError| ApiError::new(StatusCode::BAD_REQUEST, e.to_string())))
+        .transpose()?;
+    let filter = CommandFilter {
+        target,
+        pending: query.pending,
+    };
+    Ok(Json(state.store().command_list(&filter).await?))
+}
+
+#[derive(Deserialize)]
+struct LogQuery {
+    object: Option<String>,
+    #[serde(default)]
+    after: i64,
+    #[serde(default = "log_limit")]
+    limit: i64,
+}
+
+fn log_limit() -> i64 {
+    1000
+}
+
+async fn logs(State(state): State<AppState>, Query(query): Query<LogQuery>) -> ApiResult<impl IntoResponse> {
+    let object = query
+        .object
+        .as_deref()
+        .map(|t| t.parse().map_err(|e: crate::store::ParseIdError| ApiError::new(StatusCode::BAD_REQUEST, e.to_string())))
+        .transpose()?;
+    let limit = query.limit.clamp(1, 10_000);
+    Ok(Json(state.store().log_list(object, query.after, limit).await?))
+}

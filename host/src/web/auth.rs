@@ -1,0 +1,189 @@
+//! Who may change things: operator tokens, cookie sessions for the web UI and CSRF tokens.
+//!
+//! Reads are open (the server listens on loopback unless a token is configured). Every mutation
+//! needs an operator: the API takes `Authorization: Bearer <token>`; the UI takes a session
+//! cookie (`HttpOnly`, `SameSite=Strict`) set by signing in with the token, plus the session's
+//! CSRF token in every form. No GET request changes anything.
+
+use axum::http::HeaderMap;
+use rand::Rng;
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// The session cookie's name.
+pub const SESSION_COOKIE: &str = "drydock_session";
+/// How long a session lasts.
+pub const SESSION_LIFETIME: Duration = Duration::from_secs(12 * 60 * 60);
+
+/// Operator tokens: token → operator name.
+#[derive(Debug, Clone, Default)]
+pub struct Tokens {
+    by_token: Vec<(String, String)>,
+}
+
+impl Tokens {
+    /// Parses a token file: one `TOKEN` or `NAME TOKEN` per line; `#` starts a comment.
+    pub fn parse(text: &str) -> anyhow::Result<Self> {
+        let mut by_token = Vec::new();
+        for (number, line) in text.lines().enumerate() {
+            let line = line.split('#').next().unwrap_or_default().trim();
+            let words: Vec<&str> = line.split_whitespace().collect();
+            let (name, token) = match words.as_slice() {
+                [] => continue,
+                [token] => ("operator", *token),
+                [name, token] => (*name, *token),
+                _ => anyhow::bail!("token file line {}: expected `TOKEN` or `NAME TOKEN`", number + 1),
+            };
+            anyhow::ensure!(token.len() >= 16, "token file line {}: a token needs at least 16 characters", number + 1);
+            by_token.push((token.to_string(), name.to_string()));
+        }
+        anyhow::ensure!(!by_token.is_empty(), "the token file has no token");
+        Ok(Tokens { by_token })
+    }
+
+    /// One token for the operator `operator`.
+    pub fn single(token: &str) -> anyhow::Result<Self> {
+        Self::parse(token)
+    }
+
+    /// A fresh random token, for a server started without one.
+    pub fn generate() -> (Self, String) {
+        let token = random_hex(24);
+        (
+            Tokens {
+                by_token: vec![(token.clone(), "operator".into())],
+            },
+            token,
+        )
+    }
+
+    /// The operator a token belongs to, compared in constant time.
+    pub fn operator(&self, token: &str) -> Option<&str> {
+        self.by_token
+            .iter()
+            .find(|(known, _)| constant_time_eq(known.as_bytes(), token.as_bytes()))
+            .map(|(_, name)| name.as_str())
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// `bytes` random bytes as hex.
+pub fn random_hex(bytes: usize) -> String {
+    let mut rng = rand::rng();
+    (0..bytes).map(|_| format!("{:02x}", rng.random::<u8>())).collect()
+}
+
+/// A signed-in operator.
+#[derive(Debug, Clone)]
+pub struct Session {
+    /// Who.
+    pub operator: String,
+    /// The token every form of this session must carry.
+    pub csrf: String,
+    started: Instant,
+}
+
+/// Live sessions, in memory: a restart signs everyone out.
+#[derive(Debug, Default)]
+pub struct Sessions {
+    live: Mutex<HashMap<String, Session>>,
+}
+
+impl Sessions {
+    /// Starts a session; returns its id for the cookie.
+    pub fn start(&self, operator: &str) -> String {
+        let id = random_hex(32);
+        let session = Session {
+            operator: operator.to_string(),
+            csrf: random_hex(16),
+            started: Instant::now(),
+        };
+        let mut live = self.live.lock().unwrap();
+        live.retain(|_, s| s.started.elapsed() < SESSION_LIFETIME);
+        live.insert(id.clone(), session);
+        id
+    }
+
+    /// The session named by the request's cookie, if live.
+    pub fn from_headers(&self, headers: &HeaderMap) -> Option<Session> {
+        let id = cookie(headers, SESSION_COOKIE)?;
+        let live = self.live.lock().unwrap();
+        live.get(&id)
+            .filter(|s| s.started.elapsed() < SESSION_LIFETIME)
+            .cloned()
+    }
+
+    /// Ends the session named by the request's cookie.
+    pub fn end(&self, headers: &HeaderMap) {
+        if let Some(id) = cookie(headers, SESSION_COOKIE) {
+            self.live.lock().unwrap().remove(&id);
+        }
+    }
+}
+
+/// A cookie's value from the `Cookie` headers.
+fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get_all(axum::http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .find_map(|pair| {
+            let (key, value) = pair.trim().split_once('=')?;
+            (key == name).then(|| value.to_string())
+        })
+}
+
+/// The `Set-Cookie` value that starts a session.
+pub fn session_cookie(id: &str) -> String {
+    format!(
+        "{SESSION_COOKIE}={id}; HttpOnly; SameSite=Strict; Path=/; Max-Age={}",
+        SESSION_LIFETIME.as_secs()
+    )
+}
+
+/// The `Set-Cookie` value that ends a session.
+pub fn cleared_cookie() -> String {
+    format!("{SESSION_COOKIE}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0")
+}
+
+/// The bearer token of a request, if any.
+pub fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(axum::http::header::AUTHORIZATION)?
+        .to_str()
+        .ok()?
+        .strip_prefix("Bearer ")
+        .map(str::trim)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_files_name_operators() {
+        let tokens = Tokens::parse("# ops\nalice aaaaaaaaaaaaaaaaaaaa\nbbbbbbbbbbbbbbbbbbbb\n").unwrap();
+        assert_eq!(tokens.operator("aaaaaaaaaaaaaaaaaaaa"), Some("alice"));
+        assert_eq!(tokens.operator("bbbbbbbbbbbbbbbbbbbb"), Some("operator"));
+        assert_eq!(tokens.operator("aaaaaaaaaaaaaaaaaaab"), None);
+        assert!(Tokens::parse("short").unwrap_err().to_string().contains("16 characters"));
+        assert!(Tokens::parse("a b c").is_err());
+        assert!(Tokens::parse("# nothing\n").is_err());
+    }
+
+    #[test]
+    fn sessions_come_from_the_cookie() {
+        let sessions = Sessions::default();
+        let id = sessions.start("alice");
+        let mut headers = HeaderMap::new();
+        headers.insert("cookie", format!("other=1; {SESSION_COOKIE}={id}").parse().unwrap());
+        assert_eq!(sessions.from_headers(&headers).unwrap().operator, "alice");
+        sessions.end(&headers);
+        assert!(sessions.from_headers(&headers).is_none());
+    }
+}

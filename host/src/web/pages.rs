@@ -1,0 +1,626 @@
+//! Server-rendered pages: console, lists, detail pages with Release and Reclaim buttons behind a
+//! confirmation step, and sign-in. Pages refresh themselves while work is in flight.
+
+use super::AppState;
+use super::auth::{Session, cleared_cookie, session_cookie};
+use crate::domain::{Attributes, LeaseStatus, ResourceStatus, format_time};
+use crate::ops::{self, parse_id};
+use crate::store::{Command, CommandFilter, CommandKind, Lease, LogEntry, ObjectId, Resource, SlotLock};
+use axum::Form;
+use axum::Router;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use maud::{DOCTYPE, Markup, html};
+use serde::Deserialize;
+
+pub(super) fn router() -> Router<AppState> {
+    Router::new()
+        .route("/", get(console))
+        .route("/signin", get(signin_form).post(signin))
+        .route("/signout", post(signout))
+        .route("/blueprints", get(blueprints))
+        .route("/blueprints/{id}", get(blueprint))
+        .route("/blueprints/{id}/{action}", post(blueprint_action))
+        .route("/leases", get(leases))
+        .route("/leases/{id}", get(lease))
+        .route("/leases/{id}/release", get(confirm_lease_release).post(release_lease))
+        .route("/resources", get(resources))
+        .route("/resources/{id}", get(resource))
+        .route("/resources/{id}/{kind}", get(confirm_resource_command).post(resource_command))
+}
+
+/// How often a page refreshes while something is in flight, in ms.
+const LIVE_MS: u32 = 500;
+/// How often lists and the console refresh, in ms.
+const LIST_MS: u32 = 2000;
+
+const STYLE: &str = "
+body{font:15px/1.45 system-ui,sans-serif;margin:0;color:#1d2330;background:#f6f7f9}
+header{background:#1d2330;color:#fff;padding:.6em 1.2em;display:flex;gap:1.2em;align-items:center}
+header a{color:#fff;text-decoration:none}header .who{margin-left:auto}
+main{padding:1em 1.5em;max-width:1100px}
+table{border-collapse:collapse;background:#fff;margin:.4em 0 1.2em;width:100%}
+th,td{border:1px solid #dde1e7;padding:.3em .6em;text-align:left;vertical-align:top}
+th{background:#eef0f4;font-weight:600}
+.tag{display:inline-block;border-radius:3px;padding:0 .45em;font-size:.85em;background:#dde1e7}
+.tag.active{background:#c9f0d3}.tag.pending,.tag.acquired{background:#fdf0c2}
+.tag.released,.tag.broken{background:#f8d5cf}.tag.destroyed{background:#cfd3da}
+.tag.releasing{background:#ffb74d}
+button{font:inherit;padding:.3em .9em;border-radius:4px;border:1px solid #445;background:#fff;cursor:pointer}
+button.danger{border-color:#b3261e;color:#b3261e}button:disabled{opacity:.45;cursor:not-allowed}
+.actions{display:flex;gap:.6em;align-items:center;margin:.6em 0}
+.actions form{margin:0}.hint{color:#667;font-size:.9em}
+.filters a{margin-right:.6em}.error{color:#b3261e}
+";
+
+const LIVE_SCRIPT: &str = "
+const live=()=>document.querySelector('main[data-live]');
+async function refresh(){const main=live();if(!main)return;
+try{const r=await fetch(location.href,{cache:'no-store'});
+const doc=new DOMParser().parseFromString(await r.text(),'text/html');
+const next=doc.querySelector('main');if(next)main.replaceWith(next);}catch(e){}
+const now=live();if(now)setTimeout(refresh,+now.dataset.live);}
+if(live())setTimeout(refresh,+live().dataset.live);
+";
+
+fn page(title: &str, session: &Option<Session>, live: Option<u32>, body: Markup) -> Markup {
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                title { (title) " · Drydock" }
+                style { (maud::PreEscaped(STYLE)) }
+            }
+            body {
+                header {
+                    a href="/" { strong { "Drydock" } }
+                    a href="/blueprints" { "Blueprints" }
+                    a href="/resources" { "Resources" }
+                    a href="/leases" { "Leases" }
+                    span.who {
+                        @match session {
+                            Some(s) => {
+                                "Signed in as " (s.operator) " "
+                                form method="post" action="/signout" style="display:inline" {
+                                    input type="hidden" name="csrf" value=(s.csrf);
+                                    button id="signout" { "Sign out" }
+                                }
+                            }
+                            None => a id="signin" href="/signin" { "Sign in" },
+                        }
+                    }
+                }
+                main data-live=[live] { (body) }
+                script { (maud::PreEscaped(LIVE_SCRIPT)) }
+            }
+        }
+    }
+}
+
+/// A page-level error.
+struct PageError(StatusCode, String);
+
+impl IntoResponse for PageError {
+    fn into_response(self) -> Response {
+        let body = page("Error", &None, None, html! { h1 { "Error" } p.error { (self.1) } });
+        (self.0, body).into_response()
+    }
+}
+
+impl From<ops::Error> for PageError {
+    fn from(error: ops::Error) -> Self {
+        let status = match &error {
+            ops::Error::BadInput(_) => StatusCode::BAD_REQUEST,
+            ops::Error::NotFound(_) => StatusCode::NOT_FOUND,
+            ops::Error::Refused(_) => StatusCode::CONFLICT,
+            ops::Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        PageError(status, error.to_string())
+    }
+}
+
+impl From<crate::store::Error> for PageError {
+    fn from(error: crate::store::Error) -> Self {
+        ops::Error::from(error).into()
+    }
+}
+
+type PageResult = Result<Response, PageError>;
+
+fn tag(status: &str) -> Markup {
+    html! { span class={"tag " (status)} { (status) } }
+}
+
+fn id_link(id: ObjectId) -> Markup {
+    let href = match id {
+        ObjectId::Blueprint(_) => format!("/blueprints/{id}"),
+        ObjectId::Resource(_) => format!("/resources/{id}"),
+        ObjectId::Lease(_) => format!("/leases/{id}"),
+    };
+    html! { a href=(href) { (id) } }
+}
+
+fn attributes_table(attributes: &Attributes) -> Markup {
+    html! {
+        h2 { "Attributes" }
+        @if attributes.is_empty() { p.hint { "None." } } @else {
+            table #attributes { tr { th { "Key" } th { "Value" } }
+                @for (key, value) in attributes { tr { td { (key) } td { (value) } } } }
+        }
+    }
+}
+
+fn commands_table(commands: &[Command]) -> Markup {
+    html! {
+        h2 { "Commands" }
+        @if commands.is_empty() { p.hint #commands-empty { "No commands." } } @else {
+            table #commands {
+                tr { th { "ID" } th { "Author" } th { "Command" } th { "State" } th { "Outcome" } th { "Queued" } }
+                @for c in commands {
+                    tr.command data-id=(c.id) {
+                        td { (c.id) } td.author { (c.author) } td.kind { (kind_name(c.kind)) }
+                        td.state { @if c.consumed_at.is_some() { "consumed" } @else { "queued" } }
+                        td.outcome { (c.outcome.clone().unwrap_or_default()) }
+                        td { (format_time(c.created_at)) }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn locks_table(locks: &[SlotLock]) -> Markup {
+    html! {
+        h2 { "Slot locks" }
+        @if locks.is_empty() { p.hint { "None held." } } @else {
+            table #slot-locks { tr { th { "Lock" } th { "Since" } }
+                @for l in locks { tr { td { (l.name) } td { (format_time(l.created_at)) } } } }
+        }
+    }
+}
+
+fn logs_table(logs: &[LogEntry]) -> Markup {
+    html! {
+        h2 { "Logs" }
+        table #logs { tr { th { "Time" } th { "Object" } th { "Type" } th { "Message" } }
+            @for l in logs.iter().rev() {
+                tr { td { (format_time(l.created_at)) } td { (id_link(l.object)) } td { (l.kind) } td { (l.message) } }
+            }
+        }
+    }
+}
+
+fn kind_name(kind: CommandKind) -> &'static str {
+    match kind {
+        CommandKind::Release => "release",
+        CommandKind::Reclaim => "reclaim",
+    }
+}
+
+async fn console(State(state): State<AppState>, headers: HeaderMap) -> PageResult {
+    let session = state.sessions.from_headers(&headers);
+    let store = state.store();
+    let leases = store.lease_list(None).await?;
+    let resources = store.resource_list(None).await?;
+    let pending = store.command_list(&CommandFilter { target: None, pending: true }).await?;
+    let logs = store.log_list(None, 0, i64::MAX).await?;
+    let recent = &logs[logs.len().saturating_sub(25)..];
+    let count = |statuses: Vec<String>, status: &str| statuses.iter().filter(|s| *s == status).count();
+    let lease_statuses: Vec<String> = leases.iter().map(|l| l.status.to_string()).collect();
+    let resource_statuses: Vec<String> = resources.iter().map(|r| r.status.to_string()).collect();
+    let body = html! {
+        h1 { "Console" }
+        table #summary {
+            tr { th { "" } @for s in ["pending", "acquired", "active", "released", "broken", "destroyed"] { th { (s) } } }
+            tr { th { a href="/leases" { "Leases" } }
+                @for s in ["pending", "acquired", "active", "released", "broken", "destroyed"] { td { (count(lease_statuses.clone(), s)) } } }
+            tr { th { a href="/resources" { "Resources" } }
+                @for s in ["pending", "acquired", "active", "released", "broken", "destroyed"] {
+                    td { @if s == "acquired" { "–" } @else { (count(resource_statuses.clone(), s)) } } } }
+        }
+        h2 { "Queued commands" }
+        @if pending.is_empty() { p.hint { "The queue is empty." } } @else {
+            table { tr { th { "ID" } th { "Target" } th { "Command" } th { "Author" } th { "Queued" } }
+                @for c in &pending { tr { td { (c.id) } td { (id_link(c.target)) } td { (kind_name(c.kind)) } td { (c.author) } td { (format_time(c.created_at)) } } } }
+        }
+        (logs_table(recent))
+    };
+    Ok(page("Console", &session, Some(LIST_MS), body).into_response())
+}
+
+#[derive(Deserialize)]
+struct StatusQuery {
+    status: Option<String>,
+}
+
+fn filters(base: &str, statuses: &[&str], current: Option<&str>) -> Markup {
+    html! {
+        p.filters { "Status: "
+            @if current.is_none() { strong { "all" } } @else { a href=(base) { "all" } }
+            @for s in statuses {
+                @if current == Some(*s) { strong { (s) } } @else { a href={(base) "?status=" (s)} { (s) } }
+            }
+        }
+    }
+}
+
+fn parse_status<T: std::str::FromStr<Err = String>>(query: &StatusQuery) -> Result<Option<T>, PageError> {
+    query
+        .status
+        .as_deref()
+        .filter(|s| !s.is_empty())
+        .map(|s| s.parse().map_err(|e| PageError(StatusCode::BAD_REQUEST, e)))
+        .transpose()
+}
+
+async fn blueprints(State(state): State<AppState>, headers: HeaderMap) -> PageResult {
+    let session = state.sessions.from_headers(&headers);
+    let blueprints = state.store().blueprint_list().await?;
+    let body = html! {
+        h1 { "Blueprints" }
+        table #blueprints { tr { th { "ID" } th { "Name" } th { "Type" } th { "Component" } th { "State" } }
+            @for b in &blueprints { tr { td { (id_link(b.id)) } td { (b.name) } td { (b.resource_type) } td { (b.component_name) }
+                td { @if b.enabled { (tag("active")) } @else { span.tag { "disabled" } } } } } }
+        p.hint { "Add blueprints with " code { "drydock blueprint add" } " or " code { "POST /api/v1/blueprints" } "." }
+    };
+    Ok(page("Blueprints", &session, None, body).into_response())
+}
+
+async fn blueprint(State(state): State<AppState>, headers: HeaderMap, Path(text): Path<String>) -> PageResult {
+    let session = state.sessions.from_headers(&headers);
+    let store = state.store();
+    let blueprint = ops::find_blueprint(store.as_ref(), &text).await?;
+    let resources = store.resource_list(None).await?;
+    let own: Vec<&Resource> = resources.iter().filter(|r| r.blueprint_id == blueprint.id).collect();
+    let logs = store.log_list(Some(blueprint.id), 0, i64::MAX).await?;
+    let (action, label) = if blueprint.enabled { ("disable", "Disable") } else { ("enable", "Enable") };
+    let body = html! {
+        h1 { "Blueprint " (blueprint.id) " " (blueprint.name) }
+        div.actions {
+            @match &session {
+                Some(s) => form method="post" action={"/blueprints/" (blueprint.id) "/" (action)} {
+                    input type="hidden" name="csrf" value=(s.csrf);
+                    button id=(action) { (label) }
+                },
+                None => { button id=(action) disabled { (label) } span.hint { "Sign in to change blueprints." } }
+            }
+        }
+        table #properties {
+            tr { th { "Name" } td { (blueprint.name) } }
+            tr { th { "State" } td { @if blueprint.enabled { "enabled" } @else { "disabled" } } }
+            tr { th { "Resource type" } td { (blueprint.resource_type) } }
+            tr { th { "Component" } td { (blueprint.component_name) " " code { (blueprint.component) } } }
+            tr { th { "Added" } td { (format_time(blueprint.created_at)) } }
+            tr { th { "Config" } td { code { (blueprint.config) } } }
+        }
+        h2 { "Resources" }
+        (resource_rows(&own))
+        (logs_table(&logs))
+    };
+    Ok(page(&blueprint.name, &session, None, body).into_response())
+}
+
+#[derive(Deserialize)]
+struct CsrfForm {
+    csrf: String,
+}
+
+/// The session of a mutating request whose form carries its CSRF token; refused otherwise.
+fn authorized(state: &AppState, headers: &HeaderMap, form: &CsrfForm) -> Result<Session, PageError> {
+    let session = state
+        .sessions
+        .from_headers(headers)
+        .ok_or_else(|| PageError(StatusCode::FORBIDDEN, "Sign in first: only signed-in operators can change things.".into()))?;
+    if form.csrf != session.csrf {
+        return Err(PageError(StatusCode::FORBIDDEN, "The form is stale or forged (CSRF check failed). Reload and try again.".into()));
+    }
+    Ok(session)
+}
+
+async fn blueprint_action(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path((text, action)): Path<(String, String)>,
+    Form(form): Form<CsrfForm>,
+) -> PageResult {
+    authorized(&state, &headers, &form)?;
+    let enabled = match action.as_str() {
+        "enable" => true,
+        "disable" => false,
+        other => return Err(PageError(StatusCode::NOT_FOUND, format!("no blueprint action {other:?}"))),
+    };
+    let store = state.store();
+    let blueprint = ops::find_blueprint(store.as_ref(), &text).await?;
+    store.blueprint_set_enabled(blueprint.id, enabled).await?;
+    Ok(Redirect::to(&format!("/blueprints/{}", blueprint.id)).into_response())
+}
+
+fn resource_rows(resources: &[&Resource]) -> Markup {
+    html! {
+        table #resources { tr { th { "ID" } th { "Status" } th { "Type" } th { "Blueprint" } th { "Attributes" } th { "Created" } }
+            @for r in resources { tr { td { (id_link(r.id)) } td { (tag(r.status.as_str())) } td { (r.resource_type) }
+                td { (id_link(r.blueprint_id)) } td { (crate_attributes(&r.attributes)) } td { (format_time(r.created_at)) } } } }
+    }
+}
+
+fn lease_rows(leases: &[Lease]) -> Markup {
+    html! {
+        table #leases { tr { th { "ID" } th { "Status" } th { "Type" } th { "Resource" } th { "Owner" } th { "Attributes" } }
+            @for l in leases { tr { td { (id_link(l.id)) } td { (tag(l.status.as_str())) } td { (l.resource_type) }
+                td { @if let Some(r) = l.resource_id { (id_link(r)) } @else { "–" } } td { (l.owner) } td { (crate_attributes(&l.attributes)) } } } }
+    }
+}
+
+fn crate_attributes(attributes: &Attributes) -> String {
+    attributes.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(", ")
+}
+
+async fn resources(State(state): State<AppState>, headers: HeaderMap, Query(query): Query<StatusQuery>) -> PageResult {
+    let session = state.sessions.from_headers(&headers);
+    let status = parse_status::<ResourceStatus>(&query)?;
+    let resources = state.store().resource_list(status).await?;
+    let refs: Vec<&Resource> = resources.iter().collect();
+    let body = html! {
+        h1 { "Resources" }
+        (filters("/resources", &["pending", "active", "released", "broken", "destroyed"], query.status.as_deref()))
+        (resource_rows(&refs))
+    };
+    Ok(page("Resources", &session, Some(LIST_MS), body).into_response())
+}
+
+async fn leases(State(state): State<AppState>, headers: HeaderMap, Query(query): Query<StatusQuery>) -> PageResult {
+    let session = state.sessions.from_headers(&headers);
+    let status = parse_status::<LeaseStatus>(&query)?;
+    let leases = state.store().lease_list(status).await?;
+    let body = html! {
+        h1 { "Leases" }
+        (filters("/leases", &["pending", "acquired", "active", "released", "broken", "destroyed"], query.status.as_deref()))
+        (lease_rows(&leases))
+    };
+    Ok(page("Leases", &session, Some(LIST_MS), body).into_response())
+}
+
+/// What an object's buttons look like: why one is disabled, whether a release is queued.
+struct ButtonState {
+    releasable: bool,
+    releasing: bool,
+}
+
+fn button(session: &Option<Session>, id: &str, label: &str, href: &str, enabled: bool, why_not: &str) -> Markup {
+    html! {
+        @if enabled && session.is_some() {
+            form method="get" action=(href) { button.danger id=(id) { (label) } }
+        } @else {
+            button.danger id=(id) disabled title=(why_not) { (label) }
+        }
+    }
+}
+
+fn object_actions(session: &Option<Session>, object: ObjectId, state: &ButtonState, reclaim: Option<bool>) -> Markup {
+    let base = match object {
+        ObjectId::Resource(_) => format!("/resources/{object}"),
+        _ => format!("/leases/{object}"),
+    };
+    let why_not = if session.is_none() {
+        "Sign in to release"
+    } else if state.releasing {
+        "A release is already queued"
+    } else {
+        "Only pending or active objects can be released"
+    };
+    html! {
+        div.actions {
+            (button(session, "release", "Release", &format!("{base}/release"), state.releasable && !state.releasing, why_not))
+            @if let Some(reclaimable) = reclaim {
+                (button(session, "reclaim", "Reclaim", &format!("{base}/reclaim"), reclaimable && !state.releasing, why_not))
+            }
+            @if state.releasing { span.tag.releasing #releasing { "Releasing" } }
+            @if session.is_none() { span.hint { a href={"/signin?next=" (base)} { "Sign in" } " to release." } }
+        }
+    }
+}
+
+async fn history(state: &AppState, object: ObjectId) -> Result<(Vec<Command>, Vec<SlotLock>, Vec<LogEntry>), PageError> {
+    let store = state.store();
+    let commands = store.command_list(&CommandFilter { target: Some(object), pending: false }).await?;
+    let locks = store.slot_lock_list(Some(object)).await?;
+    let logs = store.log_list(Some(object), 0, i64::MAX).await?;
+    Ok((commands, locks, logs))
+}
+
+fn release_queued(commands: &[Command]) -> bool {
+    commands.iter().any(|c| c.consumed_at.is_none() && c.kind == CommandKind::Release)
+}
+
+async fn lease(State(state): State<AppState>, headers: HeaderMap, Path(text): Path<String>) -> PageResult {
+    let session = state.sessions.from_headers(&headers);
+    let lease = state.store().lease_get(parse_id(&text, "lease")?).await?;
+    let (commands, locks, logs) = history(&state, lease.id).await?;
+    let buttons = ButtonState {
+        releasable: lease.status.is_releasable(),
+        releasing: release_queued(&commands) || matches!(lease.status, LeaseStatus::Released | LeaseStatus::Broken),
+    };
+    let in_flight = lease.status != LeaseStatus::Destroyed || commands.iter().any(|c| c.consumed_at.is_none());
+    let body = html! {
+        h1 { "Lease " (lease.id) " " span #status { (tag(lease.status.as_str())) } }
+        (object_actions(&session, lease.id, &buttons, None))
+        table #properties {
+            tr { th { "Status" } td { (lease.status) } }
+            tr { th { "Resource type" } td { (lease.resource_type) } }
+            tr { th { "Resource" } td { @if let Some(r) = lease.resource_id { (id_link(r)) } @else { "–" } } }
+            tr { th { "Owner" } td { (lease.owner) } }
+            @if let Some(parent) = lease.parent_resource_id { tr { th { "Supports" } td { (id_link(parent)) " as " (lease.parent_key.clone().unwrap_or_default()) } } }
+            tr { th { "Allowed blueprints" } td { @if lease.allowed_blueprints.is_empty() { "any" } @else { @for b in &lease.allowed_blueprints { (id_link(*b)) " " } } } }
+            tr { th { "Until" } td { (lease.until.map(format_time).unwrap_or_else(|| "–".into())) } }
+            tr { th { "Created" } td { (format_time(lease.created_at)) } }
+        }
+        (attributes_table(&lease.attributes))
+        (commands_table(&commands))
+        (locks_table(&locks))
+        (logs_table(&logs))
+    };
+    Ok(page(&format!("Lease {}", lease.id), &session, in_flight.then_some(LIVE_MS), body).into_response())
+}
+
+async fn resource(State(state): State<AppState>, headers: HeaderMap, Path(text): Path<String>) -> PageResult {
+    let session = state.sessions.from_headers(&headers);
+    let detail = ops::resource_detail(state.store().as_ref(), parse_id(&text, "resource")?).await?;
+    let resource = &detail.resource;
+    let (commands, _, logs) = history(&state, resource.id).await?;
+    let buttons = ButtonState {
+        releasable: resource.status.is_releasable(),
+        releasing: release_queued(&commands) || matches!(resource.status, ResourceStatus::Released | ResourceStatus::Broken),
+    };
+    let idle = resource.status == ResourceStatus::Active
+        && detail.leases.iter().all(|l| l.status == LeaseStatus::Destroyed);
+    let in_flight = resource.status != ResourceStatus::Destroyed || commands.iter().any(|c| c.consumed_at.is_none());
+    let body = html! {
+        h1 { "Resource " (resource.id) " " span #status { (tag(resource.status.as_str())) } }
+        (object_actions(&session, resource.id, &buttons, Some(idle)))
+        table #properties {
+            tr { th { "Status" } td { (resource.status) } }
+            tr { th { "Type" } td { (resource.resource_type) } }
+            tr { th { "Blueprint" } td { (id_link(resource.blueprint_id)) } }
+            tr { th { "Until" } td { (resource.until.map(format_time).unwrap_or_else(|| "–".into())) } }
+            tr { th { "Created" } td { (format_time(resource.created_at)) } }
+        }
+        (attributes_table(&resource.attributes))
+        h2 { "Leases" }
+        (lease_rows(&detail.leases))
+        (commands_table(&commands))
+        (locks_table(&detail.slot_locks))
+        (logs_table(&logs))
+    };
+    Ok(page(&format!("Resource {}", resource.id), &session, in_flight.then_some(LIVE_MS), body).into_response())
+}
+
+fn confirmation(session: &Option<Session>, object: ObjectId, kind: CommandKind, base: &str) -> Markup {
+    let verb = kind_name(kind);
+    let effect = match (object, kind) {
+        (ObjectId::Resource(_), CommandKind::Reclaim) => "The daemon releases and destroys it if no lease holds it.",
+        (ObjectId::Resource(_), _) => "The daemon releases its leases, then destroys it.",
+        _ => "The daemon runs the blueprint's release logic and destroys the lease.",
+    };
+    let body = html! {
+        h1 { (verb) " " (object) "?" }
+        p { "This queues a " (verb) " command for " (id_link(object)) ". " (effect) }
+        @match session {
+            Some(s) => div.actions {
+                form method="post" action={(base) "/" (verb)} {
+                    input type="hidden" name="csrf" value=(s.csrf);
+                    button.danger id="confirm" { "Yes, " (verb) " " (object) }
+                }
+                a id="cancel" href=(base) { "Cancel" }
+            },
+            None => p { a href={"/signin?next=" (base)} { "Sign in" } " first: only signed-in operators can " (verb) "." },
+        }
+    };
+    page(&format!("{verb} {object}"), session, None, body)
+}
+
+async fn confirm_lease_release(State(state): State<AppState>, headers: HeaderMap, Path(text): Path<String>) -> PageResult {
+    let session = state.sessions.from_headers(&headers);
+    let lease = state.store().lease_get(parse_id(&text, "lease")?).await?;
+    Ok(confirmation(&session, lease.id, CommandKind::Release, &format!("/leases/{}", lease.id)).into_response())
+}
+
+async fn release_lease(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(text): Path<String>,
+    Form(form): Form<CsrfForm>,
+) -> PageResult {
+    let session = authorized(&state, &headers, &form)?;
+    let id = parse_id(&text, "lease")?;
+    ops::post(&state.queue, id, CommandKind::Release, &format!("web:{}", session.operator)).await?;
+    Ok(Redirect::to(&format!("/leases/{id}")).into_response())
+}
+
+fn resource_kind(kind: &str) -> Result<CommandKind, PageError> {
+    match kind {
+        "release" => Ok(CommandKind::Release),
+        "reclaim" => Ok(CommandKind::Reclaim),
+        other => Err(PageError(StatusCode::NOT_FOUND, format!("no resource command {other:?}"))),
+    }
+}
+
+async fn confirm_resource_command(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path((text, kind)): Path<(String, String)>,
+) -> PageResult {
+    let session = state.sessions.from_headers(&headers);
+    let kind = resource_kind(&kind)?;
+    let resource = state.store().resource_get(parse_id(&text, "resource")?).await?;
+    Ok(confirmation(&session, resource.id, kind, &format!("/resources/{}", resource.id)).into_response())
+}
+
+async fn resource_command(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path((text, kind)): Path<(String, String)>,
+    Form(form): Form<CsrfForm>,
+) -> PageResult {
+    let session = authorized(&state, &headers, &form)?;
+    let kind = resource_kind(&kind)?;
+    let id = parse_id(&text, "resource")?;
+    ops::post(&state.queue, id, kind, &format!("web:{}", session.operator)).await?;
+    Ok(Redirect::to(&format!("/resources/{id}")).into_response())
+}
+
+#[derive(Deserialize)]
+struct NextQuery {
+    next: Option<String>,
+}
+
+/// Only same-site paths are followed after sign-in.
+fn safe_next(next: Option<&str>) -> String {
+    match next {
+        Some(path) if path.starts_with('/') && !path.starts_with("//") => path.to_string(),
+        _ => "/".to_string(),
+    }
+}
+
+fn signin_page(session: &Option<Session>, next: &str, error: Option<&str>) -> Markup {
+    let body = html! {
+        h1 { "Sign in" }
+        @if let Some(error) = error { p.error #signin-error { (error) } }
+        form method="post" action="/signin" {
+            input type="hidden" name="next" value=(next);
+            p { label { "Operator token " input #token type="password" name="token" autocomplete="current-password" required; } }
+            button #submit { "Sign in" }
+        }
+        p.hint { "The token is the one given to " code { "drydock serve" } " (--token-file or DRYDOCK_TOKEN)." }
+    };
+    page("Sign in", session, None, body)
+}
+
+async fn signin_form(State(state): State<AppState>, headers: HeaderMap, Query(query): Query<NextQuery>) -> Markup {
+    let session = state.sessions.from_headers(&headers);
+    signin_page(&session, &safe_next(query.next.as_deref()), None)
+}
+
+#[derive(Deserialize)]
+struct SigninForm {
+    token: String,
+    next: Option<String>,
+}
+
+async fn signin(State(state): State<AppState>, Form(form): Form<SigninForm>) -> Response {
+    let next = safe_next(form.next.as_deref());
+    let Some(operator) = state.tokens.operator(form.token.trim()) else {
+        let page = signin_page(&None, &next, Some("That token is not valid."));
+        return (StatusCode::UNAUTHORIZED, page).into_response();
+    };
+    let id = state.sessions.start(operator);
+    ([(header::SET_COOKIE, session_cookie(&id))], Redirect::to(&next)).into_response()
+}
+
+async fn signout(State(state): State<AppState>, headers: HeaderMap, Form(form): Form<CsrfForm>) -> PageResult {
+    authorized(&state, &headers, &form)?;
+    state.sessions.end(&headers);
+    Ok(([(header::SET_COOKIE, cleared_cookie())], Redirect::to("/")).into_response())
+}
