@@ -148,10 +148,13 @@ impl Env {
         .await;
     }
 
-    /// Starts `drydock serve` with quick polling, HTTP on a free loopback port, the operator
-    /// token [`TOKEN`], and any extra arguments.
+    /// Starts `drydock serve` with quick polling, HTTP on a free loopback port (unless `extra`
+    /// says `--listen`), the operator token [`TOKEN`], and any extra arguments.
     pub fn serve(&self, extra: &[&str]) -> Daemon {
-        let mut args = vec!["serve", "--poll", "50ms", "--listen", "127.0.0.1:0"];
+        let mut args = vec!["serve", "--poll", "50ms"];
+        if !extra.contains(&"--listen") {
+            args.extend(["--listen", "127.0.0.1:0"]);
+        }
         args.extend_from_slice(extra);
         let mut child = self
             .command(&args)

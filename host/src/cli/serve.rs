@@ -16,7 +16,7 @@ use std::time::Duration;
 
 #[derive(Debug, Args)]
 pub(super) struct ServeArgs {
-    /// Update workers running at once.
+    /// Update workers running at once; 0 serves only HTTP (a front end for other daemons).
     #[arg(long, default_value_t = 4)]
     workers: usize,
     /// Longest sleep between looks at the queue (the backstop for other processes' posts).
@@ -81,7 +81,11 @@ pub(super) async fn run(global: &Global, args: ServeArgs) -> anyhow::Result<Exit
         shutdown_signal().await;
         let _ = stop.send(true);
     });
-    daemon::run(config, queue, Plugins::new(runtime), wait(stopped)).await?;
+    if config.workers == 0 {
+        wait(stopped).await;
+    } else {
+        daemon::run(config, queue, Plugins::new(runtime), wait(stopped)).await?;
+    }
     if let Some(web) = web {
         web.await??;
     }

@@ -1,0 +1,234 @@
+//! The web UI in a real headless Chromium (Debian's `chromium` and `chromium-driver`), driven
+//! over WebDriver: Drydock's original test plan, done for real. Screenshots of the lease page
+//! before and after the release are saved under `target/screenshots/`.
+
+use drydock_tests::{COUNTING_WASM, Daemon, Env, TOKEN, wait_for};
+use fantoccini::{Client, ClientBuilder, Locator};
+use hyper_util::client::legacy::connect::HttpConnector;
+use serde_json::json;
+use std::path::PathBuf;
+use std::process::Stdio;
+
+const CHROMIUM: &str = "/usr/bin/chromium";
+const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+
+/// A chromedriver process and a browser session on it; both end when dropped.
+struct Browser {
+    client: Client,
+    _driver: tokio::process::Child,
+    _profile: tempfile::TempDir,
+}
+
+impl Browser {
+    async fn start() -> Self {
+        for path in [CHROMIUM, CHROMEDRIVER] {
+            assert!(
+                std::path::Path::new(path).exists(),
+                "{path} is missing: install Debian's chromium and chromium-driver (.ci/run does)"
+            );
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let driver = tokio::process::Command::new(CHROMEDRIVER)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let profile = tempfile::tempdir().unwrap();
+        let options = json!({
+            "binary": CHROMIUM,
+            "args": [
+                "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                "--disable-quic", "--no-first-run", "--disable-background-networking",
+                "--disable-component-update", "--disable-sync", "--window-size=1200,1000",
+                format!("--user-data-dir={}", profile.path().display()),
+            ],
+        });
+        let mut capabilities = serde_json::Map::new();
+        capabilities.insert("goog:chromeOptions".into(), options);
+        let webdriver = format!("http://127.0.0.1:{port}");
+        let client = wait_for("chromedriver to start a session", || {
+            let capabilities = capabilities.clone();
+            let webdriver = webdriver.clone();
+            async move {
+                ClientBuilder::new(HttpConnector::new())
+                    .capabilities(capabilities)
+                    .connect(&webdriver)
+                    .await
+                    .ok()
+            }
+        })
+        .await;
+        Browser {
+            client,
+            _driver: driver,
+            _profile: profile,
+        }
+    }
+
+    /// The element's text, or `None` if there is no such element. Pages replace their
+    /// content while they refresh, so a read that finds a stale element is retried.
+    async fn text(&self, css: &str) -> Option<String> {
+        loop {
+            match self.client.find(Locator::Css(css)).await {
+                Err(e) if e.is_no_such_element() => return None,
+                Err(e) => panic!("finding {css}: {e}"),
+                Ok(element) => match element.text().await {
+                    Ok(text) => return Some(text),
+                    Err(e) if is_stale(&e) => continue,
+                    Err(e) => panic!("reading {css}: {e}"),
+                },
+            }
+        }
+    }
+
+    /// Whether the element is enabled (retried like [`Browser::text`]).
+    async fn enabled(&self, css: &str) -> bool {
+        loop {
+            let element = self.client.find(Locator::Css(css)).await.unwrap();
+            match element.is_enabled().await {
+                Ok(enabled) => return enabled,
+                Err(e) if is_stale(&e) => continue,
+                Err(e) => panic!("reading {css}: {e}"),
+            }
+        }
+    }
+
+    async fn click(&self, css: &str) {
+        self.client.find(Locator::Css(css)).await.unwrap().click().await.unwrap();
+    }
+
+    async fn screenshot(&self, name: &str) {
+        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/screenshots");
+        std::fs::create_dir_all(&dir).unwrap();
+        let png = self.client.screenshot().await.unwrap();
+        std::fs::write(dir.join(name), png).unwrap();
+    }
+
+    async fn sign_in(&self, base: &str) {
+        self.client.goto(&format!("{base}/signin")).await.unwrap();
+        let token = self.client.find(Locator::Id("token")).await.unwrap();
+        token.send_keys(TOKEN).await.unwrap();
+        self.click("#submit").await;
+        wait_for("the sign-in to land", || async { self.text("#signout").await }).await;
+    }
+}
+
+fn is_stale(error: &fantoccini::error::CmdError) -> bool {
+    matches!(
+        error,
+        fantoccini::error::CmdError::Standard(e) if e.error == fantoccini::error::ErrorStatus::StaleElementReference
+    )
+}
+
+/// An active lease, then a web-only daemon (no workers) so commands stay queued until
+/// `workers` is started.
+async fn setup(env: &Env) -> (Daemon, String) {
+    env.add_blueprint("counting", COUNTING_WASM, r#"{"release_delay_ms": 300}"#).await;
+    let workers = env.serve(&["--listen", "off"]);
+    env.ok(&["lease", "request", "--type", "counted", "--wait", "--timeout", "90s"]).await;
+    assert!(workers.terminate().await);
+    let mut web = env.serve(&["--workers", "0"]);
+    let base = web.url().await;
+    (web, base)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn releasing_a_lease_from_the_web_ui() {
+    let env = Env::new();
+    let (_web, base) = setup(&env).await;
+    let browser = Browser::start().await;
+    browser.sign_in(&base).await;
+
+    browser.client.goto(&format!("{base}/leases/L1")).await.unwrap();
+    assert_eq!(browser.text("#status").await.unwrap(), "active");
+    assert!(browser.enabled("#release").await, "Release is enabled on an active lease");
+    assert!(browser.text("#releasing").await.is_none());
+    browser.screenshot("lease-before-release.png").await;
+
+    browser.click("#release").await;
+    let url = browser.client.current_url().await.unwrap();
+    assert!(url.path().ends_with("/leases/L1/release"), "{url}");
+    assert!(browser.text("#confirm").await.unwrap().contains("release L1"));
+    browser.click("#confirm").await;
+
+    wait_for("the lease page after confirming", || async {
+        browser.client.current_url().await.ok().filter(|u| u.path() == "/leases/L1").map(|_| ())
+    })
+    .await;
+    assert_eq!(browser.text("#commands .command .state").await.unwrap(), "queued");
+    assert_eq!(browser.text("#commands .command .author").await.unwrap(), "web:operator");
+    assert_eq!(browser.text("#commands .command .kind").await.unwrap(), "release");
+    assert!(!browser.enabled("#release").await, "Release is disabled while one is queued");
+    assert_eq!(browser.text("#releasing").await.unwrap(), "Releasing");
+
+    // A marker that a reload would wipe: the page must update in place.
+    browser.client.execute("window.drydockMarker = 42;", vec![]).await.unwrap();
+    let _workers = env.serve(&["--listen", "off"]);
+    wait_for("the page to show the lease destroyed", || async {
+        (browser.text("#status").await.as_deref() == Some("destroyed")).then_some(())
+    })
+    .await;
+    wait_for("the page to show the command applied", || async {
+        (browser.text("#commands .command .outcome").await.as_deref() == Some("applied")).then_some(())
+    })
+    .await;
+    assert_eq!(browser.text("#commands .command .state").await.unwrap(), "consumed");
+    let marker = browser.client.execute("return window.drydockMarker;", vec![]).await.unwrap();
+    assert_eq!(marker, json!(42), "the page was reloaded instead of updated");
+    assert!(!browser.enabled("#release").await, "Release is disabled on a destroyed lease");
+    assert!(browser.text("#releasing").await.is_none());
+    browser.screenshot("lease-after-release.png").await;
+
+    let store = env.store().await;
+    let commands = store.command_list(&Default::default()).await.unwrap();
+    assert_eq!(commands.len(), 1);
+    assert_eq!(commands[0].author, "web:operator");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_signing_in_nothing_mutates() {
+    let env = Env::new();
+    let (_web, base) = setup(&env).await;
+    let browser = Browser::start().await;
+
+    for page in ["/leases/L1", "/resources/R1"] {
+        browser.client.goto(&format!("{base}{page}")).await.unwrap();
+        assert!(!browser.enabled("#release").await, "{page}: Release enabled without sign-in");
+        assert!(browser.text("a[href^='/signin']").await.is_some());
+    }
+    assert!(!browser.enabled("#reclaim").await);
+    browser.client.goto(&format!("{base}/blueprints/B1")).await.unwrap();
+    assert!(!browser.enabled("#disable").await);
+
+    // The confirmation page offers no form, and posting anyway is refused.
+    browser.client.goto(&format!("{base}/leases/L1/release")).await.unwrap();
+    assert!(browser.text("#confirm").await.is_none());
+    let client = reqwest::Client::new();
+    for path in ["/leases/L1/release", "/resources/R1/release", "/resources/R1/reclaim", "/blueprints/B1/disable"] {
+        let response = client.post(format!("{base}{path}")).form(&[("csrf", "guess")]).send().await.unwrap();
+        assert_eq!(response.status(), reqwest::StatusCode::FORBIDDEN, "{path}");
+    }
+    // A forged form from a signed-in browser fails the CSRF check too.
+    browser.sign_in(&base).await;
+    let cookie = browser.client.get_named_cookie("drydock_session").await.unwrap();
+    let response = client
+        .post(format!("{base}/leases/L1/release"))
+        .header("cookie", format!("drydock_session={}", cookie.value()))
+        .form(&[("csrf", "forged")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), reqwest::StatusCode::FORBIDDEN);
+    // Wrong tokens do not sign in.
+    browser.client.delete_all_cookies().await.unwrap();
+    browser.client.goto(&format!("{base}/signin")).await.unwrap();
+    browser.client.find(Locator::Id("token")).await.unwrap().send_keys("not-the-token-at-all").await.unwrap();
+    browser.click("#submit").await;
+    assert!(browser.text("#signin-error").await.is_some());
+
+    let store = env.store().await;
+    assert!(store.command_list(&Default::default()).await.unwrap().is_empty());
+    assert!(store.blueprint_list().await.unwrap()[0].enabled);
+}
