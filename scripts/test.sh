@@ -14,6 +14,18 @@ need rustup
 rustup target add wasm32-wasip2
 rustup component add rustfmt clippy
 
+# The browser tests drive Debian's Chromium through chromedriver.
+if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then
+    if [ "$(id -u)" -ne 0 ]; then
+        echo "error: chromium and chromium-driver are missing; install them (apt-get install chromium chromium-driver) or run as root" >&2
+        exit 1
+    fi
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null
+fi
+need chromium
+need chromedriver
+
 cargo fmt --all --check
 cargo clippy --workspace --all-targets -- -D warnings
 cargo test --workspace

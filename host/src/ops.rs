@@ -45,9 +45,14 @@ pub type Result<T> = std::result::Result<T, Error>;
 
 /// Parses an object id of an expected kind (`lease` for `L12`).
 pub fn parse_id(text: &str, kind: &str) -> Result<ObjectId> {
-    let id: ObjectId = text.parse().map_err(|e: store::ParseIdError| Error::BadInput(e.to_string()))?;
+    let id: ObjectId = text
+        .parse()
+        .map_err(|e: store::ParseIdError| Error::BadInput(e.to_string()))?;
     if id.kind() != kind {
-        return Err(Error::BadInput(format!("{id} is a {}, not a {kind}", id.kind())));
+        return Err(Error::BadInput(format!(
+            "{id} is a {}, not a {kind}",
+            id.kind()
+        )));
     }
     Ok(id)
 }
@@ -75,12 +80,19 @@ pub async fn add_blueprint(
     action::check_key("blueprint name", name).map_err(Error::BadInput)?;
     let runtime = runtime.clone();
     let (wasm, config, description) = tokio::task::spawn_blocking(move || {
-        let plugin = runtime.load(&wasm).map_err(|e| Error::BadInput(e.to_string()))?;
-        let description = plugin.describe().map_err(|e| Error::BadInput(e.to_string()))?.value;
+        let plugin = runtime
+            .load(&wasm)
+            .map_err(|e| Error::BadInput(e.to_string()))?;
+        let description = plugin
+            .describe()
+            .map_err(|e| Error::BadInput(e.to_string()))?
+            .value;
         let verdict = plugin
             .validate_config(&config)
             .map_err(|e| Error::BadInput(e.to_string()))?;
-        verdict.value.map_err(|reason| Error::BadInput(format!("the config is invalid: {reason}")))?;
+        verdict
+            .value
+            .map_err(|reason| Error::BadInput(format!("the config is invalid: {reason}")))?;
         Ok::<_, Error>((wasm, config, description))
     })
     .await
@@ -115,9 +127,14 @@ pub struct LeaseRequest {
 pub const MAX_LEASES_PER_REQUEST: u32 = 1000;
 
 /// Records `request.count` pending leases owned by `owner`, all or none.
-pub async fn request_leases(store: &dyn Store, request: LeaseRequest, owner: &str) -> Result<Vec<Lease>> {
+pub async fn request_leases(
+    store: &dyn Store,
+    request: LeaseRequest,
+    owner: &str,
+) -> Result<Vec<Lease>> {
     action::check_key("resource type", &request.resource_type).map_err(Error::BadInput)?;
-    action::check_attributes(&request.attributes, &action::Limits::default()).map_err(Error::BadInput)?;
+    action::check_attributes(&request.attributes, &action::Limits::default())
+        .map_err(Error::BadInput)?;
     if !(1..=MAX_LEASES_PER_REQUEST).contains(&request.count) {
         return Err(Error::BadInput(format!(
             "count {} is outside 1..={MAX_LEASES_PER_REQUEST}",
@@ -139,7 +156,12 @@ pub async fn request_leases(store: &dyn Store, request: LeaseRequest, owner: &st
 }
 
 /// Queues `kind` for `target` on behalf of `author`.
-pub async fn post(queue: &Queue, target: ObjectId, kind: CommandKind, author: &str) -> Result<Command> {
+pub async fn post(
+    queue: &Queue,
+    target: ObjectId,
+    kind: CommandKind,
+    author: &str,
+) -> Result<Command> {
     Ok(queue.post(target, kind, author).await?)
 }
 

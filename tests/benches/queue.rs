@@ -42,7 +42,11 @@ async fn main() {
 
 async fn open(dir: &std::path::Path, name: &str) -> Arc<SqliteStore> {
     let url = format!("sqlite://{}", dir.join(name).display());
-    Arc::new(SqliteStore::open(&url, Arc::new(SystemClock)).await.unwrap())
+    Arc::new(
+        SqliteStore::open(&url, Arc::new(SystemClock))
+            .await
+            .unwrap(),
+    )
 }
 
 /// Single-row transactions per second on this disk with the store's settings.
@@ -59,11 +63,16 @@ async fn commit_rate(dir: &std::path::Path) {
         store.lease_insert(&new, 1).await.unwrap();
     }
     let rate = n as f64 / started.elapsed().as_secs_f64();
-    println!("| disk commit rate (one `lease_insert` transaction, WAL, synchronous=FULL) | {rate:.0} commits/s |");
+    println!(
+        "| disk commit rate (one `lease_insert` transaction, WAL, synchronous=FULL) | {rate:.0} commits/s |"
+    );
 }
 
 /// A store with the host-pool blueprint and an in-process daemon on it.
-async fn daemon_with_host_pool(dir: &std::path::Path, name: &str) -> (Arc<SqliteStore>, Queue, tokio::sync::oneshot::Sender<()>) {
+async fn daemon_with_host_pool(
+    dir: &std::path::Path,
+    name: &str,
+) -> (Arc<SqliteStore>, Queue, tokio::sync::oneshot::Sender<()>) {
     let store = open(dir, name).await;
     let runtime = Runtime::new(RuntimeConfig {
         cache_dir: None,
@@ -88,9 +97,14 @@ async fn daemon_with_host_pool(dir: &std::path::Path, name: &str) -> (Arc<Sqlite
     let queue = Queue::new(dyn_store);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let config = DaemonConfig::default();
-    tokio::spawn(daemon::run(config, queue.clone(), Plugins::new(runtime), async {
-        let _ = stopped.await;
-    }));
+    tokio::spawn(daemon::run(
+        config,
+        queue.clone(),
+        Plugins::new(runtime),
+        async {
+            let _ = stopped.await;
+        },
+    ));
     (store, queue, stop)
 }
 
@@ -100,7 +114,13 @@ async fn request(store: &SqliteStore, count: usize) -> Vec<ObjectId> {
         owner: "bench".into(),
         ..NewLease::default()
     };
-    store.lease_insert(&new, count).await.unwrap().iter().map(|l| l.id).collect()
+    store
+        .lease_insert(&new, count)
+        .await
+        .unwrap()
+        .iter()
+        .map(|l| l.id)
+        .collect()
 }
 
 /// Waits (polling every 200 µs) until every lease has `status`.
@@ -120,7 +140,10 @@ async fn release_latency(dir: &std::path::Path) {
         wait_all(&store, &lease, LeaseStatus::Active).await;
         tokio::time::sleep(Duration::from_millis(2)).await; // let the daemon go idle
         let started = Instant::now();
-        queue.post(lease[0], CommandKind::Release, "bench").await.unwrap();
+        queue
+            .post(lease[0], CommandKind::Release, "bench")
+            .await
+            .unwrap();
         wait_all(&store, &lease, LeaseStatus::Destroyed).await;
         samples.push(started.elapsed());
     }
@@ -144,7 +167,10 @@ async fn lifecycle_throughput(dir: &std::path::Path) {
     let leases = request(&store, LIFECYCLES).await;
     wait_all(&store, &leases, LeaseStatus::Active).await;
     for lease in &leases {
-        queue.post(*lease, CommandKind::Release, "bench").await.unwrap();
+        queue
+            .post(*lease, CommandKind::Release, "bench")
+            .await
+            .unwrap();
     }
     wait_all(&store, &leases, LeaseStatus::Destroyed).await;
     let elapsed = started.elapsed();
@@ -184,14 +210,23 @@ async fn queue_cost(dir: &std::path::Path, objects: usize) {
     for i in 0..QUEUE_OPS {
         let target = ObjectId::Lease(1 + (i * 7919 % objects) as i64);
         let t = Instant::now();
-        store.command_post(target, CommandKind::Release, "bench").await.unwrap();
+        store
+            .command_post(target, CommandKind::Release, "bench")
+            .await
+            .unwrap();
         post += t.elapsed();
         let t = Instant::now();
-        let claims = store.work_item_claim("bench", 1, Duration::from_secs(30)).await.unwrap();
+        let claims = store
+            .work_item_claim("bench", 1, Duration::from_secs(30))
+            .await
+            .unwrap();
         claim += t.elapsed();
         assert_eq!(claims.len(), 1);
         let t = Instant::now();
-        store.work_item_release(&claims[0], &Release::default()).await.unwrap();
+        store
+            .work_item_release(&claims[0], &Release::default())
+            .await
+            .unwrap();
         release += t.elapsed();
     }
     let per = |d: Duration| d.as_secs_f64() * 1e6 / QUEUE_OPS as f64;

@@ -49,7 +49,16 @@ fn build_binary() -> anyhow::Result<PathBuf> {
     };
     let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
     let out = std::process::Command::new(env!("CARGO"))
-        .args(["build", "--quiet", "-p", "drydock-host", "--bin", "drydock", "--profile", profile])
+        .args([
+            "build",
+            "--quiet",
+            "-p",
+            "drydock-host",
+            "--bin",
+            "drydock",
+            "--profile",
+            profile,
+        ])
         .current_dir(workspace)
         .output()?;
     anyhow::ensure!(
@@ -58,7 +67,11 @@ fn build_binary() -> anyhow::Result<PathBuf> {
         String::from_utf8_lossy(&out.stderr)
     );
     let binary = profile_dir.join("drydock");
-    anyhow::ensure!(binary.exists(), "{} is missing after the build", binary.display());
+    anyhow::ensure!(
+        binary.exists(),
+        "{} is missing after the build",
+        binary.display()
+    );
     Ok(binary)
 }
 

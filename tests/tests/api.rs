@@ -11,8 +11,16 @@ struct Api {
 }
 
 impl Api {
-    async fn call(&self, method: Method, path: &str, token: Option<&str>, body: Option<Value>) -> (StatusCode, Value) {
-        let mut request = self.client.request(method, format!("{}/api/v1{path}", self.base));
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let mut request = self
+            .client
+            .request(method, format!("{}/api/v1{path}", self.base));
         if let Some(token) = token {
             request = request.bearer_auth(token);
         }
@@ -22,7 +30,10 @@ impl Api {
         let response = request.send().await.unwrap();
         let status = response.status();
         let text = response.text().await.unwrap();
-        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
     }
 
     async fn get(&self, path: &str) -> (StatusCode, Value) {
@@ -48,16 +59,34 @@ async fn every_endpoint_works_with_a_token() {
     let mut daemon = env.serve(&[]);
     let api = api(&env, &mut daemon).await;
 
-    let wasm = base64::engine::general_purpose::STANDARD.encode(std::fs::read(HOST_POOL_WASM).unwrap());
+    let wasm =
+        base64::engine::general_purpose::STANDARD.encode(std::fs::read(HOST_POOL_WASM).unwrap());
     let config: Value = serde_json::from_str(HOST_POOL_CONFIG).unwrap();
-    let (status, added) = api.post("/blueprints", Some(json!({"name": "host-pool", "wasm": wasm, "config": config}))).await;
+    let (status, added) = api
+        .post(
+            "/blueprints",
+            Some(json!({"name": "host-pool", "wasm": wasm, "config": config})),
+        )
+        .await;
     assert_eq!(status, StatusCode::CREATED, "{added}");
-    assert_eq!((added["id"].as_str(), added["resource_type"].as_str()), (Some("B1"), Some("host")));
+    assert_eq!(
+        (added["id"].as_str(), added["resource_type"].as_str()),
+        (Some("B1"), Some("host"))
+    );
     let (status, list) = api.get("/blueprints").await;
-    assert_eq!((status, list.as_array().unwrap().len()), (StatusCode::OK, 1));
+    assert_eq!(
+        (status, list.as_array().unwrap().len()),
+        (StatusCode::OK, 1)
+    );
     assert_eq!(api.get("/blueprints/host-pool").await.1["id"], "B1");
-    assert_eq!(api.post("/blueprints/B1/disable", None).await.1["enabled"], false);
-    assert_eq!(api.post("/blueprints/B1/enable", None).await.1["enabled"], true);
+    assert_eq!(
+        api.post("/blueprints/B1/disable", None).await.1["enabled"],
+        false
+    );
+    assert_eq!(
+        api.post("/blueprints/B1/enable", None).await.1["enabled"],
+        true
+    );
 
     let (status, leases) = api
         .post("/leases", Some(json!({"type": "host", "attributes": {"purpose": "api"}, "until": "1h", "count": 2})))
@@ -71,7 +100,13 @@ async fn every_endpoint_works_with_a_token() {
     })
     .await;
     let (_, lease) = api.get(&format!("/leases/{id}")).await;
-    assert_eq!((lease["resource_type"].as_str(), lease["attributes"]["purpose"].as_str()), (Some("host"), Some("api")));
+    assert_eq!(
+        (
+            lease["resource_type"].as_str(),
+            lease["attributes"]["purpose"].as_str()
+        ),
+        (Some("host"), Some("api"))
+    );
     assert!(lease["until"].is_u64());
     let (_, active) = api.get("/leases?status=active").await;
     assert!(!active.as_array().unwrap().is_empty());
@@ -80,32 +115,66 @@ async fn every_endpoint_works_with_a_token() {
     let resource = resources[0]["id"].as_str().unwrap().to_string();
     let (_, detail) = api.get(&format!("/resources/{resource}")).await;
     assert_eq!(detail["slot_locks"][0]["name"], "host-pool.host(local-1)");
-    assert!(detail["leases"].as_array().unwrap().len() >= 1);
-    assert_eq!(api.get("/resources?status=active").await.1.as_array().unwrap().len(), 1);
+    assert!(!detail["leases"].as_array().unwrap().is_empty());
+    assert_eq!(
+        api.get("/resources?status=active")
+            .await
+            .1
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
 
     let (status, command) = api.post(&format!("/leases/{id}/release"), None).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{command}");
-    assert_eq!((command["kind"].as_str(), command["author"].as_str()), (Some("release"), Some("api:operator")));
+    assert_eq!(
+        (command["kind"].as_str(), command["author"].as_str()),
+        (Some("release"), Some("api:operator"))
+    );
     wait_for("the release to be applied", || async {
         let (_, commands) = api.get(&format!("/commands?target={id}")).await;
         (commands[0]["outcome"] == "applied").then_some(())
     })
     .await;
     let (_, pending) = api.get("/commands?pending=true").await;
-    assert!(pending.as_array().unwrap().iter().all(|c| c["target"] != id.as_str()));
+    assert!(
+        pending
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|c| c["target"] != id.as_str())
+    );
     let (_, logs) = api.get(&format!("/logs?object={id}")).await;
-    let types: Vec<&str> = logs.as_array().unwrap().iter().map(|l| l["type"].as_str().unwrap()).collect();
-    assert!(types.contains(&"lease.released") && types.contains(&"lease.destroyed"), "{types:?}");
-    let (_, tail) = api.get(&format!("/logs?object={id}&after={}&limit=1", logs[0]["id"])).await;
+    let types: Vec<&str> = logs
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["type"].as_str().unwrap())
+        .collect();
+    assert!(
+        types.contains(&"lease.released") && types.contains(&"lease.destroyed"),
+        "{types:?}"
+    );
+    let (_, tail) = api
+        .get(&format!(
+            "/logs?object={id}&after={}&limit=1",
+            logs[0]["id"]
+        ))
+        .await;
     assert_eq!(tail.as_array().unwrap().len(), 1);
     assert_eq!(tail[0]["id"], logs[1]["id"]);
 
     // Reclaim: refused while a lease holds the resource, then applied once it is idle.
-    let (status, _) = api.post(&format!("/resources/{resource}/reclaim"), None).await;
+    let (status, _) = api
+        .post(&format!("/resources/{resource}/reclaim"), None)
+        .await;
     assert_eq!(status, StatusCode::ACCEPTED);
     let other = leases[1]["id"].as_str().unwrap();
     api.post(&format!("/leases/{other}/release"), None).await;
-    let (status, _) = api.post(&format!("/resources/{resource}/release"), None).await;
+    let (status, _) = api
+        .post(&format!("/resources/{resource}/release"), None)
+        .await;
     assert_eq!(status, StatusCode::ACCEPTED);
     wait_for("the resource to be destroyed", || async {
         (api.get(&format!("/resources/{resource}")).await.1["status"] == "destroyed").then_some(())
@@ -134,42 +203,148 @@ async fn mutations_need_a_valid_token_and_bad_input_is_refused() {
         let (status, body) = api.call(Method::POST, path, None, Some(json!({}))).await;
         assert_eq!(status, StatusCode::UNAUTHORIZED, "{path}: {body}");
         assert!(body["error"].as_str().unwrap().contains("Bearer"), "{body}");
-        let (status, body) = api.call(Method::POST, path, Some("wrong-token-000000000"), Some(json!({}))).await;
+        let (status, body) = api
+            .call(
+                Method::POST,
+                path,
+                Some("wrong-token-000000000"),
+                Some(json!({})),
+            )
+            .await;
         assert_eq!(status, StatusCode::FORBIDDEN, "{path}: {body}");
     }
     let commands = store.command_list(&Default::default()).await.unwrap();
-    assert!(commands.is_empty(), "an unauthorized request queued {commands:?}");
-    assert!(store.blueprint_get("B1".parse().unwrap()).await.unwrap().enabled);
+    assert!(
+        commands.is_empty(),
+        "an unauthorized request queued {commands:?}"
+    );
+    assert!(
+        store
+            .blueprint_get("B1".parse().unwrap())
+            .await
+            .unwrap()
+            .enabled
+    );
 
     let bad: [(Method, &str, Option<Value>, StatusCode, &str); 10] = [
-        (Method::GET, "/leases/L999", None, StatusCode::NOT_FOUND, "L999 does not exist"),
-        (Method::GET, "/leases/R1", None, StatusCode::BAD_REQUEST, "R1 is a resource, not a lease"),
-        (Method::GET, "/leases/banana", None, StatusCode::BAD_REQUEST, "is not an object id"),
-        (Method::GET, "/leases?status=happy", None, StatusCode::BAD_REQUEST, "is not a status"),
-        (Method::GET, "/nowhere", None, StatusCode::NOT_FOUND, "no such API endpoint"),
-        (Method::POST, "/leases", Some(json!({"type": "counted", "attributes": {"Bad Key": "1"}})), StatusCode::BAD_REQUEST, "is malformed"),
-        (Method::POST, "/leases", Some(json!({"type": "counted", "until": "soon"})), StatusCode::BAD_REQUEST, "`until` is not a duration"),
-        (Method::POST, "/leases", Some(json!({"type": "counted", "blueprints": ["nope"]})), StatusCode::NOT_FOUND, "no blueprint \"nope\""),
-        (Method::POST, "/leases", Some(json!({"tyype": "counted"})), StatusCode::BAD_REQUEST, "unknown field `tyype`"),
-        (Method::POST, "/blueprints", Some(json!({"name": "x", "wasm": "not base64!"})), StatusCode::BAD_REQUEST, "`wasm` is not base64"),
+        (
+            Method::GET,
+            "/leases/L999",
+            None,
+            StatusCode::NOT_FOUND,
+            "L999 does not exist",
+        ),
+        (
+            Method::GET,
+            "/leases/R1",
+            None,
+            StatusCode::BAD_REQUEST,
+            "R1 is a resource, not a lease",
+        ),
+        (
+            Method::GET,
+            "/leases/banana",
+            None,
+            StatusCode::BAD_REQUEST,
+            "is not an object id",
+        ),
+        (
+            Method::GET,
+            "/leases?status=happy",
+            None,
+            StatusCode::BAD_REQUEST,
+            "is not a status",
+        ),
+        (
+            Method::GET,
+            "/nowhere",
+            None,
+            StatusCode::NOT_FOUND,
+            "no such API endpoint",
+        ),
+        (
+            Method::POST,
+            "/leases",
+            Some(json!({"type": "counted", "attributes": {"Bad Key": "1"}})),
+            StatusCode::BAD_REQUEST,
+            "is malformed",
+        ),
+        (
+            Method::POST,
+            "/leases",
+            Some(json!({"type": "counted", "until": "soon"})),
+            StatusCode::BAD_REQUEST,
+            "`until` is not a duration",
+        ),
+        (
+            Method::POST,
+            "/leases",
+            Some(json!({"type": "counted", "blueprints": ["nope"]})),
+            StatusCode::NOT_FOUND,
+            "no blueprint \"nope\"",
+        ),
+        (
+            Method::POST,
+            "/leases",
+            Some(json!({"tyype": "counted"})),
+            StatusCode::BAD_REQUEST,
+            "unknown field `tyype`",
+        ),
+        (
+            Method::POST,
+            "/blueprints",
+            Some(json!({"name": "x", "wasm": "not base64!"})),
+            StatusCode::BAD_REQUEST,
+            "`wasm` is not base64",
+        ),
     ];
     for (method, path, body, expected, message) in bad {
         let token = (method == Method::POST).then_some(TOKEN);
         let (status, answer) = api.call(method, path, token, body).await;
         assert_eq!(status, expected, "{path}: {answer}");
-        assert!(answer["error"].as_str().unwrap_or_default().contains(message), "{path}: {answer}");
+        assert!(
+            answer["error"]
+                .as_str()
+                .unwrap_or_default()
+                .contains(message),
+            "{path}: {answer}"
+        );
     }
 
     let junk = base64::engine::general_purpose::STANDARD.encode(b"junk");
-    let (status, answer) = api.post("/blueprints", Some(json!({"name": "x", "wasm": junk}))).await;
+    let (status, answer) = api
+        .post("/blueprints", Some(json!({"name": "x", "wasm": junk})))
+        .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
-    assert!(answer["error"].as_str().unwrap().contains("not a valid WebAssembly component"));
-    let wasm = base64::engine::general_purpose::STANDARD.encode(std::fs::read(COUNTING_WASM).unwrap());
-    let (status, answer) = api.post("/blueprints", Some(json!({"name": "counting", "wasm": wasm}))).await;
+    assert!(
+        answer["error"]
+            .as_str()
+            .unwrap()
+            .contains("not a valid WebAssembly component")
+    );
+    let wasm =
+        base64::engine::general_purpose::STANDARD.encode(std::fs::read(COUNTING_WASM).unwrap());
+    let (status, answer) = api
+        .post(
+            "/blueprints",
+            Some(json!({"name": "counting", "wasm": wasm})),
+        )
+        .await;
     assert_eq!(status, StatusCode::CONFLICT, "{answer}");
-    let (status, answer) = api.post("/blueprints", Some(json!({"name": "c2", "wasm": wasm, "config": {"nonsense": 1}}))).await;
+    let (status, answer) = api
+        .post(
+            "/blueprints",
+            Some(json!({"name": "c2", "wasm": wasm, "config": {"nonsense": 1}})),
+        )
+        .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
-    assert!(answer["error"].as_str().unwrap().contains("unknown field `nonsense`"), "{answer}");
+    assert!(
+        answer["error"]
+            .as_str()
+            .unwrap()
+            .contains("unknown field `nonsense`"),
+        "{answer}"
+    );
 
     wait_for("the lease to be active", || async {
         (api.get("/leases/L1").await.1["status"] == "active").then_some(())
@@ -182,7 +357,13 @@ async fn mutations_need_a_valid_token_and_bad_input_is_refused() {
     .await;
     let (status, answer) = api.post("/leases/L1/release", None).await;
     assert_eq!(status, StatusCode::CONFLICT);
-    assert!(answer["error"].as_str().unwrap().contains("L1 is destroyed"), "{answer}");
+    assert!(
+        answer["error"]
+            .as_str()
+            .unwrap()
+            .contains("L1 is destroyed"),
+        "{answer}"
+    );
     assert_eq!(store.blueprint_list().await.unwrap().len(), 1);
 }
 
@@ -192,5 +373,8 @@ async fn a_non_loopback_address_needs_a_token() {
     let out = env.drydock(&["serve", "--listen", "0.0.0.0:0"]).await;
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("refusing to listen on 0.0.0.0:0"), "{stderr}");
+    assert!(
+        stderr.contains("refusing to listen on 0.0.0.0:0"),
+        "{stderr}"
+    );
 }

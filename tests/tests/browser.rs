@@ -27,7 +27,11 @@ impl Browser {
                 "{path} is missing: install Debian's chromium and chromium-driver (.ci/run does)"
             );
         }
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
         let driver = tokio::process::Command::new(CHROMEDRIVER)
             .arg(format!("--port={port}"))
             .stdout(Stdio::null())
@@ -95,8 +99,16 @@ impl Browser {
         }
     }
 
+    /// Clicks the element (retried like [`Browser::text`]).
     async fn click(&self, css: &str) {
-        self.client.find(Locator::Css(css)).await.unwrap().click().await.unwrap();
+        loop {
+            let element = self.client.find(Locator::Css(css)).await.unwrap();
+            match element.click().await {
+                Ok(()) => return,
+                Err(e) if is_stale(&e) => continue,
+                Err(e) => panic!("clicking {css}: {e}"),
+            }
+        }
     }
 
     async fn screenshot(&self, name: &str) {
@@ -111,7 +123,10 @@ impl Browser {
         let token = self.client.find(Locator::Id("token")).await.unwrap();
         token.send_keys(TOKEN).await.unwrap();
         self.click("#submit").await;
-        wait_for("the sign-in to land", || async { self.text("#signout").await }).await;
+        wait_for("the sign-in to land", || async {
+            self.text("#signout").await
+        })
+        .await;
     }
 }
 
@@ -125,9 +140,19 @@ fn is_stale(error: &fantoccini::error::CmdError) -> bool {
 /// An active lease, then a web-only daemon (no workers) so commands stay queued until
 /// `workers` is started.
 async fn setup(env: &Env) -> (Daemon, String) {
-    env.add_blueprint("counting", COUNTING_WASM, r#"{"release_delay_ms": 300}"#).await;
+    env.add_blueprint("counting", COUNTING_WASM, r#"{"release_delay_ms": 300}"#)
+        .await;
     let workers = env.serve(&["--listen", "off"]);
-    env.ok(&["lease", "request", "--type", "counted", "--wait", "--timeout", "90s"]).await;
+    env.ok(&[
+        "lease",
+        "request",
+        "--type",
+        "counted",
+        "--wait",
+        "--timeout",
+        "90s",
+    ])
+    .await;
     assert!(workers.terminate().await);
     let mut web = env.serve(&["--workers", "0"]);
     let base = web.url().await;
@@ -141,43 +166,93 @@ async fn releasing_a_lease_from_the_web_ui() {
     let browser = Browser::start().await;
     browser.sign_in(&base).await;
 
-    browser.client.goto(&format!("{base}/leases/L1")).await.unwrap();
+    browser
+        .client
+        .goto(&format!("{base}/leases/L1"))
+        .await
+        .unwrap();
     assert_eq!(browser.text("#status").await.unwrap(), "active");
-    assert!(browser.enabled("#release").await, "Release is enabled on an active lease");
+    assert!(
+        browser.enabled("#release").await,
+        "Release is enabled on an active lease"
+    );
     assert!(browser.text("#releasing").await.is_none());
     browser.screenshot("lease-before-release.png").await;
 
     browser.click("#release").await;
     let url = browser.client.current_url().await.unwrap();
     assert!(url.path().ends_with("/leases/L1/release"), "{url}");
-    assert!(browser.text("#confirm").await.unwrap().contains("release L1"));
+    assert!(
+        browser
+            .text("#confirm")
+            .await
+            .unwrap()
+            .contains("release L1")
+    );
     browser.click("#confirm").await;
 
     wait_for("the lease page after confirming", || async {
-        browser.client.current_url().await.ok().filter(|u| u.path() == "/leases/L1").map(|_| ())
+        browser
+            .client
+            .current_url()
+            .await
+            .ok()
+            .filter(|u| u.path() == "/leases/L1")
+            .map(|_| ())
     })
     .await;
-    assert_eq!(browser.text("#commands .command .state").await.unwrap(), "queued");
-    assert_eq!(browser.text("#commands .command .author").await.unwrap(), "web:operator");
-    assert_eq!(browser.text("#commands .command .kind").await.unwrap(), "release");
-    assert!(!browser.enabled("#release").await, "Release is disabled while one is queued");
+    assert_eq!(
+        browser.text("#commands .command .state").await.unwrap(),
+        "queued"
+    );
+    assert_eq!(
+        browser.text("#commands .command .author").await.unwrap(),
+        "web:operator"
+    );
+    assert_eq!(
+        browser.text("#commands .command .kind").await.unwrap(),
+        "release"
+    );
+    assert!(
+        !browser.enabled("#release").await,
+        "Release is disabled while one is queued"
+    );
     assert_eq!(browser.text("#releasing").await.unwrap(), "Releasing");
 
     // A marker that a reload would wipe: the page must update in place.
-    browser.client.execute("window.drydockMarker = 42;", vec![]).await.unwrap();
+    browser
+        .client
+        .execute("window.drydockMarker = 42;", vec![])
+        .await
+        .unwrap();
     let _workers = env.serve(&["--listen", "off"]);
     wait_for("the page to show the lease destroyed", || async {
         (browser.text("#status").await.as_deref() == Some("destroyed")).then_some(())
     })
     .await;
     wait_for("the page to show the command applied", || async {
-        (browser.text("#commands .command .outcome").await.as_deref() == Some("applied")).then_some(())
+        (browser.text("#commands .command .outcome").await.as_deref() == Some("applied"))
+            .then_some(())
     })
     .await;
-    assert_eq!(browser.text("#commands .command .state").await.unwrap(), "consumed");
-    let marker = browser.client.execute("return window.drydockMarker;", vec![]).await.unwrap();
-    assert_eq!(marker, json!(42), "the page was reloaded instead of updated");
-    assert!(!browser.enabled("#release").await, "Release is disabled on a destroyed lease");
+    assert_eq!(
+        browser.text("#commands .command .state").await.unwrap(),
+        "consumed"
+    );
+    let marker = browser
+        .client
+        .execute("return window.drydockMarker;", vec![])
+        .await
+        .unwrap();
+    assert_eq!(
+        marker,
+        json!(42),
+        "the page was reloaded instead of updated"
+    );
+    assert!(
+        !browser.enabled("#release").await,
+        "Release is disabled on a destroyed lease"
+    );
     assert!(browser.text("#releasing").await.is_none());
     browser.screenshot("lease-after-release.png").await;
 
@@ -195,24 +270,49 @@ async fn without_signing_in_nothing_mutates() {
 
     for page in ["/leases/L1", "/resources/R1"] {
         browser.client.goto(&format!("{base}{page}")).await.unwrap();
-        assert!(!browser.enabled("#release").await, "{page}: Release enabled without sign-in");
+        assert!(
+            !browser.enabled("#release").await,
+            "{page}: Release enabled without sign-in"
+        );
         assert!(browser.text("a[href^='/signin']").await.is_some());
     }
     assert!(!browser.enabled("#reclaim").await);
-    browser.client.goto(&format!("{base}/blueprints/B1")).await.unwrap();
+    browser
+        .client
+        .goto(&format!("{base}/blueprints/B1"))
+        .await
+        .unwrap();
     assert!(!browser.enabled("#disable").await);
 
     // The confirmation page offers no form, and posting anyway is refused.
-    browser.client.goto(&format!("{base}/leases/L1/release")).await.unwrap();
+    browser
+        .client
+        .goto(&format!("{base}/leases/L1/release"))
+        .await
+        .unwrap();
     assert!(browser.text("#confirm").await.is_none());
     let client = reqwest::Client::new();
-    for path in ["/leases/L1/release", "/resources/R1/release", "/resources/R1/reclaim", "/blueprints/B1/disable"] {
-        let response = client.post(format!("{base}{path}")).form(&[("csrf", "guess")]).send().await.unwrap();
+    for path in [
+        "/leases/L1/release",
+        "/resources/R1/release",
+        "/resources/R1/reclaim",
+        "/blueprints/B1/disable",
+    ] {
+        let response = client
+            .post(format!("{base}{path}"))
+            .form(&[("csrf", "guess")])
+            .send()
+            .await
+            .unwrap();
         assert_eq!(response.status(), reqwest::StatusCode::FORBIDDEN, "{path}");
     }
     // A forged form from a signed-in browser fails the CSRF check too.
     browser.sign_in(&base).await;
-    let cookie = browser.client.get_named_cookie("drydock_session").await.unwrap();
+    let cookie = browser
+        .client
+        .get_named_cookie("drydock_session")
+        .await
+        .unwrap();
     let response = client
         .post(format!("{base}/leases/L1/release"))
         .header("cookie", format!("drydock_session={}", cookie.value()))
@@ -223,12 +323,29 @@ async fn without_signing_in_nothing_mutates() {
     assert_eq!(response.status(), reqwest::StatusCode::FORBIDDEN);
     // Wrong tokens do not sign in.
     browser.client.delete_all_cookies().await.unwrap();
-    browser.client.goto(&format!("{base}/signin")).await.unwrap();
-    browser.client.find(Locator::Id("token")).await.unwrap().send_keys("not-the-token-at-all").await.unwrap();
+    browser
+        .client
+        .goto(&format!("{base}/signin"))
+        .await
+        .unwrap();
+    browser
+        .client
+        .find(Locator::Id("token"))
+        .await
+        .unwrap()
+        .send_keys("not-the-token-at-all")
+        .await
+        .unwrap();
     browser.click("#submit").await;
     assert!(browser.text("#signin-error").await.is_some());
 
     let store = env.store().await;
-    assert!(store.command_list(&Default::default()).await.unwrap().is_empty());
+    assert!(
+        store
+            .command_list(&Default::default())
+            .await
+            .unwrap()
+            .is_empty()
+    );
     assert!(store.blueprint_list().await.unwrap()[0].enabled);
 }

@@ -1,8 +1,8 @@
 //! `drydock lease …`: requesting, inspecting and releasing leases.
 
 use super::{Global, author, output};
-use crate::ops::{self, parse_id};
 use crate::domain::LeaseStatus;
+use crate::ops::{self, parse_id};
 use crate::queue::Queue;
 use crate::store::{CommandKind, Lease, ObjectId, Store};
 use anyhow::{Context as _, bail};

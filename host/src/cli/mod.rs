@@ -126,4 +126,3 @@ fn author() -> String {
         std::env::var("USER").unwrap_or_else(|_| "unknown".into())
     )
 }
-

@@ -1,8 +1,8 @@
 //! `drydock resource …`: inspecting, releasing and reclaiming resources.
 
 use super::{Global, author, output};
-use crate::ops::{self, parse_id};
 use crate::domain::ResourceStatus;
+use crate::ops::{self, parse_id};
 use crate::queue::Queue;
 use crate::store::{CommandKind, ObjectId, Resource};
 use clap::Subcommand;

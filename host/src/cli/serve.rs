@@ -4,8 +4,8 @@ use super::Global;
 use crate::daemon::{self, DaemonConfig};
 use crate::plugin::{Runtime, RuntimeConfig};
 use crate::queue::Queue;
-use crate::worker::{Plugins, WorkerConfig};
 use crate::web::{self, AppState, auth::Tokens};
+use crate::worker::{Plugins, WorkerConfig};
 use anyhow::Context as _;
 use clap::Args;
 use std::net::SocketAddr;
@@ -75,7 +75,16 @@ pub(super) async fn run(global: &Global, args: ServeArgs) -> anyhow::Result<Exit
     };
     let web = match args.listen.as_str() {
         "off" => None,
-        addr => Some(start_web(addr, &args, queue.clone(), runtime.clone(), wait(stopped.clone())).await?),
+        addr => Some(
+            start_web(
+                addr,
+                &args,
+                queue.clone(),
+                runtime.clone(),
+                wait(stopped.clone()),
+            )
+            .await?,
+        ),
     };
     tokio::spawn(async move {
         shutdown_signal().await;
@@ -105,7 +114,8 @@ async fn start_web(
         .with_context(|| format!("--listen {addr:?} is not an address such as 127.0.0.1:6080"))?;
     let tokens = match (&args.token_file, &args.token) {
         (Some(path), _) => {
-            let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?;
             Some(Tokens::parse(&text).with_context(|| format!("reading {}", path.display()))?)
         }
         (None, Some(token)) => Some(Tokens::single(token).context("DRYDOCK_TOKEN")?),

@@ -58,12 +58,7 @@ impl IntoResponse for ApiError {
 
 impl From<ops::Error> for ApiError {
     fn from(error: ops::Error) -> Self {
-        let status = match &error {
-            ops::Error::BadInput(_) => StatusCode::BAD_REQUEST,
-            ops::Error::NotFound(_) => StatusCode::NOT_FOUND,
-            ops::Error::Refused(_) => StatusCode::CONFLICT,
-            ops::Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
-        };
+        let status = super::status_for(&error);
         if status == StatusCode::INTERNAL_SERVER_ERROR {
             tracing::error!(%error, "API request failed");
         }
@@ -82,7 +77,10 @@ type ApiResult<T> = Result<T, ApiError>;
 /// The operator behind the request's bearer token: 401 without one, 403 for a wrong one.
 fn operator(state: &AppState, headers: &HeaderMap) -> ApiResult<String> {
     let token = bearer(headers).ok_or_else(|| {
-        ApiError::new(StatusCode::UNAUTHORIZED, "this request changes something: send Authorization: Bearer <token>")
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "this request changes something: send Authorization: Bearer <token>",
+        )
     })?;
     let name = state
         .tokens
@@ -104,7 +102,10 @@ fn status<T: std::str::FromStr<Err = String>>(filter: &StatusFilter) -> ApiResul
     filter
         .status
         .as_deref()
-        .map(|s| s.parse().map_err(|e: String| ApiError::new(StatusCode::BAD_REQUEST, e)))
+        .map(|s| {
+            s.parse()
+                .map_err(|e: String| ApiError::new(StatusCode::BAD_REQUEST, e))
+        })
         .transpose()
 }
 
@@ -112,8 +113,13 @@ async fn blueprints(State(state): State<AppState>) -> ApiResult<impl IntoRespons
     Ok(Json(state.store().blueprint_list().await?))
 }
 
-async fn blueprint(State(state): State<AppState>, Path(text): Path<String>) -> ApiResult<impl IntoResponse> {
-    Ok(Json(ops::find_blueprint(state.store().as_ref(), &text).await?))
+async fn blueprint(
+    State(state): State<AppState>,
+    Path(text): Path<String>,
+) -> ApiResult<impl IntoResponse> {
+    Ok(Json(
+        ops::find_blueprint(state.store().as_ref(), &text).await?,
+    ))
 }
 
 #[derive(Deserialize)]
@@ -136,21 +142,41 @@ async fn add_blueprint(
     let Json(body) = body.map_err(bad_json)?;
     let wasm = base64::engine::general_purpose::STANDARD
         .decode(body.wasm.as_bytes())
-        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("`wasm` is not base64: {e}")))?;
+        .map_err(|e| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                format!("`wasm` is not base64: {e}"),
+            )
+        })?;
     let config = match body.config {
         None => "{}".to_string(),
         Some(serde_json::Value::String(text)) => text,
         Some(value) => value.to_string(),
     };
-    let added = ops::add_blueprint(state.store().as_ref(), &state.runtime, &body.name, wasm, config).await?;
+    let added = ops::add_blueprint(
+        state.store().as_ref(),
+        &state.runtime,
+        &body.name,
+        wasm,
+        config,
+    )
+    .await?;
     Ok((StatusCode::CREATED, Json(added)))
 }
 
-async fn enable(state: State<AppState>, headers: HeaderMap, path: Path<String>) -> ApiResult<impl IntoResponse> {
+async fn enable(
+    state: State<AppState>,
+    headers: HeaderMap,
+    path: Path<String>,
+) -> ApiResult<impl IntoResponse> {
     set_enabled(state, headers, path, true).await
 }
 
-async fn disable(state: State<AppState>, headers: HeaderMap, path: Path<String>) -> ApiResult<impl IntoResponse> {
+async fn disable(
+    state: State<AppState>,
+    headers: HeaderMap,
+    path: Path<String>,
+) -> ApiResult<impl IntoResponse> {
     set_enabled(state, headers, path, false).await
 }
 
@@ -163,15 +189,23 @@ async fn set_enabled(
     operator(&state, &headers)?;
     let store = state.store();
     let blueprint = ops::find_blueprint(store.as_ref(), &text).await?;
-    Ok(Json(store.blueprint_set_enabled(blueprint.id, enabled).await?))
+    Ok(Json(
+        store.blueprint_set_enabled(blueprint.id, enabled).await?,
+    ))
 }
 
-async fn leases(State(state): State<AppState>, Query(filter): Query<StatusFilter>) -> ApiResult<impl IntoResponse> {
+async fn leases(
+    State(state): State<AppState>,
+    Query(filter): Query<StatusFilter>,
+) -> ApiResult<impl IntoResponse> {
     let status = status::<LeaseStatus>(&filter)?;
     Ok(Json(state.store().lease_list(status).await?))
 }
 
-async fn lease(State(state): State<AppState>, Path(text): Path<String>) -> ApiResult<impl IntoResponse> {
+async fn lease(
+    State(state): State<AppState>,
+    Path(text): Path<String>,
+) -> ApiResult<impl IntoResponse> {
     Ok(Json(state.store().lease_get(id(&text, "lease")?).await?))
 }
 
@@ -211,7 +245,12 @@ async fn request_leases(
         .as_deref()
         .map(humantime::parse_duration)
         .transpose()
-        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("`until` is not a duration: {e}")))?;
+        .map_err(|e| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                format!("`until` is not a duration: {e}"),
+            )
+        })?;
     let request = ops::LeaseRequest {
         resource_type: body.resource_type,
         attributes: body.attributes,
@@ -224,31 +263,68 @@ async fn request_leases(
     Ok((StatusCode::CREATED, Json(leases)))
 }
 
-async fn post_command(state: &AppState, headers: &HeaderMap, target: ObjectId, kind: CommandKind) -> ApiResult<Response> {
+async fn post_command(
+    state: &AppState,
+    headers: &HeaderMap,
+    target: ObjectId,
+    kind: CommandKind,
+) -> ApiResult<Response> {
     let author = operator(state, headers)?;
     let command = ops::post(&state.queue, target, kind, &author).await?;
     Ok((StatusCode::ACCEPTED, Json(command)).into_response())
 }
 
-async fn release_lease(State(state): State<AppState>, headers: HeaderMap, Path(text): Path<String>) -> ApiResult<Response> {
+async fn release_lease(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(text): Path<String>,
+) -> ApiResult<Response> {
     post_command(&state, &headers, id(&text, "lease")?, CommandKind::Release).await
 }
 
-async fn resources(State(state): State<AppState>, Query(filter): Query<StatusFilter>) -> ApiResult<impl IntoResponse> {
+async fn resources(
+    State(state): State<AppState>,
+    Query(filter): Query<StatusFilter>,
+) -> ApiResult<impl IntoResponse> {
     let status = status::<ResourceStatus>(&filter)?;
     Ok(Json(state.store().resource_list(status).await?))
 }
 
-async fn resource(State(state): State<AppState>, Path(text): Path<String>) -> ApiResult<impl IntoResponse> {
-    Ok(Json(ops::resource_detail(state.store().as_ref(), id(&text, "resource")?).await?))
+async fn resource(
+    State(state): State<AppState>,
+    Path(text): Path<String>,
+) -> ApiResult<impl IntoResponse> {
+    Ok(Json(
+        ops::resource_detail(state.store().as_ref(), id(&text, "resource")?).await?,
+    ))
 }
 
-async fn release_resource(State(state): State<AppState>, headers: HeaderMap, Path(text): Path<String>) -> ApiResult<Response> {
-    post_command(&state, &headers, id(&text, "resource")?, CommandKind::Release).await
+async fn release_resource(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(text): Path<String>,
+) -> ApiResult<Response> {
+    post_command(
+        &state,
+        &headers,
+        id(&text, "resource")?,
+        CommandKind::Release,
+    )
+    .await
 }
 
-async fn reclaim_resource(State(state): State<AppState>, headers: HeaderMap, Path(text): Path<String>) -> ApiResult<Response> {
-    post_command(&state, &headers, id(&text, "resource")?, CommandKind::Reclaim).await
+async fn reclaim_resource(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(text): Path<String>,
+) -> ApiResult<Response> {
+    post_command(
+        &state,
+        &headers,
+        id(&text, "resource")?,
+        CommandKind::Reclaim,
+    )
+    .await
 }
 
 #[derive(Deserialize)]
@@ -258,11 +334,18 @@ struct CommandQuery {
     pending: bool,
 }
 
-async fn commands(State(state): State<AppState>, Query(query): Query<CommandQuery>) -> ApiResult<impl IntoResponse> {
+async fn commands(
+    State(state): State<AppState>,
+    Query(query): Query<CommandQuery>,
+) -> ApiResult<impl IntoResponse> {
     let target = query
         .target
         .as_deref()
-        .map(|t| t.parse().map_err(|e: crate::store::ParseIdError| ApiError::new(StatusCode::BAD_REQUEST, e.to_string())))
+        .map(|t| {
+            t.parse().map_err(|e: crate::store::ParseIdError| {
+                ApiError::new(StatusCode::BAD_REQUEST, e.to_string())
+            })
+        })
         .transpose()?;
     let filter = CommandFilter {
         target,
@@ -284,12 +367,21 @@ fn log_limit() -> i64 {
     1000
 }
 
-async fn logs(State(state): State<AppState>, Query(query): Query<LogQuery>) -> ApiResult<impl IntoResponse> {
+async fn logs(
+    State(state): State<AppState>,
+    Query(query): Query<LogQuery>,
+) -> ApiResult<impl IntoResponse> {
     let object = query
         .object
         .as_deref()
-        .map(|t| t.parse().map_err(|e: crate::store::ParseIdError| ApiError::new(StatusCode::BAD_REQUEST, e.to_string())))
+        .map(|t| {
+            t.parse().map_err(|e: crate::store::ParseIdError| {
+                ApiError::new(StatusCode::BAD_REQUEST, e.to_string())
+            })
+        })
         .transpose()?;
     let limit = query.limit.clamp(1, 10_000);
-    Ok(Json(state.store().log_list(object, query.after, limit).await?))
+    Ok(Json(
+        state.store().log_list(object, query.after, limit).await?,
+    ))
 }

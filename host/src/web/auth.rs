@@ -33,9 +33,16 @@ impl Tokens {
                 [] => continue,
                 [token] => ("operator", *token),
                 [name, token] => (*name, *token),
-                _ => anyhow::bail!("token file line {}: expected `TOKEN` or `NAME TOKEN`", number + 1),
+                _ => anyhow::bail!(
+                    "token file line {}: expected `TOKEN` or `NAME TOKEN`",
+                    number + 1
+                ),
             };
-            anyhow::ensure!(token.len() >= 16, "token file line {}: a token needs at least 16 characters", number + 1);
+            anyhow::ensure!(
+                token.len() >= 16,
+                "token file line {}: a token needs at least 16 characters",
+                number + 1
+            );
             by_token.push((token.to_string(), name.to_string()));
         }
         anyhow::ensure!(!by_token.is_empty(), "the token file has no token");
@@ -74,7 +81,9 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 /// `bytes` random bytes as hex.
 pub fn random_hex(bytes: usize) -> String {
     let mut rng = rand::rng();
-    (0..bytes).map(|_| format!("{:02x}", rng.random::<u8>())).collect()
+    (0..bytes)
+        .map(|_| format!("{:02x}", rng.random::<u8>()))
+        .collect()
 }
 
 /// A signed-in operator.
@@ -167,11 +176,17 @@ mod tests {
 
     #[test]
     fn token_files_name_operators() {
-        let tokens = Tokens::parse("# ops\nalice aaaaaaaaaaaaaaaaaaaa\nbbbbbbbbbbbbbbbbbbbb\n").unwrap();
+        let tokens =
+            Tokens::parse("# ops\nalice aaaaaaaaaaaaaaaaaaaa\nbbbbbbbbbbbbbbbbbbbb\n").unwrap();
         assert_eq!(tokens.operator("aaaaaaaaaaaaaaaaaaaa"), Some("alice"));
         assert_eq!(tokens.operator("bbbbbbbbbbbbbbbbbbbb"), Some("operator"));
         assert_eq!(tokens.operator("aaaaaaaaaaaaaaaaaaab"), None);
-        assert!(Tokens::parse("short").unwrap_err().to_string().contains("16 characters"));
+        assert!(
+            Tokens::parse("short")
+                .unwrap_err()
+                .to_string()
+                .contains("16 characters")
+        );
         assert!(Tokens::parse("a b c").is_err());
         assert!(Tokens::parse("# nothing\n").is_err());
     }
@@ -181,7 +196,10 @@ mod tests {
         let sessions = Sessions::default();
         let id = sessions.start("alice");
         let mut headers = HeaderMap::new();
-        headers.insert("cookie", format!("other=1; {SESSION_COOKIE}={id}").parse().unwrap());
+        headers.insert(
+            "cookie",
+            format!("other=1; {SESSION_COOKIE}={id}").parse().unwrap(),
+        );
         assert_eq!(sessions.from_headers(&headers).unwrap().operator, "alice");
         sessions.end(&headers);
         assert!(sessions.from_headers(&headers).is_none());

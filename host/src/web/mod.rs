@@ -45,6 +45,17 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// The HTTP status for a refused operation.
+fn status_for(error: &crate::ops::Error) -> axum::http::StatusCode {
+    use axum::http::StatusCode;
+    match error {
+        crate::ops::Error::BadInput(_) => StatusCode::BAD_REQUEST,
+        crate::ops::Error::NotFound(_) => StatusCode::NOT_FOUND,
+        crate::ops::Error::Refused(_) => StatusCode::CONFLICT,
+        crate::ops::Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
 /// Whether the server may listen on `addr` with the tokens it has: anything but loopback
 /// needs a configured token.
 pub fn check_listen(addr: &SocketAddr, token_configured: bool) -> anyhow::Result<()> {

@@ -5,7 +5,9 @@ use super::AppState;
 use super::auth::{Session, cleared_cookie, session_cookie};
 use crate::domain::{Attributes, LeaseStatus, ResourceStatus, format_time};
 use crate::ops::{self, parse_id};
-use crate::store::{Command, CommandFilter, CommandKind, Lease, LogEntry, ObjectId, Resource, SlotLock};
+use crate::store::{
+    Command, CommandFilter, CommandKind, Lease, LogEntry, ObjectId, Resource, SlotLock,
+};
 use axum::Form;
 use axum::Router;
 use axum::extract::{Path, Query, State};
@@ -25,10 +27,16 @@ pub(super) fn router() -> Router<AppState> {
         .route("/blueprints/{id}/{action}", post(blueprint_action))
         .route("/leases", get(leases))
         .route("/leases/{id}", get(lease))
-        .route("/leases/{id}/release", get(confirm_lease_release).post(release_lease))
+        .route(
+            "/leases/{id}/{kind}",
+            get(confirm_command).post(post_command),
+        )
         .route("/resources", get(resources))
         .route("/resources/{id}", get(resource))
-        .route("/resources/{id}/{kind}", get(confirm_resource_command).post(resource_command))
+        .route(
+            "/resources/{id}/{kind}",
+            get(confirm_command).post(post_command),
+        )
 }
 
 /// How often a page refreshes while something is in flight, in ms.
@@ -105,20 +113,19 @@ struct PageError(StatusCode, String);
 
 impl IntoResponse for PageError {
     fn into_response(self) -> Response {
-        let body = page("Error", &None, None, html! { h1 { "Error" } p.error { (self.1) } });
+        let body = page(
+            "Error",
+            &None,
+            None,
+            html! { h1 { "Error" } p.error { (self.1) } },
+        );
         (self.0, body).into_response()
     }
 }
 
 impl From<ops::Error> for PageError {
     fn from(error: ops::Error) -> Self {
-        let status = match &error {
-            ops::Error::BadInput(_) => StatusCode::BAD_REQUEST,
-            ops::Error::NotFound(_) => StatusCode::NOT_FOUND,
-            ops::Error::Refused(_) => StatusCode::CONFLICT,
-            ops::Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
-        };
-        PageError(status, error.to_string())
+        PageError(super::status_for(&error), error.to_string())
     }
 }
 
@@ -205,10 +212,16 @@ async fn console(State(state): State<AppState>, headers: HeaderMap) -> PageResul
     let store = state.store();
     let leases = store.lease_list(None).await?;
     let resources = store.resource_list(None).await?;
-    let pending = store.command_list(&CommandFilter { target: None, pending: true }).await?;
+    let pending = store
+        .command_list(&CommandFilter {
+            target: None,
+            pending: true,
+        })
+        .await?;
     let logs = store.log_list(None, 0, i64::MAX).await?;
     let recent = &logs[logs.len().saturating_sub(25)..];
-    let count = |statuses: Vec<String>, status: &str| statuses.iter().filter(|s| *s == status).count();
+    let count =
+        |statuses: Vec<String>, status: &str| statuses.iter().filter(|s| *s == status).count();
     let lease_statuses: Vec<String> = leases.iter().map(|l| l.status.to_string()).collect();
     let resource_statuses: Vec<String> = resources.iter().map(|r| r.status.to_string()).collect();
     let body = html! {
@@ -247,7 +260,9 @@ fn filters(base: &str, statuses: &[&str], current: Option<&str>) -> Markup {
     }
 }
 
-fn parse_status<T: std::str::FromStr<Err = String>>(query: &StatusQuery) -> Result<Option<T>, PageError> {
+fn parse_status<T: std::str::FromStr<Err = String>>(
+    query: &StatusQuery,
+) -> Result<Option<T>, PageError> {
     query
         .status
         .as_deref()
@@ -269,14 +284,25 @@ async fn blueprints(State(state): State<AppState>, headers: HeaderMap) -> PageRe
     Ok(page("Blueprints", &session, None, body).into_response())
 }
 
-async fn blueprint(State(state): State<AppState>, headers: HeaderMap, Path(text): Path<String>) -> PageResult {
+async fn blueprint(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(text): Path<String>,
+) -> PageResult {
     let session = state.sessions.from_headers(&headers);
     let store = state.store();
     let blueprint = ops::find_blueprint(store.as_ref(), &text).await?;
     let resources = store.resource_list(None).await?;
-    let own: Vec<&Resource> = resources.iter().filter(|r| r.blueprint_id == blueprint.id).collect();
+    let own: Vec<&Resource> = resources
+        .iter()
+        .filter(|r| r.blueprint_id == blueprint.id)
+        .collect();
     let logs = store.log_list(Some(blueprint.id), 0, i64::MAX).await?;
-    let (action, label) = if blueprint.enabled { ("disable", "Disable") } else { ("enable", "Enable") };
+    let (action, label) = if blueprint.enabled {
+        ("disable", "Disable")
+    } else {
+        ("enable", "Enable")
+    };
     let body = html! {
         h1 { "Blueprint " (blueprint.id) " " (blueprint.name) }
         div.actions {
@@ -309,13 +335,22 @@ struct CsrfForm {
 }
 
 /// The session of a mutating request whose form carries its CSRF token; refused otherwise.
-fn authorized(state: &AppState, headers: &HeaderMap, form: &CsrfForm) -> Result<Session, PageError> {
-    let session = state
-        .sessions
-        .from_headers(headers)
-        .ok_or_else(|| PageError(StatusCode::FORBIDDEN, "Sign in first: only signed-in operators can change things.".into()))?;
+fn authorized(
+    state: &AppState,
+    headers: &HeaderMap,
+    form: &CsrfForm,
+) -> Result<Session, PageError> {
+    let session = state.sessions.from_headers(headers).ok_or_else(|| {
+        PageError(
+            StatusCode::FORBIDDEN,
+            "Sign in first: only signed-in operators can change things.".into(),
+        )
+    })?;
     if form.csrf != session.csrf {
-        return Err(PageError(StatusCode::FORBIDDEN, "The form is stale or forged (CSRF check failed). Reload and try again.".into()));
+        return Err(PageError(
+            StatusCode::FORBIDDEN,
+            "The form is stale or forged (CSRF check failed). Reload and try again.".into(),
+        ));
     }
     Ok(session)
 }
@@ -330,7 +365,12 @@ async fn blueprint_action(
     let enabled = match action.as_str() {
         "enable" => true,
         "disable" => false,
-        other => return Err(PageError(StatusCode::NOT_FOUND, format!("no blueprint action {other:?}"))),
+        other => {
+            return Err(PageError(
+                StatusCode::NOT_FOUND,
+                format!("no blueprint action {other:?}"),
+            ));
+        }
     };
     let store = state.store();
     let blueprint = ops::find_blueprint(store.as_ref(), &text).await?;
@@ -355,10 +395,18 @@ fn lease_rows(leases: &[Lease]) -> Markup {
 }
 
 fn crate_attributes(attributes: &Attributes) -> String {
-    attributes.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(", ")
+    attributes
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
-async fn resources(State(state): State<AppState>, headers: HeaderMap, Query(query): Query<StatusQuery>) -> PageResult {
+async fn resources(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(query): Query<StatusQuery>,
+) -> PageResult {
     let session = state.sessions.from_headers(&headers);
     let status = parse_status::<ResourceStatus>(&query)?;
     let resources = state.store().resource_list(status).await?;
@@ -371,7 +419,11 @@ async fn resources(State(state): State<AppState>, headers: HeaderMap, Query(quer
     Ok(page("Resources", &session, Some(LIST_MS), body).into_response())
 }
 
-async fn leases(State(state): State<AppState>, headers: HeaderMap, Query(query): Query<StatusQuery>) -> PageResult {
+async fn leases(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(query): Query<StatusQuery>,
+) -> PageResult {
     let session = state.sessions.from_headers(&headers);
     let status = parse_status::<LeaseStatus>(&query)?;
     let leases = state.store().lease_list(status).await?;
@@ -389,7 +441,14 @@ struct ButtonState {
     releasing: bool,
 }
 
-fn button(session: &Option<Session>, id: &str, label: &str, href: &str, enabled: bool, why_not: &str) -> Markup {
+fn button(
+    session: &Option<Session>,
+    id: &str,
+    label: &str,
+    href: &str,
+    enabled: bool,
+    why_not: &str,
+) -> Markup {
     html! {
         @if enabled && session.is_some() {
             form method="get" action=(href) { button.danger id=(id) { (label) } }
@@ -399,7 +458,12 @@ fn button(session: &Option<Session>, id: &str, label: &str, href: &str, enabled:
     }
 }
 
-fn object_actions(session: &Option<Session>, object: ObjectId, state: &ButtonState, reclaim: Option<bool>) -> Markup {
+fn object_actions(
+    session: &Option<Session>,
+    object: ObjectId,
+    state: &ButtonState,
+    reclaim: Option<bool>,
+) -> Markup {
     let base = match object {
         ObjectId::Resource(_) => format!("/resources/{object}"),
         _ => format!("/leases/{object}"),
@@ -423,27 +487,43 @@ fn object_actions(session: &Option<Session>, object: ObjectId, state: &ButtonSta
     }
 }
 
-async fn history(state: &AppState, object: ObjectId) -> Result<(Vec<Command>, Vec<SlotLock>, Vec<LogEntry>), PageError> {
+async fn history(
+    state: &AppState,
+    object: ObjectId,
+) -> Result<(Vec<Command>, Vec<SlotLock>, Vec<LogEntry>), PageError> {
     let store = state.store();
-    let commands = store.command_list(&CommandFilter { target: Some(object), pending: false }).await?;
+    let commands = store
+        .command_list(&CommandFilter {
+            target: Some(object),
+            pending: false,
+        })
+        .await?;
     let locks = store.slot_lock_list(Some(object)).await?;
     let logs = store.log_list(Some(object), 0, i64::MAX).await?;
     Ok((commands, locks, logs))
 }
 
 fn release_queued(commands: &[Command]) -> bool {
-    commands.iter().any(|c| c.consumed_at.is_none() && c.kind == CommandKind::Release)
+    commands
+        .iter()
+        .any(|c| c.consumed_at.is_none() && c.kind == CommandKind::Release)
 }
 
-async fn lease(State(state): State<AppState>, headers: HeaderMap, Path(text): Path<String>) -> PageResult {
+async fn lease(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(text): Path<String>,
+) -> PageResult {
     let session = state.sessions.from_headers(&headers);
     let lease = state.store().lease_get(parse_id(&text, "lease")?).await?;
     let (commands, locks, logs) = history(&state, lease.id).await?;
     let buttons = ButtonState {
         releasable: lease.status.is_releasable(),
-        releasing: release_queued(&commands) || matches!(lease.status, LeaseStatus::Released | LeaseStatus::Broken),
+        releasing: release_queued(&commands)
+            || matches!(lease.status, LeaseStatus::Released | LeaseStatus::Broken),
     };
-    let in_flight = lease.status != LeaseStatus::Destroyed || commands.iter().any(|c| c.consumed_at.is_none());
+    let in_flight =
+        lease.status != LeaseStatus::Destroyed || commands.iter().any(|c| c.consumed_at.is_none());
     let body = html! {
         h1 { "Lease " (lease.id) " " span #status { (tag(lease.status.as_str())) } }
         (object_actions(&session, lease.id, &buttons, None))
@@ -462,21 +542,39 @@ async fn lease(State(state): State<AppState>, headers: HeaderMap, Path(text): Pa
         (locks_table(&locks))
         (logs_table(&logs))
     };
-    Ok(page(&format!("Lease {}", lease.id), &session, in_flight.then_some(LIVE_MS), body).into_response())
+    Ok(page(
+        &format!("Lease {}", lease.id),
+        &session,
+        in_flight.then_some(LIVE_MS),
+        body,
+    )
+    .into_response())
 }
 
-async fn resource(State(state): State<AppState>, headers: HeaderMap, Path(text): Path<String>) -> PageResult {
+async fn resource(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(text): Path<String>,
+) -> PageResult {
     let session = state.sessions.from_headers(&headers);
     let detail = ops::resource_detail(state.store().as_ref(), parse_id(&text, "resource")?).await?;
     let resource = &detail.resource;
     let (commands, _, logs) = history(&state, resource.id).await?;
     let buttons = ButtonState {
         releasable: resource.status.is_releasable(),
-        releasing: release_queued(&commands) || matches!(resource.status, ResourceStatus::Released | ResourceStatus::Broken),
+        releasing: release_queued(&commands)
+            || matches!(
+                resource.status,
+                ResourceStatus::Released | ResourceStatus::Broken
+            ),
     };
     let idle = resource.status == ResourceStatus::Active
-        && detail.leases.iter().all(|l| l.status == LeaseStatus::Destroyed);
-    let in_flight = resource.status != ResourceStatus::Destroyed || commands.iter().any(|c| c.consumed_at.is_none());
+        && detail
+            .leases
+            .iter()
+            .all(|l| l.status == LeaseStatus::Destroyed);
+    let in_flight = resource.status != ResourceStatus::Destroyed
+        || commands.iter().any(|c| c.consumed_at.is_none());
     let body = html! {
         h1 { "Resource " (resource.id) " " span #status { (tag(resource.status.as_str())) } }
         (object_actions(&session, resource.id, &buttons, Some(idle)))
@@ -494,13 +592,26 @@ async fn resource(State(state): State<AppState>, headers: HeaderMap, Path(text):
         (locks_table(&detail.slot_locks))
         (logs_table(&logs))
     };
-    Ok(page(&format!("Resource {}", resource.id), &session, in_flight.then_some(LIVE_MS), body).into_response())
+    Ok(page(
+        &format!("Resource {}", resource.id),
+        &session,
+        in_flight.then_some(LIVE_MS),
+        body,
+    )
+    .into_response())
 }
 
-fn confirmation(session: &Option<Session>, object: ObjectId, kind: CommandKind, base: &str) -> Markup {
+fn confirmation(
+    session: &Option<Session>,
+    object: ObjectId,
+    kind: CommandKind,
+    base: &str,
+) -> Markup {
     let verb = kind_name(kind);
     let effect = match (object, kind) {
-        (ObjectId::Resource(_), CommandKind::Reclaim) => "The daemon releases and destroys it if no lease holds it.",
+        (ObjectId::Resource(_), CommandKind::Reclaim) => {
+            "The daemon releases and destroys it if no lease holds it."
+        }
         (ObjectId::Resource(_), _) => "The daemon releases its leases, then destroys it.",
         _ => "The daemon runs the blueprint's release logic and destroys the lease.",
     };
@@ -521,54 +632,58 @@ fn confirmation(session: &Option<Session>, object: ObjectId, kind: CommandKind, 
     page(&format!("{verb} {object}"), session, None, body)
 }
 
-async fn confirm_lease_release(State(state): State<AppState>, headers: HeaderMap, Path(text): Path<String>) -> PageResult {
-    let session = state.sessions.from_headers(&headers);
-    let lease = state.store().lease_get(parse_id(&text, "lease")?).await?;
-    Ok(confirmation(&session, lease.id, CommandKind::Release, &format!("/leases/{}", lease.id)).into_response())
+/// The object and command a `/leases/{id}/{kind}` or `/resources/{id}/{kind}` path names:
+/// leases take `release`; resources take `release` and `reclaim`.
+fn command_target(
+    uri: &axum::http::Uri,
+    text: &str,
+    kind: &str,
+) -> Result<(ObjectId, CommandKind, String), PageError> {
+    let object_kind = if uri.path().starts_with("/leases/") {
+        "lease"
+    } else {
+        "resource"
+    };
+    let id = parse_id(text, object_kind)?;
+    let kind = match (object_kind, kind) {
+        (_, "release") => CommandKind::Release,
+        ("resource", "reclaim") => CommandKind::Reclaim,
+        (_, other) => {
+            return Err(PageError(
+                StatusCode::NOT_FOUND,
+                format!("no {object_kind} command {other:?}"),
+            ));
+        }
+    };
+    Ok((id, kind, format!("/{object_kind}s/{id}")))
 }
 
-async fn release_lease(
+async fn confirm_command(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Path(text): Path<String>,
-    Form(form): Form<CsrfForm>,
+    uri: axum::http::Uri,
+    Path((text, kind)): Path<(String, String)>,
 ) -> PageResult {
-    let session = authorized(&state, &headers, &form)?;
-    let id = parse_id(&text, "lease")?;
-    ops::post(&state.queue, id, CommandKind::Release, &format!("web:{}", session.operator)).await?;
-    Ok(Redirect::to(&format!("/leases/{id}")).into_response())
-}
-
-fn resource_kind(kind: &str) -> Result<CommandKind, PageError> {
-    match kind {
-        "release" => Ok(CommandKind::Release),
-        "reclaim" => Ok(CommandKind::Reclaim),
-        other => Err(PageError(StatusCode::NOT_FOUND, format!("no resource command {other:?}"))),
+    let session = state.sessions.from_headers(&headers);
+    let (id, kind, base) = command_target(&uri, &text, &kind)?;
+    match id {
+        ObjectId::Lease(_) => state.store().lease_get(id).await.map(drop)?,
+        _ => state.store().resource_get(id).await.map(drop)?,
     }
+    Ok(confirmation(&session, id, kind, &base).into_response())
 }
 
-async fn confirm_resource_command(
+async fn post_command(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Path((text, kind)): Path<(String, String)>,
-) -> PageResult {
-    let session = state.sessions.from_headers(&headers);
-    let kind = resource_kind(&kind)?;
-    let resource = state.store().resource_get(parse_id(&text, "resource")?).await?;
-    Ok(confirmation(&session, resource.id, kind, &format!("/resources/{}", resource.id)).into_response())
-}
-
-async fn resource_command(
-    State(state): State<AppState>,
-    headers: HeaderMap,
+    uri: axum::http::Uri,
     Path((text, kind)): Path<(String, String)>,
     Form(form): Form<CsrfForm>,
 ) -> PageResult {
     let session = authorized(&state, &headers, &form)?;
-    let kind = resource_kind(&kind)?;
-    let id = parse_id(&text, "resource")?;
+    let (id, kind, base) = command_target(&uri, &text, &kind)?;
     ops::post(&state.queue, id, kind, &format!("web:{}", session.operator)).await?;
-    Ok(Redirect::to(&format!("/resources/{id}")).into_response())
+    Ok(Redirect::to(&base).into_response())
 }
 
 #[derive(Deserialize)]
@@ -598,7 +713,11 @@ fn signin_page(session: &Option<Session>, next: &str, error: Option<&str>) -> Ma
     page("Sign in", session, None, body)
 }
 
-async fn signin_form(State(state): State<AppState>, headers: HeaderMap, Query(query): Query<NextQuery>) -> Markup {
+async fn signin_form(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(query): Query<NextQuery>,
+) -> Markup {
     let session = state.sessions.from_headers(&headers);
     signin_page(&session, &safe_next(query.next.as_deref()), None)
 }
@@ -616,10 +735,18 @@ async fn signin(State(state): State<AppState>, Form(form): Form<SigninForm>) -> 
         return (StatusCode::UNAUTHORIZED, page).into_response();
     };
     let id = state.sessions.start(operator);
-    ([(header::SET_COOKIE, session_cookie(&id))], Redirect::to(&next)).into_response()
+    (
+        [(header::SET_COOKIE, session_cookie(&id))],
+        Redirect::to(&next),
+    )
+        .into_response()
 }
 
-async fn signout(State(state): State<AppState>, headers: HeaderMap, Form(form): Form<CsrfForm>) -> PageResult {
+async fn signout(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Form(form): Form<CsrfForm>,
+) -> PageResult {
     authorized(&state, &headers, &form)?;
     state.sessions.end(&headers);
     Ok(([(header::SET_COOKIE, cleared_cookie())], Redirect::to("/")).into_response())

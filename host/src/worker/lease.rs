@@ -5,32 +5,19 @@ use super::{Next, RunError, Workers};
 use crate::domain::{LeaseStatus, ResourceStatus};
 use crate::lock::Held;
 use crate::plugin::Hook;
-use crate::store::{CommandFilter, CommandKind, Lease, Plan, Write};
+use crate::store::{CommandKind, Lease, Plan, Write};
 
 /// One step of a lease's life.
 pub(super) async fn step(w: &Workers, held: &Held) -> Result<Next, RunError> {
     let lease = w.store.lease_get(held.object()).await?;
-    let filter = CommandFilter {
-        target: Some(lease.id),
-        pending: true,
-    };
-    let commands = w.store.command_list(&filter).await?;
+    let commands = w.queued_commands(lease.id).await?;
     if !commands.is_empty() {
         held.apply(&consume_commands(&lease, &commands)).await?;
         return Ok(Next::Continue);
     }
-    if let Some(until) = lease.until
-        && until <= w.store.now()
-        && lease.status.is_releasable()
+    if w.expire(held, lease.until, lease.status.is_releasable())
+        .await?
     {
-        let mut plan = Plan::new();
-        plan.push(Write::PostCommand {
-            target: lease.id,
-            kind: CommandKind::Release,
-            author: "expiry".into(),
-        });
-        plan.log(lease.id, "lease.expired", "the lease reached its deadline");
-        held.apply(&plan).await?;
         return Ok(Next::Continue);
     }
     match lease.status {

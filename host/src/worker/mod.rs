@@ -113,7 +113,7 @@ impl Workers {
             Err(RunError::Temporary(error)) => {
                 tracing::info!(%object, %error, "temporary failure; retrying later");
                 Release {
-                    wake_at: Some(self.store.now() + self.retry_delay(&held).as_millis() as u64),
+                    wake_at: Some(self.after(self.config.backoff)),
                     error: Some(error),
                 }
             }
@@ -137,8 +137,41 @@ impl Workers {
         }
     }
 
-    fn retry_delay(&self, _held: &Held) -> Duration {
-        self.config.backoff
+    /// The object's queued commands, oldest first.
+    async fn queued_commands(&self, object: ObjectId) -> Result<Vec<store::Command>, RunError> {
+        let filter = store::CommandFilter {
+            target: Some(object),
+            pending: true,
+        };
+        Ok(self.store.command_list(&filter).await?)
+    }
+
+    /// Queues a release authored `expiry` when `until` has passed and the object can still take
+    /// it; returns whether it did.
+    async fn expire(
+        &self,
+        held: &Held,
+        until: Option<Timestamp>,
+        releasable: bool,
+    ) -> Result<bool, RunError> {
+        let due = until.is_some_and(|until| until <= self.store.now());
+        if !due || !releasable {
+            return Ok(false);
+        }
+        let object = held.object();
+        let mut plan = store::Plan::new();
+        plan.push(store::Write::PostCommand {
+            target: object,
+            kind: store::CommandKind::Release,
+            author: "expiry".into(),
+        });
+        plan.log(
+            object,
+            &format!("{}.expired", object.kind()),
+            "reached its deadline",
+        );
+        held.apply(&plan).await?;
+        Ok(true)
     }
 
     /// `now + delay`, in store time.

@@ -13,33 +13,16 @@ const WAKE_WAITING_LEASES: usize = 64;
 /// One step of a resource's life.
 pub(super) async fn step(w: &Workers, held: &Held) -> Result<Next, RunError> {
     let resource = w.store.resource_get(held.object()).await?;
-    let filter = CommandFilter {
-        target: Some(resource.id),
-        pending: true,
-    };
-    let commands = w.store.command_list(&filter).await?;
+    let commands = w.queued_commands(resource.id).await?;
     if !commands.is_empty() {
         let leases = live_leases(w, &resource).await?;
         held.apply(&consume_commands(&resource, &leases, &commands))
             .await?;
         return Ok(Next::Continue);
     }
-    if let Some(until) = resource.until
-        && until <= w.store.now()
-        && resource.status.is_releasable()
+    if w.expire(held, resource.until, resource.status.is_releasable())
+        .await?
     {
-        let mut plan = Plan::new();
-        plan.push(Write::PostCommand {
-            target: resource.id,
-            kind: CommandKind::Release,
-            author: "expiry".into(),
-        });
-        plan.log(
-            resource.id,
-            "resource.expired",
-            "the resource reached its deadline",
-        );
-        held.apply(&plan).await?;
         return Ok(Next::Continue);
     }
     match resource.status {
