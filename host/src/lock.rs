@@ -8,6 +8,7 @@
 
 use crate::store::{self, Claim, ObjectId, Plan, Release, Store};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 /// A claim the current task holds, with the store it writes through.
@@ -15,12 +16,18 @@ pub struct Held {
     store: Arc<dyn Store>,
     claim: Claim,
     ttl: Duration,
+    given_back: AtomicBool,
 }
 
 impl Held {
     /// Wraps a claim taken for `ttl`.
     pub fn new(store: Arc<dyn Store>, claim: Claim, ttl: Duration) -> Self {
-        Held { store, claim, ttl }
+        Held {
+            store,
+            claim,
+            ttl,
+            given_back: AtomicBool::new(false),
+        }
     }
 
     /// The claimed object.
@@ -33,9 +40,19 @@ impl Held {
         &self.claim
     }
 
-    /// Applies a plan in one guarded transaction; returns the ids the plan inserted.
+    /// Applies a plan in one guarded transaction; returns the ids the plan inserted. A plan
+    /// that ends with `ReleaseClaim` gives the claim back in the same transaction.
     pub async fn apply(&self, plan: &Plan) -> store::Result<Vec<ObjectId>> {
-        self.store.apply(&self.claim, plan, self.ttl).await
+        let inserted = self.store.apply(&self.claim, plan, self.ttl).await?;
+        if plan.releases_claim() {
+            self.given_back.store(true, Ordering::SeqCst);
+        }
+        Ok(inserted)
+    }
+
+    /// Whether a plan already gave the claim back.
+    pub fn is_given_back(&self) -> bool {
+        self.given_back.load(Ordering::SeqCst)
     }
 
     /// Extends the claim without writing anything else.

@@ -25,7 +25,7 @@ const LATENCY_SAMPLES: usize = 300;
 const LIFECYCLES: usize = 500;
 const QUEUE_OPS: usize = 2_000;
 
-#[tokio::main(flavor = "multi_thread", worker_threads = 4)]
+#[tokio::main(flavor = "multi_thread", worker_threads = 8)]
 async fn main() {
     if std::env::args().any(|a| a == "--list") {
         return; // `cargo test --benches` asks benches to list their tests

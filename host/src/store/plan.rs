@@ -120,6 +120,12 @@ pub enum Write {
         /// The object.
         object: Target,
     },
+    /// Gives the caller's claim back in the same transaction, with the object's next wake time
+    /// (kept earlier if a post arrived meanwhile). Must be the plan's last write.
+    ReleaseClaim {
+        /// When the object wants to run again, if ever.
+        wake_at: Option<Timestamp>,
+    },
     /// Inserts a pending resource and queues it.
     InsertResource {
         /// Its blueprint.
@@ -175,6 +181,11 @@ impl Plan {
     /// The writes, in order.
     pub fn writes(&self) -> &[Write] {
         &self.writes
+    }
+
+    /// Whether the plan ends by giving the claim back.
+    pub fn releases_claim(&self) -> bool {
+        matches!(self.writes.last(), Some(Write::ReleaseClaim { .. }))
     }
 
     /// Whether the plan writes nothing.

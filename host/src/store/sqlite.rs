@@ -300,6 +300,7 @@ fn refusal(object: ObjectId, kind: CommandKind, status: &str) -> Option<String> 
 
 struct Applier<'a> {
     tx: &'a mut SqliteConnection,
+    claim: &'a Claim,
     now: i64,
     inserted: Vec<ObjectId>,
 }
@@ -371,6 +372,13 @@ impl Applier<'_> {
             Write::Wake { object } => {
                 let object = self.resolve(*object)?;
                 wake(self.tx, object, self.now).await
+            }
+            Write::ReleaseClaim { wake_at } => {
+                let release = Release {
+                    wake_at: *wake_at,
+                    error: None,
+                };
+                release_claim(self.tx, self.claim, &release).await
             }
             Write::InsertResource {
                 blueprint,
@@ -918,28 +926,7 @@ impl Store for SqliteStore {
 
     async fn work_item_release(&self, claim: &Claim, release: &Release) -> Result<()> {
         let mut tx = self.begin().await?;
-        let done = sqlx::query(
-            "UPDATE work_item SET owner = NULL, lease_until = NULL,
-                 wake_at = CASE WHEN wake_at IS NULL THEN ?1
-                                WHEN ?1 IS NULL THEN wake_at
-                                ELSE min(wake_at, ?1) END,
-                 attempts = CASE WHEN ?2 IS NULL THEN 0 ELSE attempts + 1 END,
-                 last_error = ?2
-              WHERE object = ?3 AND owner = ?4 AND token = ?5",
-        )
-        .bind(release.wake_at.map(|t| t as i64))
-        .bind(&release.error)
-        .bind(claim.object.to_string())
-        .bind(&claim.owner)
-        .bind(claim.token)
-        .execute(&mut *tx)
-        .await?;
-        if done.rows_affected() != 1 {
-            return Err(Error::Fenced {
-                object: claim.object,
-                token: claim.token,
-            });
-        }
+        release_claim(&mut tx, claim, release).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -962,6 +949,7 @@ impl Store for SqliteStore {
         guard(&mut tx, claim, now, ttl).await?;
         let mut applier = Applier {
             tx: &mut tx,
+            claim,
             now,
             inserted: Vec::new(),
         };
@@ -972,6 +960,33 @@ impl Store for SqliteStore {
         tx.commit().await?;
         Ok(inserted)
     }
+}
+
+/// Gives a claim back: `owner = NULL`, keeping a wake-up that arrived during the run.
+async fn release_claim(conn: &mut SqliteConnection, claim: &Claim, release: &Release) -> Result<()> {
+    let done = sqlx::query(
+        "UPDATE work_item SET owner = NULL, lease_until = NULL,
+             wake_at = CASE WHEN wake_at IS NULL THEN ?1
+                            WHEN ?1 IS NULL THEN wake_at
+                            ELSE min(wake_at, ?1) END,
+             attempts = CASE WHEN ?2 IS NULL THEN 0 ELSE attempts + 1 END,
+             last_error = ?2
+          WHERE object = ?3 AND owner = ?4 AND token = ?5",
+    )
+    .bind(release.wake_at.map(|t| t as i64))
+    .bind(&release.error)
+    .bind(claim.object.to_string())
+    .bind(&claim.owner)
+    .bind(claim.token)
+    .execute(conn)
+    .await?;
+    if done.rows_affected() != 1 {
+        return Err(Error::Fenced {
+            object: claim.object,
+            token: claim.token,
+        });
+    }
+    Ok(())
 }
 
 /// The fencing guard that starts every worker write: extends the claim only if it is still held

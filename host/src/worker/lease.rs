@@ -92,7 +92,18 @@ async fn activate(w: &Workers, held: &Held, lease: Lease) -> Result<Next, RunErr
                 phase: "activation",
                 supporting: &[],
             };
-            let (plan, next) = settle.plan(called, on_done, broken(&lease), w.store.now());
+            let (mut plan, next) = settle.plan(called, on_done, broken(&lease), w.store.now());
+            let activated = plan.writes().iter().any(|write| {
+                matches!(write, Write::LeaseStatus { status: LeaseStatus::Active, .. })
+            });
+            if activated {
+                // Active until a command or the deadline: give the claim back now.
+                plan.push(Write::ReleaseClaim {
+                    wake_at: lease.until,
+                });
+                held.apply(&plan).await?;
+                return Ok(Next::Wait(lease.until));
+            }
             held.apply(&plan).await?;
             Ok(next)
         }
@@ -158,8 +169,11 @@ async fn destroy(w: &Workers, held: &Held, lease: Lease) -> Result<Next, RunErro
     if let Some(write) = wake_parent(&lease) {
         plan.push(write);
     }
+    // Destroyed: nothing more to do, so the claim goes back in the same transaction. A command
+    // posted meanwhile re-runs the object (the claim keeps its wake-up) and is ignored.
+    plan.push(Write::ReleaseClaim { wake_at: None });
     held.apply(&plan).await?;
-    Ok(Next::Continue)
+    Ok(Next::Wait(None))
 }
 
 fn broken(lease: &Lease) -> Vec<Write> {

@@ -102,6 +102,10 @@ impl Workers {
         let object = held.object();
         let result = self.run(&held).await;
         let release = match result {
+            Ok(_) if held.is_given_back() => {
+                self.queue.wake_workers();
+                return;
+            }
             Ok(wake_at) => Release {
                 wake_at,
                 error: None,

@@ -181,8 +181,10 @@ async fn destroy(w: &Workers, held: &Held, resource: Resource) -> Result<Next, R
     for write in wake_waiting_leases(w, &resource.resource_type).await? {
         plan.push(write);
     }
+    // Destroyed: the claim goes back in the same transaction (see `lease::destroy`).
+    plan.push(Write::ReleaseClaim { wake_at: None });
     held.apply(&plan).await?;
-    Ok(Next::Continue)
+    Ok(Next::Wait(None))
 }
 
 /// Sends release commands to the resource's leases (once each). When the resource broke,
