@@ -213,7 +213,7 @@ async fn try_allocate(
         match crate::worker::guarded(held, move || allocating.step(Hook::AllocateResource, &ctx))
             .await?
         {
-            Ok(called) => crate::worker::Called::Step(called.value, called.output),
+            Ok(called) => crate::worker::Called::Step(called.value, called.output, false),
             Err(error) if error.is_temporary() => return Err(error.into()),
             Err(error) => crate::worker::Called::Failed(error.to_string()),
         };

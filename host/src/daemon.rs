@@ -99,6 +99,7 @@ pub async fn run(
             continue;
         }
         let mut permit = Some(permit);
+        tracing::debug!(claims = claims.len(), "claimed");
         for claim in claims {
             let permit = match permit.take() {
                 Some(permit) => permit,

@@ -44,6 +44,7 @@ impl Held {
     /// that ends with `ReleaseClaim` gives the claim back in the same transaction.
     pub async fn apply(&self, plan: &Plan) -> store::Result<Vec<ObjectId>> {
         let inserted = self.store.apply(&self.claim, plan, self.ttl).await?;
+        tracing::debug!(object = %self.claim.object, writes = plan.writes().len(), "applied");
         if plan.releases_claim() {
             self.given_back.store(true, Ordering::SeqCst);
         }

@@ -30,6 +30,11 @@ async fn main() {
     if std::env::args().any(|a| a == "--list") {
         return; // `cargo test --benches` asks benches to list their tests
     }
+    if std::env::var_os("DRYDOCK_LOG").is_some() {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_env("DRYDOCK_LOG"))
+            .init();
+    }
     let dir = tempfile::tempdir_in(std::env::current_dir().unwrap()).unwrap();
     println!("| measurement | result |\n|---|---|");
     commit_rate(dir.path()).await;
@@ -145,6 +150,7 @@ async fn release_latency(dir: &std::path::Path) {
             .await
             .unwrap();
         wait_all(&store, &lease, LeaseStatus::Destroyed).await;
+        tracing::debug!("seen destroyed");
         samples.push(started.elapsed());
     }
     samples.sort();

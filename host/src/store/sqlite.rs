@@ -963,7 +963,11 @@ impl Store for SqliteStore {
 }
 
 /// Gives a claim back: `owner = NULL`, keeping a wake-up that arrived during the run.
-async fn release_claim(conn: &mut SqliteConnection, claim: &Claim, release: &Release) -> Result<()> {
+async fn release_claim(
+    conn: &mut SqliteConnection,
+    claim: &Claim,
+    release: &Release,
+) -> Result<()> {
     let done = sqlx::query(
         "UPDATE work_item SET owner = NULL, lease_until = NULL,
              wake_at = CASE WHEN wake_at IS NULL THEN ?1

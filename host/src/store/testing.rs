@@ -407,17 +407,34 @@ impl dyn Store {
     }
 }
 
-async fn apply_can_give_the_claim_back_in_the_same_transaction(store: Arc<dyn Store>, _: Arc<ManualClock>) {
+async fn apply_can_give_the_claim_back_in_the_same_transaction(
+    store: Arc<dyn Store>,
+    _: Arc<ManualClock>,
+) {
     let lease = lease(store.as_ref()).await;
     let claim = claim_one(store.as_ref(), "w").await.unwrap();
-    store.command_post(lease, CommandKind::Release, "during").await.unwrap();
+    store
+        .command_post(lease, CommandKind::Release, "during")
+        .await
+        .unwrap();
     let mut plan = Plan::new();
-    plan.push(Write::LeaseStatus { lease, status: LeaseStatus::Active })
-        .push(Write::ReleaseClaim { wake_at: None });
+    plan.push(Write::LeaseStatus {
+        lease,
+        status: LeaseStatus::Active,
+    })
+    .push(Write::ReleaseClaim { wake_at: None });
     assert!(plan.releases_claim());
     store.apply(&claim, &plan, TTL).await.unwrap();
-    assert!(matches!(store.apply(&claim, &plan, TTL).await, Err(Error::Fenced { .. })), "given back");
-    let rerun = claim_one(store.as_ref(), "w").await.expect("the post made during the run is kept");
+    assert!(
+        matches!(
+            store.apply(&claim, &plan, TTL).await,
+            Err(Error::Fenced { .. })
+        ),
+        "given back"
+    );
+    let rerun = claim_one(store.as_ref(), "w")
+        .await
+        .expect("the post made during the run is kept");
     let mut last = Plan::new();
     last.push(Write::ReleaseClaim { wake_at: None });
     store.apply(&rerun, &last, TTL).await.unwrap();

@@ -26,8 +26,9 @@ pub(crate) struct HookCall {
 
 /// How a hook ended, after any exec rounds.
 pub(crate) enum Called {
-    /// A final step (no exec actions left) and what the guest printed.
-    Step(Step, String),
+    /// A final step (no exec actions left), what the guest printed, and whether exec rounds
+    /// left results on the object (cleared when the phase is done).
+    Step(Step, String, bool),
     /// A permanent failure: a trap, a limit, an invalid step. The object breaks.
     Failed(String),
 }
@@ -57,7 +58,7 @@ impl Workers {
         mut call: HookCall,
     ) -> Result<Called, RunError> {
         let subject = call.subject();
-        for _ in 0..MAX_EXEC_ROUNDS {
+        for round in 0..MAX_EXEC_ROUNDS {
             let ctx = self
                 .context(
                     &call.blueprint,
@@ -84,7 +85,7 @@ impl Workers {
                 })
                 .collect();
             if execs.is_empty() {
-                return Ok(Called::Step(step, called.output));
+                return Ok(Called::Step(step, called.output, round > 0));
             }
             let mut plan = Plan::new();
             plan_actions(
@@ -250,11 +251,12 @@ impl Settle<'_> {
             }
         };
         let next = match called {
-            Called::Step(step, output) => {
+            Called::Step(step, output, ran_execs) => {
                 plan_output(&mut plan, self.subject, kind, &output);
                 match &step.outcome {
                     crate::domain::Outcome::Done => {
                         plan_actions(&mut plan, self.subject, kind, &step, self.supporting);
+                        clear_exec_results(&mut plan, self.subject, ran_execs);
                         for write in on_done {
                             plan.push(write);
                         }
@@ -270,6 +272,7 @@ impl Settle<'_> {
                         super::Next::Wait(Some(now + u64::from(*ms)))
                     }
                     crate::domain::Outcome::Fail(reason) => {
+                        clear_exec_results(&mut plan, self.subject, ran_execs);
                         failure(&mut plan, reason);
                         super::Next::Continue
                     }
@@ -281,6 +284,16 @@ impl Settle<'_> {
             }
         };
         (plan, next)
+    }
+}
+
+/// A finished phase's exec results are cleared, so the next phase starts without them.
+fn clear_exec_results(plan: &mut Plan, subject: Target, ran_execs: bool) {
+    if let (true, Target::Id(object)) = (ran_execs, subject) {
+        plan.push(Write::SetExecResults {
+            object,
+            results: Vec::new(),
+        });
     }
 }
 

@@ -75,10 +75,6 @@ async fn activate(w: &Workers, held: &Held, lease: Lease) -> Result<Next, RunErr
                     lease: lease.id,
                     status: LeaseStatus::Active,
                 },
-                Write::SetExecResults {
-                    object: lease.id,
-                    results: Vec::new(),
-                },
                 Write::Log {
                     object: lease.id.into(),
                     kind: "lease.activated".into(),
@@ -94,7 +90,13 @@ async fn activate(w: &Workers, held: &Held, lease: Lease) -> Result<Next, RunErr
             };
             let (mut plan, next) = settle.plan(called, on_done, broken(&lease), w.store.now());
             let activated = plan.writes().iter().any(|write| {
-                matches!(write, Write::LeaseStatus { status: LeaseStatus::Active, .. })
+                matches!(
+                    write,
+                    Write::LeaseStatus {
+                        status: LeaseStatus::Active,
+                        ..
+                    }
+                )
             });
             if activated {
                 // Active until a command or the deadline: give the claim back now.
@@ -161,10 +163,6 @@ async fn destroy(w: &Workers, held: &Held, lease: Lease) -> Result<Next, RunErro
         status: LeaseStatus::Destroyed,
     })
     .push(Write::FreeSlotLocks { owner: lease.id })
-    .push(Write::SetExecResults {
-        object: lease.id,
-        results: Vec::new(),
-    })
     .log(lease.id, "lease.destroyed", "destroyed");
     if let Some(write) = wake_parent(&lease) {
         plan.push(write);

@@ -130,6 +130,7 @@ impl Workers {
 
     async fn run(&self, held: &Held) -> Result<Option<Timestamp>, RunError> {
         loop {
+            tracing::debug!(object = %held.object(), "step");
             let next = match held.object() {
                 ObjectId::Lease(_) => lease::step(self, held).await?,
                 ObjectId::Resource(_) => resource::step(self, held).await?,

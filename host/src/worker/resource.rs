@@ -97,10 +97,6 @@ async fn activate(w: &Workers, held: &Held, resource: Resource) -> Result<Next, 
             resource: resource.id.into(),
             status: ResourceStatus::Active,
         },
-        Write::SetExecResults {
-            object: resource.id,
-            results: Vec::new(),
-        },
         Write::Log {
             object: resource.id.into(),
             kind: "resource.activated".into(),
@@ -164,10 +160,6 @@ async fn destroy(w: &Workers, held: &Held, resource: Resource) -> Result<Next, R
         status: ResourceStatus::Destroyed,
     })
     .push(Write::FreeSlotLocks { owner: resource.id })
-    .push(Write::SetExecResults {
-        object: resource.id,
-        results: Vec::new(),
-    })
     .log(resource.id, "resource.destroyed", "destroyed");
     for lease in w.store.lease_list_supporting(resource.id).await? {
         if lease.status.is_releasable() {
