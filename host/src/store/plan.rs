@@ -126,6 +126,12 @@ pub enum Write {
         /// When the object wants to run again, if ever.
         wake_at: Option<Timestamp>,
     },
+    /// Wakes a resource if it is released or broken (it waits for its leases to go), checked
+    /// inside the transaction so a release that just happened is not missed.
+    WakeIfDestroying {
+        /// The resource.
+        resource: ObjectId,
+    },
     /// Inserts a pending resource and queues it.
     InsertResource {
         /// Its blueprint.

@@ -373,6 +373,13 @@ impl Applier<'_> {
                 let object = self.resolve(*object)?;
                 wake(self.tx, object, self.now).await
             }
+            Write::WakeIfDestroying { resource } => {
+                let status = status_of(self.tx, *resource).await?;
+                if status == "released" || status == "broken" {
+                    wake(self.tx, *resource, self.now).await?;
+                }
+                Ok(())
+            }
             Write::ReleaseClaim { wake_at } => {
                 let release = Release {
                     wake_at: *wake_at,

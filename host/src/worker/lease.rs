@@ -154,8 +154,8 @@ async fn destroy(w: &Workers, held: &Held, lease: Lease) -> Result<Next, RunErro
             return Ok(Next::Wait(at));
         }
         plan = release_plan;
-        plan.push(Write::Wake {
-            object: resource_id.into(),
+        plan.push(Write::WakeIfDestroying {
+            resource: resource_id,
         });
     }
     plan.push(Write::LeaseStatus {
