@@ -8,9 +8,24 @@
 //! - [`plugin`]: loading, caching and calling blueprint components in a sandbox with time,
 //!   memory and output limits; converts the generated bindings to `domain` types.
 //! - [`action`]: validation of returned steps against what a call may touch. Pure code.
+//! - [`store`]: every table and query behind the `Store` trait (SQLite), one transaction per
+//!   state change, and the conformance suite every backend passes.
+//! - [`queue`]: posting commands (insert + wake in one transaction) and handing out claims.
+//! - [`lock`]: fenced claims; every worker write starts with the guard on its token.
+//! - [`worker`]: the lease and resource state machines, the single writer of each object.
+//! - [`allocator`]: finding or making a resource for a pending lease.
+//! - [`exec`]: running blueprints' `exec` actions through a command interface.
+//! - [`daemon`]: the dispatcher behind `drydock serve`.
+//! - [`ops`]: the operations users ask for, shared by the CLI and the HTTP API.
+//! - [`web`]: the HTTP API and the server-rendered web UI.
 //! - [`testkit`]: an in-memory harness that lets blueprint authors test a component without a
 //!   daemon or database.
 //! - [`cli`]: the `drydock` command line.
+//!
+//! Data flows one way: requests and releases become rows through [`ops`] and [`queue`]; the
+//! [`daemon`] claims due objects; a [`worker`] reads a snapshot, calls the blueprint through
+//! [`plugin`] outside any transaction, and applies the validated step as one guarded
+//! [`store::Plan`].
 
 pub mod action;
 pub mod allocator;
