@@ -282,6 +282,19 @@ pub struct Step {
     pub outcome: Outcome,
 }
 
+impl Step {
+    /// The exec actions of the step, in order.
+    pub fn execs(&self) -> Vec<ExecRequest> {
+        self.actions
+            .iter()
+            .filter_map(|action| match action {
+                Action::Exec(exec) => Some(exec.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
 /// Whether a blueprint could make a resource now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]

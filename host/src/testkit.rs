@@ -349,14 +349,7 @@ impl Harness {
             applied.output.push_str(&called.output);
             let step = called.value;
             self.apply(object, &step)?;
-            let execs: Vec<ExecRequest> = step
-                .actions
-                .iter()
-                .filter_map(|a| match a {
-                    Action::Exec(e) => Some(e.clone()),
-                    _ => None,
-                })
-                .collect();
+            let execs = step.execs();
             applied.steps.push(step);
             if execs.is_empty() {
                 if applied.last().outcome == Outcome::Done {

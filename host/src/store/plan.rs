@@ -115,6 +115,15 @@ pub enum Write {
         /// Sender.
         author: String,
     },
+    /// Queues a release for a lease on behalf of a resource, unless the lease can no longer take
+    /// one or already has one queued: checked inside the transaction, so a cascade never races
+    /// the lease's own worker into a redundant command.
+    CascadeRelease {
+        /// The lease.
+        lease: ObjectId,
+        /// The resource sending it.
+        author: String,
+    },
     /// Wakes another object without a command.
     Wake {
         /// The object.

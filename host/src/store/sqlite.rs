@@ -318,10 +318,10 @@ impl Applier<'_> {
     async fn apply(&mut self, write: &Write) -> Result<()> {
         match write {
             Write::ConsumeCommand { id, outcome } => self.consume(*id, outcome).await,
-            Write::LeaseStatus { lease, status } => self.lease_status(*lease, *status).await,
+            Write::LeaseStatus { lease, status } => self.set_status(*lease, status.as_str()).await,
             Write::ResourceStatus { resource, status } => {
                 let resource = self.resolve(*resource)?;
-                self.resource_status(resource, *status).await
+                self.set_status(resource, status.as_str()).await
             }
             Write::LeaseAcquire { lease, resource } => {
                 let resource = self.resolve(*resource)?;
@@ -373,6 +373,7 @@ impl Applier<'_> {
                 let object = self.resolve(*object)?;
                 wake(self.tx, object, self.now).await
             }
+            Write::CascadeRelease { lease, author } => self.cascade_release(*lease, author).await,
             Write::WakeIfDestroying { resource } => {
                 let status = status_of(self.tx, *resource).await?;
                 if status == "released" || status == "broken" {
@@ -421,23 +422,39 @@ impl Applier<'_> {
         Ok(())
     }
 
-    async fn lease_status(&mut self, lease: ObjectId, status: LeaseStatus) -> Result<()> {
-        sqlx::query("UPDATE lease SET status = ?1, updated_at = ?2 WHERE id = ?3")
-            .bind(status.as_str())
+    /// Sets a resource's or lease's status (given as its text).
+    async fn set_status(&mut self, object: ObjectId, status: &str) -> Result<()> {
+        let update = match object {
+            ObjectId::Resource(_) => {
+                "UPDATE resource SET status = ?1, updated_at = ?2 WHERE id = ?3"
+            }
+            ObjectId::Lease(_) => "UPDATE lease SET status = ?1, updated_at = ?2 WHERE id = ?3",
+            ObjectId::Blueprint(_) => {
+                return Err(Error::NotFound(format!("{object} has no status")));
+            }
+        };
+        sqlx::query(update)
+            .bind(status)
             .bind(self.now)
-            .bind(lease.number())
+            .bind(object.number())
             .execute(&mut *self.tx)
             .await?;
         Ok(())
     }
 
-    async fn resource_status(&mut self, resource: ObjectId, status: ResourceStatus) -> Result<()> {
-        sqlx::query("UPDATE resource SET status = ?1, updated_at = ?2 WHERE id = ?3")
-            .bind(status.as_str())
-            .bind(self.now)
-            .bind(resource.number())
-            .execute(&mut *self.tx)
-            .await?;
+    async fn cascade_release(&mut self, lease: ObjectId, author: &str) -> Result<()> {
+        let status = status_of(self.tx, lease).await?;
+        let queued: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM command
+                             WHERE target = ?1 AND kind = 'release' AND consumed_at IS NULL)",
+        )
+        .bind(lease.to_string())
+        .fetch_one(&mut *self.tx)
+        .await?;
+        let releasable = parse::<LeaseStatus>(&status).is_ok_and(LeaseStatus::is_releasable);
+        if releasable && !queued {
+            insert_command(self.tx, lease, CommandKind::Release, author, self.now).await?;
+        }
         Ok(())
     }
 

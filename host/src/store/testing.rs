@@ -38,6 +38,7 @@ where
         apply_inserts_and_refers_to_new_objects,
         apply_refuses_to_acquire_a_dead_resource,
         apply_can_give_the_claim_back_in_the_same_transaction,
+        apply_cascades_a_release_only_when_it_would_change_something,
     );
 }
 
@@ -439,4 +440,60 @@ async fn apply_can_give_the_claim_back_in_the_same_transaction(
     last.push(Write::ReleaseClaim { wake_at: None });
     store.apply(&rerun, &last, TTL).await.unwrap();
     assert!(claim_one(store.as_ref(), "w").await.is_none());
+}
+
+async fn apply_cascades_a_release_only_when_it_would_change_something(
+    store: Arc<dyn Store>,
+    _: Arc<ManualClock>,
+) {
+    let queued = lease(store.as_ref()).await;
+    let fresh = lease(store.as_ref()).await;
+    let released = lease(store.as_ref()).await;
+    let claims = store.work_item_claim("w", 10, TTL).await.unwrap();
+    let claim_of = |id| claims.iter().find(|c| c.object == id).unwrap().clone();
+    store
+        .command_post(queued, CommandKind::Release, "holder")
+        .await
+        .unwrap();
+    let mut done = Plan::new();
+    done.push(Write::LeaseStatus {
+        lease: released,
+        status: LeaseStatus::Released,
+    });
+    store.apply(&claim_of(released), &done, TTL).await.unwrap();
+
+    let mut cascade = Plan::new();
+    for lease in [queued, fresh, released] {
+        cascade.push(Write::CascadeRelease {
+            lease,
+            author: "R1".into(),
+        });
+    }
+    store.apply(&claim_of(fresh), &cascade, TTL).await.unwrap();
+    let authors = |target| {
+        let store = store.clone();
+        async move {
+            let filter = CommandFilter {
+                target: Some(target),
+                pending: false,
+            };
+            store
+                .command_list(&filter)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|c| c.author)
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(
+        authors(queued).await,
+        ["holder"],
+        "a queued release is not doubled"
+    );
+    assert_eq!(authors(fresh).await, ["R1"]);
+    assert!(
+        authors(released).await.is_empty(),
+        "a released lease gets no new command"
+    );
 }

@@ -334,19 +334,21 @@ struct CommandQuery {
     pending: bool,
 }
 
+/// An optional object id from a query string; 400 when malformed.
+fn optional_id(text: Option<&str>) -> ApiResult<Option<ObjectId>> {
+    text.map(|t| {
+        t.parse().map_err(|e: crate::store::ParseIdError| {
+            ApiError::new(StatusCode::BAD_REQUEST, e.to_string())
+        })
+    })
+    .transpose()
+}
+
 async fn commands(
     State(state): State<AppState>,
     Query(query): Query<CommandQuery>,
 ) -> ApiResult<impl IntoResponse> {
-    let target = query
-        .target
-        .as_deref()
-        .map(|t| {
-            t.parse().map_err(|e: crate::store::ParseIdError| {
-                ApiError::new(StatusCode::BAD_REQUEST, e.to_string())
-            })
-        })
-        .transpose()?;
+    let target = optional_id(query.target.as_deref())?;
     let filter = CommandFilter {
         target,
         pending: query.pending,
@@ -371,15 +373,7 @@ async fn logs(
     State(state): State<AppState>,
     Query(query): Query<LogQuery>,
 ) -> ApiResult<impl IntoResponse> {
-    let object = query
-        .object
-        .as_deref()
-        .map(|t| {
-            t.parse().map_err(|e: crate::store::ParseIdError| {
-                ApiError::new(StatusCode::BAD_REQUEST, e.to_string())
-            })
-        })
-        .transpose()?;
+    let object = optional_id(query.object.as_deref())?;
     let limit = query.limit.clamp(1, 10_000);
     Ok(Json(
         state.store().log_list(object, query.after, limit).await?,

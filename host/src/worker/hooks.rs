@@ -76,14 +76,7 @@ impl Workers {
                 Err(error) => return Ok(Called::Failed(error.to_string())),
             };
             let step = called.value;
-            let execs: Vec<ExecRequest> = step
-                .actions
-                .iter()
-                .filter_map(|a| match a {
-                    Action::Exec(e) => Some(e.clone()),
-                    _ => None,
-                })
-                .collect();
+            let execs = step.execs();
             if execs.is_empty() {
                 return Ok(Called::Step(step, called.output, round > 0));
             }

@@ -5,7 +5,7 @@ use super::{Next, RunError, Workers};
 use crate::domain::{LeaseStatus, ResourceStatus};
 use crate::lock::Held;
 use crate::plugin::Hook;
-use crate::store::{CommandFilter, CommandKind, Lease, Plan, Resource, Write};
+use crate::store::{CommandKind, Lease, Plan, Resource, Write};
 
 /// How many waiting leases a change of capacity wakes at once.
 const WAKE_WAITING_LEASES: usize = 64;
@@ -126,7 +126,7 @@ async fn activate(w: &Workers, held: &Held, resource: Resource) -> Result<Next, 
 async fn destroy(w: &Workers, held: &Held, resource: Resource) -> Result<Next, RunError> {
     let leases = live_leases(w, &resource).await?;
     if !leases.is_empty() {
-        let plan = release_leases(w, &resource, &leases).await?;
+        let plan = release_leases(&resource, &leases);
         if !plan.is_empty() {
             held.apply(&plan).await?;
         }
@@ -163,9 +163,8 @@ async fn destroy(w: &Workers, held: &Held, resource: Resource) -> Result<Next, R
     .log(resource.id, "resource.destroyed", "destroyed");
     for lease in w.store.lease_list_supporting(resource.id).await? {
         if lease.status.is_releasable() {
-            plan.push(Write::PostCommand {
-                target: lease.id,
-                kind: CommandKind::Release,
+            plan.push(Write::CascadeRelease {
+                lease: lease.id,
                 author: resource.id.to_string(),
             });
         }
@@ -181,11 +180,7 @@ async fn destroy(w: &Workers, held: &Held, resource: Resource) -> Result<Next, R
 
 /// Sends release commands to the resource's leases (once each). When the resource broke,
 /// leases not yet active are only woken: they go back to pending and find another resource.
-async fn release_leases(
-    w: &Workers,
-    resource: &Resource,
-    leases: &[Lease],
-) -> Result<Plan, RunError> {
+fn release_leases(resource: &Resource, leases: &[Lease]) -> Plan {
     let mut plan = Plan::new();
     for lease in leases {
         let reacquires =
@@ -196,20 +191,12 @@ async fn release_leases(
             });
             continue;
         }
-        let filter = CommandFilter {
-            target: Some(lease.id),
-            pending: true,
-        };
-        let queued = w.store.command_list(&filter).await?;
-        if !queued.iter().any(|c| c.kind == CommandKind::Release) {
-            plan.push(Write::PostCommand {
-                target: lease.id,
-                kind: CommandKind::Release,
-                author: resource.id.to_string(),
-            });
-        }
+        plan.push(Write::CascadeRelease {
+            lease: lease.id,
+            author: resource.id.to_string(),
+        });
     }
-    Ok(plan)
+    plan
 }
 
 /// Wakes leases waiting for a resource of this type (capacity appeared or was freed).
