@@ -158,7 +158,7 @@ async fn acquire(
         resource: Some(resource.clone()),
         lease: Some(lease.clone()),
     };
-    let called = w.call_hook(held, call).await?;
+    let called = w.call_hook(held, call, &mut Plan::new()).await?;
     let on_done = vec![
         Write::LeaseAcquire {
             lease: lease.id,

@@ -180,15 +180,16 @@ async fn releasing_a_lease_from_the_web_ui() {
     browser.screenshot("lease-before-release.png").await;
 
     browser.click("#release").await;
-    let url = browser.client.current_url().await.unwrap();
-    assert!(url.path().ends_with("/leases/L1/release"), "{url}");
-    assert!(
-        browser
-            .text("#confirm")
-            .await
-            .unwrap()
-            .contains("release L1")
-    );
+    // A click that submits a form returns before the next page has loaded.
+    let confirm = wait_for("the confirmation page", || async {
+        let url = browser.client.current_url().await.ok()?;
+        if !url.path().ends_with("/leases/L1/release") {
+            return None;
+        }
+        browser.text("#confirm").await
+    })
+    .await;
+    assert!(confirm.contains("release L1"), "{confirm}");
     browser.click("#confirm").await;
 
     wait_for("the lease page after confirming", || async {
@@ -337,7 +338,10 @@ async fn without_signing_in_nothing_mutates() {
         .await
         .unwrap();
     browser.click("#submit").await;
-    assert!(browser.text("#signin-error").await.is_some());
+    wait_for("the sign-in refusal", || async {
+        browser.text("#signin-error").await
+    })
+    .await;
 
     let store = env.store().await;
     assert!(

@@ -324,9 +324,18 @@ async fn a_daemon_killed_during_a_release_completes_it_exactly_once_after_restar
     let store = env.store().await;
     let lease = active_leases(&env, 1).await[0];
     env.ok(&["lease", "release", &lease.to_string()]).await;
-    // Released means the command was consumed and the release hook is now running.
-    wait_lease(&store, lease, LeaseStatus::Released).await;
+    // A worker claims the lease to consume the command, then runs the 3 s release hook; the
+    // command is consumed in the same transaction that destroys the lease.
+    wait_for("a worker to claim the lease", || async {
+        store.work_item_get(lease).await.unwrap().owner
+    })
+    .await;
     daemon.kill9().await;
+    assert_eq!(
+        store.lease_get(lease).await.unwrap().status,
+        LeaseStatus::Active,
+        "killed before the release committed"
+    );
 
     let _restarted = env.serve(&ttl);
     wait_lease(&store, lease, LeaseStatus::Destroyed).await;

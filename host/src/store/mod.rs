@@ -289,6 +289,25 @@ pub struct Claim {
     pub token: i64,
 }
 
+/// Where an object stands in the work queue: what operators look at when it seems stuck.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct WorkItem {
+    /// The object.
+    pub object: ObjectId,
+    /// When it is next due, if anything is due.
+    pub wake_at: Option<Timestamp>,
+    /// The worker holding its claim, while one does.
+    pub owner: Option<String>,
+    /// The latest fencing token handed out.
+    pub token: i64,
+    /// When the current claim expires, while claimed.
+    pub claim_until: Option<Timestamp>,
+    /// How many runs in a row failed.
+    pub attempts: i64,
+    /// The error of the last failed run.
+    pub last_error: Option<String>,
+}
+
 /// What a finished run tells the queue.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Release {
@@ -373,6 +392,8 @@ pub trait Store: Send + Sync + 'static {
     async fn work_item_heartbeat(&self, claim: &Claim, ttl: Duration) -> Result<()>;
     /// Gives a claim back, keeping any wake-up that arrived meanwhile.
     async fn work_item_release(&self, claim: &Claim, release: &Release) -> Result<()>;
+    /// An object's place in the work queue.
+    async fn work_item_get(&self, object: ObjectId) -> Result<WorkItem>;
     /// The earliest time an unclaimed object is due, or a claim expires.
     async fn work_item_next_due(&self) -> Result<Option<Timestamp>>;
 

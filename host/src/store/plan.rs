@@ -193,6 +193,26 @@ impl Plan {
         })
     }
 
+    /// Appends every write of `later`. Only one of the two plans may insert objects, since
+    /// [`Target::Inserted`] counts inserts from the start of the plan it was made for.
+    pub fn append(&mut self, later: Plan) -> &mut Self {
+        debug_assert!(
+            !(self.inserts() && later.inserts()),
+            "appending a plan that inserts to another that inserts renumbers its targets"
+        );
+        self.writes.extend(later.writes);
+        self
+    }
+
+    fn inserts(&self) -> bool {
+        self.writes.iter().any(|write| {
+            matches!(
+                write,
+                Write::InsertResource { .. } | Write::InsertSupportingLease { .. }
+            )
+        })
+    }
+
     /// The writes, in order.
     pub fn writes(&self) -> &[Write] {
         &self.writes

@@ -9,7 +9,7 @@
 use super::{
     Blueprint, Claim, Clock, Command, CommandFilter, CommandKind, Error, Lease, LogEntry,
     NewBlueprint, NewLease, ObjectId, Plan, Release, Resource, Result, SlotLock, Store, Target,
-    Write,
+    WorkItem, Write,
 };
 use crate::domain::{Attributes, ExecResult, LeaseStatus, ResourceStatus, Timestamp};
 use sqlx::sqlite::{
@@ -953,6 +953,28 @@ impl Store for SqliteStore {
         release_claim(&mut tx, claim, release).await?;
         tx.commit().await?;
         Ok(())
+    }
+
+    async fn work_item_get(&self, object: ObjectId) -> Result<WorkItem> {
+        let row = sqlx::query("SELECT * FROM work_item WHERE object = ?1")
+            .bind(object.to_string())
+            .fetch_optional(&self.reader)
+            .await?
+            .ok_or_else(|| Error::NotFound(object.to_string()))?;
+        let time = |column| -> Result<Option<Timestamp>> {
+            Ok(row
+                .try_get::<Option<i64>, _>(column)?
+                .map(|t| t as Timestamp))
+        };
+        Ok(WorkItem {
+            object,
+            wake_at: time("wake_at")?,
+            owner: row.try_get("owner")?,
+            token: row.try_get("token")?,
+            claim_until: time("lease_until")?,
+            attempts: row.try_get("attempts")?,
+            last_error: row.try_get("last_error")?,
+        })
     }
 
     async fn work_item_next_due(&self) -> Result<Option<Timestamp>> {

@@ -205,14 +205,32 @@ async fn work_item_release_keeps_a_post_made_during_a_run(
 }
 
 async fn work_item_release_schedules_the_next_wake(store: Arc<dyn Store>, clock: Arc<ManualClock>) {
-    lease(store.as_ref()).await;
+    let lease = lease(store.as_ref()).await;
     let claim = claim_one(store.as_ref(), "w").await.unwrap();
+    let item = store.work_item_get(lease).await.unwrap();
+    assert_eq!(
+        (item.owner.as_deref(), item.token, item.claim_until),
+        (
+            Some("w"),
+            claim.token,
+            Some(store.now() + TTL.as_millis() as u64)
+        )
+    );
     let at = store.now() + 5_000;
     let release = Release {
         wake_at: Some(at),
         error: Some("busy".into()),
     };
     store.work_item_release(&claim, &release).await.unwrap();
+    let item = store.work_item_get(lease).await.unwrap();
+    assert_eq!(
+        (item.owner, item.wake_at, item.attempts, item.last_error),
+        (None, Some(at), 1, Some("busy".into()))
+    );
+    assert!(matches!(
+        store.work_item_get(ObjectId::Lease(999)).await,
+        Err(Error::NotFound(_))
+    ));
     assert_eq!(store.work_item_next_due().await.unwrap(), Some(at));
     assert!(claim_one(store.as_ref(), "w").await.is_none());
     clock.advance(Duration::from_secs(5));

@@ -52,10 +52,15 @@ impl HookCall {
 impl Workers {
     /// Calls the hook; while it asks for execs, applies its other actions, runs the execs under
     /// a kept-alive claim, records their results and calls again.
+    ///
+    /// `unsaved` holds writes decided before the call and not yet committed (consumed commands,
+    /// an acquisition): they go into the first transaction the call makes, if it makes one, and
+    /// are taken out of `unsaved`; otherwise the caller commits them with the call's outcome.
     pub(crate) async fn call_hook(
         &self,
         held: &Held,
         mut call: HookCall,
+        unsaved: &mut Plan,
     ) -> Result<Called, RunError> {
         let subject = call.subject();
         for round in 0..MAX_EXEC_ROUNDS {
@@ -80,7 +85,7 @@ impl Workers {
             if execs.is_empty() {
                 return Ok(Called::Step(step, called.output, round > 0));
             }
-            let mut plan = Plan::new();
+            let mut plan = std::mem::take(unsaved);
             plan_actions(
                 &mut plan,
                 subject.into(),

@@ -9,10 +9,18 @@ use crate::store::{CommandKind, Lease, Plan, Write};
 
 /// One step of a lease's life.
 pub(super) async fn step(w: &Workers, held: &Held) -> Result<Next, RunError> {
-    let lease = w.store.lease_get(held.object()).await?;
+    let mut lease = w.store.lease_get(held.object()).await?;
     let commands = w.queued_commands(lease.id).await?;
     if !commands.is_empty() {
-        held.apply(&consume_commands(&lease, &commands)).await?;
+        let (consumed, status) = consume_commands(&lease, &commands);
+        if status != lease.status {
+            // Released: straight on to the release logic. The consumed commands commit with
+            // its outcome, one transaction instead of two; a crash before then leaves them
+            // queued, and the next run consumes them again.
+            lease.status = status;
+            return destroy(w, held, lease, consumed).await;
+        }
+        held.apply(&consumed).await?;
         return Ok(Next::Continue);
     }
     if w.expire(held, lease.until, lease.status.is_releasable())
@@ -24,14 +32,15 @@ pub(super) async fn step(w: &Workers, held: &Held) -> Result<Next, RunError> {
         LeaseStatus::Pending => crate::allocator::allocate(w, held, &lease).await,
         LeaseStatus::Acquired => activate(w, held, lease).await,
         LeaseStatus::Active => Ok(Next::Wait(lease.until)),
-        LeaseStatus::Released | LeaseStatus::Broken => destroy(w, held, lease).await,
+        LeaseStatus::Released | LeaseStatus::Broken => destroy(w, held, lease, Plan::new()).await,
         LeaseStatus::Destroyed => Ok(Next::Wait(None)),
     }
 }
 
-fn consume_commands(lease: &Lease, commands: &[crate::store::Command]) -> Plan {
+/// The writes that consume `commands`, and the lease's status after them.
+fn consume_commands(lease: &Lease, commands: &[crate::store::Command]) -> (Plan, LeaseStatus) {
     let mut status = lease.status;
-    consume(commands, |command| match command.kind {
+    let plan = consume(commands, |command| match command.kind {
         CommandKind::Reclaim => Decision::Ignore("leases cannot be reclaimed".into()),
         CommandKind::Release if status.is_releasable() => {
             status = LeaseStatus::Released;
@@ -48,7 +57,8 @@ fn consume_commands(lease: &Lease, commands: &[crate::store::Command]) -> Plan {
             ])
         }
         CommandKind::Release => Decision::Ignore(format!("the lease is already {status}")),
-    })
+    });
+    (plan, status)
 }
 
 /// Acquired → active, once the resource is active; back to pending if the resource died.
@@ -69,7 +79,7 @@ async fn activate(w: &Workers, held: &Held, lease: Lease) -> Result<Next, RunErr
                 resource: Some(resource),
                 lease: Some(lease.clone()),
             };
-            let called = w.call_hook(held, call).await?;
+            let called = w.call_hook(held, call, &mut Plan::new()).await?;
             let mut on_done = vec![
                 Write::LeaseStatus {
                     lease: lease.id,
@@ -127,7 +137,13 @@ async fn reacquire(held: &Held, lease: &Lease, why: &str) -> Result<Next, RunErr
 }
 
 /// Released or broken → destroyed: the blueprint's release logic, then the lease is gone.
-async fn destroy(w: &Workers, held: &Held, lease: Lease) -> Result<Next, RunError> {
+/// `unsaved` (consumed commands) commits with the first write this makes.
+async fn destroy(
+    w: &Workers,
+    held: &Held,
+    lease: Lease,
+    mut unsaved: Plan,
+) -> Result<Next, RunError> {
     let mut plan = Plan::new();
     if let Some(resource_id) = lease.resource_id {
         let resource = w.store.resource_get(resource_id).await?;
@@ -140,7 +156,7 @@ async fn destroy(w: &Workers, held: &Held, lease: Lease) -> Result<Next, RunErro
             resource: Some(resource),
             lease: Some(lease.clone()),
         };
-        let called = w.call_hook(held, call).await?;
+        let called = w.call_hook(held, call, &mut unsaved).await?;
         let settle = Settle {
             subject: lease.id.into(),
             kind: "lease",
@@ -150,7 +166,7 @@ async fn destroy(w: &Workers, held: &Held, lease: Lease) -> Result<Next, RunErro
         // A failing release hook is logged; the lease is destroyed all the same.
         let (release_plan, next) = settle.plan(called, Vec::new(), Vec::new(), w.store.now());
         if let Next::Wait(at) = next {
-            held.apply(&release_plan).await?;
+            held.apply(unsaved.append(release_plan)).await?;
             return Ok(Next::Wait(at));
         }
         plan = release_plan;
@@ -170,7 +186,7 @@ async fn destroy(w: &Workers, held: &Held, lease: Lease) -> Result<Next, RunErro
     // Destroyed: nothing more to do, so the claim goes back in the same transaction. A command
     // posted meanwhile re-runs the object (the claim keeps its wake-up) and is ignored.
     plan.push(Write::ReleaseClaim { wake_at: None });
-    held.apply(&plan).await?;
+    held.apply(unsaved.append(plan)).await?;
     Ok(Next::Wait(None))
 }
 

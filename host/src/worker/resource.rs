@@ -91,7 +91,7 @@ async fn activate(w: &Workers, held: &Held, resource: Resource) -> Result<Next, 
         lease: None,
     };
     let supporting = w.context_supporting(&resource).await?;
-    let called = w.call_hook(held, call).await?;
+    let called = w.call_hook(held, call, &mut Plan::new()).await?;
     let mut on_done = vec![
         Write::ResourceStatus {
             resource: resource.id.into(),
@@ -143,7 +143,7 @@ async fn destroy(w: &Workers, held: &Held, resource: Resource) -> Result<Next, R
         resource: Some(resource.clone()),
         lease: None,
     };
-    let called = w.call_hook(held, call).await?;
+    let called = w.call_hook(held, call, &mut Plan::new()).await?;
     let settle = Settle {
         subject: resource.id.into(),
         kind: "resource",
