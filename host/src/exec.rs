@@ -14,7 +14,7 @@ pub const OUTPUT_LIMIT: usize = 64 << 10;
 
 /// Runs `request` through `interface` and describes what happened; never fails.
 pub async fn run(interface: &CommandInterface, request: &ExecRequest) -> ExecResult {
-    let mut command = match build(interface, request) {
+    let mut command = match command(interface, &request.argv, request.cwd.as_deref()) {
         Ok(command) => command,
         Err(reason) => return failed(request, reason),
     };
@@ -39,11 +39,17 @@ pub async fn run(interface: &CommandInterface, request: &ExecRequest) -> ExecRes
     }
 }
 
-fn build(interface: &CommandInterface, request: &ExecRequest) -> Result<Command, String> {
-    let (program, args) = request.argv.split_first().ok_or("empty argv")?;
+/// The process that runs `argv` (in `cwd`, relative to the interface's root) through
+/// `interface`: directly for `local`, through `ssh` for `ssh`. Stdio is left to the caller.
+pub fn command(
+    interface: &CommandInterface,
+    argv: &[String],
+    cwd: Option<&str>,
+) -> Result<Command, String> {
+    let (program, args) = argv.split_first().ok_or("empty argv")?;
     match interface {
         CommandInterface::Local { root } => {
-            let dir = match &request.cwd {
+            let dir = match cwd {
                 Some(cwd) => Path::new(root).join(cwd),
                 None => Path::new(root).to_path_buf(),
             };
@@ -59,10 +65,10 @@ fn build(interface: &CommandInterface, request: &ExecRequest) -> Result<Command,
             key_path,
         } => {
             let mut remote = String::new();
-            if let Some(cwd) = &request.cwd {
+            if let Some(cwd) = cwd {
                 remote.push_str(&format!("cd {} && ", shell_quote(cwd)));
             }
-            let quoted: Vec<String> = request.argv.iter().map(|a| shell_quote(a)).collect();
+            let quoted: Vec<String> = argv.iter().map(|a| shell_quote(a)).collect();
             remote.push_str(&quoted.join(" "));
             let mut command = Command::new("ssh");
             command

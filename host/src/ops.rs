@@ -8,7 +8,7 @@ use crate::plugin::{Runtime, digest};
 use crate::queue::Queue;
 use crate::store::{
     self, Blueprint, Command, CommandKind, Lease, NewBlueprint, NewLease, ObjectId, Resource,
-    SlotLock, Store,
+    SlotLock, Store, WorkItem,
 };
 use serde::Serialize;
 use std::time::Duration;
@@ -175,13 +175,34 @@ pub struct ResourceDetail {
     pub leases: Vec<Lease>,
     /// Slot locks it holds.
     pub slot_locks: Vec<SlotLock>,
+    /// Its place in the work queue.
+    pub work: WorkItem,
 }
 
-/// A resource with its leases and slot locks.
+/// A resource with its leases, slot locks and work queue state.
 pub async fn resource_detail(store: &dyn Store, id: ObjectId) -> Result<ResourceDetail> {
     Ok(ResourceDetail {
         resource: store.resource_get(id).await?,
         leases: store.lease_list_on_resource(id).await?,
         slot_locks: store.slot_lock_list(Some(id)).await?,
+        work: store.work_item_get(id).await?,
+    })
+}
+
+/// A lease with its work queue state.
+#[derive(Debug, Clone, Serialize)]
+pub struct LeaseDetail {
+    /// The lease.
+    #[serde(flatten)]
+    pub lease: Lease,
+    /// Its place in the work queue.
+    pub work: WorkItem,
+}
+
+/// A lease with its work queue state.
+pub async fn lease_detail(store: &dyn Store, id: ObjectId) -> Result<LeaseDetail> {
+    Ok(LeaseDetail {
+        lease: store.lease_get(id).await?,
+        work: store.work_item_get(id).await?,
     })
 }

@@ -4,7 +4,9 @@
 //! - release latency: a release posted in-process → the lease destroyed, on an idle daemon;
 //! - full lease lifecycle throughput with the host-pool blueprint, with the write transactions a
 //!   lifecycle takes and the disk's measured commit rate beside it;
-//! - the cost of post + claim + release with 10k objects in the database against 1M.
+//! - the cost of post + claim + release with 10k objects in the database against 1M;
+//! - contention: 64 concurrent releasers on one lease, and random concurrent releases over
+//!   10,000 leases, counting applied releases and destructions per lease.
 //!
 //! Run: `cargo bench -p drydock-tests --bench queue`
 
@@ -14,16 +16,19 @@ use drydock_host::plugin::{Runtime, RuntimeConfig, digest};
 use drydock_host::queue::Queue;
 use drydock_host::store::sqlite::SqliteStore;
 use drydock_host::store::{
-    CommandKind, NewBlueprint, NewLease, ObjectId, Release, Store, SystemClock,
+    CommandFilter, CommandKind, NewBlueprint, NewLease, ObjectId, Release, Store, SystemClock,
 };
 use drydock_host::worker::Plugins;
 use drydock_tests::{HOST_POOL_CONFIG, HOST_POOL_WASM};
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const LATENCY_SAMPLES: usize = 300;
 const LIFECYCLES: usize = 500;
 const QUEUE_OPS: usize = 2_000;
+const CONTENDED_LEASES: usize = 10_000;
+const RELEASERS: usize = 16;
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 8)]
 async fn main() {
@@ -43,6 +48,7 @@ async fn main() {
     for objects in [10_000, 1_000_000] {
         queue_cost(dir.path(), objects).await;
     }
+    contention(dir.path()).await;
 }
 
 async fn open(dir: &std::path::Path, name: &str) -> Arc<SqliteStore> {
@@ -242,4 +248,102 @@ async fn queue_cost(dir: &std::path::Path, objects: usize) {
         per(claim),
         per(release)
     );
+}
+
+/// Brief §7's contention targets: 64 concurrent releasers on one lease make one release, and
+/// random concurrent releases over many leases make no double release. Counted, not timed.
+async fn contention(dir: &std::path::Path) {
+    let (store, queue, _stop) = daemon_with_host_pool(dir, "contention.db").await;
+    let one = request(&store, 1).await;
+    wait_all(&store, &one, LeaseStatus::Active).await;
+    let posts: Vec<_> = (0..64)
+        .map(|i| {
+            let queue = queue.clone();
+            let lease = one[0];
+            tokio::spawn(async move {
+                queue
+                    .post(lease, CommandKind::Release, &format!("releaser-{i}"))
+                    .await
+                    .is_ok()
+            })
+        })
+        .collect();
+    let mut accepted = 0;
+    for post in posts {
+        accepted += usize::from(post.await.unwrap());
+    }
+    wait_all(&store, &one, LeaseStatus::Destroyed).await;
+    let (applied, destroyed, doubles) = settle(&store, &one).await;
+    println!(
+        "| 64 concurrent releasers on one lease | {accepted} posts accepted, {applied} applied, {destroyed} destroyed, double releases: {doubles} |"
+    );
+
+    let leases = request(&store, CONTENDED_LEASES).await;
+    wait_all(&store, &leases, LeaseStatus::Active).await;
+    let started = Instant::now();
+    let releasers: Vec<_> = (0..RELEASERS as u64)
+        .map(|seed| {
+            let (queue, leases) = (queue.clone(), leases.clone());
+            tokio::spawn(async move {
+                let mut accepted = 0;
+                for i in 0..CONTENDED_LEASES as u64 {
+                    let pick = (i * 7919 + seed * 104_729) % CONTENDED_LEASES as u64;
+                    let posted = queue
+                        .post(leases[pick as usize], CommandKind::Release, "bench")
+                        .await;
+                    accepted += usize::from(posted.is_ok());
+                }
+                accepted
+            })
+        })
+        .collect();
+    let mut accepted = 0;
+    for releaser in releasers {
+        accepted += releaser.await.unwrap();
+    }
+    wait_all(&store, &leases, LeaseStatus::Destroyed).await;
+    let elapsed = started.elapsed();
+    let (applied, destroyed, doubles) = settle(&store, &leases).await;
+    println!(
+        "| {CONTENDED_LEASES} active leases, {RELEASERS} releasers posting {} releases at random | {accepted} posts accepted (the rest refused: already destroyed), {applied} applied, {destroyed} destroyed, double releases: {doubles}; all destroyed in {:.1} s |",
+        RELEASERS * CONTENDED_LEASES,
+        elapsed.as_secs_f64()
+    );
+}
+
+/// Waits until no command to `leases` is queued. Returns how many were applied, how many
+/// destructions were logged, and how many leases were released or destroyed more than once.
+async fn settle(store: &SqliteStore, leases: &[ObjectId]) -> (usize, usize, usize) {
+    let wanted: HashSet<ObjectId> = leases.iter().copied().collect();
+    let wanted = &wanted;
+    let ours = |pending: bool| async move {
+        let filter = CommandFilter {
+            target: None,
+            pending,
+        };
+        let all = store.command_list(&filter).await.unwrap();
+        all.into_iter()
+            .filter(|c| wanted.contains(&c.target))
+            .collect::<Vec<_>>()
+    };
+    while !ours(true).await.is_empty() {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let mut applied: HashMap<ObjectId, usize> = HashMap::new();
+    for command in ours(false).await {
+        if command.outcome.as_deref() == Some("applied") {
+            *applied.entry(command.target).or_default() += 1;
+        }
+    }
+    let mut destroyed: HashMap<ObjectId, usize> = HashMap::new();
+    for entry in store.log_list(None, 0, i64::MAX).await.unwrap() {
+        if entry.kind == "lease.destroyed" && wanted.contains(&entry.object) {
+            *destroyed.entry(entry.object).or_default() += 1;
+        }
+    }
+    let doubles = wanted
+        .iter()
+        .filter(|l| applied.get(l) > Some(&1) || destroyed.get(l) > Some(&1))
+        .count();
+    (applied.values().sum(), destroyed.values().sum(), doubles)
 }

@@ -108,6 +108,9 @@ async fn every_endpoint_works_with_a_token() {
         (Some("host"), Some("api"))
     );
     assert!(lease["until"].is_u64());
+    // Its place in the work queue: claimed at least once, by the fencing token.
+    assert_eq!(lease["work"]["object"], id.as_str());
+    assert!(lease["work"]["token"].as_i64().unwrap() >= 1, "{lease}");
     let (_, active) = api.get("/leases?status=active").await;
     assert!(!active.as_array().unwrap().is_empty());
 
@@ -115,6 +118,7 @@ async fn every_endpoint_works_with_a_token() {
     let resource = resources[0]["id"].as_str().unwrap().to_string();
     let (_, detail) = api.get(&format!("/resources/{resource}")).await;
     assert_eq!(detail["slot_locks"][0]["name"], "host-pool.host(local-1)");
+    assert_eq!(detail["work"]["object"], resource.as_str());
     assert!(!detail["leases"].as_array().unwrap().is_empty());
     assert_eq!(
         api.get("/resources?status=active")

@@ -254,6 +254,7 @@ async fn releasing_a_lease_from_the_web_ui() {
         !browser.enabled("#release").await,
         "Release is disabled on a destroyed lease"
     );
+    assert_eq!(browser.text("#work").await.unwrap(), "idle");
     assert!(browser.text("#releasing").await.is_none());
     browser.screenshot("lease-after-release.png").await;
 

@@ -62,6 +62,22 @@ async fn a_lease_goes_through_the_cli_with_json_for_scripts() {
     assert_eq!(resource["slot_locks"][0]["name"], "host-pool.host(local-1)");
     assert_eq!(resource["leases"][0]["id"], id.as_str());
 
+    // A command on the leased host, through the interface host-pool gives (local, its root).
+    let out = env
+        .drydock(&[
+            "exec",
+            "--lease",
+            &id,
+            "--",
+            "sh",
+            "-c",
+            "pwd; echo oops >&2; exit 3",
+        ])
+        .await;
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "/tmp/drydock");
+    assert_eq!(String::from_utf8_lossy(&out.stderr).trim(), "oops");
+
     env.ok(&["lease", "release", &id]).await;
     wait_for("the release to be consumed", || async {
         let commands = json(
@@ -86,6 +102,20 @@ async fn a_lease_goes_through_the_cli_with_json_for_scripts() {
             .as_array()
             .unwrap()
             .is_empty()
+    );
+
+    // Destroyed in the run that consumed the release, which gave the claim back.
+    let shown = env.ok(&["lease", "show", &id]).await;
+    assert!(shown.contains("status:        destroyed"), "{shown}");
+    assert!(shown.contains("work:          idle"), "{shown}");
+    let out = env.drydock(&["exec", "--lease", &id, "--", "true"]).await;
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "{id} is destroyed: only an active lease can run commands"
+        )),
+        "{stderr}"
     );
 
     let logs = json(&env.ok(&["log", "--object", &id, "--json"]).await);

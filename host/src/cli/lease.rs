@@ -86,8 +86,8 @@ pub(super) async fn run(global: &Global, command: LeaseCommand) -> anyhow::Resul
     match command {
         LeaseCommand::Request(args) => request(store, args).await,
         LeaseCommand::Show { id, json } => {
-            let lease = store.lease_get(parse_id(&id, "lease")?).await?;
-            show(&lease, json)
+            let detail = ops::lease_detail(store.as_ref(), parse_id(&id, "lease")?).await?;
+            show(&detail, json)
         }
         LeaseCommand::List { status, json } => list(store.lease_list(status).await?, json),
         LeaseCommand::Release { ids, all } => {
@@ -209,11 +209,12 @@ async fn release_quietly(store: Arc<dyn Store>, ids: &[ObjectId]) {
     }
 }
 
-fn show(lease: &Lease, json: bool) -> anyhow::Result<ExitCode> {
+fn show(detail: &ops::LeaseDetail, json: bool) -> anyhow::Result<ExitCode> {
     if json {
-        output::json(lease)?;
+        output::json(detail)?;
         return Ok(ExitCode::SUCCESS);
     }
+    let lease = &detail.lease;
     println!("id:            {}", lease.id);
     println!("status:        {}", lease.status);
     println!("resource type: {}", lease.resource_type);
@@ -225,6 +226,7 @@ fn show(lease: &Lease, json: bool) -> anyhow::Result<ExitCode> {
     println!("owner:         {}", lease.owner);
     println!("until:         {}", output::maybe_time(lease.until));
     println!("created:       {}", output::time(lease.created_at));
+    println!("work:          {}", detail.work);
     Ok(ExitCode::SUCCESS)
 }
 

@@ -7,6 +7,7 @@
 
 mod blueprint;
 mod command;
+mod exec;
 mod lease;
 mod output;
 mod resource;
@@ -58,6 +59,8 @@ enum Commands {
     Command(command::CommandCommand),
     /// Show log entries, of one object or all.
     Log(command::LogArgs),
+    /// Run a command on the resource an active lease holds: `drydock exec --lease L1 -- make`.
+    Exec(exec::ExecArgs),
 }
 
 /// Parses the process arguments, runs the command and maps errors to a non-zero exit.
@@ -89,6 +92,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Commands::Resource(command) => resource::run(&global, command).await,
         Commands::Command(command) => command::run(&global, command).await,
         Commands::Log(args) => command::log(&global, args).await,
+        Commands::Exec(args) => exec::run(&global, args).await,
     }
 }
 

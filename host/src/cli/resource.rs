@@ -53,7 +53,7 @@ pub(super) async fn run(global: &Global, command: ResourceCommand) -> anyhow::Re
             if json {
                 output::json(&detail)?;
             } else {
-                show(&detail.resource, &detail.leases, &detail.slot_locks);
+                show(&detail);
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -134,7 +134,8 @@ fn list(resources: Vec<Resource>, json: bool) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn show(resource: &Resource, leases: &[crate::store::Lease], locks: &[crate::store::SlotLock]) {
+fn show(detail: &ops::ResourceDetail) {
+    let (resource, leases, locks) = (&detail.resource, &detail.leases, &detail.slot_locks);
     println!("id:            {}", resource.id);
     println!("status:        {}", resource.status);
     println!("resource type: {}", resource.resource_type);
@@ -166,4 +167,5 @@ fn show(resource: &Resource, leases: &[crate::store::Lease], locks: &[crate::sto
             locks.join(", ")
         }
     );
+    println!("work:          {}", detail.work);
 }

@@ -308,6 +308,23 @@ pub struct WorkItem {
     pub last_error: Option<String>,
 }
 
+impl std::fmt::Display for WorkItem {
+    /// One line: who works on the object or when it is due, then its last failure, if any.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let time = crate::domain::format_time;
+        match (&self.owner, self.claim_until, self.wake_at) {
+            (Some(owner), Some(until), _) => write!(f, "claimed by {owner} until {}", time(until))?,
+            (Some(owner), None, _) => write!(f, "claimed by {owner}")?,
+            (None, _, Some(at)) => write!(f, "due {}", time(at))?,
+            (None, _, None) => f.write_str("idle")?,
+        }
+        if let Some(error) = &self.last_error {
+            write!(f, "; {} failed run(s), the last: {error}", self.attempts)?;
+        }
+        Ok(())
+    }
+}
+
 /// What a finished run tells the queue.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Release {

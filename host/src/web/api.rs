@@ -206,7 +206,9 @@ async fn lease(
     State(state): State<AppState>,
     Path(text): Path<String>,
 ) -> ApiResult<impl IntoResponse> {
-    Ok(Json(state.store().lease_get(id(&text, "lease")?).await?))
+    Ok(Json(
+        ops::lease_detail(state.store().as_ref(), id(&text, "lease")?).await?,
+    ))
 }
 
 #[derive(Deserialize)]

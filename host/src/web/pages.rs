@@ -515,7 +515,8 @@ async fn lease(
     Path(text): Path<String>,
 ) -> PageResult {
     let session = state.sessions.from_headers(&headers);
-    let lease = state.store().lease_get(parse_id(&text, "lease")?).await?;
+    let ops::LeaseDetail { lease, work } =
+        ops::lease_detail(state.store().as_ref(), parse_id(&text, "lease")?).await?;
     let (commands, locks, logs) = history(&state, lease.id).await?;
     let buttons = ButtonState {
         releasable: lease.status.is_releasable(),
@@ -536,6 +537,7 @@ async fn lease(
             tr { th { "Allowed blueprints" } td { @if lease.allowed_blueprints.is_empty() { "any" } @else { @for b in &lease.allowed_blueprints { (id_link(*b)) " " } } } }
             tr { th { "Until" } td { (lease.until.map(format_time).unwrap_or_else(|| "–".into())) } }
             tr { th { "Created" } td { (format_time(lease.created_at)) } }
+            tr { th { "Work" } td #work { (work) } }
         }
         (attributes_table(&lease.attributes))
         (commands_table(&commands))
@@ -584,6 +586,7 @@ async fn resource(
             tr { th { "Blueprint" } td { (id_link(resource.blueprint_id)) } }
             tr { th { "Until" } td { (resource.until.map(format_time).unwrap_or_else(|| "–".into())) } }
             tr { th { "Created" } td { (format_time(resource.created_at)) } }
+            tr { th { "Work" } td #work { (detail.work) } }
         }
         (attributes_table(&resource.attributes))
         h2 { "Leases" }

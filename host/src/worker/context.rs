@@ -1,7 +1,9 @@
 //! Loading blueprints' components and building the read-only snapshots a call receives.
 
 use super::{RunError, Workers};
-use crate::domain::{CallContext, LeaseSnapshot, ResourceSnapshot, SupportingLease};
+use crate::domain::{
+    CallContext, CommandInterface, LeaseSnapshot, ResourceSnapshot, SupportingLease,
+};
 use crate::plugin::{Plugin, Runtime};
 use crate::store::{Blueprint, Lease, ObjectId, Resource, Store};
 use std::collections::HashMap;
@@ -44,6 +46,29 @@ impl Plugins {
             .unwrap()
             .insert(blueprint.component.clone(), plugin.clone());
         Ok(plugin)
+    }
+
+    /// How to reach `resource` for `lease`: its blueprint's `interface` export. The inner
+    /// error says why the blueprint gave none (or why the call failed).
+    pub async fn interface(
+        &self,
+        store: &dyn Store,
+        lease: &Lease,
+        resource: &Resource,
+    ) -> Result<Result<CommandInterface, String>, RunError> {
+        let blueprint = store.blueprint_get(resource.blueprint_id).await?;
+        let plugin = self.get(store, &blueprint).await?;
+        let ctx = CallContext {
+            config: blueprint.config.clone(),
+            now: store.now(),
+            resource: Some(resource_snapshot(resource)),
+            lease: Some(lease_snapshot(lease)),
+            ..CallContext::default()
+        };
+        Ok(match blocking(move || plugin.interface(&ctx)).await? {
+            Ok(called) => called.value,
+            Err(error) => Err(format!("the interface call failed: {error}")),
+        })
     }
 
     /// Compiles every registered blueprint's component ahead of the first call.
@@ -146,27 +171,17 @@ impl Workers {
         &self,
         lease: &Lease,
         resource: ObjectId,
-    ) -> Result<Option<crate::domain::CommandInterface>, RunError> {
+    ) -> Result<Option<CommandInterface>, RunError> {
         let resource = self.store.resource_get(resource).await?;
-        let blueprint = self.store.blueprint_get(resource.blueprint_id).await?;
-        let plugin = self.plugins.get(self.store.as_ref(), &blueprint).await?;
-        let ctx = CallContext {
-            config: blueprint.config.clone(),
-            now: self.store.now(),
-            resource: Some(resource_snapshot(&resource)),
-            lease: Some(lease_snapshot(lease)),
-            ..CallContext::default()
-        };
-        match blocking(move || plugin.interface(&ctx)).await? {
-            Ok(called) => Ok(called.value.inspect_err(|reason| {
+        let interface = self
+            .plugins
+            .interface(self.store.as_ref(), lease, &resource)
+            .await?;
+        Ok(interface
+            .inspect_err(|reason| {
                 tracing::warn!(lease = %lease.id, %reason, "the blueprint gave no interface")
             })
-            .ok()),
-            Err(error) => {
-                tracing::warn!(lease = %lease.id, %error, "the interface call failed");
-                Ok(None)
-            }
-        }
+            .ok())
     }
 }
 

@@ -1,0 +1,60 @@
+//! `drydock exec`: runs a command on the resource an active lease holds, through the command
+//! interface its blueprint gives (`local` or `ssh`), with the terminal's stdio.
+
+use super::Global;
+use crate::domain::LeaseStatus;
+use crate::ops::parse_id;
+use crate::plugin::{Runtime, RuntimeConfig};
+use crate::worker::Plugins;
+use anyhow::{Context as _, bail};
+use clap::Args;
+use std::process::{ExitCode, Stdio};
+
+/// Arguments of `drydock exec`.
+#[derive(Debug, Args)]
+pub struct ExecArgs {
+    /// The lease, such as `L3`; it must be active.
+    #[arg(long)]
+    lease: String,
+    /// Working directory, relative to the interface's root.
+    #[arg(long)]
+    cwd: Option<String>,
+    /// The command and its arguments, after `--`.
+    #[arg(last = true, required = true, value_name = "ARGV")]
+    argv: Vec<String>,
+}
+
+/// Runs the command and exits with its exit code.
+pub(super) async fn run(global: &Global, args: ExecArgs) -> anyhow::Result<ExitCode> {
+    let store = global.store().await?;
+    let lease = store.lease_get(parse_id(&args.lease, "lease")?).await?;
+    let (LeaseStatus::Active, Some(resource)) = (lease.status, lease.resource_id) else {
+        bail!(
+            "{} is {}: only an active lease can run commands",
+            lease.id,
+            lease.status
+        );
+    };
+    let resource = store.resource_get(resource).await?;
+    let plugins = Plugins::new(Runtime::new(RuntimeConfig::default())?);
+    let interface = match plugins.interface(store.as_ref(), &lease, &resource).await? {
+        Ok(interface) => interface,
+        Err(reason) => bail!("{} gives no command interface: {reason}", resource.id),
+    };
+    let mut command = crate::exec::command(&interface, &args.argv, args.cwd.as_deref())
+        .map_err(anyhow::Error::msg)?;
+    let status = command
+        .stdin(Stdio::inherit())
+        .stdout(Stdio::inherit())
+        .stderr(Stdio::inherit())
+        .status()
+        .await
+        .with_context(|| format!("running {:?} on {}", args.argv[0], resource.id))?;
+    Ok(match status.code() {
+        Some(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
+        None => {
+            eprintln!("error: {:?} was killed by a signal", args.argv[0]);
+            ExitCode::FAILURE
+        }
+    })
+}
