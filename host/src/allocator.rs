@@ -6,7 +6,9 @@
 //! blueprint is at capacity, asks an idle resource to be reclaimed; otherwise the lease waits,
 //! and its log says why. A lease no blueprint can ever serve breaks.
 
-use crate::domain::{AllocationVerdict, CallContext, ResourceSnapshot, ResourceStatus};
+use crate::domain::{
+    AllocationVerdict, CallContext, LeaseStatus, ResourceSnapshot, ResourceStatus,
+};
 use crate::lock::Held;
 use crate::plugin::{Hook, Plugin};
 use crate::store::{self, Blueprint, CommandKind, Lease, Plan, Resource, Target, Write};
@@ -172,7 +174,7 @@ async fn acquire(
     ];
     let broken = vec![Write::LeaseStatus {
         lease: lease.id,
-        status: crate::domain::LeaseStatus::Broken,
+        status: LeaseStatus::Broken,
     }];
     let settle = crate::worker::Settle {
         subject: lease.id.into(),
@@ -184,8 +186,16 @@ async fn acquire(
     if let Next::Wait(_) = next {
         return Ok(None);
     }
+    // Acquired on an active resource: activate in the same run, and commit both at once.
+    let acquired = crate::worker::planned(lease, &plan);
+    let (plan, next) = match (acquired.status, resource.status) {
+        (LeaseStatus::Acquired, ResourceStatus::Active) => {
+            crate::worker::activation(w, held, acquired, resource.clone(), plan).await?
+        }
+        _ => (plan, Next::Continue),
+    };
     match held.apply(&plan).await {
-        Ok(_) => Ok(Some(Next::Continue)),
+        Ok(_) => Ok(Some(next)),
         Err(store::Error::Precondition(_) | store::Error::SlotLockBusy { .. }) => Ok(None),
         Err(error) => Err(error.into()),
     }

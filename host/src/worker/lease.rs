@@ -5,7 +5,7 @@ use super::{Next, RunError, Workers};
 use crate::domain::{LeaseStatus, ResourceStatus};
 use crate::lock::Held;
 use crate::plugin::Hook;
-use crate::store::{CommandKind, Lease, Plan, Write};
+use crate::store::{CommandKind, Lease, Plan, Resource, Target, Write};
 
 /// One step of a lease's life.
 pub(super) async fn step(w: &Workers, held: &Held) -> Result<Next, RunError> {
@@ -70,57 +70,94 @@ async fn activate(w: &Workers, held: &Held, lease: Lease) -> Result<Next, RunErr
     match resource.status {
         ResourceStatus::Pending => Ok(Next::Wait(Some(w.after(w.config.resource_wait)))),
         ResourceStatus::Active => {
-            let blueprint = w.store.blueprint_get(resource.blueprint_id).await?;
-            let plugin = w.plugin(held, &blueprint).await?;
-            let call = HookCall {
-                blueprint,
-                plugin,
-                hook: Hook::ActivateLease,
-                resource: Some(resource),
-                lease: Some(lease.clone()),
-            };
-            let called = w.call_hook(held, call, &mut Plan::new()).await?;
-            let mut on_done = vec![
-                Write::LeaseStatus {
-                    lease: lease.id,
-                    status: LeaseStatus::Active,
-                },
-                Write::Log {
-                    object: lease.id.into(),
-                    kind: "lease.activated".into(),
-                    message: format!("active on {resource_id}"),
-                },
-            ];
-            on_done.extend(wake_parent(&lease));
-            let settle = Settle {
-                subject: lease.id.into(),
-                kind: "lease",
-                phase: "activation",
-                supporting: &[],
-            };
-            let (mut plan, next) = settle.plan(called, on_done, broken(&lease), w.store.now());
-            let activated = plan.writes().iter().any(|write| {
-                matches!(
-                    write,
-                    Write::LeaseStatus {
-                        status: LeaseStatus::Active,
-                        ..
-                    }
-                )
-            });
-            if activated {
-                // Active until a command or the deadline: give the claim back now.
-                plan.push(Write::ReleaseClaim {
-                    wake_at: lease.until,
-                });
-                held.apply(&plan).await?;
-                return Ok(Next::Wait(lease.until));
-            }
+            let (plan, next) = activation(w, held, lease, resource, Plan::new()).await?;
             held.apply(&plan).await?;
             Ok(next)
         }
         dead => reacquire(held, &lease, &format!("{resource_id} is {dead}")).await,
     }
+}
+
+/// `activate-lease` for an acquired `lease` on its active `resource`, and the writes that
+/// follow, after `unsaved` (an acquisition not yet committed, which `lease` already shows). An
+/// activated lease waits for a command or its deadline, so its plan also gives the claim back.
+pub(crate) async fn activation(
+    w: &Workers,
+    held: &Held,
+    lease: Lease,
+    resource: Resource,
+    mut unsaved: Plan,
+) -> Result<(Plan, Next), RunError> {
+    let resource_id = resource.id;
+    let blueprint = w.store.blueprint_get(resource.blueprint_id).await?;
+    let plugin = w.plugin(held, &blueprint).await?;
+    let call = HookCall {
+        blueprint,
+        plugin,
+        hook: Hook::ActivateLease,
+        resource: Some(resource),
+        lease: Some(lease.clone()),
+    };
+    let called = w.call_hook(held, call, &mut unsaved).await?;
+    let mut on_done = vec![
+        Write::LeaseStatus {
+            lease: lease.id,
+            status: LeaseStatus::Active,
+        },
+        Write::Log {
+            object: lease.id.into(),
+            kind: "lease.activated".into(),
+            message: format!("active on {resource_id}"),
+        },
+    ];
+    on_done.extend(wake_parent(&lease));
+    let settle = Settle {
+        subject: lease.id.into(),
+        kind: "lease",
+        phase: "activation",
+        supporting: &[],
+    };
+    let (plan, next) = settle.plan(called, on_done, broken(&lease), w.store.now());
+    let activated = planned(&lease, &plan).status == LeaseStatus::Active;
+    unsaved.append(plan);
+    if activated {
+        unsaved.push(Write::ReleaseClaim {
+            wake_at: lease.until,
+        });
+        return Ok((unsaved, Next::Wait(lease.until)));
+    }
+    Ok((unsaved, next))
+}
+
+/// The lease as `plan` will leave it, in the fields a blueprint's snapshot shows: for a call
+/// made before the plan commits, in the same transaction as the call's own writes.
+pub(crate) fn planned(lease: &Lease, plan: &Plan) -> Lease {
+    let mut after = lease.clone();
+    let me = Target::Id(lease.id);
+    for write in plan.writes() {
+        match write {
+            Write::LeaseAcquire {
+                lease,
+                resource: Target::Id(resource),
+            } if *lease == after.id => {
+                after.status = LeaseStatus::Acquired;
+                after.resource_id = Some(*resource);
+            }
+            Write::LeaseStatus { lease, status } if *lease == after.id => after.status = *status,
+            Write::SetAttribute { object, key, value } if *object == me => {
+                after.attributes.insert(key.clone(), value.clone());
+            }
+            Write::RemoveAttribute { object, key } if *object == me => {
+                after.attributes.remove(key);
+            }
+            Write::SetUntil { object, until } if *object == me => after.until = *until,
+            Write::SetExecResults { object, results } if *object == after.id => {
+                after.exec_results = results.clone();
+            }
+            _ => {}
+        }
+    }
+    after
 }
 
 async fn reacquire(held: &Held, lease: &Lease, why: &str) -> Result<Next, RunError> {
@@ -212,4 +249,67 @@ pub(crate) fn break_lease(lease: &Lease, kind: &str, message: String) -> Plan {
     }
     plan.log(lease.id, kind, message);
     plan
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::ObjectId;
+
+    #[test]
+    fn a_planned_lease_shows_the_writes_on_it_and_only_those() {
+        let lease = Lease {
+            id: ObjectId::Lease(1),
+            resource_type: "host".into(),
+            status: LeaseStatus::Pending,
+            attributes: [("old".to_string(), "x".to_string())].into(),
+            allowed_blueprints: Vec::new(),
+            owner: "test".into(),
+            resource_id: None,
+            parent_resource_id: None,
+            parent_key: None,
+            until: None,
+            exec_results: Vec::new(),
+            created_at: 0,
+            updated_at: 0,
+        };
+        let me = Target::Id(lease.id);
+        let mut plan = Plan::new();
+        plan.push(Write::SetAttribute {
+            object: me,
+            key: "dir".into(),
+            value: "/w/1".into(),
+        })
+        .push(Write::RemoveAttribute {
+            object: me,
+            key: "old".into(),
+        })
+        .push(Write::SetUntil {
+            object: me,
+            until: Some(42),
+        })
+        .push(Write::SetAttribute {
+            object: Target::Id(ObjectId::Lease(2)),
+            key: "other".into(),
+            value: "y".into(),
+        })
+        .push(Write::LeaseAcquire {
+            lease: lease.id,
+            resource: Target::Id(ObjectId::Resource(7)),
+        });
+        let after = planned(&lease, &plan);
+        assert_eq!(after.status, LeaseStatus::Acquired);
+        assert_eq!(after.resource_id, Some(ObjectId::Resource(7)));
+        assert_eq!(
+            after.attributes,
+            [("dir".to_string(), "/w/1".to_string())].into()
+        );
+        assert_eq!(after.until, Some(42));
+
+        plan.push(Write::LeaseStatus {
+            lease: lease.id,
+            status: LeaseStatus::Broken,
+        });
+        assert_eq!(planned(&lease, &plan).status, LeaseStatus::Broken);
+    }
 }

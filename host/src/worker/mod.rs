@@ -14,7 +14,7 @@ mod resource;
 
 pub use context::{Plugins, blocking, guarded, lease_snapshot, resource_snapshot};
 pub(crate) use hooks::{Called, HookCall, Settle};
-pub(crate) use lease::break_lease;
+pub(crate) use lease::{activation, break_lease, planned};
 
 use crate::domain::Timestamp;
 use crate::lock::Held;
