@@ -1,20 +1,40 @@
 #!/usr/bin/env bash
-# The main job: builds Drydock and the example blueprints, registers the host-pool blueprint
-# (once) and runs the daemon on the embedded SQLite default (./drydock.db, or
-# $DRYDOCK_DATABASE_URL). Extra arguments go to `drydock serve`.
+# The main job: builds Drydock and the example blueprints, registers them (once) and runs the
+# daemon on the embedded SQLite default (./drydock.db, or $DRYDOCK_DATABASE_URL):
+#   host-pool   (Rust)        type `host`, blueprints/host-pool/example.json
+#   scratch-py  (Python)      type `scratch`, blueprints/scratch-py/example.json
+#   scratch-js  (JavaScript)  type `scratch`, blueprints/scratch-js/example.json
+# Extra arguments go to `drydock serve`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+need() {
+    command -v "$1" >/dev/null 2>&1 || { echo "error: $1 is required but not installed" >&2; exit 1; }
+}
+need cargo
+need rustup
+need python3
+need npm
+
 rustup target add wasm32-wasip2
+python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore \
+    -r blueprints/scratch-py/requirements.txt
+if command -v pyenv >/dev/null 2>&1; then pyenv rehash; fi
 cargo build --release -p drydock-host
 cargo build -p host-pool --target wasm32-wasip2 --profile guest --target-dir target/guests
+mkdir -p target/guests
+blueprints/scratch-py/build.sh target/guests/scratch-py.wasm
+blueprints/scratch-js/build.sh target/guests/scratch-js.wasm
 
 export DRYDOCK_DATABASE_URL="${DRYDOCK_DATABASE_URL:-sqlite://drydock.db}"
 drydock=target/release/drydock
-if ! "$drydock" blueprint show host-pool >/dev/null 2>&1; then
-    "$drydock" blueprint add host-pool \
-        --wasm target/guests/wasm32-wasip2/guest/host_pool.wasm \
-        --config blueprints/host-pool/example.json
-fi
+register() { # NAME WASM
+    if ! "$drydock" blueprint show "$1" >/dev/null 2>&1; then
+        "$drydock" blueprint add "$1" --wasm "$2" --config "blueprints/$1/example.json"
+    fi
+}
+register host-pool target/guests/wasm32-wasip2/guest/host_pool.wasm
+register scratch-py target/guests/scratch-py.wasm
+register scratch-js target/guests/scratch-js.wasm
 mkdir -p /tmp/drydock
 exec "$drydock" serve "$@"

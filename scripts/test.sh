@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Runs the whole test suite on a fresh machine: installs what the tests need, then checks
+# Runs the whole test suite on a fresh machine: installs what the tests need (the wasm target,
+# Chromium and chromedriver, the Python and JavaScript componentizers), then checks
 # formatting, lints and runs every test. Fails loudly when something is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,6 +26,15 @@ if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then
 fi
 need chromium
 need chromedriver
+
+# The Python and JavaScript example blueprints are built by their componentizers:
+# componentize-py from PyPI here, componentize-js from npm by blueprints/scratch-js/build.sh.
+need python3
+need npm
+python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore \
+    -r blueprints/scratch-py/requirements.txt
+if command -v pyenv >/dev/null 2>&1; then pyenv rehash; fi
+need componentize-py
 
 cargo fmt --all --check
 cargo clippy --workspace --all-targets -- -D warnings

@@ -211,7 +211,7 @@ pub struct CallContext {
 }
 
 /// A supporting lease a resource asks for.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct LeaseRequest {
     /// Unique name among the resource's supporting leases.
     pub key: String,
@@ -222,7 +222,7 @@ pub struct LeaseRequest {
 }
 
 /// A command to run through a supporting lease.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ExecRequest {
     /// Name of the result, unique within the phase.
     pub id: String,
@@ -237,7 +237,8 @@ pub struct ExecRequest {
 }
 
 /// One change a blueprint asks for.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum Action {
     /// Set an attribute on the object under call.
     SetAttribute {
@@ -263,7 +264,8 @@ pub enum Action {
 }
 
 /// How a step ended.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum Outcome {
     /// The phase is complete.
     Done,
@@ -274,7 +276,7 @@ pub enum Outcome {
 }
 
 /// What a hook returns: actions in order, then an outcome.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Step {
     /// Changes to apply, all or nothing.
     pub actions: Vec<Action>,

@@ -33,6 +33,7 @@ use crate::domain::{
 };
 use crate::plugin::{Hook, Plugin, Runtime, RuntimeConfig};
 use anyhow::{Context as _, anyhow, bail};
+use serde::Serialize;
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -65,6 +66,44 @@ impl Applied {
             Outcome::Done => Ok(self.object),
             other => bail!("{} ended with {other:?}, not done", self.object),
         }
+    }
+}
+
+/// One hook call of [`Harness::lifecycle`].
+#[derive(Debug, Clone, Serialize)]
+pub struct LifecycleCall {
+    /// The export called, such as `allocate-resource`.
+    pub hook: String,
+    /// The object it worked on.
+    pub object: String,
+    /// Every step it returned (more than one when it ran execs).
+    pub steps: Vec<Step>,
+    /// What the guest printed.
+    pub output: String,
+}
+
+/// What [`Harness::lifecycle`] went through.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Lifecycle {
+    /// The hook calls, in order.
+    pub calls: Vec<LifecycleCall>,
+    /// The command interface the active lease got.
+    pub interface: Option<CommandInterface>,
+    /// Why the lifecycle stopped early; `None` when it went all the way.
+    pub failure: Option<String>,
+}
+
+impl Lifecycle {
+    /// Records a call; the object's id if it finished with done.
+    fn record(&mut self, hook: Hook, applied: anyhow::Result<Applied>) -> anyhow::Result<String> {
+        let applied = applied.with_context(|| format!("calling {hook}"))?;
+        self.calls.push(LifecycleCall {
+            hook: hook.to_string(),
+            object: applied.object.clone(),
+            steps: applied.steps.clone(),
+            output: applied.output.clone(),
+        });
+        applied.done().with_context(|| hook.to_string())
     }
 }
 
@@ -279,6 +318,49 @@ impl Harness {
             kit.free_locks(resource);
         });
         Ok(applied)
+    }
+
+    /// Drives a new lease of `resource_type` along the whole happy path: allocate and activate
+    /// a resource, acquire and activate the lease, ask for its interface, release the lease and
+    /// destroy the resource. Stops at the first hook that does not finish with done (or a
+    /// refusal), and says which in [`Lifecycle::failure`].
+    pub fn lifecycle<'a>(
+        &mut self,
+        resource_type: &str,
+        attributes: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) -> Lifecycle {
+        let mut run = Lifecycle::default();
+        if let Err(error) = self.drive(resource_type, attributes, &mut run) {
+            run.failure = Some(format!("{error:#}"));
+        }
+        run
+    }
+
+    fn drive<'a>(
+        &mut self,
+        resource_type: &str,
+        attributes: impl IntoIterator<Item = (&'a str, &'a str)>,
+        run: &mut Lifecycle,
+    ) -> anyhow::Result<()> {
+        let lease = self.request_lease(resource_type, attributes)?;
+        match self.can_allocate_resource(&lease)? {
+            AllocationVerdict::Yes => {}
+            other => bail!("can-allocate-resource answered {other:?} for {lease}"),
+        }
+        let resource = run.record(Hook::AllocateResource, self.allocate_resource(&lease))?;
+        run.record(Hook::ActivateResource, self.activate_resource(&resource))?;
+        if !self.can_acquire_lease(&resource, &lease)? {
+            bail!("can-acquire-lease refused {lease} on {resource}");
+        }
+        run.record(Hook::AcquireLease, self.acquire_lease(&resource, &lease))?;
+        run.record(Hook::ActivateLease, self.activate_lease(&lease))?;
+        let interface = self
+            .interface(&lease)?
+            .map_err(|reason| anyhow!("interface gave no command interface: {reason}"))?;
+        run.interface = Some(interface);
+        run.record(Hook::ReleaseLease, self.release_lease(&lease))?;
+        run.record(Hook::DestroyResource, self.destroy_resource(&resource))?;
+        Ok(())
     }
 
     fn new_id(&mut self, letter: char) -> String {

@@ -196,3 +196,36 @@ fn a_hook_called_with_a_bad_config_fails_the_object() {
         Outcome::Fail("invalid config: `hosts` is empty: list at least one host".into())
     );
 }
+
+#[test]
+fn the_kit_drives_the_whole_lifecycle_in_one_call() {
+    let mut kit = harness(TWO_HOSTS);
+    let run = kit.lifecycle("host", [("host", "remote-1")]);
+    assert_eq!(run.failure, None);
+    let hooks: Vec<&str> = run.calls.iter().map(|c| c.hook.as_str()).collect();
+    assert_eq!(
+        hooks,
+        [
+            "allocate-resource",
+            "activate-resource",
+            "acquire-lease",
+            "activate-lease",
+            "release-lease",
+            "destroy-resource"
+        ]
+    );
+    assert!(matches!(
+        run.interface,
+        Some(CommandInterface::Ssh { ref host, .. }) if host == "build.example"
+    ));
+    assert!(kit.slot_locks().is_empty());
+
+    // A lease no host can serve stops at the first refusal, and says so.
+    let run = harness(HOST_POOL_CONFIG).lifecycle("host", [("host", "nowhere")]);
+    assert!(run.calls.is_empty());
+    let failure = run.failure.unwrap();
+    assert!(
+        failure.contains("can-allocate-resource answered"),
+        "{failure}"
+    );
+}

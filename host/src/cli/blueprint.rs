@@ -4,6 +4,7 @@ use super::{Global, output, read_input};
 use crate::ops;
 use crate::plugin::{Plugin, Runtime, RuntimeConfig};
 use crate::store::Blueprint;
+use crate::testkit::{Harness, Lifecycle};
 use anyhow::{Context as _, bail};
 use clap::Subcommand;
 use serde::Serialize;
@@ -57,6 +58,16 @@ pub(super) enum BlueprintCommand {
         /// A JSON config to validate (`-` for standard input).
         #[arg(long)]
         config: Option<PathBuf>,
+        /// Also drive a lease through the whole life (allocate → … → destroy) on in-memory
+        /// snapshots with the config (`{}` if none), printing every step.
+        #[arg(long)]
+        lifecycle: bool,
+        /// The lease's resource type for `--lifecycle`; the component's own by default.
+        #[arg(long = "type", requires = "lifecycle")]
+        resource_type: Option<String>,
+        /// A lease attribute for `--lifecycle`, as KEY=VALUE; repeatable.
+        #[arg(long = "attr", requires = "lifecycle", value_parser = super::lease::parse_attribute)]
+        attributes: Vec<(String, String)>,
         /// Print one JSON document.
         #[arg(long)]
         json: bool,
@@ -65,7 +76,20 @@ pub(super) enum BlueprintCommand {
 
 pub(super) async fn run(global: &Global, command: BlueprintCommand) -> anyhow::Result<ExitCode> {
     match command {
-        BlueprintCommand::Check { wasm, config, json } => check(&wasm, config.as_deref(), json),
+        BlueprintCommand::Check {
+            wasm,
+            config,
+            lifecycle,
+            resource_type,
+            attributes,
+            json,
+        } => {
+            let lifecycle = lifecycle.then_some(LifecycleArgs {
+                resource_type,
+                attributes,
+            });
+            check(&wasm, config.as_deref(), lifecycle, json)
+        }
         BlueprintCommand::Add {
             name,
             wasm,
@@ -195,18 +219,43 @@ struct CheckReport {
     config_schema: serde_json::Value,
     digest: String,
     config_valid: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    lifecycle: Option<Lifecycle>,
 }
 
-fn check(wasm: &Path, config: Option<&Path>, json: bool) -> anyhow::Result<ExitCode> {
+/// What `--lifecycle` asks for.
+struct LifecycleArgs {
+    resource_type: Option<String>,
+    attributes: Vec<(String, String)>,
+}
+
+fn check(
+    wasm: &Path,
+    config: Option<&Path>,
+    lifecycle: Option<LifecycleArgs>,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
     let (plugin, _) = load(wasm)?;
     let description = plugin.describe().context("calling describe")?.value;
-    let verdict = match config {
-        Some(path) => Some(validate(
-            &plugin,
-            &read_input(path)?,
-            &path.display().to_string(),
-        )),
-        None => None,
+    let config_text = config.map(read_input).transpose()?;
+    let verdict = match (config, &config_text) {
+        (Some(path), Some(text)) => Some(validate(&plugin, text, &path.display().to_string())),
+        _ => None,
+    };
+    let lifecycle = match (lifecycle, &verdict) {
+        (Some(args), None | Some(Ok(()))) => {
+            let config = config_text.as_deref().unwrap_or("{}");
+            let mut kit = Harness::new(plugin.clone(), config)?;
+            let resource_type = args
+                .resource_type
+                .unwrap_or_else(|| description.resource_type.clone());
+            let attributes = args
+                .attributes
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()));
+            Some(kit.lifecycle(&resource_type, attributes))
+        }
+        _ => None,
     };
     let schema = serde_json::from_str(&description.config_schema)
         .unwrap_or(serde_json::Value::String(description.config_schema.clone()));
@@ -218,6 +267,7 @@ fn check(wasm: &Path, config: Option<&Path>, json: bool) -> anyhow::Result<ExitC
         config_schema: schema,
         digest: plugin.digest().to_string(),
         config_valid: verdict.as_ref().map(Result::is_ok),
+        lifecycle,
     };
     if json {
         output::json(&report)?;
@@ -225,6 +275,9 @@ fn check(wasm: &Path, config: Option<&Path>, json: bool) -> anyhow::Result<ExitC
         print_report(&report)?;
     }
     verdict.transpose()?;
+    if let Some(failure) = report.lifecycle.and_then(|l| l.failure) {
+        bail!("the lifecycle stopped: {failure}");
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -243,6 +296,36 @@ fn print_report(report: &CheckReport) -> anyhow::Result<()> {
     }
     if report.config_valid == Some(true) {
         println!("config:           valid");
+    }
+    if let Some(lifecycle) = &report.lifecycle {
+        print_lifecycle(lifecycle)?;
+    }
+    Ok(())
+}
+
+fn print_lifecycle(lifecycle: &Lifecycle) -> anyhow::Result<()> {
+    println!("lifecycle:");
+    for call in &lifecycle.calls {
+        for step in &call.steps {
+            println!(
+                "  {:<18} {:<4} {}",
+                call.hook,
+                call.object,
+                serde_json::to_string(step)?
+            );
+        }
+        for line in call.output.lines() {
+            println!("  {:<18} {:<4} printed: {line}", call.hook, call.object);
+        }
+        // The interface is asked for once the lease is active.
+        if let (Some(interface), "activate-lease") = (&lifecycle.interface, call.hook.as_str()) {
+            let interface = serde_json::to_string(interface)?;
+            println!("  {:<18} {:<4} {interface}", "interface", call.object);
+        }
+    }
+    match &lifecycle.failure {
+        None => println!("  complete: every hook finished with done"),
+        Some(failure) => println!("  stopped: {failure}"),
     }
     Ok(())
 }

@@ -73,7 +73,7 @@ pub(super) struct RequestArgs {
 }
 
 /// Parses `KEY=VALUE`, checking the key's syntax.
-fn parse_attribute(text: &str) -> Result<(String, String), String> {
+pub(super) fn parse_attribute(text: &str) -> Result<(String, String), String> {
     let (key, value) = text
         .split_once('=')
         .ok_or_else(|| format!("{text:?} is not KEY=VALUE"))?;
