@@ -21,6 +21,16 @@ pub const COUNTING_WASM: &str = env!("DRYDOCK_WASM_COUNTING");
 pub const HOST_POOL_CONFIG: &str =
     r#"{"hosts": [{"name": "local-1", "interface": {"type": "local", "root": "/tmp/drydock"}}]}"#;
 
+/// The step hooks a complete lifecycle calls, in order (`Harness::lifecycle`, `--lifecycle`).
+pub const LIFECYCLE_HOOKS: [&str; 6] = [
+    "allocate-resource",
+    "activate-resource",
+    "acquire-lease",
+    "activate-lease",
+    "release-lease",
+    "destroy-resource",
+];
+
 /// How long a test waits for a condition before it fails. Generous: CI machines are slow.
 pub const PATIENCE: Duration = Duration::from_secs(90);
 

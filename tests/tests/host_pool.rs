@@ -6,7 +6,7 @@ use drydock_host::domain::{
 };
 use drydock_host::plugin::{Plugin, Runtime, RuntimeConfig};
 use drydock_host::testkit::Harness;
-use drydock_tests::{HOST_POOL_CONFIG, HOST_POOL_WASM};
+use drydock_tests::{HOST_POOL_CONFIG, HOST_POOL_WASM, LIFECYCLE_HOOKS};
 use std::path::Path;
 use std::sync::OnceLock;
 
@@ -203,17 +203,7 @@ fn the_kit_drives_the_whole_lifecycle_in_one_call() {
     let run = kit.lifecycle("host", [("host", "remote-1")]);
     assert_eq!(run.failure, None);
     let hooks: Vec<&str> = run.calls.iter().map(|c| c.hook.as_str()).collect();
-    assert_eq!(
-        hooks,
-        [
-            "allocate-resource",
-            "activate-resource",
-            "acquire-lease",
-            "activate-lease",
-            "release-lease",
-            "destroy-resource"
-        ]
-    );
+    assert_eq!(hooks, LIFECYCLE_HOOKS);
     assert!(matches!(
         run.interface,
         Some(CommandInterface::Ssh { ref host, .. }) if host == "build.example"

@@ -3,7 +3,7 @@
 //! lifecycle by `drydock blueprint check --lifecycle` (no daemon), then serves leases from a
 //! daemon. The componentizers must be installed (`scripts/test.sh` does); a missing one fails.
 
-use drydock_tests::{Env, wait_for};
+use drydock_tests::{Env, LIFECYCLE_HOOKS, wait_for};
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 
@@ -71,17 +71,7 @@ async fn scratch_blueprint(folder: &str) {
         .iter()
         .map(|c| c["hook"].as_str().unwrap())
         .collect();
-    assert_eq!(
-        hooks,
-        [
-            "allocate-resource",
-            "activate-resource",
-            "acquire-lease",
-            "activate-lease",
-            "release-lease",
-            "destroy-resource"
-        ]
-    );
+    assert_eq!(hooks, LIFECYCLE_HOOKS);
     let slot0 = format!("{root}/slot-0");
     assert_eq!(
         lifecycle["calls"][0]["steps"][0]["actions"][0],
