@@ -156,6 +156,35 @@ mod tests {
     }
 
     #[test]
+    fn ssh_commands_run_in_batch_mode_with_the_key_and_a_quoted_remote_line() {
+        let interface = CommandInterface::Ssh {
+            host: "build.example".into(),
+            port: 2222,
+            user: "ci".into(),
+            key_path: "/etc/drydock/id".into(),
+        };
+        let argv = ["git", "clone", "it's here"].map(String::from);
+        let command = command(&interface, &argv, Some("work dir")).unwrap();
+        let command = command.as_std();
+        assert_eq!(command.get_program(), "ssh");
+        let args: Vec<_> = command.get_args().map(|a| a.to_str().unwrap()).collect();
+        assert_eq!(
+            args,
+            [
+                "-o",
+                "BatchMode=yes",
+                "-i",
+                "/etc/drydock/id",
+                "-p",
+                "2222",
+                "ci@build.example",
+                "--",
+                r"cd 'work dir' && 'git' 'clone' 'it'\''s here'",
+            ]
+        );
+    }
+
+    #[test]
     fn words_are_quoted_for_the_remote_shell() {
         assert_eq!(shell_quote("it's"), r"'it'\''s'");
         assert_eq!(shell_quote("a b"), "'a b'");
