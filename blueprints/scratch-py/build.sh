@@ -8,5 +8,9 @@ command -v componentize-py >/dev/null || {
     echo "error: componentize-py is missing: pip install -r $here/requirements.txt" >&2
     exit 1
 }
-cd "$here"
-componentize-py --quiet --wit-path ../../wit/v0.1.0 --world blueprint componentize app --output "$out"
+# Build from a copy, so that Python's bytecode cache stays out of the source folder.
+work="$(mktemp -d)"
+trap 'rm -rf "$work"' EXIT
+cp "$here"/*.py "$work"
+cd "$work"
+componentize-py --quiet --wit-path "$here/../../wit/v0.1.0" --world blueprint componentize app --output "$out"
