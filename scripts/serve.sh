@@ -8,18 +8,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-need() {
-    command -v "$1" >/dev/null 2>&1 || { echo "error: $1 is required but not installed" >&2; exit 1; }
-}
-need cargo
-need rustup
-need python3
-need npm
+source scripts/common.sh
 
-rustup target add wasm32-wasip2
-python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore \
-    -r blueprints/scratch-py/requirements.txt
-if command -v pyenv >/dev/null 2>&1; then pyenv rehash; fi
+install_blueprint_toolchains
 cargo build --release -p drydock-host
 cargo build -p host-pool --target wasm32-wasip2 --profile guest --target-dir target/guests
 mkdir -p target/guests

@@ -1,18 +1,13 @@
 #!/usr/bin/env bash
 # Runs the whole test suite on a fresh machine: installs what the tests need (the wasm target,
-# Chromium and chromedriver, the Python and JavaScript componentizers), then checks
-# formatting, lints and runs every test. Fails loudly when something is missing.
+# the Python and JavaScript componentizers, Chromium and chromedriver), then checks formatting,
+# lints and runs every test. Fails loudly when something is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/common.sh
 
-need() {
-    command -v "$1" >/dev/null 2>&1 || { echo "error: $1 is required but not installed" >&2; exit 1; }
-}
-need cargo
-need rustup
-
-# Blueprints and test components are built for this target by tests/build.rs.
-rustup target add wasm32-wasip2
+# tests/build.rs builds the Rust guests; tests/tests/languages.rs the Python and JS blueprints.
+install_blueprint_toolchains
 rustup component add rustfmt clippy
 
 # The browser tests drive Debian's Chromium through chromedriver.
@@ -26,15 +21,6 @@ if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then
 fi
 need chromium
 need chromedriver
-
-# The Python and JavaScript example blueprints are built by their componentizers:
-# componentize-py from PyPI here, componentize-js from npm by blueprints/scratch-js/build.sh.
-need python3
-need npm
-python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore \
-    -r blueprints/scratch-py/requirements.txt
-if command -v pyenv >/dev/null 2>&1; then pyenv rehash; fi
-need componentize-py
 
 cargo fmt --all --check
 cargo clippy --workspace --all-targets -- -D warnings

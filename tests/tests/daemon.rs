@@ -35,6 +35,11 @@ async fn active_leases(env: &Env, count: u32) -> Vec<ObjectId> {
     out.lines().map(|l| l.trim().parse().unwrap()).collect()
 }
 
+/// The resource an active lease holds.
+async fn resource_of(store: &Arc<dyn Store>, lease: ObjectId) -> ObjectId {
+    store.lease_get(lease).await.unwrap().resource_id.unwrap()
+}
+
 async fn wait_lease(store: &Arc<dyn Store>, id: ObjectId, status: LeaseStatus) {
     wait_for(&format!("{id} to be {status}"), || async {
         (store.lease_get(id).await.unwrap().status == status).then_some(())
@@ -142,12 +147,7 @@ async fn releasing_a_resource_releases_each_lease_once_then_destroys_it_once() {
     let _daemon = env.serve(&["--call-timeout", "10s"]);
     let store = env.store().await;
     let leases = active_leases(&env, 5).await;
-    let resource = store
-        .lease_get(leases[0])
-        .await
-        .unwrap()
-        .resource_id
-        .unwrap();
+    let resource = resource_of(&store, leases[0]).await;
     for lease in &leases {
         assert_eq!(
             store.lease_get(*lease).await.unwrap().resource_id,
@@ -237,12 +237,7 @@ async fn a_second_queued_release_is_consumed_as_ignored_and_never_destroys_twice
     let daemon = env.serve(&[]);
     let store = env.store().await;
     let leases = active_leases(&env, 1).await;
-    let resource = store
-        .lease_get(leases[0])
-        .await
-        .unwrap()
-        .resource_id
-        .unwrap();
+    let resource = resource_of(&store, leases[0]).await;
     assert!(daemon.terminate().await);
 
     // Both releases are queued before any worker runs.

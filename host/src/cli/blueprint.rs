@@ -238,10 +238,9 @@ fn check(
     let (plugin, _) = load(wasm)?;
     let description = plugin.describe().context("calling describe")?.value;
     let config_text = config.map(read_input).transpose()?;
-    let verdict = match (config, &config_text) {
-        (Some(path), Some(text)) => Some(validate(&plugin, text, &path.display().to_string())),
-        _ => None,
-    };
+    let verdict = config
+        .zip(config_text.as_deref())
+        .map(|(path, text)| validate(&plugin, text, &path.display().to_string()));
     let lifecycle = match (lifecycle, &verdict) {
         (Some(args), None | Some(Ok(()))) => {
             let config = config_text.as_deref().unwrap_or("{}");

@@ -73,6 +73,24 @@ impl SqliteStore {
         self.write_transactions.fetch_add(1, Ordering::Relaxed);
         Ok(self.writer.begin_with("BEGIN IMMEDIATE").await?)
     }
+
+    /// The one row `select` finds for `id`'s number (bound as `?1`), or `NotFound` naming it.
+    async fn row_by_id(&self, select: &'static str, id: ObjectId) -> Result<SqliteRow> {
+        sqlx::query(select)
+            .bind(id.number())
+            .fetch_optional(&self.reader)
+            .await?
+            .ok_or_else(|| Error::NotFound(id.to_string()))
+    }
+
+    /// The leases `select` finds for `resource`'s number (bound as `?1`).
+    async fn leases_of(&self, select: &'static str, resource: ObjectId) -> Result<Vec<Lease>> {
+        let rows = sqlx::query(select)
+            .bind(resource.number())
+            .fetch_all(&self.reader)
+            .await?;
+        collect(rows, lease_from_row)
+    }
 }
 
 fn json<T: serde::Serialize>(value: &T) -> String {
@@ -682,12 +700,11 @@ impl Store for SqliteStore {
     }
 
     async fn blueprint_get(&self, id: ObjectId) -> Result<Blueprint> {
-        let row = sqlx::query("SELECT * FROM blueprint WHERE id = ?1")
-            .bind(id.number())
-            .fetch_optional(&self.reader)
-            .await?
-            .ok_or_else(|| Error::NotFound(id.to_string()))?;
-        blueprint_from_row(&row)
+        blueprint_from_row(
+            &self
+                .row_by_id("SELECT * FROM blueprint WHERE id = ?1", id)
+                .await?,
+        )
     }
 
     async fn blueprint_by_name(&self, name: &str) -> Result<Blueprint> {
@@ -741,12 +758,11 @@ impl Store for SqliteStore {
     }
 
     async fn resource_get(&self, id: ObjectId) -> Result<Resource> {
-        let row = sqlx::query("SELECT * FROM resource WHERE id = ?1")
-            .bind(id.number())
-            .fetch_optional(&self.reader)
-            .await?
-            .ok_or_else(|| Error::NotFound(id.to_string()))?;
-        resource_from_row(&row)
+        resource_from_row(
+            &self
+                .row_by_id("SELECT * FROM resource WHERE id = ?1", id)
+                .await?,
+        )
     }
 
     async fn resource_list(&self, status: Option<ResourceStatus>) -> Result<Vec<Resource>> {
@@ -771,12 +787,11 @@ impl Store for SqliteStore {
     }
 
     async fn lease_get(&self, id: ObjectId) -> Result<Lease> {
-        let row = sqlx::query("SELECT * FROM lease WHERE id = ?1")
-            .bind(id.number())
-            .fetch_optional(&self.reader)
-            .await?
-            .ok_or_else(|| Error::NotFound(id.to_string()))?;
-        lease_from_row(&row)
+        lease_from_row(
+            &self
+                .row_by_id("SELECT * FROM lease WHERE id = ?1", id)
+                .await?,
+        )
     }
 
     async fn lease_list(&self, status: Option<LeaseStatus>) -> Result<Vec<Lease>> {
@@ -788,19 +803,16 @@ impl Store for SqliteStore {
     }
 
     async fn lease_list_on_resource(&self, resource: ObjectId) -> Result<Vec<Lease>> {
-        let rows = sqlx::query("SELECT * FROM lease WHERE resource_id = ?1 ORDER BY id")
-            .bind(resource.number())
-            .fetch_all(&self.reader)
-            .await?;
-        collect(rows, lease_from_row)
+        self.leases_of(
+            "SELECT * FROM lease WHERE resource_id = ?1 ORDER BY id",
+            resource,
+        )
+        .await
     }
 
     async fn lease_list_supporting(&self, resource: ObjectId) -> Result<Vec<Lease>> {
-        let rows = sqlx::query("SELECT * FROM lease WHERE parent_resource_id = ?1 ORDER BY id")
-            .bind(resource.number())
-            .fetch_all(&self.reader)
-            .await?;
-        collect(rows, lease_from_row)
+        const SUPPORTING: &str = "SELECT * FROM lease WHERE parent_resource_id = ?1 ORDER BY id";
+        self.leases_of(SUPPORTING, resource).await
     }
 
     async fn lease_list_waiting(&self, resource_type: &str, limit: usize) -> Result<Vec<ObjectId>> {
