@@ -25,6 +25,11 @@ pub struct Scope {
     pub subject: Subject,
     /// Keys of the supporting leases the object owns.
     pub supporting_leases: BTreeSet<String>,
+    /// The call's time, for deadline checks.
+    pub now: crate::domain::Timestamp,
+    /// How deep the object under call sits in a chain of supporting leases (0 for an object a
+    /// user asked for).
+    pub depth: u32,
 }
 
 /// Size caps on what a step may carry.
@@ -46,6 +51,11 @@ pub struct Limits {
     pub max_yield_ms: u32,
     /// Longest exec time limit, in milliseconds.
     pub max_exec_timeout_ms: u32,
+    /// Supporting leases one resource may own.
+    pub max_supporting_leases: usize,
+    /// How deep supporting leases may nest (a resource's lease on a resource that holds a
+    /// lease on…): a blueprint that leases its own type stops here.
+    pub max_depth: u32,
 }
 
 impl Default for Limits {
@@ -59,6 +69,8 @@ impl Default for Limits {
             max_step_bytes: 1024 * 1024,
             max_yield_ms: 24 * 60 * 60 * 1000,
             max_exec_timeout_ms: 60 * 60 * 1000,
+            max_supporting_leases: 8,
+            max_depth: 4,
         }
     }
 }
@@ -188,7 +200,9 @@ impl<'a> Checker<'a> {
             Action::RequestLease(request) => self.check_request(request),
             Action::ReleaseLease(key) => self.check_owned(key).map(drop),
             Action::Exec(exec) => self.check_exec(exec),
-            Action::SetUntil(_) => Ok(()),
+            Action::SetUntil(until) => until.map_or(Ok(()), |until| {
+                crate::domain::check_deadline(until, self.scope.now)
+            }),
         }
     }
 
@@ -226,6 +240,20 @@ impl<'a> Checker<'a> {
             return Err(format!(
                 "a supporting lease with key {:?} already exists",
                 request.key
+            ));
+        }
+        let owned = self.scope.supporting_leases.len() + self.requested.len();
+        if owned > self.limits.max_supporting_leases {
+            return Err(format!(
+                "a resource may own at most {} supporting leases",
+                self.limits.max_supporting_leases
+            ));
+        }
+        if self.scope.depth >= self.limits.max_depth {
+            return Err(format!(
+                "supporting leases nest at most {} deep, and this resource is at depth {}: a \
+                 blueprint that leases its own kind of resource would never stop",
+                self.limits.max_depth, self.scope.depth
             ));
         }
         Ok(())
@@ -342,10 +370,39 @@ fn step_bytes(step: &Step) -> usize {
 
 /// The first 80 characters of a guest-supplied string, for error messages.
 fn clip(text: &str) -> String {
-    match text.char_indices().nth(80) {
-        Some((end, _)) => format!("{}…", &text[..end]),
-        None => text.to_string(),
+    crate::text::clip(text, 80)
+}
+
+/// Longest description paragraph.
+const MAX_DESCRIPTION_BYTES: usize = 4096;
+/// Longest config schema.
+const MAX_SCHEMA_BYTES: usize = 64 * 1024;
+
+/// Checks what `describe` returned before it is stored or shown: name and type follow the key
+/// syntax, the description is one bounded paragraph of plain text, the schema is a JSON Schema.
+pub fn check_description(description: &crate::domain::Description) -> Result<(), String> {
+    check_key("component name", &description.name)?;
+    check_key("resource type", &description.resource_type)?;
+    let text = &description.description;
+    if text.len() > MAX_DESCRIPTION_BYTES || text.chars().any(|c| c.is_control() && c != '\n') {
+        return Err(format!(
+            "the description must be plain text of at most {MAX_DESCRIPTION_BYTES} bytes without \
+             control characters; it has {} bytes: {:?}",
+            text.len(),
+            clip(text)
+        ));
     }
+    let schema = &description.config_schema;
+    if schema.len() > MAX_SCHEMA_BYTES {
+        return Err(format!(
+            "the config schema has {} bytes; the limit is {MAX_SCHEMA_BYTES}",
+            schema.len()
+        ));
+    }
+    let value: serde_json::Value = serde_json::from_str(schema)
+        .map_err(|e| format!("the config schema is not JSON ({e}): {:?}", clip(schema)))?;
+    jsonschema::meta::validate(&value)
+        .map_err(|e| format!("the config schema is not a valid JSON Schema: {e}"))
 }
 
 #[cfg(test)]
@@ -357,6 +414,8 @@ mod tests {
         Scope {
             subject,
             supporting_leases: owned.iter().map(|s| s.to_string()).collect(),
+            now: 1_700_000_000_000,
+            depth: 0,
         }
     }
 
@@ -555,6 +614,58 @@ mod tests {
                 .reason
                 .contains("1 to 256 arguments")
         );
+    }
+
+    #[test]
+    fn supporting_leases_are_bounded_in_number_and_depth() {
+        let request = |key: &str| {
+            Action::RequestLease(LeaseRequest {
+                key: key.into(),
+                resource_type: "host".into(),
+                attributes: Attributes::new(),
+            })
+        };
+        let limits = Limits::default();
+        let many: Vec<Action> = (0..8).map(|i| request(&format!("k{i}"))).collect();
+        let err = check(many).unwrap_err();
+        assert!(err.reason.contains("at most 8 supporting leases"), "{err}");
+        let mut deep = scope(Subject::Resource, &[]);
+        deep.depth = limits.max_depth;
+        let err = validate(&step(vec![request("a")], Outcome::Done), &deep, &limits).unwrap_err();
+        assert!(err.reason.contains("nest at most 4 deep"), "{err}");
+        deep.depth -= 1;
+        validate(&step(vec![request("a")], Outcome::Done), &deep, &limits).unwrap();
+    }
+
+    #[test]
+    fn descriptions_are_checked_before_they_are_stored() {
+        use crate::domain::Description;
+        let good = Description {
+            name: "host-pool".into(),
+            resource_type: "host".into(),
+            description: "A pool.\nOf hosts.".into(),
+            config_schema: r#"{"type": "object"}"#.into(),
+        };
+        check_description(&good).unwrap();
+        let bad = |edit: fn(&mut Description)| {
+            let mut d = good.clone();
+            edit(&mut d);
+            check_description(&d).unwrap_err()
+        };
+        assert!(bad(|d| d.resource_type = "host\x1b[31m".into()).contains("malformed"));
+        assert!(bad(|d| d.name = "x".repeat(1 << 20)).contains("malformed"));
+        assert!(bad(|d| d.description = "a\x1b[2Jb".into()).contains("control characters"));
+        assert!(bad(|d| d.config_schema = "not json".into()).contains("not JSON"));
+        assert!(
+            bad(|d| d.config_schema = r#"{"type": 12}"#.into()).contains("not a valid JSON Schema")
+        );
+    }
+
+    #[test]
+    fn deadlines_are_in_range() {
+        check(vec![Action::SetUntil(Some(1_700_000_000_000 + 3_600_000))]).unwrap();
+        let err = check(vec![Action::SetUntil(Some(u64::MAX))]).unwrap_err();
+        assert!(err.reason.contains("at most 10 years"), "{err}");
     }
 
     #[test]

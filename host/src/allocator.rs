@@ -1,22 +1,37 @@
 //! The allocator: finds or makes a resource for a pending lease.
 //!
 //! Candidates are the allowed ∩ enabled blueprints that make the lease's resource type. The
-//! allocator first tries to acquire an active resource of theirs (`can-acquire-lease`), then to
-//! allocate a new one on a blueprint that can (`can-allocate-resource`), then, when every
-//! blueprint is at capacity, asks an idle resource to be reclaimed; otherwise the lease waits,
-//! and its log says why. A lease no blueprint can ever serve breaks.
+//! allocator first goes back to the resource an unfinished acquisition was about (a yield from
+//! `acquire-lease` is a wait on that resource), then tries to acquire an active resource of a
+//! candidate (`can-acquire-lease`), then to allocate a new one on a blueprint that can
+//! (`can-allocate-resource`), then, when every blueprint is at capacity, asks an idle resource
+//! to be reclaimed; otherwise the lease sleeps until capacity of its type appears, and its log
+//! says why. A blueprint that keeps failing is left alone while it backs off, and a lease no
+//! blueprint can ever serve breaks.
 
 use crate::domain::{
     AllocationVerdict, CallContext, LeaseStatus, ResourceSnapshot, ResourceStatus,
 };
 use crate::lock::Held;
-use crate::plugin::{Hook, Plugin};
+use crate::plugin::Hook;
 use crate::store::{self, Blueprint, CommandKind, Lease, Plan, Resource, Target, Write};
 use crate::worker::{Next, RunError, Workers};
 use rand::seq::SliceRandom;
 
+/// What the candidate blueprints said, when none gave the lease a resource.
+#[derive(Default)]
+struct Refusals {
+    /// Some blueprint could make one later (at capacity, backing off, rate-limited).
+    later: bool,
+    /// Why, for the lease's log.
+    reasons: Vec<String>,
+    /// The earliest time a backing-off blueprint may be used again.
+    retry_at: Option<u64>,
+}
+
 /// Finds or makes a resource for `lease`, or says why it must wait.
 pub async fn allocate(w: &Workers, held: &Held, lease: &Lease) -> Result<Next, RunError> {
+    let generation = w.store.capacity_generation(&lease.resource_type).await?;
     let blueprints = candidates(w, lease).await?;
     if blueprints.is_empty() {
         let why = format!(
@@ -31,6 +46,9 @@ pub async fn allocate(w: &Workers, held: &Held, lease: &Lease) -> Result<Next, R
         .await?;
         return Ok(Next::Continue);
     }
+    if let Some(next) = resume_acquisition(w, held, lease, &blueprints).await? {
+        return Ok(next);
+    }
     let ids: Vec<_> = blueprints.iter().map(|b| b.id).collect();
     let live = w.store.resource_live_of_blueprints(&ids).await?;
 
@@ -43,24 +61,44 @@ pub async fn allocate(w: &Workers, held: &Held, lease: &Lease) -> Result<Next, R
 
     let mut shuffled: Vec<&Blueprint> = blueprints.iter().collect();
     shuffled.shuffle(&mut rand::rng());
-    let mut at_capacity = false;
+    let mut refusals = Refusals::default();
+    let now = w.store.now();
     for blueprint in shuffled {
+        if blueprint.is_backing_off(now) {
+            refusals.later = true;
+            refusals.retry_at = refusals
+                .retry_at
+                .min(blueprint.retry_at)
+                .or(blueprint.retry_at);
+            refusals.reasons.push(backing_off(blueprint));
+            continue;
+        }
         let own: Vec<&Resource> = live
             .iter()
             .filter(|r| r.blueprint_id == blueprint.id)
             .collect();
-        let plugin = w.plugin(held, blueprint).await?;
         let ctx = allocation_context(w, blueprint, lease, &own);
-        let verdict =
-            crate::worker::guarded(held, move || plugin.can_allocate_resource(&ctx)).await?;
+        let verdict = w
+            .call(blueprint, |plugin| async move {
+                plugin.can_allocate_resource(&ctx).await
+            })
+            .await?;
         match verdict.map(|c| c.value) {
             Ok(AllocationVerdict::Yes) => {
-                if let Some(next) = try_allocate(w, held, lease, blueprint, &own).await? {
-                    return Ok(next);
+                match try_allocate(w, held, lease, blueprint, &own).await? {
+                    Allocated::Done(next) => return Ok(next),
+                    Allocated::NotNow(reason) => {
+                        refusals.later = true;
+                        refusals.reasons.push(reason);
+                    }
                 }
-                at_capacity = true;
             }
-            Ok(AllocationVerdict::NotNow) => at_capacity = true,
+            Ok(AllocationVerdict::NotNow) => {
+                refusals.later = true;
+                refusals
+                    .reasons
+                    .push(format!("{} is at capacity", blueprint.name));
+            }
             Ok(AllocationVerdict::Never) => {}
             Err(error) if error.is_temporary() => return Err(error.into()),
             Err(error) => {
@@ -68,7 +106,7 @@ pub async fn allocate(w: &Workers, held: &Held, lease: &Lease) -> Result<Next, R
             }
         }
     }
-    if !at_capacity {
+    if !refusals.later {
         let why = format!(
             "no candidate blueprint can ever allocate a {:?} resource for this lease",
             lease.resource_type
@@ -81,7 +119,23 @@ pub async fn allocate(w: &Workers, held: &Held, lease: &Lease) -> Result<Next, R
         .await?;
         return Ok(Next::Continue);
     }
-    wait_or_reclaim(w, held, lease, &live).await
+    wait_or_reclaim(w, held, lease, &live, refusals, generation).await
+}
+
+fn backing_off(blueprint: &Blueprint) -> String {
+    let state = if blueprint.is_failing() {
+        "is failing"
+    } else {
+        "failed"
+    };
+    format!(
+        "{} {state} ({} allocations or activations in a row; the last: {}) and is not used \
+         until {}",
+        blueprint.name,
+        blueprint.failures,
+        blueprint.last_failure.as_deref().unwrap_or("-"),
+        crate::domain::format_time(blueprint.retry_at.unwrap_or_default())
+    )
 }
 
 /// Enabled blueprints of the lease's type that the lease allows.
@@ -102,6 +156,33 @@ fn blueprint_of<'a>(blueprints: &'a [Blueprint], resource: &Resource) -> &'a Blu
         .expect("live resources come from the candidate blueprints")
 }
 
+/// Goes back to the resource an unfinished acquisition is about; forgets it if that resource
+/// can no longer be acquired. `None`: allocate as usual.
+async fn resume_acquisition(
+    w: &Workers,
+    held: &Held,
+    lease: &Lease,
+    blueprints: &[Blueprint],
+) -> Result<Option<Next>, RunError> {
+    let Some(resource) = lease.acquiring else {
+        return Ok(None);
+    };
+    let resource = w.store.resource_get(resource).await?;
+    let blueprint = blueprints.iter().find(|b| b.id == resource.blueprint_id);
+    if let (ResourceStatus::Active, Some(blueprint)) = (resource.status, blueprint) {
+        if let Some(next) = acquire(w, held, lease, blueprint, &resource).await? {
+            return Ok(Some(next));
+        }
+    }
+    let mut forget = Plan::new();
+    forget.push(Write::SetAcquiring {
+        lease: lease.id,
+        resource: None,
+    });
+    held.apply(&forget).await?;
+    Ok(Some(Next::Continue))
+}
+
 fn allocation_context(
     w: &Workers,
     blueprint: &Blueprint,
@@ -116,6 +197,7 @@ fn allocation_context(
             .iter()
             .map(|r| crate::worker::resource_snapshot(r))
             .collect(),
+        depth: lease.depth,
         ..CallContext::default()
     }
 }
@@ -128,12 +210,15 @@ async fn try_acquire(
     blueprint: &Blueprint,
     resource: &Resource,
 ) -> Result<Option<Next>, RunError> {
-    let plugin = w.plugin(held, blueprint).await?;
     let ctx = w
         .context(blueprint, Some(resource), Some(lease), lease.id)
         .await?;
-    let check = plugin.clone();
-    match crate::worker::guarded(held, move || check.can_acquire_lease(&ctx)).await? {
+    let verdict = w
+        .call(blueprint, |plugin| async move {
+            plugin.can_acquire_lease(&ctx).await
+        })
+        .await?;
+    match verdict {
         Ok(called) if called.value => {}
         Ok(_) => return Ok(None),
         Err(error) if error.is_temporary() => return Err(error.into()),
@@ -142,25 +227,32 @@ async fn try_acquire(
             return Ok(None);
         }
     }
-    acquire(w, held, lease, blueprint, plugin, resource).await
+    acquire(w, held, lease, blueprint, resource).await
 }
 
+/// `acquire-lease` of `lease` on `resource`. On an active resource the lease is activated in
+/// the same run and both commit at once. A yield waits on this resource: the acquisition
+/// (with its exec results) is remembered, and the next run comes back here. `None`: the
+/// resource went away or a slot lock is taken; try elsewhere.
 async fn acquire(
     w: &Workers,
     held: &Held,
     lease: &Lease,
     blueprint: &Blueprint,
-    plugin: Plugin,
     resource: &Resource,
 ) -> Result<Option<Next>, RunError> {
     let call = crate::worker::HookCall {
         blueprint: blueprint.clone(),
-        plugin,
         hook: Hook::AcquireLease,
         resource: Some(resource.clone()),
         lease: Some(lease.clone()),
     };
-    let called = w.call_hook(held, call, &mut Plan::new()).await?;
+    let mut unsaved = Plan::new();
+    unsaved.push(Write::SetAcquiring {
+        lease: lease.id,
+        resource: Some(resource.id),
+    });
+    let called = w.call_hook(held, call, &mut unsaved).await?;
     let on_done = vec![
         Write::LeaseAcquire {
             lease: lease.id,
@@ -172,44 +264,67 @@ async fn acquire(
             message: format!("acquired {} from {}", resource.id, blueprint.name),
         },
     ];
-    let broken = vec![Write::LeaseStatus {
-        lease: lease.id,
-        status: LeaseStatus::Broken,
-    }];
+    let broken = |_: &str| {
+        vec![Write::LeaseStatus {
+            lease: lease.id,
+            status: LeaseStatus::Broken,
+        }]
+    };
     let settle = crate::worker::Settle {
-        subject: lease.id.into(),
-        kind: "lease",
+        subject: crate::worker::Subject {
+            target: lease.id.into(),
+            kind: "lease",
+            blueprint: blueprint.id,
+        },
         phase: "acquisition",
         supporting: &[],
+        min_yield: w.config.min_yield,
     };
     let (plan, next) = settle.plan(called, on_done, broken, w.store.now());
-    if let Next::Wait(_) = next {
-        return Ok(None);
-    }
-    // Acquired on an active resource: activate in the same run, and commit both at once.
-    let acquired = crate::worker::planned(lease, &plan);
-    let (plan, next) = match (acquired.status, resource.status) {
-        (LeaseStatus::Acquired, ResourceStatus::Active) => {
-            crate::worker::activation(w, held, acquired, resource.clone(), plan).await?
+    let plan = match (
+        next,
+        crate::worker::planned(lease, &plan).status,
+        resource.status,
+    ) {
+        // Acquired on an active resource: activate in the same run, and commit both at once.
+        (Next::Continue, LeaseStatus::Acquired, ResourceStatus::Active) => {
+            let acquired = crate::worker::planned(lease, &plan);
+            let (plan, next) =
+                crate::worker::activation(w, held, acquired, resource.clone(), plan).await?;
+            return commit(held, unsaved.append(plan), next).await;
         }
-        _ => (plan, Next::Continue),
+        _ => plan,
     };
-    match held.apply(&plan).await {
+    commit(held, unsaved.append(plan), next).await
+}
+
+/// Commits an acquisition's plan; a resource gone or a slot lock taken sends the lease
+/// elsewhere (`None`).
+async fn commit(held: &Held, plan: &Plan, next: Next) -> Result<Option<Next>, RunError> {
+    match held.apply(plan).await {
         Ok(_) => Ok(Some(next)),
         Err(store::Error::Precondition(_) | store::Error::SlotLockBusy { .. }) => Ok(None),
         Err(error) => Err(error.into()),
     }
 }
 
-/// Makes a new resource on `blueprint` and acquires the lease on it. `None`: try elsewhere.
+/// What [`try_allocate`] came to.
+enum Allocated {
+    /// A resource was made (or the lease broke): go on.
+    Done(Next),
+    /// Not now, and why: a slot lock was taken, the blueprint yielded or made its share of
+    /// resources this minute.
+    NotNow(String),
+}
+
+/// Makes a new resource on `blueprint` and acquires the lease on it.
 async fn try_allocate(
     w: &Workers,
     held: &Held,
     lease: &Lease,
     blueprint: &Blueprint,
     own: &[&Resource],
-) -> Result<Option<Next>, RunError> {
-    let plugin = w.plugin(held, blueprint).await?;
+) -> Result<Allocated, RunError> {
     let mut ctx = allocation_context(w, blueprint, lease, own);
     ctx.resource = Some(ResourceSnapshot {
         id: String::new(),
@@ -218,91 +333,100 @@ async fn try_allocate(
         attributes: Default::default(),
         until: None,
     });
-    let allocating = plugin.clone();
-    let called =
-        match crate::worker::guarded(held, move || allocating.step(Hook::AllocateResource, &ctx))
-            .await?
-        {
-            Ok(called) => crate::worker::Called::Step(called.value, called.output, false),
-            Err(error) if error.is_temporary() => return Err(error.into()),
-            Err(error) => crate::worker::Called::Failed(error.to_string()),
-        };
+    let called = match w
+        .call(blueprint, |plugin| async move {
+            plugin.step(Hook::AllocateResource, &ctx).await
+        })
+        .await?
+    {
+        Ok(called) => crate::worker::Called::Step(called.value, called.output, false),
+        Err(error) if error.is_temporary() => return Err(error.into()),
+        Err(error) => crate::worker::Called::Failed(error.to_string()),
+    };
     let new = Target::Inserted(0);
     let mut plan = Plan::new();
     plan.push(Write::InsertResource {
         blueprint: blueprint.id,
         resource_type: lease.resource_type.clone(),
+        depth: lease.depth,
+        per_minute: w.config.resources_per_minute,
     });
-    let on_done = vec![Write::Log {
+    let mut on_done = vec![Write::Log {
         object: new,
         kind: "resource.allocated".into(),
         message: format!("allocated by {} for {}", blueprint.name, lease.id),
     }];
+    on_done.extend(w.blueprint_worked(blueprint));
+    let mut failure = None;
     let settle = crate::worker::Settle {
-        subject: new,
-        kind: "resource",
+        subject: crate::worker::Subject {
+            target: new,
+            kind: "resource",
+            blueprint: blueprint.id,
+        },
         phase: "allocation",
         supporting: &[],
+        min_yield: w.config.min_yield,
     };
-    let (step_plan, next) = settle.plan(called, on_done, Vec::new(), w.store.now());
-    if next != Next::Continue
-        || step_plan
-            .writes()
-            .iter()
-            .any(|w| matches!(w, Write::Log { kind, .. } if kind == "resource.allocation-failure"))
-    {
-        return allocation_failed(held, lease, blueprint, next, &step_plan).await;
+    let (step_plan, next) = settle.plan(
+        called,
+        on_done,
+        |reason| {
+            failure = Some(reason.to_string());
+            Vec::new()
+        },
+        w.store.now(),
+    );
+    if let Some(reason) = failure {
+        return allocation_failed(w, held, lease, blueprint, &reason).await;
     }
-    for write in step_plan.writes() {
-        plan.push(write.clone());
+    if next != Next::Continue {
+        return Ok(Allocated::NotNow(format!(
+            "{} yielded its allocation",
+            blueprint.name
+        )));
     }
+    plan.append(step_plan);
     let resource_id = match held.apply(&plan).await {
         Ok(inserted) => inserted[0],
-        Err(store::Error::SlotLockBusy { .. }) => return Ok(None),
+        Err(error @ (store::Error::SlotLockBusy { .. } | store::Error::RateLimited(_))) => {
+            return Ok(Allocated::NotNow(error.to_string()));
+        }
         Err(error) => return Err(error.into()),
     };
     w.queue.wake_workers();
     let resource = w.store.resource_get(resource_id).await?;
-    acquire(w, held, lease, blueprint, plugin, &resource).await
+    Ok(match acquire(w, held, lease, blueprint, &resource).await? {
+        Some(next) => Allocated::Done(next),
+        None => Allocated::Done(Next::Continue),
+    })
 }
 
-/// A yield means "not now"; a failure breaks the lease, naming the blueprint.
+/// A failure breaks the lease, naming the blueprint, and counts against the blueprint.
 async fn allocation_failed(
+    w: &Workers,
     held: &Held,
     lease: &Lease,
     blueprint: &Blueprint,
-    next: Next,
-    step_plan: &Plan,
-) -> Result<Option<Next>, RunError> {
-    if next != Next::Continue {
-        return Ok(None);
-    }
-    let reason = step_plan
-        .writes()
-        .iter()
-        .find_map(|w| match w {
-            Write::Log { kind, message, .. } if kind == "resource.allocation-failure" => {
-                Some(message.clone())
-            }
-            _ => None,
-        })
-        .unwrap_or_default();
+    reason: &str,
+) -> Result<Allocated, RunError> {
     let why = format!("{} failed to allocate a resource: {reason}", blueprint.name);
-    held.apply(&crate::worker::break_lease(
-        lease,
-        "lease.allocation-failure",
-        why,
-    ))
-    .await?;
-    Ok(Some(Next::Continue))
+    let mut plan = crate::worker::break_lease(lease, "lease.allocation-failure", why);
+    plan.push(w.blueprint_failed(blueprint, reason));
+    held.apply(&plan).await?;
+    Ok(Allocated::Done(Next::Continue))
 }
 
-/// Every candidate is at capacity: reclaim an idle resource if there is one, then wait.
+/// Every candidate is at capacity: reclaim an idle resource if there is one, then sleep until
+/// capacity of the type appears (the generation read at the start catches any that appeared
+/// meanwhile), a backing-off blueprint may be used again, or the backstop passes.
 async fn wait_or_reclaim(
     w: &Workers,
     held: &Held,
     lease: &Lease,
     live: &[Resource],
+    refusals: Refusals,
+    generation: i64,
 ) -> Result<Next, RunError> {
     let idle_since = w
         .store
@@ -314,10 +438,10 @@ async fn wait_or_reclaim(
         .iter()
         .filter(|r| r.status == ResourceStatus::Active && r.updated_at <= idle_since)
     {
-        let leases = w.store.lease_list_on_resource(resource.id).await?;
-        if leases
-            .iter()
-            .all(|l| l.status == crate::domain::LeaseStatus::Destroyed)
+        if w.store
+            .lease_list_on_resource(resource.id)
+            .await?
+            .is_empty()
         {
             reclaimed = Some(resource.id);
             break;
@@ -341,12 +465,21 @@ async fn wait_or_reclaim(
                 lease.id,
                 "lease.waiting-for-resources",
                 format!(
-                    "every blueprint for {:?} is at capacity; waiting",
-                    lease.resource_type
+                    "no resource for {:?} now ({}); waiting",
+                    lease.resource_type,
+                    refusals.reasons.join("; ")
                 ),
             );
         }
     }
+    plan.push(Write::WaitForCapacity {
+        lease: lease.id,
+        resource_type: lease.resource_type.clone(),
+        seen: generation,
+    });
     held.apply(&plan).await?;
-    Ok(Next::Wait(Some(w.after(w.config.resource_wait))))
+    let backstop = w.after(w.config.resource_wait);
+    Ok(Next::Wait(Some(
+        refusals.retry_at.map_or(backstop, |at| at.min(backstop)),
+    )))
 }

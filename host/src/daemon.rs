@@ -3,28 +3,42 @@
 //! One dispatcher task claims up to as many objects as there are idle workers, in one statement,
 //! and hands each claim to a worker task. It sleeps until a local post wakes it, the next due
 //! time arrives, or the poll interval passes (the backstop for posts made by other processes).
+//! When the store fails (a full disk, a locked or unreachable database) it backs off
+//! exponentially, up to [`MAX_STORE_BACKOFF`], and resumes by itself once the store works again.
 //! On shutdown it stops claiming, lets running steps finish for a grace period, then abandons
-//! the rest and gives their claims back so another daemon can take them at once.
+//! the rest (killing their execs) and gives their claims back so another daemon can take them
+//! at once. A retention task prunes what finished long ago.
 
-use crate::lock::Held;
+use crate::lock::{Held, WorkerSlot};
 use crate::queue::Queue;
-use crate::store::{Claim, Release};
-use crate::worker::{Plugins, WorkerConfig, Workers};
+use crate::store::{Claim, Release, Store};
+use crate::worker::{Execs, Plugins, WorkerConfig, Workers};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
+/// The longest pause after repeated store failures.
+pub const MAX_STORE_BACKOFF: Duration = Duration::from_secs(30);
+/// How often the retention task looks for what to prune.
+const RETENTION_EVERY: Duration = Duration::from_secs(60 * 60);
+
 /// Settings of the daemon.
 #[derive(Debug, Clone)]
 pub struct DaemonConfig {
     /// Update workers running at once.
     pub workers: usize,
+    /// Execs running at once (they do not hold workers).
+    pub exec_slots: usize,
+    /// The `drydock` binary, to run execs under `drydock exec-guard`.
+    pub exec_guard: Option<std::path::PathBuf>,
     /// Longest sleep between looks at the queue.
     pub poll: Duration,
     /// How long running steps get to finish at shutdown.
     pub grace: Duration,
+    /// How long finished objects, consumed commands and logs are kept; `None` keeps them.
+    pub retention: Option<Duration>,
     /// Worker tunables.
     pub worker: WorkerConfig,
     /// A name for this daemon in claims (host and process id by default).
@@ -34,9 +48,12 @@ pub struct DaemonConfig {
 impl Default for DaemonConfig {
     fn default() -> Self {
         DaemonConfig {
-            workers: 4,
+            workers: 16,
+            exec_slots: 16,
+            exec_guard: None,
             poll: Duration::from_millis(250),
             grace: Duration::from_secs(10),
+            retention: Some(Duration::from_secs(30 * 24 * 60 * 60)),
             worker: WorkerConfig::default(),
             name: default_name(),
         }
@@ -47,6 +64,9 @@ fn default_name() -> String {
     let host = std::fs::read_to_string("/etc/hostname").unwrap_or_default();
     format!("{}:{}", host.trim(), std::process::id())
 }
+
+/// Claims taken and not yet finished, so that shutdown can give them back.
+type Running = Arc<Mutex<HashMap<u64, Claim>>>;
 
 /// Runs the workers until `shutdown` completes. Posts made through `queue` (by the HTTP API,
 /// say) wake the workers at once.
@@ -65,12 +85,17 @@ pub async fn run(
         store: store.clone(),
         queue: queue.clone(),
         plugins,
+        execs: Execs::new(config.exec_slots, config.exec_guard.clone()),
         config: config.worker.clone(),
     };
+    let retention = config
+        .retention
+        .map(|keep| tokio::spawn(prune_forever(store.clone(), keep)));
     let slots = Arc::new(Semaphore::new(config.workers));
-    let running: Arc<Mutex<HashMap<u64, Claim>>> = Arc::default();
+    let running: Running = Arc::default();
     let mut tasks = JoinSet::new();
     let mut next_task = 0u64;
+    let mut failures = 0u32;
     tracing::info!(workers = config.workers, name = %config.name, "drydock daemon started");
 
     tokio::pin!(shutdown);
@@ -84,10 +109,19 @@ pub async fn run(
             .claim(&config.name, limit, config.worker.claim_ttl)
             .await
         {
-            Ok(claims) => claims,
+            Ok(claims) => {
+                failures = 0;
+                claims
+            }
             Err(error) => {
-                tracing::warn!(%error, "claiming work failed");
-                Vec::new()
+                drop(permit);
+                failures += 1;
+                let pause = store_backoff(failures);
+                tracing::warn!(%error, failures, ?pause, "claiming work failed; backing off");
+                tokio::select! {
+                    _ = &mut shutdown => break,
+                    _ = tokio::time::sleep(pause) => continue,
+                }
             }
         };
         if claims.is_empty() {
@@ -112,34 +146,79 @@ pub async fn run(
             let id = next_task;
             running.lock().unwrap().insert(id, claim.clone());
             let (workers, running) = (workers.clone(), running.clone());
-            let held = Held::new(store.clone(), claim, config.worker.claim_ttl);
+            let held = Held::new(store.clone(), claim, config.worker.claim_ttl)
+                .with_slot(WorkerSlot::new(slots.clone(), permit));
             tasks.spawn(async move {
                 workers.process(held).await;
                 running.lock().unwrap().remove(&id);
-                drop(permit);
             });
         }
         while tasks.try_join_next().is_some() {}
     }
 
+    if let Some(retention) = retention {
+        retention.abort();
+    }
+    drain(&config, store.as_ref(), tasks, running).await;
+    tracing::info!("drydock daemon stopped");
+    Ok(())
+}
+
+/// The pause after `failures` store failures in a row: 100 ms doubling, up to
+/// [`MAX_STORE_BACKOFF`].
+fn store_backoff(failures: u32) -> Duration {
+    let doublings = failures.saturating_sub(1).min(16);
+    (Duration::from_millis(100) * (1 << doublings)).min(MAX_STORE_BACKOFF)
+}
+
+/// Lets running steps finish for the grace period, then abandons the rest: their futures are
+/// dropped (which kills their execs' process groups) and their claims given back, due now.
+async fn drain(config: &DaemonConfig, store: &dyn Store, mut tasks: JoinSet<()>, running: Running) {
     tracing::info!("shutting down: finishing running steps");
     let drained = tokio::time::timeout(config.grace, async {
         while tasks.join_next().await.is_some() {}
     });
-    if drained.await.is_err() {
-        tasks.abort_all();
-        while tasks.join_next().await.is_some() {}
-        let abandoned: Vec<Claim> = running.lock().unwrap().drain().map(|(_, c)| c).collect();
-        for claim in abandoned {
-            let release = Release {
-                wake_at: Some(store.now()),
-                error: Some("abandoned at shutdown".into()),
-            };
-            if let Err(error) = store.work_item_release(&claim, &release).await {
-                tracing::warn!(object = %claim.object, %error, "could not give back a claim");
-            }
+    if drained.await.is_ok() {
+        return;
+    }
+    tasks.abort_all();
+    while tasks.join_next().await.is_some() {}
+    let abandoned: Vec<Claim> = running.lock().unwrap().drain().map(|(_, c)| c).collect();
+    for claim in abandoned {
+        let release = Release {
+            wake_at: Some(store.now()),
+            error: Some("abandoned at shutdown".into()),
+            failed: false,
+        };
+        if let Err(error) = store.work_item_release(&claim, &release).await {
+            tracing::warn!(object = %claim.object, %error, "could not give back a claim");
         }
     }
-    tracing::info!("drydock daemon stopped");
-    Ok(())
+}
+
+/// Prunes what finished more than `keep` ago, now and then every [`RETENTION_EVERY`].
+async fn prune_forever(store: Arc<dyn Store>, keep: Duration) {
+    let mut every = tokio::time::interval(RETENTION_EVERY);
+    loop {
+        every.tick().await;
+        let before = store.now().saturating_sub(keep.as_millis() as u64);
+        match store.gc(before).await {
+            Ok(report) => tracing::info!(?report, "pruned what finished before the retention"),
+            Err(error) => tracing::warn!(%error, "pruning failed; trying again later"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn store_failures_back_off_to_a_cap() {
+        let pauses: Vec<u64> = (1..=6)
+            .map(|f| store_backoff(f).as_millis() as u64)
+            .collect();
+        assert_eq!(pauses, [100, 200, 400, 800, 1600, 3200]);
+        assert_eq!(store_backoff(40), MAX_STORE_BACKOFF);
+    }
 }

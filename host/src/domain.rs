@@ -174,8 +174,9 @@ pub struct SupportingLease {
     pub key: String,
     /// The lease as it is now.
     pub lease: LeaseSnapshot,
-    /// How to reach the leased resource, once active.
-    pub interface: Option<CommandInterface>,
+    /// How to reach the leased resource once active, as checked against its blueprint's
+    /// grants (the guest sees only the interface).
+    pub interface: Option<crate::grant::Authorized>,
 }
 
 /// The result of an exec action.
@@ -208,6 +209,9 @@ pub struct CallContext {
     pub exec_results: Vec<ExecResult>,
     /// The blueprint's resources that are not destroyed.
     pub blueprint_resources: Vec<ResourceSnapshot>,
+    /// How deep the object under call sits in a chain of supporting leases. Host-only: it
+    /// bounds `request-lease` and is not shown to the guest.
+    pub depth: u32,
 }
 
 /// A supporting lease a resource asks for.
@@ -322,8 +326,70 @@ pub struct Description {
     pub config_schema: String,
 }
 
-/// A time as RFC 3339 in UTC, to the millisecond, for people.
+/// How far ahead a deadline (`until`, `set-until`) may be: ten years. One range for the CLI,
+/// the API and blueprints, so every stored deadline is a time people can read and the queue can
+/// order.
+pub const MAX_DEADLINE_AHEAD: std::time::Duration =
+    std::time::Duration::from_secs(10 * 365 * 24 * 60 * 60);
+
+/// Checks an absolute deadline against the range: at most [`MAX_DEADLINE_AHEAD`] after `now`
+/// (a deadline already past is due at once).
+pub fn check_deadline(until: Timestamp, now: Timestamp) -> Result<(), String> {
+    let latest = now.saturating_add(MAX_DEADLINE_AHEAD.as_millis() as u64);
+    if until > latest {
+        return Err(format!(
+            "deadline {until} ms is past the allowed range: at most 10 years (3650d) from now \
+             (until {})",
+            format_time(latest)
+        ));
+    }
+    Ok(())
+}
+
+/// Checks a relative deadline (`--until 2h`) against the range and turns it into a time.
+pub fn deadline_after(now: Timestamp, after: std::time::Duration) -> Result<Timestamp, String> {
+    if after > MAX_DEADLINE_AHEAD {
+        return Err(format!(
+            "until {} is past the allowed range: at most 10 years (3650d)",
+            humantime::format_duration(after)
+        ));
+    }
+    Ok(now + after.as_millis() as u64)
+}
+
+/// The latest time [`format_time`] writes as a date (the end of year 9999).
+const LATEST_FORMATTED: Timestamp = 253_402_300_799_999;
+
+/// A time as RFC 3339 in UTC, to the millisecond, for people. Never panics: a time past year
+/// 9999 (which no checked deadline reaches) is written as milliseconds.
 pub fn format_time(ms: Timestamp) -> String {
+    if ms > LATEST_FORMATTED {
+        return format!("{ms} ms after the Unix epoch");
+    }
     let at = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms);
     humantime::format_rfc3339_millis(at).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_format_without_panicking() {
+        assert_eq!(format_time(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(format_time(LATEST_FORMATTED), "9999-12-31T23:59:59.999Z");
+        assert!(format_time(u64::MAX).contains("ms after the Unix epoch"));
+    }
+
+    #[test]
+    fn deadlines_stay_in_range() {
+        let now = 1_700_000_000_000;
+        assert!(check_deadline(now + 1000, now).is_ok());
+        assert!(check_deadline(0, now).is_ok());
+        let err = check_deadline(u64::MAX, now).unwrap_err();
+        assert!(err.contains("at most 10 years"), "{err}");
+        assert!(deadline_after(now, MAX_DEADLINE_AHEAD).is_ok());
+        let err = deadline_after(now, std::time::Duration::from_secs(u64::MAX)).unwrap_err();
+        assert!(err.contains("at most 10 years"), "{err}");
+    }
 }

@@ -14,12 +14,15 @@
 //! - [`lock`]: fenced claims; every worker write starts with the guard on its token.
 //! - [`worker`]: the lease and resource state machines, the single writer of each object.
 //! - [`allocator`]: finding or making a resource for a pending lease.
-//! - [`exec`]: running blueprints' `exec` actions through a command interface.
+//! - [`grant`]: command interfaces as capabilities the operator grants to a blueprint.
+//! - [`exec`]: running blueprints' `exec` actions through an authorised command interface, in
+//!   a process group with bounded time and output.
 //! - [`daemon`]: the dispatcher behind `drydock serve`.
 //! - [`ops`]: the operations users ask for, shared by the CLI and the HTTP API.
 //! - [`web`]: the HTTP API and the server-rendered web UI.
 //! - [`testkit`]: an in-memory harness that lets blueprint authors test a component without a
 //!   daemon or database.
+//! - [`text`]: guest- and user-supplied text made safe for a terminal.
 //! - [`cli`]: the `drydock` command line.
 //!
 //! Data flows one way: requests and releases become rows through [`ops`] and [`queue`]; the
@@ -33,11 +36,13 @@ pub mod cli;
 pub mod daemon;
 pub mod domain;
 pub mod exec;
+pub mod grant;
 pub mod lock;
 pub mod ops;
 pub mod plugin;
 pub mod queue;
 pub mod store;
 pub mod testkit;
+pub mod text;
 pub mod web;
 pub mod worker;

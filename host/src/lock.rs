@@ -2,14 +2,24 @@
 //!
 //! A claim comes from [`queue::Queue::claim`](crate::queue::Queue::claim) with a fencing token and
 //! an expiry. Every write made through [`Held::apply`] starts with the guard statement, in the same
-//! transaction, which checks the token and the expiry and extends the claim (so the guard is also
-//! the heartbeat). A worker that stalled past its expiry finds its token superseded and cannot
-//! commit: [`store::Error::Fenced`].
+//! transaction, which checks the token and the expiry and extends the claim. A worker that
+//! stalled past its expiry finds its token superseded and cannot commit: [`store::Error::Fenced`].
+//!
+//! A claim lives as long as its worker: a timer beats every third of the time-to-live, whatever
+//! the step is doing (a long allocation pass of many short calls, an exec, a slow database), and
+//! stops when the claim is dropped. When a beat finds the claim lost, [`Held::lost`] completes, so
+//! work in the world (an exec's process group) can be stopped before another worker starts it
+//! again.
+//!
+//! A held claim also carries the run's worker slot, when the dispatcher gave it one: a run hands
+//! the slot back while it only waits (for an exec), so waiting never holds an update worker.
 
 use crate::store::{self, Claim, ObjectId, Plan, Release, Store};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
+use tokio::task::JoinHandle;
 
 /// A claim the current task holds, with the store it writes through.
 pub struct Held {
@@ -17,17 +27,57 @@ pub struct Held {
     claim: Claim,
     ttl: Duration,
     given_back: AtomicBool,
+    lost: watch::Receiver<bool>,
+    held_until: Arc<watch::Sender<i64>>,
+    heartbeat: JoinHandle<()>,
+    slot: Option<WorkerSlot>,
+}
+
+/// The update worker a run occupies: a permit of the dispatcher's worker semaphore.
+pub struct WorkerSlot {
+    workers: Arc<Semaphore>,
+    permit: Mutex<Option<OwnedSemaphorePermit>>,
+}
+
+impl WorkerSlot {
+    /// A slot holding `permit` of `workers`.
+    pub fn new(workers: Arc<Semaphore>, permit: OwnedSemaphorePermit) -> Self {
+        WorkerSlot {
+            workers,
+            permit: Mutex::new(Some(permit)),
+        }
+    }
 }
 
 impl Held {
-    /// Wraps a claim taken for `ttl`.
+    /// Wraps a claim taken for `ttl` and starts its heartbeat. Must be called within a tokio
+    /// runtime.
     pub fn new(store: Arc<dyn Store>, claim: Claim, ttl: Duration) -> Self {
+        let (lost_tx, lost) = watch::channel(false);
+        let held_until = Arc::new(watch::Sender::new(claim.held_until));
+        let heartbeat = tokio::spawn(beat(
+            store.clone(),
+            claim.clone(),
+            ttl,
+            lost_tx,
+            held_until.clone(),
+        ));
         Held {
             store,
             claim,
             ttl,
             given_back: AtomicBool::new(false),
+            lost,
+            held_until,
+            heartbeat,
+            slot: None,
         }
+    }
+
+    /// The same claim, occupying `slot` of the dispatcher's workers.
+    pub fn with_slot(mut self, slot: WorkerSlot) -> Self {
+        self.slot = Some(slot);
+        self
     }
 
     /// The claimed object.
@@ -43,12 +93,27 @@ impl Held {
     /// Applies a plan in one guarded transaction; returns the ids the plan inserted. A plan
     /// that ends with `ReleaseClaim` gives the claim back in the same transaction.
     pub async fn apply(&self, plan: &Plan) -> store::Result<Vec<ObjectId>> {
+        let began = store::boottime_ms();
         let inserted = self.store.apply(&self.claim, plan, self.ttl).await?;
         tracing::debug!(object = %self.claim.object, writes = plan.writes().len(), "applied");
         if plan.releases_claim() {
             self.given_back.store(true, Ordering::SeqCst);
+            self.heartbeat.abort();
+        } else {
+            extend(&self.held_until, began, self.ttl);
         }
         Ok(inserted)
+    }
+
+    /// Boot-clock milliseconds (on this host) until which the claim is surely held, moved on
+    /// by every heartbeat and write: what an exec under this claim is bounded by.
+    pub fn held_until(&self) -> watch::Receiver<i64> {
+        self.held_until.subscribe()
+    }
+
+    /// The margin an exec keeps from the claim's expiry: a sixth of the time-to-live.
+    pub fn exec_margin(&self) -> Duration {
+        self.ttl / 6
     }
 
     /// Whether a plan already gave the claim back.
@@ -56,27 +121,94 @@ impl Held {
         self.given_back.load(Ordering::SeqCst)
     }
 
-    /// Extends the claim without writing anything else.
-    pub async fn heartbeat(&self) -> store::Result<()> {
-        self.store.work_item_heartbeat(&self.claim, self.ttl).await
+    /// Completes when a heartbeat found the claim lost (never, while it is held).
+    pub async fn lost(&self) {
+        let mut lost = self.lost.clone();
+        let _ = lost.wait_for(|lost| *lost).await;
+        if !*lost.borrow() {
+            // The heartbeat stopped without losing the claim (it is being dropped): never.
+            std::future::pending::<()>().await;
+        }
     }
 
-    /// Keeps the claim alive while `work` runs (for long exec actions), beating every third of
-    /// the time-to-live. Returns the work's result, or `Fenced` if a beat found the claim lost.
-    pub async fn keep_alive<T>(&self, work: impl Future<Output = T>) -> store::Result<T> {
-        tokio::pin!(work);
-        let mut beat = tokio::time::interval(self.ttl / 3);
-        beat.tick().await;
-        loop {
-            tokio::select! {
-                result = &mut work => return Ok(result),
-                _ = beat.tick() => self.heartbeat().await?,
-            }
+    /// Runs `work` until it completes or the claim is lost; in the second case `work` is
+    /// dropped (which stops what it started) and `Fenced` comes back.
+    pub async fn unless_lost<T>(&self, work: impl Future<Output = T>) -> store::Result<T> {
+        tokio::select! {
+            value = work => Ok(value),
+            _ = self.lost() => Err(store::Error::Fenced {
+                object: self.claim.object,
+                token: self.claim.token,
+            }),
         }
+    }
+
+    /// Runs `work`, which only waits (on an exec, say), with the run's worker slot handed back
+    /// to the dispatcher meanwhile; takes a slot again before returning.
+    pub async fn off_worker<T>(&self, work: impl Future<Output = T>) -> T {
+        let Some(slot) = &self.slot else {
+            return work.await;
+        };
+        drop(slot.permit.lock().unwrap().take());
+        let value = work.await;
+        let permit = slot
+            .workers
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("the worker semaphore is never closed");
+        *slot.permit.lock().unwrap() = Some(permit);
+        value
     }
 
     /// Gives the claim back with the object's next wake time.
     pub async fn release(self, release: &Release) -> store::Result<()> {
         self.store.work_item_release(&self.claim, release).await
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.heartbeat.abort();
+    }
+}
+
+/// Records that the claim was extended by a transaction that began at `began` (boot clock).
+fn extend(held_until: &watch::Sender<i64>, began: i64, ttl: Duration) {
+    let until = began + ttl.as_millis() as i64;
+    held_until.send_if_modified(|current| {
+        let later = until > *current;
+        if later {
+            *current = until;
+        }
+        later
+    });
+}
+
+/// Extends the claim every third of `ttl` until it is lost (then says so) or the task is
+/// aborted. A failed beat that is not a loss (the database is busy or down) is retried at the
+/// next tick; the claim simply expires if the store stays unreachable.
+async fn beat(
+    store: Arc<dyn Store>,
+    claim: Claim,
+    ttl: Duration,
+    lost: watch::Sender<bool>,
+    held_until: Arc<watch::Sender<i64>>,
+) {
+    let mut ticks = tokio::time::interval(ttl / 3);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticks.tick().await;
+    loop {
+        ticks.tick().await;
+        let began = store::boottime_ms();
+        match store.work_item_heartbeat(&claim, ttl).await {
+            Ok(()) => extend(&held_until, began, ttl),
+            Err(store::Error::Fenced { .. }) => {
+                tracing::warn!(object = %claim.object, "heartbeat: the claim was lost");
+                let _ = lost.send(true);
+                return;
+            }
+            Err(error) => tracing::warn!(object = %claim.object, %error, "heartbeat failed"),
+        }
     }
 }

@@ -4,6 +4,7 @@
 
 use crate::action;
 use crate::domain::Attributes;
+use crate::grant::Grant;
 use crate::plugin::{Runtime, digest};
 use crate::queue::Queue;
 use crate::store::{
@@ -69,43 +70,103 @@ pub async fn find_blueprint(store: &dyn Store, text: &str) -> Result<Blueprint> 
     })
 }
 
-/// Registers a component under `name` once the component accepts `config`.
+/// What `blueprint add` registers.
+#[derive(Debug, Clone)]
+pub struct BlueprintRequest {
+    /// A unique name.
+    pub name: String,
+    /// The component's bytes.
+    pub wasm: Vec<u8>,
+    /// Its JSON config.
+    pub config: String,
+    /// What its command interfaces may reach (`local:/DIR`, `ssh:USER@HOST`, `ssh-key:/DIR`).
+    pub grants: Vec<String>,
+}
+
+/// Registers a component once it loads, describes itself acceptably and accepts the config.
 pub async fn add_blueprint(
     store: &dyn Store,
     runtime: &Runtime,
-    name: &str,
-    wasm: Vec<u8>,
-    config: String,
+    request: BlueprintRequest,
 ) -> Result<Blueprint> {
-    action::check_key("blueprint name", name).map_err(Error::BadInput)?;
-    let runtime = runtime.clone();
-    let (wasm, config, description) = tokio::task::spawn_blocking(move || {
-        let plugin = runtime
-            .load(&wasm)
-            .map_err(|e| Error::BadInput(e.to_string()))?;
-        let description = plugin
-            .describe()
-            .map_err(|e| Error::BadInput(e.to_string()))?
-            .value;
-        let verdict = plugin
-            .validate_config(&config)
-            .map_err(|e| Error::BadInput(e.to_string()))?;
-        verdict
-            .value
-            .map_err(|reason| Error::BadInput(format!("the config is invalid: {reason}")))?;
-        Ok::<_, Error>((wasm, config, description))
-    })
-    .await
-    .map_err(|e| Error::Internal(e.into()))??;
+    action::check_key("blueprint name", &request.name).map_err(Error::BadInput)?;
+    let grants = parse_grants(&request.grants)?;
+    let plugin = load(runtime, request.wasm.clone()).await?;
+    let description = plugin
+        .describe()
+        .await
+        .map_err(|e| Error::BadInput(e.to_string()))?
+        .value;
+    action::check_description(&description)
+        .map_err(|why| Error::BadInput(format!("the component describes itself badly: {why}")))?;
+    let verdict = plugin
+        .validate_config(&request.config)
+        .await
+        .map_err(|e| Error::BadInput(e.to_string()))?;
+    verdict
+        .value
+        .map_err(|reason| Error::BadInput(format!("the config is invalid: {reason}")))?;
     let new = NewBlueprint {
-        name: name.to_string(),
-        digest: digest(&wasm),
-        wasm,
+        name: request.name,
+        digest: digest(&request.wasm),
+        wasm: request.wasm,
         component_name: description.name,
         resource_type: description.resource_type,
-        config,
+        config: request.config,
+        grants,
     };
     Ok(store.blueprint_insert(new).await?)
+}
+
+/// Compiles a component off the async executor; a bad component is bad input.
+async fn load(runtime: &Runtime, wasm: Vec<u8>) -> Result<crate::plugin::Plugin> {
+    runtime
+        .check_size(wasm.len())
+        .map_err(|e| Error::BadInput(e.to_string()))?;
+    let runtime = runtime.clone();
+    tokio::task::spawn_blocking(move || runtime.load(&wasm))
+        .await
+        .map_err(|e| Error::Internal(e.into()))?
+        .map_err(|e| Error::BadInput(e.to_string()))
+}
+
+/// Parses grants, naming the first that is malformed.
+pub fn parse_grants(texts: &[String]) -> Result<Vec<Grant>> {
+    texts
+        .iter()
+        .map(|text| text.parse::<Grant>().map_err(Error::BadInput))
+        .collect()
+}
+
+/// Changes a blueprint's grants: adds `grant`, removes `revoke`; the log says who and how.
+pub async fn change_grants(
+    store: &dyn Store,
+    blueprint: &Blueprint,
+    grant: &[String],
+    revoke: &[String],
+    author: &str,
+) -> Result<Blueprint> {
+    let (grant, revoke) = (parse_grants(grant)?, parse_grants(revoke)?);
+    if let Some(missing) = revoke.iter().find(|g| !blueprint.grants.contains(g)) {
+        return Err(Error::BadInput(format!(
+            "{} has no grant {missing} to revoke",
+            blueprint.name
+        )));
+    }
+    let mut grants: Vec<Grant> = blueprint
+        .grants
+        .iter()
+        .filter(|g| !revoke.contains(g))
+        .cloned()
+        .collect();
+    for g in grant {
+        if !grants.contains(&g) {
+            grants.push(g);
+        }
+    }
+    Ok(store
+        .blueprint_set_grants(blueprint.id, &grants, author)
+        .await?)
 }
 
 /// What a lease request asks for.
@@ -145,12 +206,17 @@ pub async fn request_leases(
     for name in &request.blueprints {
         allowed.push(find_blueprint(store, name).await?.id);
     }
+    let until = request
+        .until
+        .map(|after| crate::domain::deadline_after(store.now(), after))
+        .transpose()
+        .map_err(Error::BadInput)?;
     let new = NewLease {
         resource_type: request.resource_type,
         attributes: request.attributes,
         allowed_blueprints: allowed,
         owner: owner.to_string(),
-        until: request.until.map(|d| store.now() + d.as_millis() as u64),
+        until,
     };
     Ok(store.lease_insert(&new, request.count as usize).await?)
 }
@@ -163,6 +229,16 @@ pub async fn post(
     author: &str,
 ) -> Result<Command> {
     Ok(queue.post(target, kind, author).await?)
+}
+
+/// Queues `kind` for every target on behalf of `author`, all or none.
+pub async fn post_all(
+    queue: &Queue,
+    targets: &[ObjectId],
+    kind: CommandKind,
+    author: &str,
+) -> Result<Vec<Command>> {
+    Ok(queue.post_all(targets, kind, author).await?)
 }
 
 /// A resource with its leases and slot locks.

@@ -39,9 +39,21 @@ impl Queue {
         kind: CommandKind,
         author: &str,
     ) -> store::Result<Command> {
-        let command = self.store.command_post(target, kind, author).await?;
+        let mut commands = self.post_all(&[target], kind, author).await?;
+        Ok(commands.remove(0))
+    }
+
+    /// Queues `kind` for every target, all or none: if one cannot take it, nothing is queued
+    /// and the refusal names it.
+    pub async fn post_all(
+        &self,
+        targets: &[ObjectId],
+        kind: CommandKind,
+        author: &str,
+    ) -> store::Result<Vec<Command>> {
+        let commands = self.store.command_post(targets, kind, author).await?;
         self.wake_workers();
-        Ok(command)
+        Ok(commands)
     }
 
     /// Tells local workers that something became due.

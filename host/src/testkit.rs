@@ -13,6 +13,7 @@
 //! # fn main() -> anyhow::Result<()> {
 //! let config = r#"{"hosts": [{"name": "local-1", "interface": {"type": "local", "root": "/tmp/drydock"}}]}"#;
 //! let mut kit = Harness::load("target/wasm32-wasip2/release/host_pool.wasm".as_ref(), config)?;
+//! kit.grant(&["local:/tmp/drydock".parse().unwrap()]);
 //! let lease = kit.request_lease("host", [])?;
 //! let resource = kit.allocate_resource(&lease)?.done()?;
 //! kit.activate_resource(&resource)?.done()?;
@@ -28,9 +29,11 @@
 
 use crate::action;
 use crate::domain::{
-    Action, AllocationVerdict, Attributes, CallContext, CommandInterface, ExecRequest, ExecResult,
-    LeaseSnapshot, LeaseStatus, Outcome, ResourceSnapshot, ResourceStatus, Step, SupportingLease,
+    Action, AllocationVerdict, Attributes, CallContext, CommandInterface, Description, ExecRequest,
+    ExecResult, LeaseSnapshot, LeaseStatus, Outcome, ResourceSnapshot, ResourceStatus, Step,
+    SupportingLease,
 };
+use crate::grant::{self, Authorized, Grant};
 use crate::plugin::{Hook, Plugin, Runtime, RuntimeConfig};
 use anyhow::{Context as _, anyhow, bail};
 use serde::Serialize;
@@ -107,10 +110,13 @@ impl Lifecycle {
     }
 }
 
-/// An in-memory host for one blueprint.
+/// An in-memory host for one blueprint. Its calls run on a runtime of its own, so use it from
+/// synchronous code (a plain `#[test]`), not from inside an async runtime.
 pub struct Harness {
     plugin: Plugin,
+    calls: tokio::runtime::Runtime,
     config: String,
+    grants: Vec<Grant>,
     now: u64,
     next_id: u64,
     resources: BTreeMap<String, ResourceSnapshot>,
@@ -134,12 +140,22 @@ impl Harness {
 
     /// A harness over an already loaded plugin; fails if the component refuses `config`.
     pub fn new(plugin: Plugin, config: &str) -> anyhow::Result<Self> {
-        if let Err(reason) = plugin.validate_config(config)?.value {
-            bail!("the component refused the config: {reason}");
-        }
+        let mut kit = Self::over(plugin)?;
+        kit.configure(config)?;
+        Ok(kit)
+    }
+
+    /// A harness over an already loaded plugin, with the config `{}` (not validated).
+    pub fn over(plugin: Plugin) -> anyhow::Result<Self> {
+        let calls = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("starting the test kit's runtime")?;
         Ok(Harness {
             plugin,
-            config: config.to_string(),
+            calls,
+            config: "{}".to_string(),
+            grants: Vec::new(),
             now: 1_700_000_000_000,
             next_id: 1,
             resources: BTreeMap::new(),
@@ -156,6 +172,32 @@ impl Harness {
                     .into(),
             }),
         })
+    }
+
+    /// `describe`.
+    pub fn describe(&self) -> anyhow::Result<Description> {
+        Ok(self.calls.block_on(self.plugin.describe())?.value)
+    }
+
+    /// `validate-config`; an error with the component's reason if it refuses `config`.
+    pub fn validate_config(&self, config: &str) -> anyhow::Result<()> {
+        let verdict = self.calls.block_on(self.plugin.validate_config(config))?;
+        verdict
+            .value
+            .map_err(|reason| anyhow!("the component refused the config: {reason}"))
+    }
+
+    /// Validates `config` with the component and uses it for every later call.
+    pub fn configure(&mut self, config: &str) -> anyhow::Result<()> {
+        self.validate_config(config)?;
+        self.config = config.to_string();
+        Ok(())
+    }
+
+    /// The grants [`Harness::interface`] checks the component's interfaces against, as an
+    /// operator's `blueprint add --grant` would.
+    pub fn grant(&mut self, grants: &[Grant]) {
+        self.grants = grants.to_vec();
     }
 
     /// Sets what `exec` actions return.
@@ -231,8 +273,11 @@ impl Harness {
 
     /// `can-allocate-resource` for a lease, with the harness's live resources.
     pub fn can_allocate_resource(&self, lease: &str) -> anyhow::Result<AllocationVerdict> {
-        let ctx = self.context(None, Some(lease));
-        Ok(self.plugin.can_allocate_resource(&ctx)?.value)
+        let ctx = self.context(None, Some(lease), lease);
+        Ok(self
+            .calls
+            .block_on(self.plugin.can_allocate_resource(&ctx))?
+            .value)
     }
 
     /// Creates a pending resource for `lease` and calls `allocate-resource` on it.
@@ -263,8 +308,11 @@ impl Harness {
 
     /// `can-acquire-lease` for a lease on a resource.
     pub fn can_acquire_lease(&self, resource: &str, lease: &str) -> anyhow::Result<bool> {
-        let ctx = self.context(Some(resource), Some(lease));
-        Ok(self.plugin.can_acquire_lease(&ctx)?.value)
+        let ctx = self.context(Some(resource), Some(lease), lease);
+        Ok(self
+            .calls
+            .block_on(self.plugin.can_acquire_lease(&ctx))?
+            .value)
     }
 
     /// `acquire-lease`; done makes the lease acquired on the resource.
@@ -288,11 +336,23 @@ impl Harness {
         Ok(applied)
     }
 
-    /// `interface` of a lease's resource.
+    /// `interface` of a lease's resource, checked as the daemon checks it: against the
+    /// grants ([`Harness::grant`]) and the resource's active supporting leases. The inner error
+    /// says why the host would refuse it.
     pub fn interface(&self, lease: &str) -> anyhow::Result<Result<CommandInterface, String>> {
         let resource = self.held_resource(lease)?;
-        let ctx = self.context(Some(&resource), Some(lease));
-        Ok(self.plugin.interface(&ctx)?.value)
+        let ctx = self.context(Some(&resource), Some(lease), lease);
+        let beneath: Vec<Authorized> = ctx
+            .supporting_leases
+            .iter()
+            .filter_map(|s| s.interface.clone())
+            .collect();
+        let interface = self.calls.block_on(self.plugin.interface(&ctx))?.value;
+        Ok(interface.and_then(|interface| {
+            grant::authorize(&interface, &self.grants, &beneath)
+                .map(|authorized| authorized.interface)
+                .map_err(|why| format!("the host would refuse it: {why}"))
+        }))
     }
 
     /// Releases a lease and calls `release-lease`; done destroys it and frees its locks.
@@ -393,8 +453,10 @@ impl Harness {
         }
     }
 
-    fn context(&self, resource: Option<&str>, lease: Option<&str>) -> CallContext {
-        let subject = resource.or(lease).unwrap_or_default();
+    /// The context of a call about `resource` and `lease` whose subject (whose exec results it
+    /// sees) is `subject`.
+    fn context(&self, resource: Option<&str>, lease: Option<&str>, subject: &str) -> CallContext {
+        let depth = self.depth(subject);
         CallContext {
             config: self.config.clone(),
             now: self.now,
@@ -410,7 +472,19 @@ impl Harness {
                 .filter(|r| r.status != ResourceStatus::Destroyed)
                 .cloned()
                 .collect(),
+            depth,
         }
+    }
+
+    /// How many supporting leases deep `object` sits (as the daemon counts it).
+    fn depth(&self, object: &str) -> u32 {
+        let parent = self.supporting.iter().find_map(|(resource, owned)| {
+            owned
+                .iter()
+                .any(|s| s.lease.id == object)
+                .then_some(resource)
+        });
+        parent.map_or(0, |resource| self.depth(resource) + 1)
     }
 
     /// Calls a step hook on `object`, applies each step, and runs execs until the hook stops asking.
@@ -427,7 +501,8 @@ impl Harness {
             output: String::new(),
         };
         for _ in 0..MAX_EXEC_ROUNDS {
-            let called = self.plugin.step(hook, &self.context(resource, lease))?;
+            let ctx = self.context(resource, lease, object);
+            let called = self.calls.block_on(self.plugin.step(hook, &ctx))?;
             applied.output.push_str(&called.output);
             let step = called.value;
             self.apply(object, &step)?;
@@ -548,20 +623,26 @@ impl Harness {
         }
     }
 
-    /// Makes a supporting lease active with `interface`, as the daemon would once it is granted.
+    /// Makes a supporting lease active with `interface`, as the daemon would once it is granted
+    /// (the interface is taken as authorised: it stands for a host the operator granted).
     pub fn grant_supporting_lease(
         &mut self,
         resource: &str,
         key: &str,
         interface: CommandInterface,
     ) -> anyhow::Result<()> {
+        grant::check_interface(&interface).map_err(|why| anyhow!(why))?;
         let owned = self
             .supporting
             .get_mut(resource)
             .and_then(|list| list.iter_mut().find(|s| s.key == key))
             .with_context(|| format!("{resource} has no supporting lease {key:?}"))?;
         owned.lease.status = LeaseStatus::Active;
-        owned.interface = Some(interface);
+        let anchor = match &interface {
+            CommandInterface::Local { root } => Some(root.clone()),
+            CommandInterface::Ssh { .. } => None,
+        };
+        owned.interface = Some(Authorized { interface, anchor });
         Ok(())
     }
 }

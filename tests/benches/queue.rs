@@ -92,7 +92,7 @@ async fn daemon_with_host_pool(
     .unwrap();
     let wasm = std::fs::read(HOST_POOL_WASM).unwrap();
     let plugin = runtime.load(&wasm).unwrap();
-    let description = plugin.describe().unwrap().value;
+    let description = plugin.describe().await.unwrap().value;
     store
         .blueprint_insert(NewBlueprint {
             name: "host-pool".into(),
@@ -101,6 +101,7 @@ async fn daemon_with_host_pool(
             component_name: description.name,
             resource_type: description.resource_type,
             config: HOST_POOL_CONFIG.into(),
+            grants: vec!["local:/tmp/drydock".parse().unwrap()],
         })
         .await
         .unwrap();
@@ -111,7 +112,7 @@ async fn daemon_with_host_pool(
     tokio::spawn(daemon::run(
         config,
         queue.clone(),
-        Plugins::new(runtime),
+        Plugins::new(runtime, 4),
         async {
             let _ = stopped.await;
         },
@@ -223,7 +224,7 @@ async fn queue_cost(dir: &std::path::Path, objects: usize) {
         let target = ObjectId::Lease(1 + (i * 7919 % objects) as i64);
         let t = Instant::now();
         store
-            .command_post(target, CommandKind::Release, "bench")
+            .command_post(&[target], CommandKind::Release, "bench")
             .await
             .unwrap();
         post += t.elapsed();

@@ -16,10 +16,20 @@ pub const MISBEHAVE_WASM: &str = env!("DRYDOCK_WASM_MISBEHAVE");
 pub const FUTURE_CONTRACT_WASM: &str = env!("DRYDOCK_WASM_FUTURE_CONTRACT");
 /// A component that counts its hook runs in its logs (type `counted`).
 pub const COUNTING_WASM: &str = env!("DRYDOCK_WASM_COUNTING");
+/// A component whose every export sleeps in a blocking WASI call.
+pub const SLEEPY_WASM: &str = env!("DRYDOCK_WASM_SLEEPY");
+/// A component that describes itself with terminal escapes and a schema that is not JSON.
+pub const GARBLED_WASM: &str = env!("DRYDOCK_WASM_GARBLED");
+/// A component that claims the contract's version with functions of other types.
+pub const WRONG_SHAPE_WASM: &str = env!("DRYDOCK_WASM_WRONG_SHAPE");
+/// A component that leases a host and runs its config's command there (type `shell`).
+pub const SHELL_WASM: &str = env!("DRYDOCK_WASM_SHELL");
 
 /// The example host-pool configuration from the README.
 pub const HOST_POOL_CONFIG: &str =
     r#"{"hosts": [{"name": "local-1", "interface": {"type": "local", "root": "/tmp/drydock"}}]}"#;
+/// The grant the example host-pool configuration needs.
+pub const HOST_POOL_GRANT: &str = "local:/tmp/drydock";
 
 /// The step hooks a complete lifecycle calls, in order (`Harness::lifecycle`, `--lifecycle`).
 pub const LIFECYCLE_HOOKS: [&str; 6] = [
@@ -155,11 +165,11 @@ impl Env {
         String::from_utf8(out.stdout).unwrap()
     }
 
-    /// Registers a blueprint from a component and a JSON config.
-    pub async fn add_blueprint(&self, name: &str, wasm: &str, config: &str) {
+    /// Registers a blueprint from a component, a JSON config and grants (`local:/DIR`…).
+    pub async fn add_blueprint(&self, name: &str, wasm: &str, config: &str, grants: &[&str]) {
         let path = self.dir().join(format!("{name}.json"));
         std::fs::write(&path, config).unwrap();
-        self.ok(&[
+        let mut args = vec![
             "blueprint",
             "add",
             name,
@@ -167,8 +177,11 @@ impl Env {
             wasm,
             "--config",
             path.to_str().unwrap(),
-        ])
-        .await;
+        ];
+        for grant in grants {
+            args.extend(["--grant", grant]);
+        }
+        self.ok(&args).await;
     }
 
     /// Starts `drydock serve` with quick polling, HTTP on a free loopback port (unless `extra`

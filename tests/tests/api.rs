@@ -1,7 +1,9 @@
 //! The HTTP API of a real `drydock serve`: every endpoint, the auth refusals and bad input.
 
 use base64::Engine as _;
-use drydock_tests::{COUNTING_WASM, Env, HOST_POOL_CONFIG, HOST_POOL_WASM, TOKEN, wait_for};
+use drydock_tests::{
+    COUNTING_WASM, Env, HOST_POOL_CONFIG, HOST_POOL_GRANT, HOST_POOL_WASM, TOKEN, wait_for,
+};
 use reqwest::{Client, Method, StatusCode};
 use serde_json::{Value, json};
 
@@ -65,7 +67,7 @@ async fn every_endpoint_works_with_a_token() {
     let (status, added) = api
         .post(
             "/blueprints",
-            Some(json!({"name": "host-pool", "wasm": wasm, "config": config})),
+            Some(json!({"name": "host-pool", "wasm": wasm, "config": config, "grants": [HOST_POOL_GRANT]})),
         )
         .await;
     assert_eq!(status, StatusCode::CREATED, "{added}");
@@ -117,7 +119,7 @@ async fn every_endpoint_works_with_a_token() {
     let (_, resources) = api.get("/resources").await;
     let resource = resources[0]["id"].as_str().unwrap().to_string();
     let (_, detail) = api.get(&format!("/resources/{resource}")).await;
-    assert_eq!(detail["slot_locks"][0]["name"], "host-pool.host(local-1)");
+    assert_eq!(detail["slot_locks"][0]["name"], "B1:host-pool.host(local-1)");
     assert_eq!(detail["work"]["object"], resource.as_str());
     assert!(!detail["leases"].as_array().unwrap().is_empty());
     assert_eq!(
@@ -189,7 +191,8 @@ async fn every_endpoint_works_with_a_token() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mutations_need_a_valid_token_and_bad_input_is_refused() {
     let env = Env::new();
-    env.add_blueprint("counting", COUNTING_WASM, "{}").await;
+    env.add_blueprint("counting", COUNTING_WASM, "{}", &[])
+        .await;
     env.ok(&["lease", "request", "--type", "counted"]).await;
     let mut daemon = env.serve(&[]);
     let api = api(&env, &mut daemon).await;

@@ -140,8 +140,13 @@ fn is_stale(error: &fantoccini::error::CmdError) -> bool {
 /// An active lease, then a web-only daemon (no workers) so commands stay queued until
 /// `workers` is started.
 async fn setup(env: &Env) -> (Daemon, String) {
-    env.add_blueprint("counting", COUNTING_WASM, r#"{"release_delay_ms": 300}"#)
-        .await;
+    env.add_blueprint(
+        "counting",
+        COUNTING_WASM,
+        r#"{"release_delay_ms": 300}"#,
+        &[],
+    )
+    .await;
     let workers = env.serve(&["--listen", "off"]);
     env.ok(&[
         "lease",

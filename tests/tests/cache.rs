@@ -19,12 +19,12 @@ fn entries(cache: &Path) -> Vec<PathBuf> {
         .unwrap_or_default()
 }
 
-#[test]
-fn a_second_runtime_loads_the_compiled_component_from_disk() {
+#[tokio::test]
+async fn a_second_runtime_loads_the_compiled_component_from_disk() {
     let cache = tempfile::tempdir().unwrap();
     let wasm = std::fs::read(HOST_POOL_WASM).unwrap();
     let first = runtime(cache.path()).load(&wasm).unwrap();
-    assert_eq!(first.describe().unwrap().value.name, "host-pool");
+    assert_eq!(first.describe().await.unwrap().value.name, "host-pool");
 
     let files = entries(cache.path());
     assert_eq!(files.len(), 1, "{files:?}");
@@ -36,15 +36,15 @@ fn a_second_runtime_loads_the_compiled_component_from_disk() {
     let written = std::fs::metadata(&files[0]).unwrap().modified().unwrap();
 
     let second = runtime(cache.path()).load(&wasm).unwrap();
-    assert_eq!(second.describe().unwrap().value.name, "host-pool");
+    assert_eq!(second.describe().await.unwrap().value.name, "host-pool");
     assert_eq!(
         std::fs::metadata(&files[0]).unwrap().modified().unwrap(),
         written
     );
 }
 
-#[test]
-fn a_corrupt_cache_entry_is_recompiled_and_replaced() {
+#[tokio::test]
+async fn a_corrupt_cache_entry_is_recompiled_and_replaced() {
     let cache = tempfile::tempdir().unwrap();
     let wasm = std::fs::read(HOST_POOL_WASM).unwrap();
     runtime(cache.path()).load(&wasm).unwrap();
@@ -52,6 +52,6 @@ fn a_corrupt_cache_entry_is_recompiled_and_replaced() {
     std::fs::write(&entry, b"garbage").unwrap();
 
     let plugin = runtime(cache.path()).load(&wasm).unwrap();
-    assert_eq!(plugin.describe().unwrap().value.resource_type, "host");
+    assert_eq!(plugin.describe().await.unwrap().value.resource_type, "host");
     assert!(std::fs::metadata(&entry).unwrap().len() > 1000);
 }

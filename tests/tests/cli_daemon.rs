@@ -1,7 +1,7 @@
 //! The CLI against a database: JSON shapes for scripts, and refusals that change nothing.
 
 use drydock_host::store::{CommandFilter, Store};
-use drydock_tests::{Env, HOST_POOL_CONFIG, HOST_POOL_WASM, wait_for};
+use drydock_tests::{Env, HOST_POOL_CONFIG, HOST_POOL_GRANT, HOST_POOL_WASM, wait_for};
 use serde_json::Value;
 use std::sync::Arc;
 
@@ -22,8 +22,13 @@ fn json(text: &str) -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lease_goes_through_the_cli_with_json_for_scripts() {
     let env = Env::new();
-    env.add_blueprint("host-pool", HOST_POOL_WASM, HOST_POOL_CONFIG)
-        .await;
+    env.add_blueprint(
+        "host-pool",
+        HOST_POOL_WASM,
+        HOST_POOL_CONFIG,
+        &[HOST_POOL_GRANT],
+    )
+    .await;
     let _daemon = env.serve(&[]);
 
     let requested = json(
@@ -59,7 +64,7 @@ async fn a_lease_goes_through_the_cli_with_json_for_scripts() {
     let resources = json(&env.ok(&["resource", "list", "--json"]).await);
     assert_eq!(resources[0]["attributes"]["name"], "local-1");
     let resource = json(&env.ok(&["resource", "show", "R1", "--json"]).await);
-    assert_eq!(resource["slot_locks"][0]["name"], "host-pool.host(local-1)");
+    assert_eq!(resource["slot_locks"][0]["name"], "B1:host-pool.host(local-1)");
     assert_eq!(resource["leases"][0]["id"], id.as_str());
 
     // A command on the leased host, through the interface host-pool gives (local, its root).
@@ -150,8 +155,13 @@ async fn a_lease_goes_through_the_cli_with_json_for_scripts() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wait_shows_progress_and_fails_when_the_lease_fails() {
     let env = Env::new();
-    env.add_blueprint("host-pool", HOST_POOL_WASM, HOST_POOL_CONFIG)
-        .await;
+    env.add_blueprint(
+        "host-pool",
+        HOST_POOL_WASM,
+        HOST_POOL_CONFIG,
+        &[HOST_POOL_GRANT],
+    )
+    .await;
     let _daemon = env.serve(&[]);
     let ok = env
         .drydock(&[
@@ -189,8 +199,13 @@ async fn wait_shows_progress_and_fails_when_the_lease_fails() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn invalid_input_is_refused_with_a_reason_and_changes_nothing() {
     let env = Env::new();
-    env.add_blueprint("host-pool", HOST_POOL_WASM, HOST_POOL_CONFIG)
-        .await;
+    env.add_blueprint(
+        "host-pool",
+        HOST_POOL_WASM,
+        HOST_POOL_CONFIG,
+        &[HOST_POOL_GRANT],
+    )
+    .await;
     env.ok(&["lease", "request", "--type", "host"]).await;
     let store = env.store().await;
     let before = snapshot(&store).await;
@@ -306,8 +321,13 @@ async fn invalid_input_is_refused_with_a_reason_and_changes_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn blueprints_can_be_listed_disabled_and_enabled() {
     let env = Env::new();
-    env.add_blueprint("host-pool", HOST_POOL_WASM, HOST_POOL_CONFIG)
-        .await;
+    env.add_blueprint(
+        "host-pool",
+        HOST_POOL_WASM,
+        HOST_POOL_CONFIG,
+        &[HOST_POOL_GRANT],
+    )
+    .await;
     let listed = json(&env.ok(&["blueprint", "list", "--json"]).await);
     assert_eq!(
         (listed[0]["id"].as_str(), listed[0]["enabled"].as_bool()),

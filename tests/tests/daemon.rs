@@ -13,7 +13,8 @@ const DESTROY_LINE: &str = "destroy logic ran";
 /// A database with the counting blueprint registered under `config`.
 async fn env_with(config: &str) -> Env {
     let env = Env::new();
-    env.add_blueprint("counting", COUNTING_WASM, config).await;
+    env.add_blueprint("counting", COUNTING_WASM, config, &[])
+        .await;
     env
 }
 

@@ -30,13 +30,30 @@ fn plugin() -> Plugin {
         .clone()
 }
 
+/// A kit with the grants an operator would give the pool's hosts.
 fn harness(config: &str) -> Harness {
-    Harness::new(plugin(), config).unwrap()
+    let mut kit = Harness::new(plugin(), config).unwrap();
+    let grants = [
+        "local:/tmp/drydock",
+        "ssh:ci@build.example",
+        "ssh-key:/etc/drydock",
+    ];
+    kit.grant(&grants.map(|g| g.parse().unwrap()));
+    kit
+}
+
+/// Runs one call to the component outside a kit.
+fn block<F: Future>(call: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(call)
 }
 
 #[test]
 fn describes_itself_as_a_host_blueprint() {
-    let description = plugin().describe().unwrap().value;
+    let description = block(plugin().describe()).unwrap().value;
     assert_eq!(description.name, "host-pool");
     assert_eq!(description.resource_type, "host");
     assert_eq!(plugin().contract_version(), "0.1.0");
@@ -170,7 +187,7 @@ fn invalid_configs_are_refused_with_the_reason() {
         ("not json", "expected ident"),
     ];
     for (config, expected) in cases {
-        let verdict = plugin().validate_config(config).unwrap().value;
+        let verdict = block(plugin().validate_config(config)).unwrap().value;
         let reason = verdict.expect_err(config);
         assert!(
             reason.contains(expected),
@@ -190,7 +207,7 @@ fn a_hook_called_with_a_bad_config_fails_the_object() {
         lease: Some(kit.lease(&lease).clone()),
         ..Default::default()
     };
-    let step = plugin().allocate_resource(&ctx).unwrap().value;
+    let step = block(plugin().allocate_resource(&ctx)).unwrap().value;
     assert_eq!(
         step.outcome,
         Outcome::Fail("invalid config: `hosts` is empty: list at least one host".into())
@@ -209,6 +226,15 @@ fn the_kit_drives_the_whole_lifecycle_in_one_call() {
         Some(CommandInterface::Ssh { ref host, .. }) if host == "build.example"
     ));
     assert!(kit.slot_locks().is_empty());
+
+    // Without the grant an operator gives, the host would refuse the interface.
+    let mut ungranted = Harness::new(plugin(), TWO_HOSTS).unwrap();
+    let run = ungranted.lifecycle("host", [("host", "remote-1")]);
+    let failure = run.failure.unwrap();
+    assert!(
+        failure.contains("the host would refuse it: the SSH target ci@build.example:2222"),
+        "{failure}"
+    );
 
     // A lease no host can serve stops at the first refusal, and says so.
     let run = harness(HOST_POOL_CONFIG).lifecycle("host", [("host", "nowhere")]);

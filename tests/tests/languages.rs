@@ -44,6 +44,7 @@ async fn scratch_blueprint(folder: &str) {
     let config_file = env.dir().join("config.json");
     std::fs::write(&config_file, &config).unwrap();
     let config_file = config_file.to_str().unwrap();
+    let grant = format!("local:{root}");
 
     // Without a daemon: describe, validate, and the whole life on in-memory snapshots.
     let report = json(
@@ -54,6 +55,8 @@ async fn scratch_blueprint(folder: &str) {
             "--config",
             config_file,
             "--lifecycle",
+            "--grant",
+            &grant,
             "--json",
         ])
         .await,
@@ -102,7 +105,7 @@ async fn scratch_blueprint(folder: &str) {
     );
 
     // In the daemon: one lease per directory, commands run in it, released and destroyed.
-    env.add_blueprint(folder, wasm, &config).await;
+    env.add_blueprint(folder, wasm, &config, &[&grant]).await;
     let _daemon = env.serve(&[]);
     let mut leases = Vec::new();
     for _ in 0..2 {

@@ -2,7 +2,7 @@
 
 use super::{Global, output, read_input};
 use crate::ops;
-use crate::plugin::{Plugin, Runtime, RuntimeConfig};
+use crate::plugin::{Runtime, RuntimeConfig};
 use crate::store::Blueprint;
 use crate::testkit::{Harness, Lifecycle};
 use anyhow::{Context as _, bail};
@@ -23,9 +23,33 @@ pub(super) enum BlueprintCommand {
         /// The JSON config (`-` for standard input); `{}` if omitted.
         #[arg(long)]
         config: Option<PathBuf>,
+        /// What its command interfaces may reach: `local:/DIR`, `ssh:USER@HOST[:PORT]` (`*`
+        /// matches any run of characters), `ssh-key:/DIR`; repeatable. Without a grant the
+        /// blueprint can run commands only through its resources' supporting leases.
+        #[arg(long = "grant")]
+        grants: Vec<String>,
+        /// The largest component accepted, in MiB.
+        #[arg(long, default_value_t = crate::plugin::DEFAULT_MAX_COMPONENT_BYTES >> 20)]
+        max_component_mib: usize,
         /// Print the blueprint as JSON.
         #[arg(long)]
         json: bool,
+    },
+    /// Give a blueprint more grants (see `add --grant`).
+    Grant {
+        /// Id or name.
+        blueprint: String,
+        /// Grants to add.
+        #[arg(required = true)]
+        grants: Vec<String>,
+    },
+    /// Take grants away from a blueprint.
+    Revoke {
+        /// Id or name.
+        blueprint: String,
+        /// Grants to take away.
+        #[arg(required = true)]
+        grants: Vec<String>,
     },
     /// List blueprints.
     List {
@@ -68,6 +92,10 @@ pub(super) enum BlueprintCommand {
         /// A lease attribute for `--lifecycle`, as KEY=VALUE; repeatable.
         #[arg(long = "attr", requires = "lifecycle", value_parser = super::lease::parse_attribute)]
         attributes: Vec<(String, String)>,
+        /// A grant to check the interface against in `--lifecycle`, as with `add --grant`;
+        /// repeatable.
+        #[arg(long = "grant", requires = "lifecycle")]
+        grants: Vec<String>,
         /// Print one JSON document.
         #[arg(long)]
         json: bool,
@@ -82,20 +110,34 @@ pub(super) async fn run(global: &Global, command: BlueprintCommand) -> anyhow::R
             lifecycle,
             resource_type,
             attributes,
+            grants,
             json,
         } => {
             let lifecycle = lifecycle.then_some(LifecycleArgs {
                 resource_type,
                 attributes,
+                grants,
             });
-            check(&wasm, config.as_deref(), lifecycle, json)
+            tokio::task::spawn_blocking(move || check(&wasm, config.as_deref(), lifecycle, json))
+                .await?
         }
         BlueprintCommand::Add {
             name,
             wasm,
             config,
+            grants,
+            max_component_mib,
             json,
-        } => add(global, name, &wasm, config.as_deref(), json).await,
+        } => {
+            let limits = (grants, max_component_mib << 20);
+            add(global, name, &wasm, config.as_deref(), limits, json).await
+        }
+        BlueprintCommand::Grant { blueprint, grants } => {
+            change_grants(global, &blueprint, &grants, &[]).await
+        }
+        BlueprintCommand::Revoke { blueprint, grants } => {
+            change_grants(global, &blueprint, &[], &grants).await
+        }
         BlueprintCommand::List { json } => list(global, json).await,
         BlueprintCommand::Show { blueprint, json } => {
             let store = global.store().await?;
@@ -107,23 +149,15 @@ pub(super) async fn run(global: &Global, command: BlueprintCommand) -> anyhow::R
     }
 }
 
-fn load(wasm: &Path) -> anyhow::Result<(Plugin, Vec<u8>)> {
-    let runtime = Runtime::new(RuntimeConfig::default())?;
-    let bytes = std::fs::read(wasm).with_context(|| format!("reading {}", wasm.display()))?;
-    let plugin = runtime
-        .load(&bytes)
-        .with_context(|| format!("loading {}", wasm.display()))?;
-    Ok((plugin, bytes))
-}
-
-fn validate(plugin: &Plugin, config: &str, source: &str) -> anyhow::Result<()> {
-    let verdict = plugin
-        .validate_config(config)
-        .context("calling validate-config")?;
-    if let Err(reason) = verdict.value {
-        bail!("config {source} is invalid: {reason}");
-    }
-    Ok(())
+/// Reads a component file, refusing one over the runtime's size cap before reading it.
+fn read_component(runtime: &Runtime, wasm: &Path) -> anyhow::Result<Vec<u8>> {
+    let size = std::fs::metadata(wasm)
+        .with_context(|| format!("reading {}", wasm.display()))?
+        .len();
+    runtime
+        .check_size(usize::try_from(size).unwrap_or(usize::MAX))
+        .with_context(|| format!("refusing {}", wasm.display()))?;
+    std::fs::read(wasm).with_context(|| format!("reading {}", wasm.display()))
 }
 
 async fn add(
@@ -131,27 +165,84 @@ async fn add(
     name: String,
     wasm: &Path,
     config: Option<&Path>,
+    (grants, max_component_bytes): (Vec<String>, usize),
     json: bool,
 ) -> anyhow::Result<ExitCode> {
     let config_text = match config {
         Some(path) => read_input(path)?,
         None => "{}".to_string(),
     };
-    let bytes = std::fs::read(wasm).with_context(|| format!("reading {}", wasm.display()))?;
-    let runtime = Runtime::new(RuntimeConfig::default())?;
+    let runtime = Runtime::new(RuntimeConfig {
+        max_component_bytes,
+        ..RuntimeConfig::default()
+    })?;
+    let bytes = read_component(&runtime, wasm)?;
     let store = global.store().await?;
-    let blueprint = ops::add_blueprint(store.as_ref(), &runtime, &name, bytes, config_text)
+    let request = ops::BlueprintRequest {
+        name,
+        wasm: bytes,
+        config: config_text,
+        grants,
+    };
+    let blueprint = ops::add_blueprint(store.as_ref(), &runtime, request)
         .await
         .with_context(|| format!("adding {}", wasm.display()))?;
     if json {
         output::json(&blueprint)?;
     } else {
         println!(
-            "{} {} ({} resources from {})",
-            blueprint.id, blueprint.name, blueprint.resource_type, blueprint.component_name
+            "{} {} ({} resources from {}; grants: {})",
+            blueprint.id,
+            blueprint.name,
+            blueprint.resource_type,
+            blueprint.component_name,
+            grant_list(&blueprint)
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+async fn change_grants(
+    global: &Global,
+    text: &str,
+    grant: &[String],
+    revoke: &[String],
+) -> anyhow::Result<ExitCode> {
+    let store = global.store().await?;
+    let blueprint = ops::find_blueprint(store.as_ref(), text).await?;
+    let blueprint =
+        ops::change_grants(store.as_ref(), &blueprint, grant, revoke, &super::author()).await?;
+    println!(
+        "{} {} grants: {}",
+        blueprint.id,
+        blueprint.name,
+        grant_list(&blueprint)
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn grant_list(blueprint: &Blueprint) -> String {
+    match blueprint.grants.as_slice() {
+        [] => "none".into(),
+        grants => grants
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", "),
+    }
+}
+
+/// Enabled or disabled, and failing when its allocations or activations keep failing.
+fn state(blueprint: &Blueprint) -> String {
+    let switch = if blueprint.enabled {
+        "enabled"
+    } else {
+        "disabled"
+    };
+    match blueprint.is_failing() {
+        true => format!("{switch}, failing"),
+        false => switch.into(),
+    }
 }
 
 async fn list(global: &Global, json: bool) -> anyhow::Result<ExitCode> {
@@ -168,7 +259,7 @@ async fn list(global: &Global, json: bool) -> anyhow::Result<ExitCode> {
                 b.name.clone(),
                 b.resource_type.clone(),
                 b.component_name.clone(),
-                if b.enabled { "enabled" } else { "disabled" }.into(),
+                state(b),
             ]
         })
         .collect();
@@ -181,6 +272,7 @@ fn print_one(blueprint: &Blueprint, json: bool) -> anyhow::Result<ExitCode> {
         output::json(blueprint)?;
         return Ok(ExitCode::SUCCESS);
     }
+    let safe = |text: &str| crate::text::escape(text).into_owned();
     println!("id:            {}", blueprint.id);
     println!("name:          {}", blueprint.name);
     println!("resource type: {}", blueprint.resource_type);
@@ -188,16 +280,18 @@ fn print_one(blueprint: &Blueprint, json: bool) -> anyhow::Result<ExitCode> {
         "component:     {} ({})",
         blueprint.component_name, blueprint.component
     );
-    println!(
-        "state:         {}",
-        if blueprint.enabled {
-            "enabled"
-        } else {
-            "disabled"
-        }
-    );
+    println!("state:         {}", state(blueprint));
+    println!("grants:        {}", safe(&grant_list(blueprint)));
+    if blueprint.failures > 0 {
+        println!(
+            "failures:      {} in a row; the last: {}",
+            blueprint.failures,
+            safe(blueprint.last_failure.as_deref().unwrap_or("-"))
+        );
+        println!("next try:      {}", output::maybe_time(blueprint.retry_at));
+    }
     println!("added:         {}", output::time(blueprint.created_at));
-    println!("config:        {}", blueprint.config);
+    println!("config:        {}", safe(&blueprint.config));
     Ok(ExitCode::SUCCESS)
 }
 
@@ -227,24 +321,35 @@ struct CheckReport {
 struct LifecycleArgs {
     resource_type: Option<String>,
     attributes: Vec<(String, String)>,
+    grants: Vec<String>,
 }
 
+/// Loads, describes and checks a component; runs on a blocking thread (the test kit drives
+/// calls on its own runtime).
 fn check(
     wasm: &Path,
     config: Option<&Path>,
     lifecycle: Option<LifecycleArgs>,
     json: bool,
 ) -> anyhow::Result<ExitCode> {
-    let (plugin, _) = load(wasm)?;
-    let description = plugin.describe().context("calling describe")?.value;
+    let runtime = Runtime::new(RuntimeConfig::default())?;
+    let bytes = read_component(&runtime, wasm)?;
+    let plugin = runtime
+        .load(&bytes)
+        .with_context(|| format!("loading {}", wasm.display()))?;
+    let mut kit = Harness::over(plugin.clone())?;
+    let description = kit.describe().context("calling describe")?;
+    crate::action::check_description(&description)
+        .map_err(|why| anyhow::anyhow!("the component describes itself badly: {why}"))?;
     let config_text = config.map(read_input).transpose()?;
-    let verdict = config
-        .zip(config_text.as_deref())
-        .map(|(path, text)| validate(&plugin, text, &path.display().to_string()));
+    let verdict = config.zip(config_text.as_deref()).map(|(path, text)| {
+        kit.validate_config(text)
+            .with_context(|| format!("config {} is invalid", path.display()))
+    });
     let lifecycle = match (lifecycle, &verdict) {
         (Some(args), None | Some(Ok(()))) => {
-            let config = config_text.as_deref().unwrap_or("{}");
-            let mut kit = Harness::new(plugin.clone(), config)?;
+            kit.configure(config_text.as_deref().unwrap_or("{}"))?;
+            kit.grant(&ops::parse_grants(&args.grants)?);
             let resource_type = args
                 .resource_type
                 .unwrap_or_else(|| description.resource_type.clone());

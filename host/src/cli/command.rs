@@ -1,4 +1,4 @@
-//! `drydock command list` and `drydock log`.
+//! `drydock command list`, `drydock log` and `drydock gc`.
 
 use super::{Global, output};
 use crate::store::{CommandFilter, ObjectId};
@@ -82,8 +82,39 @@ pub(super) async fn log(global: &Global, args: LogArgs) -> anyhow::Result<ExitCo
             "{}  {:<5} {:<30} {}",
             output::time(entry.created_at),
             entry.object,
-            entry.kind,
-            entry.message
+            output::safe(&entry.kind),
+            output::safe(&entry.message)
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Debug, Args)]
+pub(super) struct GcArgs {
+    /// Remove what finished longer ago than this.
+    #[arg(long, default_value = "30d", value_parser = humantime::parse_duration)]
+    older_than: std::time::Duration,
+    /// Print what was removed as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+pub(super) async fn gc(global: &Global, args: GcArgs) -> anyhow::Result<ExitCode> {
+    let store = global.store().await?;
+    let before = store
+        .now()
+        .saturating_sub(args.older_than.as_millis() as u64);
+    let report = store.gc(before).await?;
+    if args.json {
+        output::json(&report)?;
+    } else {
+        println!(
+            "removed {} leases, {} resources, {} commands and {} log entries that finished before {}",
+            report.leases,
+            report.resources,
+            report.commands,
+            report.logs,
+            output::time(before)
         );
     }
     Ok(ExitCode::SUCCESS)

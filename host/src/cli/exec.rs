@@ -1,5 +1,6 @@
 //! `drydock exec`: runs a command on the resource an active lease holds, through the command
-//! interface its blueprint gives (`local` or `ssh`), with the terminal's stdio.
+//! interface its blueprint gives (`local` or `ssh`) once it passes the blueprint's grants, with
+//! the terminal's stdio.
 
 use super::Global;
 use crate::domain::LeaseStatus;
@@ -36,14 +37,19 @@ pub(super) async fn run(global: &Global, args: ExecArgs) -> anyhow::Result<ExitC
         );
     };
     let resource = store.resource_get(resource).await?;
-    let plugins = Plugins::new(Runtime::new(RuntimeConfig::default())?);
-    let interface = match plugins.interface(store.as_ref(), &lease, &resource).await? {
-        Ok(interface) => interface,
-        Err(reason) => bail!("{} gives no command interface: {reason}", resource.id),
+    let plugins = Plugins::new(Runtime::new(RuntimeConfig::default())?, 1);
+    let reach = match plugins.interface(store.as_ref(), &lease, &resource).await? {
+        Ok(reach) => reach,
+        Err(reason) => bail!(
+            "{} gives no command interface: {}",
+            resource.id,
+            crate::text::escape(&reason)
+        ),
     };
-    let mut command = crate::exec::command(&interface, &args.argv, args.cwd.as_deref())
+    let prepared = crate::exec::prepare(&reach, &args.argv, args.cwd.as_deref())
         .map_err(anyhow::Error::msg)?;
-    let status = command
+    let status = prepared
+        .command()
         .stdin(Stdio::inherit())
         .stdout(Stdio::inherit())
         .stderr(Stdio::inherit())

@@ -33,12 +33,14 @@ pub(super) enum LeaseCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Queue a release for leases; the daemon applies it.
+    /// Queue a release for leases, all or none; the daemon applies it. A supporting lease
+    /// belongs to its resource: release the resource instead.
     Release {
         /// Lease ids.
         #[arg(required_unless_present = "all", conflicts_with = "all")]
         ids: Vec<String>,
-        /// Every lease that can still be released.
+        /// Every lease that can still be released, except supporting leases (which go with
+        /// their resources).
         #[arg(long)]
         all: bool,
     },
@@ -103,11 +105,12 @@ pub(super) async fn run(global: &Global, command: LeaseCommand) -> anyhow::Resul
     }
 }
 
+/// Leases `--all` releases: those that can still take a release and are not supporting leases.
 async fn releasable(store: &dyn Store) -> anyhow::Result<Vec<ObjectId>> {
     let leases = store.lease_list(None).await?;
     Ok(leases
         .into_iter()
-        .filter(|l| l.status.is_releasable())
+        .filter(|l| l.status.is_releasable() && l.parent_resource_id.is_none())
         .map(|l| l.id)
         .collect())
 }
@@ -196,7 +199,8 @@ async fn print_new_logs(
 ) -> anyhow::Result<()> {
     let after = seen.get(&id).copied().unwrap_or(0);
     for entry in store.log_list(Some(id), after, 1000).await? {
-        eprintln!("{} {:<28} {}", entry.object, entry.kind, entry.message);
+        let (kind, message) = (output::safe(&entry.kind), output::safe(&entry.message));
+        eprintln!("{} {kind:<28} {message}", entry.object);
         seen.insert(id, entry.id);
     }
     Ok(())
@@ -223,10 +227,10 @@ fn show(detail: &ops::LeaseDetail, json: bool) -> anyhow::Result<ExitCode> {
         lease.resource_id.map_or("-".into(), |r| r.to_string())
     );
     println!("attributes:    {}", output::attributes(&lease.attributes));
-    println!("owner:         {}", lease.owner);
+    println!("owner:         {}", output::safe(&lease.owner));
     println!("until:         {}", output::maybe_time(lease.until));
     println!("created:       {}", output::time(lease.created_at));
-    println!("work:          {}", detail.work);
+    println!("work:          {}", output::safe(&detail.work.to_string()));
     Ok(ExitCode::SUCCESS)
 }
 

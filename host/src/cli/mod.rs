@@ -61,12 +61,21 @@ enum Commands {
     Log(command::LogArgs),
     /// Run a command on the resource an active lease holds: `drydock exec --lease L1 -- make`.
     Exec(exec::ExecArgs),
+    /// Remove what finished long ago: destroyed leases and resources, consumed commands and
+    /// log entries older than the retention (the daemon does this hourly).
+    Gc(command::GcArgs),
+    /// Run a command under guard (the daemon starts execs this way; see `exec::guard`).
+    #[command(hide = true)]
+    ExecGuard(crate::exec::guard::GuardArgs),
 }
 
 /// Parses the process arguments, runs the command and maps errors to a non-zero exit.
 pub fn main() -> ExitCode {
     init_tracing();
     let cli = Cli::parse();
+    if let Commands::ExecGuard(args) = cli.command {
+        return guard(args);
+    }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(error) => {
@@ -77,7 +86,24 @@ pub fn main() -> ExitCode {
     match runtime.block_on(run(cli)) {
         Ok(code) => code,
         Err(error) => {
-            eprintln!("error: {error:#}");
+            eprintln!(
+                "error: {}",
+                crate::text::escape_lines(&format!("{error:#}"))
+            );
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `drydock exec-guard`: a small runtime of its own, and the command's exit code.
+fn guard(args: crate::exec::guard::GuardArgs) -> ExitCode {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build();
+    match runtime {
+        Ok(runtime) => ExitCode::from(runtime.block_on(crate::exec::guard::run(args)) as u8),
+        Err(error) => {
+            eprintln!("error: starting the exec guard: {error}");
             ExitCode::FAILURE
         }
     }
@@ -93,6 +119,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Commands::Command(command) => command::run(&global, command).await,
         Commands::Log(args) => command::log(&global, args).await,
         Commands::Exec(args) => exec::run(&global, args).await,
+        Commands::Gc(args) => command::gc(&global, args).await,
+        Commands::ExecGuard(_) => unreachable!("handled before the runtime starts"),
     }
 }
 

@@ -1,7 +1,14 @@
-//! Printing records as text tables or JSON.
+//! Printing records as text tables or JSON. Text that came from a blueprint or a user is
+//! printed through [`safe`], so it can neither forge lines nor drive the terminal.
 
 use crate::domain::{Attributes, Timestamp};
 use serde::Serialize;
+use std::borrow::Cow;
+
+/// `text` with control characters written as visible escapes.
+pub fn safe(text: &str) -> Cow<'_, str> {
+    crate::text::escape(text)
+}
 
 /// Prints one JSON document.
 pub fn json<T: Serialize + ?Sized>(value: &T) -> anyhow::Result<()> {
@@ -26,15 +33,19 @@ pub fn attributes(attributes: &Attributes) -> String {
     }
     attributes
         .iter()
-        .map(|(k, v)| format!("{k}={v}"))
+        .map(|(k, v)| format!("{}={}", safe(k), safe(v)))
         .collect::<Vec<_>>()
         .join(", ")
 }
 
-/// Prints rows under a header, with columns padded to fit.
+/// Prints rows under a header, with columns padded to fit; cells are made [`safe`].
 pub fn table(header: &[&str], rows: &[Vec<String>]) {
+    let rows: Vec<Vec<String>> = rows
+        .iter()
+        .map(|row| row.iter().map(|cell| safe(cell).into_owned()).collect())
+        .collect();
     let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
-    for row in rows {
+    for row in &rows {
         for (width, cell) in widths.iter_mut().zip(row) {
             *width = (*width).max(cell.chars().count());
         }

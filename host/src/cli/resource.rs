@@ -6,6 +6,7 @@ use crate::ops::{self, parse_id};
 use crate::queue::Queue;
 use crate::store::{CommandKind, ObjectId, Resource};
 use clap::Subcommand;
+use std::borrow::Cow;
 use std::process::ExitCode;
 
 #[derive(Debug, Subcommand)]
@@ -83,34 +84,34 @@ pub(super) async fn run(global: &Global, command: ResourceCommand) -> anyhow::Re
     }
 }
 
-/// Queues `kind` for each target; reports each refusal and exits non-zero if there was one.
+/// Queues `kind` for every target, all or none: one refused target (named, with why) means
+/// nothing is queued and the exit is non-zero.
 pub(super) async fn post_all(
     queue: &Queue,
     targets: &[ObjectId],
     kind: CommandKind,
 ) -> anyhow::Result<ExitCode> {
-    let mut refused = 0;
     let verb = match kind {
         CommandKind::Release => "release",
         CommandKind::Reclaim => "reclaim",
     };
-    for target in targets {
-        match ops::post(queue, *target, kind, &author()).await {
-            Ok(command) => println!("{target}: {verb} queued (command {})", command.id),
-            Err(error) => {
-                eprintln!("error: {target}: {error}");
-                refused += 1;
-            }
-        }
-    }
     if targets.is_empty() {
         println!("nothing to {verb}");
+        return Ok(ExitCode::SUCCESS);
     }
-    Ok(if refused == 0 {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
+    match ops::post_all(queue, targets, kind, &author()).await {
+        Ok(commands) => {
+            for command in commands {
+                println!("{}: {verb} queued (command {})", command.target, command.id);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(error) => {
+            let error = crate::text::escape(&error.to_string()).into_owned();
+            eprintln!("error: {error}; nothing was queued");
+            Ok(ExitCode::FAILURE)
+        }
+    }
 }
 
 fn list(resources: Vec<Resource>, json: bool) -> anyhow::Result<ExitCode> {
@@ -158,7 +159,7 @@ fn show(detail: &ops::ResourceDetail) {
             leases.join(", ")
         }
     );
-    let locks: Vec<&str> = locks.iter().map(|l| l.name.as_str()).collect();
+    let locks: Vec<Cow<str>> = locks.iter().map(|l| output::safe(&l.name)).collect();
     println!(
         "slot locks:    {}",
         if locks.is_empty() {
@@ -167,5 +168,5 @@ fn show(detail: &ops::ResourceDetail) {
             locks.join(", ")
         }
     );
-    println!("work:          {}", detail.work);
+    println!("work:          {}", output::safe(&detail.work.to_string()));
 }

@@ -17,8 +17,31 @@ use std::time::Duration;
 #[derive(Debug, Args)]
 pub(super) struct ServeArgs {
     /// Update workers running at once; 0 serves only HTTP (a front end for other daemons).
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, default_value_t = 16)]
     workers: usize,
+    /// Calls one blueprint may have running at once, so that no blueprint takes every worker
+    /// (default: a quarter of the workers, at least 1).
+    #[arg(long)]
+    blueprint_calls: Option<usize>,
+    /// Exec actions running at once; they wait in a pool of their own, not on a worker.
+    #[arg(long, default_value_t = 16)]
+    exec_slots: usize,
+    /// The shortest wait a blueprint's `yield` gets.
+    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+    min_yield: Duration,
+    /// Failed runs in a row after which an object breaks with the last error.
+    #[arg(long, default_value_t = 10)]
+    max_attempts: u32,
+    /// Resources one blueprint may make per minute.
+    #[arg(long, default_value_t = 60)]
+    resources_per_minute: u32,
+    /// How long finished objects, consumed commands and log entries are kept (`0s` keeps
+    /// them forever); `drydock gc` prunes on demand.
+    #[arg(long, default_value = "30d", value_parser = humantime::parse_duration)]
+    retention: Duration,
+    /// The largest component the HTTP API accepts, in MiB.
+    #[arg(long, default_value_t = crate::plugin::DEFAULT_MAX_COMPONENT_BYTES >> 20)]
+    max_component_mib: usize,
     /// Longest sleep between looks at the queue (the backstop for other processes' posts).
     #[arg(long, default_value = "250ms", value_parser = humantime::parse_duration)]
     poll: Duration,
@@ -52,18 +75,26 @@ pub(super) async fn run(global: &Global, args: ServeArgs) -> anyhow::Result<Exit
     let runtime = Runtime::new(RuntimeConfig {
         call_timeout: args.call_timeout,
         memory_limit: args.memory_mib << 20,
+        max_component_bytes: args.max_component_mib << 20,
         ..RuntimeConfig::default()
     })?;
     let config = DaemonConfig {
         workers: args.workers,
+        exec_slots: args.exec_slots,
+        exec_guard: Some(std::env::current_exe().context("finding the drydock binary")?),
         poll: args.poll,
+        retention: (!args.retention.is_zero()).then_some(args.retention),
         worker: WorkerConfig {
             claim_ttl: args.claim_ttl,
             reclaim_idle: args.reclaim_idle,
+            min_yield: args.min_yield,
+            max_attempts: args.max_attempts.max(1),
+            resources_per_minute: args.resources_per_minute,
             ..WorkerConfig::default()
         },
         ..DaemonConfig::default()
     };
+    let blueprint_calls = args.blueprint_calls.unwrap_or(args.workers / 4).max(1);
     eprintln!(
         "drydock serving {} with {} workers (Ctrl-C stops)",
         global.database, config.workers
@@ -93,7 +124,8 @@ pub(super) async fn run(global: &Global, args: ServeArgs) -> anyhow::Result<Exit
     if config.workers == 0 {
         wait(stopped).await;
     } else {
-        daemon::run(config, queue, Plugins::new(runtime), wait(stopped)).await?;
+        let plugins = Plugins::new(runtime, blueprint_calls);
+        daemon::run(config, queue, plugins, wait(stopped)).await?;
     }
     if let Some(web) = web {
         web.await??;

@@ -5,6 +5,7 @@
 wasmtime::component::bindgen!({
     path: "../wit/v0.1.0",
     world: "blueprint",
+    exports: { default: async },
 });
 
 pub use exports::drydock::blueprint::hooks as api;

@@ -109,7 +109,10 @@ fn supporting_lease_to_wit(lease: &SupportingLease) -> api::SupportingLease {
     api::SupportingLease {
         key: lease.key.clone(),
         lease: lease_to_wit(&lease.lease),
-        interface: lease.interface.as_ref().map(interface_to_wit),
+        interface: lease
+            .interface
+            .as_ref()
+            .map(|reach| interface_to_wit(&reach.interface)),
     }
 }
 

@@ -2,11 +2,17 @@
 //!
 //! A [`Runtime`] owns the wasmtime engine: component model on, epoch interruption for time limits,
 //! the pooling allocator when the address space allows it, and an on-disk [`ComponentCache`].
-//! [`Runtime::load`] compiles a component (or takes it from the cache), refuses one built for an
-//! incompatible contract, and pre-links it against a WASI that grants nothing. The resulting
-//! [`Plugin`] has one typed method per blueprint export; each call gets a fresh instance, a
-//! deadline, a memory cap and captured output, and returns host `domain` types. Steps are
-//! validated by `action` before they are returned, so a caller never sees an invalid one.
+//! [`Runtime::load`] compiles a component (or takes it from the cache), refuses one that is too
+//! large or built for an incompatible contract, and pre-links it against a WASI that grants
+//! nothing. The resulting [`Plugin`] has one typed async method per blueprint export; each call
+//! gets a fresh instance, a deadline, a memory cap, captured output and a [`CallWorld`] (its
+//! clocks and random numbers), and returns host `domain` types. Steps are validated by `action`
+//! before they are returned, so a caller never sees an invalid one.
+//!
+//! The deadline cannot be escaped. Calls run on wasmtime's async support: the guest yields to
+//! the executor at every epoch tick and traps at the first tick past its deadline, and the whole
+//! call runs under a timer that drops it if the guest sits in a blocking host call (a sleep, a
+//! poll) past the deadline. Either way the call ends with [`Error::Timeout`].
 //!
 //! Every [`Error`] a call returns is a permanent blueprint failure except
 //! [`Error::Busy`], which means the host ran out of instance slots and should retry.
@@ -17,17 +23,19 @@ mod convert;
 mod sandbox;
 
 pub use cache::{ComponentCache, digest};
+pub use sandbox::CallWorld;
 
 use crate::action::{self, Scope, Subject};
 use crate::domain::{AllocationVerdict, CallContext, CommandInterface, Description, Step};
-use bindings::{Blueprint as Bindings, BlueprintPre};
+use bindings::BlueprintPre;
 use sandbox::Sandbox;
 use std::collections::BTreeSet;
 use std::path::Path;
+use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use wasmtime::component::{Component, Linker};
-use wasmtime::{Engine, Store, Trap};
+use wasmtime::{Engine, Store, Trap, UpdateDeadline};
 
 /// The contract package a component must export.
 pub const CONTRACT_PACKAGE: &str = "drydock:blueprint";
@@ -35,8 +43,15 @@ pub const CONTRACT_PACKAGE: &str = "drydock:blueprint";
 pub const CONTRACT_VERSION: &str = "0.1.0";
 /// The exported interface, without its version.
 const CONTRACT_INTERFACE: &str = "drydock:blueprint/hooks";
-/// How often the epoch advances; the granularity of call deadlines.
+/// How often the epoch advances: the granularity of call deadlines and of a guest's yields.
 const EPOCH_TICK: Duration = Duration::from_millis(5);
+/// How long past its deadline a call blocked in a host call may sit before it is dropped; a
+/// running guest traps at the deadline itself, so a call that reaches this was blocked.
+const BLOCKING_GRACE: Duration = Duration::from_millis(20);
+
+/// The default cap on a component's size: room for interpreters (Python, JavaScript) with
+/// libraries, well short of what would strain the daemon or the database.
+pub const DEFAULT_MAX_COMPONENT_BYTES: usize = 64 << 20;
 
 /// Settings of a [`Runtime`].
 #[derive(Debug, Clone)]
@@ -49,6 +64,8 @@ pub struct RuntimeConfig {
     pub output_limit: usize,
     /// Instances alive at once (the size of the pool).
     pub max_instances: u32,
+    /// The largest component accepted, in bytes.
+    pub max_component_bytes: usize,
     /// Where compiled components are cached; `None` compiles every time.
     pub cache_dir: Option<std::path::PathBuf>,
     /// Caps on returned steps.
@@ -62,6 +79,7 @@ impl Default for RuntimeConfig {
             memory_limit: 64 << 20,
             output_limit: 64 << 10,
             max_instances: 64,
+            max_component_bytes: DEFAULT_MAX_COMPONENT_BYTES,
             cache_dir: ComponentCache::default_dir(),
             action_limits: action::Limits::default(),
         }
@@ -131,6 +149,18 @@ impl std::fmt::Display for Hook {
 /// Why loading or calling a component failed.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// The component is larger than the configured cap.
+    #[error(
+        "the component is {size} bytes, over the limit of {limit} bytes ({} MiB); raise it with \
+         --max-component-mib if this component is meant to be that large",
+        limit >> 20
+    )]
+    TooLarge {
+        /// Its size.
+        size: usize,
+        /// The cap.
+        limit: usize,
+    },
     /// The bytes are not a component wasmtime can compile.
     #[error("not a valid WebAssembly component: {0}")]
     Compile(String),
@@ -149,16 +179,34 @@ pub enum Error {
         /// The version it exports.
         found: String,
     },
+    /// The component names our contract version but its functions have other types: it was
+    /// built from a modified or mismatched copy of the WIT.
+    #[error(
+        "the component exports {CONTRACT_INTERFACE}@{found}, but its functions do not match this \
+         host's contract (wit/v{CONTRACT_VERSION}): {detail}"
+    )]
+    ContractMismatch {
+        /// The version it claims.
+        found: String,
+        /// What differs, as wasmtime's type check says.
+        detail: String,
+    },
     /// The component imports something the sandbox does not provide.
     #[error("the component cannot be linked in the sandbox: {0}")]
     Link(String),
     /// The call ran past its deadline.
-    #[error("{hook} ran longer than its {limit:?} time limit and was stopped{output}")]
+    #[error(
+        "{hook} exceeded its {} deadline{} and was stopped{output}",
+        humantime::format_duration(*limit),
+        if *blocking { " in a blocking call (a sleep or a poll)" } else { "" }
+    )]
     Timeout {
         /// Which export.
         hook: Hook,
         /// The deadline.
         limit: Duration,
+        /// Whether the guest was waiting in a host call rather than running.
+        blocking: bool,
         /// Captured guest output.
         output: GuestOutput,
     },
@@ -253,7 +301,7 @@ impl Runtime {
         let (engine, pooling) = engine::build(&config)?;
         engine::start_epoch_ticker(&engine, EPOCH_TICK);
         let mut linker = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
         let cache = config.cache_dir.clone().map(ComponentCache::new);
         Ok(Runtime {
             shared: Arc::new(Shared {
@@ -284,9 +332,25 @@ impl Runtime {
             .with_context(|| format!("loading {}", path.display()))
     }
 
+    /// The largest component [`Runtime::load`] accepts, in bytes.
+    pub fn max_component_bytes(&self) -> usize {
+        self.shared.config.max_component_bytes
+    }
+
+    /// Refuses a component of `size` bytes if it is over the cap (before anyone reads it whole).
+    pub fn check_size(&self, size: usize) -> Result<(), Error> {
+        let limit = self.max_component_bytes();
+        if size > limit {
+            return Err(Error::TooLarge { size, limit });
+        }
+        Ok(())
+    }
+
     /// Compiles (or takes from the cache), checks the contract version and pre-links a component.
+    /// CPU-bound: call it off the async executor.
     pub fn load(&self, wasm: &[u8]) -> Result<Plugin, Error> {
         let shared = &self.shared;
+        self.check_size(wasm.len())?;
         let wasm_digest = digest(wasm);
         let component = match &shared.cache {
             Some(cache) => cache.load_or_compile(&shared.engine, wasm, &wasm_digest),
@@ -298,7 +362,10 @@ impl Runtime {
             .linker
             .instantiate_pre(&component)
             .map_err(|e| Error::Link(format!("{e:#}")))?;
-        let pre = BlueprintPre::new(instance_pre).map_err(|e| Error::Link(format!("{e:#}")))?;
+        let pre = BlueprintPre::new(instance_pre).map_err(|e| Error::ContractMismatch {
+            found: contract.clone(),
+            detail: format!("{e:#}"),
+        })?;
         Ok(Plugin {
             runtime: self.clone(),
             pre,
@@ -363,96 +430,125 @@ impl Plugin {
     }
 
     /// `describe`: what the component is.
-    pub fn describe(&self) -> Result<Called<Description>, Error> {
-        self.call(Hook::Describe, |api, store| api.call_describe(store))
-            .map(|c| c.map(convert::description_from_wit))
+    pub async fn describe(&self) -> Result<Called<Description>, Error> {
+        let world = CallWorld::new(0, &[Hook::Describe.name()]);
+        self.call(Hook::Describe, world, |api, store| {
+            Box::pin(api.call_describe(store))
+        })
+        .await
+        .map(|c| c.map(convert::description_from_wit))
     }
 
     /// `validate-config`: `Ok(Err(reason))` when the component refuses the config.
-    pub fn validate_config(&self, config: &str) -> Result<Called<Result<(), String>>, Error> {
-        self.call(Hook::ValidateConfig, |api, store| {
-            api.call_validate_config(store, config)
+    pub async fn validate_config(&self, config: &str) -> Result<Called<Result<(), String>>, Error> {
+        let world = CallWorld::new(0, &[Hook::ValidateConfig.name(), config]);
+        let config = config.to_string();
+        self.call(Hook::ValidateConfig, world, move |api, store| {
+            Box::pin(async move { api.call_validate_config(store, &config).await })
         })
+        .await
     }
 
     /// `can-allocate-resource` for `ctx.lease`.
-    pub fn can_allocate_resource(
+    pub async fn can_allocate_resource(
         &self,
         ctx: &CallContext,
     ) -> Result<Called<AllocationVerdict>, Error> {
         let wit = convert::context_to_wit(ctx);
-        self.call(Hook::CanAllocateResource, |api, store| {
-            api.call_can_allocate_resource(store, &wit)
-        })
+        self.call(
+            Hook::CanAllocateResource,
+            world(Hook::CanAllocateResource, ctx),
+            move |api, store| {
+                Box::pin(async move { api.call_can_allocate_resource(store, &wit).await })
+            },
+        )
+        .await
         .map(|c| c.map(convert::verdict_from_wit))
     }
 
     /// `can-acquire-lease` for `ctx.lease` on `ctx.resource`.
-    pub fn can_acquire_lease(&self, ctx: &CallContext) -> Result<Called<bool>, Error> {
+    pub async fn can_acquire_lease(&self, ctx: &CallContext) -> Result<Called<bool>, Error> {
         let wit = convert::context_to_wit(ctx);
-        self.call(Hook::CanAcquireLease, |api, store| {
-            api.call_can_acquire_lease(store, &wit)
-        })
+        self.call(
+            Hook::CanAcquireLease,
+            world(Hook::CanAcquireLease, ctx),
+            move |api, store| {
+                Box::pin(async move { api.call_can_acquire_lease(store, &wit).await })
+            },
+        )
+        .await
     }
 
-    /// `interface`: how to run commands on `ctx.resource` for `ctx.lease`.
-    pub fn interface(
+    /// `interface`: how to run commands on `ctx.resource` for `ctx.lease`. The caller checks the
+    /// answer against the blueprint's grants before using it.
+    pub async fn interface(
         &self,
         ctx: &CallContext,
     ) -> Result<Called<Result<CommandInterface, String>>, Error> {
         let wit = convert::context_to_wit(ctx);
-        self.call(Hook::Interface, |api, store| {
-            api.call_interface(store, &wit)
-        })
+        self.call(
+            Hook::Interface,
+            world(Hook::Interface, ctx),
+            move |api, store| Box::pin(async move { api.call_interface(store, &wit).await }),
+        )
+        .await
         .map(|c| c.map(|r| r.map(convert::interface_from_wit)))
     }
 
     /// `allocate-resource`: actions apply to the new `ctx.resource`.
-    pub fn allocate_resource(&self, ctx: &CallContext) -> Result<Called<Step>, Error> {
-        self.step(Hook::AllocateResource, ctx)
+    pub async fn allocate_resource(&self, ctx: &CallContext) -> Result<Called<Step>, Error> {
+        self.step(Hook::AllocateResource, ctx).await
     }
 
     /// `activate-resource` on `ctx.resource`.
-    pub fn activate_resource(&self, ctx: &CallContext) -> Result<Called<Step>, Error> {
-        self.step(Hook::ActivateResource, ctx)
+    pub async fn activate_resource(&self, ctx: &CallContext) -> Result<Called<Step>, Error> {
+        self.step(Hook::ActivateResource, ctx).await
     }
 
     /// `acquire-lease`: actions apply to `ctx.lease`.
-    pub fn acquire_lease(&self, ctx: &CallContext) -> Result<Called<Step>, Error> {
-        self.step(Hook::AcquireLease, ctx)
+    pub async fn acquire_lease(&self, ctx: &CallContext) -> Result<Called<Step>, Error> {
+        self.step(Hook::AcquireLease, ctx).await
     }
 
     /// `activate-lease` on `ctx.lease`.
-    pub fn activate_lease(&self, ctx: &CallContext) -> Result<Called<Step>, Error> {
-        self.step(Hook::ActivateLease, ctx)
+    pub async fn activate_lease(&self, ctx: &CallContext) -> Result<Called<Step>, Error> {
+        self.step(Hook::ActivateLease, ctx).await
     }
 
     /// `release-lease` on `ctx.lease`.
-    pub fn release_lease(&self, ctx: &CallContext) -> Result<Called<Step>, Error> {
-        self.step(Hook::ReleaseLease, ctx)
+    pub async fn release_lease(&self, ctx: &CallContext) -> Result<Called<Step>, Error> {
+        self.step(Hook::ReleaseLease, ctx).await
     }
 
     /// `destroy-resource` on `ctx.resource`.
-    pub fn destroy_resource(&self, ctx: &CallContext) -> Result<Called<Step>, Error> {
-        self.step(Hook::DestroyResource, ctx)
+    pub async fn destroy_resource(&self, ctx: &CallContext) -> Result<Called<Step>, Error> {
+        self.step(Hook::DestroyResource, ctx).await
     }
 
     /// Calls a step-returning hook and validates the step against what the call may touch.
-    pub fn step(&self, hook: Hook, ctx: &CallContext) -> Result<Called<Step>, Error> {
+    pub async fn step(&self, hook: Hook, ctx: &CallContext) -> Result<Called<Step>, Error> {
         let wit = convert::context_to_wit(ctx);
-        let called = self.call(hook, |api, store| match hook {
-            Hook::AllocateResource => api.call_allocate_resource(store, &wit),
-            Hook::ActivateResource => api.call_activate_resource(store, &wit),
-            Hook::AcquireLease => api.call_acquire_lease(store, &wit),
-            Hook::ActivateLease => api.call_activate_lease(store, &wit),
-            Hook::ReleaseLease => api.call_release_lease(store, &wit),
-            Hook::DestroyResource => api.call_destroy_resource(store, &wit),
-            other => unreachable!("{other} does not return a step"),
-        })?;
+        let called = self
+            .call(hook, world(hook, ctx), move |api, store| {
+                Box::pin(async move {
+                    match hook {
+                        Hook::AllocateResource => api.call_allocate_resource(store, &wit).await,
+                        Hook::ActivateResource => api.call_activate_resource(store, &wit).await,
+                        Hook::AcquireLease => api.call_acquire_lease(store, &wit).await,
+                        Hook::ActivateLease => api.call_activate_lease(store, &wit).await,
+                        Hook::ReleaseLease => api.call_release_lease(store, &wit).await,
+                        Hook::DestroyResource => api.call_destroy_resource(store, &wit).await,
+                        other => unreachable!("{other} does not return a step"),
+                    }
+                })
+            })
+            .await?;
         let called = called.map(convert::step_from_wit);
         let scope = Scope {
             subject: hook.subject(),
             supporting_leases: supporting_keys(ctx),
+            now: ctx.now,
+            depth: ctx.depth,
         };
         action::validate(
             &called.value,
@@ -463,31 +559,54 @@ impl Plugin {
         Ok(called)
     }
 
-    /// Runs one export in a fresh, limited instance and classifies any failure.
-    fn call<R>(
+    /// Runs one export in a fresh, limited instance and classifies any failure. The call ends
+    /// at its deadline whatever the guest does: a running guest traps at the first epoch tick
+    /// past it, and a guest blocked in a host call is dropped by the timer.
+    async fn call<R: Send>(
         &self,
         hook: Hook,
-        invoke: impl FnOnce(&bindings::api::Guest, &mut Store<Sandbox>) -> wasmtime::Result<R>,
+        world: CallWorld,
+        invoke: impl for<'a> FnOnce(
+            &'a bindings::api::Guest,
+            &'a mut Store<Sandbox>,
+        ) -> GuestCall<'a, R>
+        + Send,
     ) -> Result<Called<R>, Error> {
         let shared = &self.runtime.shared;
+        let limit = shared.config.call_timeout;
         let mut store = Store::new(
             &shared.engine,
-            Sandbox::new(shared.config.memory_limit, shared.config.output_limit),
+            Sandbox::new(
+                shared.config.memory_limit,
+                shared.config.output_limit,
+                &world,
+            ),
         );
         store.limiter(|sandbox| &mut sandbox.memory);
-        store.set_epoch_deadline(engine::deadline_ticks(
-            shared.config.call_timeout,
-            EPOCH_TICK,
-        ));
-        store.epoch_deadline_trap();
-        let result = self
-            .pre
-            .instantiate(&mut store)
-            .and_then(|instance: Bindings| invoke(instance.drydock_blueprint_hooks(), &mut store));
+        let deadline = Instant::now() + limit;
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(move |_| {
+            Ok(match Instant::now() >= deadline {
+                true => UpdateDeadline::Interrupt,
+                false => UpdateDeadline::Yield(1),
+            })
+        });
+        let pre = self.pre.clone();
+        let run = async {
+            let instance = pre.instantiate_async(&mut store).await?;
+            invoke(instance.drydock_blueprint_hooks(), &mut store).await
+        };
+        let result = tokio::time::timeout(limit + BLOCKING_GRACE, run).await;
         let output = store.data().output();
         match result {
-            Ok(value) => Ok(Called { value, output }),
-            Err(error) => Err(self.classify(hook, error, &store, output)),
+            Ok(Ok(value)) => Ok(Called { value, output }),
+            Ok(Err(error)) => Err(self.classify(hook, error, &store, output)),
+            Err(_) => Err(Error::Timeout {
+                hook,
+                limit,
+                blocking: true,
+                output: GuestOutput(output),
+            }),
         }
     }
 
@@ -512,6 +631,7 @@ impl Plugin {
             return Error::Timeout {
                 hook,
                 limit: config.call_timeout,
+                blocking: false,
                 output,
             };
         }
@@ -540,6 +660,17 @@ impl<T> Called<T> {
             output: self.output,
         }
     }
+}
+
+/// The future of one guest export call, borrowing the instance and the store.
+type GuestCall<'a, R> = Pin<Box<dyn Future<Output = wasmtime::Result<R>> + Send + 'a>>;
+
+/// A call's world: its time, and randomness seeded by the hook and the objects under call.
+fn world(hook: Hook, ctx: &CallContext) -> CallWorld {
+    let resource = ctx.resource.as_ref().map_or("", |r| r.id.as_str());
+    let lease = ctx.lease.as_ref().map_or("", |l| l.id.as_str());
+    let round = ctx.exec_results.len().to_string();
+    CallWorld::new(ctx.now, &[hook.name(), resource, lease, &round])
 }
 
 fn supporting_keys(ctx: &CallContext) -> BTreeSet<String> {
@@ -632,11 +763,6 @@ mod engine {
             })
             .expect("spawning the epoch ticker thread");
     }
-
-    /// Epoch ticks for a deadline of `timeout`, rounded up, plus one for the partial tick.
-    pub fn deadline_ticks(timeout: Duration, tick: Duration) -> u64 {
-        (timeout.as_nanos().div_ceil(tick.as_nanos()) as u64).max(1) + 1
-    }
 }
 
 #[cfg(test)]
@@ -651,13 +777,5 @@ mod tests {
         assert!(!compatible("1.0.0", "0.1.0"));
         assert!(compatible("1.4.0", "1.0.0"));
         assert!(!compatible("", "0.1.0"));
-    }
-
-    #[test]
-    fn deadlines_round_up() {
-        let tick = Duration::from_millis(5);
-        assert_eq!(engine::deadline_ticks(Duration::from_secs(1), tick), 201);
-        assert_eq!(engine::deadline_ticks(Duration::from_millis(1), tick), 2);
-        assert_eq!(engine::deadline_ticks(Duration::ZERO, tick), 2);
     }
 }

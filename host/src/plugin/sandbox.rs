@@ -1,32 +1,96 @@
-//! The per-call store state: a WASI context that grants nothing, a memory cap, captured output.
+//! The per-call store state: a WASI context that grants nothing of the host, a memory cap, and
+//! captured output.
 //!
 //! A Rust guest built for `wasm32-wasip2` imports WASI even when it uses none of it, so WASI is
 //! linked, but the context has no preopened directory, no environment, no arguments, no stdin,
-//! no network and no name lookup. Whatever the guest prints goes to capped in-memory pipes and is
-//! attached to the call's result.
+//! no network and no name lookup. What a guest can read of time and randomness comes from the
+//! call itself ([`CallWorld`]): the wall clock reads the call's `now`, the monotonic clock starts
+//! at zero when the call starts, and random bytes come from a seed derived from the hook, the
+//! objects under call and `now`. The same context therefore gives the same step, and a guest
+//! learns nothing of the host (its uptime, its entropy pool). Whatever the guest prints goes to
+//! capped in-memory buffers and is attached to the call's result; past the cap it is counted and
+//! dropped, never an error the guest could trip over.
 
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use sha2::{Digest, Sha256};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 use wasmtime::ResourceLimiter;
 use wasmtime::component::ResourceTable;
-use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
-use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
+use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
+use wasmtime_wasi::{
+    HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView,
+};
+
+/// The largest `get-random-bytes` request a guest may make (WASI's default is 64 MiB).
+const MAX_RANDOM_BYTES: u64 = 64 << 10;
+
+/// What one call's WASI shows of time and randomness: derived from the call, not the host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallWorld {
+    /// What the wall clock reads, in milliseconds since the Unix epoch.
+    pub now_ms: u64,
+    /// The seed of every random byte the call reads.
+    pub seed: [u8; 32],
+}
+
+impl CallWorld {
+    /// The world of a call: `parts` name it (the hook, the objects under call), `now_ms` is its
+    /// time. Equal inputs give equal worlds.
+    pub fn new(now_ms: u64, parts: &[&str]) -> Self {
+        let mut hash = Sha256::new();
+        hash.update(b"drydock call world\0");
+        hash.update(now_ms.to_le_bytes());
+        for part in parts {
+            hash.update((part.len() as u64).to_le_bytes());
+            hash.update(part.as_bytes());
+        }
+        CallWorld {
+            now_ms,
+            seed: hash.finalize().into(),
+        }
+    }
+
+    /// A seed for one use of randomness, derived from the call's seed.
+    fn derive(&self, purpose: &str) -> [u8; 32] {
+        let mut hash = Sha256::new();
+        hash.update(self.seed);
+        hash.update(purpose.as_bytes());
+        hash.finalize().into()
+    }
+}
 
 /// Store data for one blueprint call.
 pub struct Sandbox {
     wasi: WasiCtx,
     table: ResourceTable,
     pub(super) memory: MemoryCap,
-    stdout: MemoryOutputPipe,
-    stderr: MemoryOutputPipe,
+    stdout: CappedOutput,
+    stderr: CappedOutput,
 }
 
 impl Sandbox {
-    /// A sandbox allowing `memory_limit` bytes of linear memory and `output_limit` bytes per stream.
-    pub fn new(memory_limit: usize, output_limit: usize) -> Self {
-        let stdout = MemoryOutputPipe::new(output_limit);
-        let stderr = MemoryOutputPipe::new(output_limit);
+    /// A sandbox allowing `memory_limit` bytes of linear memory and `output_limit` bytes per
+    /// stream, whose clocks and random numbers come from `world`.
+    pub fn new(memory_limit: usize, output_limit: usize, world: &CallWorld) -> Self {
+        let stdout = CappedOutput::new(output_limit);
+        let stderr = CappedOutput::new(output_limit);
+        let insecure_seed = world.derive("insecure-seed");
         let wasi = WasiCtxBuilder::new()
             .stdout(stdout.clone())
             .stderr(stderr.clone())
+            .wall_clock(FixedWallClock(Duration::from_millis(world.now_ms)))
+            .monotonic_clock(CallMonotonicClock(Instant::now()))
+            .secure_random(StdRng::from_seed(world.derive("secure")))
+            .insecure_random(StdRng::from_seed(world.derive("insecure")))
+            .insecure_random_seed(u128::from_le_bytes(
+                insecure_seed[..16].try_into().expect("16 bytes"),
+            ))
+            .max_random_size(MAX_RANDOM_BYTES)
             .allow_tcp(false)
             .allow_udp(false)
             .allow_ip_name_lookup(false)
@@ -48,11 +112,16 @@ impl Sandbox {
     pub fn output(&self) -> String {
         let mut text = String::new();
         for (name, pipe) in [("stdout", &self.stdout), ("stderr", &self.stderr)] {
-            let bytes = pipe.contents();
-            if !bytes.is_empty() {
-                let body = String::from_utf8_lossy(&bytes);
-                text.push_str(&format!("[{name}] {}\n", body.trim_end()));
+            let (bytes, dropped) = pipe.contents();
+            if bytes.is_empty() {
+                continue;
             }
+            let body = String::from_utf8_lossy(&bytes);
+            text.push_str(&format!("[{name}] {}", body.trim_end()));
+            if dropped > 0 {
+                text.push_str(&format!(" … ({dropped} more bytes dropped)"));
+            }
+            text.push('\n');
         }
         text
     }
@@ -64,6 +133,128 @@ impl WasiView for Sandbox {
             ctx: &mut self.wasi,
             table: &mut self.table,
         }
+    }
+}
+
+/// A wall clock stopped at the call's `now`.
+struct FixedWallClock(Duration);
+
+impl HostWallClock for FixedWallClock {
+    fn resolution(&self) -> Duration {
+        Duration::from_millis(1)
+    }
+
+    fn now(&self) -> Duration {
+        self.0
+    }
+}
+
+/// A monotonic clock that reads zero when the call starts.
+struct CallMonotonicClock(Instant);
+
+impl HostMonotonicClock for CallMonotonicClock {
+    fn resolution(&self) -> u64 {
+        1
+    }
+
+    fn now(&self) -> u64 {
+        self.0.elapsed().as_nanos() as u64
+    }
+}
+
+/// An output stream that keeps the first `cap` bytes and counts the rest: writing never fails,
+/// so a chatty guest is neither stopped nor allowed to grow the host's memory.
+#[derive(Clone)]
+struct CappedOutput {
+    inner: Arc<Mutex<Captured>>,
+}
+
+struct Captured {
+    cap: usize,
+    bytes: Vec<u8>,
+    dropped: usize,
+}
+
+impl CappedOutput {
+    fn new(cap: usize) -> Self {
+        CappedOutput {
+            inner: Arc::new(Mutex::new(Captured {
+                cap,
+                bytes: Vec::new(),
+                dropped: 0,
+            })),
+        }
+    }
+
+    fn push(&self, data: &[u8]) {
+        let mut captured = self.inner.lock().unwrap();
+        let room = captured.cap - captured.bytes.len();
+        let kept = data.len().min(room);
+        captured.bytes.extend_from_slice(&data[..kept]);
+        captured.dropped += data.len() - kept;
+    }
+
+    fn contents(&self) -> (Vec<u8>, usize) {
+        let captured = self.inner.lock().unwrap();
+        (captured.bytes.clone(), captured.dropped)
+    }
+}
+
+/// Bytes a guest may hand over in one write.
+const WRITE_BUDGET: usize = 64 << 10;
+
+impl OutputStream for CappedOutput {
+    fn write(&mut self, bytes: bytes::Bytes) -> StreamResult<()> {
+        self.push(&bytes);
+        Ok(())
+    }
+
+    fn flush(&mut self) -> StreamResult<()> {
+        Ok(())
+    }
+
+    fn check_write(&mut self) -> StreamResult<usize> {
+        Ok(WRITE_BUDGET)
+    }
+}
+
+#[wasmtime_wasi::async_trait]
+impl Pollable for CappedOutput {
+    async fn ready(&mut self) {}
+}
+
+impl tokio::io::AsyncWrite for CappedOutput {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        self.push(buf);
+        Poll::Ready(Ok(buf.len()))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl IsTerminal for CappedOutput {
+    fn is_terminal(&self) -> bool {
+        false
+    }
+}
+
+impl StdoutStream for CappedOutput {
+    fn p2_stream(&self) -> Box<dyn OutputStream> {
+        Box::new(self.clone())
+    }
+
+    fn async_stream(&self) -> Box<dyn tokio::io::AsyncWrite + Send + Sync> {
+        Box::new(self.clone())
     }
 }
 
@@ -99,5 +290,33 @@ impl ResourceLimiter for MemoryCap {
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
         Ok(desired <= MAX_TABLE_ELEMENTS)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn worlds_are_derived_from_the_call_alone() {
+        let a = CallWorld::new(5, &["allocate-resource", "R1", "L2"]);
+        assert_eq!(a, CallWorld::new(5, &["allocate-resource", "R1", "L2"]));
+        assert_ne!(
+            a.seed,
+            CallWorld::new(6, &["allocate-resource", "R1", "L2"]).seed
+        );
+        assert_ne!(
+            a.seed,
+            CallWorld::new(5, &["allocate-resource", "R1L2"]).seed
+        );
+        assert_ne!(a.derive("secure"), a.derive("insecure"));
+    }
+
+    #[test]
+    fn output_past_the_cap_is_counted_not_kept() {
+        let out = CappedOutput::new(4);
+        out.push(b"abc");
+        out.push(b"defg");
+        assert_eq!(out.contents(), (b"abcd".to_vec(), 3));
     }
 }

@@ -12,18 +12,20 @@
 //! [`sqlite::SqliteStore`] is the embedded default. [`testing::exercise`] is the conformance suite
 //! every backend must pass.
 
+mod clock;
 mod ids;
 mod plan;
 pub mod sqlite;
 pub mod testing;
 
+pub use clock::{ClaimTime, Clock, ManualClock, ShiftedClock, SystemClock, boot_id, boottime_ms};
 pub use ids::{ObjectId, ParseIdError};
 pub use plan::{Plan, Target, Write};
 
 use crate::domain::{Attributes, ExecResult, LeaseStatus, ResourceStatus, Timestamp};
+use crate::grant::Grant;
 use serde::Serialize;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 /// What can go wrong in the store. Callers branch on these.
@@ -57,6 +59,9 @@ pub enum Error {
     /// A precondition of a plan no longer holds (for example the resource was released).
     #[error("{0}")]
     Precondition(String),
+    /// A blueprint made as many resources in the last minute as it may: a wait, not a failure.
+    #[error("{0}")]
+    RateLimited(String),
     /// The database failed.
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
@@ -70,47 +75,6 @@ pub enum Error {
 
 /// Store results.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
-
-/// Where time comes from, so tests can control it.
-pub trait Clock: Send + Sync + std::fmt::Debug {
-    /// Milliseconds since the Unix epoch.
-    fn now(&self) -> i64;
-}
-
-/// The system clock.
-#[derive(Debug, Default)]
-pub struct SystemClock;
-
-impl Clock for SystemClock {
-    fn now(&self) -> i64 {
-        let since = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default();
-        since.as_millis() as i64
-    }
-}
-
-/// A clock that only moves when told to.
-#[derive(Debug)]
-pub struct ManualClock(AtomicI64);
-
-impl ManualClock {
-    /// A clock reading `start`.
-    pub fn new(start: i64) -> Arc<Self> {
-        Arc::new(ManualClock(AtomicI64::new(start)))
-    }
-
-    /// Moves the clock forward.
-    pub fn advance(&self, by: Duration) {
-        self.0.fetch_add(by.as_millis() as i64, Ordering::SeqCst);
-    }
-}
-
-impl Clock for ManualClock {
-    fn now(&self) -> i64 {
-        self.0.load(Ordering::SeqCst)
-    }
-}
 
 /// A registered blueprint: a component plus a validated config.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -129,8 +93,31 @@ pub struct Blueprint {
     pub config: String,
     /// Whether the allocator may use it.
     pub enabled: bool,
+    /// What the operator allows its command interfaces to reach.
+    pub grants: Vec<Grant>,
+    /// Allocations and activations that failed in a row.
+    pub failures: i64,
+    /// While backing off after failures: when the allocator may use it again.
+    pub retry_at: Option<Timestamp>,
+    /// The last failure, while it is failing.
+    pub last_failure: Option<String>,
     /// When it was added.
     pub created_at: Timestamp,
+}
+
+/// Failures in a row after which a blueprint is shown as failing.
+pub const FAILING_AFTER: i64 = 3;
+
+impl Blueprint {
+    /// Whether its allocations or activations keep failing.
+    pub fn is_failing(&self) -> bool {
+        self.failures >= FAILING_AFTER
+    }
+
+    /// Whether the allocator must leave it alone until `retry_at`.
+    pub fn is_backing_off(&self, now: Timestamp) -> bool {
+        self.retry_at.is_some_and(|at| at > now)
+    }
 }
 
 /// What `blueprint add` records.
@@ -148,6 +135,8 @@ pub struct NewBlueprint {
     pub resource_type: String,
     /// Validated JSON config.
     pub config: String,
+    /// What its command interfaces may reach.
+    pub grants: Vec<Grant>,
 }
 
 /// A resource row.
@@ -165,6 +154,8 @@ pub struct Resource {
     pub attributes: Attributes,
     /// Deadline.
     pub until: Option<Timestamp>,
+    /// How deep it sits in a chain of supporting leases (that of the lease it was made for).
+    pub depth: u32,
     /// Results of exec actions in the current phase.
     #[serde(skip)]
     pub exec_results: Vec<ExecResult>,
@@ -197,6 +188,10 @@ pub struct Lease {
     pub parent_key: Option<String>,
     /// Deadline.
     pub until: Option<Timestamp>,
+    /// How deep it sits in a chain of supporting leases: 0 for a lease a user asked for.
+    pub depth: u32,
+    /// While pending: the resource its unfinished acquisition (a yield, exec rounds) is about.
+    pub acquiring: Option<ObjectId>,
     /// Results of exec actions in the current phase.
     #[serde(skip)]
     pub exec_results: Vec<ExecResult>,
@@ -287,6 +282,11 @@ pub struct Claim {
     pub owner: String,
     /// Fencing token.
     pub token: i64,
+    /// Failed runs in a row before this claim.
+    pub attempts: i64,
+    /// Boot-clock milliseconds (on this host) until which the claim is surely held: its
+    /// time-to-live counted from before the claim's transaction began.
+    pub held_until: i64,
 }
 
 /// Where an object stands in the work queue: what operators look at when it seems stuck.
@@ -330,8 +330,23 @@ impl std::fmt::Display for WorkItem {
 pub struct Release {
     /// When the object wants to run again (a yield, a deadline), if ever.
     pub wake_at: Option<Timestamp>,
-    /// The error of a failed run; `None` resets the attempt counter.
+    /// Why the run stopped short, if it did; `None` resets the attempt counter.
     pub error: Option<String>,
+    /// Whether that counts as a failed attempt (a busy lock or a busy blueprint does not).
+    pub failed: bool,
+}
+
+/// What [`Store::gc`] removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct GcReport {
+    /// Log entries.
+    pub logs: u64,
+    /// Consumed commands.
+    pub commands: u64,
+    /// Destroyed leases.
+    pub leases: u64,
+    /// Destroyed resources (their work items go with them).
+    pub resources: u64,
 }
 
 /// Filters for listing commands.
@@ -359,6 +374,13 @@ pub trait Store: Send + Sync + 'static {
     async fn blueprint_list(&self) -> Result<Vec<Blueprint>>;
     /// Enables or disables a blueprint.
     async fn blueprint_set_enabled(&self, id: ObjectId, enabled: bool) -> Result<Blueprint>;
+    /// Replaces a blueprint's grants, logging who changed them from what.
+    async fn blueprint_set_grants(
+        &self,
+        id: ObjectId,
+        grants: &[Grant],
+        author: &str,
+    ) -> Result<Blueprint>;
     /// The wasm bytes of a component.
     async fn component_get(&self, digest: &str) -> Result<Vec<u8>>;
 
@@ -373,23 +395,24 @@ pub trait Store: Send + Sync + 'static {
     async fn lease_get(&self, id: ObjectId) -> Result<Lease>;
     /// Leases, optionally of one status, by id.
     async fn lease_list(&self, status: Option<LeaseStatus>) -> Result<Vec<Lease>>;
-    /// Leases that hold a resource.
+    /// Live (not destroyed) leases that hold a resource.
     async fn lease_list_on_resource(&self, resource: ObjectId) -> Result<Vec<Lease>>;
     /// Supporting leases a resource owns.
     async fn lease_list_supporting(&self, resource: ObjectId) -> Result<Vec<Lease>>;
-    /// Ids of pending leases asking for `resource_type`, oldest first, at most `limit`.
-    async fn lease_list_waiting(&self, resource_type: &str, limit: usize) -> Result<Vec<ObjectId>>;
+    /// The capacity generation of a resource type: it moves on whenever capacity of the type
+    /// may have appeared (see [`Write::WaitForCapacity`]).
+    async fn capacity_generation(&self, resource_type: &str) -> Result<i64>;
     /// Records `count` pending leases and queues them, in one transaction.
     async fn lease_insert(&self, new: &NewLease, count: usize) -> Result<Vec<Lease>>;
 
-    /// Queues a command for an object and wakes it, in one transaction; refuses (with the
-    /// reason) when the object cannot take it.
+    /// Queues a command for each target and wakes them, in one transaction, all or nothing:
+    /// refuses (with the reason) when any target cannot take it.
     async fn command_post(
         &self,
-        target: ObjectId,
+        targets: &[ObjectId],
         kind: CommandKind,
         author: &str,
-    ) -> Result<Command>;
+    ) -> Result<Vec<Command>>;
     /// Commands, newest last.
     async fn command_list(&self, filter: &CommandFilter) -> Result<Vec<Command>>;
 
@@ -403,7 +426,8 @@ pub trait Store: Send + Sync + 'static {
     /// Slot locks, of one owner or all.
     async fn slot_lock_list(&self, owner: Option<ObjectId>) -> Result<Vec<SlotLock>>;
 
-    /// Claims up to `limit` due or abandoned objects for `owner` for `ttl`.
+    /// Claims up to `limit` objects for `owner` for `ttl`: first those whose claim expired (a
+    /// crashed worker's), then due ones, oldest due first.
     async fn work_item_claim(&self, owner: &str, limit: i64, ttl: Duration) -> Result<Vec<Claim>>;
     /// Extends a claim; [`Error::Fenced`] if it is no longer held.
     async fn work_item_heartbeat(&self, claim: &Claim, ttl: Duration) -> Result<()>;
@@ -417,6 +441,10 @@ pub trait Store: Send + Sync + 'static {
     /// Applies a plan in one transaction guarded by `claim`, and extends the claim by `ttl`.
     /// Returns the ids of objects the plan inserted, in order.
     async fn apply(&self, claim: &Claim, plan: &Plan, ttl: Duration) -> Result<Vec<ObjectId>>;
+
+    /// Removes what finished before `before`: log entries, consumed commands, destroyed leases
+    /// and resources with their work items. Works in batches, each its own transaction.
+    async fn gc(&self, before: Timestamp) -> Result<GcReport>;
 }
 
 /// The store named by a database URL: `sqlite://path` (created if missing).

@@ -71,7 +71,7 @@ pub enum Write {
         /// Key.
         key: String,
     },
-    /// Sets or clears a deadline, and wakes the object then.
+    /// Sets or clears a deadline, and schedules the object's wake-up for it.
     SetUntil {
         /// On what.
         object: Target,
@@ -141,12 +141,68 @@ pub enum Write {
         /// The resource.
         resource: ObjectId,
     },
-    /// Inserts a pending resource and queues it.
+    /// Inserts a pending resource and queues it; fails with `RateLimited` if its blueprint made
+    /// `per_minute` resources in the last minute already.
     InsertResource {
         /// Its blueprint.
         blueprint: ObjectId,
         /// Its type.
         resource_type: String,
+        /// Its depth: that of the lease it is made for.
+        depth: u32,
+        /// The most resources the blueprint may make in a minute.
+        per_minute: u32,
+    },
+    /// Consumes a reclaim command: applied (the resource is released) if the resource is active
+    /// and no live lease holds it, checked inside the transaction; otherwise ignored with the
+    /// reason. A lease acquiring the resource at the same moment is never released by it.
+    Reclaim {
+        /// The resource.
+        resource: ObjectId,
+        /// The reclaim command.
+        command: i64,
+        /// Who sent it.
+        author: String,
+    },
+    /// Capacity of a type may have appeared (a resource became active or was destroyed, a
+    /// lease was released): moves the type's capacity generation on and wakes every lease
+    /// waiting for it, oldest request first.
+    WakeWaiting {
+        /// The resource type.
+        resource_type: String,
+    },
+    /// Puts a pending lease to sleep until capacity of its type appears, unless the capacity
+    /// generation moved on since the lease read it as `seen` (then it is woken at once: the
+    /// wake-up it would have missed).
+    WaitForCapacity {
+        /// The lease.
+        lease: ObjectId,
+        /// Its resource type.
+        resource_type: String,
+        /// The generation the allocator read before deciding there was no room.
+        seen: i64,
+    },
+    /// Remembers (or forgets) the resource a pending lease's unfinished acquisition is about.
+    SetAcquiring {
+        /// The lease.
+        lease: ObjectId,
+        /// The resource, or `None` to forget it (and the exec results that belonged to it).
+        resource: Option<ObjectId>,
+    },
+    /// Records a failed allocation or activation of a blueprint: it backs off until
+    /// `retry_at`, and is shown failing after a few in a row.
+    BlueprintFailed {
+        /// The blueprint.
+        blueprint: ObjectId,
+        /// Why it failed.
+        reason: String,
+        /// When the allocator may use it again.
+        retry_at: Timestamp,
+    },
+    /// Records a successful allocation or activation: the blueprint's failure streak ends.
+    BlueprintRecovered {
+        /// The blueprint.
+        blueprint: ObjectId,
     },
     /// Inserts a pending supporting lease owned by a resource, and queues it.
     InsertSupportingLease {

@@ -3,8 +3,8 @@
 //! fresh stores from a factory. The clock is manual so expiry can be tested without sleeping.
 
 use super::{
-    Claim, CommandFilter, CommandKind, Error, ManualClock, NewBlueprint, NewLease, ObjectId, Plan,
-    Release, Store, Target, Write,
+    Claim, Command, CommandFilter, CommandKind, Error, ManualClock, NewBlueprint, NewLease,
+    ObjectId, Plan, Release, Store, Target, Write,
 };
 use crate::domain::{LeaseStatus, ResourceStatus};
 use std::future::Future;
@@ -39,7 +39,61 @@ where
         apply_refuses_to_acquire_a_dead_resource,
         apply_can_give_the_claim_back_in_the_same_transaction,
         apply_cascades_a_release_only_when_it_would_change_something,
+        work_item_claim_takes_expired_claims_first,
+        work_item_claim_ignores_a_wall_clock_step,
+        command_post_is_all_or_nothing,
+        command_post_refuses_a_supporting_lease,
+        apply_reclaims_only_an_idle_resource,
+        apply_wakes_waiting_leases_in_request_order,
+        apply_wakes_at_once_a_lease_that_missed_capacity,
+        apply_limits_new_resources_per_minute,
+        apply_schedules_a_deadline,
+        apply_records_blueprint_failures_and_recovery,
+        apply_nests_supporting_leases_one_deeper,
+        apply_forgets_exec_results_of_another_acquisition,
+        blueprint_set_grants_logs_the_change,
+        lease_list_on_resource_lists_live_leases_only,
+        gc_prunes_only_what_finished_before_the_cutoff,
     );
+}
+
+async fn post(
+    store: &dyn Store,
+    target: ObjectId,
+    kind: CommandKind,
+    author: &str,
+) -> super::Result<Command> {
+    let mut commands = store.command_post(&[target], kind, author).await?;
+    Ok(commands.remove(0))
+}
+
+async fn claim_of(store: &dyn Store, object: ObjectId) -> Claim {
+    let claims = store.work_item_claim("w", 100, TTL).await.unwrap();
+    claims
+        .into_iter()
+        .find(|c| c.object == object)
+        .unwrap_or_else(|| panic!("{object} was not due"))
+}
+
+/// A resource of `blueprint` inserted (and made `status`) under `claim`.
+async fn resource(
+    store: &dyn Store,
+    claim: &Claim,
+    blueprint: ObjectId,
+    status: ResourceStatus,
+) -> ObjectId {
+    let mut plan = Plan::new();
+    plan.push(Write::InsertResource {
+        blueprint,
+        resource_type: "thing".into(),
+        depth: 0,
+        per_minute: 1000,
+    })
+    .push(Write::ResourceStatus {
+        resource: Target::Inserted(0),
+        status,
+    });
+    store.apply(claim, &plan, TTL).await.unwrap()[0]
 }
 
 async fn blueprint(store: &dyn Store, name: &str) -> ObjectId {
@@ -50,6 +104,7 @@ async fn blueprint(store: &dyn Store, name: &str) -> ObjectId {
         component_name: "test".into(),
         resource_type: "thing".into(),
         config: "{}".into(),
+        grants: Vec::new(),
     };
     store.blueprint_insert(new).await.unwrap().id
 }
@@ -83,6 +138,7 @@ async fn blueprint_insert_refuses_a_taken_name(store: Arc<dyn Store>, _: Arc<Man
         component_name: "x".into(),
         resource_type: "x".into(),
         config: "{}".into(),
+        grants: Vec::new(),
     };
     let error = store.blueprint_insert(again).await.unwrap_err();
     assert!(matches!(error, Error::Conflict(_)), "{error:?}");
@@ -115,8 +171,7 @@ async fn command_post_wakes_and_refuses_the_destroyed(store: Arc<dyn Store>, _: 
     store.work_item_release(&claim, &idle()).await.unwrap();
     assert!(claim_one(store.as_ref(), "w").await.is_none());
 
-    let command = store
-        .command_post(lease, CommandKind::Release, "alice")
+    let command = post(store.as_ref(), lease, CommandKind::Release, "alice")
         .await
         .unwrap();
     assert_eq!((command.target, command.consumed_at), (lease, None));
@@ -130,22 +185,24 @@ async fn command_post_wakes_and_refuses_the_destroyed(store: Arc<dyn Store>, _: 
         status: LeaseStatus::Destroyed,
     });
     store.apply(&claim, &plan, TTL).await.unwrap();
-    let error = store
-        .command_post(lease, CommandKind::Release, "bob")
+    let error = post(store.as_ref(), lease, CommandKind::Release, "bob")
         .await
         .unwrap_err();
     assert!(
         matches!(&error, Error::NotReleasable(m) if m.contains("destroyed")),
         "{error:?}"
     );
-    let error = store
-        .command_post(lease, CommandKind::Reclaim, "bob")
+    let error = post(store.as_ref(), lease, CommandKind::Reclaim, "bob")
         .await
         .unwrap_err();
     assert!(matches!(error, Error::NotReleasable(_)));
-    let missing = store
-        .command_post(ObjectId::Lease(999), CommandKind::Release, "bob")
-        .await;
+    let missing = post(
+        store.as_ref(),
+        ObjectId::Lease(999),
+        CommandKind::Release,
+        "bob",
+    )
+    .await;
     assert!(matches!(missing, Err(Error::NotFound(_))));
     let all = store.command_list(&CommandFilter::default()).await.unwrap();
     assert_eq!(all.len(), 1, "refused posts left no command");
@@ -154,8 +211,7 @@ async fn command_post_wakes_and_refuses_the_destroyed(store: Arc<dyn Store>, _: 
 async fn work_item_claim_coalesces_posts(store: Arc<dyn Store>, _: Arc<ManualClock>) {
     let lease = lease(store.as_ref()).await;
     for author in ["a", "b", "c", "d", "e"] {
-        store
-            .command_post(lease, CommandKind::Release, author)
+        post(store.as_ref(), lease, CommandKind::Release, author)
             .await
             .unwrap();
     }
@@ -183,12 +239,10 @@ async fn work_item_release_keeps_a_post_made_during_a_run(
 ) {
     let lease = lease(store.as_ref()).await;
     let claim = claim_one(store.as_ref(), "w").await.unwrap();
-    store
-        .command_post(lease, CommandKind::Release, "during")
+    post(store.as_ref(), lease, CommandKind::Release, "during")
         .await
         .unwrap();
-    store
-        .command_post(lease, CommandKind::Release, "during-too")
+    post(store.as_ref(), lease, CommandKind::Release, "during-too")
         .await
         .unwrap();
     assert!(
@@ -220,6 +274,7 @@ async fn work_item_release_schedules_the_next_wake(store: Arc<dyn Store>, clock:
     let release = Release {
         wake_at: Some(at),
         error: Some("busy".into()),
+        failed: true,
     };
     store.work_item_release(&claim, &release).await.unwrap();
     let item = store.work_item_get(lease).await.unwrap();
@@ -346,6 +401,8 @@ async fn apply_inserts_and_refers_to_new_objects(store: Arc<dyn Store>, _: Arc<M
     plan.push(Write::InsertResource {
         blueprint,
         resource_type: "thing".into(),
+        depth: 0,
+        per_minute: 1000,
     })
     .push(Write::SetAttribute {
         object: Target::Inserted(0),
@@ -397,6 +454,8 @@ async fn apply_refuses_to_acquire_a_dead_resource(store: Arc<dyn Store>, _: Arc<
     plan.push(Write::InsertResource {
         blueprint,
         resource_type: "thing".into(),
+        depth: 0,
+        per_minute: 1000,
     })
     .push(Write::ResourceStatus {
         resource: Target::Inserted(0),
@@ -432,8 +491,7 @@ async fn apply_can_give_the_claim_back_in_the_same_transaction(
 ) {
     let lease = lease(store.as_ref()).await;
     let claim = claim_one(store.as_ref(), "w").await.unwrap();
-    store
-        .command_post(lease, CommandKind::Release, "during")
+    post(store.as_ref(), lease, CommandKind::Release, "during")
         .await
         .unwrap();
     let mut plan = Plan::new();
@@ -469,8 +527,7 @@ async fn apply_cascades_a_release_only_when_it_would_change_something(
     let released = lease(store.as_ref()).await;
     let claims = store.work_item_claim("w", 10, TTL).await.unwrap();
     let claim_of = |id| claims.iter().find(|c| c.object == id).unwrap().clone();
-    store
-        .command_post(queued, CommandKind::Release, "holder")
+    post(store.as_ref(), queued, CommandKind::Release, "holder")
         .await
         .unwrap();
     let mut done = Plan::new();
@@ -514,4 +571,480 @@ async fn apply_cascades_a_release_only_when_it_would_change_something(
         authors(released).await.is_empty(),
         "a released lease gets no new command"
     );
+}
+
+async fn work_item_claim_takes_expired_claims_first(
+    store: Arc<dyn Store>,
+    clock: Arc<ManualClock>,
+) {
+    let crashed = lease(store.as_ref()).await;
+    let first = claim_one(store.as_ref(), "crashed").await.unwrap();
+    assert_eq!(first.object, crashed);
+    for _ in 0..5 {
+        lease(store.as_ref()).await;
+    }
+    clock.advance(TTL + Duration::from_millis(1));
+    let next = store.work_item_claim("w", 1, TTL).await.unwrap();
+    assert_eq!(
+        next.iter().map(|c| c.object).collect::<Vec<_>>(),
+        [crashed],
+        "the crashed worker's object comes before the backlog"
+    );
+}
+
+async fn work_item_claim_ignores_a_wall_clock_step(store: Arc<dyn Store>, clock: Arc<ManualClock>) {
+    lease(store.as_ref()).await;
+    let held = claim_one(store.as_ref(), "w").await.unwrap();
+    clock.step_wall(10 * TTL.as_millis() as i64);
+    assert!(
+        claim_one(store.as_ref(), "other").await.is_none(),
+        "a wall clock stepped forward does not expire a live claim"
+    );
+    store.work_item_heartbeat(&held, TTL).await.unwrap();
+    clock.advance(TTL + Duration::from_millis(1));
+    assert!(claim_one(store.as_ref(), "other").await.is_some());
+}
+
+async fn command_post_is_all_or_nothing(store: Arc<dyn Store>, _: Arc<ManualClock>) {
+    let (a, b) = (lease(store.as_ref()).await, lease(store.as_ref()).await);
+    let error = store
+        .command_post(&[a, ObjectId::Lease(999), b], CommandKind::Release, "cli")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&error, Error::NotFound(m) if m.contains("L999")),
+        "{error:?}"
+    );
+    let all = store.command_list(&CommandFilter::default()).await.unwrap();
+    assert!(all.is_empty(), "nothing was queued: {all:?}");
+    let both = store
+        .command_post(&[a, b], CommandKind::Release, "cli")
+        .await
+        .unwrap();
+    assert_eq!(both.iter().map(|c| c.target).collect::<Vec<_>>(), [a, b]);
+}
+
+async fn command_post_refuses_a_supporting_lease(store: Arc<dyn Store>, _: Arc<ManualClock>) {
+    let blueprint = blueprint(store.as_ref(), "pool").await;
+    let owner = lease(store.as_ref()).await;
+    let claim = claim_of(store.as_ref(), owner).await;
+    let parent = resource(store.as_ref(), &claim, blueprint, ResourceStatus::Active).await;
+    let mut plan = Plan::new();
+    plan.push(Write::InsertSupportingLease {
+        parent: parent.into(),
+        key: "host".into(),
+        resource_type: "host".into(),
+        attributes: Default::default(),
+    });
+    let supporting = store.apply(&claim, &plan, TTL).await.unwrap()[0];
+    let error = post(store.as_ref(), supporting, CommandKind::Release, "cli")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&error, Error::NotReleasable(m) if m.contains(&format!("supporting lease of {parent}"))),
+        "{error:?}"
+    );
+    let mut cascade = Plan::new();
+    cascade.push(Write::CascadeRelease {
+        lease: supporting,
+        author: parent.to_string(),
+    });
+    store.apply(&claim, &cascade, TTL).await.unwrap();
+    let queued = CommandFilter {
+        target: Some(supporting),
+        pending: true,
+    };
+    assert_eq!(
+        store.command_list(&queued).await.unwrap().len(),
+        1,
+        "its resource may"
+    );
+}
+
+async fn apply_reclaims_only_an_idle_resource(store: Arc<dyn Store>, _: Arc<ManualClock>) {
+    let blueprint = blueprint(store.as_ref(), "pool").await;
+    let holder = lease(store.as_ref()).await;
+    let claim = claim_of(store.as_ref(), holder).await;
+    let busy = resource(store.as_ref(), &claim, blueprint, ResourceStatus::Active).await;
+    let idle_one = resource(store.as_ref(), &claim, blueprint, ResourceStatus::Active).await;
+    let mut acquire = Plan::new();
+    acquire.push(Write::LeaseAcquire {
+        lease: holder,
+        resource: busy.into(),
+    });
+    store.apply(&claim, &acquire, TTL).await.unwrap();
+    for resource in [busy, idle_one] {
+        let command = post(store.as_ref(), resource, CommandKind::Reclaim, "L9")
+            .await
+            .unwrap();
+        let mut plan = Plan::new();
+        plan.push(Write::Reclaim {
+            resource,
+            command: command.id,
+            author: "L9".into(),
+        });
+        store.apply(&claim, &plan, TTL).await.unwrap();
+    }
+    let outcome = |resource| {
+        let store = store.clone();
+        async move {
+            let filter = CommandFilter {
+                target: Some(resource),
+                pending: false,
+            };
+            store.command_list(&filter).await.unwrap()[0]
+                .outcome
+                .clone()
+        }
+    };
+    assert_eq!(
+        outcome(busy).await.as_deref(),
+        Some(format!("ignored: the resource is in use by {holder}").as_str())
+    );
+    assert_eq!(outcome(idle_one).await.as_deref(), Some("applied"));
+    assert_eq!(
+        store.resource_get(busy).await.unwrap().status,
+        ResourceStatus::Active
+    );
+    assert_eq!(
+        store.resource_get(idle_one).await.unwrap().status,
+        ResourceStatus::Released
+    );
+}
+
+/// Two leases put to sleep waiting for capacity of their type, having read `generation`.
+async fn waiting_pair(store: &dyn Store, generation: i64) -> (ObjectId, ObjectId, Vec<Claim>) {
+    let (older, newer) = (lease(store).await, lease(store).await);
+    let claims = store.work_item_claim("w", 10, TTL).await.unwrap();
+    for claim in &claims {
+        let mut plan = Plan::new();
+        plan.push(Write::WaitForCapacity {
+            lease: claim.object,
+            resource_type: "thing".into(),
+            seen: generation,
+        })
+        .push(Write::ReleaseClaim { wake_at: None });
+        store.apply(claim, &plan, TTL).await.unwrap();
+    }
+    (older, newer, claims)
+}
+
+async fn apply_wakes_waiting_leases_in_request_order(
+    store: Arc<dyn Store>,
+    clock: Arc<ManualClock>,
+) {
+    let generation = store.capacity_generation("thing").await.unwrap();
+    let (older, newer, _) = waiting_pair(store.as_ref(), generation).await;
+    assert!(claim_one(store.as_ref(), "w").await.is_none(), "they sleep");
+    clock.advance(Duration::from_secs(1));
+    let other = lease(store.as_ref()).await;
+    let claim = claim_of(store.as_ref(), other).await;
+    let mut capacity = Plan::new();
+    capacity.push(Write::WakeWaiting {
+        resource_type: "thing".into(),
+    });
+    store.apply(&claim, &capacity, TTL).await.unwrap();
+    assert_eq!(
+        store.capacity_generation("thing").await.unwrap(),
+        generation + 1
+    );
+    let mut order = Vec::new();
+    for worker in ["a", "b"] {
+        order.extend(store.work_item_claim(worker, 1, TTL).await.unwrap());
+    }
+    let order: Vec<ObjectId> = order.into_iter().map(|c| c.object).collect();
+    assert_eq!(order, [older, newer], "woken oldest request first");
+}
+
+async fn apply_wakes_at_once_a_lease_that_missed_capacity(
+    store: Arc<dyn Store>,
+    _: Arc<ManualClock>,
+) {
+    let generation = store.capacity_generation("thing").await.unwrap();
+    let (older, newer, _) = waiting_pair(store.as_ref(), generation - 1).await;
+    let due: Vec<ObjectId> = store
+        .work_item_claim("w", 10, TTL)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| c.object)
+        .collect();
+    assert_eq!(due, [older, newer], "capacity moved on before they slept");
+}
+
+async fn apply_limits_new_resources_per_minute(store: Arc<dyn Store>, clock: Arc<ManualClock>) {
+    let blueprint = blueprint(store.as_ref(), "pool").await;
+    let owner = lease(store.as_ref()).await;
+    let claim = claim_of(store.as_ref(), owner).await;
+    let insert = || {
+        let mut plan = Plan::new();
+        plan.push(Write::InsertResource {
+            blueprint,
+            resource_type: "thing".into(),
+            depth: 0,
+            per_minute: 2,
+        });
+        plan
+    };
+    store.apply(&claim, &insert(), TTL).await.unwrap();
+    store.apply(&claim, &insert(), TTL).await.unwrap();
+    let error = store.apply(&claim, &insert(), TTL).await.unwrap_err();
+    assert!(
+        matches!(&error, Error::RateLimited(m) if m.contains("2 resources in the last minute")),
+        "{error:?}"
+    );
+    clock.advance(Duration::from_secs(61));
+    let claim = claim_of(store.as_ref(), owner).await;
+    store.apply(&claim, &insert(), TTL).await.unwrap();
+}
+
+async fn apply_schedules_a_deadline(store: Arc<dyn Store>, clock: Arc<ManualClock>) {
+    let lease = lease(store.as_ref()).await;
+    let claim = claim_one(store.as_ref(), "w").await.unwrap();
+    let until = store.now() + 60_000;
+    let mut plan = Plan::new();
+    plan.push(Write::SetUntil {
+        object: lease.into(),
+        until: Some(until),
+    })
+    .push(Write::ReleaseClaim { wake_at: None });
+    store.apply(&claim, &plan, TTL).await.unwrap();
+    assert_eq!(
+        store.work_item_get(lease).await.unwrap().wake_at,
+        Some(until)
+    );
+    clock.advance(Duration::from_secs(60));
+    assert!(
+        claim_one(store.as_ref(), "w").await.is_some(),
+        "due at its deadline"
+    );
+}
+
+async fn apply_records_blueprint_failures_and_recovery(store: Arc<dyn Store>, _: Arc<ManualClock>) {
+    let blueprint = blueprint(store.as_ref(), "pool").await;
+    let owner = lease(store.as_ref()).await;
+    let claim = claim_of(store.as_ref(), owner).await;
+    let retry_at = store.now() + 4_000;
+    for n in 1..=super::FAILING_AFTER {
+        let mut plan = Plan::new();
+        plan.push(Write::BlueprintFailed {
+            blueprint,
+            reason: format!("failure {n}"),
+            retry_at,
+        });
+        store.apply(&claim, &plan, TTL).await.unwrap();
+    }
+    let failing = store.blueprint_get(blueprint).await.unwrap();
+    assert!(failing.is_failing() && failing.is_backing_off(store.now()));
+    assert_eq!(failing.last_failure.as_deref(), Some("failure 3"));
+    let mut plan = Plan::new();
+    plan.push(Write::BlueprintRecovered { blueprint });
+    store.apply(&claim, &plan, TTL).await.unwrap();
+    let working = store.blueprint_get(blueprint).await.unwrap();
+    assert_eq!((working.failures, working.retry_at), (0, None));
+    let kinds: Vec<String> = store
+        .log_list(Some(blueprint), 0, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|l| l.kind)
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "blueprint.added",
+            "blueprint.failing",
+            "blueprint.recovered"
+        ]
+    );
+}
+
+async fn apply_nests_supporting_leases_one_deeper(store: Arc<dyn Store>, _: Arc<ManualClock>) {
+    let blueprint = blueprint(store.as_ref(), "pool").await;
+    let owner = lease(store.as_ref()).await;
+    let claim = claim_of(store.as_ref(), owner).await;
+    let mut plan = Plan::new();
+    plan.push(Write::InsertResource {
+        blueprint,
+        resource_type: "thing".into(),
+        depth: 2,
+        per_minute: 1000,
+    })
+    .push(Write::InsertSupportingLease {
+        parent: Target::Inserted(0),
+        key: "host".into(),
+        resource_type: "host".into(),
+        attributes: Default::default(),
+    });
+    let inserted = store.apply(&claim, &plan, TTL).await.unwrap();
+    assert_eq!(store.resource_get(inserted[0]).await.unwrap().depth, 2);
+    assert_eq!(store.lease_get(inserted[1]).await.unwrap().depth, 3);
+}
+
+async fn apply_forgets_exec_results_of_another_acquisition(
+    store: Arc<dyn Store>,
+    _: Arc<ManualClock>,
+) {
+    let blueprint = blueprint(store.as_ref(), "pool").await;
+    let lease = lease(store.as_ref()).await;
+    let claim = claim_of(store.as_ref(), lease).await;
+    let first = resource(store.as_ref(), &claim, blueprint, ResourceStatus::Active).await;
+    let second = resource(store.as_ref(), &claim, blueprint, ResourceStatus::Active).await;
+    let result = crate::domain::ExecResult {
+        id: "probe".into(),
+        exit_code: Some(0),
+        stdout: "on the first".into(),
+        stderr: String::new(),
+    };
+    let mut plan = Plan::new();
+    plan.push(Write::SetAcquiring {
+        lease,
+        resource: Some(first),
+    })
+    .push(Write::SetExecResults {
+        object: lease,
+        results: vec![result],
+    });
+    store.apply(&claim, &plan, TTL).await.unwrap();
+    let again = |resource| {
+        let mut plan = Plan::new();
+        plan.push(Write::SetAcquiring {
+            lease,
+            resource: Some(resource),
+        });
+        plan
+    };
+    store.apply(&claim, &again(first), TTL).await.unwrap();
+    let kept = store.lease_get(lease).await.unwrap();
+    assert_eq!((kept.acquiring, kept.exec_results.len()), (Some(first), 1));
+    store.apply(&claim, &again(second), TTL).await.unwrap();
+    let switched = store.lease_get(lease).await.unwrap();
+    assert_eq!(
+        (switched.acquiring, switched.exec_results.len()),
+        (Some(second), 0),
+        "results about the first resource never reach a call about the second"
+    );
+}
+
+async fn blueprint_set_grants_logs_the_change(store: Arc<dyn Store>, _: Arc<ManualClock>) {
+    let blueprint = blueprint(store.as_ref(), "pool").await;
+    let grants: Vec<crate::grant::Grant> = vec!["local:/srv/hosts".parse().unwrap()];
+    let changed = store
+        .blueprint_set_grants(blueprint, &grants, "cli:alice")
+        .await
+        .unwrap();
+    assert_eq!(changed.grants, grants);
+    assert_eq!(store.blueprint_get(blueprint).await.unwrap().grants, grants);
+    let last = store
+        .log_list(Some(blueprint), 0, 10)
+        .await
+        .unwrap()
+        .pop()
+        .unwrap();
+    assert_eq!(
+        last.message,
+        "grants changed by cli:alice from [] to [local:/srv/hosts]"
+    );
+    assert!(matches!(
+        store
+            .blueprint_set_grants(ObjectId::Blueprint(99), &grants, "x")
+            .await,
+        Err(Error::NotFound(_))
+    ));
+}
+
+async fn lease_list_on_resource_lists_live_leases_only(store: Arc<dyn Store>, _: Arc<ManualClock>) {
+    let blueprint = blueprint(store.as_ref(), "pool").await;
+    let (gone, live) = (lease(store.as_ref()).await, lease(store.as_ref()).await);
+    let claims = store.work_item_claim("w", 10, TTL).await.unwrap();
+    let claim_of = |id| claims.iter().find(|c| c.object == id).unwrap().clone();
+    let resource = resource(
+        store.as_ref(),
+        &claim_of(gone),
+        blueprint,
+        ResourceStatus::Active,
+    )
+    .await;
+    for lease in [gone, live] {
+        let mut plan = Plan::new();
+        plan.push(Write::LeaseAcquire {
+            lease,
+            resource: resource.into(),
+        });
+        store.apply(&claim_of(lease), &plan, TTL).await.unwrap();
+    }
+    let mut destroy = Plan::new();
+    destroy.push(Write::LeaseStatus {
+        lease: gone,
+        status: LeaseStatus::Destroyed,
+    });
+    store.apply(&claim_of(gone), &destroy, TTL).await.unwrap();
+    let listed: Vec<ObjectId> = store
+        .lease_list_on_resource(resource)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|l| l.id)
+        .collect();
+    assert_eq!(listed, [live]);
+}
+
+async fn gc_prunes_only_what_finished_before_the_cutoff(
+    store: Arc<dyn Store>,
+    clock: Arc<ManualClock>,
+) {
+    let (old, live) = (lease(store.as_ref()).await, lease(store.as_ref()).await);
+    let claims = store.work_item_claim("w", 10, TTL).await.unwrap();
+    let claim_of = |id| claims.iter().find(|c| c.object == id).unwrap().clone();
+    let consumed = post(store.as_ref(), old, CommandKind::Release, "cli")
+        .await
+        .unwrap();
+    let mut destroy = Plan::new();
+    destroy
+        .push(Write::ConsumeCommand {
+            id: consumed.id,
+            outcome: "applied".into(),
+        })
+        .push(Write::LeaseStatus {
+            lease: old,
+            status: LeaseStatus::Destroyed,
+        })
+        .push(Write::ReleaseClaim { wake_at: None });
+    store.apply(&claim_of(old), &destroy, TTL).await.unwrap();
+    post(store.as_ref(), live, CommandKind::Release, "cli")
+        .await
+        .unwrap();
+    clock.advance(Duration::from_secs(3600));
+    let cutoff = store.now();
+    clock.advance(Duration::from_secs(1));
+    let recent = post(store.as_ref(), live, CommandKind::Release, "later")
+        .await
+        .unwrap();
+
+    let report = store.gc(cutoff).await.unwrap();
+    assert_eq!((report.leases, report.commands), (1, 1), "{report:?}");
+    assert!(report.logs >= 1, "{report:?}");
+    assert!(matches!(
+        store.lease_get(old).await,
+        Err(Error::NotFound(_))
+    ));
+    assert!(matches!(
+        store.work_item_get(old).await,
+        Err(Error::NotFound(_))
+    ));
+    assert_eq!(
+        store.lease_get(live).await.unwrap().status,
+        LeaseStatus::Pending
+    );
+    let pending = CommandFilter {
+        target: Some(live),
+        pending: true,
+    };
+    assert_eq!(
+        store.command_list(&pending).await.unwrap().len(),
+        2,
+        "queued commands are never pruned, however old"
+    );
+    assert_eq!(recent.target, live);
+    assert_eq!(store.gc(cutoff).await.unwrap(), super::GcReport::default());
 }

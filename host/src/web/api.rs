@@ -22,6 +22,7 @@ pub(super) fn router() -> Router<AppState> {
         .route("/blueprints/{id}", get(blueprint))
         .route("/blueprints/{id}/enable", post(enable))
         .route("/blueprints/{id}/disable", post(disable))
+        .route("/blueprints/{id}/grants", post(change_grants))
         .route("/leases", get(leases).post(request_leases))
         .route("/leases/{id}", get(lease))
         .route("/leases/{id}/release", post(release_lease))
@@ -131,6 +132,10 @@ struct NewBlueprintBody {
     /// The config: a JSON value (or a string of JSON).
     #[serde(default)]
     config: Option<serde_json::Value>,
+    /// What its command interfaces may reach: `local:/DIR`, `ssh:USER@HOST[:PORT]`,
+    /// `ssh-key:/DIR`.
+    #[serde(default)]
+    grants: Vec<String>,
 }
 
 async fn add_blueprint(
@@ -153,15 +158,46 @@ async fn add_blueprint(
         Some(serde_json::Value::String(text)) => text,
         Some(value) => value.to_string(),
     };
-    let added = ops::add_blueprint(
-        state.store().as_ref(),
-        &state.runtime,
-        &body.name,
+    let request = ops::BlueprintRequest {
+        name: body.name,
         wasm,
         config,
+        grants: body.grants,
+    };
+    let added = ops::add_blueprint(state.store().as_ref(), &state.runtime, request).await?;
+    Ok((StatusCode::CREATED, Json(added)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GrantsBody {
+    /// Grants to add.
+    #[serde(default)]
+    grant: Vec<String>,
+    /// Grants to take away.
+    #[serde(default)]
+    revoke: Vec<String>,
+}
+
+async fn change_grants(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(text): Path<String>,
+    body: Result<Json<GrantsBody>, axum::extract::rejection::JsonRejection>,
+) -> ApiResult<impl IntoResponse> {
+    let author = operator(&state, &headers)?;
+    let Json(body) = body.map_err(bad_json)?;
+    let store = state.store();
+    let blueprint = ops::find_blueprint(store.as_ref(), &text).await?;
+    let changed = ops::change_grants(
+        store.as_ref(),
+        &blueprint,
+        &body.grant,
+        &body.revoke,
+        &author,
     )
     .await?;
-    Ok((StatusCode::CREATED, Json(added)))
+    Ok(Json(changed))
 }
 
 async fn enable(

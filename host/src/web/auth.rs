@@ -6,7 +6,7 @@
 //! CSRF token in every form. No GET request changes anything.
 
 use axum::http::HeaderMap;
-use rand::Rng;
+use rand::RngExt;
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};

@@ -1,27 +1,39 @@
-//! Loading blueprints' components and building the read-only snapshots a call receives.
+//! Loading blueprints' components, sharing calls fairly between blueprints, resolving command
+//! interfaces against grants, and building the read-only snapshots a call receives.
 
 use super::{RunError, Workers};
-use crate::domain::{
-    CallContext, CommandInterface, LeaseSnapshot, ResourceSnapshot, SupportingLease,
-};
-use crate::plugin::{Plugin, Runtime};
+use crate::domain::{CallContext, LeaseSnapshot, LeaseStatus, ResourceSnapshot, SupportingLease};
+use crate::grant::{self, Authorized};
+use crate::plugin::{self, Plugin, Runtime};
 use crate::store::{Blueprint, Lease, ObjectId, Resource, Store};
 use std::collections::HashMap;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-/// Compiled components by digest, loaded from the database on first use.
+/// How long a run waits for one of its blueprint's call slots before it steps aside.
+const CALL_SLOT_WAIT: Duration = Duration::from_millis(100);
+
+/// Compiled components by digest, loaded from the database on first use, and each blueprint's
+/// call slots.
 #[derive(Clone)]
 pub struct Plugins {
     runtime: Runtime,
     loaded: Arc<Mutex<HashMap<String, Plugin>>>,
+    slots: Arc<Mutex<HashMap<ObjectId, Arc<Semaphore>>>>,
+    calls_per_blueprint: usize,
 }
 
 impl Plugins {
-    /// An empty cache over `runtime`.
-    pub fn new(runtime: Runtime) -> Self {
+    /// An empty cache over `runtime`, allowing each blueprint `calls_per_blueprint` calls at
+    /// once (so that one blueprint cannot take every worker).
+    pub fn new(runtime: Runtime, calls_per_blueprint: usize) -> Self {
         Plugins {
             runtime,
             loaded: Arc::default(),
+            slots: Arc::default(),
+            calls_per_blueprint: calls_per_blueprint.max(1),
         }
     }
 
@@ -48,27 +60,87 @@ impl Plugins {
         Ok(plugin)
     }
 
-    /// How to reach `resource` for `lease`: its blueprint's `interface` export. The inner
-    /// error says why the blueprint gave none (or why the call failed).
-    pub async fn interface(
+    /// One of the blueprint's call slots, or `Busy` if all stay taken for a moment.
+    async fn call_slot(&self, blueprint: &Blueprint) -> Result<OwnedSemaphorePermit, RunError> {
+        let slots = self
+            .slots
+            .lock()
+            .unwrap()
+            .entry(blueprint.id)
+            .or_insert_with(|| Arc::new(Semaphore::new(self.calls_per_blueprint)))
+            .clone();
+        match tokio::time::timeout(CALL_SLOT_WAIT, slots.acquire_owned()).await {
+            Ok(permit) => Ok(permit.expect("call slots are never closed")),
+            Err(_) => Err(RunError::Busy(format!(
+                "blueprint {} already runs {} calls, its share of the workers; waiting",
+                blueprint.name, self.calls_per_blueprint
+            ))),
+        }
+    }
+
+    /// How to reach `resource` for `lease`: its blueprint's `interface` export, checked against
+    /// the blueprint's grants and the interfaces of the resource's own supporting leases. The
+    /// inner error says why there is none.
+    pub fn interface<'a>(
+        &'a self,
+        store: &'a dyn Store,
+        lease: &'a Lease,
+        resource: &'a Resource,
+    ) -> Pin<Box<dyn Future<Output = Result<Result<Authorized, String>, RunError>> + Send + 'a>>
+    {
+        Box::pin(async move {
+            let blueprint = store.blueprint_get(resource.blueprint_id).await?;
+            let plugin = self.get(store, &blueprint).await?;
+            let supporting = self.supporting_leases(store, resource.id).await?;
+            let beneath: Vec<Authorized> = supporting
+                .iter()
+                .filter_map(|s| s.interface.clone())
+                .collect();
+            let ctx = CallContext {
+                config: blueprint.config.clone(),
+                now: store.now(),
+                resource: Some(resource_snapshot(resource)),
+                lease: Some(lease_snapshot(lease)),
+                supporting_leases: supporting,
+                depth: resource.depth,
+                ..CallContext::default()
+            };
+            let interface = match plugin.interface(&ctx).await {
+                Ok(called) => called.value,
+                Err(error) => Err(format!("the interface call failed: {error}")),
+            };
+            Ok(interface.and_then(|interface| {
+                grant::authorize(&interface, &blueprint.grants, &beneath)
+                    .map_err(|why| format!("{}'s interface was refused: {why}", blueprint.name))
+            }))
+        })
+    }
+
+    /// The supporting leases `resource` owns, with the interfaces of the active ones.
+    pub async fn supporting_leases(
         &self,
         store: &dyn Store,
-        lease: &Lease,
-        resource: &Resource,
-    ) -> Result<Result<CommandInterface, String>, RunError> {
-        let blueprint = store.blueprint_get(resource.blueprint_id).await?;
-        let plugin = self.get(store, &blueprint).await?;
-        let ctx = CallContext {
-            config: blueprint.config.clone(),
-            now: store.now(),
-            resource: Some(resource_snapshot(resource)),
-            lease: Some(lease_snapshot(lease)),
-            ..CallContext::default()
-        };
-        Ok(match blocking(move || plugin.interface(&ctx)).await? {
-            Ok(called) => called.value,
-            Err(error) => Err(format!("the interface call failed: {error}")),
-        })
+        resource: ObjectId,
+    ) -> Result<Vec<SupportingLease>, RunError> {
+        let mut supporting = Vec::new();
+        for lease in store.lease_list_supporting(resource).await? {
+            let interface = match (lease.status, lease.resource_id) {
+                (LeaseStatus::Active, Some(held)) => {
+                    let held = store.resource_get(held).await?;
+                    self.interface(store, &lease, &held).await?.inspect_err(|reason| {
+                        tracing::warn!(lease = %lease.id, %reason, "no command interface")
+                    })
+                    .ok()
+                }
+                _ => None,
+            };
+            supporting.push(SupportingLease {
+                key: lease.parent_key.clone().unwrap_or_default(),
+                lease: lease_snapshot(&lease),
+                interface,
+            });
+        }
+        Ok(supporting)
     }
 
     /// Compiles every registered blueprint's component ahead of the first call.
@@ -104,19 +176,25 @@ pub fn lease_snapshot(lease: &Lease) -> LeaseSnapshot {
 }
 
 impl Workers {
-    /// The plugin for a blueprint, keeping the claim alive while it is compiled.
-    pub(crate) async fn plugin(
+    /// Calls `blueprint`'s component: takes one of the blueprint's call slots (or steps aside
+    /// with `Busy`), loads the component, and runs `call` with it. The inner result is the
+    /// call's own: a permanent blueprint failure, for the caller to settle.
+    pub(crate) async fn call<T, F>(
         &self,
-        held: &crate::lock::Held,
         blueprint: &Blueprint,
-    ) -> Result<Plugin, RunError> {
-        held.keep_alive(self.plugins.get(self.store.as_ref(), blueprint))
-            .await?
+        call: impl FnOnce(Plugin) -> F,
+    ) -> Result<Result<T, plugin::Error>, RunError>
+    where
+        F: Future<Output = Result<T, plugin::Error>>,
+    {
+        let _slot = self.plugins.call_slot(blueprint).await?;
+        let plugin = self.plugins.get(self.store.as_ref(), blueprint).await?;
+        Ok(call(plugin).await)
     }
 
     /// The context for a call about `resource` and/or `lease` on `blueprint`. The supporting
-    /// leases are the resource's, with their interfaces once active; exec results are those of
-    /// `subject`, the object under call.
+    /// leases are the resource's, with their interfaces once active; exec results and depth are
+    /// those of `subject`, the object under call.
     pub(crate) async fn context(
         &self,
         blueprint: &Blueprint,
@@ -125,12 +203,16 @@ impl Workers {
         subject: ObjectId,
     ) -> Result<CallContext, RunError> {
         let supporting_leases = match resource {
-            Some(resource) => self.supporting_leases(resource.id).await?,
+            Some(resource) => {
+                self.plugins
+                    .supporting_leases(self.store.as_ref(), resource.id)
+                    .await?
+            }
             None => Vec::new(),
         };
-        let exec_results = match subject {
-            ObjectId::Resource(_) => resource.map(|r| r.exec_results.clone()),
-            _ => lease.map(|l| l.exec_results.clone()),
+        let (exec_results, depth) = match subject {
+            ObjectId::Resource(_) => resource.map(|r| (r.exec_results.clone(), r.depth)),
+            _ => lease.map(|l| (l.exec_results.clone(), l.depth)),
         }
         .unwrap_or_default();
         Ok(CallContext {
@@ -141,64 +223,7 @@ impl Workers {
             supporting_leases,
             exec_results,
             blueprint_resources: Vec::new(),
+            depth,
         })
     }
-
-    async fn supporting_leases(
-        &self,
-        resource: ObjectId,
-    ) -> Result<Vec<SupportingLease>, RunError> {
-        let mut supporting = Vec::new();
-        for lease in self.store.lease_list_supporting(resource).await? {
-            let interface = match (lease.status, lease.resource_id) {
-                (crate::domain::LeaseStatus::Active, Some(held)) => {
-                    self.interface_of(&lease, held).await?
-                }
-                _ => None,
-            };
-            supporting.push(SupportingLease {
-                key: lease.parent_key.clone().unwrap_or_default(),
-                lease: lease_snapshot(&lease),
-                interface,
-            });
-        }
-        Ok(supporting)
-    }
-
-    /// How to reach the resource a lease holds, from its blueprint's `interface` export; `None`
-    /// (with a warning) if the blueprint cannot say.
-    pub(crate) async fn interface_of(
-        &self,
-        lease: &Lease,
-        resource: ObjectId,
-    ) -> Result<Option<CommandInterface>, RunError> {
-        let resource = self.store.resource_get(resource).await?;
-        let interface = self
-            .plugins
-            .interface(self.store.as_ref(), lease, &resource)
-            .await?;
-        Ok(interface
-            .inspect_err(|reason| {
-                tracing::warn!(lease = %lease.id, %reason, "the blueprint gave no interface")
-            })
-            .ok())
-    }
-}
-
-/// Runs a blueprint call on the blocking pool (calls are synchronous and CPU-bound), keeping the
-/// claim alive meanwhile.
-pub async fn guarded<T: Send + 'static>(
-    held: &crate::lock::Held,
-    call: impl FnOnce() -> Result<T, crate::plugin::Error> + Send + 'static,
-) -> Result<Result<T, crate::plugin::Error>, RunError> {
-    held.keep_alive(blocking(call)).await?
-}
-
-/// Runs a blueprint call on the blocking pool (calls are synchronous and CPU-bound).
-pub async fn blocking<T: Send + 'static>(
-    call: impl FnOnce() -> Result<T, crate::plugin::Error> + Send + 'static,
-) -> Result<Result<T, crate::plugin::Error>, RunError> {
-    tokio::task::spawn_blocking(call)
-        .await
-        .map_err(|e| RunError::Temporary(format!("a blueprint call panicked the host: {e}")))
 }

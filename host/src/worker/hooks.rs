@@ -1,10 +1,9 @@
 //! Calling a blueprint's step hooks: the exec round trip, and turning a step into writes.
 
-use super::context::guarded;
 use super::{RunError, Workers};
 use crate::domain::{Action, ExecRequest, ExecResult, Step, SupportingLease};
 use crate::lock::Held;
-use crate::plugin::{Hook, Plugin};
+use crate::plugin::Hook;
 use crate::store::{Blueprint, CommandKind, Lease, ObjectId, Plan, Resource, Target, Write};
 
 /// How many exec rounds one phase may take.
@@ -14,8 +13,6 @@ const MAX_EXEC_ROUNDS: usize = 32;
 pub(crate) struct HookCall {
     /// The blueprint whose component is called.
     pub blueprint: Blueprint,
-    /// Its component.
-    pub plugin: Plugin,
     /// Which export.
     pub hook: Hook,
     /// The resource involved.
@@ -74,8 +71,13 @@ impl Workers {
                 .await?;
             let supporting = ctx.supporting_leases.clone();
             let exec_results = ctx.exec_results.clone();
-            let (plugin, hook) = (call.plugin.clone(), call.hook);
-            let called = match guarded(held, move || plugin.step(hook, &ctx)).await? {
+            let hook = call.hook;
+            let called = match self
+                .call(&call.blueprint, |plugin| async move {
+                    plugin.step(hook, &ctx).await
+                })
+                .await?
+            {
                 Ok(called) => called,
                 Err(error) if error.is_temporary() => return Err(error.into()),
                 Err(error) => return Ok(Called::Failed(error.to_string())),
@@ -86,17 +88,16 @@ impl Workers {
                 return Ok(Called::Step(step, called.output, round > 0));
             }
             let mut plan = std::mem::take(unsaved);
-            plan_actions(
-                &mut plan,
-                subject.into(),
-                subject.kind(),
-                &step,
-                &supporting,
-            );
+            let on = Subject {
+                target: subject.into(),
+                kind: subject.kind(),
+                blueprint: call.blueprint.id,
+            };
+            plan_actions(&mut plan, &on, &step, &supporting);
             plan_output(&mut plan, subject.into(), subject.kind(), &called.output);
             held.apply(&plan).await?;
 
-            let new_results = held.keep_alive(run_execs(&execs, &supporting)).await?;
+            let new_results = self.run_execs(held, &execs, &supporting).await?;
             let mut results = exec_results;
             results.extend(new_results);
             let mut record = Plan::new();
@@ -122,35 +123,75 @@ impl Workers {
     }
 }
 
-async fn run_execs(execs: &[ExecRequest], supporting: &[SupportingLease]) -> Vec<ExecResult> {
-    let mut results = Vec::with_capacity(execs.len());
-    for request in execs {
-        let interface = supporting
-            .iter()
-            .find(|s| s.key == request.lease_key)
-            .and_then(|s| s.interface.as_ref());
-        let result = match interface {
-            Some(interface) => crate::exec::run(interface, request).await,
-            None => ExecResult {
-                id: request.id.clone(),
-                exit_code: None,
-                stdout: String::new(),
-                stderr: format!("supporting lease {:?} is not active", request.lease_key),
-            },
-        };
-        results.push(result);
+impl Workers {
+    /// Runs a step's execs, in order, each in an exec slot: the run's worker slot is handed
+    /// back meanwhile, and a lost claim stops them (killing their process groups).
+    async fn run_execs(
+        &self,
+        held: &Held,
+        execs: &[ExecRequest],
+        supporting: &[SupportingLease],
+    ) -> Result<Vec<ExecResult>, RunError> {
+        let mut results = Vec::with_capacity(execs.len());
+        for request in execs {
+            let reach = supporting
+                .iter()
+                .find(|s| s.key == request.lease_key)
+                .and_then(|s| s.interface.as_ref());
+            let Some(reach) = reach else {
+                results.push(ExecResult {
+                    id: request.id.clone(),
+                    exit_code: None,
+                    stdout: String::new(),
+                    stderr: format!(
+                        "supporting lease {:?} is not active or gives no command interface",
+                        request.lease_key
+                    ),
+                });
+                continue;
+            };
+            let watchdog = self
+                .execs
+                .guard
+                .clone()
+                .map(|program| crate::exec::Watchdog {
+                    program,
+                    held_until: held.held_until(),
+                    margin: held.exec_margin(),
+                });
+            let run = async {
+                let _slot = self.execs.slots.acquire().await;
+                crate::exec::run(reach, request, watchdog).await
+            };
+            results.push(held.unless_lost(held.off_worker(run)).await?);
+        }
+        Ok(results)
     }
-    results
 }
 
-/// Translates a validated step's actions (all but `exec`) into writes on `subject`.
+/// The object a step's actions apply to.
+pub(crate) struct Subject<'a> {
+    /// The object under call (or the one the plan inserts).
+    pub target: Target,
+    /// `lease` or `resource`, for log kinds.
+    pub kind: &'a str,
+    /// The blueprint whose component returned the step: its slot locks are its own.
+    pub blueprint: ObjectId,
+}
+
+/// A slot lock's name in its blueprint's namespace: no blueprint can take another's locks.
+pub(crate) fn namespaced(blueprint: ObjectId, name: &str) -> String {
+    format!("{blueprint}:{name}")
+}
+
+/// Translates a validated step's actions (all but `exec`) into writes on the subject.
 pub(crate) fn plan_actions(
     plan: &mut Plan,
-    subject: Target,
-    kind: &str,
+    on: &Subject<'_>,
     step: &Step,
     supporting: &[SupportingLease],
 ) {
+    let (subject, kind) = (on.target, on.kind);
     for action in &step.actions {
         let write = match action {
             Action::SetAttribute { key, value } => Write::SetAttribute {
@@ -169,7 +210,7 @@ pub(crate) fn plan_actions(
             },
             Action::TakeSlotLocks(names) => Write::TakeSlotLocks {
                 owner: subject,
-                names: names.clone(),
+                names: names.iter().map(|n| namespaced(on.blueprint, n)).collect(),
             },
             Action::RequestLease(request) => Write::InsertSupportingLease {
                 parent: subject,
@@ -219,16 +260,17 @@ fn author_of(subject: Target) -> String {
 }
 
 /// Turns a called hook into writes: on `done` the step's actions plus `on_done`; on `yield`
-/// its actions and a wait; on a failure a log entry plus `on_fail` (which breaks the object).
+/// its actions and a wait (at least the minimum yield); on a failure a log entry plus what
+/// `on_fail` makes of the reason (it breaks the object).
 pub(crate) struct Settle<'a> {
     /// The object under call.
-    pub subject: Target,
-    /// `lease` or `resource`, for log kinds.
-    pub kind: &'a str,
+    pub subject: Subject<'a>,
     /// The phase, for log kinds (`activation`, `release`…).
     pub phase: &'a str,
     /// Its supporting leases (for `release-lease` actions).
     pub supporting: &'a [SupportingLease],
+    /// The shortest wait a yield gets.
+    pub min_yield: std::time::Duration,
 }
 
 impl Settle<'_> {
@@ -237,40 +279,41 @@ impl Settle<'_> {
         &self,
         called: Called,
         on_done: Vec<Write>,
-        on_fail: Vec<Write>,
+        on_fail: impl FnOnce(&str) -> Vec<Write>,
         now: u64,
     ) -> (Plan, super::Next) {
         let mut plan = Plan::new();
-        let (kind, phase) = (self.kind, self.phase);
+        let (target, kind, phase) = (self.subject.target, self.subject.kind, self.phase);
         let failure = |plan: &mut Plan, reason: &str| {
-            plan.log(self.subject, &format!("{kind}.{phase}-failure"), reason);
-            for write in &on_fail {
-                plan.push(write.clone());
+            plan.log(target, &format!("{kind}.{phase}-failure"), reason);
+            for write in on_fail(reason) {
+                plan.push(write);
             }
         };
         let next = match called {
             Called::Step(step, output, ran_execs) => {
-                plan_output(&mut plan, self.subject, kind, &output);
+                plan_output(&mut plan, target, kind, &output);
                 match &step.outcome {
                     crate::domain::Outcome::Done => {
-                        plan_actions(&mut plan, self.subject, kind, &step, self.supporting);
-                        clear_exec_results(&mut plan, self.subject, ran_execs);
+                        plan_actions(&mut plan, &self.subject, &step, self.supporting);
+                        clear_exec_results(&mut plan, target, ran_execs);
                         for write in on_done {
                             plan.push(write);
                         }
                         super::Next::Continue
                     }
                     crate::domain::Outcome::Yield(ms) => {
-                        plan_actions(&mut plan, self.subject, kind, &step, self.supporting);
+                        plan_actions(&mut plan, &self.subject, &step, self.supporting);
+                        let wait = (u64::from(*ms)).max(self.min_yield.as_millis() as u64);
                         plan.log(
-                            self.subject,
+                            target,
                             &format!("{kind}.{phase}-yield"),
-                            format!("waiting {ms} ms"),
+                            format!("waiting {wait} ms"),
                         );
-                        super::Next::Wait(Some(now + u64::from(*ms)))
+                        super::Next::Wait(Some(now + wait))
                     }
                     crate::domain::Outcome::Fail(reason) => {
-                        clear_exec_results(&mut plan, self.subject, ran_execs);
+                        clear_exec_results(&mut plan, target, ran_execs);
                         failure(&mut plan, reason);
                         super::Next::Continue
                     }

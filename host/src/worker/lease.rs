@@ -1,6 +1,6 @@
 //! The lease state machine: pending → acquired → active → released → destroyed (or broken).
 
-use super::hooks::{Decision, HookCall, Settle, consume};
+use super::hooks::{Decision, HookCall, Settle, Subject, consume};
 use super::{Next, RunError, Workers};
 use crate::domain::{LeaseStatus, ResourceStatus};
 use crate::lock::Held;
@@ -90,10 +90,8 @@ pub(crate) async fn activation(
 ) -> Result<(Plan, Next), RunError> {
     let resource_id = resource.id;
     let blueprint = w.store.blueprint_get(resource.blueprint_id).await?;
-    let plugin = w.plugin(held, &blueprint).await?;
     let call = HookCall {
-        blueprint,
-        plugin,
+        blueprint: blueprint.clone(),
         hook: Hook::ActivateLease,
         resource: Some(resource),
         lease: Some(lease.clone()),
@@ -111,20 +109,32 @@ pub(crate) async fn activation(
         },
     ];
     on_done.extend(wake_parent(&lease));
+    on_done.extend(w.blueprint_worked(&blueprint));
     let settle = Settle {
-        subject: lease.id.into(),
-        kind: "lease",
+        subject: Subject {
+            target: lease.id.into(),
+            kind: "lease",
+            blueprint: blueprint.id,
+        },
         phase: "activation",
         supporting: &[],
+        min_yield: w.config.min_yield,
     };
-    let (plan, next) = settle.plan(called, on_done, broken(&lease), w.store.now());
-    let activated = planned(&lease, &plan).status == LeaseStatus::Active;
+    let on_fail = |reason: &str| {
+        let mut writes = broken(&lease);
+        writes.push(w.blueprint_failed(&blueprint, reason));
+        writes
+    };
+    let (plan, next) = settle.plan(called, on_done, on_fail, w.store.now());
+    let after = planned(&lease, &plan);
     unsaved.append(plan);
-    if activated {
+    if after.status == LeaseStatus::Active {
+        // An activated lease waits for a command or its deadline, which the hook may have
+        // just set.
         unsaved.push(Write::ReleaseClaim {
-            wake_at: lease.until,
+            wake_at: after.until,
         });
-        return Ok((unsaved, Next::Wait(lease.until)));
+        return Ok((unsaved, Next::Wait(after.until)));
     }
     Ok((unsaved, next))
 }
@@ -185,23 +195,25 @@ async fn destroy(
     if let Some(resource_id) = lease.resource_id {
         let resource = w.store.resource_get(resource_id).await?;
         let blueprint = w.store.blueprint_get(resource.blueprint_id).await?;
-        let plugin = w.plugin(held, &blueprint).await?;
         let call = HookCall {
-            blueprint,
-            plugin,
+            blueprint: blueprint.clone(),
             hook: Hook::ReleaseLease,
             resource: Some(resource),
             lease: Some(lease.clone()),
         };
         let called = w.call_hook(held, call, &mut unsaved).await?;
         let settle = Settle {
-            subject: lease.id.into(),
-            kind: "lease",
+            subject: Subject {
+                target: lease.id.into(),
+                kind: "lease",
+                blueprint: blueprint.id,
+            },
             phase: "release",
             supporting: &[],
+            min_yield: w.config.min_yield,
         };
         // A failing release hook is logged; the lease is destroyed all the same.
-        let (release_plan, next) = settle.plan(called, Vec::new(), Vec::new(), w.store.now());
+        let (release_plan, next) = settle.plan(called, Vec::new(), |_| Vec::new(), w.store.now());
         if let Next::Wait(at) = next {
             held.apply(unsaved.append(release_plan)).await?;
             return Ok(Next::Wait(at));
@@ -219,6 +231,12 @@ async fn destroy(
     .log(lease.id, "lease.destroyed", "destroyed");
     if let Some(write) = wake_parent(&lease) {
         plan.push(write);
+    }
+    if lease.resource_id.is_some() {
+        // The resource may take another lease now.
+        plan.push(Write::WakeWaiting {
+            resource_type: lease.resource_type.clone(),
+        });
     }
     // Destroyed: nothing more to do, so the claim goes back in the same transaction. A command
     // posted meanwhile re-runs the object (the claim keeps its wake-up) and is ignored.
@@ -239,6 +257,21 @@ fn wake_parent(lease: &Lease) -> Option<Write> {
     lease.parent_resource_id.map(|parent| Write::Wake {
         object: parent.into(),
     })
+}
+
+/// The lease failed too many runs: it breaks if it still can (and returns `true`), else it
+/// stays as it is; either way the reason is logged.
+pub(super) fn give_up(lease: &Lease, why: &str) -> (Plan, bool) {
+    if lease.status.is_releasable() {
+        return (break_lease(lease, "lease.gave-up", why.to_string()), true);
+    }
+    let mut plan = Plan::new();
+    plan.log(
+        lease.id,
+        "lease.gave-up",
+        format!("{why}; release it again to retry"),
+    );
+    (plan, false)
 }
 
 /// Exposed to the allocator: writes that break a lease.
@@ -269,6 +302,8 @@ mod tests {
             parent_resource_id: None,
             parent_key: None,
             until: None,
+            depth: 0,
+            acquiring: None,
             exec_results: Vec::new(),
             created_at: 0,
             updated_at: 0,

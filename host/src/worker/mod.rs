@@ -1,40 +1,61 @@
 //! Update workers: the single writer of every lease and resource.
 //!
-//! [`process`] runs one claimed object: it consumes the object's queued commands in order
-//! (recording `applied` or `ignored: <reason>` on each), turns a due `until` into a release
+//! [`Workers::process`] runs one claimed object: it consumes the object's queued commands in
+//! order (recording `applied` or `ignored: <reason>` on each), turns a due `until` into a release
 //! command, then advances the object's state machine (`lease::step`, `resource::step`) as far as
 //! it can go without waiting. Every blueprint call happens outside any transaction; what it
 //! returns is applied in one guarded transaction ([`Held::apply`]). The run ends by giving the
 //! claim back with the next wake time.
+//!
+//! A run that fails is retried with exponential back-off and jitter ([`retry`]). Waiting on
+//! shared capacity (a busy slot lock, a blueprint's call slots, its resource rate) and an
+//! unreachable store are not the object's fault and do not count; other failures do, and after
+//! [`WorkerConfig::max_attempts`] in a row the object breaks with the last error as its reason,
+//! so no object and no command waits forever.
 
 mod context;
 mod hooks;
 mod lease;
 mod resource;
+mod retry;
 
-pub use context::{Plugins, blocking, guarded, lease_snapshot, resource_snapshot};
-pub(crate) use hooks::{Called, HookCall, Settle};
+pub use context::{Plugins, lease_snapshot, resource_snapshot};
+pub(crate) use hooks::{Called, HookCall, Settle, Subject};
 pub(crate) use lease::{activation, break_lease, planned};
+pub use retry::Backoff;
 
 use crate::domain::Timestamp;
 use crate::lock::Held;
 use crate::plugin;
 use crate::queue::Queue;
 use crate::store::{self, ObjectId, Release, Store};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::Semaphore;
 
 /// Tunables of the workers.
 #[derive(Debug, Clone)]
 pub struct WorkerConfig {
     /// How long a claim lasts without a write or heartbeat.
     pub claim_ttl: Duration,
-    /// How long a lease waits before retrying when no resource is available.
+    /// How long a lease waiting for capacity sleeps at most (it is woken when capacity
+    /// appears; this is the backstop).
     pub resource_wait: Duration,
     /// How long an active resource must sit without leases before the allocator may reclaim it.
     pub reclaim_idle: Duration,
-    /// Retry delay after a temporary failure.
-    pub backoff: Duration,
+    /// Delays between failed runs of an object.
+    pub retry: Backoff,
+    /// Failed runs in a row after which the object breaks.
+    pub max_attempts: u32,
+    /// Retry delay when a run stepped aside for shared capacity.
+    pub busy_retry: Duration,
+    /// The shortest yield a blueprint gets: `yield(0)` waits this long.
+    pub min_yield: Duration,
+    /// Resources one blueprint may make per minute.
+    pub resources_per_minute: u32,
+    /// Delays before a blueprint whose allocations or activations fail is used again.
+    pub blueprint_backoff: Backoff,
 }
 
 impl Default for WorkerConfig {
@@ -43,7 +64,34 @@ impl Default for WorkerConfig {
             claim_ttl: Duration::from_secs(30),
             resource_wait: Duration::from_secs(15),
             reclaim_idle: Duration::from_secs(180),
-            backoff: Duration::from_secs(1),
+            retry: Backoff::new(Duration::from_secs(1), Duration::from_secs(300)),
+            max_attempts: 10,
+            busy_retry: Duration::from_millis(250),
+            min_yield: Duration::from_secs(1),
+            resources_per_minute: 60,
+            blueprint_backoff: Backoff::new(Duration::from_secs(1), Duration::from_secs(300)),
+        }
+    }
+}
+
+/// Where execs run: a limit of their own (they do not hold update workers while they run), and
+/// the guard program that ties each to its claim.
+#[derive(Debug, Clone)]
+pub struct Execs {
+    /// Execs running at once.
+    pub slots: Arc<Semaphore>,
+    /// The `drydock` binary, to run execs under `drydock exec-guard`; `None` runs them
+    /// directly (they still die with a timeout, a lost claim or a shutdown, but not with a
+    /// killed daemon).
+    pub guard: Option<PathBuf>,
+}
+
+impl Execs {
+    /// `slots` execs at once, guarded by `guard`.
+    pub fn new(slots: usize, guard: Option<PathBuf>) -> Self {
+        Execs {
+            slots: Arc::new(Semaphore::new(slots.max(1))),
+            guard,
         }
     }
 }
@@ -57,6 +105,8 @@ pub struct Workers {
     pub queue: Queue,
     /// Loaded blueprint components.
     pub plugins: Plugins,
+    /// Where execs run.
+    pub execs: Execs,
     /// Tunables.
     pub config: WorkerConfig,
 }
@@ -67,7 +117,14 @@ pub enum RunError {
     /// The claim was lost: someone else is the writer now. Nothing more may be written.
     #[error(transparent)]
     Fenced(store::Error),
-    /// A failure that a later run may not hit (a busy slot lock, a database hiccup).
+    /// The run stepped aside for shared capacity (a busy slot lock, a blueprint's call slots,
+    /// its resource rate): retried soon, not counted as a failure.
+    #[error("{0}")]
+    Busy(String),
+    /// The store failed (full, locked, unreachable): retried with back-off, not counted.
+    #[error("{0}")]
+    Unavailable(String),
+    /// A failure a later run may not hit; counted towards breaking the object.
     #[error("{0}")]
     Temporary(String),
 }
@@ -76,6 +133,12 @@ impl From<store::Error> for RunError {
     fn from(error: store::Error) -> Self {
         match error {
             store::Error::Fenced { .. } => RunError::Fenced(error),
+            store::Error::SlotLockBusy { .. } | store::Error::RateLimited(_) => {
+                RunError::Busy(error.to_string())
+            }
+            store::Error::Database(_) | store::Error::Migrate(_) => {
+                RunError::Unavailable(error.to_string())
+            }
             other => RunError::Temporary(other.to_string()),
         }
     }
@@ -83,7 +146,10 @@ impl From<store::Error> for RunError {
 
 impl From<plugin::Error> for RunError {
     fn from(error: plugin::Error) -> Self {
-        RunError::Temporary(error.to_string())
+        match error.is_temporary() {
+            true => RunError::Busy(error.to_string()),
+            false => RunError::Temporary(error.to_string()),
+        }
     }
 }
 
@@ -108,24 +174,42 @@ impl Workers {
             }
             Ok(wake_at) => Release {
                 wake_at,
-                error: None,
+                ..Release::default()
             },
             Err(RunError::Fenced(error)) => {
                 tracing::warn!(%object, %error, "claim lost; another worker owns the object now");
                 return;
             }
-            Err(RunError::Temporary(error)) => {
-                tracing::info!(%object, %error, "temporary failure; retrying later");
-                Release {
-                    wake_at: Some(self.after(self.config.backoff)),
-                    error: Some(error),
+            Err(RunError::Busy(reason)) => {
+                tracing::debug!(%object, %reason, "stepping aside; retrying soon");
+                self.retry_at(self.config.busy_retry, reason, false)
+            }
+            Err(RunError::Unavailable(reason)) => {
+                tracing::warn!(%object, %reason, "the store failed; retrying later");
+                let attempt = held.claim().attempts as u32 + 1;
+                self.retry_at(self.config.retry.delay(attempt), reason, false)
+            }
+            Err(RunError::Temporary(reason)) => {
+                let attempt = held.claim().attempts as u32 + 1;
+                if attempt >= self.config.max_attempts {
+                    return self.give_up(held, attempt, reason).await;
                 }
+                tracing::info!(%object, %reason, attempt, "run failed; retrying later");
+                self.retry_at(self.config.retry.delay(attempt), reason, true)
             }
         };
         if let Err(error) = held.release(&release).await {
             tracing::warn!(%object, %error, "giving the claim back failed; it will expire");
         }
         self.queue.wake_workers();
+    }
+
+    fn retry_at(&self, delay: Duration, reason: String, failed: bool) -> Release {
+        Release {
+            wake_at: Some(self.after(delay)),
+            error: Some(reason),
+            failed,
+        }
     }
 
     async fn run(&self, held: &Held) -> Result<Option<Timestamp>, RunError> {
@@ -140,6 +224,46 @@ impl Workers {
                 return Ok(at);
             }
         }
+    }
+
+    /// The object failed `attempts` runs in a row: it breaks (if it still can) with `reason`,
+    /// its queued commands are consumed, and it is not retried on its own any more.
+    async fn give_up(&self, held: Held, attempts: u32, reason: String) {
+        let object = held.object();
+        tracing::warn!(%object, %reason, attempts, "giving up on the object");
+        let why = format!("gave up after {attempts} failed runs in a row; the last: {reason}");
+        let plan = match self.give_up_plan(object, &why).await {
+            Ok(plan) => plan,
+            Err(error) => {
+                tracing::warn!(%object, %error, "could not record giving up");
+                return;
+            }
+        };
+        if let Err(error) = held.apply(&plan).await {
+            tracing::warn!(%object, %error, "could not record giving up; it will expire");
+        }
+        self.queue.wake_workers();
+    }
+
+    async fn give_up_plan(&self, object: ObjectId, why: &str) -> Result<store::Plan, RunError> {
+        let commands = self.queued_commands(object).await?;
+        // A live object breaks and goes on to be destroyed; one already on its way out stays
+        // as it is, until a new command asks for another try.
+        let (mut plan, broke) = match object {
+            ObjectId::Lease(_) => lease::give_up(&self.store.lease_get(object).await?, why),
+            _ => resource::give_up(&self.store.resource_get(object).await?, why),
+        };
+        let outcome = format!("ignored: {object} {why}");
+        for command in commands {
+            plan.push(store::Write::ConsumeCommand {
+                id: command.id,
+                outcome: outcome.clone(),
+            });
+        }
+        plan.push(store::Write::ReleaseClaim {
+            wake_at: broke.then(|| self.store.now()),
+        });
+        Ok(plan)
     }
 
     /// The object's queued commands, oldest first.
@@ -177,6 +301,27 @@ impl Workers {
         );
         held.apply(&plan).await?;
         Ok(true)
+    }
+
+    /// The write that ends a blueprint's failure streak, if it has one.
+    pub(crate) fn blueprint_worked(&self, blueprint: &store::Blueprint) -> Option<store::Write> {
+        (blueprint.failures > 0).then_some(store::Write::BlueprintRecovered {
+            blueprint: blueprint.id,
+        })
+    }
+
+    /// The write that records a failed allocation or activation: the blueprint backs off.
+    pub(crate) fn blueprint_failed(
+        &self,
+        blueprint: &store::Blueprint,
+        reason: &str,
+    ) -> store::Write {
+        let attempt = blueprint.failures as u32 + 1;
+        store::Write::BlueprintFailed {
+            blueprint: blueprint.id,
+            reason: crate::text::clip(reason, 500),
+            retry_at: self.after(self.config.blueprint_backoff.delay(attempt)),
+        }
     }
 
     /// `now + delay`, in store time.

@@ -1,23 +1,18 @@
 //! The resource state machine: pending → active → released → destroyed (or broken).
 
-use super::hooks::{Decision, HookCall, Settle, consume};
+use super::hooks::{Decision, HookCall, Settle, Subject, consume};
 use super::{Next, RunError, Workers};
 use crate::domain::{LeaseStatus, ResourceStatus};
 use crate::lock::Held;
 use crate::plugin::Hook;
-use crate::store::{CommandKind, Lease, Plan, Resource, Write};
-
-/// How many waiting leases a change of capacity wakes at once.
-const WAKE_WAITING_LEASES: usize = 64;
+use crate::store::{Blueprint, CommandKind, Lease, Plan, Resource, Write};
 
 /// One step of a resource's life.
 pub(super) async fn step(w: &Workers, held: &Held) -> Result<Next, RunError> {
     let resource = w.store.resource_get(held.object()).await?;
     let commands = w.queued_commands(resource.id).await?;
     if !commands.is_empty() {
-        let leases = live_leases(w, &resource).await?;
-        held.apply(&consume_commands(&resource, &leases, &commands))
-            .await?;
+        held.apply(&consume_commands(&resource, &commands)).await?;
         return Ok(Next::Continue);
     }
     if w.expire(held, resource.until, resource.status.is_releasable())
@@ -34,63 +29,52 @@ pub(super) async fn step(w: &Workers, held: &Held) -> Result<Next, RunError> {
 }
 
 async fn live_leases(w: &Workers, resource: &Resource) -> Result<Vec<Lease>, RunError> {
-    let leases = w.store.lease_list_on_resource(resource.id).await?;
-    Ok(leases
-        .into_iter()
-        .filter(|l| l.status != LeaseStatus::Destroyed)
-        .collect())
+    Ok(w.store.lease_list_on_resource(resource.id).await?)
 }
 
-fn consume_commands(
-    resource: &Resource,
-    leases: &[Lease],
-    commands: &[crate::store::Command],
-) -> Plan {
+/// Consumes queued commands in order up to the first reclaim, which is decided inside the
+/// transaction (is the resource still idle?); commands after it wait for the next step.
+fn consume_commands(resource: &Resource, commands: &[crate::store::Command]) -> Plan {
+    let reclaim_at = commands.iter().position(|c| c.kind == CommandKind::Reclaim);
+    let (releases, rest) = commands.split_at(reclaim_at.unwrap_or(commands.len()));
     let mut status = resource.status;
-    let release = |status: ResourceStatus, kind: &str, message: String| {
-        vec![
+    let mut plan = consume(releases, |command| {
+        if !status.is_releasable() {
+            return Decision::Ignore(format!("the resource is already {status}"));
+        }
+        status = ResourceStatus::Released;
+        Decision::Apply(vec![
             Write::ResourceStatus {
                 resource: resource.id.into(),
                 status,
             },
             Write::Log {
                 object: resource.id.into(),
-                kind: kind.into(),
-                message,
+                kind: "resource.released".into(),
+                message: format!("released by {}", command.author),
             },
-        ]
-    };
-    consume(commands, |command| match command.kind {
-        CommandKind::Release if status.is_releasable() => {
-            status = ResourceStatus::Released;
-            let by = format!("released by {}", command.author);
-            Decision::Apply(release(status, "resource.released", by))
-        }
-        CommandKind::Reclaim if status == ResourceStatus::Active && leases.is_empty() => {
-            status = ResourceStatus::Released;
-            let by = format!("reclaimed by {}", command.author);
-            Decision::Apply(release(status, "resource.reclaim", by))
-        }
-        CommandKind::Reclaim if status == ResourceStatus::Active => {
-            let ids: Vec<String> = leases.iter().map(|l| l.id.to_string()).collect();
-            Decision::Ignore(format!("the resource is in use by {}", ids.join(", ")))
-        }
-        _ => Decision::Ignore(format!("the resource is already {status}")),
-    })
+        ])
+    });
+    if let (Some(reclaim), true) = (rest.first(), releases.is_empty()) {
+        plan.push(Write::Reclaim {
+            resource: resource.id,
+            command: reclaim.id,
+            author: reclaim.author.clone(),
+        });
+    }
+    plan
 }
 
 /// Pending → active through the blueprint's `activate-resource`.
 async fn activate(w: &Workers, held: &Held, resource: Resource) -> Result<Next, RunError> {
     let blueprint = w.store.blueprint_get(resource.blueprint_id).await?;
-    let plugin = w.plugin(held, &blueprint).await?;
     let call = HookCall {
-        blueprint,
-        plugin,
+        blueprint: blueprint.clone(),
         hook: Hook::ActivateResource,
         resource: Some(resource.clone()),
         lease: None,
     };
-    let supporting = w.context_supporting(&resource).await?;
+    let supporting = w.supporting(&resource).await?;
     let called = w.call_hook(held, call, &mut Plan::new()).await?;
     let mut on_done = vec![
         Write::ResourceStatus {
@@ -109,16 +93,38 @@ async fn activate(w: &Workers, held: &Held, resource: Resource) -> Result<Next, 
             object: lease.id.into(),
         });
     }
-    on_done.extend(wake_waiting_leases(w, &resource.resource_type).await?);
-    let settle = Settle {
-        subject: resource.id.into(),
-        kind: "resource",
-        phase: "activation",
-        supporting: &supporting,
+    on_done.push(Write::WakeWaiting {
+        resource_type: resource.resource_type.clone(),
+    });
+    on_done.extend(w.blueprint_worked(&blueprint));
+    let settle = resource_settle(w, &resource, &blueprint, "activation", &supporting);
+    let on_fail = |reason: &str| {
+        let mut writes = broken(&resource);
+        writes.push(w.blueprint_failed(&blueprint, reason));
+        writes
     };
-    let (plan, next) = settle.plan(called, on_done, broken(&resource), w.store.now());
+    let (plan, next) = settle.plan(called, on_done, on_fail, w.store.now());
     held.apply(&plan).await?;
     Ok(next)
+}
+
+fn resource_settle<'a>(
+    w: &Workers,
+    resource: &Resource,
+    blueprint: &Blueprint,
+    phase: &'a str,
+    supporting: &'a [crate::domain::SupportingLease],
+) -> Settle<'a> {
+    Settle {
+        subject: Subject {
+            target: resource.id.into(),
+            kind: "resource",
+            blueprint: blueprint.id,
+        },
+        phase,
+        supporting,
+        min_yield: w.config.min_yield,
+    }
 }
 
 /// Released or broken → destroyed: first its leases go, then the blueprint tears it down, then
@@ -134,23 +140,16 @@ async fn destroy(w: &Workers, held: &Held, resource: Resource) -> Result<Next, R
         return Ok(Next::Wait(Some(w.after(w.config.resource_wait))));
     }
     let blueprint = w.store.blueprint_get(resource.blueprint_id).await?;
-    let plugin = w.plugin(held, &blueprint).await?;
-    let supporting = w.context_supporting(&resource).await?;
+    let supporting = w.supporting(&resource).await?;
     let call = HookCall {
-        blueprint,
-        plugin,
+        blueprint: blueprint.clone(),
         hook: Hook::DestroyResource,
         resource: Some(resource.clone()),
         lease: None,
     };
     let called = w.call_hook(held, call, &mut Plan::new()).await?;
-    let settle = Settle {
-        subject: resource.id.into(),
-        kind: "resource",
-        phase: "destroy",
-        supporting: &supporting,
-    };
-    let (mut plan, next) = settle.plan(called, Vec::new(), Vec::new(), w.store.now());
+    let settle = resource_settle(w, &resource, &blueprint, "destroy", &supporting);
+    let (mut plan, next) = settle.plan(called, Vec::new(), |_| Vec::new(), w.store.now());
     if let Next::Wait(at) = next {
         held.apply(&plan).await?;
         return Ok(Next::Wait(at));
@@ -169,9 +168,9 @@ async fn destroy(w: &Workers, held: &Held, resource: Resource) -> Result<Next, R
             });
         }
     }
-    for write in wake_waiting_leases(w, &resource.resource_type).await? {
-        plan.push(write);
-    }
+    plan.push(Write::WakeWaiting {
+        resource_type: resource.resource_type.clone(),
+    });
     // Destroyed: the claim goes back in the same transaction (see `lease::destroy`).
     plan.push(Write::ReleaseClaim { wake_at: None });
     held.apply(&plan).await?;
@@ -199,20 +198,6 @@ fn release_leases(resource: &Resource, leases: &[Lease]) -> Plan {
     plan
 }
 
-/// Wakes leases waiting for a resource of this type (capacity appeared or was freed).
-async fn wake_waiting_leases(w: &Workers, resource_type: &str) -> Result<Vec<Write>, RunError> {
-    let waiting = w
-        .store
-        .lease_list_waiting(resource_type, WAKE_WAITING_LEASES)
-        .await?;
-    Ok(waiting
-        .into_iter()
-        .map(|lease| Write::Wake {
-            object: lease.into(),
-        })
-        .collect())
-}
-
 fn broken(resource: &Resource) -> Vec<Write> {
     vec![Write::ResourceStatus {
         resource: resource.id.into(),
@@ -220,15 +205,33 @@ fn broken(resource: &Resource) -> Vec<Write> {
     }]
 }
 
+/// The resource failed too many runs: it breaks if it still can (and returns `true`), else it
+/// stays as it is; either way the reason is logged.
+pub(super) fn give_up(resource: &Resource, why: &str) -> (Plan, bool) {
+    let mut plan = Plan::new();
+    if resource.status.is_releasable() {
+        for write in broken(resource) {
+            plan.push(write);
+        }
+        plan.log(resource.id, "resource.gave-up", why);
+        return (plan, true);
+    }
+    plan.log(
+        resource.id,
+        "resource.gave-up",
+        format!("{why}; release it again to retry"),
+    );
+    (plan, false)
+}
+
 impl Workers {
-    async fn context_supporting(
+    /// The resource's supporting leases, with their interfaces.
+    async fn supporting(
         &self,
         resource: &Resource,
     ) -> Result<Vec<crate::domain::SupportingLease>, RunError> {
-        let blueprint = self.store.blueprint_get(resource.blueprint_id).await?;
-        Ok(self
-            .context(&blueprint, Some(resource), None, resource.id)
-            .await?
-            .supporting_leases)
+        self.plugins
+            .supporting_leases(self.store.as_ref(), resource.id)
+            .await
     }
 }

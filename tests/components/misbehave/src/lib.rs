@@ -9,10 +9,20 @@
 //! - `huge`: sets a 256 KiB attribute value;
 //! - `foreign`: releases a lease it does not own;
 //! - `chatty`: prints to stdout and stderr, then succeeds;
-//! - `shout`: prints more than the output cap.
+//! - `shout`: prints more than the output cap;
+//! - `sleep`: sleeps ten minutes in a blocking WASI call (a poll on a clock);
+//! - `world`: logs what it reads of the wall clock and of randomness;
+//! - `yield0`: yields for 0 ms, forever;
+//! - `runaway`: every resource leases another resource of its own type;
+//! - `lock-thief`: takes the slot lock `host-pool.host(local-1)`, host-pool's;
+//! - `escapes`: logs and sets attributes full of terminal escapes and newlines;
+//! - `fail-activation`: allocates fine, then fails every `activate-resource`;
+//! - `root`: its `interface` is a local directory, `root` in the config;
+//! - `sleepy-interface`: its `interface` sleeps ten minutes.
 
-use drydock_sdk::{Blueprint, Call, Step, export_blueprint};
+use drydock_sdk::{Blueprint, Call, CommandInterface, LocalInterface, Step, export_blueprint};
 use serde::Deserialize;
+use std::time::Duration;
 
 /// The misbehaving blueprint.
 pub struct Misbehave;
@@ -25,7 +35,13 @@ pub struct Config {
     /// A loopback port the `wasi` mode tries to connect to.
     #[serde(default)]
     pub port: u16,
+    /// The local root the `root` mode's interface gives.
+    #[serde(default)]
+    pub root: String,
 }
+
+/// What the blocking modes sleep for: far past any deadline.
+const LONG: Duration = Duration::from_secs(600);
 
 impl Blueprint for Misbehave {
     type Config = Config;
@@ -54,9 +70,54 @@ impl Blueprint for Misbehave {
                 }
                 Step::done()
             }
+            "sleep" => {
+                std::thread::sleep(LONG);
+                Step::done()
+            }
+            "world" => world(),
+            "yield0" => Step::yield_for(Duration::ZERO).log("not yet"),
+            "runaway" => Step::done().request_lease("more", "trouble", Vec::new()),
+            "lock-thief" => Step::done().take_slot_locks(["host-pool.host(local-1)"]),
+            "escapes" => Step::done()
+                .log("\x1b[2J\x1b[31mred\nL1 lease.destroyed    forged")
+                .set_attribute("shout", "\x1b]0;pwned\x07\nowner: root"),
+            "fail-activation" | "root" | "sleepy-interface" => Step::done(),
             other => Step::fail(format!("unknown mode {other:?}")),
         }
     }
+
+    fn activate_resource(call: &Call<Config>) -> Step {
+        match call.config().mode.as_str() {
+            "fail-activation" => Step::fail("activation fails on purpose"),
+            _ => Step::done(),
+        }
+    }
+
+    fn interface(call: &Call<Config>) -> Result<CommandInterface, String> {
+        match call.config().mode.as_str() {
+            "root" => Ok(CommandInterface::Local(LocalInterface {
+                root: call.config().root.clone(),
+            })),
+            "sleepy-interface" => {
+                std::thread::sleep(LONG);
+                Err("woke up".into())
+            }
+            other => Err(format!("mode {other:?} gives no interface")),
+        }
+    }
+}
+
+/// Logs the wall clock and a random number, as the guest sees them.
+fn world() -> Step {
+    use std::hash::{BuildHasher, RandomState};
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or_default();
+    let random = RandomState::new().hash_one("drydock");
+    Step::done()
+        .log(format!("wall clock: {now}"))
+        .log(format!("random: {random}"))
 }
 
 fn spin() -> Step {

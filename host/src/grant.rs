@@ -1,0 +1,462 @@
+//! Command interfaces are capabilities the operator grants (invariant I4).
+//!
+//! A blueprint's `interface` export says how to reach a resource (a local directory, an SSH
+//! target), and the host runs commands there: for `exec` actions and `drydock exec`. A component
+//! must not be able to point that anywhere it likes, so every interface it returns is checked
+//! here before anyone uses it:
+//!
+//! - its fields are well formed (absolute, normalised paths; SSH names that cannot be read as
+//!   options; no control characters);
+//! - it **narrows** an interface of one of the resource's own supporting leases (the same SSH
+//!   target, or a local directory beneath the leased host's root), which needs no grant: a
+//!   working copy on a granted host works without one; or
+//! - it lies inside one of the blueprint's [`Grant`]s, which the operator gives with
+//!   `drydock blueprint add … --grant local:/srv/hosts --grant ssh:ci@build-*.example.com
+//!   --grant ssh-key:/etc/drydock/keys`.
+//!
+//! No grant, no interface. The check is lexical; [`Authorized::anchor`] names the directory a
+//! local root was authorised beneath, and `exec` opens the root from there without following
+//! symbolic links, so a link a blueprint planted cannot lead out of it.
+
+use crate::domain::CommandInterface;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::path::{Component, Path};
+use std::str::FromStr;
+
+/// One capability an operator gives a blueprint.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub enum Grant {
+    /// Local interfaces whose root is this directory or beneath it (`local:/srv/hosts`).
+    Local {
+        /// Absolute, normalised directory.
+        dir: String,
+    },
+    /// SSH targets matching `user@host[:port]`; `*` in the user or host matches any run of
+    /// characters (`ssh:ci@build-*.example.com`).
+    Ssh {
+        /// User pattern.
+        user: String,
+        /// Host pattern.
+        host: String,
+        /// The only port allowed; any port when `None`.
+        port: Option<u16>,
+    },
+    /// SSH private keys in this directory or beneath it (`ssh-key:/etc/drydock/keys`).
+    SshKey {
+        /// Absolute, normalised directory.
+        dir: String,
+    },
+}
+
+impl fmt::Display for Grant {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Grant::Local { dir } => write!(f, "local:{dir}"),
+            Grant::Ssh { user, host, port } => {
+                write!(f, "ssh:{user}@{host}")?;
+                port.map_or(Ok(()), |port| write!(f, ":{port}"))
+            }
+            Grant::SshKey { dir } => write!(f, "ssh-key:{dir}"),
+        }
+    }
+}
+
+impl FromStr for Grant {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        let usage = "use local:/DIR, ssh:USER@HOST[:PORT] (`*` matches any run of characters) \
+                     or ssh-key:/DIR";
+        let (kind, rest) = text
+            .split_once(':')
+            .ok_or_else(|| format!("grant {text:?} has no kind; {usage}"))?;
+        match kind {
+            "local" => Ok(Grant::Local {
+                dir: check_path("the local grant's directory", rest)?,
+            }),
+            "ssh-key" => Ok(Grant::SshKey {
+                dir: check_path("the ssh-key grant's directory", rest)?,
+            }),
+            "ssh" => parse_ssh_grant(rest).map_err(|why| format!("grant {text:?}: {why}; {usage}")),
+            other => Err(format!("grant kind {other:?} is unknown; {usage}")),
+        }
+    }
+}
+
+impl TryFrom<String> for Grant {
+    type Error = String;
+
+    fn try_from(text: String) -> Result<Self, String> {
+        text.parse()
+    }
+}
+
+impl From<Grant> for String {
+    fn from(grant: Grant) -> String {
+        grant.to_string()
+    }
+}
+
+fn parse_ssh_grant(text: &str) -> Result<Grant, String> {
+    let (user, target) = text.split_once('@').ok_or("an ssh grant needs USER@HOST")?;
+    let (host, port) = match target.rsplit_once(':') {
+        Some((host, port)) => {
+            let port = port
+                .parse::<u16>()
+                .ok()
+                .filter(|p| *p > 0)
+                .ok_or_else(|| format!("{port:?} is not a port"))?;
+            (host, Some(port))
+        }
+        None => (target, None),
+    };
+    check_name("user pattern", user, true)?;
+    check_name("host pattern", host, true)?;
+    Ok(Grant::Ssh {
+        user: user.into(),
+        host: host.into(),
+        port,
+    })
+}
+
+/// An interface that passed the check, with what authorised it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Authorized {
+    /// The interface, as the blueprint gave it.
+    pub interface: CommandInterface,
+    /// For a local interface: the directory (a grant's, or a supporting lease's root) its root
+    /// lies beneath. Commands open the root from here without following links.
+    pub anchor: Option<String>,
+}
+
+/// Checks `interface` from a blueprint with `grants`, for a resource whose supporting leases
+/// reach `beneath`. The error says what is wrong or which grant would allow it.
+pub fn authorize(
+    interface: &CommandInterface,
+    grants: &[Grant],
+    beneath: &[Authorized],
+) -> Result<Authorized, String> {
+    check_interface(interface)?;
+    let anchor = match interface {
+        CommandInterface::Local { root } => Some(local_anchor(root, grants, beneath)?),
+        CommandInterface::Ssh { .. } => {
+            ssh_allowed(interface, grants, beneath)?;
+            None
+        }
+    };
+    Ok(Authorized {
+        interface: interface.clone(),
+        anchor,
+    })
+}
+
+/// The granted or leased directory `root` lies beneath.
+fn local_anchor(root: &str, grants: &[Grant], beneath: &[Authorized]) -> Result<String, String> {
+    let leased = beneath.iter().find_map(|a| match &a.interface {
+        CommandInterface::Local { root: base } if is_beneath(root, base) => Some(base),
+        _ => None,
+    });
+    let granted = grants.iter().find_map(|g| match g {
+        Grant::Local { dir } if is_beneath(root, dir) => Some(dir),
+        _ => None,
+    });
+    leased.or(granted).cloned().ok_or_else(|| {
+        format!(
+            "the local root {root:?} is outside what the blueprint was granted ({}) and is not \
+             beneath a supporting lease's root; an operator can allow it with \
+             `drydock blueprint grant NAME local:{root}`",
+            list(grants)
+        )
+    })
+}
+
+fn ssh_allowed(
+    interface: &CommandInterface,
+    grants: &[Grant],
+    beneath: &[Authorized],
+) -> Result<(), String> {
+    let CommandInterface::Ssh {
+        host,
+        port,
+        user,
+        key_path,
+    } = interface
+    else {
+        unreachable!("ssh_allowed is asked about SSH interfaces")
+    };
+    if beneath.iter().any(|a| &a.interface == interface) {
+        return Ok(());
+    }
+    let target = grants.iter().any(|g| match g {
+        Grant::Ssh {
+            user: u,
+            host: h,
+            port: p,
+        } => glob(u, user) && glob(h, host) && p.is_none_or(|p| p == *port),
+        _ => false,
+    });
+    if !target {
+        return Err(format!(
+            "the SSH target {user}@{host}:{port} is outside what the blueprint was granted ({}) \
+             and is not a supporting lease's target; an operator can allow it with \
+             `drydock blueprint grant NAME ssh:{user}@{host}`",
+            list(grants)
+        ));
+    }
+    let key = grants.iter().any(|g| match g {
+        Grant::SshKey { dir } => is_beneath(key_path, dir),
+        _ => false,
+    });
+    if !key {
+        return Err(format!(
+            "the SSH key {key_path:?} is outside the key directories the blueprint was granted \
+             ({}); an operator can allow its directory with `drydock blueprint grant NAME \
+             ssh-key:DIR`",
+            list(grants)
+        ));
+    }
+    Ok(())
+}
+
+fn list(grants: &[Grant]) -> String {
+    match grants {
+        [] => "no grants".into(),
+        grants => grants
+            .iter()
+            .map(Grant::to_string)
+            .collect::<Vec<_>>()
+            .join(", "),
+    }
+}
+
+/// Checks the fields of an interface, whoever gave it.
+pub fn check_interface(interface: &CommandInterface) -> Result<(), String> {
+    match interface {
+        CommandInterface::Local { root } => check_path("the local root", root).map(drop),
+        CommandInterface::Ssh {
+            host,
+            port,
+            user,
+            key_path,
+        } => {
+            check_name("SSH host", host, false)?;
+            check_name("SSH user", user, false)?;
+            if *port == 0 {
+                return Err("SSH port 0 is not a port".into());
+            }
+            check_path("the SSH key path", key_path).map(drop)
+        }
+    }
+}
+
+/// Longest path accepted.
+const MAX_PATH_BYTES: usize = 1024;
+
+/// An absolute, normalised path (`/a/b`, no `.`, `..`, `//` or trailing `/`) without control
+/// characters; returned as given.
+fn check_path(what: &str, path: &str) -> Result<String, String> {
+    let normal = Path::new(path).components().enumerate().all(|(i, c)| {
+        matches!(
+            (i, c),
+            (0, Component::RootDir) | (1.., Component::Normal(_))
+        )
+    });
+    let rebuilt = Path::new(path).components().collect::<std::path::PathBuf>();
+    let ok = path.starts_with('/')
+        && normal
+        && rebuilt.as_os_str() == path
+        && path.len() <= MAX_PATH_BYTES
+        && !path.chars().any(char::is_control);
+    if !ok {
+        return Err(format!(
+            "{what} {:?} must be an absolute, normalised path (no `.`, `..`, `//` or trailing \
+             `/`) of at most {MAX_PATH_BYTES} bytes without control characters",
+            crate::text::clip(path, 80)
+        ));
+    }
+    Ok(path.to_string())
+}
+
+/// An SSH host or user: letters, digits, `.`, `_`, `-` (and `:` for hosts, `*` in patterns),
+/// not starting with `-`, so that `ssh` cannot read it as an option.
+fn check_name(what: &str, name: &str, pattern: bool) -> Result<(), String> {
+    let allowed = |c: char| {
+        c.is_ascii_alphanumeric()
+            || "._-".contains(c)
+            || (c == ':' && what.contains("host"))
+            || (c == '*' && pattern)
+    };
+    if name.is_empty() || name.len() > 255 || name.starts_with('-') || !name.chars().all(allowed) {
+        return Err(format!(
+            "{what} {:?} must be 1 to 255 letters, digits, '.', '_' or '-'{}, not starting with '-'",
+            crate::text::clip(name, 80),
+            if pattern { " (and `*`)" } else { "" }
+        ));
+    }
+    Ok(())
+}
+
+/// Whether `path` is `dir` or beneath it, component by component (both checked paths).
+fn is_beneath(path: &str, dir: &str) -> bool {
+    Path::new(path).starts_with(Path::new(dir))
+}
+
+/// Whether `text` matches `pattern`, where `*` matches any run of characters.
+fn glob(pattern: &str, text: &str) -> bool {
+    match pattern.split_once('*') {
+        None => pattern == text,
+        Some((head, tail)) => {
+            let Some(rest) = text.strip_prefix(head) else {
+                return false;
+            };
+            (0..=rest.len())
+                .filter(|i| rest.is_char_boundary(*i))
+                .any(|i| glob(tail, &rest[i..]))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn local(root: &str) -> CommandInterface {
+        CommandInterface::Local { root: root.into() }
+    }
+
+    fn ssh(user: &str, host: &str, port: u16, key: &str) -> CommandInterface {
+        CommandInterface::Ssh {
+            host: host.into(),
+            port,
+            user: user.into(),
+            key_path: key.into(),
+        }
+    }
+
+    fn grants(texts: &[&str]) -> Vec<Grant> {
+        texts.iter().map(|t| t.parse().unwrap()).collect()
+    }
+
+    #[test]
+    fn grants_parse_and_print() {
+        for text in [
+            "local:/srv/hosts",
+            "ssh:ci@build-*.example.com",
+            "ssh:*@10.0.0.5:2222",
+            "ssh-key:/etc/drydock/keys",
+        ] {
+            assert_eq!(text.parse::<Grant>().unwrap().to_string(), text);
+        }
+        for bad in [
+            "local:relative",
+            "local:/a/../b",
+            "local:/a/",
+            "ftp:/x",
+            "ssh:host-only",
+            "ssh:-oProxyCommand=x@h",
+            "ssh:ci@h:0",
+            "nothing",
+        ] {
+            assert!(bad.parse::<Grant>().is_err(), "{bad} was accepted");
+        }
+    }
+
+    #[test]
+    fn no_grant_no_interface() {
+        let err = authorize(&local("/tmp/x"), &[], &[]).unwrap_err();
+        assert!(err.contains("no grants"), "{err}");
+        let err = authorize(&ssh("ci", "h", 22, "/k/id"), &[], &[]).unwrap_err();
+        assert!(
+            err.contains("outside what the blueprint was granted"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn local_roots_must_lie_beneath_a_grant() {
+        let g = grants(&["local:/srv/hosts"]);
+        let ok = authorize(&local("/srv/hosts/a"), &g, &[]).unwrap();
+        assert_eq!(ok.anchor.as_deref(), Some("/srv/hosts"));
+        authorize(&local("/srv/hosts"), &g, &[]).unwrap();
+        for bad in [
+            "/srv/hostsx",
+            "/srv",
+            "/",
+            "/srv/hosts/../etc",
+            "/srv/hosts/a/",
+        ] {
+            assert!(authorize(&local(bad), &g, &[]).is_err(), "{bad} passed");
+        }
+    }
+
+    #[test]
+    fn narrowing_a_supporting_lease_needs_no_grant() {
+        let host = Authorized {
+            interface: local("/srv/hosts/a"),
+            anchor: Some("/srv/hosts".into()),
+        };
+        let ok = authorize(
+            &local("/srv/hosts/a/wc-1"),
+            &[],
+            std::slice::from_ref(&host),
+        )
+        .unwrap();
+        assert_eq!(ok.anchor.as_deref(), Some("/srv/hosts/a"));
+        assert!(authorize(&local("/srv/hosts/b"), &[], std::slice::from_ref(&host)).is_err());
+
+        let remote = Authorized {
+            interface: ssh("ci", "build-1", 22, "/k/id"),
+            anchor: None,
+        };
+        authorize(
+            &ssh("ci", "build-1", 22, "/k/id"),
+            &[],
+            std::slice::from_ref(&remote),
+        )
+        .unwrap();
+        assert!(authorize(&ssh("root", "build-1", 22, "/k/id"), &[], &[remote]).is_err());
+    }
+
+    #[test]
+    fn ssh_needs_a_target_grant_and_a_key_grant() {
+        let g = grants(&["ssh:ci@build-*.example.com", "ssh-key:/etc/drydock/keys"]);
+        let good = ssh("ci", "build-7.example.com", 22, "/etc/drydock/keys/id");
+        authorize(&good, &g, &[]).unwrap();
+        let wrong_host = ssh("ci", "db.example.com", 22, "/etc/drydock/keys/id");
+        assert!(authorize(&wrong_host, &g, &[]).is_err());
+        let wrong_key = ssh("ci", "build-7.example.com", 22, "/root/.ssh/id_rsa");
+        assert!(
+            authorize(&wrong_key, &g, &[])
+                .unwrap_err()
+                .contains("key directories")
+        );
+        let pinned = grants(&["ssh:ci@h:2222", "ssh-key:/k"]);
+        assert!(authorize(&ssh("ci", "h", 22, "/k/id"), &pinned, &[]).is_err());
+        authorize(&ssh("ci", "h", 2222, "/k/id"), &pinned, &[]).unwrap();
+    }
+
+    #[test]
+    fn ssh_fields_cannot_be_options_or_carry_control_characters() {
+        let g = grants(&["ssh:*@*", "ssh-key:/k"]);
+        for bad in [
+            ssh("ci", "-oProxyCommand=touch /tmp/x", 22, "/k/id"),
+            ssh("-l", "h", 22, "/k/id"),
+            ssh("ci", "h\nx", 22, "/k/id"),
+            ssh("ci", "h", 0, "/k/id"),
+            ssh("ci", "h", 22, "/k/../etc/shadow"),
+        ] {
+            assert!(authorize(&bad, &g, &[]).is_err(), "{bad:?} passed");
+        }
+    }
+
+    #[test]
+    fn globs_match_runs_of_characters() {
+        assert!(glob("build-*.example.com", "build-12.example.com"));
+        assert!(!glob("build-*.example.com", "build-12.example.org"));
+        assert!(glob("*", ""));
+        assert!(glob("a*b*c", "axxbyyc"));
+        assert!(!glob("a*b", "ab-"));
+    }
+}
