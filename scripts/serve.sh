@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# The main job: builds Drydock and the example blueprints, registers them (once) and runs the
-# daemon on the embedded SQLite default (./drydock.db, or $DRYDOCK_DATABASE_URL):
-#   host-pool   (Rust)        type `host`, blueprints/host-pool/example.json
-#   scratch-py  (Python)      type `scratch`, blueprints/scratch-py/example.json
-#   scratch-js  (JavaScript)  type `scratch`, blueprints/scratch-js/example.json
+# The main job: builds Drydock and the example blueprints, registers them (once) with the
+# grants their configs need, and runs the daemon on the embedded SQLite default (./drydock.db,
+# or $DRYDOCK_DATABASE_URL):
+#   host-pool   (Rust)        type `host`, blueprints/host-pool/example.json, local:/tmp/drydock
+#   scratch-py  (Python)      type `scratch`, blueprints/scratch-py/example.json, local:/tmp/drydock-scratch
+#   scratch-js  (JavaScript)  type `scratch`, blueprints/scratch-js/example.json, local:/tmp/drydock-scratch
 # Extra arguments go to `drydock serve`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,13 +20,13 @@ blueprints/scratch-js/build.sh target/guests/scratch-js.wasm
 
 export DRYDOCK_DATABASE_URL="${DRYDOCK_DATABASE_URL:-sqlite://drydock.db}"
 drydock=target/release/drydock
-register() { # NAME WASM
+register() { # NAME WASM GRANT
     if ! "$drydock" blueprint show "$1" >/dev/null 2>&1; then
-        "$drydock" blueprint add "$1" --wasm "$2" --config "blueprints/$1/example.json"
+        "$drydock" blueprint add "$1" --wasm "$2" --config "blueprints/$1/example.json" --grant "$3"
     fi
 }
-register host-pool target/guests/wasm32-wasip2/guest/host_pool.wasm
-register scratch-py target/guests/scratch-py.wasm
-register scratch-js target/guests/scratch-js.wasm
+register host-pool target/guests/wasm32-wasip2/guest/host_pool.wasm local:/tmp/drydock
+register scratch-py target/guests/scratch-py.wasm local:/tmp/drydock-scratch
+register scratch-js target/guests/scratch-js.wasm local:/tmp/drydock-scratch
 mkdir -p /tmp/drydock
 exec "$drydock" serve "$@"

@@ -25,7 +25,7 @@ struct Refusals {
     later: bool,
     /// Why, for the lease's log.
     reasons: Vec<String>,
-    /// The earliest time a backing-off blueprint may be used again.
+    /// The earliest time a blueprint may be asked again (it backs off, or yielded).
     retry_at: Option<u64>,
 }
 
@@ -87,9 +87,10 @@ pub async fn allocate(w: &Workers, held: &Held, lease: &Lease) -> Result<Next, R
             Ok(AllocationVerdict::Yes) => {
                 match try_allocate(w, held, lease, blueprint, &own).await? {
                     Allocated::Done(next) => return Ok(next),
-                    Allocated::NotNow(reason) => {
+                    Allocated::NotNow(reason, retry_at) => {
                         refusals.later = true;
                         refusals.reasons.push(reason);
+                        refusals.retry_at = refusals.retry_at.min(retry_at).or(retry_at);
                     }
                 }
             }
@@ -312,9 +313,9 @@ async fn commit(held: &Held, plan: &Plan, next: Next) -> Result<Option<Next>, Ru
 enum Allocated {
     /// A resource was made (or the lease broke): go on.
     Done(Next),
-    /// Not now, and why: a slot lock was taken, the blueprint yielded or made its share of
-    /// resources this minute.
-    NotNow(String),
+    /// Not now, and why: a slot lock was taken, the blueprint yielded (until when) or made its
+    /// share of resources this minute.
+    NotNow(String, Option<u64>),
 }
 
 /// Makes a new resource on `blueprint` and acquires the lease on it.
@@ -380,17 +381,18 @@ async fn try_allocate(
     if let Some(reason) = failure {
         return allocation_failed(w, held, lease, blueprint, &reason).await;
     }
-    if next != Next::Continue {
-        return Ok(Allocated::NotNow(format!(
-            "{} yielded its allocation",
-            blueprint.name
-        )));
+    if let Next::Wait(at) = next {
+        let why = format!("{} yielded its allocation", blueprint.name);
+        return Ok(Allocated::NotNow(why, at));
     }
-    plan.append(step_plan);
+    // The step's writes were made for this plan (the new resource is its insert #0).
+    for write in step_plan.writes() {
+        plan.push(write.clone());
+    }
     let resource_id = match held.apply(&plan).await {
         Ok(inserted) => inserted[0],
         Err(error @ (store::Error::SlotLockBusy { .. } | store::Error::RateLimited(_))) => {
-            return Ok(Allocated::NotNow(error.to_string()));
+            return Ok(Allocated::NotNow(error.to_string(), None));
         }
         Err(error) => return Err(error.into()),
     };

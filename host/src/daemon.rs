@@ -13,7 +13,9 @@ use crate::lock::{Held, WorkerSlot};
 use crate::queue::Queue;
 use crate::store::{Claim, Release, Store};
 use crate::worker::{Execs, Plugins, WorkerConfig, Workers};
+use futures_util::FutureExt;
 use std::collections::HashMap;
+use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::Semaphore;
@@ -146,10 +148,13 @@ pub async fn run(
             let id = next_task;
             running.lock().unwrap().insert(id, claim.clone());
             let (workers, running) = (workers.clone(), running.clone());
-            let held = Held::new(store.clone(), claim, config.worker.claim_ttl)
+            let held = Held::new(store.clone(), claim.clone(), config.worker.claim_ttl)
                 .with_slot(WorkerSlot::new(slots.clone(), permit));
             tasks.spawn(async move {
-                workers.process(held).await;
+                let run = AssertUnwindSafe(workers.process(held)).catch_unwind();
+                if let Err(panic) = run.await {
+                    workers.panicked(claim, &panic_message(panic)).await;
+                }
                 running.lock().unwrap().remove(&id);
             });
         }
@@ -162,6 +167,15 @@ pub async fn run(
     drain(&config, store.as_ref(), tasks, running).await;
     tracing::info!("drydock daemon stopped");
     Ok(())
+}
+
+/// What a panicked run said.
+fn panic_message(panic: Box<dyn std::any::Any + Send>) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".into())
 }
 
 /// The pause after `failures` store failures in a row: 100 ms doubling, up to

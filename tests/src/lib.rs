@@ -122,6 +122,13 @@ impl Env {
         Env { dir, url }
     }
 
+    /// A new, empty database at `path` (on a file system the test prepared).
+    pub fn at(path: &Path) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", path.display());
+        Env { dir, url }
+    }
+
     /// The temporary directory (for config files).
     pub fn dir(&self) -> &Path {
         self.dir.path()
@@ -201,10 +208,12 @@ impl Env {
             .spawn()
             .unwrap();
         let (address, url) = tokio::sync::oneshot::channel();
-        tokio::spawn(drain(child.stderr.take().unwrap(), address));
+        let lines = Arc::new(std::sync::Mutex::new(Vec::new()));
+        tokio::spawn(drain(child.stderr.take().unwrap(), address, lines.clone()));
         Daemon {
             child,
             url: Some(url),
+            lines,
         }
     }
 
@@ -218,8 +227,12 @@ impl Env {
 pub const TOKEN: &str = "test-token-0123456789abcdef";
 
 /// Reads a daemon's stderr to the end (so it never blocks on a full pipe), handing over the
-/// address it announces.
-async fn drain(stderr: tokio::process::ChildStderr, address: tokio::sync::oneshot::Sender<String>) {
+/// address it announces and keeping every line.
+async fn drain(
+    stderr: tokio::process::ChildStderr,
+    address: tokio::sync::oneshot::Sender<String>,
+    kept: Arc<std::sync::Mutex<Vec<String>>>,
+) {
     use tokio::io::AsyncBufReadExt;
     let mut lines = tokio::io::BufReader::new(stderr).lines();
     let mut address = Some(address);
@@ -229,6 +242,7 @@ async fn drain(stderr: tokio::process::ChildStderr, address: tokio::sync::onesho
         {
             let _ = sender.send(url.to_string());
         }
+        kept.lock().unwrap().push(line);
     }
 }
 
@@ -236,6 +250,7 @@ async fn drain(stderr: tokio::process::ChildStderr, address: tokio::sync::onesho
 pub struct Daemon {
     child: Child,
     url: Option<tokio::sync::oneshot::Receiver<String>>,
+    lines: Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl Daemon {
@@ -251,6 +266,25 @@ impl Daemon {
     /// SIGKILL: no chance to clean up.
     pub async fn kill9(mut self) {
         self.child.kill().await.unwrap();
+    }
+
+    /// Its process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id().expect("the daemon is running")
+    }
+
+    /// Sends it a signal by name (`STOP`, `CONT`…).
+    pub fn signal(&self, name: &str) {
+        let status = std::process::Command::new("kill")
+            .args([&format!("-{name}"), &self.pid().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill -{name} failed");
+    }
+
+    /// What it has written to stderr so far, line by line.
+    pub fn log_lines(&self) -> Vec<String> {
+        self.lines.lock().unwrap().clone()
     }
 
     /// SIGTERM, then waits for a graceful exit; returns whether it exited successfully.

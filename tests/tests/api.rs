@@ -119,7 +119,10 @@ async fn every_endpoint_works_with_a_token() {
     let (_, resources) = api.get("/resources").await;
     let resource = resources[0]["id"].as_str().unwrap().to_string();
     let (_, detail) = api.get(&format!("/resources/{resource}")).await;
-    assert_eq!(detail["slot_locks"][0]["name"], "B1:host-pool.host(local-1)");
+    assert_eq!(
+        detail["slot_locks"][0]["name"],
+        "B1:host-pool.host(local-1)"
+    );
     assert_eq!(detail["work"]["object"], resource.as_str());
     assert!(!detail["leases"].as_array().unwrap().is_empty());
     assert_eq!(

@@ -64,7 +64,10 @@ async fn a_lease_goes_through_the_cli_with_json_for_scripts() {
     let resources = json(&env.ok(&["resource", "list", "--json"]).await);
     assert_eq!(resources[0]["attributes"]["name"], "local-1");
     let resource = json(&env.ok(&["resource", "show", "R1", "--json"]).await);
-    assert_eq!(resource["slot_locks"][0]["name"], "B1:host-pool.host(local-1)");
+    assert_eq!(
+        resource["slot_locks"][0]["name"],
+        "B1:host-pool.host(local-1)"
+    );
     assert_eq!(resource["leases"][0]["id"], id.as_str());
 
     // A command on the leased host, through the interface host-pool gives (local, its root).
@@ -282,6 +285,44 @@ async fn invalid_input_is_refused_with_a_reason_and_changes_nothing() {
             "blueprint name \"Bad Name\" is malformed",
         ),
         (vec!["blueprint", "show", "nope"], "no blueprint \"nope\""),
+        (
+            vec!["lease", "release", "L1", "L999", "L1"],
+            "L999 does not exist; nothing was queued",
+        ),
+        (
+            vec![
+                "lease",
+                "request",
+                "--type",
+                "host",
+                "--until",
+                "292300000y",
+            ],
+            "at most 10 years (3650d)",
+        ),
+        (
+            vec![
+                "lease",
+                "request",
+                "--type",
+                "host",
+                "--until",
+                "18446744073709551615s",
+            ],
+            "at most 10 years (3650d)",
+        ),
+        (
+            vec!["blueprint", "grant", "host-pool", "local:relative"],
+            "must be an absolute, normalised path",
+        ),
+        (
+            vec!["blueprint", "grant", "host-pool", "ssh:-oProxyCommand=x@h"],
+            "not starting with '-'",
+        ),
+        (
+            vec!["blueprint", "revoke", "host-pool", "local:/elsewhere"],
+            "host-pool has no grant local:/elsewhere to revoke",
+        ),
     ];
     for (args, reason) in cases {
         let out = env.drydock(&args).await;
@@ -362,4 +403,160 @@ async fn blueprints_can_be_listed_disabled_and_enabled() {
         "60s",
     ])
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deadlines_years_ahead_show_without_trouble() {
+    let env = Env::new();
+    let out = env
+        .ok(&["lease", "request", "--type", "host", "--until", "3000d"])
+        .await;
+    let shown = env.ok(&["lease", "show", out.trim()]).await;
+    assert!(shown.contains("until:         20"), "{shown}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grants_are_kept_shown_and_changed_by_the_operator() {
+    let env = Env::new();
+    env.add_blueprint(
+        "host-pool",
+        HOST_POOL_WASM,
+        HOST_POOL_CONFIG,
+        &[HOST_POOL_GRANT, "ssh:ci@build-*.example.com"],
+    )
+    .await;
+    let shown = env.ok(&["blueprint", "show", "host-pool"]).await;
+    assert!(
+        shown.contains("grants:        local:/tmp/drydock, ssh:ci@build-*.example.com"),
+        "{shown}"
+    );
+    env.ok(&[
+        "blueprint",
+        "revoke",
+        "host-pool",
+        "ssh:ci@build-*.example.com",
+    ])
+    .await;
+    let changed = env
+        .ok(&[
+            "blueprint",
+            "grant",
+            "host-pool",
+            "ssh-key:/etc/drydock/keys",
+        ])
+        .await;
+    assert!(
+        changed.contains("grants: local:/tmp/drydock, ssh-key:/etc/drydock/keys"),
+        "{changed}"
+    );
+    let log = env.ok(&["log", "--object", "B1"]).await;
+    assert!(
+        log.contains("grants changed by cli:tester from [local:/tmp/drydock] to [local:/tmp/drydock, ssh-key:/etc/drydock/keys]"),
+        "{log}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn supporting_leases_belong_to_their_resource() {
+    let env = Env::new();
+    let root = env.dir().join("host");
+    let hosts = format!(
+        r#"{{"hosts": [{{"name": "local-1", "interface": {{"type": "local", "root": "{}"}}}}]}}"#,
+        root.display()
+    );
+    let grant = format!("local:{}", root.display());
+    env.add_blueprint("host-pool", HOST_POOL_WASM, &hosts, &[&grant])
+        .await;
+    env.add_blueprint(
+        "shell",
+        drydock_tests::SHELL_WASM,
+        r#"{"argv": ["true"]}"#,
+        &[],
+    )
+    .await;
+    let store = env.store().await;
+    let _daemon = env.serve(&[]);
+    let shell = env
+        .ok(&[
+            "lease",
+            "request",
+            "--type",
+            "shell",
+            "--wait",
+            "--timeout",
+            "60s",
+        ])
+        .await;
+    let shell = shell.trim();
+    let supporting = wait_for("the host lease of the shell resource", || async {
+        let leases = store.lease_list(None).await.unwrap();
+        leases.into_iter().find(|l| l.parent_resource_id.is_some())
+    })
+    .await;
+    let out = env
+        .drydock(&["lease", "release", &supporting.id.to_string()])
+        .await;
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("is a supporting lease of R1: it belongs to that resource"),
+        "{stderr}"
+    );
+    let all = env.ok(&["lease", "release", "--all"]).await;
+    assert!(all.contains(&format!("{shell}: release queued")), "{all}");
+    assert!(!all.contains(&supporting.id.to_string()), "{all}");
+    let parent = supporting.parent_resource_id.unwrap().to_string();
+    env.ok(&["resource", "release", &parent]).await;
+    wait_for("the host lease to go with its resource", || async {
+        let lease = store.lease_get(supporting.id).await.unwrap();
+        (lease.status == drydock_host::domain::LeaseStatus::Destroyed).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gc_removes_only_what_finished_before_the_retention() {
+    let env = Env::new();
+    env.add_blueprint(
+        "host-pool",
+        HOST_POOL_WASM,
+        HOST_POOL_CONFIG,
+        &[HOST_POOL_GRANT],
+    )
+    .await;
+    let store = env.store().await;
+    let daemon = env.serve(&[]);
+    let lease = env
+        .ok(&[
+            "lease",
+            "request",
+            "--type",
+            "host",
+            "--wait",
+            "--timeout",
+            "60s",
+        ])
+        .await;
+    let lease = lease.trim();
+    env.ok(&["lease", "release", lease]).await;
+    wait_for("the lease to be destroyed", || async {
+        let id = lease.parse().unwrap();
+        (store.lease_get(id).await.unwrap().status == drydock_host::domain::LeaseStatus::Destroyed)
+            .then_some(())
+    })
+    .await;
+    assert!(daemon.terminate().await);
+    let kept = env.ok(&["gc", "--json"]).await;
+    let kept: Value = serde_json::from_str(&kept).unwrap();
+    assert_eq!(kept["leases"], 0, "nothing is 30 days old: {kept}");
+    let report = env.ok(&["gc", "--older-than", "0s", "--json"]).await;
+    let report: Value = serde_json::from_str(&report).unwrap();
+    assert_eq!(report["leases"], 1, "{report}");
+    assert!(report["logs"].as_u64().unwrap() > 0, "{report}");
+    let out = env.drydock(&["lease", "show", lease]).await;
+    assert!(String::from_utf8_lossy(&out.stderr).contains("does not exist"));
+    assert!(
+        env.ok(&["resource", "list"]).await.contains("active"),
+        "the live resource stays"
+    );
 }

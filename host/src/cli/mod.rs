@@ -95,13 +95,14 @@ pub fn main() -> ExitCode {
     }
 }
 
-/// `drydock exec-guard`: a small runtime of its own, and the command's exit code.
+/// `drydock exec-guard`: a small runtime of its own, and the command's exit code. The process
+/// exits at once: the thread reading renewals from stdin may still be blocked in a read.
 fn guard(args: crate::exec::guard::GuardArgs) -> ExitCode {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build();
     match runtime {
-        Ok(runtime) => ExitCode::from(runtime.block_on(crate::exec::guard::run(args)) as u8),
+        Ok(runtime) => std::process::exit(runtime.block_on(crate::exec::guard::run(args))),
         Err(error) => {
             eprintln!("error: starting the exec guard: {error}");
             ExitCode::FAILURE

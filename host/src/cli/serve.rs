@@ -54,6 +54,10 @@ pub(super) struct ServeArgs {
     /// Linear memory one blueprint instance may use, in MiB.
     #[arg(long, default_value_t = 64)]
     memory_mib: usize,
+    /// How long a lease waiting for capacity sleeps at most; it is woken as soon as capacity of
+    /// its type appears, so this is only the backstop.
+    #[arg(long, default_value = "15s", value_parser = humantime::parse_duration)]
+    capacity_wait: Duration,
     /// How long an active resource must be idle before the allocator may reclaim it.
     #[arg(long, default_value = "3m", value_parser = humantime::parse_duration)]
     reclaim_idle: Duration,
@@ -87,6 +91,7 @@ pub(super) async fn run(global: &Global, args: ServeArgs) -> anyhow::Result<Exit
         worker: WorkerConfig {
             claim_ttl: args.claim_ttl,
             reclaim_idle: args.reclaim_idle,
+            resource_wait: args.capacity_wait,
             min_yield: args.min_yield,
             max_attempts: args.max_attempts.max(1),
             resources_per_minute: args.resources_per_minute,

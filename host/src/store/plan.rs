@@ -135,6 +135,12 @@ pub enum Write {
         /// When the object wants to run again, if ever.
         wake_at: Option<Timestamp>,
     },
+    /// Wakes every live lease holding a resource (it just became active), read inside the
+    /// transaction so that a lease that acquired it a moment ago is not missed.
+    WakeHolders {
+        /// The resource.
+        resource: ObjectId,
+    },
     /// Wakes a resource if it is released or broken (it waits for its leases to go), checked
     /// inside the transaction so a release that just happened is not missed.
     WakeIfDestroying {

@@ -165,8 +165,22 @@ pub enum Next {
 impl Workers {
     /// Runs one claimed object until it has to wait, then gives the claim back.
     pub async fn process(&self, held: Held) {
-        let object = held.object();
         let result = self.run(&held).await;
+        self.settle(held, result).await;
+    }
+
+    /// After a run that panicked (a bug in the host): the claim is given back as a failed run,
+    /// so the object is retried with back-off and breaks if it keeps happening.
+    pub async fn panicked(&self, claim: store::Claim, panic: &str) {
+        tracing::error!(object = %claim.object, %panic, "a run panicked");
+        let held = Held::new(self.store.clone(), claim, self.config.claim_ttl);
+        let error = RunError::Temporary(format!("the host failed (a bug): {panic}"));
+        self.settle(held, Err(error)).await;
+    }
+
+    /// Gives the claim back according to how the run ended.
+    async fn settle(&self, held: Held, result: Result<Option<Timestamp>, RunError>) {
+        let object = held.object();
         let release = match result {
             Ok(_) if held.is_given_back() => {
                 self.queue.wake_workers();

@@ -88,11 +88,9 @@ async fn activate(w: &Workers, held: &Held, resource: Resource) -> Result<Next, 
         },
     ];
     // Leases waiting on this resource, and leases waiting for any resource of its type.
-    for lease in live_leases(w, &resource).await? {
-        on_done.push(Write::Wake {
-            object: lease.id.into(),
-        });
-    }
+    on_done.push(Write::WakeHolders {
+        resource: resource.id,
+    });
     on_done.push(Write::WakeWaiting {
         resource_type: resource.resource_type.clone(),
     });

@@ -265,6 +265,7 @@ impl Applier<'_> {
                 wake(self.tx, object, self.now).await
             }
             Write::CascadeRelease { lease, author } => self.cascade_release(*lease, author).await,
+            Write::WakeHolders { resource } => self.wake_holders(*resource).await,
             Write::WakeIfDestroying { resource } => {
                 let (status, _) = status_of(self.tx, *resource).await?;
                 if status == "released" || status == "broken" {
@@ -611,6 +612,20 @@ impl Applier<'_> {
         )
         .await?;
         self.inserted.push(lease);
+        Ok(())
+    }
+
+    async fn wake_holders(&mut self, resource: ObjectId) -> Result<()> {
+        let holders: Vec<i64> = sqlx::query_scalar(
+            "SELECT id FROM lease INDEXED BY lease_live_on_resource
+              WHERE resource_id = ?1 AND status != 'destroyed'",
+        )
+        .bind(resource.number())
+        .fetch_all(&mut *self.tx)
+        .await?;
+        for lease in holders {
+            wake(self.tx, ObjectId::Lease(lease), self.now).await?;
+        }
         Ok(())
     }
 

@@ -1,6 +1,8 @@
 //! A blueprint of type `counted` for the daemon tests. Every hook that has a release or destroy
 //! effect logs a fixed line, so tests can count how many times that logic was applied; delays
 //! (busy waits inside the hook) widen race windows, and `fail_activation` breaks resources.
+//! `lease_ttl_ms` gives each lease a deadline from `activate-lease`; `acquire_yields` makes
+//! `acquire-lease` yield that many times first (counting them on the lease).
 
 use drydock_sdk::{AllocationVerdict, Attributes, Blueprint, Call, Step, export_blueprint};
 use serde::Deserialize;
@@ -28,6 +30,15 @@ pub struct Config {
     /// Whether leases other than the one a resource was made for may use it.
     #[serde(default = "yes")]
     pub share: bool,
+    /// Busy-wait inside `can-acquire-lease`, in ms.
+    #[serde(default)]
+    pub check_delay_ms: u64,
+    /// A deadline `activate-lease` sets on each lease, this long after activation.
+    #[serde(default)]
+    pub lease_ttl_ms: Option<u64>,
+    /// How many times `acquire-lease` yields before it is done.
+    #[serde(default)]
+    pub acquire_yields: u32,
 }
 
 fn yes() -> bool {
@@ -86,7 +97,32 @@ impl Blueprint for Counting {
     }
 
     fn can_acquire_lease(call: &Call<Config>) -> bool {
+        spin(call.config().check_delay_ms);
         call.config().share || call.resource_attribute("made-for") == Some(call.lease().id.as_str())
+    }
+
+    /// Yields `acquire_yields` times, counting the tries on the lease, then is done.
+    fn acquire_lease(call: &Call<Config>) -> Step {
+        let tries: u32 = call
+            .lease()
+            .attributes
+            .iter()
+            .find(|a| a.key == "acquire-tries")
+            .and_then(|a| a.value.parse().ok())
+            .unwrap_or(0);
+        let step = match tries < call.config().acquire_yields {
+            true => Step::yield_for(Duration::from_millis(10)),
+            false => Step::done(),
+        };
+        step.set_attribute("acquire-tries", (tries + 1).to_string())
+            .set_attribute("acquired-on", &call.resource().id)
+    }
+
+    fn activate_lease(call: &Call<Config>) -> Step {
+        match call.config().lease_ttl_ms {
+            Some(ttl) => Step::done().set_until(Some(call.now() + ttl)),
+            None => Step::done(),
+        }
     }
 
     fn activate_resource(call: &Call<Config>) -> Step {

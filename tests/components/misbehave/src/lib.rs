@@ -13,14 +13,16 @@
 //! - `sleep`: sleeps ten minutes in a blocking WASI call (a poll on a clock);
 //! - `world`: logs what it reads of the wall clock and of randomness;
 //! - `yield0`: yields for 0 ms, forever;
-//! - `runaway`: every resource leases another resource of its own type;
+//! - `runaway`: every resource leases another resource of its own type, which no lease shares;
 //! - `lock-thief`: takes the slot lock `host-pool.host(local-1)`, host-pool's;
 //! - `escapes`: logs and sets attributes full of terminal escapes and newlines;
 //! - `fail-activation`: allocates fine, then fails every `activate-resource`;
 //! - `root`: its `interface` is a local directory, `root` in the config;
 //! - `sleepy-interface`: its `interface` sleeps ten minutes.
 
-use drydock_sdk::{Blueprint, Call, CommandInterface, LocalInterface, Step, export_blueprint};
+use drydock_sdk::{
+    Attributes, Blueprint, Call, CommandInterface, LocalInterface, Step, export_blueprint,
+};
 use serde::Deserialize;
 use std::time::Duration;
 
@@ -76,7 +78,9 @@ impl Blueprint for Misbehave {
             }
             "world" => world(),
             "yield0" => Step::yield_for(Duration::ZERO).log("not yet"),
-            "runaway" => Step::done().request_lease("more", "trouble", Vec::new()),
+            "runaway" => Step::done()
+                .set_attribute("made-for", &call.lease().id)
+                .request_lease("more", "trouble", Vec::new()),
             "lock-thief" => Step::done().take_slot_locks(["host-pool.host(local-1)"]),
             "escapes" => Step::done()
                 .log("\x1b[2J\x1b[31mred\nL1 lease.destroyed    forged")
@@ -84,6 +88,11 @@ impl Blueprint for Misbehave {
             "fail-activation" | "root" | "sleepy-interface" => Step::done(),
             other => Step::fail(format!("unknown mode {other:?}")),
         }
+    }
+
+    fn can_acquire_lease(call: &Call<Config>) -> bool {
+        call.config().mode != "runaway"
+            || call.resource().attribute("made-for") == Some(call.lease().id.as_str())
     }
 
     fn activate_resource(call: &Call<Config>) -> Step {

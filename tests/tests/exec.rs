@@ -1,0 +1,165 @@
+//! Exec actions end to end: the `shell` blueprint leases a `host` from host-pool and runs a
+//! command there. Execs run with bounds (output, working directory, their own pool) and a
+//! blueprint that narrows a granted host needs no grant of its own.
+
+use drydock_host::domain::{LeaseStatus, ResourceStatus};
+use drydock_host::store::{ObjectId, Resource, Store};
+use drydock_tests::{Env, HOST_POOL_WASM, SHELL_WASM, wait_for};
+use serde_json::json;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// A database with host-pool on a host rooted in the test's directory (granted), and the
+/// shell blueprint (no grants) running `shell` (its config).
+async fn env_with(shell: serde_json::Value) -> (Env, PathBuf) {
+    let env = Env::new();
+    let root = env.dir().join("host");
+    let hosts =
+        json!({"hosts": [{"name": "local-1", "interface": {"type": "local", "root": root}}]});
+    let grant = format!("local:{}", root.display());
+    env.add_blueprint("host-pool", HOST_POOL_WASM, &hosts.to_string(), &[&grant])
+        .await;
+    env.add_blueprint("shell", SHELL_WASM, &shell.to_string(), &[])
+        .await;
+    (env, root)
+}
+
+async fn request(env: &Env, resource_type: &str, count: u32) -> Vec<ObjectId> {
+    let count = count.to_string();
+    let out = env
+        .ok(&[
+            "lease",
+            "request",
+            "--type",
+            resource_type,
+            "--count",
+            &count,
+        ])
+        .await;
+    out.lines().map(|l| l.trim().parse().unwrap()).collect()
+}
+
+async fn wait_lease(store: &Arc<dyn Store>, id: ObjectId, status: LeaseStatus) {
+    wait_for(&format!("{id} to be {status}"), || async {
+        (store.lease_get(id).await.unwrap().status == status).then_some(())
+    })
+    .await;
+}
+
+/// The shell resources once `ready` says they are.
+async fn shells(store: &Arc<dyn Store>, ready: impl Fn(&[Resource]) -> bool) -> Vec<Resource> {
+    wait_for("the shell resources", || async {
+        let resources = store.resource_list(None).await.unwrap();
+        let shells: Vec<Resource> = resources
+            .into_iter()
+            .filter(|r| r.resource_type == "shell")
+            .collect();
+        ready(&shells).then_some(shells)
+    })
+    .await
+}
+
+fn ran(shell: &Resource) -> bool {
+    shell.attributes.contains_key("exit")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn execs_wait_in_their_own_pool_not_on_update_workers() {
+    let (env, root) = env_with(json!({"argv": ["sh", "-c", "touch started-$$; sleep 60"]})).await;
+    let store = env.store().await;
+    let _daemon = env.serve(&["--workers", "2", "--exec-slots", "8"]);
+    request(&env, "shell", 4).await;
+    wait_for("four execs running", || async {
+        let started = std::fs::read_dir(&root)
+            .map(|d| {
+                d.filter(|e| {
+                    e.as_ref()
+                        .unwrap()
+                        .file_name()
+                        .to_string_lossy()
+                        .starts_with("started-")
+                })
+                .count()
+            })
+            .unwrap_or(0);
+        (started == 4).then_some(())
+    })
+    .await;
+    let [healthy] = request(&env, "host", 1).await[..] else {
+        unreachable!()
+    };
+    wait_lease(&store, healthy, LeaseStatus::Active).await;
+    let running = shells(&store, |_| true).await;
+    assert!(
+        running
+            .iter()
+            .all(|s| !ran(s) && s.status == ResourceStatus::Pending),
+        "the host lease went active while all four execs still held their claims: {running:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_narrowing_blueprint_runs_on_a_granted_host_without_a_grant() {
+    let (env, root) =
+        env_with(json!({"argv": ["sh", "-c", "pwd; echo made > made"], "subdir": "wc"})).await;
+    let store = env.store().await;
+    let _daemon = env.serve(&[]);
+    let [lease] = request(&env, "shell", 1).await[..] else {
+        unreachable!()
+    };
+    wait_lease(&store, lease, LeaseStatus::Active).await;
+    let shell = shells(&store, |s| s.iter().any(ran)).await.remove(0);
+    assert_eq!(shell.attributes["exit"], "0");
+    assert_eq!(shell.attributes["stdout"].trim(), root.to_str().unwrap());
+    assert!(root.join("made").exists());
+    let pwd = env
+        .ok(&["exec", "--lease", &lease.to_string(), "--", "pwd"])
+        .await;
+    assert_eq!(
+        pwd.trim(),
+        root.join("wc").to_str().unwrap(),
+        "its interface narrows the host's"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exec_output_is_capped_while_it_is_read() {
+    let bomb = "head -c 300000000 /dev/zero | tr '\\0' x";
+    let (env, _root) = env_with(json!({"argv": ["sh", "-c", bomb]})).await;
+    let store = env.store().await;
+    let daemon = env.serve(&[]);
+    request(&env, "shell", 1).await;
+    let shell = shells(&store, |s| s.iter().any(ran)).await.remove(0);
+    assert_eq!(shell.attributes["exit"], "0");
+    let status = std::fs::read_to_string(format!("/proc/{}/status", daemon.pid())).unwrap();
+    let peak_kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches(" kB").parse().ok())
+        .unwrap();
+    assert!(
+        peak_kib < 256 * 1024,
+        "300 MB of output took the daemon to {peak_kib} KiB"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_working_directory_cannot_lead_out_of_the_root() {
+    let (env, root) = env_with(json!({"argv": ["cat", "passwd"], "cwd": "out"})).await;
+    std::fs::create_dir_all(&root).unwrap();
+    std::os::unix::fs::symlink("/etc", root.join("out")).unwrap();
+    let store = env.store().await;
+    let _daemon = env.serve(&[]);
+    request(&env, "shell", 1).await;
+    let shell = shells(&store, |s| s.iter().any(ran)).await.remove(0);
+    assert_eq!(shell.attributes["exit"], "none");
+    assert!(
+        shell.attributes["stderr"].contains("the working directory \"out\" leads out of the root"),
+        "{:?}",
+        shell.attributes
+    );
+    assert!(
+        !shell.attributes["stdout"].contains("root:"),
+        "it read /etc/passwd"
+    );
+}

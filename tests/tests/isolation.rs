@@ -1,0 +1,362 @@
+//! Invariant I4 end to end: hostile blueprints registered beside the healthy `host-pool`, each
+//! misbehaving in the daemon, while a `host` lease is still served. Each test shows the refusal
+//! (or the bound) and the healthy lease going active meanwhile.
+
+use drydock_host::domain::{LeaseStatus, ResourceStatus};
+use drydock_host::store::{ObjectId, Store};
+use drydock_tests::{
+    Env, GARBLED_WASM, HOST_POOL_CONFIG, HOST_POOL_GRANT, HOST_POOL_WASM, MISBEHAVE_WASM,
+    SLEEPY_WASM, WRONG_SHAPE_WASM, wait_for,
+};
+use std::sync::Arc;
+
+/// A database with host-pool (granted its directory) and misbehave in `mode`.
+async fn env_with(mode: &str, extra: &str) -> Env {
+    let env = Env::new();
+    env.add_blueprint(
+        "host-pool",
+        HOST_POOL_WASM,
+        HOST_POOL_CONFIG,
+        &[HOST_POOL_GRANT],
+    )
+    .await;
+    let config = format!(r#"{{"mode": "{mode}"{extra}}}"#);
+    env.add_blueprint("misbehave", MISBEHAVE_WASM, &config, &[])
+        .await;
+    env
+}
+
+/// Requests `count` leases of `resource_type`; returns their ids.
+async fn request(env: &Env, resource_type: &str, count: u32) -> Vec<ObjectId> {
+    let count = count.to_string();
+    let args = [
+        "lease",
+        "request",
+        "--type",
+        resource_type,
+        "--count",
+        &count,
+    ];
+    let out = env.ok(&args).await;
+    out.lines().map(|l| l.trim().parse().unwrap()).collect()
+}
+
+async fn wait_lease(store: &Arc<dyn Store>, id: ObjectId, status: LeaseStatus) {
+    wait_for(&format!("{id} to be {status}"), || async {
+        (store.lease_get(id).await.unwrap().status == status).then_some(())
+    })
+    .await;
+}
+
+/// Waits until one of `object`'s log entries contains `text`; returns it.
+async fn wait_log(store: &Arc<dyn Store>, object: ObjectId, text: &str) -> String {
+    wait_for(&format!("{object} to log {text:?}"), || async {
+        let logs = store.log_list(Some(object), 0, 100_000).await.unwrap();
+        logs.into_iter()
+            .map(|l| l.message)
+            .find(|m| m.contains(text))
+    })
+    .await
+}
+
+/// A healthy host lease goes active while the hostile ones are in flight.
+async fn healthy_lease_is_served(env: &Env, store: &Arc<dyn Store>) {
+    let [healthy] = request(env, "host", 1).await[..] else {
+        unreachable!()
+    };
+    wait_lease(store, healthy, LeaseStatus::Active).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sleeping_blueprint_is_stopped_at_its_deadline_and_takes_no_worker_for_long() {
+    let env = env_with("sleep", "").await;
+    let store = env.store().await;
+    let _daemon = env.serve(&["--workers", "4", "--blueprint-calls", "1"]);
+    let sleepers = request(&env, "trouble", 4).await;
+    healthy_lease_is_served(&env, &store).await;
+    let reason = wait_log(&store, sleepers[0], "exceeded its 1s deadline").await;
+    assert!(reason.contains("in a blocking call"), "{reason}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn yields_are_at_least_the_minimum_apart() {
+    let env = env_with("yield0", "").await;
+    let store = env.store().await;
+    let _daemon = env.serve(&[]);
+    let [yielder] = request(&env, "trouble", 1).await[..] else {
+        unreachable!()
+    };
+    healthy_lease_is_served(&env, &store).await;
+    let times = wait_for("a few yields", || async {
+        let logs = store.log_list(Some(yielder), 0, 1000).await.unwrap();
+        let times: Vec<u64> = logs
+            .into_iter()
+            .filter(|l| l.message.contains("misbehave yielded its allocation"))
+            .map(|l| l.created_at)
+            .collect();
+        (times.len() >= 3).then_some(times)
+    })
+    .await;
+    for pair in times.windows(2) {
+        assert!(
+            pair[1] - pair[0] >= 990,
+            "yield(0) came back after {} ms, under the 1 s minimum",
+            pair[1] - pair[0]
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_blueprint_leasing_its_own_type_stops_at_the_depth_limit() {
+    let env = env_with("runaway", "").await;
+    let store = env.store().await;
+    let _daemon = env.serve(&[]);
+    let [root] = request(&env, "trouble", 1).await[..] else {
+        unreachable!()
+    };
+    healthy_lease_is_served(&env, &store).await;
+    wait_for("a refusal at the depth limit", || async {
+        let logs = store.log_list(None, 0, 100_000).await.unwrap();
+        logs.iter()
+            .any(|l| l.message.contains("supporting leases nest at most 4 deep"))
+            .then_some(())
+    })
+    .await;
+    let resources = store.resource_list(None).await.unwrap();
+    let made = resources
+        .iter()
+        .filter(|r| r.resource_type == "trouble")
+        .count();
+    assert!(
+        made <= 60,
+        "{made} resources: the per-minute cap did not hold"
+    );
+    let deepest = resources.iter().map(|r| r.depth).max().unwrap();
+    assert!(deepest <= 4, "a resource at depth {deepest}");
+    assert!(store.lease_get(root).await.is_ok());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_blueprint_cannot_take_another_blueprints_slot_lock() {
+    let env = env_with("lock-thief", "").await;
+    let store = env.store().await;
+    let _daemon = env.serve(&[]);
+    let [thief] = request(&env, "trouble", 1).await[..] else {
+        unreachable!()
+    };
+    wait_lease(&store, thief, LeaseStatus::Active).await;
+    healthy_lease_is_served(&env, &store).await;
+    let mut locks: Vec<String> = store
+        .slot_lock_list(None)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|l| l.name)
+        .collect();
+    locks.sort();
+    assert_eq!(
+        locks,
+        ["B1:host-pool.host(local-1)", "B2:host-pool.host(local-1)"],
+        "each in its own blueprint's namespace"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_blueprint_backs_off_and_its_waiting_leases_say_so() {
+    let env = env_with("fail-activation", "").await;
+    let store = env.store().await;
+    let _daemon = env.serve(&[]);
+    let leases = request(&env, "trouble", 3).await;
+    healthy_lease_is_served(&env, &store).await;
+    let said = wait_for("a lease to say the blueprint is failing", || async {
+        for lease in &leases {
+            let logs = store.log_list(Some(*lease), 0, 1000).await.unwrap();
+            if let Some(entry) = logs.into_iter().find(|l| l.message.contains("is failing")) {
+                return Some(entry.message);
+            }
+        }
+        None
+    })
+    .await;
+    assert!(
+        said.contains("misbehave is failing (3 allocations or activations in a row; the last: activation fails on purpose)"),
+        "{said}"
+    );
+    let made = store.resource_list(None).await.unwrap().len();
+    assert!(made <= 6, "{made} resources made: back-off did not hold");
+    let out = env.ok(&["blueprint", "show", "misbehave"]).await;
+    assert!(out.contains("enabled, failing"), "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_interface_outside_the_grants_runs_nothing_until_granted() {
+    let env = env_with("root", r#", "root": "/""#).await;
+    let store = env.store().await;
+    let _daemon = env.serve(&[]);
+    let [lease] = request(&env, "trouble", 1).await[..] else {
+        unreachable!()
+    };
+    wait_lease(&store, lease, LeaseStatus::Active).await;
+    let marker = env.dir().join("ran");
+    let marker = marker.to_str().unwrap();
+    let out = env
+        .drydock(&["exec", "--lease", &lease.to_string(), "--", "touch", marker])
+        .await;
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("misbehave's interface was refused: the local root \"/\" is outside what the blueprint was granted (no grants)"),
+        "{stderr}"
+    );
+    assert!(!std::path::Path::new(marker).exists(), "nothing ran");
+    env.ok(&["blueprint", "grant", "misbehave", "local:/"])
+        .await;
+    env.ok(&["exec", "--lease", &lease.to_string(), "--", "touch", marker])
+        .await;
+    assert!(std::path::Path::new(marker).exists(), "granted, it runs");
+    let out = env.ok(&["blueprint", "show", "misbehave"]).await;
+    assert!(out.contains("grants:        local:/"), "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blueprint_text_cannot_drive_the_terminal() {
+    let env = env_with("escapes", "").await;
+    let store = env.store().await;
+    let _daemon = env.serve(&[]);
+    let [lease] = request(&env, "trouble", 1).await[..] else {
+        unreachable!()
+    };
+    healthy_lease_is_served(&env, &store).await;
+    let resource = wait_for("the escaping resource", || async {
+        let resources = store
+            .resource_list(Some(ResourceStatus::Active))
+            .await
+            .unwrap();
+        resources.into_iter().find(|r| r.resource_type == "trouble")
+    })
+    .await;
+    let id = resource.id.to_string();
+    for args in [
+        vec!["log", "--object", id.as_str()],
+        vec!["resource", "show", id.as_str()],
+        vec!["resource", "list"],
+    ] {
+        let out = env.ok(&args).await;
+        assert!(!out.contains('\x1b'), "{args:?} printed an escape: {out:?}");
+        assert!(
+            !out.lines()
+                .any(|l| l.starts_with("owner: root") || l.starts_with("L1 lease.destroyed")),
+            "{args:?} printed a forged line: {out}"
+        );
+    }
+    let log = env.ok(&["log", "--object", &id]).await;
+    assert!(
+        log.contains("\\e[2J\\e[31mred\\nL1 lease.destroyed"),
+        "{log}"
+    );
+    assert!(store.lease_get(lease).await.is_ok());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registration_refuses_bad_components_naming_what_is_wrong() {
+    let env = Env::new();
+    let refused = |args: Vec<&'static str>| {
+        let env = &env;
+        async move {
+            let out = env.drydock(&args).await;
+            assert!(!out.status.success(), "{args:?} was accepted");
+            let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+            assert!(!stderr.contains('\x1b'), "{stderr:?}");
+            stderr
+        }
+    };
+    let garbled = refused(vec!["blueprint", "add", "garbled", "--wasm", GARBLED_WASM]).await;
+    assert!(
+        garbled.contains(
+            r#"describes itself badly: resource type "host\u{1b}[2J\nL9 lease.destroyed"#
+        ),
+        "{garbled}"
+    );
+    let sleepy = refused(vec!["blueprint", "add", "sleepy", "--wasm", SLEEPY_WASM]).await;
+    assert!(
+        sleepy.contains("describe exceeded its 1s deadline in a blocking call"),
+        "{sleepy}"
+    );
+    let shape = refused(vec![
+        "blueprint",
+        "add",
+        "shape",
+        "--wasm",
+        WRONG_SHAPE_WASM,
+    ])
+    .await;
+    assert!(
+        shape.contains("its functions do not match this host's contract"),
+        "{shape}"
+    );
+    let big = refused(vec![
+        "blueprint",
+        "add",
+        "big",
+        "--wasm",
+        MISBEHAVE_WASM,
+        "--max-component-mib",
+        "0",
+    ])
+    .await;
+    assert!(big.contains("over the limit of 0 bytes"), "{big}");
+    let checked = refused(vec!["blueprint", "check", SLEEPY_WASM]).await;
+    assert!(
+        checked.contains("describe exceeded its 1s deadline"),
+        "{checked}"
+    );
+    assert!(
+        env.ok(&["blueprint", "list"]).await.lines().count() <= 1,
+        "nothing was stored"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blueprint_check_reports_guests_that_print_panic_or_sleep() {
+    let env = Env::new();
+    for (mode, expected) in [
+        ("chatty", None),
+        ("trap", Some("allocate-resource trapped")),
+        ("sleep", Some("exceeded its 1s deadline in a blocking call")),
+    ] {
+        let config = env.dir().join(format!("{mode}.json"));
+        std::fs::write(&config, format!(r#"{{"mode": "{mode}"}}"#)).unwrap();
+        let out = env
+            .drydock(&[
+                "blueprint",
+                "check",
+                MISBEHAVE_WASM,
+                "--config",
+                config.to_str().unwrap(),
+                "--lifecycle",
+            ])
+            .await;
+        let (stdout, stderr) = (
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+        );
+        assert_ne!(
+            out.status.code(),
+            Some(101),
+            "{mode}: the CLI crashed: {stderr}"
+        );
+        match expected {
+            None => assert!(
+                stdout.contains("printed: [stdout] hello from stdout"),
+                "{stdout}"
+            ),
+            Some(text) => {
+                assert_eq!(out.status.code(), Some(1), "{mode}: {stderr}");
+                assert!(
+                    stderr.contains(text) || stdout.contains(text),
+                    "{mode}: {stdout}{stderr}"
+                );
+            }
+        }
+    }
+}
