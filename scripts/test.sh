@@ -21,6 +21,10 @@ if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then
 fi
 need chromium
 need chromedriver
+# The fault suite (tests/tests/faults.rs) mounts a small tmpfs (as root) and counts overlapping
+# runs in the world with flock.
+need mount
+need flock
 
 cargo fmt --all --check
 cargo clippy --workspace --all-targets -- -D warnings

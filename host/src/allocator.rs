@@ -170,10 +170,10 @@ async fn resume_acquisition(
     };
     let resource = w.store.resource_get(resource).await?;
     let blueprint = blueprints.iter().find(|b| b.id == resource.blueprint_id);
-    if let (ResourceStatus::Active, Some(blueprint)) = (resource.status, blueprint) {
-        if let Some(next) = acquire(w, held, lease, blueprint, &resource).await? {
-            return Ok(Some(next));
-        }
+    if let (ResourceStatus::Active, Some(blueprint)) = (resource.status, blueprint)
+        && let Some(next) = acquire(w, held, lease, blueprint, &resource).await?
+    {
+        return Ok(Some(next));
     }
     let mut forget = Plan::new();
     forget.push(Write::SetAcquiring {

@@ -136,6 +136,9 @@ pub async fn run(
         }
         let mut permit = Some(permit);
         tracing::debug!(claims = claims.len(), "claimed");
+        // Fewer than asked for: nothing else was due. Wait for a wake-up rather than claim
+        // again at once (a post meanwhile is not lost: the wait sees its notification).
+        let drained = claims.len() < limit;
         for claim in claims {
             let permit = match permit.take() {
                 Some(permit) => permit,
@@ -159,6 +162,12 @@ pub async fn run(
             });
         }
         while tasks.try_join_next().is_some() {}
+        if drained {
+            tokio::select! {
+                _ = &mut shutdown => break,
+                _ = queue.wait_for_work(config.poll) => {}
+            }
+        }
     }
 
     if let Some(retention) = retention {

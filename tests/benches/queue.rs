@@ -6,9 +6,15 @@
 //!   lifecycle takes and the disk's measured commit rate beside it;
 //! - the cost of post + claim + release with 10k objects in the database against 1M;
 //! - contention: 64 concurrent releasers on one lease, and random concurrent releases over
-//!   10,000 leases, counting applied releases and destructions per lease.
+//!   10,000 leases, counting applied releases and destructions per lease;
+//! - waking at capacity: 500 and 5,000 leases requested at once on a one-host pool (all but
+//!   the first wait for the host's resource to become active), against the lifecycle rate;
+//! - retention: the lifecycle rate with 100,000 finished lifecycles kept in the database,
+//!   against an empty one.
 //!
-//! Run: `cargo bench -p drydock-tests --bench queue`
+//! Run: `cargo bench -p drydock-tests --bench queue [-- SECTION…]`, where the sections are
+//! `commit`, `latency`, `lifecycle`, `queue`, `capacity`, `retention` and `contention` (all by
+//! default).
 
 use drydock_host::daemon::{self, DaemonConfig};
 use drydock_host::domain::LeaseStatus;
@@ -29,6 +35,7 @@ const LIFECYCLES: usize = 500;
 const QUEUE_OPS: usize = 2_000;
 const CONTENDED_LEASES: usize = 10_000;
 const RELEASERS: usize = 16;
+const FINISHED_KEPT: usize = 100_000;
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 8)]
 async fn main() {
@@ -41,14 +48,38 @@ async fn main() {
             .init();
     }
     let dir = tempfile::tempdir_in(std::env::current_dir().unwrap()).unwrap();
+    let dir = dir.path();
+    let chosen: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    let run = |section: &str| chosen.is_empty() || chosen.iter().any(|c| c == section);
     println!("| measurement | result |\n|---|---|");
-    commit_rate(dir.path()).await;
-    release_latency(dir.path()).await;
-    lifecycle_throughput(dir.path()).await;
-    for objects in [10_000, 1_000_000] {
-        queue_cost(dir.path(), objects).await;
+    if run("commit") {
+        commit_rate(dir).await;
     }
-    contention(dir.path()).await;
+    if run("latency") {
+        release_latency(dir).await;
+    }
+    if run("lifecycle") {
+        lifecycle_throughput(dir).await;
+    }
+    if run("queue") {
+        for objects in [10_000, 1_000_000] {
+            queue_cost(dir, objects).await;
+        }
+    }
+    if run("capacity") {
+        for count in [500, 5_000] {
+            capacity_wake(dir, count).await;
+        }
+    }
+    if run("retention") {
+        retention_cost(dir).await;
+    }
+    if run("contention") {
+        contention(dir).await;
+    }
 }
 
 async fn open(dir: &std::path::Path, name: &str) -> Arc<SqliteStore> {
@@ -108,7 +139,10 @@ async fn daemon_with_host_pool(
     let dyn_store: Arc<dyn Store> = store.clone();
     let queue = Queue::new(dyn_store);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let config = DaemonConfig::default();
+    let config = DaemonConfig {
+        retention: None,
+        ..DaemonConfig::default()
+    };
     tokio::spawn(daemon::run(
         config,
         queue.clone(),
@@ -171,30 +205,81 @@ async fn release_latency(dir: &std::path::Path) {
 
 async fn lifecycle_throughput(dir: &std::path::Path) {
     let (store, queue, _stop) = daemon_with_host_pool(dir, "lifecycle.db").await;
-    // Warm up: the first lease allocates the host's resource, which later leases share.
-    let warm = request(&store, 1).await;
-    wait_all(&store, &warm, LeaseStatus::Active).await;
+    let (rate, (all, durable)) = lifecycles(&store, &queue, LIFECYCLES).await;
+    println!(
+        "| lease lifecycles (request → active → release → destroyed), {LIFECYCLES} at once, 16 workers | {rate:.0} lifecycles/s |"
+    );
+    println!(
+        "| write transactions per lifecycle: fsync'd / all (claims and claim releases are not fsync'd) | {durable:.1} / {all:.1} |"
+    );
+}
 
-    let before = store.write_transactions();
+/// `count` lifecycles on a warm host (its resource already active): the rate, and write
+/// transactions per lifecycle (all, and fsync'd).
+async fn lifecycles(store: &SqliteStore, queue: &Queue, count: usize) -> (f64, (f64, f64)) {
+    let warm = request(store, 1).await;
+    wait_all(store, &warm, LeaseStatus::Active).await;
+    let before = (store.write_transactions(), store.durable_transactions());
     let started = Instant::now();
-    let leases = request(&store, LIFECYCLES).await;
+    let leases = request(store, count).await;
+    wait_all(store, &leases, LeaseStatus::Active).await;
+    queue
+        .post_all(&leases, CommandKind::Release, "bench")
+        .await
+        .unwrap();
+    wait_all(store, &leases, LeaseStatus::Destroyed).await;
+    let elapsed = started.elapsed();
+    let per = |now: u64, then: u64| (now - then) as f64 / count as f64;
+    let all = per(store.write_transactions(), before.0);
+    let durable = per(store.durable_transactions(), before.1);
+    (count as f64 / elapsed.as_secs_f64(), (all, durable))
+}
+
+/// `count` leases requested at once on a fresh one-host pool: the first makes the host's
+/// resource, every other waits for it and is woken when it becomes active.
+async fn capacity_wake(dir: &std::path::Path, count: usize) {
+    let (store, _queue, _stop) = daemon_with_host_pool(dir, &format!("capacity-{count}.db")).await;
+    let started = Instant::now();
+    let leases = request(&store, count).await;
     wait_all(&store, &leases, LeaseStatus::Active).await;
-    for lease in &leases {
-        queue
-            .post(*lease, CommandKind::Release, "bench")
+    let elapsed = started.elapsed();
+    println!(
+        "| {count} leases requested at once on a one-host pool → all active | {:.2} s ({:.0} leases/s) |",
+        elapsed.as_secs_f64(),
+        count as f64 / elapsed.as_secs_f64()
+    );
+}
+
+/// The lifecycle rate on an empty database, then with `FINISHED_KEPT` finished lifecycles
+/// (destroyed leases and resources, consumed commands, their logs) in it.
+async fn retention_cost(dir: &std::path::Path) {
+    let (store, queue, _stop) = daemon_with_host_pool(dir, "retention.db").await;
+    let (empty, _) = lifecycles(&store, &queue, 300).await;
+    let url = format!("sqlite://{}", dir.join("retention.db").display());
+    let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+    for statement in [
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?1)
+         INSERT INTO resource (blueprint_id, resource_type, status, created_at, updated_at)
+         SELECT 1, 'host', 'destroyed', 0, 0 FROM n",
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?1)
+         INSERT INTO lease (resource_type, status, owner, resource_id, created_at, updated_at)
+         SELECT 'host', 'destroyed', 'bench', (SELECT max(id) FROM resource), 0, 0 FROM n",
+        "INSERT INTO command (target, kind, author, created_at, consumed_at, outcome)
+         SELECT 'L' || id, 'release', 'bench', 0, 0, 'applied' FROM lease WHERE status = 'destroyed'",
+        "INSERT INTO log (object, kind, message, created_at)
+         SELECT 'L' || id, 'lease.destroyed', 'destroyed', 0 FROM lease WHERE status = 'destroyed'",
+    ] {
+        sqlx::query(statement)
+            .bind(FINISHED_KEPT as i64)
+            .execute(&pool)
             .await
             .unwrap();
     }
-    wait_all(&store, &leases, LeaseStatus::Destroyed).await;
-    let elapsed = started.elapsed();
-    let transactions = store.write_transactions() - before;
+    pool.close().await;
+    let (full, _) = lifecycles(&store, &queue, 300).await;
     println!(
-        "| lease lifecycles (request → active → release → destroyed), {LIFECYCLES} at once, 4 workers | {:.0} lifecycles/s |",
-        LIFECYCLES as f64 / elapsed.as_secs_f64()
-    );
-    println!(
-        "| write transactions per lifecycle (incl. claims and claim releases) | {:.1} |",
-        transactions as f64 / LIFECYCLES as f64
+        "| lifecycles/s with an empty database / with {FINISHED_KEPT} finished lifecycles kept (300 each) | {empty:.0} / {full:.0} ({:.2}×) |",
+        full / empty
     );
 }
 

@@ -1,7 +1,8 @@
 //! What the end-to-end tests and benchmarks share: the guest components built by `build.rs`,
 //! the `drydock` binary, throwaway databases, and daemons they can start, stop and kill.
 
-use drydock_host::store::{self, Store};
+use drydock_host::domain::{LeaseStatus, ResourceStatus};
+use drydock_host::store::{self, ObjectId, Store};
 use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
 use std::sync::{Arc, OnceLock};
@@ -160,6 +161,21 @@ impl Env {
             .unwrap()
     }
 
+    /// `drydock lease request --type TYPE EXTRA…`; the requested leases' ids.
+    pub async fn request(&self, resource_type: &str, extra: &[&str]) -> Vec<ObjectId> {
+        let mut args = vec!["lease", "request", "--type", resource_type];
+        args.extend_from_slice(extra);
+        let out = self.ok(&args).await;
+        out.lines().map(|l| l.trim().parse().unwrap()).collect()
+    }
+
+    /// `drydock lease request --type TYPE EXTRA…` for one lease; its id.
+    pub async fn request_one(&self, resource_type: &str, extra: &[&str]) -> ObjectId {
+        let leases = self.request(resource_type, extra).await;
+        assert_eq!(leases.len(), 1, "{leases:?}");
+        leases[0]
+    }
+
     /// Runs `drydock ARGS…` and fails the test, with its output, unless it succeeds; returns stdout.
     pub async fn ok(&self, args: &[&str]) -> String {
         let out = self.drydock(args).await;
@@ -264,7 +280,7 @@ impl Daemon {
     }
 
     /// SIGKILL: no chance to clean up.
-    pub async fn kill9(mut self) {
+    pub async fn kill9(&mut self) {
         self.child.kill().await.unwrap();
     }
 
@@ -316,4 +332,20 @@ where
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// Waits until the lease has `status`.
+pub async fn wait_lease(store: &Arc<dyn Store>, id: ObjectId, status: LeaseStatus) {
+    wait_for(&format!("{id} to be {status}"), || async {
+        (store.lease_get(id).await.unwrap().status == status).then_some(())
+    })
+    .await;
+}
+
+/// Waits until the resource has `status`.
+pub async fn wait_resource(store: &Arc<dyn Store>, id: ObjectId, status: ResourceStatus) {
+    wait_for(&format!("{id} to be {status}"), || async {
+        (store.resource_get(id).await.unwrap().status == status).then_some(())
+    })
+    .await;
 }

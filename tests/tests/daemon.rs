@@ -4,7 +4,7 @@
 use drydock_host::domain::{LeaseStatus, ResourceStatus};
 use drydock_host::queue::Queue;
 use drydock_host::store::{CommandFilter, CommandKind, ObjectId, Store};
-use drydock_tests::{COUNTING_WASM, Env, wait_for};
+use drydock_tests::{COUNTING_WASM, Env, wait_for, wait_lease, wait_resource};
 use std::sync::Arc;
 
 const RELEASE_LINE: &str = "release logic ran";
@@ -39,20 +39,6 @@ async fn active_leases(env: &Env, count: u32) -> Vec<ObjectId> {
 /// The resource an active lease holds.
 async fn resource_of(store: &Arc<dyn Store>, lease: ObjectId) -> ObjectId {
     store.lease_get(lease).await.unwrap().resource_id.unwrap()
-}
-
-async fn wait_lease(store: &Arc<dyn Store>, id: ObjectId, status: LeaseStatus) {
-    wait_for(&format!("{id} to be {status}"), || async {
-        (store.lease_get(id).await.unwrap().status == status).then_some(())
-    })
-    .await;
-}
-
-async fn wait_resource(store: &Arc<dyn Store>, id: ObjectId, status: ResourceStatus) {
-    wait_for(&format!("{id} to be {status}"), || async {
-        (store.resource_get(id).await.unwrap().status == status).then_some(())
-    })
-    .await;
 }
 
 /// How many log entries of `object` say `line`.
@@ -316,7 +302,7 @@ async fn a_release_sent_to_a_broken_resource_is_consumed() {
 async fn a_daemon_killed_during_a_release_completes_it_exactly_once_after_restart() {
     let env = env_with(r#"{"release_delay_ms": 3000}"#).await;
     let ttl = ["--call-timeout", "10s", "--claim-ttl", "2s"];
-    let daemon = env.serve(&ttl);
+    let mut daemon = env.serve(&ttl);
     let store = env.store().await;
     let lease = active_leases(&env, 1).await[0];
     env.ok(&["lease", "release", &lease.to_string()]).await;

@@ -3,8 +3,8 @@
 //! blueprint that narrows a granted host needs no grant of its own.
 
 use drydock_host::domain::{LeaseStatus, ResourceStatus};
-use drydock_host::store::{ObjectId, Resource, Store};
-use drydock_tests::{Env, HOST_POOL_WASM, SHELL_WASM, wait_for};
+use drydock_host::store::{Resource, Store};
+use drydock_tests::{Env, HOST_POOL_WASM, SHELL_WASM, wait_for, wait_lease};
 use serde_json::json;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -22,28 +22,6 @@ async fn env_with(shell: serde_json::Value) -> (Env, PathBuf) {
     env.add_blueprint("shell", SHELL_WASM, &shell.to_string(), &[])
         .await;
     (env, root)
-}
-
-async fn request(env: &Env, resource_type: &str, count: u32) -> Vec<ObjectId> {
-    let count = count.to_string();
-    let out = env
-        .ok(&[
-            "lease",
-            "request",
-            "--type",
-            resource_type,
-            "--count",
-            &count,
-        ])
-        .await;
-    out.lines().map(|l| l.trim().parse().unwrap()).collect()
-}
-
-async fn wait_lease(store: &Arc<dyn Store>, id: ObjectId, status: LeaseStatus) {
-    wait_for(&format!("{id} to be {status}"), || async {
-        (store.lease_get(id).await.unwrap().status == status).then_some(())
-    })
-    .await;
 }
 
 /// The shell resources once `ready` says they are.
@@ -68,7 +46,7 @@ async fn execs_wait_in_their_own_pool_not_on_update_workers() {
     let (env, root) = env_with(json!({"argv": ["sh", "-c", "touch started-$$; sleep 60"]})).await;
     let store = env.store().await;
     let _daemon = env.serve(&["--workers", "2", "--exec-slots", "8"]);
-    request(&env, "shell", 4).await;
+    env.request("shell", &["--count", "4"]).await;
     wait_for("four execs running", || async {
         let started = std::fs::read_dir(&root)
             .map(|d| {
@@ -85,9 +63,7 @@ async fn execs_wait_in_their_own_pool_not_on_update_workers() {
         (started == 4).then_some(())
     })
     .await;
-    let [healthy] = request(&env, "host", 1).await[..] else {
-        unreachable!()
-    };
+    let healthy = env.request_one("host", &[]).await;
     wait_lease(&store, healthy, LeaseStatus::Active).await;
     let running = shells(&store, |_| true).await;
     assert!(
@@ -104,9 +80,7 @@ async fn a_narrowing_blueprint_runs_on_a_granted_host_without_a_grant() {
         env_with(json!({"argv": ["sh", "-c", "pwd; echo made > made"], "subdir": "wc"})).await;
     let store = env.store().await;
     let _daemon = env.serve(&[]);
-    let [lease] = request(&env, "shell", 1).await[..] else {
-        unreachable!()
-    };
+    let lease = env.request_one("shell", &[]).await;
     wait_lease(&store, lease, LeaseStatus::Active).await;
     let shell = shells(&store, |s| s.iter().any(ran)).await.remove(0);
     assert_eq!(shell.attributes["exit"], "0");
@@ -128,7 +102,7 @@ async fn exec_output_is_capped_while_it_is_read() {
     let (env, _root) = env_with(json!({"argv": ["sh", "-c", bomb]})).await;
     let store = env.store().await;
     let daemon = env.serve(&[]);
-    request(&env, "shell", 1).await;
+    env.request("shell", &[]).await;
     let shell = shells(&store, |s| s.iter().any(ran)).await.remove(0);
     assert_eq!(shell.attributes["exit"], "0");
     let status = std::fs::read_to_string(format!("/proc/{}/status", daemon.pid())).unwrap();
@@ -150,7 +124,7 @@ async fn a_working_directory_cannot_lead_out_of_the_root() {
     std::os::unix::fs::symlink("/etc", root.join("out")).unwrap();
     let store = env.store().await;
     let _daemon = env.serve(&[]);
-    request(&env, "shell", 1).await;
+    env.request("shell", &[]).await;
     let shell = shells(&store, |s| s.iter().any(ran)).await.remove(0);
     assert_eq!(shell.attributes["exit"], "none");
     assert!(

@@ -7,24 +7,11 @@ use drydock_host::domain::{LeaseStatus, ResourceStatus};
 use drydock_host::store::{CommandFilter, ObjectId, Store};
 use drydock_tests::{
     COUNTING_WASM, Env, HOST_POOL_CONFIG, HOST_POOL_GRANT, HOST_POOL_WASM, SHELL_WASM, wait_for,
+    wait_lease,
 };
 use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-
-async fn request(env: &Env, resource_type: &str, extra: &[&str]) -> Vec<ObjectId> {
-    let mut args = vec!["lease", "request", "--type", resource_type];
-    args.extend_from_slice(extra);
-    let out = env.ok(&args).await;
-    out.lines().map(|l| l.trim().parse().unwrap()).collect()
-}
-
-async fn wait_lease(store: &Arc<dyn Store>, id: ObjectId, status: LeaseStatus) {
-    wait_for(&format!("{id} to be {status}"), || async {
-        (store.lease_get(id).await.unwrap().status == status).then_some(())
-    })
-    .await;
-}
 
 /// A tmpfs of `size` mounted on a fresh directory; unmounted when dropped.
 struct Tmpfs(PathBuf);
@@ -76,9 +63,7 @@ async fn a_full_disk_never_wedges_the_daemon() {
         .await;
     let store = env.store().await;
     let daemon = env.serve(&[]);
-    let [first] = request(&env, "counted", &["--until", "3s"]).await[..] else {
-        unreachable!()
-    };
+    let first = env.request_one("counted", &["--until", "3s"]).await;
     wait_lease(&store, first, LeaseStatus::Active).await;
 
     fill(&disk.0.join("filler"));
@@ -97,9 +82,7 @@ async fn a_full_disk_never_wedges_the_daemon() {
 
     std::fs::remove_file(disk.0.join("filler")).unwrap();
     wait_lease(&store, first, LeaseStatus::Destroyed).await;
-    let [second] = request(&env, "counted", &[]).await[..] else {
-        unreachable!()
-    };
+    let second = env.request_one("counted", &[]).await;
     wait_lease(&store, second, LeaseStatus::Active).await;
     let lines = daemon.log_lines();
     assert!(
@@ -138,48 +121,76 @@ fn runs(dir: &Path) -> Vec<String> {
         .collect()
 }
 
-async fn shell_env(seconds: u32) -> (Env, PathBuf) {
-    let env = Env::new();
-    let world = env.dir().join("world");
-    std::fs::create_dir_all(&world).unwrap();
-    env.add_blueprint(
-        "host-pool",
-        HOST_POOL_WASM,
-        HOST_POOL_CONFIG,
-        &[HOST_POOL_GRANT],
-    )
-    .await;
-    let shell = guarded_script(&world, seconds);
-    env.add_blueprint("shell", SHELL_WASM, &shell.to_string(), &[])
-        .await;
-    (env, world)
+/// A shell lease whose eight-second run (counted in the world) has started under a daemon
+/// with a 3 s claim TTL, which the test then takes away.
+struct ShellRun {
+    env: Env,
+    world: PathBuf,
+    store: Arc<dyn Store>,
+    lease: ObjectId,
+    first: drydock_tests::Daemon,
 }
 
-/// Waits until the run log has `count` lines saying `what`.
-async fn wait_runs(world: &Path, what: &str, count: usize) {
-    wait_for(&format!("{count} × {what}"), || async {
-        (runs(world).iter().filter(|l| *l == what).count() >= count).then_some(())
-    })
-    .await;
+impl ShellRun {
+    async fn start() -> ShellRun {
+        let env = Env::new();
+        let world = env.dir().join("world");
+        std::fs::create_dir_all(&world).unwrap();
+        env.add_blueprint(
+            "host-pool",
+            HOST_POOL_WASM,
+            HOST_POOL_CONFIG,
+            &[HOST_POOL_GRANT],
+        )
+        .await;
+        let shell = guarded_script(&world, 8);
+        env.add_blueprint("shell", SHELL_WASM, &shell.to_string(), &[])
+            .await;
+        let store = env.store().await;
+        let first = env.serve(&["--claim-ttl", "3s"]);
+        let lease = env.request_one("shell", &[]).await;
+        let run = ShellRun {
+            env,
+            world,
+            store,
+            lease,
+            first,
+        };
+        run.wait_runs("start", 1).await;
+        run
+    }
+
+    /// A second daemon on the same database.
+    fn second(&self) -> drydock_tests::Daemon {
+        self.env.serve(&["--claim-ttl", "3s"])
+    }
+
+    /// Waits until the run log has `count` lines saying `what`.
+    async fn wait_runs(&self, what: &str, count: usize) {
+        wait_for(&format!("{count} × {what}"), || async {
+            (runs(&self.world).iter().filter(|l| *l == what).count() >= count).then_some(())
+        })
+        .await;
+    }
+
+    /// Waits for the lease to be active, then checks that no two runs overlapped; the runs.
+    async fn finished_without_overlap(&self) -> Vec<String> {
+        wait_lease(&self.store, self.lease, LeaseStatus::Active).await;
+        let runs = runs(&self.world);
+        assert!(
+            !runs.contains(&"overlap".to_string()),
+            "two runs at once: {runs:?}"
+        );
+        runs
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_exec_dies_with_its_killed_daemon_before_another_runs_it() {
-    let (env, world) = shell_env(8).await;
-    let store = env.store().await;
-    let first = env.serve(&["--claim-ttl", "3s"]);
-    let [lease] = request(&env, "shell", &[]).await[..] else {
-        unreachable!()
-    };
-    wait_runs(&world, "start", 1).await;
-    first.kill9().await;
-    let _second = env.serve(&["--claim-ttl", "3s"]);
-    wait_lease(&store, lease, LeaseStatus::Active).await;
-    let runs = runs(&world);
-    assert!(
-        !runs.contains(&"overlap".to_string()),
-        "two runs at once: {runs:?}"
-    );
+    let mut run = ShellRun::start().await;
+    run.first.kill9().await;
+    let _second = run.second();
+    let runs = run.finished_without_overlap().await;
     assert_eq!(
         runs.iter().filter(|l| *l == "start").count(),
         2,
@@ -189,23 +200,12 @@ async fn an_exec_dies_with_its_killed_daemon_before_another_runs_it() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_exec_dies_before_a_stopped_daemons_claim_can_expire() {
-    let (env, world) = shell_env(8).await;
-    let store = env.store().await;
-    let stopped = env.serve(&["--claim-ttl", "3s"]);
-    let [lease] = request(&env, "shell", &[]).await[..] else {
-        unreachable!()
-    };
-    wait_runs(&world, "start", 1).await;
-    stopped.signal("STOP");
-    let _second = env.serve(&["--claim-ttl", "3s"]);
-    wait_runs(&world, "start", 2).await;
-    stopped.signal("CONT");
-    wait_lease(&store, lease, LeaseStatus::Active).await;
-    let runs = runs(&world);
-    assert!(
-        !runs.contains(&"overlap".to_string()),
-        "two runs at once: {runs:?}"
-    );
+    let run = ShellRun::start().await;
+    run.first.signal("STOP");
+    let _second = run.second();
+    run.wait_runs("start", 2).await;
+    run.first.signal("CONT");
+    let runs = run.finished_without_overlap().await;
     assert_eq!(runs.iter().filter(|l| *l == "end").count(), 1, "{runs:?}");
 }
 
@@ -232,9 +232,7 @@ async fn a_deadline_set_by_activate_lease_fires() {
         .await;
     let store = env.store().await;
     let _daemon = env.serve(&[]);
-    let [lease] = request(&env, "counted", &[]).await[..] else {
-        unreachable!()
-    };
+    let lease = env.request_one("counted", &[]).await;
     wait_lease(&store, lease, LeaseStatus::Active).await;
     assert!(store.lease_get(lease).await.unwrap().until.is_some());
     wait_lease(&store, lease, LeaseStatus::Destroyed).await;
@@ -254,9 +252,7 @@ async fn a_yield_from_acquire_lease_waits_on_that_resource() {
         .await;
     let store = env.store().await;
     let _daemon = env.serve(&[]);
-    let [lease] = request(&env, "counted", &[]).await[..] else {
-        unreachable!()
-    };
+    let lease = env.request_one("counted", &[]).await;
     wait_lease(&store, lease, LeaseStatus::Active).await;
     let lease = store.lease_get(lease).await.unwrap();
     assert_eq!(lease.attributes["acquire-tries"], "3");
@@ -277,13 +273,11 @@ async fn an_allocation_pass_longer_than_the_claim_ttl_completes() {
         .await;
     let store = env.store().await;
     let _daemon = env.serve(&["--claim-ttl", "1s"]);
-    for lease in request(&env, "counted", &["--count", "4"]).await {
+    for lease in env.request("counted", &["--count", "4"]).await {
         wait_lease(&store, lease, LeaseStatus::Active).await;
     }
     // The fifth looks at four resources (1.6 s of calls, past the 1 s claim), then waits.
-    let [fifth] = request(&env, "counted", &[]).await[..] else {
-        unreachable!()
-    };
+    let fifth = env.request_one("counted", &[]).await;
     wait_for("the fifth lease's pass to complete", || async {
         let logs = store.log_list(Some(fifth), 0, 100).await.unwrap();
         logs.iter()
@@ -300,9 +294,7 @@ async fn an_object_that_keeps_failing_breaks_and_its_commands_are_consumed() {
         .await;
     let store = env.store().await;
     let daemon = env.serve(&[]);
-    let [lease] = request(&env, "counted", &[]).await[..] else {
-        unreachable!()
-    };
+    let lease = env.request_one("counted", &[]).await;
     wait_lease(&store, lease, LeaseStatus::Active).await;
     assert!(daemon.terminate().await);
     // The component's bytes go bad: every run that needs the blueprint fails to load it.
@@ -351,7 +343,7 @@ async fn leases_waiting_for_capacity_are_woken_when_it_appears() {
     let store = env.store().await;
     // With a backstop of ten minutes, only the wake-up can bring them to active in time.
     let _daemon = env.serve(&["--capacity-wait", "10m"]);
-    let leases = request(&env, "host", &["--count", "50"]).await;
+    let leases = env.request("host", &["--count", "50"]).await;
     for lease in &leases {
         wait_lease(&store, *lease, LeaseStatus::Active).await;
     }

@@ -6,7 +6,7 @@ use drydock_host::domain::{LeaseStatus, ResourceStatus};
 use drydock_host::store::{ObjectId, Store};
 use drydock_tests::{
     Env, GARBLED_WASM, HOST_POOL_CONFIG, HOST_POOL_GRANT, HOST_POOL_WASM, MISBEHAVE_WASM,
-    SLEEPY_WASM, WRONG_SHAPE_WASM, wait_for,
+    SLEEPY_WASM, WRONG_SHAPE_WASM, wait_for, wait_lease,
 };
 use std::sync::Arc;
 
@@ -26,28 +26,6 @@ async fn env_with(mode: &str, extra: &str) -> Env {
     env
 }
 
-/// Requests `count` leases of `resource_type`; returns their ids.
-async fn request(env: &Env, resource_type: &str, count: u32) -> Vec<ObjectId> {
-    let count = count.to_string();
-    let args = [
-        "lease",
-        "request",
-        "--type",
-        resource_type,
-        "--count",
-        &count,
-    ];
-    let out = env.ok(&args).await;
-    out.lines().map(|l| l.trim().parse().unwrap()).collect()
-}
-
-async fn wait_lease(store: &Arc<dyn Store>, id: ObjectId, status: LeaseStatus) {
-    wait_for(&format!("{id} to be {status}"), || async {
-        (store.lease_get(id).await.unwrap().status == status).then_some(())
-    })
-    .await;
-}
-
 /// Waits until one of `object`'s log entries contains `text`; returns it.
 async fn wait_log(store: &Arc<dyn Store>, object: ObjectId, text: &str) -> String {
     wait_for(&format!("{object} to log {text:?}"), || async {
@@ -61,9 +39,7 @@ async fn wait_log(store: &Arc<dyn Store>, object: ObjectId, text: &str) -> Strin
 
 /// A healthy host lease goes active while the hostile ones are in flight.
 async fn healthy_lease_is_served(env: &Env, store: &Arc<dyn Store>) {
-    let [healthy] = request(env, "host", 1).await[..] else {
-        unreachable!()
-    };
+    let healthy = env.request_one("host", &[]).await;
     wait_lease(store, healthy, LeaseStatus::Active).await;
 }
 
@@ -72,7 +48,7 @@ async fn a_sleeping_blueprint_is_stopped_at_its_deadline_and_takes_no_worker_for
     let env = env_with("sleep", "").await;
     let store = env.store().await;
     let _daemon = env.serve(&["--workers", "4", "--blueprint-calls", "1"]);
-    let sleepers = request(&env, "trouble", 4).await;
+    let sleepers = env.request("trouble", &["--count", "4"]).await;
     healthy_lease_is_served(&env, &store).await;
     let reason = wait_log(&store, sleepers[0], "exceeded its 1s deadline").await;
     assert!(reason.contains("in a blocking call"), "{reason}");
@@ -83,9 +59,7 @@ async fn yields_are_at_least_the_minimum_apart() {
     let env = env_with("yield0", "").await;
     let store = env.store().await;
     let _daemon = env.serve(&[]);
-    let [yielder] = request(&env, "trouble", 1).await[..] else {
-        unreachable!()
-    };
+    let yielder = env.request_one("trouble", &[]).await;
     healthy_lease_is_served(&env, &store).await;
     let times = wait_for("a few yields", || async {
         let logs = store.log_list(Some(yielder), 0, 1000).await.unwrap();
@@ -111,9 +85,7 @@ async fn a_blueprint_leasing_its_own_type_stops_at_the_depth_limit() {
     let env = env_with("runaway", "").await;
     let store = env.store().await;
     let _daemon = env.serve(&[]);
-    let [root] = request(&env, "trouble", 1).await[..] else {
-        unreachable!()
-    };
+    let root = env.request_one("trouble", &[]).await;
     healthy_lease_is_served(&env, &store).await;
     wait_for("a refusal at the depth limit", || async {
         let logs = store.log_list(None, 0, 100_000).await.unwrap();
@@ -141,9 +113,7 @@ async fn a_blueprint_cannot_take_another_blueprints_slot_lock() {
     let env = env_with("lock-thief", "").await;
     let store = env.store().await;
     let _daemon = env.serve(&[]);
-    let [thief] = request(&env, "trouble", 1).await[..] else {
-        unreachable!()
-    };
+    let thief = env.request_one("trouble", &[]).await;
     wait_lease(&store, thief, LeaseStatus::Active).await;
     healthy_lease_is_served(&env, &store).await;
     let mut locks: Vec<String> = store
@@ -166,7 +136,7 @@ async fn a_failing_blueprint_backs_off_and_its_waiting_leases_say_so() {
     let env = env_with("fail-activation", "").await;
     let store = env.store().await;
     let _daemon = env.serve(&[]);
-    let leases = request(&env, "trouble", 3).await;
+    let leases = env.request("trouble", &["--count", "3"]).await;
     healthy_lease_is_served(&env, &store).await;
     let said = wait_for("a lease to say the blueprint is failing", || async {
         for lease in &leases {
@@ -193,9 +163,7 @@ async fn an_interface_outside_the_grants_runs_nothing_until_granted() {
     let env = env_with("root", r#", "root": "/""#).await;
     let store = env.store().await;
     let _daemon = env.serve(&[]);
-    let [lease] = request(&env, "trouble", 1).await[..] else {
-        unreachable!()
-    };
+    let lease = env.request_one("trouble", &[]).await;
     wait_lease(&store, lease, LeaseStatus::Active).await;
     let marker = env.dir().join("ran");
     let marker = marker.to_str().unwrap();
@@ -223,9 +191,7 @@ async fn blueprint_text_cannot_drive_the_terminal() {
     let env = env_with("escapes", "").await;
     let store = env.store().await;
     let _daemon = env.serve(&[]);
-    let [lease] = request(&env, "trouble", 1).await[..] else {
-        unreachable!()
-    };
+    let lease = env.request_one("trouble", &[]).await;
     healthy_lease_is_served(&env, &store).await;
     let resource = wait_for("the escaping resource", || async {
         let resources = store

@@ -419,6 +419,7 @@ fn print_lifecycle(lifecycle: &Lifecycle) -> anyhow::Result<()> {
             );
         }
         for line in call.output.lines() {
+            let line = output::safe(line);
             println!("  {:<18} {:<4} printed: {line}", call.hook, call.object);
         }
         // The interface is asked for once the lease is active.
@@ -429,7 +430,7 @@ fn print_lifecycle(lifecycle: &Lifecycle) -> anyhow::Result<()> {
     }
     match &lifecycle.failure {
         None => println!("  complete: every hook finished with done"),
-        Some(failure) => println!("  stopped: {failure}"),
+        Some(failure) => println!("  stopped: {}", crate::text::escape_lines(failure)),
     }
     Ok(())
 }

@@ -450,18 +450,7 @@ async fn apply_refuses_to_acquire_a_dead_resource(store: Arc<dyn Store>, _: Arc<
     let blueprint = blueprint(store.as_ref(), "pool").await;
     let lease = lease(store.as_ref()).await;
     let claim = claim_one(store.as_ref(), "w").await.unwrap();
-    let mut plan = Plan::new();
-    plan.push(Write::InsertResource {
-        blueprint,
-        resource_type: "thing".into(),
-        depth: 0,
-        per_minute: 1000,
-    })
-    .push(Write::ResourceStatus {
-        resource: Target::Inserted(0),
-        status: ResourceStatus::Released,
-    });
-    let resource = store.apply(&claim, &plan, TTL).await.unwrap()[0];
+    let resource = resource(store.as_ref(), &claim, blueprint, ResourceStatus::Released).await;
     let mut acquire = Plan::new();
     acquire.push(Write::LeaseAcquire {
         lease,

@@ -278,7 +278,8 @@ async fn blueprints(State(state): State<AppState>, headers: HeaderMap) -> PageRe
         h1 { "Blueprints" }
         table #blueprints { tr { th { "ID" } th { "Name" } th { "Type" } th { "Component" } th { "State" } }
             @for b in &blueprints { tr { td { (id_link(b.id)) } td { (b.name) } td { (b.resource_type) } td { (b.component_name) }
-                td { @if b.enabled { (tag("active")) } @else { span.tag { "disabled" } } } } } }
+                td { @if b.enabled { (tag("active")) } @else { span.tag { "disabled" } }
+                     @if b.is_failing() { " " span.tag.broken { "failing" } } } } } }
         p.hint { "Add blueprints with " code { "drydock blueprint add" } " or " code { "POST /api/v1/blueprints" } "." }
     };
     Ok(page("Blueprints", &session, None, body).into_response())
@@ -321,6 +322,14 @@ async fn blueprint(
             tr { th { "Component" } td { (blueprint.component_name) " " code { (blueprint.component) } } }
             tr { th { "Added" } td { (format_time(blueprint.created_at)) } }
             tr { th { "Config" } td { code { (blueprint.config) } } }
+            tr { th { "Grants" } td {
+                @if blueprint.grants.is_empty() { "none: it runs commands only through its resources' supporting leases" }
+                @for grant in &blueprint.grants { code { (grant) } " " } } }
+            @if blueprint.failures > 0 {
+                tr #failures { th { "Failures" } td {
+                    (blueprint.failures) " in a row; the last: " (blueprint.last_failure.as_deref().unwrap_or("-"))
+                    "; next try " (blueprint.retry_at.map(format_time).unwrap_or_default()) } }
+            }
         }
         h2 { "Resources" }
         (resource_rows(&own))

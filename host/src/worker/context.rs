@@ -12,6 +12,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+/// An authorised interface, or why there is none; or why the store could not say.
+type InterfaceResult = Result<Result<Authorized, String>, RunError>;
+
 /// How long a run waits for one of its blueprint's call slots before it steps aside.
 const CALL_SLOT_WAIT: Duration = Duration::from_millis(100);
 
@@ -86,8 +89,7 @@ impl Plugins {
         store: &'a dyn Store,
         lease: &'a Lease,
         resource: &'a Resource,
-    ) -> Pin<Box<dyn Future<Output = Result<Result<Authorized, String>, RunError>> + Send + 'a>>
-    {
+    ) -> Pin<Box<dyn Future<Output = InterfaceResult> + Send + 'a>> {
         Box::pin(async move {
             let blueprint = store.blueprint_get(resource.blueprint_id).await?;
             let plugin = self.get(store, &blueprint).await?;

@@ -41,7 +41,7 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
-use tx::WriteTx;
+use tx::{Durability, WriteTx};
 
 /// How long a connection waits for another process's write lock.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -55,6 +55,7 @@ pub struct SqliteStore {
     reader: SqlitePool,
     clock: Arc<dyn Clock>,
     write_transactions: Arc<AtomicU64>,
+    durable_transactions: Arc<AtomicU64>,
 }
 
 impl SqliteStore {
@@ -82,6 +83,7 @@ impl SqliteStore {
             reader,
             clock,
             write_transactions: Arc::default(),
+            durable_transactions: Arc::default(),
         })
     }
 
@@ -90,9 +92,22 @@ impl SqliteStore {
         self.write_transactions.load(Ordering::Relaxed)
     }
 
+    /// Of those, the durable ones, fsync'd at commit (for benchmarks).
+    pub fn durable_transactions(&self) -> u64 {
+        self.durable_transactions.load(Ordering::Relaxed)
+    }
+
+    /// A durable write transaction.
     async fn begin(&self) -> Result<WriteTx> {
+        self.begin_with(Durability::Full).await
+    }
+
+    async fn begin_with(&self, durability: Durability) -> Result<WriteTx> {
         self.write_transactions.fetch_add(1, Ordering::Relaxed);
-        WriteTx::begin(&self.writer).await
+        if durability == Durability::Full {
+            self.durable_transactions.fetch_add(1, Ordering::Relaxed);
+        }
+        WriteTx::begin(&self.writer, durability).await
     }
 
     /// The one row `select` finds for `id`'s number (bound as `?1`), or `NotFound` naming it.
@@ -179,7 +194,7 @@ fn refuse_network_fs(file: &Path) -> Result<()> {
     let Ok(stat) = rustix::fs::statfs(dir) else {
         return Ok(()); // a missing directory fails at open with a clearer error
     };
-    if let Some(fs) = network_fs_name(stat.f_type as i64) {
+    if let Some(fs) = network_fs_name(stat.f_type) {
         return Err(Error::Conflict(format!(
             "{} is on a network file system ({fs}); SQLite's locking needs a local disk, so \
              several daemons on several hosts need PostgreSQL (--database postgres://…)",
@@ -459,16 +474,25 @@ impl Store for SqliteStore {
     }
 
     async fn command_list(&self, filter: &CommandFilter) -> Result<Vec<Command>> {
-        let rows = sqlx::query(
-            "SELECT * FROM command
-              WHERE (?1 IS NULL OR target = ?1) AND (?2 = 0 OR consumed_at IS NULL)
-              ORDER BY id",
-        )
-        .bind(filter.target.map(|t| t.to_string()))
-        .bind(filter.pending)
-        .fetch_all(&self.reader)
-        .await?;
-        collect(rows, command_from_row)
+        // One statement per filter, so that each uses its index: the table keeps every
+        // consumed command until retention prunes it.
+        let query = match (filter.target, filter.pending) {
+            (Some(target), true) => sqlx::query(
+                "SELECT * FROM command INDEXED BY command_pending
+                  WHERE target = ?1 AND consumed_at IS NULL ORDER BY id",
+            )
+            .bind(target.to_string()),
+            (Some(target), false) => sqlx::query(
+                "SELECT * FROM command INDEXED BY command_by_target WHERE target = ?1 ORDER BY id",
+            )
+            .bind(target.to_string()),
+            (None, true) => sqlx::query(
+                "SELECT * FROM command INDEXED BY command_pending
+                  WHERE consumed_at IS NULL ORDER BY id",
+            ),
+            (None, false) => sqlx::query("SELECT * FROM command ORDER BY id"),
+        };
+        collect(query.fetch_all(&self.reader).await?, command_from_row)
     }
 
     async fn log_list(
@@ -477,23 +501,30 @@ impl Store for SqliteStore {
         after_id: i64,
         limit: i64,
     ) -> Result<Vec<LogEntry>> {
-        let rows = sqlx::query(
-            "SELECT * FROM log WHERE (?1 IS NULL OR object = ?1) AND id > ?2 ORDER BY id LIMIT ?3",
-        )
-        .bind(object.map(|o| o.to_string()))
-        .bind(after_id)
-        .bind(limit)
-        .fetch_all(&self.reader)
-        .await?;
-        collect(rows, log_from_row)
+        let query = match object {
+            Some(object) => sqlx::query(
+                "SELECT * FROM log INDEXED BY log_by_object
+                  WHERE object = ?3 AND id > ?1 ORDER BY id LIMIT ?2",
+            )
+            .bind(after_id)
+            .bind(limit)
+            .bind(object.to_string()),
+            None => sqlx::query("SELECT * FROM log WHERE id > ?1 ORDER BY id LIMIT ?2")
+                .bind(after_id)
+                .bind(limit),
+        };
+        collect(query.fetch_all(&self.reader).await?, log_from_row)
     }
 
     async fn slot_lock_list(&self, owner: Option<ObjectId>) -> Result<Vec<SlotLock>> {
-        let rows =
-            sqlx::query("SELECT * FROM slot_lock WHERE ?1 IS NULL OR owner = ?1 ORDER BY name")
-                .bind(owner.map(|o| o.to_string()))
-                .fetch_all(&self.reader)
-                .await?;
+        let query = match owner {
+            Some(owner) => sqlx::query(
+                "SELECT * FROM slot_lock INDEXED BY slot_lock_by_owner WHERE owner = ?1 ORDER BY name",
+            )
+            .bind(owner.to_string()),
+            None => sqlx::query("SELECT * FROM slot_lock ORDER BY name"),
+        };
+        let rows = query.fetch_all(&self.reader).await?;
         rows.iter()
             .map(|row| {
                 Ok(SlotLock {
@@ -506,7 +537,7 @@ impl Store for SqliteStore {
     }
 
     async fn work_item_claim(&self, owner: &str, limit: i64, ttl: Duration) -> Result<Vec<Claim>> {
-        let mut tx = self.begin().await?;
+        let mut tx = self.begin_with(Durability::Relaxed).await?;
         let result = async {
             // A crashed worker's objects first: recovery is bounded by the claim TTL, not by
             // the backlog. Then due objects, oldest due first.
@@ -527,13 +558,13 @@ impl Store for SqliteStore {
     }
 
     async fn work_item_heartbeat(&self, claim: &Claim, ttl: Duration) -> Result<()> {
-        let mut tx = self.begin().await?;
+        let mut tx = self.begin_with(Durability::Relaxed).await?;
         let result = guard(&mut tx, claim, &self.clock.claim_time(), ttl).await;
         tx.finish(result).await
     }
 
     async fn work_item_release(&self, claim: &Claim, release: &Release) -> Result<()> {
-        let mut tx = self.begin().await?;
+        let mut tx = self.begin_with(Durability::Relaxed).await?;
         let result = release_claim(&mut tx, claim, release).await;
         tx.finish(result).await
     }

@@ -6,6 +6,11 @@
 //! fails (a full disk, an I/O error), or the transaction is dropped half-way (its task was
 //! cancelled), the connection is closed instead of being returned to the pool, so the next
 //! writer always starts on a fresh connection outside any transaction.
+//!
+//! Most transactions are durable (`synchronous=FULL`: fsync'd at commit). Queue bookkeeping
+//! alone (claims, heartbeats, giving a claim back without a state change) is committed without
+//! its own fsync ([`Durability::Relaxed`]): the next durable commit flushes it with its own, and
+//! a power loss before that can only forget a claim, which leaves the object due as it was.
 
 use super::super::{Error, Result};
 use sqlx::SqliteConnection;
@@ -13,21 +18,45 @@ use sqlx::pool::PoolConnection;
 use sqlx::sqlite::{Sqlite, SqlitePool};
 use std::ops::{Deref, DerefMut};
 
+/// Whether a commit must reach the disk before it returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Durability {
+    /// fsync'd at commit: every state change, every accepted command.
+    Full,
+    /// Written to the WAL, fsync'd with the next durable commit: queue bookkeeping only.
+    Relaxed,
+}
+
 /// An open `BEGIN IMMEDIATE` transaction on a pooled connection.
 pub(super) struct WriteTx {
     conn: PoolConnection<Sqlite>,
     open: bool,
+    relaxed: bool,
 }
 
 impl WriteTx {
     /// Takes the write connection and begins.
-    pub async fn begin(pool: &SqlitePool) -> Result<Self> {
+    pub async fn begin(pool: &SqlitePool, durability: Durability) -> Result<Self> {
         let mut conn = pool.acquire().await?;
-        if let Err(error) = sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await {
+        let relaxed = durability == Durability::Relaxed;
+        let begun = async {
+            if relaxed {
+                sqlx::query("PRAGMA synchronous = NORMAL")
+                    .execute(&mut *conn)
+                    .await?;
+            }
+            sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await
+        }
+        .await;
+        if let Err(error) = begun {
             conn.close_on_drop();
             return Err(error.into());
         }
-        Ok(WriteTx { conn, open: true })
+        Ok(WriteTx {
+            conn,
+            open: true,
+            relaxed,
+        })
     }
 
     /// Commits if `result` is a success, rolls back otherwise; returns `result` (or the
@@ -37,7 +66,14 @@ impl WriteTx {
             Ok(_) => "COMMIT",
             Err(_) => "ROLLBACK",
         };
-        let ended = sqlx::query(end).execute(&mut *self.conn).await;
+        let mut ended = sqlx::query(end).execute(&mut *self.conn).await;
+        if self.relaxed && ended.is_ok() {
+            ended = sqlx::query("PRAGMA synchronous = FULL")
+                .execute(&mut *self.conn)
+                .await;
+        }
+        // A connection that could not end its transaction, or go back to full durability, is
+        // closed rather than reused.
         self.open = ended.is_err();
         match (result, ended) {
             (Ok(value), Ok(_)) => Ok(value),
@@ -76,7 +112,7 @@ impl Drop for WriteTx {
 /// schema in place.
 pub(super) async fn migrate(pool: &SqlitePool, now: i64) -> Result<()> {
     let migrator = sqlx::migrate!("./migrations/sqlite");
-    let mut tx = WriteTx::begin(pool).await?;
+    let mut tx = WriteTx::begin(pool, Durability::Full).await?;
     let result = async {
         sqlx::query(
             "CREATE TABLE IF NOT EXISTS schema_migration (
