@@ -12,9 +12,7 @@
 
 use drydock_host::domain::LeaseStatus;
 use drydock_host::store::ObjectId;
-use drydock_tests::{
-    Env, HOST_POOL_CONFIG, HOST_POOL_GRANT, HOST_POOL_WASM, MISBEHAVE_WASM, TOKEN,
-};
+use drydock_tests::{Env, MISBEHAVE_WASM, TOKEN};
 use std::time::{Duration, Instant};
 
 const TRIALS: usize = 40;
@@ -32,13 +30,7 @@ async fn main() {
         return;
     }
     let env = Env::new();
-    env.add_blueprint(
-        "host-pool",
-        HOST_POOL_WASM,
-        HOST_POOL_CONFIG,
-        &[HOST_POOL_GRANT],
-    )
-    .await;
+    env.add_host_pool().await;
     for (name, mode) in HOSTILE {
         let config = format!(r#"{{"mode": "{mode}"}}"#);
         env.add_blueprint(name, MISBEHAVE_WASM, &config, &[]).await;

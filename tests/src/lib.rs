@@ -188,6 +188,13 @@ impl Env {
         String::from_utf8(out.stdout).unwrap()
     }
 
+    /// Registers the example host-pool (`HOST_POOL_CONFIG`) with the grant it needs.
+    pub async fn add_host_pool(&self) {
+        let grants = [HOST_POOL_GRANT];
+        self.add_blueprint("host-pool", HOST_POOL_WASM, HOST_POOL_CONFIG, &grants)
+            .await;
+    }
+
     /// Registers a blueprint from a component, a JSON config and grants (`local:/DIR`…).
     pub async fn add_blueprint(&self, name: &str, wasm: &str, config: &str, grants: &[&str]) {
         let path = self.dir().join(format!("{name}.json"));

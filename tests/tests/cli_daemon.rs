@@ -22,13 +22,7 @@ fn json(text: &str) -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lease_goes_through_the_cli_with_json_for_scripts() {
     let env = Env::new();
-    env.add_blueprint(
-        "host-pool",
-        HOST_POOL_WASM,
-        HOST_POOL_CONFIG,
-        &[HOST_POOL_GRANT],
-    )
-    .await;
+    env.add_host_pool().await;
     let _daemon = env.serve(&[]);
 
     let requested = json(
@@ -158,13 +152,7 @@ async fn a_lease_goes_through_the_cli_with_json_for_scripts() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wait_shows_progress_and_fails_when_the_lease_fails() {
     let env = Env::new();
-    env.add_blueprint(
-        "host-pool",
-        HOST_POOL_WASM,
-        HOST_POOL_CONFIG,
-        &[HOST_POOL_GRANT],
-    )
-    .await;
+    env.add_host_pool().await;
     let _daemon = env.serve(&[]);
     let ok = env
         .drydock(&[
@@ -202,13 +190,7 @@ async fn wait_shows_progress_and_fails_when_the_lease_fails() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn invalid_input_is_refused_with_a_reason_and_changes_nothing() {
     let env = Env::new();
-    env.add_blueprint(
-        "host-pool",
-        HOST_POOL_WASM,
-        HOST_POOL_CONFIG,
-        &[HOST_POOL_GRANT],
-    )
-    .await;
+    env.add_host_pool().await;
     env.ok(&["lease", "request", "--type", "host"]).await;
     let store = env.store().await;
     let before = snapshot(&store).await;
@@ -362,13 +344,7 @@ async fn invalid_input_is_refused_with_a_reason_and_changes_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn blueprints_can_be_listed_disabled_and_enabled() {
     let env = Env::new();
-    env.add_blueprint(
-        "host-pool",
-        HOST_POOL_WASM,
-        HOST_POOL_CONFIG,
-        &[HOST_POOL_GRANT],
-    )
-    .await;
+    env.add_host_pool().await;
     let listed = json(&env.ok(&["blueprint", "list", "--json"]).await);
     assert_eq!(
         (listed[0]["id"].as_str(), listed[0]["enabled"].as_bool()),
@@ -517,13 +493,7 @@ async fn supporting_leases_belong_to_their_resource() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gc_removes_only_what_finished_before_the_retention() {
     let env = Env::new();
-    env.add_blueprint(
-        "host-pool",
-        HOST_POOL_WASM,
-        HOST_POOL_CONFIG,
-        &[HOST_POOL_GRANT],
-    )
-    .await;
+    env.add_host_pool().await;
     let store = env.store().await;
     let daemon = env.serve(&[]);
     let lease = env

@@ -5,10 +5,7 @@
 
 use drydock_host::domain::{LeaseStatus, ResourceStatus};
 use drydock_host::store::{CommandFilter, ObjectId, Store};
-use drydock_tests::{
-    COUNTING_WASM, Env, HOST_POOL_CONFIG, HOST_POOL_GRANT, HOST_POOL_WASM, SHELL_WASM, wait_for,
-    wait_lease,
-};
+use drydock_tests::{COUNTING_WASM, Env, SHELL_WASM, wait_for, wait_lease};
 use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -136,13 +133,7 @@ impl ShellRun {
         let env = Env::new();
         let world = env.dir().join("world");
         std::fs::create_dir_all(&world).unwrap();
-        env.add_blueprint(
-            "host-pool",
-            HOST_POOL_WASM,
-            HOST_POOL_CONFIG,
-            &[HOST_POOL_GRANT],
-        )
-        .await;
+        env.add_host_pool().await;
         let shell = guarded_script(&world, 8);
         env.add_blueprint("shell", SHELL_WASM, &shell.to_string(), &[])
             .await;
@@ -333,13 +324,7 @@ async fn an_object_that_keeps_failing_breaks_and_its_commands_are_consumed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn leases_waiting_for_capacity_are_woken_when_it_appears() {
     let env = Env::new();
-    env.add_blueprint(
-        "host-pool",
-        HOST_POOL_WASM,
-        HOST_POOL_CONFIG,
-        &[HOST_POOL_GRANT],
-    )
-    .await;
+    env.add_host_pool().await;
     let store = env.store().await;
     // With a backstop of ten minutes, only the wake-up can bring them to active in time.
     let _daemon = env.serve(&["--capacity-wait", "10m"]);

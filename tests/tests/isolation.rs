@@ -5,21 +5,14 @@
 use drydock_host::domain::{LeaseStatus, ResourceStatus};
 use drydock_host::store::{ObjectId, Store};
 use drydock_tests::{
-    Env, GARBLED_WASM, HOST_POOL_CONFIG, HOST_POOL_GRANT, HOST_POOL_WASM, MISBEHAVE_WASM,
-    SLEEPY_WASM, WRONG_SHAPE_WASM, wait_for, wait_lease,
+    Env, GARBLED_WASM, MISBEHAVE_WASM, SLEEPY_WASM, WRONG_SHAPE_WASM, wait_for, wait_lease,
 };
 use std::sync::Arc;
 
 /// A database with host-pool (granted its directory) and misbehave in `mode`.
 async fn env_with(mode: &str, extra: &str) -> Env {
     let env = Env::new();
-    env.add_blueprint(
-        "host-pool",
-        HOST_POOL_WASM,
-        HOST_POOL_CONFIG,
-        &[HOST_POOL_GRANT],
-    )
-    .await;
+    env.add_host_pool().await;
     let config = format!(r#"{{"mode": "{mode}"{extra}}}"#);
     env.add_blueprint("misbehave", MISBEHAVE_WASM, &config, &[])
         .await;
