@@ -12,9 +12,11 @@
 //! [`sqlite::SqliteStore`] is the embedded default. [`testing::exercise`] is the conformance suite
 //! every backend must pass.
 
+mod apply;
 mod clock;
 mod ids;
 mod plan;
+mod rows;
 pub mod sqlite;
 pub mod testing;
 

@@ -10,32 +10,31 @@
 //! SQLite serves one host: its locks do not work across a network file system, so a database
 //! there is refused at open. Several hosts need PostgreSQL.
 //!
-//! Modules: [`rows`] (row conversions), [`apply`] (plans and queue statements), [`tx`]
-//! (transactions and migrations), [`retention`] (pruning what finished long ago).
+//! Modules: [`statements`] (the statements plans are applied with, and the guard), [`tx`]
+//! (transactions and migrations), [`retention`] (pruning what finished long ago). Row
+//! conversions and the plan logic are shared with every backend (`store::rows`,
+//! `store::apply`).
 
-mod apply;
 mod retention;
-mod rows;
+mod statements;
 mod tx;
 
+use super::apply::{Applier, Statements, post_all};
+use super::rows::{self, columns_for, json};
 use super::{
     Blueprint, Claim, Clock, Command, CommandFilter, CommandKind, Error, GcReport, Lease, LogEntry,
     NewBlueprint, NewLease, ObjectId, Plan, Release, Resource, Result, SlotLock, Store, WorkItem,
 };
 use crate::domain::{LeaseStatus, ResourceStatus, Timestamp};
 use crate::grant::Grant;
-use apply::{
-    Applier, guard, insert_command, insert_log, millis, refusal, release_claim, status_of, wake,
-};
-use rows::{
-    blueprint_from_row, collect, command_from_row, json, lease_from_row, log_from_row, object_id,
-    resource_from_row, time,
-};
 use sqlx::Row;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
     SqliteSynchronous,
 };
+use statements::{SqliteStatements, guard, millis};
+
+columns_for!(SqliteRow);
 use std::path::Path;
 use std::str::FromStr;
 use std::sync::Arc;
@@ -125,7 +124,7 @@ impl SqliteStore {
             .bind(resource.number())
             .fetch_all(&self.reader)
             .await?;
-        collect(rows, lease_from_row)
+        rows::all(rows, rows::lease)
     }
 
     /// Claims up to `limit` items that `select` finds (binding `?1` owner, `?2` boot, `?3` claim
@@ -152,7 +151,7 @@ impl SqliteStore {
         rows.iter()
             .map(|row| {
                 Ok(Claim {
-                    object: object_id(row.try_get("object")?)?,
+                    object: rows::object_id(row.try_get("object")?)?,
                     owner: owner.to_string(),
                     token: row.try_get("token")?,
                     attempts: row.try_get("attempts")?,
@@ -239,9 +238,8 @@ impl Store for SqliteStore {
         .fetch_optional(&mut *tx)
         .await?
         .ok_or_else(|| Error::Conflict(format!("a blueprint named {:?} already exists", new.name)))?;
-        let blueprint = blueprint_from_row(&row)?;
-        insert_log(
-            &mut tx,
+        let blueprint = rows::blueprint(&row)?;
+        SqliteStatements(&mut tx).insert_log(
             blueprint.id,
             "blueprint.added",
             &format!("added {:?} with grants [{}]", new.name, grant_list(&new.grants)),
@@ -255,7 +253,7 @@ impl Store for SqliteStore {
     }
 
     async fn blueprint_get(&self, id: ObjectId) -> Result<Blueprint> {
-        blueprint_from_row(
+        rows::blueprint(
             &self
                 .row_by_id("SELECT * FROM blueprint WHERE id = ?1", id)
                 .await?,
@@ -268,14 +266,14 @@ impl Store for SqliteStore {
             .fetch_optional(&self.reader)
             .await?
             .ok_or_else(|| Error::NotFound(format!("blueprint {name:?}")))?;
-        blueprint_from_row(&row)
+        rows::blueprint(&row)
     }
 
     async fn blueprint_list(&self) -> Result<Vec<Blueprint>> {
         let rows = sqlx::query("SELECT * FROM blueprint ORDER BY id")
             .fetch_all(&self.reader)
             .await?;
-        collect(rows, blueprint_from_row)
+        rows::all(rows, rows::blueprint)
     }
 
     async fn blueprint_set_enabled(&self, id: ObjectId, enabled: bool) -> Result<Blueprint> {
@@ -293,15 +291,11 @@ impl Store for SqliteStore {
             } else {
                 "blueprint.disabled"
             };
-            insert_log(
-                &mut tx,
-                id,
-                kind,
-                kind.trim_start_matches("blueprint."),
-                now,
-            )
-            .await?;
-            blueprint_from_row(&row)
+            let message = kind.trim_start_matches("blueprint.");
+            SqliteStatements(&mut tx)
+                .insert_log(id, kind, message, now)
+                .await?;
+            rows::blueprint(&row)
         }
         .await;
         tx.finish(result).await
@@ -332,8 +326,10 @@ impl Store for SqliteStore {
                 grant_list(&before),
                 grant_list(grants)
             );
-            insert_log(&mut tx, id, "blueprint.grants", &message, now).await?;
-            blueprint_from_row(&row)
+            SqliteStatements(&mut tx)
+                .insert_log(id, "blueprint.grants", &message, now)
+                .await?;
+            rows::blueprint(&row)
         }
         .await;
         tx.finish(result).await
@@ -348,7 +344,7 @@ impl Store for SqliteStore {
     }
 
     async fn resource_get(&self, id: ObjectId) -> Result<Resource> {
-        resource_from_row(
+        rows::resource(
             &self
                 .row_by_id("SELECT * FROM resource WHERE id = ?1", id)
                 .await?,
@@ -361,7 +357,7 @@ impl Store for SqliteStore {
                 .bind(status.map(ResourceStatus::as_str))
                 .fetch_all(&self.reader)
                 .await?;
-        collect(rows, resource_from_row)
+        rows::all(rows, rows::resource)
     }
 
     async fn resource_live_of_blueprints(&self, blueprints: &[ObjectId]) -> Result<Vec<Resource>> {
@@ -374,11 +370,11 @@ impl Store for SqliteStore {
         .bind(json(&ids))
         .fetch_all(&self.reader)
         .await?;
-        collect(rows, resource_from_row)
+        rows::all(rows, rows::resource)
     }
 
     async fn lease_get(&self, id: ObjectId) -> Result<Lease> {
-        lease_from_row(
+        rows::lease(
             &self
                 .row_by_id("SELECT * FROM lease WHERE id = ?1", id)
                 .await?,
@@ -390,7 +386,7 @@ impl Store for SqliteStore {
             .bind(status.map(LeaseStatus::as_str))
             .fetch_all(&self.reader)
             .await?;
-        collect(rows, lease_from_row)
+        rows::all(rows, rows::lease)
     }
 
     async fn lease_list_on_resource(&self, resource: ObjectId) -> Result<Vec<Lease>> {
@@ -436,10 +432,12 @@ impl Store for SqliteStore {
             .bind(now)
             .fetch_one(&mut *tx)
             .await?;
-                let lease = lease_from_row(&row)?;
-                wake(&mut tx, lease.id, now).await?;
+                let lease = rows::lease(&row)?;
+                let mut st = SqliteStatements(&mut tx);
+                st.wake(lease.id, now).await?;
                 let message = format!("requested by {} for a {}", new.owner, new.resource_type);
-                insert_log(&mut tx, lease.id, "lease.queued", &message, now).await?;
+                st.insert_log(lease.id, "lease.queued", &message, now)
+                    .await?;
                 leases.push(lease);
             }
             Ok(leases)
@@ -456,20 +454,7 @@ impl Store for SqliteStore {
     ) -> Result<Vec<Command>> {
         let now = self.clock.now();
         let mut tx = self.begin().await?;
-        let result = async {
-            for target in targets {
-                let (status, parent) = status_of(&mut tx, *target).await?;
-                if let Some(reason) = refusal(*target, kind, &status, parent) {
-                    return Err(Error::NotReleasable(reason));
-                }
-            }
-            let mut commands = Vec::with_capacity(targets.len());
-            for target in targets {
-                commands.push(insert_command(&mut tx, *target, kind, author, now).await?);
-            }
-            Ok(commands)
-        }
-        .await;
+        let result = post_all(&mut SqliteStatements(&mut tx), targets, kind, author, now).await;
         tx.finish(result).await
     }
 
@@ -492,7 +477,7 @@ impl Store for SqliteStore {
             ),
             (None, false) => sqlx::query("SELECT * FROM command ORDER BY id"),
         };
-        collect(query.fetch_all(&self.reader).await?, command_from_row)
+        rows::all(query.fetch_all(&self.reader).await?, rows::command)
     }
 
     async fn log_list(
@@ -513,7 +498,7 @@ impl Store for SqliteStore {
                 .bind(after_id)
                 .bind(limit),
         };
-        collect(query.fetch_all(&self.reader).await?, log_from_row)
+        rows::all(query.fetch_all(&self.reader).await?, rows::log)
     }
 
     async fn slot_lock_list(&self, owner: Option<ObjectId>) -> Result<Vec<SlotLock>> {
@@ -524,16 +509,7 @@ impl Store for SqliteStore {
             .bind(owner.to_string()),
             None => sqlx::query("SELECT * FROM slot_lock ORDER BY name"),
         };
-        let rows = query.fetch_all(&self.reader).await?;
-        rows.iter()
-            .map(|row| {
-                Ok(SlotLock {
-                    name: row.try_get("name")?,
-                    owner: object_id(row.try_get("owner")?)?,
-                    created_at: row.try_get::<i64, _>("created_at")? as Timestamp,
-                })
-            })
-            .collect()
+        rows::all(query.fetch_all(&self.reader).await?, rows::slot_lock)
     }
 
     async fn work_item_claim(&self, owner: &str, limit: i64, ttl: Duration) -> Result<Vec<Claim>> {
@@ -565,7 +541,17 @@ impl Store for SqliteStore {
 
     async fn work_item_release(&self, claim: &Claim, release: &Release) -> Result<()> {
         let mut tx = self.begin_with(Durability::Relaxed).await?;
-        let result = release_claim(&mut tx, claim, release).await;
+        let result = match SqliteStatements(&mut tx)
+            .release_claim(claim, release)
+            .await
+        {
+            Ok(1) => Ok(()),
+            Ok(_) => Err(Error::Fenced {
+                object: claim.object,
+                token: claim.token,
+            }),
+            Err(error) => Err(error),
+        };
         tx.finish(result).await
     }
 
@@ -576,10 +562,16 @@ impl Store for SqliteStore {
             .await?
             .ok_or_else(|| Error::NotFound(object.to_string()))?;
         let boot: Option<String> = row.try_get("claim_boot")?;
-        let claim_until = time(&row, "lease_until")?.map(|until| self.claim_to_wall(until, boot));
+        let time = |column| {
+            Ok::<_, Error>(
+                row.try_get::<Option<i64>, _>(column)?
+                    .map(|t| t as Timestamp),
+            )
+        };
+        let claim_until = time("lease_until")?.map(|until| self.claim_to_wall(until, boot));
         Ok(WorkItem {
             object,
-            wake_at: time(&row, "wake_at")?,
+            wake_at: time("wake_at")?,
             owner: row.try_get("owner")?,
             token: row.try_get("token")?,
             claim_until,
@@ -609,8 +601,9 @@ impl Store for SqliteStore {
         let mut tx = self.begin().await?;
         let result = async {
             guard(&mut tx, claim, &self.clock.claim_time(), ttl).await?;
+            let mut st = SqliteStatements(&mut tx);
             let mut applier = Applier {
-                tx: &mut tx,
+                st: &mut st,
                 claim,
                 now,
                 inserted: Vec::new(),

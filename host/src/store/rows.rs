@@ -1,0 +1,211 @@
+//! Turning rows into domain records and back, for every backend: the only place that knows how
+//! columns encode values (JSON text for attributes and lists, short ids in text columns,
+//! milliseconds as 64-bit integers). A backend's row type implements [`Columns`].
+
+use super::{
+    Blueprint, Command, CommandKind, Error, Lease, LogEntry, ObjectId, ParseIdError, Resource,
+    Result, SlotLock,
+};
+use crate::domain::{ExecResult, Timestamp};
+use std::str::FromStr;
+
+/// Reading typed columns by name from one row.
+pub(crate) trait Columns {
+    /// A 64-bit integer.
+    fn int(&self, column: &str) -> Result<i64>;
+    /// A nullable 64-bit integer.
+    fn opt_int(&self, column: &str) -> Result<Option<i64>>;
+    /// Text.
+    fn text(&self, column: &str) -> Result<String>;
+    /// Nullable text.
+    fn opt_text(&self, column: &str) -> Result<Option<String>>;
+    /// A boolean.
+    fn flag(&self, column: &str) -> Result<bool>;
+}
+
+/// Implements [`Columns`] for a sqlx row type.
+macro_rules! columns_for {
+    ($row:ty) => {
+        impl $crate::store::rows::Columns for $row {
+            fn int(&self, column: &str) -> $crate::store::Result<i64> {
+                Ok(sqlx::Row::try_get(self, column)?)
+            }
+            fn opt_int(&self, column: &str) -> $crate::store::Result<Option<i64>> {
+                Ok(sqlx::Row::try_get(self, column)?)
+            }
+            fn text(&self, column: &str) -> $crate::store::Result<String> {
+                Ok(sqlx::Row::try_get(self, column)?)
+            }
+            fn opt_text(&self, column: &str) -> $crate::store::Result<Option<String>> {
+                Ok(sqlx::Row::try_get(self, column)?)
+            }
+            fn flag(&self, column: &str) -> $crate::store::Result<bool> {
+                Ok(sqlx::Row::try_get(self, column)?)
+            }
+        }
+    };
+}
+pub(crate) use columns_for;
+
+/// JSON text of a value.
+pub(crate) fn json<T: serde::Serialize>(value: &T) -> String {
+    serde_json::to_string(value).expect("serializing plain data")
+}
+
+/// A value from stored JSON text.
+pub(crate) fn from_json<T: serde::de::DeserializeOwned>(text: &str) -> Result<T> {
+    serde_json::from_str(text).map_err(|e| Error::Corrupt(format!("{e}: {text}")))
+}
+
+/// A status (or other enum) from its stored text.
+pub(crate) fn parse<T: FromStr<Err = String>>(text: &str) -> Result<T> {
+    text.parse().map_err(Error::Corrupt)
+}
+
+/// An object id from its stored text.
+pub(crate) fn object_id(text: &str) -> Result<ObjectId> {
+    text.parse()
+        .map_err(|e: ParseIdError| Error::Corrupt(e.to_string()))
+}
+
+fn ids_from_json(text: &str, make: fn(i64) -> ObjectId) -> Result<Vec<ObjectId>> {
+    Ok(from_json::<Vec<i64>>(text)?.into_iter().map(make).collect())
+}
+
+fn time(row: &impl Columns, column: &str) -> Result<Timestamp> {
+    Ok(row.int(column)? as Timestamp)
+}
+
+fn maybe_time(row: &impl Columns, column: &str) -> Result<Option<Timestamp>> {
+    Ok(row.opt_int(column)?.map(|t| t as Timestamp))
+}
+
+/// A blueprint row.
+pub(crate) fn blueprint(row: &impl Columns) -> Result<Blueprint> {
+    Ok(Blueprint {
+        id: ObjectId::Blueprint(row.int("id")?),
+        name: row.text("name")?,
+        component: row.text("component")?,
+        component_name: row.text("component_name")?,
+        resource_type: row.text("resource_type")?,
+        config: row.text("config")?,
+        enabled: row.flag("enabled")?,
+        grants: from_json(&row.text("grants")?)?,
+        failures: row.int("failures")?,
+        retry_at: maybe_time(row, "retry_at")?,
+        last_failure: row.opt_text("last_failure")?,
+        created_at: time(row, "created_at")?,
+    })
+}
+
+/// A resource row.
+pub(crate) fn resource(row: &impl Columns) -> Result<Resource> {
+    Ok(Resource {
+        id: ObjectId::Resource(row.int("id")?),
+        blueprint_id: ObjectId::Blueprint(row.int("blueprint_id")?),
+        resource_type: row.text("resource_type")?,
+        status: parse(&row.text("status")?)?,
+        attributes: from_json(&row.text("attributes")?)?,
+        until: maybe_time(row, "until")?,
+        depth: row.int("depth")? as u32,
+        exec_results: exec_results_from_json(&row.text("exec_results")?)?,
+        created_at: time(row, "created_at")?,
+        updated_at: time(row, "updated_at")?,
+    })
+}
+
+/// A lease row.
+pub(crate) fn lease(row: &impl Columns) -> Result<Lease> {
+    let resource = |column| Ok::<_, Error>(row.opt_int(column)?.map(ObjectId::Resource));
+    Ok(Lease {
+        id: ObjectId::Lease(row.int("id")?),
+        resource_type: row.text("resource_type")?,
+        status: parse(&row.text("status")?)?,
+        attributes: from_json(&row.text("attributes")?)?,
+        allowed_blueprints: ids_from_json(&row.text("allowed_blueprints")?, ObjectId::Blueprint)?,
+        owner: row.text("owner")?,
+        resource_id: resource("resource_id")?,
+        parent_resource_id: resource("parent_resource_id")?,
+        parent_key: row.opt_text("parent_key")?,
+        until: maybe_time(row, "until")?,
+        depth: row.int("depth")? as u32,
+        acquiring: resource("acquiring")?,
+        exec_results: exec_results_from_json(&row.text("exec_results")?)?,
+        created_at: time(row, "created_at")?,
+        updated_at: time(row, "updated_at")?,
+    })
+}
+
+/// Exec results are stored as `[[id, exit_code, stdout, stderr], …]`.
+fn exec_results_from_json(text: &str) -> Result<Vec<ExecResult>> {
+    let rows: Vec<(String, Option<i32>, String, String)> = from_json(text)?;
+    Ok(rows
+        .into_iter()
+        .map(|(id, exit_code, stdout, stderr)| ExecResult {
+            id,
+            exit_code,
+            stdout,
+            stderr,
+        })
+        .collect())
+}
+
+/// Exec results as stored.
+pub(crate) fn exec_results_to_json(results: &[ExecResult]) -> String {
+    let rows: Vec<_> = results
+        .iter()
+        .map(|r| (&r.id, r.exit_code, &r.stdout, &r.stderr))
+        .collect();
+    json(&rows)
+}
+
+/// A command row.
+pub(crate) fn command(row: &impl Columns) -> Result<Command> {
+    let kind = match row.text("kind")?.as_str() {
+        "release" => CommandKind::Release,
+        "reclaim" => CommandKind::Reclaim,
+        other => return Err(Error::Corrupt(format!("command kind {other:?}"))),
+    };
+    Ok(Command {
+        id: row.int("id")?,
+        target: object_id(&row.text("target")?)?,
+        kind,
+        author: row.text("author")?,
+        created_at: time(row, "created_at")?,
+        consumed_at: maybe_time(row, "consumed_at")?,
+        outcome: row.opt_text("outcome")?,
+    })
+}
+
+/// A command kind as stored.
+pub(crate) fn kind_text(kind: CommandKind) -> &'static str {
+    match kind {
+        CommandKind::Release => "release",
+        CommandKind::Reclaim => "reclaim",
+    }
+}
+
+/// A log row.
+pub(crate) fn log(row: &impl Columns) -> Result<LogEntry> {
+    Ok(LogEntry {
+        id: row.int("id")?,
+        object: object_id(&row.text("object")?)?,
+        kind: row.text("kind")?,
+        message: row.text("message")?,
+        created_at: time(row, "created_at")?,
+    })
+}
+
+/// A slot lock row.
+pub(crate) fn slot_lock(row: &impl Columns) -> Result<SlotLock> {
+    Ok(SlotLock {
+        name: row.text("name")?,
+        owner: object_id(&row.text("owner")?)?,
+        created_at: time(row, "created_at")?,
+    })
+}
+
+/// Every row converted, or the first error.
+pub(crate) fn all<R: Columns, T>(rows: Vec<R>, convert: fn(&R) -> Result<T>) -> Result<Vec<T>> {
+    rows.iter().map(convert).collect()
+}
