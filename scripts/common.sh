@@ -19,3 +19,19 @@ install_blueprint_toolchains() {
     if command -v pyenv >/dev/null 2>&1; then pyenv rehash; fi
     need componentize-py
 }
+
+# Installs Debian packages (as root) unless a file matching the glob PROBE exists; fails loudly
+# when they are missing and cannot be installed, or are still missing after.
+#   install_if_missing PROBE PACKAGE…
+install_if_missing() {
+    local probe=$1
+    shift
+    compgen -G "$probe" >/dev/null && return 0
+    if [ "$(id -u)" -ne 0 ]; then
+        echo "error: $probe is missing; install it (apt-get install $*) or run as root" >&2
+        exit 1
+    fi
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+    compgen -G "$probe" >/dev/null || { echo "error: $probe is still missing after installing $*" >&2; exit 1; }
+}

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The main job: builds Drydock and the example blueprints, registers them (once) with the
 # grants their configs need, and runs the daemon on the embedded SQLite default (./drydock.db,
-# or $DRYDOCK_DATABASE_URL):
+# or $DRYDOCK_DATABASE_URL, such as postgres://USER@HOST/DATABASE for several daemons):
 #   host-pool   (Rust)        type `host`, blueprints/host-pool/example.json, local:/tmp/drydock
 #   scratch-py  (Python)      type `scratch`, blueprints/scratch-py/example.json, local:/tmp/drydock-scratch
 #   scratch-js  (JavaScript)  type `scratch`, blueprints/scratch-js/example.json, local:/tmp/drydock-scratch
@@ -20,9 +20,10 @@ blueprints/scratch-js/build.sh target/guests/scratch-js.wasm
 
 export DRYDOCK_DATABASE_URL="${DRYDOCK_DATABASE_URL:-sqlite://drydock.db}"
 drydock=target/release/drydock
-register() { # NAME WASM GRANT
+register() { # NAME WASM GRANT (another daemon starting on the same database may win the race)
     if ! "$drydock" blueprint show "$1" >/dev/null 2>&1; then
-        "$drydock" blueprint add "$1" --wasm "$2" --config "blueprints/$1/example.json" --grant "$3"
+        "$drydock" blueprint add "$1" --wasm "$2" --config "blueprints/$1/example.json" --grant "$3" ||
+            "$drydock" blueprint show "$1" >/dev/null
     fi
 }
 register host-pool target/guests/wasm32-wasip2/guest/host_pool.wasm local:/tmp/drydock

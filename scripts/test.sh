@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs the whole test suite on a fresh machine: installs what the tests need (the wasm target,
-# the Python and JavaScript componentizers, Chromium and chromedriver), then checks formatting,
-# lints and runs every test. Fails loudly when something is missing.
+# the Python and JavaScript componentizers, Chromium and chromedriver, PostgreSQL's server
+# binaries), then checks formatting, lints and runs every test. Fails loudly when something is
+# missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/common.sh
@@ -11,16 +12,17 @@ install_blueprint_toolchains
 rustup component add rustfmt clippy
 
 # The browser tests drive Debian's Chromium through chromedriver.
-if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then
-    if [ "$(id -u)" -ne 0 ]; then
-        echo "error: chromium and chromium-driver are missing; install them (apt-get install chromium chromium-driver) or run as root" >&2
-        exit 1
-    fi
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null
-fi
+install_if_missing /usr/bin/chromium chromium chromium-driver
+install_if_missing /usr/bin/chromedriver chromium-driver
 need chromium
 need chromedriver
+# The PostgreSQL tests (tests/tests/postgres.rs) start throwaway clusters with the server's own
+# binaries (initdb, pg_ctl; as the postgres user when run as root); no server needs to run.
+install_if_missing '/usr/lib/postgresql/*/bin/initdb' postgresql
+if [ "$(id -u)" -eq 0 ]; then
+    need runuser
+    id postgres >/dev/null 2>&1 || { echo "error: running as root, the PostgreSQL tests need a postgres user" >&2; exit 1; }
+fi
 # The fault suite (tests/tests/faults.rs) mounts a small tmpfs (as root) and counts overlapping
 # runs in the world with flock.
 need mount

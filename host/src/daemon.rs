@@ -1,8 +1,9 @@
 //! `drydock serve`: the dispatcher that claims due objects and runs them on update workers.
 //!
 //! One dispatcher task claims up to as many objects as there are idle workers, in one statement,
-//! and hands each claim to a worker task. It sleeps until a local post wakes it, the next due
-//! time arrives, or the poll interval passes (the backstop for posts made by other processes).
+//! and hands each claim to a worker task. It sleeps until a post wakes it (a local one, or one
+//! from another process that the store announces), the next due time arrives, or the poll
+//! interval passes (the backstop for a lost wake-up).
 //! When the store fails (a full disk, a locked or unreachable database) it backs off
 //! exponentially, up to [`MAX_STORE_BACKOFF`], and resumes by itself once the store works again.
 //! On shutdown it stops claiming, lets running steps finish for a grace period, then abandons
@@ -89,6 +90,14 @@ pub async fn run(
         plugins,
         execs: Execs::new(config.exec_slots, config.exec_guard.clone()),
         config: config.worker.clone(),
+    };
+    // Posts from other processes (the CLI, other daemons) wake this one at once.
+    let _listening = match queue.listen().await {
+        Ok(listening) => Some(listening),
+        Err(error) => {
+            tracing::warn!(%error, poll = ?config.poll, "not listening for other processes' posts; they wait for the poll");
+            None
+        }
     };
     let retention = config
         .retention

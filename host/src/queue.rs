@@ -2,7 +2,8 @@
 //!
 //! Anyone who wants a release (CLI, HTTP, expiry, a parent resource) calls [`Queue::post`]: the
 //! command is inserted and the object woken in one transaction, then the local workers are
-//! notified. Workers in other processes find the work by polling (the backstop). Claims are
+//! notified; daemons in other processes hear of it through the store ([`Queue::listen`]), with
+//! polling as the backstop. Claims are
 //! coalescing: however many posts arrive, an idle object runs once; a post during a run causes
 //! exactly one more run (the store keeps `wake_at` set for it).
 
@@ -61,6 +62,12 @@ impl Queue {
         self.notify.notify_one();
     }
 
+    /// Wakes the local workers whenever another process makes something due, until the guard
+    /// is dropped.
+    pub async fn listen(&self) -> store::Result<store::Listening> {
+        self.store.listen(self.notify.clone()).await
+    }
+
     /// Claims up to `limit` due objects for `owner`.
     pub async fn claim(
         &self,
@@ -71,8 +78,8 @@ impl Queue {
         self.store.work_item_claim(owner, limit as i64, ttl).await
     }
 
-    /// Waits until woken locally, until the next due time, or at most `poll` (the backstop for
-    /// posts made by other processes).
+    /// Waits until woken (locally or by another process), until the next due time, or at most
+    /// `poll` (the backstop for a wake-up that got lost).
     pub async fn wait_for_work(&self, poll: Duration) {
         let notified = self.notify.notified();
         tokio::pin!(notified);

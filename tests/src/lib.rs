@@ -1,5 +1,9 @@
 //! What the end-to-end tests and benchmarks share: the guest components built by `build.rs`,
-//! the `drydock` binary, throwaway databases, and daemons they can start, stop and kill.
+//! the `drydock` binary, throwaway databases (SQLite files, PostgreSQL clusters in
+//! [`postgres`]), and daemons they can start, stop and kill.
+
+pub mod counting;
+pub mod postgres;
 
 use drydock_host::domain::{LeaseStatus, ResourceStatus};
 use drydock_host::store::{self, ObjectId, Store};
@@ -123,6 +127,12 @@ impl Env {
         Env { dir, url }
     }
 
+    /// The database at `url` (a fresh PostgreSQL database, say).
+    pub fn with_url(url: String) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        Env { dir, url }
+    }
+
     /// A new, empty database at `path` (on a file system the test prepared).
     pub fn at(path: &Path) -> Self {
         let dir = tempfile::tempdir().unwrap();
@@ -214,10 +224,14 @@ impl Env {
         self.ok(&args).await;
     }
 
-    /// Starts `drydock serve` with quick polling, HTTP on a free loopback port (unless `extra`
-    /// says `--listen`), the operator token [`TOKEN`], and any extra arguments.
+    /// Starts `drydock serve` with quick polling and HTTP on a free loopback port (unless
+    /// `extra` says `--poll` or `--listen`), the operator token [`TOKEN`], and any extra
+    /// arguments.
     pub fn serve(&self, extra: &[&str]) -> Daemon {
-        let mut args = vec!["serve", "--poll", "50ms"];
+        let mut args = vec!["serve"];
+        if !extra.contains(&"--poll") {
+            args.extend(["--poll", "50ms"]);
+        }
         if !extra.contains(&"--listen") {
             args.extend(["--listen", "127.0.0.1:0"]);
         }
@@ -242,7 +256,9 @@ impl Env {
 
     /// The database, opened in this process.
     pub async fn store(&self) -> Arc<dyn Store> {
-        store::open(&self.url).await.unwrap()
+        store::open(&self.url, store::Workload::Daemon)
+            .await
+            .unwrap()
     }
 }
 
@@ -341,12 +357,29 @@ where
     }
 }
 
-/// Waits until the lease has `status`.
+/// Waits until the lease has `status`; on timeout, says where it stands and why.
 pub async fn wait_lease(store: &Arc<dyn Store>, id: ObjectId, status: LeaseStatus) {
-    wait_for(&format!("{id} to be {status}"), || async {
-        (store.lease_get(id).await.unwrap().status == status).then_some(())
-    })
-    .await;
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let lease = store.lease_get(id).await.unwrap();
+        if lease.status == status {
+            return;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            let work = store.work_item_get(id).await;
+            let logs = store.log_list(Some(id), 0, 1000).await.unwrap_or_default();
+            let logs: Vec<String> = logs
+                .iter()
+                .map(|l| format!("{} {}", l.kind, l.message))
+                .collect();
+            panic!(
+                "timed out waiting for {id} to be {status}: it is {}; work item: {work:?}; \
+                 log: {logs:#?}",
+                lease.status
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// Waits until the resource has `status`.

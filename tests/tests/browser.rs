@@ -15,8 +15,22 @@ const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 /// A chromedriver process and a browser session on it; both end when dropped.
 struct Browser {
     client: Client,
-    _driver: tokio::process::Child,
+    driver: tokio::process::Child,
     _profile: tempfile::TempDir,
+}
+
+impl Drop for Browser {
+    /// Kills chromedriver's process group: Chromium and its helpers with it (killing
+    /// chromedriver alone would leave them running).
+    fn drop(&mut self) {
+        if let Some(pid) = self
+            .driver
+            .id()
+            .and_then(|id| rustix::process::Pid::from_raw(id as i32))
+        {
+            let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
+        }
+    }
 }
 
 impl Browser {
@@ -36,6 +50,7 @@ impl Browser {
             .arg(format!("--port={port}"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
+            .process_group(0)
             .kill_on_drop(true)
             .spawn()
             .unwrap();
@@ -66,7 +81,7 @@ impl Browser {
         .await;
         Browser {
             client,
-            _driver: driver,
+            driver,
             _profile: profile,
         }
     }

@@ -3,12 +3,12 @@
 
 use drydock_host::domain::{LeaseStatus, ResourceStatus};
 use drydock_host::queue::Queue;
-use drydock_host::store::{CommandFilter, CommandKind, ObjectId, Store};
+use drydock_host::store::{CommandKind, ObjectId};
+use drydock_tests::counting::{
+    DESTROY_LINE, RELEASE_LINE, active_leases, applied, count_kind, count_logs, resource_of,
+    settled_commands, the_cli_wakes_an_idle_daemon,
+};
 use drydock_tests::{COUNTING_WASM, Env, wait_for, wait_lease, wait_resource};
-use std::sync::Arc;
-
-const RELEASE_LINE: &str = "release logic ran";
-const DESTROY_LINE: &str = "destroy logic ran";
 
 /// A database with the counting blueprint registered under `config`.
 async fn env_with(config: &str) -> Env {
@@ -16,72 +16,6 @@ async fn env_with(config: &str) -> Env {
     env.add_blueprint("counting", COUNTING_WASM, config, &[])
         .await;
     env
-}
-
-/// Requests `count` leases and waits until the CLI says they are active.
-async fn active_leases(env: &Env, count: u32) -> Vec<ObjectId> {
-    let out = env
-        .ok(&[
-            "lease",
-            "request",
-            "--type",
-            "counted",
-            "--count",
-            &count.to_string(),
-            "--wait",
-            "--timeout",
-            "90s",
-        ])
-        .await;
-    out.lines().map(|l| l.trim().parse().unwrap()).collect()
-}
-
-/// The resource an active lease holds.
-async fn resource_of(store: &Arc<dyn Store>, lease: ObjectId) -> ObjectId {
-    store.lease_get(lease).await.unwrap().resource_id.unwrap()
-}
-
-/// How many log entries of `object` say `line`.
-async fn count_logs(store: &Arc<dyn Store>, object: ObjectId, line: &str) -> usize {
-    let logs = store.log_list(Some(object), 0, 100_000).await.unwrap();
-    logs.iter().filter(|l| l.message == line).count()
-}
-
-async fn count_kind(store: &Arc<dyn Store>, object: ObjectId, kind: &str) -> usize {
-    let logs = store.log_list(Some(object), 0, 100_000).await.unwrap();
-    logs.iter().filter(|l| l.kind == kind).count()
-}
-
-/// Waits until no command is pending, then returns every command for `target`.
-async fn settled_commands(
-    store: &Arc<dyn Store>,
-    target: ObjectId,
-) -> Vec<drydock_host::store::Command> {
-    wait_for("every command to be consumed", || async {
-        let pending = CommandFilter {
-            target: None,
-            pending: true,
-        };
-        store
-            .command_list(&pending)
-            .await
-            .unwrap()
-            .is_empty()
-            .then_some(())
-    })
-    .await;
-    let filter = CommandFilter {
-        target: Some(target),
-        pending: false,
-    };
-    store.command_list(&filter).await.unwrap()
-}
-
-fn applied(commands: &[drydock_host::store::Command]) -> usize {
-    commands
-        .iter()
-        .filter(|c| c.outcome.as_deref() == Some("applied"))
-        .count()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -414,4 +348,9 @@ async fn at_capacity_a_lease_reclaims_an_idle_resource_it_cannot_use() {
             .any(|l| l.kind == "lease.waiting-for-reclamation"),
         "{waited:#?}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_idle_daemon_is_woken_by_the_cli_within_its_hour_long_poll() {
+    the_cli_wakes_an_idle_daemon(&env_with("{}").await).await;
 }

@@ -31,7 +31,8 @@ pub struct Cli {
 /// Options every subcommand takes.
 #[derive(Debug, Clone, Args)]
 struct Global {
-    /// The database: `sqlite://PATH`.
+    /// The database: `sqlite://PATH` (one host) or `postgres://USER@HOST/DATABASE` (daemons on
+    /// several hosts share it).
     #[arg(
         long,
         global = true,
@@ -126,9 +127,15 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 }
 
 impl Global {
+    /// The database, for a one-shot command.
     async fn store(&self) -> anyhow::Result<Arc<dyn Store>> {
+        self.store_for(store::Workload::Command).await
+    }
+
+    /// The database, opened for `workload`.
+    async fn store_for(&self, workload: store::Workload) -> anyhow::Result<Arc<dyn Store>> {
         use anyhow::Context as _;
-        store::open(&self.database)
+        store::open(&self.database, workload)
             .await
             .with_context(|| format!("opening the database {}", self.database))
     }

@@ -75,7 +75,7 @@ pub(super) struct ServeArgs {
 }
 
 pub(super) async fn run(global: &Global, args: ServeArgs) -> anyhow::Result<ExitCode> {
-    let store = global.store().await?;
+    let store = global.store_for(crate::store::Workload::Daemon).await?;
     let runtime = Runtime::new(RuntimeConfig {
         call_timeout: args.call_timeout,
         memory_limit: args.memory_mib << 20,

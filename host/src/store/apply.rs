@@ -38,9 +38,12 @@ pub(crate) trait Statements: Send {
         author: &str,
         now: i64,
     ) -> Result<Command>;
-    /// A resource's or lease's status and, for a supporting lease, its owner's number; locked
-    /// for the rest of the transaction where the backend needs that.
+    /// A resource's or lease's status and, for a supporting lease, its owner's number; the row
+    /// cannot change before the transaction ends (a shared lock where the backend needs one).
     async fn status_of(&mut self, object: ObjectId) -> Result<Option<(String, Option<i64>)>>;
+    /// A resource's status, the row locked for update: the transaction is about to change it
+    /// on what it reads.
+    async fn lock_status(&mut self, resource: ObjectId) -> Result<Option<String>>;
     /// Records a command's outcome; the rows it changed (0 if it was consumed already).
     async fn consume(&mut self, id: i64, outcome: &str, now: i64) -> Result<u64>;
     /// Sets a resource's or lease's status (a lease stops waiting for capacity).
@@ -297,7 +300,11 @@ impl Applier<'_> {
     }
 
     async fn reclaim(&mut self, resource: ObjectId, command: i64, author: &str) -> Result<()> {
-        let status = self.status(resource).await?;
+        let status = self
+            .st
+            .lock_status(resource)
+            .await?
+            .ok_or_else(|| Error::NotFound(resource.to_string()))?;
         let holders = self.st.holders(resource).await?;
         let outcome = if status != "active" {
             format!("ignored: the resource is already {status}")

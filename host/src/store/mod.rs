@@ -9,14 +9,20 @@
 //! The queue primitives (`work_item_*`) implement one row per object that is at once queue entry,
 //! coalescing flag and lock; `queue` and `lock` build on them.
 //!
-//! [`sqlite::SqliteStore`] is the embedded default. [`testing::exercise`] is the conformance suite
-//! every backend must pass.
+//! [`sqlite::SqliteStore`] is the embedded default; [`postgres::PgStore`] serves several daemons
+//! on several hosts. [`testing::exercise`] is the conformance suite every backend must pass.
+//! Both tell other processes when something became due ([`Store::listen`]): the poll is only
+//! the backstop.
 
 mod apply;
 mod clock;
+mod common;
 mod ids;
 mod plan;
+pub mod postgres;
+mod retention;
 mod rows;
+mod schema;
 pub mod sqlite;
 pub mod testing;
 
@@ -29,6 +35,7 @@ use crate::grant::Grant;
 use serde::Serialize;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::Notify;
 
 /// What can go wrong in the store. Callers branch on these.
 #[derive(Debug, thiserror::Error)]
@@ -73,6 +80,9 @@ pub enum Error {
     /// Stored JSON could not be read back.
     #[error("corrupt stored value: {0}")]
     Corrupt(String),
+    /// The database's schema is newer than this build knows.
+    #[error("{0}")]
+    SchemaTooNew(String),
 }
 
 /// Store results.
@@ -447,13 +457,59 @@ pub trait Store: Send + Sync + 'static {
     /// Removes what finished before `before`: log entries, consumed commands, destroyed leases
     /// and resources with their work items. Works in batches, each its own transaction.
     async fn gc(&self, before: Timestamp) -> Result<GcReport>;
+
+    /// Notifies `wake` whenever another process (the CLI, another daemon) makes something due,
+    /// until the returned guard is dropped. A hint that saves waiting for the poll: a lost
+    /// notification only delays work until the next poll.
+    async fn listen(&self, wake: Arc<Notify>) -> Result<Listening>;
 }
 
-/// The store named by a database URL: `sqlite://path` (created if missing).
-pub async fn open(url: &str) -> anyhow::Result<Arc<dyn Store>> {
+/// Listening for other processes' wake-ups ([`Store::listen`]); dropping it stops.
+#[derive(Debug)]
+pub struct Listening {
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Listening {
+    /// Listening done by `task`, which stops (cleaning up after itself on drop) when aborted.
+    fn by(task: tokio::task::JoinHandle<()>) -> Self {
+        Listening { task }
+    }
+}
+
+impl Drop for Listening {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// What a process opens the store for, which sizes its connection pool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Workload {
+    /// A daemon: workers, the dispatcher and the web server at once.
+    Daemon,
+    /// A one-shot command (the CLI): one connection, reused for every statement, so that a
+    /// command never waits for a second connection to be set up.
+    Command,
+}
+
+/// The store named by a database URL: `sqlite://PATH` (created if missing) or
+/// `postgres://…` (migrated on open).
+pub async fn open(url: &str, workload: Workload) -> anyhow::Result<Arc<dyn Store>> {
     if url.starts_with("sqlite:") {
         let store = sqlite::SqliteStore::open(url, Arc::new(SystemClock)).await?;
         return Ok(Arc::new(store));
     }
-    anyhow::bail!("unsupported database URL {url:?}: use sqlite://PATH")
+    if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+        let options = postgres::PgOptions {
+            connections: match workload {
+                Workload::Daemon => postgres::PgOptions::default().connections,
+                Workload::Command => 1,
+            },
+            ..postgres::PgOptions::default()
+        };
+        let store = postgres::PgStore::open_with(url, options).await?;
+        return Ok(Arc::new(store));
+    }
+    anyhow::bail!("unsupported database URL {url:?}: use sqlite://PATH or postgres://HOST/DATABASE")
 }

@@ -11,22 +11,20 @@
 //! there is refused at open. Several hosts need PostgreSQL.
 //!
 //! Modules: [`statements`] (the statements plans are applied with, and the guard), [`tx`]
-//! (transactions and migrations), [`retention`] (pruning what finished long ago). Row
-//! conversions and the plan logic are shared with every backend (`store::rows`,
-//! `store::apply`).
+//! (transactions and migrations). Row conversions, the plan logic and retention are shared with
+//! every backend (`store::rows`, `store::apply`, `store::retention`).
 
-mod retention;
 mod statements;
 mod tx;
+mod wake;
 
-use super::apply::{Applier, Statements, post_all};
+use super::apply::{Applier, Statements};
 use super::rows::{self, columns_for, json};
 use super::{
-    Blueprint, Claim, Clock, Command, CommandFilter, CommandKind, Error, GcReport, Lease, LogEntry,
-    NewBlueprint, NewLease, ObjectId, Plan, Release, Resource, Result, SlotLock, Store, WorkItem,
+    Claim, Clock, Command, CommandFilter, Error, GcReport, Listening, ObjectId, Plan, Release,
+    Resource, Result, WorkItem,
 };
-use crate::domain::{LeaseStatus, ResourceStatus, Timestamp};
-use crate::grant::Grant;
+use crate::domain::Timestamp;
 use sqlx::Row;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
@@ -35,11 +33,12 @@ use sqlx::sqlite::{
 use statements::{SqliteStatements, guard, millis};
 
 columns_for!(SqliteRow);
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
+use tokio::sync::Notify;
 use tx::{Durability, WriteTx};
 
 /// How long a connection waits for another process's write lock.
@@ -55,6 +54,8 @@ pub struct SqliteStore {
     clock: Arc<dyn Clock>,
     write_transactions: Arc<AtomicU64>,
     durable_transactions: Arc<AtomicU64>,
+    /// Where listening daemons' wake-up sockets are; `None` in memory.
+    wake_dir: Option<PathBuf>,
 }
 
 impl SqliteStore {
@@ -68,21 +69,18 @@ impl SqliteStore {
             .busy_timeout(BUSY_TIMEOUT)
             .foreign_keys(true);
         refuse_network_fs(options.get_filename())?;
-        let writer = SqlitePoolOptions::new()
-            .max_connections(1)
-            .connect_with(options.clone())
-            .await?;
+        let wake_dir = wake::dir_for(options.get_filename());
+        let writer = connect(SqlitePoolOptions::new().max_connections(1), options.clone()).await?;
         tx::migrate(&writer, clock.now()).await?;
-        let reader = SqlitePoolOptions::new()
-            .max_connections(READ_CONNECTIONS)
-            .connect_with(options.read_only(true))
-            .await?;
+        let readers = SqlitePoolOptions::new().max_connections(READ_CONNECTIONS);
+        let reader = connect(readers, options.read_only(true)).await?;
         Ok(SqliteStore {
             writer,
             reader,
             clock,
             write_transactions: Arc::default(),
             durable_transactions: Arc::default(),
+            wake_dir,
         })
     }
 
@@ -109,22 +107,21 @@ impl SqliteStore {
         WriteTx::begin(&self.writer, durability).await
     }
 
-    /// The one row `select` finds for `id`'s number (bound as `?1`), or `NotFound` naming it.
-    async fn row_by_id(&self, select: &'static str, id: ObjectId) -> Result<SqliteRow> {
-        sqlx::query(select)
-            .bind(id.number())
-            .fetch_optional(&self.reader)
-            .await?
-            .ok_or_else(|| Error::NotFound(id.to_string()))
+    /// The pool reads go to.
+    fn reader(&self) -> &SqlitePool {
+        &self.reader
     }
 
-    /// The leases `select` finds for `resource`'s number (bound as `?1`).
-    async fn leases_of(&self, select: &'static str, resource: ObjectId) -> Result<Vec<Lease>> {
-        let rows = sqlx::query(select)
-            .bind(resource.number())
-            .fetch_all(&self.reader)
-            .await?;
-        rows::all(rows, rows::lease)
+    /// The statements plans are applied with, on `tx`'s connection.
+    fn statements(tx: &mut WriteTx) -> SqliteStatements<'_> {
+        SqliteStatements(tx)
+    }
+
+    /// Pokes the daemons listening on this database (after a commit that made something due).
+    fn announce(&self) {
+        if let Some(dir) = &self.wake_dir {
+            wake::announce(dir);
+        }
     }
 
     /// Claims up to `limit` items that `select` finds (binding `?1` owner, `?2` boot, `?3` claim
@@ -181,6 +178,32 @@ fn network_fs_name(magic: i64) -> Option<&'static str> {
 }
 
 /// Refuses a database file on a network file system, naming it.
+/// Connects a pool, retrying while another process holds a lock SQLite will not wait for.
+///
+/// The first connection to a new database switches it to WAL; a process doing the same at that
+/// moment gets SQLITE_BUSY at once (SQLite refuses to wait where waiting could deadlock), so
+/// the connect is retried, with a growing pause, for as long as the busy timeout.
+async fn connect(pool: SqlitePoolOptions, options: SqliteConnectOptions) -> Result<SqlitePool> {
+    let started = std::time::Instant::now();
+    let mut pause = Duration::from_millis(5);
+    loop {
+        match pool.clone().connect_with(options.clone()).await {
+            Err(e) if is_busy(&e) && started.elapsed() < BUSY_TIMEOUT => {
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_millis(200));
+            }
+            result => return Ok(result?),
+        }
+    }
+}
+
+/// SQLITE_BUSY or one of its extended codes.
+fn is_busy(error: &sqlx::Error) -> bool {
+    let code = error.as_database_error().and_then(|e| e.code());
+    code.and_then(|code| code.parse::<i32>().ok())
+        .is_some_and(|code| code & 0xff == 5)
+}
+
 fn refuse_network_fs(file: &Path) -> Result<()> {
     let name = file.to_string_lossy();
     if name.is_empty() || name.starts_with(':') {
@@ -203,161 +226,10 @@ fn refuse_network_fs(file: &Path) -> Result<()> {
     Ok(())
 }
 
-#[async_trait::async_trait]
+super::common::impl_store! {
 impl Store for SqliteStore {
     fn now(&self) -> Timestamp {
         self.clock.now() as Timestamp
-    }
-
-    async fn blueprint_insert(&self, new: NewBlueprint) -> Result<Blueprint> {
-        let now = self.clock.now();
-        let mut tx = self.begin().await?;
-        let result = async {
-        sqlx::query(
-            "INSERT INTO component (digest, wasm, created_at) VALUES (?1, ?2, ?3)
-             ON CONFLICT (digest) DO NOTHING",
-        )
-        .bind(&new.digest)
-        .bind(&new.wasm)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-        let row = sqlx::query(
-            "INSERT INTO blueprint (name, component, component_name, resource_type, config, grants,
-                                    created_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
-             ON CONFLICT (name) DO NOTHING RETURNING *",
-        )
-        .bind(&new.name)
-        .bind(&new.digest)
-        .bind(&new.component_name)
-        .bind(&new.resource_type)
-        .bind(&new.config)
-        .bind(json(&new.grants))
-        .bind(now)
-        .fetch_optional(&mut *tx)
-        .await?
-        .ok_or_else(|| Error::Conflict(format!("a blueprint named {:?} already exists", new.name)))?;
-        let blueprint = rows::blueprint(&row)?;
-        SqliteStatements(&mut tx).insert_log(
-            blueprint.id,
-            "blueprint.added",
-            &format!("added {:?} with grants [{}]", new.name, grant_list(&new.grants)),
-            now,
-        )
-        .await?;
-        Ok(blueprint)
-        }
-        .await;
-        tx.finish(result).await
-    }
-
-    async fn blueprint_get(&self, id: ObjectId) -> Result<Blueprint> {
-        rows::blueprint(
-            &self
-                .row_by_id("SELECT * FROM blueprint WHERE id = ?1", id)
-                .await?,
-        )
-    }
-
-    async fn blueprint_by_name(&self, name: &str) -> Result<Blueprint> {
-        let row = sqlx::query("SELECT * FROM blueprint WHERE name = ?1")
-            .bind(name)
-            .fetch_optional(&self.reader)
-            .await?
-            .ok_or_else(|| Error::NotFound(format!("blueprint {name:?}")))?;
-        rows::blueprint(&row)
-    }
-
-    async fn blueprint_list(&self) -> Result<Vec<Blueprint>> {
-        let rows = sqlx::query("SELECT * FROM blueprint ORDER BY id")
-            .fetch_all(&self.reader)
-            .await?;
-        rows::all(rows, rows::blueprint)
-    }
-
-    async fn blueprint_set_enabled(&self, id: ObjectId, enabled: bool) -> Result<Blueprint> {
-        let now = self.clock.now();
-        let mut tx = self.begin().await?;
-        let result = async {
-            let row = sqlx::query("UPDATE blueprint SET enabled = ?1 WHERE id = ?2 RETURNING *")
-                .bind(enabled)
-                .bind(id.number())
-                .fetch_optional(&mut *tx)
-                .await?
-                .ok_or_else(|| Error::NotFound(id.to_string()))?;
-            let kind = if enabled {
-                "blueprint.enabled"
-            } else {
-                "blueprint.disabled"
-            };
-            let message = kind.trim_start_matches("blueprint.");
-            SqliteStatements(&mut tx)
-                .insert_log(id, kind, message, now)
-                .await?;
-            rows::blueprint(&row)
-        }
-        .await;
-        tx.finish(result).await
-    }
-
-    async fn blueprint_set_grants(
-        &self,
-        id: ObjectId,
-        grants: &[Grant],
-        author: &str,
-    ) -> Result<Blueprint> {
-        let now = self.clock.now();
-        let mut tx = self.begin().await?;
-        let result = async {
-            let before: String = sqlx::query_scalar("SELECT grants FROM blueprint WHERE id = ?1")
-                .bind(id.number())
-                .fetch_optional(&mut *tx)
-                .await?
-                .ok_or_else(|| Error::NotFound(id.to_string()))?;
-            let before: Vec<Grant> = rows::from_json(&before)?;
-            let row = sqlx::query("UPDATE blueprint SET grants = ?1 WHERE id = ?2 RETURNING *")
-                .bind(json(&grants))
-                .bind(id.number())
-                .fetch_one(&mut *tx)
-                .await?;
-            let message = format!(
-                "grants changed by {author} from [{}] to [{}]",
-                grant_list(&before),
-                grant_list(grants)
-            );
-            SqliteStatements(&mut tx)
-                .insert_log(id, "blueprint.grants", &message, now)
-                .await?;
-            rows::blueprint(&row)
-        }
-        .await;
-        tx.finish(result).await
-    }
-
-    async fn component_get(&self, digest: &str) -> Result<Vec<u8>> {
-        sqlx::query_scalar("SELECT wasm FROM component WHERE digest = ?1")
-            .bind(digest)
-            .fetch_optional(&self.reader)
-            .await?
-            .ok_or_else(|| Error::NotFound(format!("component {digest}")))
-    }
-
-    async fn resource_get(&self, id: ObjectId) -> Result<Resource> {
-        rows::resource(
-            &self
-                .row_by_id("SELECT * FROM resource WHERE id = ?1", id)
-                .await?,
-        )
-    }
-
-    async fn resource_list(&self, status: Option<ResourceStatus>) -> Result<Vec<Resource>> {
-        let rows =
-            sqlx::query("SELECT * FROM resource WHERE ?1 IS NULL OR status = ?1 ORDER BY id")
-                .bind(status.map(ResourceStatus::as_str))
-                .fetch_all(&self.reader)
-                .await?;
-        rows::all(rows, rows::resource)
     }
 
     async fn resource_live_of_blueprints(&self, blueprints: &[ObjectId]) -> Result<Vec<Resource>> {
@@ -373,94 +245,9 @@ impl Store for SqliteStore {
         rows::all(rows, rows::resource)
     }
 
-    async fn lease_get(&self, id: ObjectId) -> Result<Lease> {
-        rows::lease(
-            &self
-                .row_by_id("SELECT * FROM lease WHERE id = ?1", id)
-                .await?,
-        )
-    }
-
-    async fn lease_list(&self, status: Option<LeaseStatus>) -> Result<Vec<Lease>> {
-        let rows = sqlx::query("SELECT * FROM lease WHERE ?1 IS NULL OR status = ?1 ORDER BY id")
-            .bind(status.map(LeaseStatus::as_str))
-            .fetch_all(&self.reader)
-            .await?;
-        rows::all(rows, rows::lease)
-    }
-
-    async fn lease_list_on_resource(&self, resource: ObjectId) -> Result<Vec<Lease>> {
-        self.leases_of(
-            "SELECT * FROM lease INDEXED BY lease_live_on_resource
-              WHERE resource_id = ?1 AND status != 'destroyed' ORDER BY id",
-            resource,
-        )
-        .await
-    }
-
-    async fn lease_list_supporting(&self, resource: ObjectId) -> Result<Vec<Lease>> {
-        const SUPPORTING: &str = "SELECT * FROM lease WHERE parent_resource_id = ?1 ORDER BY id";
-        self.leases_of(SUPPORTING, resource).await
-    }
-
-    async fn capacity_generation(&self, resource_type: &str) -> Result<i64> {
-        Ok(sqlx::query_scalar(
-            "SELECT coalesce((SELECT generation FROM capacity WHERE resource_type = ?1), 0)",
-        )
-        .bind(resource_type)
-        .fetch_one(&self.reader)
-        .await?)
-    }
-
-    async fn lease_insert(&self, new: &NewLease, count: usize) -> Result<Vec<Lease>> {
-        let now = self.clock.now();
-        let allowed: Vec<i64> = new.allowed_blueprints.iter().map(|b| b.number()).collect();
-        let mut tx = self.begin().await?;
-        let result = async {
-            let mut leases = Vec::with_capacity(count);
-            for _ in 0..count {
-                let row = sqlx::query(
-                "INSERT INTO lease (resource_type, status, attributes, allowed_blueprints, owner,
-                                    until, created_at, updated_at)
-                 VALUES (?1, 'pending', ?2, ?3, ?4, ?5, ?6, ?6) RETURNING *",
-            )
-            .bind(&new.resource_type)
-            .bind(json(&new.attributes))
-            .bind(json(&allowed))
-            .bind(&new.owner)
-            .bind(new.until.map(|t| t as i64))
-            .bind(now)
-            .fetch_one(&mut *tx)
-            .await?;
-                let lease = rows::lease(&row)?;
-                let mut st = SqliteStatements(&mut tx);
-                st.wake(lease.id, now).await?;
-                let message = format!("requested by {} for a {}", new.owner, new.resource_type);
-                st.insert_log(lease.id, "lease.queued", &message, now)
-                    .await?;
-                leases.push(lease);
-            }
-            Ok(leases)
-        }
-        .await;
-        tx.finish(result).await
-    }
-
-    async fn command_post(
-        &self,
-        targets: &[ObjectId],
-        kind: CommandKind,
-        author: &str,
-    ) -> Result<Vec<Command>> {
-        let now = self.clock.now();
-        let mut tx = self.begin().await?;
-        let result = post_all(&mut SqliteStatements(&mut tx), targets, kind, author, now).await;
-        tx.finish(result).await
-    }
-
     async fn command_list(&self, filter: &CommandFilter) -> Result<Vec<Command>> {
-        // One statement per filter, so that each uses its index: the table keeps every
-        // consumed command until retention prunes it.
+        // One statement per filter, each pinned to its index (SQLite's planner would scan for
+        // the pending ones): the table keeps every consumed command until retention prunes it.
         let query = match (filter.target, filter.pending) {
             (Some(target), true) => sqlx::query(
                 "SELECT * FROM command INDEXED BY command_pending
@@ -478,38 +265,6 @@ impl Store for SqliteStore {
             (None, false) => sqlx::query("SELECT * FROM command ORDER BY id"),
         };
         rows::all(query.fetch_all(&self.reader).await?, rows::command)
-    }
-
-    async fn log_list(
-        &self,
-        object: Option<ObjectId>,
-        after_id: i64,
-        limit: i64,
-    ) -> Result<Vec<LogEntry>> {
-        let query = match object {
-            Some(object) => sqlx::query(
-                "SELECT * FROM log INDEXED BY log_by_object
-                  WHERE object = ?3 AND id > ?1 ORDER BY id LIMIT ?2",
-            )
-            .bind(after_id)
-            .bind(limit)
-            .bind(object.to_string()),
-            None => sqlx::query("SELECT * FROM log WHERE id > ?1 ORDER BY id LIMIT ?2")
-                .bind(after_id)
-                .bind(limit),
-        };
-        rows::all(query.fetch_all(&self.reader).await?, rows::log)
-    }
-
-    async fn slot_lock_list(&self, owner: Option<ObjectId>) -> Result<Vec<SlotLock>> {
-        let query = match owner {
-            Some(owner) => sqlx::query(
-                "SELECT * FROM slot_lock INDEXED BY slot_lock_by_owner WHERE owner = ?1 ORDER BY name",
-            )
-            .bind(owner.to_string()),
-            None => sqlx::query("SELECT * FROM slot_lock ORDER BY name"),
-        };
-        rows::all(query.fetch_all(&self.reader).await?, rows::slot_lock)
     }
 
     async fn work_item_claim(&self, owner: &str, limit: i64, ttl: Duration) -> Result<Vec<Claim>> {
@@ -616,7 +371,35 @@ impl Store for SqliteStore {
     }
 
     async fn gc(&self, before: Timestamp) -> Result<GcReport> {
-        retention::gc(self, before as i64).await
+        super::retention::gc(self, before as i64).await
+    }
+
+    async fn listen(&self, wake: Arc<Notify>) -> Result<Listening> {
+        let dir = self.wake_dir.as_ref().ok_or_else(|| {
+            Error::Precondition("an in-memory database has no other processes to hear".into())
+        })?;
+        let task = wake::listen(dir, wake).map_err(|error| {
+            Error::Precondition(format!(
+                "listening for wake-ups in {}: {error}",
+                dir.display()
+            ))
+        })?;
+        Ok(Listening::by(task))
+    }
+}
+}
+
+#[async_trait::async_trait]
+impl super::retention::Prune for SqliteStore {
+    async fn delete_batch(&self, delete: &'static str, before: i64, batch: i64) -> Result<u64> {
+        let mut tx = self.begin().await?;
+        let result = sqlx::query(delete)
+            .bind(before)
+            .bind(batch)
+            .execute(&mut *tx)
+            .await
+            .map_err(Into::into);
+        Ok(tx.finish(result).await?.rows_affected())
     }
 }
 
@@ -647,14 +430,6 @@ const CLAIM_DUE: &str = "UPDATE work_item
       WHERE object IN (SELECT object FROM work_item INDEXED BY work_item_due
                         WHERE owner IS NULL AND wake_at <= ?4 ORDER BY wake_at LIMIT ?5)
       RETURNING object, token, attempts";
-
-fn grant_list(grants: &[Grant]) -> String {
-    grants
-        .iter()
-        .map(Grant::to_string)
-        .collect::<Vec<_>>()
-        .join(", ")
-}
 
 #[cfg(test)]
 mod tests {

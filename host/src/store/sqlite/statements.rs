@@ -127,6 +127,10 @@ impl Statements for SqliteStatements<'_> {
             .await?)
     }
 
+    async fn lock_status(&mut self, resource: ObjectId) -> Result<Option<String>> {
+        Ok(self.status_of(resource).await?.map(|(status, _)| status))
+    }
+
     async fn consume(&mut self, id: i64, outcome: &str, now: i64) -> Result<u64> {
         let done = sqlx::query(
             "UPDATE command SET consumed_at = ?1, outcome = ?2 WHERE id = ?3 AND consumed_at IS NULL",

@@ -109,7 +109,7 @@ impl Drop for WriteTx {
 
 /// Applies the migrations not yet applied, in one `BEGIN IMMEDIATE` transaction: a second
 /// process opening a new database at the same moment waits for the first and then finds the
-/// schema in place.
+/// schema in place. A database with a migration this build does not know is refused.
 pub(super) async fn migrate(pool: &SqlitePool, now: i64) -> Result<()> {
     let migrator = sqlx::migrate!("./migrations/sqlite");
     let mut tx = WriteTx::begin(pool, Durability::Full).await?;
@@ -121,9 +121,12 @@ pub(super) async fn migrate(pool: &SqlitePool, now: i64) -> Result<()> {
         .execute(&mut *tx)
         .await?;
         adopt_sqlx_history(&mut tx).await?;
-        let applied: Vec<i64> = sqlx::query_scalar("SELECT version FROM schema_migration")
-            .fetch_all(&mut *tx)
-            .await?;
+        let applied: Vec<(i64, String)> =
+            sqlx::query_as("SELECT version, description FROM schema_migration")
+                .fetch_all(&mut *tx)
+                .await?;
+        super::super::schema::refuse_newer(&applied, &migrator)?;
+        let applied: Vec<i64> = applied.into_iter().map(|(version, _)| version).collect();
         for migration in migrator.iter().filter(|m| !applied.contains(&m.version)) {
             sqlx::raw_sql(migration.sql.clone())
                 .execute(&mut *tx)

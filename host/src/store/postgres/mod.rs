@@ -1,0 +1,413 @@
+//! PostgreSQL: one database shared by daemons on several hosts.
+//!
+//! Designed for what PostgreSQL offers rather than translated from SQLite:
+//!
+//! - **Time comes from the database.** Claims expire on the database's clock
+//!   (`drydock_now()`, from `clock_timestamp()`): a host whose clock is off by an hour can
+//!   neither expire a live claim nor keep a dead one. Wall time for deadlines and logs is this
+//!   host's clock corrected to the database's, the correction measured at every claim.
+//! - **Claims skip what others are claiming** (`FOR UPDATE SKIP LOCKED`): daemons claiming at
+//!   once take different objects instead of queueing behind each other's row locks.
+//! - **Every worker write starts with the fencing guard**, as on SQLite; transactions are READ
+//!   COMMITTED and lock what their decisions read ([`statements`]).
+//! - **A lost connection is a retry**: a transaction that fails half-way is rolled back by the
+//!   server and its connection is closed, never reused ([`tx`]).
+//! - **Wake-ups are notifications** sent by the transaction that made something due
+//!   (`pg_notify`, delivered at commit); every daemon listens ([`listen`]).
+//!
+//! Migrations run under sqlx's advisory lock, so daemons starting together migrate once.
+
+mod listen;
+mod statements;
+mod tx;
+
+use super::apply::{Applier, Statements as _};
+use super::rows::{self, columns_for};
+use super::{
+    Claim, Clock, Command, CommandFilter, Error, GcReport, Listening, ObjectId, Plan, Release,
+    Resource, Result, SystemClock, WorkItem,
+};
+use crate::domain::Timestamp;
+use sqlx::Row;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
+use statements::{PgStatements, db_now, guard, millis};
+use std::str::FromStr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Duration;
+use tokio::sync::Notify;
+use tx::{Durability, PgTx};
+
+columns_for!(PgRow);
+
+/// How long a transaction waits for a connection before failing (and being retried).
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Where a PostgreSQL store's time comes from.
+#[derive(Debug, Clone)]
+pub enum TimeSource {
+    /// Production: claims expire on the database's clock; wall time is `local` corrected to the
+    /// database's clock.
+    Database(Arc<dyn Clock>),
+    /// Tests: both time bases come from this clock, passed into every statement, so that the
+    /// conformance suite can move time without sleeping.
+    Clock(Arc<dyn Clock>),
+}
+
+/// How to open a [`PgStore`].
+#[derive(Debug, Clone)]
+pub struct PgOptions {
+    /// Where time comes from.
+    pub time: TimeSource,
+    /// Connections at most (10 by default: enough for a daemon's short transactions). With
+    /// more than one, an idle connection is checked (a round trip) before it is used again: a
+    /// daemon's may have been cut while it waited. A single one (a one-shot command) is used as
+    /// is.
+    pub connections: u32,
+}
+
+impl Default for PgOptions {
+    fn default() -> Self {
+        PgOptions {
+            time: TimeSource::Database(Arc::new(SystemClock)),
+            connections: 10,
+        }
+    }
+}
+
+/// The store's two time bases (see [`super::clock`]) over a [`TimeSource`].
+#[derive(Debug)]
+struct Time {
+    source: TimeSource,
+    /// Database clock minus local clock, in milliseconds (`Database` only).
+    offset: AtomicI64,
+}
+
+impl Time {
+    /// Wall time.
+    fn now(&self) -> i64 {
+        match &self.source {
+            TimeSource::Database(local) => local.now() + self.offset.load(Ordering::Relaxed),
+            TimeSource::Clock(clock) => clock.now(),
+        }
+    }
+
+    /// The claim time to bind into a statement; `None` means the database's clock.
+    fn claim_param(&self) -> Option<i64> {
+        match &self.source {
+            TimeSource::Database(_) => None,
+            TimeSource::Clock(clock) => Some(clock.claim_time().ms),
+        }
+    }
+
+    /// The wall time to bind into a statement; `None` means the database's clock.
+    fn wall_param(&self) -> Option<i64> {
+        match &self.source {
+            TimeSource::Database(_) => None,
+            TimeSource::Clock(clock) => Some(clock.now()),
+        }
+    }
+
+    /// Learns the local clock's offset from the database's time `db`, read between the local
+    /// times `before` and `after`.
+    fn learn(&self, db: i64, before: i64, after: i64) {
+        if let TimeSource::Database(_) = self.source {
+            self.offset
+                .store(db - before / 2 - after / 2, Ordering::Relaxed);
+        }
+    }
+
+    /// The local clock's time (for [`Time::learn`]).
+    fn local(&self) -> i64 {
+        match &self.source {
+            TimeSource::Database(local) | TimeSource::Clock(local) => local.now(),
+        }
+    }
+
+    /// A claim-time expiry as wall time, for people.
+    fn claim_to_wall(&self, until: i64) -> Timestamp {
+        let wall = match &self.source {
+            TimeSource::Database(_) => until,
+            TimeSource::Clock(clock) => clock.now() + (until - clock.claim_time().ms),
+        };
+        wall.max(0) as Timestamp
+    }
+}
+
+/// A PostgreSQL database.
+#[derive(Debug, Clone)]
+pub struct PgStore {
+    pool: PgPool,
+    options: PgConnectOptions,
+    time: Arc<Time>,
+}
+
+impl PgStore {
+    /// Connects to and migrates the database at `url` (`postgres://…`), with the default
+    /// [`PgOptions`].
+    pub async fn open(url: &str) -> Result<Self> {
+        Self::open_with(url, PgOptions::default()).await
+    }
+
+    /// Connects to and migrates the database at `url` with `options`.
+    pub async fn open_with(url: &str, options: PgOptions) -> Result<Self> {
+        let connect = PgConnectOptions::from_str(url)?.application_name("drydock");
+        let pool = PgPoolOptions::new()
+            .max_connections(options.connections)
+            .test_before_acquire(options.connections > 1)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .connect_with(connect.clone())
+            .await?;
+        let time = Time {
+            source: options.time,
+            offset: AtomicI64::new(0),
+        };
+        tx::migrate(&pool).await?;
+        let before = time.local();
+        let db = db_now(&mut *pool.acquire().await?).await?;
+        time.learn(db, before, time.local());
+        Ok(PgStore {
+            pool,
+            options: connect,
+            time: Arc::new(time),
+        })
+    }
+
+    /// The pool reads go to.
+    fn reader(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// A durable write transaction.
+    async fn begin(&self) -> Result<PgTx> {
+        PgTx::begin(&self.pool, Durability::Full).await
+    }
+
+    /// The statements plans are applied with, on `tx`'s connection.
+    fn statements(tx: &mut PgTx) -> PgStatements<'_> {
+        PgStatements(tx)
+    }
+
+    /// Nothing to do: every wake-up notifies listeners from inside its transaction.
+    fn announce(&self) {}
+
+    /// Claims up to `limit` items that `claim` finds (binding `$1` owner, `$2` the time it
+    /// compares with, `$3` limit, `$4` the time-to-live, `$5` the claim time; a `NULL` time is
+    /// the database's), in queue order.
+    async fn claim_where(
+        tx: &mut PgTx,
+        claim: &'static str,
+        owner: &str,
+        (at, claim_now): (Option<i64>, Option<i64>),
+        limit: i64,
+        ttl: Duration,
+    ) -> Result<Vec<Claim>> {
+        let held_until = super::boottime_ms() + millis(ttl);
+        let mut rows = sqlx::query(claim)
+            .bind(owner)
+            .bind(at)
+            .bind(limit)
+            .bind(millis(ttl))
+            .bind(claim_now)
+            .fetch_all(&mut **tx)
+            .await?;
+        // RETURNING comes in the update's order; hand claims out in the queue's.
+        rows.sort_by_cached_key(|row| {
+            let since: i64 = row.try_get("since").unwrap_or_default();
+            let object: String = row.try_get("object").unwrap_or_default();
+            (since, object)
+        });
+        rows.iter()
+            .map(|row| {
+                Ok(Claim {
+                    object: rows::object_id(row.try_get("object")?)?,
+                    owner: owner.to_string(),
+                    token: row.try_get("token")?,
+                    attempts: row.try_get("attempts")?,
+                    held_until,
+                })
+            })
+            .collect()
+    }
+}
+
+super::common::impl_store! {
+impl Store for PgStore {
+    fn now(&self) -> Timestamp {
+        self.time.now().max(0) as Timestamp
+    }
+
+    async fn resource_live_of_blueprints(&self, blueprints: &[ObjectId]) -> Result<Vec<Resource>> {
+        let ids: Vec<i64> = blueprints.iter().map(|b| b.number()).collect();
+        let rows = sqlx::query(
+            "SELECT * FROM resource WHERE status <> 'destroyed' AND blueprint_id = ANY($1)
+              ORDER BY id",
+        )
+        .bind(ids)
+        .fetch_all(&self.pool)
+        .await?;
+        rows::all(rows, rows::resource)
+    }
+
+    async fn command_list(&self, filter: &CommandFilter) -> Result<Vec<Command>> {
+        // One statement per filter, so that each can use its index.
+        let query = match (filter.target, filter.pending) {
+            (Some(target), true) => sqlx::query(
+                "SELECT * FROM command WHERE target = $1 AND consumed_at IS NULL ORDER BY id",
+            )
+            .bind(target.to_string()),
+            (Some(target), false) => {
+                sqlx::query("SELECT * FROM command WHERE target = $1 ORDER BY id")
+                    .bind(target.to_string())
+            }
+            (None, true) => {
+                sqlx::query("SELECT * FROM command WHERE consumed_at IS NULL ORDER BY id")
+            }
+            (None, false) => sqlx::query("SELECT * FROM command ORDER BY id"),
+        };
+        rows::all(query.fetch_all(&self.pool).await?, rows::command)
+    }
+
+    async fn work_item_claim(&self, owner: &str, limit: i64, ttl: Duration) -> Result<Vec<Claim>> {
+        let mut tx = PgTx::begin(&self.pool, Durability::Relaxed).await?;
+        let result = async {
+            let claim_now = self.time.claim_param();
+            // A crashed worker's objects first: recovery is bounded by the claim TTL, not by
+            // the backlog. Then due objects, oldest due first.
+            let expired = (claim_now, claim_now);
+            let mut claims =
+                Self::claim_where(&mut tx, CLAIM_EXPIRED, owner, expired, limit, ttl).await?;
+            let left = limit - claims.len() as i64;
+            if left > 0 {
+                let due = (self.time.wall_param(), claim_now);
+                claims.extend(Self::claim_where(&mut tx, CLAIM_DUE, owner, due, left, ttl).await?);
+            }
+            Ok(claims)
+        }
+        .await;
+        tx.finish(result).await
+    }
+
+    async fn work_item_heartbeat(&self, claim: &Claim, ttl: Duration) -> Result<()> {
+        let mut tx = PgTx::begin(&self.pool, Durability::Relaxed).await?;
+        let result = guard(&mut tx, claim, self.time.claim_param(), ttl).await;
+        tx.finish(result).await
+    }
+
+    async fn work_item_release(&self, claim: &Claim, release: &Release) -> Result<()> {
+        let mut tx = PgTx::begin(&self.pool, Durability::Relaxed).await?;
+        let result = match PgStatements(&mut tx).release_claim(claim, release).await {
+            Ok(1) => Ok(()),
+            Ok(_) => Err(Error::Fenced {
+                object: claim.object,
+                token: claim.token,
+            }),
+            Err(error) => Err(error),
+        };
+        tx.finish(result).await
+    }
+
+    async fn work_item_get(&self, object: ObjectId) -> Result<WorkItem> {
+        let row = sqlx::query("SELECT * FROM work_item WHERE object = $1")
+            .bind(object.to_string())
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or_else(|| Error::NotFound(object.to_string()))?;
+        let wake_at: Option<i64> = row.try_get("wake_at")?;
+        let until: Option<i64> = row.try_get("lease_until")?;
+        Ok(WorkItem {
+            object,
+            wake_at: wake_at.map(|t| t as Timestamp),
+            owner: row.try_get("owner")?,
+            token: row.try_get("token")?,
+            claim_until: until.map(|until| self.time.claim_to_wall(until)),
+            attempts: row.try_get("attempts")?,
+            last_error: row.try_get("last_error")?,
+        })
+    }
+
+    async fn work_item_next_due(&self) -> Result<Option<Timestamp>> {
+        // The dispatcher asks whenever it goes idle: a good moment to learn the clock's offset.
+        let before = self.time.local();
+        let (due, expiry, db): (Option<i64>, Option<i64>, i64) = sqlx::query_as(
+            "SELECT (SELECT min(wake_at) FROM work_item WHERE owner IS NULL AND wake_at IS NOT NULL),
+                    (SELECT min(lease_until) FROM work_item WHERE owner IS NOT NULL),
+                    drydock_now()",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        self.time.learn(db, before, self.time.local());
+        let expiry = expiry.map(|until| self.time.claim_to_wall(until));
+        Ok([due.map(|t| t as Timestamp), expiry]
+            .into_iter()
+            .flatten()
+            .min())
+    }
+
+    async fn apply(&self, claim: &Claim, plan: &Plan, ttl: Duration) -> Result<Vec<ObjectId>> {
+        let mut tx = self.begin().await?;
+        let result = async {
+            guard(&mut tx, claim, self.time.claim_param(), ttl).await?;
+            let mut st = PgStatements(&mut tx);
+            let mut applier = Applier {
+                st: &mut st,
+                claim,
+                now: self.time.now(),
+                inserted: Vec::new(),
+            };
+            applier.plan(plan).await?;
+            Ok(applier.inserted)
+        }
+        .await;
+        tx.finish(result).await
+    }
+
+    async fn gc(&self, before: Timestamp) -> Result<GcReport> {
+        super::retention::gc(self, before as i64).await
+    }
+
+    async fn listen(&self, wake: Arc<Notify>) -> Result<Listening> {
+        Ok(Listening::by(listen::spawn(self.options.clone(), wake)))
+    }
+}
+}
+
+#[async_trait::async_trait]
+impl super::retention::Prune for PgStore {
+    async fn delete_batch(&self, delete: &'static str, before: i64, batch: i64) -> Result<u64> {
+        let mut tx = self.begin().await?;
+        let result = sqlx::query(delete)
+            .bind(before)
+            .bind(batch)
+            .execute(&mut *tx)
+            .await
+            .map_err(Into::into);
+        Ok(tx.finish(result).await?.rows_affected())
+    }
+}
+
+/// Items whose claim expired: taken over, token bumped, longest expired first (binds: see
+/// `claim_where`).
+const CLAIM_EXPIRED: &str = "WITH t AS (SELECT coalesce($2::BIGINT, drydock_now()) AS now),
+     picked AS (
+         SELECT object, lease_until AS since FROM work_item, t
+          WHERE owner IS NOT NULL AND lease_until <= t.now
+          ORDER BY lease_until, object LIMIT $3 FOR UPDATE OF work_item SKIP LOCKED)
+     UPDATE work_item w
+        SET owner = $1, token = token + 1, wake_at = NULL,
+            lease_until = coalesce($5::BIGINT, drydock_now()) + $4
+       FROM picked WHERE w.object = picked.object
+     RETURNING w.object, w.token, w.attempts, picked.since";
+
+/// Unclaimed items that are due, oldest due first, ties in a stable order (binds: see
+/// `claim_where`).
+const CLAIM_DUE: &str = "WITH t AS (SELECT coalesce($2::BIGINT, drydock_now()) AS now),
+     picked AS (
+         SELECT object, wake_at AS since FROM work_item, t
+          WHERE owner IS NULL AND wake_at <= t.now
+          ORDER BY wake_at, object LIMIT $3 FOR UPDATE OF work_item SKIP LOCKED)
+     UPDATE work_item w
+        SET owner = $1, token = token + 1, wake_at = NULL,
+            lease_until = coalesce($5::BIGINT, drydock_now()) + $4
+       FROM picked WHERE w.object = picked.object
+     RETURNING w.object, w.token, w.attempts, picked.since";

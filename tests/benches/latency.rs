@@ -1,0 +1,139 @@
+//! Latency as a user sees it: a running `drydock serve` (default 250 ms poll) with the
+//! host-pool blueprint; leases requested and released by the CLI (another process) or through
+//! the HTTP API (the daemon's own process, the reference); the lease's status polled every
+//! 2 ms from the database. On SQLite and on PostgreSQL (a throwaway cluster with PostgreSQL's
+//! default durability). Printed as Markdown for BENCHMARKS.md.
+//!
+//! Run: `cargo bench -p drydock-tests --bench latency [-- sqlite|postgres]`.
+
+use drydock_host::domain::LeaseStatus;
+use drydock_host::store::{ObjectId, Store};
+use drydock_tests::postgres::{Cluster, Durability};
+use drydock_tests::{Env, TOKEN};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const TRIALS: usize = 30;
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        return; // `cargo test --benches` asks benches to list their tests
+    }
+    let chosen: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    let run = |backend: &str| chosen.is_empty() || chosen.iter().any(|c| c == backend);
+    println!("| backend, path ({TRIALS} trials each) | p50 | p90 | max |\n|---|---|---|---|");
+    if run("sqlite") {
+        measure("SQLite", Env::new()).await;
+    }
+    if run("postgres") {
+        let cluster = Cluster::start_with(Durability::Default);
+        measure("PostgreSQL", Env::with_url(cluster.database().await)).await;
+    }
+}
+
+/// Where a request or release comes from.
+#[derive(Clone, Copy)]
+enum Via {
+    Cli,
+    Api,
+}
+
+async fn measure(backend: &str, env: Env) {
+    env.add_host_pool().await;
+    std::fs::create_dir_all("/tmp/drydock").unwrap();
+    let mut daemon = env.serve(&["--poll", "250ms"]);
+    let api = daemon.url().await;
+    let store = env.store().await;
+    let client = reqwest::Client::new();
+    // A warm-up lease makes the host's resource; every later lease shares it.
+    let warm = env.request_one("host", &[]).await;
+    wait(&store, warm, LeaseStatus::Active).await;
+
+    for via in [Via::Cli, Via::Api] {
+        let (mut requests, mut releases) = (Vec::new(), Vec::new());
+        for _ in 0..TRIALS {
+            idle().await;
+            let started = Instant::now();
+            let lease = match via {
+                Via::Cli => env.request_one("host", &[]).await,
+                Via::Api => api_request(&client, &api).await,
+            };
+            wait(&store, lease, LeaseStatus::Active).await;
+            requests.push(started.elapsed());
+
+            idle().await;
+            let started = Instant::now();
+            match via {
+                Via::Cli => {
+                    env.ok(&["lease", "release", &lease.to_string()]).await;
+                }
+                Via::Api => api_release(&client, &api, lease).await,
+            }
+            wait(&store, lease, LeaseStatus::Destroyed).await;
+            releases.push(started.elapsed());
+        }
+        let path = match via {
+            Via::Cli => "CLI (another process)",
+            Via::Api => "HTTP API (the daemon's process)",
+        };
+        row(&format!("{backend}, {path}: request → active"), requests);
+        row(&format!("{backend}, {path}: release → destroyed"), releases);
+    }
+}
+
+/// Lets the daemon go idle (waiting on its poll) before the next trial.
+async fn idle() {
+    tokio::time::sleep(Duration::from_millis(20)).await;
+}
+
+async fn api_request(client: &reqwest::Client, api: &str) -> ObjectId {
+    let leases: serde_json::Value = client
+        .post(format!("{api}/api/v1/leases"))
+        .bearer_auth(TOKEN)
+        .json(&serde_json::json!({"type": "host"}))
+        .send()
+        .await
+        .unwrap()
+        .error_for_status()
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    leases[0]["id"].as_str().unwrap().parse().unwrap()
+}
+
+async fn api_release(client: &reqwest::Client, api: &str, lease: ObjectId) {
+    client
+        .post(format!("{api}/api/v1/leases/{lease}/release"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .error_for_status()
+        .unwrap();
+}
+
+/// Polls the lease's status every 2 ms until it is `status`.
+async fn wait(store: &Arc<dyn Store>, lease: ObjectId, status: LeaseStatus) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while store.lease_get(lease).await.unwrap().status != status {
+        assert!(Instant::now() < deadline, "{lease} never became {status}");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+fn row(what: &str, mut samples: Vec<Duration>) {
+    samples.sort();
+    let ms = |d: Duration| format!("{:.1} ms", d.as_secs_f64() * 1e3);
+    let at = |q: f64| samples[((samples.len() as f64 * q) as usize).min(samples.len() - 1)];
+    println!(
+        "| {what} | {} | {} | {} |",
+        ms(at(0.5)),
+        ms(at(0.9)),
+        ms(*samples.last().unwrap())
+    );
+}
