@@ -11,6 +11,10 @@ cd "$(dirname "$0")/.."
 
 source scripts/common.sh
 
+# Several daemons started at once from this checkout build and register one at a time.
+mkdir -p target
+exec 9>target/serve.lock
+flock 9
 install_blueprint_toolchains
 cargo build --release -p drydock-host
 cargo build -p host-pool --target wasm32-wasip2 --profile guest --target-dir target/guests
@@ -30,4 +34,5 @@ register host-pool target/guests/wasm32-wasip2/guest/host_pool.wasm local:/tmp/d
 register scratch-py target/guests/scratch-py.wasm local:/tmp/drydock-scratch
 register scratch-js target/guests/scratch-js.wasm local:/tmp/drydock-scratch
 mkdir -p /tmp/drydock
+exec 9>&- # releases the lock
 exec "$drydock" serve "$@"

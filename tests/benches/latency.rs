@@ -8,6 +8,7 @@
 
 use drydock_host::domain::LeaseStatus;
 use drydock_host::store::{ObjectId, Store};
+use drydock_tests::measure::quantile;
 use drydock_tests::postgres::{Cluster, Durability};
 use drydock_tests::{Env, TOKEN};
 use std::sync::Arc;
@@ -127,13 +128,11 @@ async fn wait(store: &Arc<dyn Store>, lease: ObjectId, status: LeaseStatus) {
 }
 
 fn row(what: &str, mut samples: Vec<Duration>) {
-    samples.sort();
     let ms = |d: Duration| format!("{:.1} ms", d.as_secs_f64() * 1e3);
-    let at = |q: f64| samples[((samples.len() as f64 * q) as usize).min(samples.len() - 1)];
     println!(
         "| {what} | {} | {} | {} |",
-        ms(at(0.5)),
-        ms(at(0.9)),
-        ms(*samples.last().unwrap())
+        ms(quantile(&mut samples, 0.5)),
+        ms(quantile(&mut samples, 0.9)),
+        ms(quantile(&mut samples, 1.0))
     );
 }

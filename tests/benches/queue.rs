@@ -22,9 +22,10 @@ use drydock_host::plugin::{Runtime, RuntimeConfig, digest};
 use drydock_host::queue::Queue;
 use drydock_host::store::sqlite::SqliteStore;
 use drydock_host::store::{
-    CommandFilter, CommandKind, NewBlueprint, NewLease, ObjectId, Release, Store, SystemClock,
+    CommandFilter, CommandKind, NewBlueprint, NewLease, ObjectId, Store, SystemClock,
 };
 use drydock_host::worker::Plugins;
+use drydock_tests::measure::{quantile, queue_cost};
 use drydock_tests::{HOST_POOL_CONFIG, HOST_POOL_WASM};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -66,7 +67,7 @@ async fn main() {
     }
     if run("queue") {
         for objects in [10_000, 1_000_000] {
-            queue_cost(dir, objects).await;
+            queue_ops(dir, objects).await;
         }
     }
     if run("capacity") {
@@ -194,12 +195,11 @@ async fn release_latency(dir: &std::path::Path) {
         tracing::debug!("seen destroyed");
         samples.push(started.elapsed());
     }
-    samples.sort();
-    let at = |q: f64| samples[((samples.len() as f64 * q) as usize).min(samples.len() - 1)];
+    let mut ms = |q: f64| quantile(&mut samples, q).as_secs_f64() * 1e3;
     println!(
         "| release latency, posted in-process → destroyed, idle daemon ({LATENCY_SAMPLES} samples) | p50 {:.2} ms, p99 {:.2} ms |",
-        at(0.5).as_secs_f64() * 1e3,
-        at(0.99).as_secs_f64() * 1e3
+        ms(0.5),
+        ms(0.99)
     );
 }
 
@@ -284,7 +284,7 @@ async fn retention_cost(dir: &std::path::Path) {
 }
 
 /// Fills the database with `objects` idle active leases, then times post, claim and release.
-async fn queue_cost(dir: &std::path::Path, objects: usize) {
+async fn queue_ops(dir: &std::path::Path, objects: usize) {
     let name = format!("queue-{objects}.db");
     let store = open(dir, &name).await;
     let url = format!("sqlite://{}", dir.join(&name).display());
@@ -304,35 +304,13 @@ async fn queue_cost(dir: &std::path::Path, objects: usize) {
         .unwrap();
     pool.close().await;
 
-    let (mut post, mut claim, mut release) = (Duration::ZERO, Duration::ZERO, Duration::ZERO);
-    for i in 0..QUEUE_OPS {
-        let target = ObjectId::Lease(1 + (i * 7919 % objects) as i64);
-        let t = Instant::now();
-        store
-            .command_post(&[target], CommandKind::Release, "bench")
-            .await
-            .unwrap();
-        post += t.elapsed();
-        let t = Instant::now();
-        let claims = store
-            .work_item_claim("bench", 1, Duration::from_secs(30))
-            .await
-            .unwrap();
-        claim += t.elapsed();
-        assert_eq!(claims.len(), 1);
-        let t = Instant::now();
-        store
-            .work_item_release(&claims[0], &Release::default())
-            .await
-            .unwrap();
-        release += t.elapsed();
-    }
-    let per = |d: Duration| d.as_secs_f64() * 1e6 / QUEUE_OPS as f64;
+    let cost = queue_cost(&*store, objects, QUEUE_OPS).await;
+    let us = |d: Duration| d.as_secs_f64() * 1e6;
     println!(
         "| post / claim / release with {objects} objects in the database | {:.0} / {:.0} / {:.0} µs |",
-        per(post),
-        per(claim),
-        per(release)
+        us(cost.post),
+        us(cost.claim),
+        us(cost.release)
     );
 }
 

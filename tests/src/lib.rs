@@ -3,6 +3,7 @@
 //! [`postgres`]), and daemons they can start, stop and kill.
 
 pub mod counting;
+pub mod measure;
 pub mod postgres;
 
 use drydock_host::domain::{LeaseStatus, ResourceStatus};

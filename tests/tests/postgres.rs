@@ -279,7 +279,7 @@ async fn claimants(url: &str) -> BTreeSet<u32> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn three_daemons_share_the_work_and_release_each_lease_once() {
     let cluster = Cluster::start();
-    let env = counting_env(&cluster, r#"{"max_resources": 30, "check_delay_ms": 300}"#).await;
+    let env = counting_env(&cluster, r#"{"max_resources": 30, "check_delay_ms": 100}"#).await;
     let daemons: Vec<Daemon> = (0..3)
         .map(|_| env.serve(&["--workers", "2", "--poll", "1h"]))
         .collect();

@@ -10,7 +10,7 @@
 //!
 //! Output is read while the command runs and capped as it is read ([`OUTPUT_LIMIT`] per
 //! stream): a command that prints gigabytes costs the daemon 64 KiB. A local command starts in
-//! a directory opened beneath its root without following links out of it ([`dir`]).
+//! a directory opened beneath its root without following links out of it (`dir`).
 
 mod dir;
 pub mod guard;

@@ -7,7 +7,7 @@
 //! returns is applied in one guarded transaction ([`Held::apply`]). The run ends by giving the
 //! claim back with the next wake time.
 //!
-//! A run that fails is retried with exponential back-off and jitter ([`retry`]). Waiting on
+//! A run that fails is retried with exponential back-off and jitter (`retry`). Waiting on
 //! shared capacity (a busy slot lock, a blueprint's call slots, its resource rate) and an
 //! unreachable store are not the object's fault and do not count; other failures do, and after
 //! [`WorkerConfig::max_attempts`] in a row the object breaks with the last error as its reason,

@@ -9,11 +9,11 @@
 //! - **Claims skip what others are claiming** (`FOR UPDATE SKIP LOCKED`): daemons claiming at
 //!   once take different objects instead of queueing behind each other's row locks.
 //! - **Every worker write starts with the fencing guard**, as on SQLite; transactions are READ
-//!   COMMITTED and lock what their decisions read ([`statements`]).
+//!   COMMITTED and lock what their decisions read (`statements`).
 //! - **A lost connection is a retry**: a transaction that fails half-way is rolled back by the
-//!   server and its connection is closed, never reused ([`tx`]).
+//!   server and its connection is closed, never reused (`tx`).
 //! - **Wake-ups are notifications** sent by the transaction that made something due
-//!   (`pg_notify`, delivered at commit); every daemon listens ([`listen`]).
+//!   (`pg_notify`, delivered at commit); every daemon listens (`listen`).
 //!
 //! Migrations run under sqlx's advisory lock, so daemons starting together migrate once.
 

@@ -5,14 +5,15 @@
 //! SQLITE_BUSY), and one pooled connection for writes so that writers in this process queue in
 //! the pool instead of sleeping in SQLite's busy handler. Other processes (the CLI, a second
 //! daemon) wait on the busy timeout. A failed write never leaves that connection inside a
-//! transaction ([`tx::WriteTx`]).
+//! transaction (`tx::WriteTx`).
 //!
 //! SQLite serves one host: its locks do not work across a network file system, so a database
 //! there is refused at open. Several hosts need PostgreSQL.
 //!
-//! Modules: [`statements`] (the statements plans are applied with, and the guard), [`tx`]
-//! (transactions and migrations). Row conversions, the plan logic and retention are shared with
-//! every backend (`store::rows`, `store::apply`, `store::retention`).
+//! Modules: `statements` (the statements plans are applied with, and the guard), `tx`
+//! (transactions and migrations), `wake` (waking daemons in other processes after a commit).
+//! The queries, row conversions, plan logic and retention are shared with every backend
+//! (`store::common`, `store::rows`, `store::apply`, `store::retention`).
 
 mod statements;
 mod tx;
