@@ -8,7 +8,7 @@
 
 use drydock_host::domain::LeaseStatus;
 use drydock_host::store::{ObjectId, Store};
-use drydock_tests::measure::quantile;
+use drydock_tests::measure::{Sections, quantile};
 use drydock_tests::postgres::{Cluster, Durability};
 use drydock_tests::{Env, TOKEN};
 use std::sync::Arc;
@@ -18,19 +18,14 @@ const TRIALS: usize = 30;
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    if std::env::args().any(|a| a == "--list") {
-        return; // `cargo test --benches` asks benches to list their tests
-    }
-    let chosen: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with('-'))
-        .collect();
-    let run = |backend: &str| chosen.is_empty() || chosen.iter().any(|c| c == backend);
+    let Some(sections) = Sections::from_args() else {
+        return;
+    };
     println!("| backend, path ({TRIALS} trials each) | p50 | p90 | max |\n|---|---|---|---|");
-    if run("sqlite") {
+    if sections.run("sqlite") {
         measure("SQLite", Env::new()).await;
     }
-    if run("postgres") {
+    if sections.run("postgres") {
         let cluster = Cluster::start_with(Durability::Default);
         measure("PostgreSQL", Env::with_url(cluster.database().await)).await;
     }

@@ -16,7 +16,7 @@
 
 use drydock_host::domain::LeaseStatus;
 use drydock_host::store::{self, CommandKind, NewLease, ObjectId, Store, Workload};
-use drydock_tests::measure::queue_cost;
+use drydock_tests::measure::{Sections, queue_cost};
 use drydock_tests::postgres::{Cluster, Durability};
 use drydock_tests::{Daemon, Env};
 use std::collections::HashSet;
@@ -28,23 +28,18 @@ const QUEUE_OPS: usize = 2_000;
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    if std::env::args().any(|a| a == "--list") {
-        return; // `cargo test --benches` asks benches to list their tests
-    }
-    let chosen: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with('-'))
-        .collect();
-    let run = |section: &str| chosen.is_empty() || chosen.iter().any(|c| c == section);
+    let Some(sections) = Sections::from_args() else {
+        return;
+    };
     let cluster = Cluster::start_with(Durability::Default);
     println!("| measurement | result |\n|---|---|");
-    let reference = run("pgbench").then(|| pgbench(&cluster));
-    if run("daemons") {
+    let reference = sections.run("pgbench").then(|| pgbench(&cluster));
+    if sections.run("daemons") {
         for daemons in DAEMON_COUNTS {
             throughput(&cluster, daemons, reference).await;
         }
     }
-    if run("queue") {
+    if sections.run("queue") {
         for objects in [10_000, 1_000_000] {
             queue(&cluster, objects).await;
         }

@@ -25,7 +25,7 @@ use drydock_host::store::{
     CommandFilter, CommandKind, NewBlueprint, NewLease, ObjectId, Store, SystemClock,
 };
 use drydock_host::worker::Plugins;
-use drydock_tests::measure::{quantile, queue_cost};
+use drydock_tests::measure::{Sections, quantile, queue_cost};
 use drydock_tests::{HOST_POOL_CONFIG, HOST_POOL_WASM};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -40,9 +40,9 @@ const FINISHED_KEPT: usize = 100_000;
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 8)]
 async fn main() {
-    if std::env::args().any(|a| a == "--list") {
-        return; // `cargo test --benches` asks benches to list their tests
-    }
+    let Some(sections) = Sections::from_args() else {
+        return;
+    };
     if std::env::var_os("DRYDOCK_LOG").is_some() {
         tracing_subscriber::fmt()
             .with_env_filter(tracing_subscriber::EnvFilter::from_env("DRYDOCK_LOG"))
@@ -50,35 +50,30 @@ async fn main() {
     }
     let dir = tempfile::tempdir_in(std::env::current_dir().unwrap()).unwrap();
     let dir = dir.path();
-    let chosen: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with('-'))
-        .collect();
-    let run = |section: &str| chosen.is_empty() || chosen.iter().any(|c| c == section);
     println!("| measurement | result |\n|---|---|");
-    if run("commit") {
+    if sections.run("commit") {
         commit_rate(dir).await;
     }
-    if run("latency") {
+    if sections.run("latency") {
         release_latency(dir).await;
     }
-    if run("lifecycle") {
+    if sections.run("lifecycle") {
         lifecycle_throughput(dir).await;
     }
-    if run("queue") {
+    if sections.run("queue") {
         for objects in [10_000, 1_000_000] {
             queue_ops(dir, objects).await;
         }
     }
-    if run("capacity") {
+    if sections.run("capacity") {
         for count in [500, 5_000] {
             capacity_wake(dir, count).await;
         }
     }
-    if run("retention") {
+    if sections.run("retention") {
         retention_cost(dir).await;
     }
-    if run("contention") {
+    if sections.run("contention") {
         contention(dir).await;
     }
 }

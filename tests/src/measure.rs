@@ -54,3 +54,27 @@ pub fn quantile(samples: &mut [Duration], q: f64) -> Duration {
     samples.sort();
     samples[((samples.len() as f64 * q) as usize).min(samples.len() - 1)]
 }
+
+/// The sections a bench binary was asked to run (`cargo bench --bench B -- NAME…`; all of them
+/// when none is named).
+pub struct Sections(Vec<String>);
+
+impl Sections {
+    /// From the command line; `None` when cargo only asks the bench to list its tests
+    /// (`cargo test --benches`), which must then do nothing.
+    pub fn from_args() -> Option<Sections> {
+        if std::env::args().any(|a| a == "--list") {
+            return None;
+        }
+        let named = std::env::args()
+            .skip(1)
+            .filter(|a| !a.starts_with('-'))
+            .collect();
+        Some(Sections(named))
+    }
+
+    /// Whether `section` is to run.
+    pub fn run(&self, section: &str) -> bool {
+        self.0.is_empty() || self.0.iter().any(|s| s == section)
+    }
+}

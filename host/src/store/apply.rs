@@ -116,20 +116,38 @@ pub(crate) trait Statements: Send {
 }
 
 /// Applies the writes of one plan, in order, through a backend's [`Statements`].
-pub(crate) struct Applier<'a> {
+struct Applier<'a> {
     /// The transaction's statements.
-    pub st: &'a mut dyn Statements,
+    st: &'a mut dyn Statements,
     /// The claim the plan is applied under.
-    pub claim: &'a Claim,
+    claim: &'a Claim,
     /// The transaction's time.
-    pub now: i64,
+    now: i64,
     /// Objects the plan inserted so far, in order.
-    pub inserted: Vec<ObjectId>,
+    inserted: Vec<ObjectId>,
+}
+
+/// Applies every write of `plan` under `claim`, at `now`, inside the transaction `st` runs in
+/// (whose guard the caller has passed); the objects it inserted, in order.
+pub(crate) async fn apply_plan(
+    st: &mut dyn Statements,
+    claim: &Claim,
+    plan: &Plan,
+    now: i64,
+) -> Result<Vec<ObjectId>> {
+    let mut applier = Applier {
+        st,
+        claim,
+        now,
+        inserted: Vec::new(),
+    };
+    applier.plan(plan).await?;
+    Ok(applier.inserted)
 }
 
 impl Applier<'_> {
     /// Applies every write of `plan`.
-    pub async fn plan(&mut self, plan: &Plan) -> Result<()> {
+    async fn plan(&mut self, plan: &Plan) -> Result<()> {
         for write in plan.writes() {
             self.apply(write).await?;
         }
@@ -385,13 +403,7 @@ impl Applier<'_> {
     }
 
     async fn release_claim(&mut self, release: &Release) -> Result<()> {
-        if self.st.release_claim(self.claim, release).await? != 1 {
-            return Err(Error::Fenced {
-                object: self.claim.object,
-                token: self.claim.token,
-            });
-        }
-        Ok(())
+        release_claim(self.st, self.claim, release).await
     }
 
     async fn insert_resource(
@@ -530,6 +542,21 @@ pub(crate) fn refusal(
         )),
         _ => None,
     }
+}
+
+/// Gives a claim back; `Error::Fenced` if it was no longer held.
+pub(crate) async fn release_claim(
+    st: &mut dyn Statements,
+    claim: &Claim,
+    release: &Release,
+) -> Result<()> {
+    if st.release_claim(claim, release).await? != 1 {
+        return Err(Error::Fenced {
+            object: claim.object,
+            token: claim.token,
+        });
+    }
+    Ok(())
 }
 
 /// Queues `kind` for every target, all or none: every target is checked before any command is

@@ -1,8 +1,11 @@
-//! The [`Store`](super::Store) methods whose SQL is the same text on every backend, written once.
+//! The [`Store`](super::Store) methods, and the plan [`Statements`](super::apply::Statements),
+//! whose SQL is the same text on every backend, written once.
 //!
 //! SQLite and PostgreSQL both take `$1`-style parameters, `ON CONFLICT … DO NOTHING`,
 //! `RETURNING`, `CAST` and `coalesce`, and both planners find the right index for these
-//! statements. [`impl_store!`] adds these methods to a backend's `impl Store`;
+//! statements. [`impl_statements!`] adds the shared statements to a backend's `impl Statements`
+//! (the few whose SQL differs stay with the backend), and [`impl_store!`] adds these methods to
+//! a backend's `impl Store`;
 //! the backend provides the few inherent methods they need:
 //!
 //! - `reader(&self) -> &Pool<…>`: the pool reads go to;
@@ -364,6 +367,327 @@ macro_rules! impl_store {
     };
 }
 pub(crate) use impl_store;
+
+/// `impl Statements for $backend { … }` with the plan statements whose SQL is the same on every
+/// backend added to the backend's own. A backend's statements type wraps its connection
+/// (`self.0`); `for_share` and `for_update` are the row-lock clauses a read inside a write
+/// transaction takes (empty on SQLite, whose write transactions are serialised).
+macro_rules! impl_statements {
+    (
+        for_share = $for_share:literal, for_update = $for_update:literal;
+        impl Statements for $backend:ty { $($own:tt)* }
+    ) => {
+        #[async_trait::async_trait]
+        impl $crate::store::apply::Statements for $backend {
+        $($own)*
+
+        async fn insert_log(
+            &mut self,
+            object: $crate::store::ObjectId,
+            kind: &str,
+            message: &str,
+            now: i64,
+        ) -> $crate::store::Result<()> {
+            sqlx::query("INSERT INTO log (object, kind, message, created_at) VALUES ($1, $2, $3, $4)")
+                .bind(object.to_string())
+                .bind(kind)
+                .bind(message)
+                .bind(now)
+                .execute(&mut *self.0)
+                .await?;
+            Ok(())
+        }
+
+        async fn insert_command(
+            &mut self,
+            target: $crate::store::ObjectId,
+            kind: $crate::store::CommandKind,
+            author: &str,
+            now: i64,
+        ) -> $crate::store::Result<$crate::store::Command> {
+            let row = sqlx::query(
+                "INSERT INTO command (target, kind, author, created_at) VALUES ($1, $2, $3, $4)
+                 RETURNING *",
+            )
+            .bind(target.to_string())
+            .bind($crate::store::rows::kind_text(kind))
+            .bind(author)
+            .bind(now)
+            .fetch_one(&mut *self.0)
+            .await?;
+            $crate::store::rows::command(&row)
+        }
+
+        async fn consume(&mut self, id: i64, outcome: &str, now: i64) -> $crate::store::Result<u64> {
+            let done = sqlx::query(
+                "UPDATE command SET consumed_at = $1, outcome = $2 WHERE id = $3 AND consumed_at IS NULL",
+            )
+            .bind(now)
+            .bind(outcome)
+            .bind(id)
+            .execute(&mut *self.0)
+            .await?;
+            Ok(done.rows_affected())
+        }
+
+        async fn reacquire(&mut self, lease: $crate::store::ObjectId, now: i64) -> $crate::store::Result<()> {
+            sqlx::query(
+                "UPDATE lease SET status = 'pending', resource_id = NULL, acquiring = NULL,
+                     exec_results = '[]', updated_at = $1 WHERE id = $2",
+            )
+            .bind(now)
+            .bind(lease.number())
+            .execute(&mut *self.0)
+            .await?;
+            Ok(())
+        }
+
+        async fn set_acquiring(&mut self, lease: $crate::store::ObjectId, resource: Option<$crate::store::ObjectId>) -> $crate::store::Result<()> {
+            sqlx::query(
+                "UPDATE lease SET exec_results = CASE WHEN acquiring IS NOT DISTINCT FROM $1
+                                                      THEN exec_results ELSE '[]' END,
+                     acquiring = $1 WHERE id = $2",
+            )
+            .bind(resource.map($crate::store::ObjectId::number))
+            .bind(lease.number())
+            .execute(&mut *self.0)
+            .await?;
+            Ok(())
+        }
+
+        async fn attributes(&mut self, object: $crate::store::ObjectId) -> $crate::store::Result<Option<String>> {
+            let select = $crate::store::common::by_table(
+                object,
+                concat!("SELECT attributes FROM resource WHERE id = $1", $for_update),
+                concat!("SELECT attributes FROM lease WHERE id = $1", $for_update),
+            )?;
+            Ok(sqlx::query_scalar(select)
+                .bind(object.number())
+                .fetch_optional(&mut *self.0)
+                .await?)
+        }
+
+        async fn set_attributes(&mut self, object: $crate::store::ObjectId, json: &str, now: i64) -> $crate::store::Result<()> {
+            let update = $crate::store::common::by_table(
+                object,
+                "UPDATE resource SET attributes = $1, updated_at = $2 WHERE id = $3",
+                "UPDATE lease SET attributes = $1, updated_at = $2 WHERE id = $3",
+            )?;
+            sqlx::query(update)
+                .bind(json)
+                .bind(now)
+                .bind(object.number())
+                .execute(&mut *self.0)
+                .await?;
+            Ok(())
+        }
+
+        async fn set_until(&mut self, object: $crate::store::ObjectId, until: Option<i64>, now: i64) -> $crate::store::Result<()> {
+            let update = $crate::store::common::by_table(
+                object,
+                "UPDATE resource SET until = $1, updated_at = $2 WHERE id = $3",
+                "UPDATE lease SET until = $1, updated_at = $2 WHERE id = $3",
+            )?;
+            sqlx::query(update)
+                .bind(until)
+                .bind(now)
+                .bind(object.number())
+                .execute(&mut *self.0)
+                .await?;
+            Ok(())
+        }
+
+        async fn set_exec_results(&mut self, object: $crate::store::ObjectId, json: &str) -> $crate::store::Result<()> {
+            let update = $crate::store::common::by_table(
+                object,
+                "UPDATE resource SET exec_results = $1 WHERE id = $2",
+                "UPDATE lease SET exec_results = $1 WHERE id = $2",
+            )?;
+            sqlx::query(update)
+                .bind(json)
+                .bind(object.number())
+                .execute(&mut *self.0)
+                .await?;
+            Ok(())
+        }
+
+        async fn free_locks(&mut self, owner: $crate::store::ObjectId) -> $crate::store::Result<()> {
+            sqlx::query("DELETE FROM slot_lock WHERE owner = $1")
+                .bind(owner.to_string())
+                .execute(&mut *self.0)
+                .await?;
+            Ok(())
+        }
+
+        async fn insert_supporting_lease(
+            &mut self,
+            parent: $crate::store::ObjectId,
+            key: &str,
+            resource_type: &str,
+            attributes: &str,
+            now: i64,
+        ) -> $crate::store::Result<Option<i64>> {
+            Ok(sqlx::query_scalar(
+                "INSERT INTO lease (resource_type, status, attributes, owner, parent_resource_id,
+                                    parent_key, depth, created_at, updated_at)
+                 SELECT $1, 'pending', $2, $3, $4, $5, depth + 1, $6, $6 FROM resource WHERE id = $4
+                 RETURNING id",
+            )
+            .bind(resource_type)
+            .bind(attributes)
+            .bind(parent.to_string())
+            .bind(parent.number())
+            .bind(key)
+            .bind(now)
+            .fetch_optional(&mut *self.0)
+            .await?)
+        }
+
+        async fn failures(&mut self, blueprint: $crate::store::ObjectId) -> $crate::store::Result<Option<i64>> {
+            Ok(
+                sqlx::query_scalar(concat!("SELECT failures FROM blueprint WHERE id = $1", $for_update))
+                    .bind(blueprint.number())
+                    .fetch_optional(&mut *self.0)
+                    .await?,
+            )
+        }
+
+        async fn add_failure(
+            &mut self,
+            blueprint: $crate::store::ObjectId,
+            reason: &str,
+            retry_at: i64,
+        ) -> $crate::store::Result<i64> {
+            Ok(sqlx::query_scalar(
+                "UPDATE blueprint SET failures = failures + 1, retry_at = $1, last_failure = $2
+                  WHERE id = $3 RETURNING failures",
+            )
+            .bind(retry_at)
+            .bind(reason)
+            .bind(blueprint.number())
+            .fetch_one(&mut *self.0)
+            .await?)
+        }
+
+        async fn clear_failures(&mut self, blueprint: $crate::store::ObjectId) -> $crate::store::Result<()> {
+            sqlx::query(
+                "UPDATE blueprint SET failures = 0, retry_at = NULL, last_failure = NULL WHERE id = $1",
+            )
+            .bind(blueprint.number())
+            .execute(&mut *self.0)
+            .await?;
+            Ok(())
+        }
+
+        async fn set_status(&mut self, object: $crate::store::ObjectId, status: &str, now: i64) -> $crate::store::Result<()> {
+            let update = $crate::store::common::by_table(
+                object,
+                "UPDATE resource SET status = $1, updated_at = $2 WHERE id = $3",
+                "UPDATE lease SET status = $1, waiting = FALSE, updated_at = $2 WHERE id = $3",
+            )?;
+            sqlx::query(update)
+                .bind(status)
+                .bind(now)
+                .bind(object.number())
+                .execute(&mut *self.0)
+                .await?;
+            Ok(())
+        }
+
+        async fn acquire(&mut self, lease: $crate::store::ObjectId, resource: $crate::store::ObjectId, now: i64) -> $crate::store::Result<()> {
+            sqlx::query(
+                "UPDATE lease SET status = 'acquired', resource_id = $1, acquiring = NULL,
+                     waiting = FALSE, updated_at = $2 WHERE id = $3",
+            )
+            .bind(resource.number())
+            .bind(now)
+            .bind(lease.number())
+            .execute(&mut *self.0)
+            .await?;
+            Ok(())
+        }
+
+        async fn mark_waiting(&mut self, lease: $crate::store::ObjectId) -> $crate::store::Result<()> {
+            sqlx::query("UPDATE lease SET waiting = TRUE WHERE id = $1")
+                .bind(lease.number())
+                .execute(&mut *self.0)
+                .await?;
+            Ok(())
+        }
+
+        async fn take_lock(&mut self, name: &str, owner: $crate::store::ObjectId, now: i64) -> $crate::store::Result<String> {
+            Ok(sqlx::query_scalar(
+                "INSERT INTO slot_lock (name, owner, created_at) VALUES ($1, $2, $3)
+                 ON CONFLICT (name) DO UPDATE SET name = slot_lock.name
+                 RETURNING owner",
+            )
+            .bind(name)
+            .bind(owner.to_string())
+            .bind(now)
+            .fetch_one(&mut *self.0)
+            .await?)
+        }
+
+        async fn bump_capacity(&mut self, resource_type: &str) -> $crate::store::Result<()> {
+            sqlx::query(
+                "INSERT INTO capacity (resource_type, generation) VALUES ($1, 1)
+                 ON CONFLICT (resource_type) DO UPDATE SET generation = capacity.generation + 1",
+            )
+            .bind(resource_type)
+            .execute(&mut *self.0)
+            .await?;
+            Ok(())
+        }
+
+        async fn status_of(&mut self, object: $crate::store::ObjectId) -> $crate::store::Result<Option<(String, Option<i64>)>> {
+            let query = $crate::store::common::by_table(
+                object,
+                concat!("SELECT status, CAST(NULL AS BIGINT) FROM resource WHERE id = $1", $for_share),
+                concat!("SELECT status, parent_resource_id FROM lease WHERE id = $1", $for_share),
+            )?;
+            Ok(sqlx::query_as(query)
+                .bind(object.number())
+                .fetch_optional(&mut *self.0)
+                .await?)
+        }
+
+        async fn insert_resource(
+            &mut self,
+            blueprint: $crate::store::ObjectId,
+            resource_type: &str,
+            depth: u32,
+            now: i64,
+        ) -> $crate::store::Result<i64> {
+            Ok(sqlx::query_scalar(
+                "INSERT INTO resource (blueprint_id, resource_type, status, depth, created_at, updated_at)
+                 VALUES ($1, $2, 'pending', $3, $4, $4) RETURNING id",
+            )
+            .bind(blueprint.number())
+            .bind(resource_type)
+            .bind(i64::from(depth))
+            .bind(now)
+            .fetch_one(&mut *self.0)
+            .await?)
+        }
+        }
+    };
+}
+pub(crate) use impl_statements;
+
+/// One of two statements, by the object's table (statements are static text).
+pub(crate) fn by_table(
+    object: super::ObjectId,
+    resource: &'static str,
+    lease: &'static str,
+) -> super::Result<&'static str> {
+    match object {
+        super::ObjectId::Resource(_) => Ok(resource),
+        super::ObjectId::Lease(_) => Ok(lease),
+        super::ObjectId::Blueprint(_) => Err(super::Error::NotFound(format!(
+            "{object} is not a lease or resource"
+        ))),
+    }
+}
 
 /// Grants as one line for log messages.
 pub(crate) fn grant_list(grants: &[crate::grant::Grant]) -> String {

@@ -3,8 +3,8 @@
 //! milliseconds as 64-bit integers). A backend's row type implements [`Columns`].
 
 use super::{
-    Blueprint, Command, CommandKind, Error, Lease, LogEntry, ObjectId, ParseIdError, Resource,
-    Result, SlotLock,
+    Blueprint, Claim, Command, CommandKind, Error, Lease, LogEntry, ObjectId, ParseIdError,
+    Resource, Result, SlotLock,
 };
 use crate::domain::{ExecResult, Timestamp};
 use std::str::FromStr;
@@ -174,6 +174,17 @@ pub(crate) fn command(row: &impl Columns) -> Result<Command> {
         created_at: time(row, "created_at")?,
         consumed_at: maybe_time(row, "consumed_at")?,
         outcome: row.opt_text("outcome")?,
+    })
+}
+
+/// A work item row just claimed by `owner`, held until `held_until` (claim time).
+pub(crate) fn claim(row: &impl Columns, owner: &str, held_until: i64) -> Result<Claim> {
+    Ok(Claim {
+        object: object_id(&row.text("object")?)?,
+        owner: owner.to_string(),
+        token: row.int("token")?,
+        attempts: row.int("attempts")?,
+        held_until,
     })
 }
 

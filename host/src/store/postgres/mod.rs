@@ -21,7 +21,7 @@ mod listen;
 mod statements;
 mod tx;
 
-use super::apply::{Applier, Statements as _};
+use super::apply;
 use super::rows::{self, columns_for};
 use super::{
     Claim, Clock, Command, CommandFilter, Error, GcReport, Listening, ObjectId, Plan, Release,
@@ -218,15 +218,7 @@ impl PgStore {
             (since, object)
         });
         rows.iter()
-            .map(|row| {
-                Ok(Claim {
-                    object: rows::object_id(row.try_get("object")?)?,
-                    owner: owner.to_string(),
-                    token: row.try_get("token")?,
-                    attempts: row.try_get("attempts")?,
-                    held_until,
-                })
-            })
+            .map(|row| rows::claim(row, owner, held_until))
             .collect()
     }
 }
@@ -296,14 +288,7 @@ impl Store for PgStore {
 
     async fn work_item_release(&self, claim: &Claim, release: &Release) -> Result<()> {
         let mut tx = PgTx::begin(&self.pool, Durability::Relaxed).await?;
-        let result = match PgStatements(&mut tx).release_claim(claim, release).await {
-            Ok(1) => Ok(()),
-            Ok(_) => Err(Error::Fenced {
-                object: claim.object,
-                token: claim.token,
-            }),
-            Err(error) => Err(error),
-        };
+        let result = apply::release_claim(&mut PgStatements(&mut tx), claim, release).await;
         tx.finish(result).await
     }
 
@@ -348,15 +333,8 @@ impl Store for PgStore {
         let mut tx = self.begin().await?;
         let result = async {
             guard(&mut tx, claim, self.time.claim_param(), ttl).await?;
-            let mut st = PgStatements(&mut tx);
-            let mut applier = Applier {
-                st: &mut st,
-                claim,
-                now: self.time.now(),
-                inserted: Vec::new(),
-            };
-            applier.plan(plan).await?;
-            Ok(applier.inserted)
+            let now = self.time.now();
+            apply::apply_plan(&mut PgStatements(&mut tx), claim, plan, now).await
         }
         .await;
         tx.finish(result).await

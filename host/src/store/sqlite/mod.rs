@@ -19,7 +19,7 @@ mod statements;
 mod tx;
 mod wake;
 
-use super::apply::{Applier, Statements};
+use super::apply;
 use super::rows::{self, columns_for, json};
 use super::{
     Claim, Clock, Command, CommandFilter, Error, GcReport, Listening, ObjectId, Plan, Release,
@@ -147,15 +147,7 @@ impl SqliteStore {
             .fetch_all(&mut **tx)
             .await?;
         rows.iter()
-            .map(|row| {
-                Ok(Claim {
-                    object: rows::object_id(row.try_get("object")?)?,
-                    owner: owner.to_string(),
-                    token: row.try_get("token")?,
-                    attempts: row.try_get("attempts")?,
-                    held_until,
-                })
-            })
+            .map(|row| rows::claim(row, owner, held_until))
             .collect()
     }
 }
@@ -297,17 +289,7 @@ impl Store for SqliteStore {
 
     async fn work_item_release(&self, claim: &Claim, release: &Release) -> Result<()> {
         let mut tx = self.begin_with(Durability::Relaxed).await?;
-        let result = match SqliteStatements(&mut tx)
-            .release_claim(claim, release)
-            .await
-        {
-            Ok(1) => Ok(()),
-            Ok(_) => Err(Error::Fenced {
-                object: claim.object,
-                token: claim.token,
-            }),
-            Err(error) => Err(error),
-        };
+        let result = apply::release_claim(&mut SqliteStatements(&mut tx), claim, release).await;
         tx.finish(result).await
     }
 
@@ -357,15 +339,7 @@ impl Store for SqliteStore {
         let mut tx = self.begin().await?;
         let result = async {
             guard(&mut tx, claim, &self.clock.claim_time(), ttl).await?;
-            let mut st = SqliteStatements(&mut tx);
-            let mut applier = Applier {
-                st: &mut st,
-                claim,
-                now,
-                inserted: Vec::new(),
-            };
-            applier.plan(plan).await?;
-            Ok(applier.inserted)
+            apply::apply_plan(&mut SqliteStatements(&mut tx), claim, plan, now).await
         }
         .await;
         tx.finish(result).await

@@ -1,33 +1,14 @@
-//! SQLite's [`Statements`]: one statement each, on the write transaction's connection. SQLite
-//! serialises write transactions, so a row read here cannot change before the commit.
+//! SQLite's [`Statements`](super::super::apply::Statements) where its SQL differs from
+//! PostgreSQL's (the rest are shared, `store::common`), and the guard: one statement each, on
+//! the write transaction's connection. SQLite serialises write transactions, so a row read here
+//! cannot change before the commit; queries name the partial index SQLite's planner would miss.
 
-use super::super::apply::Statements;
-use super::super::rows::{self, kind_text};
-use super::super::{Claim, ClaimTime, Command, CommandKind, Error, ObjectId, Release, Result};
+use super::super::{Claim, ClaimTime, Error, ObjectId, Release, Result};
 use sqlx::SqliteConnection;
 use std::time::Duration;
 
 /// Statements on one SQLite connection inside a transaction.
 pub(super) struct SqliteStatements<'c>(pub &'c mut SqliteConnection);
-
-/// The table an object's row lives in.
-fn table(object: ObjectId) -> Result<&'static str> {
-    match object {
-        ObjectId::Resource(_) => Ok("resource"),
-        ObjectId::Lease(_) => Ok("lease"),
-        ObjectId::Blueprint(_) => Err(Error::NotFound(format!(
-            "{object} is not a lease or resource"
-        ))),
-    }
-}
-
-/// One of two statements, by the object's table (statements are static text).
-fn by_table(object: ObjectId, resource: &'static str, lease: &'static str) -> Result<&'static str> {
-    Ok(match table(object)? {
-        "resource" => resource,
-        _ => lease,
-    })
-}
 
 pub(super) fn millis(duration: Duration) -> i64 {
     duration.as_millis() as i64
@@ -63,380 +44,94 @@ pub(super) async fn guard(
     Ok(())
 }
 
-#[async_trait::async_trait]
-impl Statements for SqliteStatements<'_> {
-    async fn wake(&mut self, object: ObjectId, at: i64) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO work_item (object, wake_at) VALUES (?1, ?2)
-             ON CONFLICT (object) DO UPDATE SET wake_at =
-                 CASE WHEN wake_at IS NULL OR wake_at > ?2 THEN ?2 ELSE wake_at END",
-        )
-        .bind(object.to_string())
-        .bind(at)
-        .execute(&mut *self.0)
-        .await?;
-        Ok(())
-    }
-
-    async fn insert_log(
-        &mut self,
-        object: ObjectId,
-        kind: &str,
-        message: &str,
-        now: i64,
-    ) -> Result<()> {
-        sqlx::query("INSERT INTO log (object, kind, message, created_at) VALUES (?1, ?2, ?3, ?4)")
+super::super::common::impl_statements! {
+    for_share = "", for_update = "";
+    impl Statements for SqliteStatements<'_> {
+        async fn wake(&mut self, object: ObjectId, at: i64) -> Result<()> {
+            sqlx::query(
+                "INSERT INTO work_item (object, wake_at) VALUES (?1, ?2)
+                 ON CONFLICT (object) DO UPDATE SET wake_at =
+                     CASE WHEN wake_at IS NULL OR wake_at > ?2 THEN ?2 ELSE wake_at END",
+            )
             .bind(object.to_string())
-            .bind(kind)
-            .bind(message)
-            .bind(now)
+            .bind(at)
             .execute(&mut *self.0)
             .await?;
-        Ok(())
-    }
+            Ok(())
+        }
 
-    async fn insert_command(
-        &mut self,
-        target: ObjectId,
-        kind: CommandKind,
-        author: &str,
-        now: i64,
-    ) -> Result<Command> {
-        let row = sqlx::query(
-            "INSERT INTO command (target, kind, author, created_at) VALUES (?1, ?2, ?3, ?4)
-             RETURNING *",
-        )
-        .bind(target.to_string())
-        .bind(kind_text(kind))
-        .bind(author)
-        .bind(now)
-        .fetch_one(&mut *self.0)
-        .await?;
-        rows::command(&row)
-    }
+        async fn lock_status(&mut self, resource: ObjectId) -> Result<Option<String>> {
+            Ok(self.status_of(resource).await?.map(|(status, _)| status))
+        }
 
-    async fn status_of(&mut self, object: ObjectId) -> Result<Option<(String, Option<i64>)>> {
-        let query = by_table(
-            object,
-            "SELECT status, NULL FROM resource WHERE id = ?1",
-            "SELECT status, parent_resource_id FROM lease WHERE id = ?1",
-        )?;
-        Ok(sqlx::query_as(query)
-            .bind(object.number())
-            .fetch_optional(&mut *self.0)
+        async fn release_queued(&mut self, lease: ObjectId) -> Result<bool> {
+            Ok(sqlx::query_scalar(
+                "SELECT EXISTS (SELECT 1 FROM command INDEXED BY command_pending
+                                 WHERE target = ?1 AND kind = 'release' AND consumed_at IS NULL)",
+            )
+            .bind(lease.to_string())
+            .fetch_one(&mut *self.0)
             .await?)
-    }
+        }
 
-    async fn lock_status(&mut self, resource: ObjectId) -> Result<Option<String>> {
-        Ok(self.status_of(resource).await?.map(|(status, _)| status))
-    }
-
-    async fn consume(&mut self, id: i64, outcome: &str, now: i64) -> Result<u64> {
-        let done = sqlx::query(
-            "UPDATE command SET consumed_at = ?1, outcome = ?2 WHERE id = ?3 AND consumed_at IS NULL",
-        )
-        .bind(now)
-        .bind(outcome)
-        .bind(id)
-        .execute(&mut *self.0)
-        .await?;
-        Ok(done.rows_affected())
-    }
-
-    async fn set_status(&mut self, object: ObjectId, status: &str, now: i64) -> Result<()> {
-        let update = by_table(
-            object,
-            "UPDATE resource SET status = ?1, updated_at = ?2 WHERE id = ?3",
-            "UPDATE lease SET status = ?1, waiting = 0, updated_at = ?2 WHERE id = ?3",
-        )?;
-        sqlx::query(update)
-            .bind(status)
-            .bind(now)
-            .bind(object.number())
-            .execute(&mut *self.0)
-            .await?;
-        Ok(())
-    }
-
-    async fn release_queued(&mut self, lease: ObjectId) -> Result<bool> {
-        Ok(sqlx::query_scalar(
-            "SELECT EXISTS (SELECT 1 FROM command INDEXED BY command_pending
-                             WHERE target = ?1 AND kind = 'release' AND consumed_at IS NULL)",
-        )
-        .bind(lease.to_string())
-        .fetch_one(&mut *self.0)
-        .await?)
-    }
-
-    async fn holders(&mut self, resource: ObjectId) -> Result<Vec<i64>> {
-        Ok(sqlx::query_scalar(
-            "SELECT id FROM lease INDEXED BY lease_live_on_resource
-              WHERE resource_id = ?1 AND status != 'destroyed' ORDER BY id",
-        )
-        .bind(resource.number())
-        .fetch_all(&mut *self.0)
-        .await?)
-    }
-
-    async fn acquire(&mut self, lease: ObjectId, resource: ObjectId, now: i64) -> Result<()> {
-        sqlx::query(
-            "UPDATE lease SET status = 'acquired', resource_id = ?1, acquiring = NULL, waiting = 0,
-                 updated_at = ?2 WHERE id = ?3",
-        )
-        .bind(resource.number())
-        .bind(now)
-        .bind(lease.number())
-        .execute(&mut *self.0)
-        .await?;
-        Ok(())
-    }
-
-    async fn reacquire(&mut self, lease: ObjectId, now: i64) -> Result<()> {
-        sqlx::query(
-            "UPDATE lease SET status = 'pending', resource_id = NULL, acquiring = NULL,
-                 exec_results = '[]', updated_at = ?1 WHERE id = ?2",
-        )
-        .bind(now)
-        .bind(lease.number())
-        .execute(&mut *self.0)
-        .await?;
-        Ok(())
-    }
-
-    async fn set_acquiring(&mut self, lease: ObjectId, resource: Option<ObjectId>) -> Result<()> {
-        sqlx::query(
-            "UPDATE lease SET exec_results = CASE WHEN acquiring IS ?1 THEN exec_results ELSE '[]' END,
-                 acquiring = ?1 WHERE id = ?2",
-        )
-        .bind(resource.map(ObjectId::number))
-        .bind(lease.number())
-        .execute(&mut *self.0)
-        .await?;
-        Ok(())
-    }
-
-    async fn attributes(&mut self, object: ObjectId) -> Result<Option<String>> {
-        let select = by_table(
-            object,
-            "SELECT attributes FROM resource WHERE id = ?1",
-            "SELECT attributes FROM lease WHERE id = ?1",
-        )?;
-        Ok(sqlx::query_scalar(select)
-            .bind(object.number())
-            .fetch_optional(&mut *self.0)
+        async fn holders(&mut self, resource: ObjectId) -> Result<Vec<i64>> {
+            Ok(sqlx::query_scalar(
+                "SELECT id FROM lease INDEXED BY lease_live_on_resource
+                  WHERE resource_id = ?1 AND status != 'destroyed' ORDER BY id",
+            )
+            .bind(resource.number())
+            .fetch_all(&mut *self.0)
             .await?)
-    }
+        }
 
-    async fn set_attributes(&mut self, object: ObjectId, json: &str, now: i64) -> Result<()> {
-        let update = by_table(
-            object,
-            "UPDATE resource SET attributes = ?1, updated_at = ?2 WHERE id = ?3",
-            "UPDATE lease SET attributes = ?1, updated_at = ?2 WHERE id = ?3",
-        )?;
-        sqlx::query(update)
-            .bind(json)
-            .bind(now)
-            .bind(object.number())
+        async fn resources_made_since(&mut self, blueprint: ObjectId, since: i64) -> Result<i64> {
+            Ok(sqlx::query_scalar(
+                "SELECT count(*) FROM resource WHERE blueprint_id = ?1 AND created_at > ?2",
+            )
+            .bind(blueprint.number())
+            .bind(since)
+            .fetch_one(&mut *self.0)
+            .await?)
+        }
+
+        async fn capacity(&mut self, resource_type: &str) -> Result<i64> {
+            Ok(sqlx::query_scalar(
+                "SELECT coalesce((SELECT generation FROM capacity WHERE resource_type = ?1), 0)",
+            )
+            .bind(resource_type)
+            .fetch_one(&mut *self.0)
+            .await?)
+        }
+
+        async fn take_waiting(&mut self, resource_type: &str) -> Result<Vec<(i64, i64)>> {
+            Ok(sqlx::query_as(
+                "UPDATE lease SET waiting = 0 WHERE waiting = 1 AND resource_type = ?1
+                 RETURNING id, created_at",
+            )
+            .bind(resource_type)
+            .fetch_all(&mut *self.0)
+            .await?)
+        }
+
+        async fn release_claim(&mut self, claim: &Claim, release: &Release) -> Result<u64> {
+            let done = sqlx::query(
+                "UPDATE work_item SET owner = NULL, lease_until = NULL, claim_boot = NULL,
+                     wake_at = CASE WHEN wake_at IS NULL THEN ?1
+                                    WHEN ?1 IS NULL THEN wake_at
+                                    ELSE min(wake_at, ?1) END,
+                     attempts = CASE WHEN ?2 THEN attempts + 1 WHEN ?3 IS NULL THEN 0 ELSE attempts END,
+                     last_error = ?3
+                  WHERE object = ?4 AND owner = ?5 AND token = ?6",
+            )
+            .bind(release.wake_at.map(|t| t as i64))
+            .bind(release.failed)
+            .bind(&release.error)
+            .bind(claim.object.to_string())
+            .bind(&claim.owner)
+            .bind(claim.token)
             .execute(&mut *self.0)
             .await?;
-        Ok(())
-    }
-
-    async fn set_until(&mut self, object: ObjectId, until: Option<i64>, now: i64) -> Result<()> {
-        let update = by_table(
-            object,
-            "UPDATE resource SET until = ?1, updated_at = ?2 WHERE id = ?3",
-            "UPDATE lease SET until = ?1, updated_at = ?2 WHERE id = ?3",
-        )?;
-        sqlx::query(update)
-            .bind(until)
-            .bind(now)
-            .bind(object.number())
-            .execute(&mut *self.0)
-            .await?;
-        Ok(())
-    }
-
-    async fn set_exec_results(&mut self, object: ObjectId, json: &str) -> Result<()> {
-        let update = by_table(
-            object,
-            "UPDATE resource SET exec_results = ?1 WHERE id = ?2",
-            "UPDATE lease SET exec_results = ?1 WHERE id = ?2",
-        )?;
-        sqlx::query(update)
-            .bind(json)
-            .bind(object.number())
-            .execute(&mut *self.0)
-            .await?;
-        Ok(())
-    }
-
-    async fn take_lock(&mut self, name: &str, owner: ObjectId, now: i64) -> Result<String> {
-        Ok(sqlx::query_scalar(
-            "INSERT INTO slot_lock (name, owner, created_at) VALUES (?1, ?2, ?3)
-             ON CONFLICT (name) DO UPDATE SET name = name
-             RETURNING owner",
-        )
-        .bind(name)
-        .bind(owner.to_string())
-        .bind(now)
-        .fetch_one(&mut *self.0)
-        .await?)
-    }
-
-    async fn free_locks(&mut self, owner: ObjectId) -> Result<()> {
-        sqlx::query("DELETE FROM slot_lock WHERE owner = ?1")
-            .bind(owner.to_string())
-            .execute(&mut *self.0)
-            .await?;
-        Ok(())
-    }
-
-    async fn resources_made_since(&mut self, blueprint: ObjectId, since: i64) -> Result<i64> {
-        Ok(sqlx::query_scalar(
-            "SELECT count(*) FROM resource WHERE blueprint_id = ?1 AND created_at > ?2",
-        )
-        .bind(blueprint.number())
-        .bind(since)
-        .fetch_one(&mut *self.0)
-        .await?)
-    }
-
-    async fn insert_resource(
-        &mut self,
-        blueprint: ObjectId,
-        resource_type: &str,
-        depth: u32,
-        now: i64,
-    ) -> Result<i64> {
-        Ok(sqlx::query_scalar(
-            "INSERT INTO resource (blueprint_id, resource_type, status, depth, created_at, updated_at)
-             VALUES (?1, ?2, 'pending', ?3, ?4, ?4) RETURNING id",
-        )
-        .bind(blueprint.number())
-        .bind(resource_type)
-        .bind(depth)
-        .bind(now)
-        .fetch_one(&mut *self.0)
-        .await?)
-    }
-
-    async fn insert_supporting_lease(
-        &mut self,
-        parent: ObjectId,
-        key: &str,
-        resource_type: &str,
-        attributes: &str,
-        now: i64,
-    ) -> Result<Option<i64>> {
-        Ok(sqlx::query_scalar(
-            "INSERT INTO lease (resource_type, status, attributes, owner, parent_resource_id,
-                                parent_key, depth, created_at, updated_at)
-             SELECT ?1, 'pending', ?2, ?3, ?4, ?5, depth + 1, ?6, ?6 FROM resource WHERE id = ?4
-             RETURNING id",
-        )
-        .bind(resource_type)
-        .bind(attributes)
-        .bind(parent.to_string())
-        .bind(parent.number())
-        .bind(key)
-        .bind(now)
-        .fetch_optional(&mut *self.0)
-        .await?)
-    }
-
-    async fn bump_capacity(&mut self, resource_type: &str) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO capacity (resource_type, generation) VALUES (?1, 1)
-             ON CONFLICT (resource_type) DO UPDATE SET generation = generation + 1",
-        )
-        .bind(resource_type)
-        .execute(&mut *self.0)
-        .await?;
-        Ok(())
-    }
-
-    async fn capacity(&mut self, resource_type: &str) -> Result<i64> {
-        Ok(sqlx::query_scalar(
-            "SELECT coalesce((SELECT generation FROM capacity WHERE resource_type = ?1), 0)",
-        )
-        .bind(resource_type)
-        .fetch_one(&mut *self.0)
-        .await?)
-    }
-
-    async fn take_waiting(&mut self, resource_type: &str) -> Result<Vec<(i64, i64)>> {
-        Ok(sqlx::query_as(
-            "UPDATE lease SET waiting = 0 WHERE waiting = 1 AND resource_type = ?1
-             RETURNING id, created_at",
-        )
-        .bind(resource_type)
-        .fetch_all(&mut *self.0)
-        .await?)
-    }
-
-    async fn mark_waiting(&mut self, lease: ObjectId) -> Result<()> {
-        sqlx::query("UPDATE lease SET waiting = 1 WHERE id = ?1")
-            .bind(lease.number())
-            .execute(&mut *self.0)
-            .await?;
-        Ok(())
-    }
-
-    async fn failures(&mut self, blueprint: ObjectId) -> Result<Option<i64>> {
-        Ok(
-            sqlx::query_scalar("SELECT failures FROM blueprint WHERE id = ?1")
-                .bind(blueprint.number())
-                .fetch_optional(&mut *self.0)
-                .await?,
-        )
-    }
-
-    async fn add_failure(
-        &mut self,
-        blueprint: ObjectId,
-        reason: &str,
-        retry_at: i64,
-    ) -> Result<i64> {
-        Ok(sqlx::query_scalar(
-            "UPDATE blueprint SET failures = failures + 1, retry_at = ?1, last_failure = ?2
-              WHERE id = ?3 RETURNING failures",
-        )
-        .bind(retry_at)
-        .bind(reason)
-        .bind(blueprint.number())
-        .fetch_one(&mut *self.0)
-        .await?)
-    }
-
-    async fn clear_failures(&mut self, blueprint: ObjectId) -> Result<()> {
-        sqlx::query(
-            "UPDATE blueprint SET failures = 0, retry_at = NULL, last_failure = NULL WHERE id = ?1",
-        )
-        .bind(blueprint.number())
-        .execute(&mut *self.0)
-        .await?;
-        Ok(())
-    }
-
-    async fn release_claim(&mut self, claim: &Claim, release: &Release) -> Result<u64> {
-        let done = sqlx::query(
-            "UPDATE work_item SET owner = NULL, lease_until = NULL, claim_boot = NULL,
-                 wake_at = CASE WHEN wake_at IS NULL THEN ?1
-                                WHEN ?1 IS NULL THEN wake_at
-                                ELSE min(wake_at, ?1) END,
-                 attempts = CASE WHEN ?2 THEN attempts + 1 WHEN ?3 IS NULL THEN 0 ELSE attempts END,
-                 last_error = ?3
-              WHERE object = ?4 AND owner = ?5 AND token = ?6",
-        )
-        .bind(release.wake_at.map(|t| t as i64))
-        .bind(release.failed)
-        .bind(&release.error)
-        .bind(claim.object.to_string())
-        .bind(&claim.owner)
-        .bind(claim.token)
-        .execute(&mut *self.0)
-        .await?;
-        Ok(done.rows_affected())
+            Ok(done.rows_affected())
+        }
     }
 }
