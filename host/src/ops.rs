@@ -118,6 +118,68 @@ pub async fn add_blueprint(
     Ok(store.blueprint_insert(new).await?)
 }
 
+/// Switches a registered blueprint to a new component, a new config, or both. The component
+/// must load, describe itself acceptably and make the same resource type (its resources and
+/// leases are of that type); the config is validated by the component it will be used with.
+pub async fn update_blueprint(
+    store: &dyn Store,
+    runtime: &Runtime,
+    blueprint: &Blueprint,
+    (wasm, config): (Option<Vec<u8>>, Option<String>),
+    author: &str,
+) -> Result<Blueprint> {
+    if wasm.is_none() && config.is_none() {
+        return Err(Error::BadInput(
+            "nothing to update: give a new component, a new config or both".into(),
+        ));
+    }
+    let (plugin, digest, component_name) = match &wasm {
+        Some(bytes) => {
+            let plugin = load(runtime, bytes.clone()).await?;
+            let description = plugin
+                .describe()
+                .await
+                .map_err(|e| Error::BadInput(e.to_string()))?
+                .value;
+            action::check_description(&description).map_err(|why| {
+                Error::BadInput(format!("the component describes itself badly: {why}"))
+            })?;
+            if description.resource_type != blueprint.resource_type {
+                return Err(Error::BadInput(format!(
+                    "{} makes {:?} resources; the new component makes {:?}, and a blueprint's \
+                     type cannot change (add it under a new name instead)",
+                    blueprint.name, blueprint.resource_type, description.resource_type
+                )));
+            }
+            (plugin, digest(bytes), description.name)
+        }
+        None => {
+            let bytes = store.component_get(&blueprint.component).await?;
+            let plugin = load(runtime, bytes).await?;
+            (
+                plugin,
+                blueprint.component.clone(),
+                blueprint.component_name.clone(),
+            )
+        }
+    };
+    let config = config.unwrap_or_else(|| blueprint.config.clone());
+    let verdict = plugin
+        .validate_config(&config)
+        .await
+        .map_err(|e| Error::BadInput(e.to_string()))?;
+    verdict
+        .value
+        .map_err(|reason| Error::BadInput(format!("the config is invalid: {reason}")))?;
+    let update = store::BlueprintUpdate {
+        wasm,
+        digest,
+        component_name,
+        config,
+    };
+    Ok(store.blueprint_update(blueprint.id, update, author).await?)
+}
+
 /// Compiles a component off the async executor; a bad component is bad input.
 async fn load(runtime: &Runtime, wasm: Vec<u8>) -> Result<crate::plugin::Plugin> {
     runtime

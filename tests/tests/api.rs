@@ -89,6 +89,31 @@ async fn every_endpoint_works_with_a_token() {
         api.post("/blueprints/B1/enable", None).await.1["enabled"],
         true
     );
+    let (status, refused) = api
+        .post(
+            "/blueprints/B1/update",
+            Some(json!({"config": {"hosts": []}})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{refused}");
+    assert!(
+        refused["error"]
+            .as_str()
+            .unwrap()
+            .contains("`hosts` is empty"),
+        "{refused}"
+    );
+    let (status, updated) = api
+        .post(
+            "/blueprints/B1/update",
+            Some(json!({"wasm": wasm, "config": config})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{updated}");
+    assert_eq!(
+        updated["config"].as_str(),
+        Some(config.to_string().as_str())
+    );
 
     let (status, leases) = api
         .post("/leases", Some(json!({"type": "host", "attributes": {"purpose": "api"}, "until": "1h", "count": 2})))

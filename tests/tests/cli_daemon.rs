@@ -1,7 +1,9 @@
 //! The CLI against a database: JSON shapes for scripts, and refusals that change nothing.
 
 use drydock_host::store::{CommandFilter, Store};
-use drydock_tests::{Env, HOST_POOL_CONFIG, HOST_POOL_GRANT, HOST_POOL_WASM, wait_for};
+use drydock_tests::{
+    COUNTING_WASM, Env, HOST_POOL_CONFIG, HOST_POOL_GRANT, HOST_POOL_WASM, wait_for, wait_lease,
+};
 use serde_json::Value;
 use std::sync::Arc;
 
@@ -268,6 +270,34 @@ async fn invalid_input_is_refused_with_a_reason_and_changes_nothing() {
         ),
         (vec!["blueprint", "show", "nope"], "no blueprint \"nope\""),
         (
+            vec!["blueprint", "update", "host-pool"],
+            "nothing to update: give a new component, a new config or both",
+        ),
+        (
+            vec!["blueprint", "update", "host-pool", "--wasm", COUNTING_WASM],
+            "host-pool makes \"host\" resources; the new component makes \"counted\"",
+        ),
+        (
+            vec![
+                "blueprint",
+                "update",
+                "host-pool",
+                "--config",
+                empty.to_str().unwrap(),
+            ],
+            "`hosts` is empty",
+        ),
+        (
+            vec![
+                "blueprint",
+                "update",
+                "nope",
+                "--config",
+                empty.to_str().unwrap(),
+            ],
+            "no blueprint \"nope\"",
+        ),
+        (
             vec!["lease", "release", "L1", "L999", "L1"],
             "L999 does not exist; nothing was queued",
         ),
@@ -529,4 +559,47 @@ async fn gc_removes_only_what_finished_before_the_retention() {
         env.ok(&["resource", "list"]).await.contains("active"),
         "the live resource stays"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_blueprint_updated_in_place_serves_leases_its_old_config_could_not() {
+    let env = Env::new();
+    env.add_host_pool().await;
+    let _daemon = env.serve(&[]);
+    let store = env.store().await;
+    let refused = env.request_one("host", &["--attr", "host=local-2"]).await;
+    wait_for("the lease for an unknown host to fail", || async {
+        let logs = store.log_list(Some(refused), 0, 100).await.unwrap();
+        logs.iter()
+            .any(|l| l.kind == "lease.allocation-failure")
+            .then_some(())
+    })
+    .await;
+
+    let two_hosts = env.dir().join("two-hosts.json");
+    let config = HOST_POOL_CONFIG.replace(
+        "]}",
+        r#", {"name": "local-2", "interface": {"type": "local", "root": "/tmp/drydock"}}]}"#,
+    );
+    std::fs::write(&two_hosts, &config).unwrap();
+    let update = ["blueprint", "update", "host-pool", "--config"];
+    let said = env
+        .ok(&[&update[..], &[two_hosts.to_str().unwrap()]].concat())
+        .await;
+    assert!(said.starts_with("B1 host-pool updated"), "{said}");
+    let served = env.request_one("host", &["--attr", "host=local-2"]).await;
+    wait_lease(&store, served, drydock_host::domain::LeaseStatus::Active).await;
+
+    let shown = json(&env.ok(&["blueprint", "show", "host-pool", "--json"]).await);
+    assert_eq!(shown["config"], config.as_str());
+    let history = env.ok(&["log", "--object", "B1"]).await;
+    assert!(
+        history.contains("blueprint.updated") && history.contains("updated by cli:"),
+        "{history}"
+    );
+    // The component it has already: allowed, and logged as no change.
+    env.ok(&["blueprint", "update", "host-pool", "--wasm", HOST_POOL_WASM])
+        .await;
+    let history = env.ok(&["log", "--object", "B1"]).await;
+    assert!(history.contains("nothing changed"), "{history}");
 }

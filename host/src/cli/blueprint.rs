@@ -35,6 +35,24 @@ pub(super) enum BlueprintCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Switch a blueprint to a new component and/or config, in place: calls that start
+    /// afterwards use them, resources and leases stay, and the change is logged on it.
+    Update {
+        /// Id or name.
+        blueprint: String,
+        /// The new component (`.wasm`); it must make the same resource type.
+        #[arg(long)]
+        wasm: Option<PathBuf>,
+        /// The new JSON config (`-` for standard input); validated by the component.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// The largest component accepted, in MiB.
+        #[arg(long, default_value_t = crate::plugin::DEFAULT_MAX_COMPONENT_BYTES >> 20)]
+        max_component_mib: usize,
+        /// Print the blueprint as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Give a blueprint more grants (see `add --grant`).
     Grant {
         /// Id or name.
@@ -132,6 +150,16 @@ pub(super) async fn run(global: &Global, command: BlueprintCommand) -> anyhow::R
             let limits = (grants, max_component_mib << 20);
             add(global, name, &wasm, config.as_deref(), limits, json).await
         }
+        BlueprintCommand::Update {
+            blueprint,
+            wasm,
+            config,
+            max_component_mib,
+            json,
+        } => {
+            let files = (wasm.as_deref(), config.as_deref());
+            update(global, &blueprint, files, max_component_mib << 20, json).await
+        }
         BlueprintCommand::Grant { blueprint, grants } => {
             change_grants(global, &blueprint, &grants, &[]).await
         }
@@ -197,6 +225,44 @@ async fn add(
             blueprint.resource_type,
             blueprint.component_name,
             grant_list(&blueprint)
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn update(
+    global: &Global,
+    text: &str,
+    (wasm, config): (Option<&Path>, Option<&Path>),
+    max_component_bytes: usize,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let runtime = Runtime::new(RuntimeConfig {
+        max_component_bytes,
+        ..RuntimeConfig::default()
+    })?;
+    let bytes = wasm.map(|w| read_component(&runtime, w)).transpose()?;
+    let config = config.map(read_input).transpose()?;
+    let store = global.store().await?;
+    let blueprint = ops::find_blueprint(store.as_ref(), text).await?;
+    let updated = ops::update_blueprint(
+        store.as_ref(),
+        &runtime,
+        &blueprint,
+        (bytes, config),
+        &super::author(),
+    )
+    .await
+    .with_context(|| format!("updating {}", blueprint.name))?;
+    if json {
+        output::json(&updated)?;
+    } else {
+        println!(
+            "{} {} updated (component {} from {})",
+            updated.id,
+            updated.name,
+            &updated.component[..updated.component.len().min(12)],
+            updated.component_name
         );
     }
     Ok(ExitCode::SUCCESS)

@@ -457,11 +457,7 @@ impl Applier<'_> {
     /// Moves the type's capacity generation on and wakes the leases waiting for it, each due at
     /// its request time so that they are claimed oldest first.
     async fn wake_waiting(&mut self, resource_type: &str) -> Result<()> {
-        self.st.bump_capacity(resource_type).await?;
-        for (id, requested) in self.st.take_waiting(resource_type).await? {
-            self.st.wake(ObjectId::Lease(id), requested).await?;
-        }
-        Ok(())
+        capacity_changed(self.st, resource_type).await
     }
 
     async fn wait_for_capacity(
@@ -542,6 +538,16 @@ pub(crate) fn refusal(
         )),
         _ => None,
     }
+}
+
+/// Capacity for `resource_type` may have appeared: a new generation, and every lease waiting
+/// for it woken, in request order.
+pub(crate) async fn capacity_changed(st: &mut dyn Statements, resource_type: &str) -> Result<()> {
+    st.bump_capacity(resource_type).await?;
+    for (id, requested) in st.take_waiting(resource_type).await? {
+        st.wake(ObjectId::Lease(id), requested).await?;
+    }
+    Ok(())
 }
 
 /// Gives a claim back; `Error::Fenced` if it was no longer held.

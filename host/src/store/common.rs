@@ -176,6 +176,58 @@ macro_rules! impl_store {
             tx.finish(result).await
         }
 
+        async fn blueprint_update(
+            &self,
+            id: $crate::store::ObjectId,
+            update: $crate::store::BlueprintUpdate,
+            author: &str,
+        ) -> $crate::store::Result<$crate::store::Blueprint> {
+            use $crate::store::apply::Statements as _;
+            use $crate::store::rows;
+            let mut tx = self.begin().await?;
+            let result = async {
+                let now = $crate::store::Store::now(self) as i64;
+                let before = sqlx::query("SELECT * FROM blueprint WHERE id = $1")
+                    .bind(id.number())
+                    .fetch_optional(&mut *tx)
+                    .await?
+                    .ok_or_else(|| $crate::store::Error::NotFound(id.to_string()))?;
+                let before = rows::blueprint(&before)?;
+                if let Some(wasm) = &update.wasm {
+                    sqlx::query(
+                        "INSERT INTO component (digest, wasm, created_at) VALUES ($1, $2, $3)
+                         ON CONFLICT (digest) DO NOTHING",
+                    )
+                    .bind(&update.digest)
+                    .bind(wasm)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                let row = sqlx::query(
+                    "UPDATE blueprint SET component = $1, component_name = $2, config = $3,
+                                          failures = 0, retry_at = NULL, last_failure = NULL
+                      WHERE id = $4 RETURNING *",
+                )
+                .bind(&update.digest)
+                .bind(&update.component_name)
+                .bind(&update.config)
+                .bind(id.number())
+                .fetch_one(&mut *tx)
+                .await?;
+                let message = $crate::store::common::update_message(&before, &update, author);
+                let mut st = Self::statements(&mut tx);
+                st.insert_log(id, "blueprint.updated", &message, now).await?;
+                // The new component or config may serve leases that were waiting.
+                $crate::store::apply::capacity_changed(&mut st, &before.resource_type).await?;
+                rows::blueprint(&row)
+            }
+            .await;
+            let updated = tx.finish(result).await?;
+            self.announce();
+            Ok(updated)
+        }
+
         async fn component_get(&self, digest: &str) -> $crate::store::Result<Vec<u8>> {
             sqlx::query_scalar("SELECT wasm FROM component WHERE digest = $1")
                 .bind(digest)
@@ -687,6 +739,40 @@ pub(crate) fn by_table(
             "{object} is not a lease or resource"
         ))),
     }
+}
+
+/// What `blueprint update` changed, for the blueprint's log.
+pub(crate) fn update_message(
+    before: &super::Blueprint,
+    update: &super::BlueprintUpdate,
+    author: &str,
+) -> String {
+    let short = |digest: &str| digest.chars().take(12).collect::<String>();
+    let mut changes = Vec::new();
+    if before.component != update.digest {
+        changes.push(format!(
+            "component {} ({}) → {} ({})",
+            short(&before.component),
+            before.component_name,
+            short(&update.digest),
+            update.component_name
+        ));
+    }
+    if before.config != update.config {
+        let clip = |config: &str| match config.char_indices().nth(200) {
+            Some((end, _)) => format!("{}…", &config[..end]),
+            None => config.to_string(),
+        };
+        changes.push(format!(
+            "config {} → {}",
+            clip(&before.config),
+            clip(&update.config)
+        ));
+    }
+    if changes.is_empty() {
+        changes.push("nothing changed".into());
+    }
+    format!("updated by {author}: {}", changes.join("; "))
 }
 
 /// Grants as one line for log messages.

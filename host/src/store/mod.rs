@@ -151,6 +151,19 @@ pub struct NewBlueprint {
     pub grants: Vec<Grant>,
 }
 
+/// A new component and config for a registered blueprint (`blueprint update`).
+#[derive(Debug, Clone)]
+pub struct BlueprintUpdate {
+    /// The new component's bytes, when the component changes.
+    pub wasm: Option<Vec<u8>>,
+    /// SHA-256 of the component it uses from now on.
+    pub digest: String,
+    /// That component's own name.
+    pub component_name: String,
+    /// The validated JSON config it uses from now on.
+    pub config: String,
+}
+
 /// A resource row.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Resource {
@@ -386,6 +399,16 @@ pub trait Store: Send + Sync + 'static {
     async fn blueprint_list(&self) -> Result<Vec<Blueprint>>;
     /// Enables or disables a blueprint.
     async fn blueprint_set_enabled(&self, id: ObjectId, enabled: bool) -> Result<Blueprint>;
+    /// Switches a blueprint to another component and config (its resource type stays),
+    /// clears its failure streak and wakes the leases waiting for its type, so the change is
+    /// tried at once, and logs who changed what: one transaction. Calls that start afterwards
+    /// use the new component and config.
+    async fn blueprint_update(
+        &self,
+        id: ObjectId,
+        update: BlueprintUpdate,
+        author: &str,
+    ) -> Result<Blueprint>;
     /// Replaces a blueprint's grants, logging who changed them from what.
     async fn blueprint_set_grants(
         &self,

@@ -52,6 +52,7 @@ where
         apply_nests_supporting_leases_one_deeper,
         apply_forgets_exec_results_of_another_acquisition,
         blueprint_set_grants_logs_the_change,
+        blueprint_update_switches_component_and_config_and_clears_failures,
         lease_list_on_resource_lists_live_leases_only,
         gc_prunes_only_what_finished_before_the_cutoff,
     );
@@ -937,6 +938,84 @@ async fn blueprint_set_grants_logs_the_change(store: Arc<dyn Store>, _: Arc<Manu
     assert!(matches!(
         store
             .blueprint_set_grants(ObjectId::Blueprint(99), &grants, "x")
+            .await,
+        Err(Error::NotFound(_))
+    ));
+}
+
+async fn blueprint_update_switches_component_and_config_and_clears_failures(
+    store: Arc<dyn Store>,
+    _: Arc<ManualClock>,
+) {
+    let blueprint = blueprint(store.as_ref(), "pool").await;
+    let owner = lease(store.as_ref()).await;
+    let claim = claim_of(store.as_ref(), owner).await;
+    let mut plan = Plan::new();
+    plan.push(Write::BlueprintFailed {
+        blueprint,
+        reason: "clone failed".into(),
+        retry_at: store.now() + 60_000,
+    });
+    store.apply(&claim, &plan, TTL).await.unwrap();
+
+    let generation = store.capacity_generation("thing").await.unwrap();
+    let update = super::BlueprintUpdate {
+        wasm: Some(b"\0asm v2".to_vec()),
+        digest: "d2".into(),
+        component_name: "test-v2".into(),
+        config: r#"{"v": 2}"#.into(),
+    };
+    let updated = store
+        .blueprint_update(blueprint, update, "cli:alice")
+        .await
+        .unwrap();
+    assert_eq!(
+        (updated.component.as_str(), updated.component_name.as_str()),
+        ("d2", "test-v2")
+    );
+    assert_eq!(updated.config, r#"{"v": 2}"#);
+    assert_eq!((updated.failures, updated.retry_at), (0, None));
+    assert_eq!(updated.resource_type, "thing", "the type never changes");
+    assert_eq!(
+        store.capacity_generation("thing").await.unwrap(),
+        generation + 1,
+        "leases waiting for the type are woken"
+    );
+    assert_eq!(store.component_get("d2").await.unwrap(), b"\0asm v2");
+    assert_eq!(store.component_get("d1").await.unwrap(), b"\0asm", "kept");
+    let last = store
+        .log_list(Some(blueprint), 0, 10)
+        .await
+        .unwrap()
+        .pop()
+        .unwrap();
+    assert_eq!(last.kind, "blueprint.updated");
+    assert_eq!(
+        last.message,
+        r#"updated by cli:alice: component d1 (test) → d2 (test-v2); config {} → {"v": 2}"#
+    );
+
+    // Back to the first component, whose bytes are stored already: no wasm to send.
+    let back = super::BlueprintUpdate {
+        wasm: None,
+        digest: "d1".into(),
+        component_name: "test".into(),
+        config: r#"{"v": 2}"#.into(),
+    };
+    let reverted = store
+        .blueprint_update(blueprint, back, "web:bob")
+        .await
+        .unwrap();
+    assert_eq!(reverted.component, "d1");
+    let missing = super::BlueprintUpdate {
+        wasm: None,
+        digest: "d1".into(),
+        component_name: "test".into(),
+        config: "{}".into(),
+    };
+    assert!(matches!(
+        store
+            .blueprint_update(ObjectId::Blueprint(99), missing, "x")
             .await,
         Err(Error::NotFound(_))
     ));

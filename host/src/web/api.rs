@@ -23,6 +23,7 @@ pub(super) fn router() -> Router<AppState> {
         .route("/blueprints/{id}/enable", post(enable))
         .route("/blueprints/{id}/disable", post(disable))
         .route("/blueprints/{id}/grants", post(change_grants))
+        .route("/blueprints/{id}/update", post(update_blueprint))
         .route("/leases", get(leases).post(request_leases))
         .route("/leases/{id}", get(lease))
         .route("/leases/{id}/release", post(release_lease))
@@ -145,27 +146,68 @@ async fn add_blueprint(
 ) -> ApiResult<impl IntoResponse> {
     operator(&state, &headers)?;
     let Json(body) = body.map_err(bad_json)?;
-    let wasm = base64::engine::general_purpose::STANDARD
-        .decode(body.wasm.as_bytes())
+    let request = ops::BlueprintRequest {
+        name: body.name,
+        wasm: decode_wasm(&body.wasm)?,
+        config: body.config.map_or_else(|| "{}".to_string(), config_text),
+        grants: body.grants,
+    };
+    let added = ops::add_blueprint(state.store().as_ref(), &state.runtime, request).await?;
+    Ok((StatusCode::CREATED, Json(added)))
+}
+
+/// A component sent base64-encoded.
+fn decode_wasm(base64_text: &str) -> ApiResult<Vec<u8>> {
+    base64::engine::general_purpose::STANDARD
+        .decode(base64_text.as_bytes())
         .map_err(|e| {
             ApiError::new(
                 StatusCode::BAD_REQUEST,
                 format!("`wasm` is not base64: {e}"),
             )
-        })?;
-    let config = match body.config {
-        None => "{}".to_string(),
-        Some(serde_json::Value::String(text)) => text,
-        Some(value) => value.to_string(),
-    };
-    let request = ops::BlueprintRequest {
-        name: body.name,
-        wasm,
-        config,
-        grants: body.grants,
-    };
-    let added = ops::add_blueprint(state.store().as_ref(), &state.runtime, request).await?;
-    Ok((StatusCode::CREATED, Json(added)))
+        })
+}
+
+/// A config sent as a JSON value, or as a string of JSON.
+fn config_text(config: serde_json::Value) -> String {
+    match config {
+        serde_json::Value::String(text) => text,
+        value => value.to_string(),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BlueprintUpdateBody {
+    /// The new component, base64-encoded.
+    #[serde(default)]
+    wasm: Option<String>,
+    /// The new config: a JSON value (or a string of JSON).
+    #[serde(default)]
+    config: Option<serde_json::Value>,
+}
+
+async fn update_blueprint(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(text): Path<String>,
+    body: Result<Json<BlueprintUpdateBody>, axum::extract::rejection::JsonRejection>,
+) -> ApiResult<impl IntoResponse> {
+    let author = operator(&state, &headers)?;
+    let Json(body) = body.map_err(bad_json)?;
+    let wasm = body.wasm.as_deref().map(decode_wasm).transpose()?;
+    let config = body.config.map(config_text);
+    let store = state.store();
+    let blueprint = ops::find_blueprint(store.as_ref(), &text).await?;
+    let updated = ops::update_blueprint(
+        store.as_ref(),
+        &state.runtime,
+        &blueprint,
+        (wasm, config),
+        &author,
+    )
+    .await?;
+    Ok(Json(updated))
 }
 
 #[derive(Deserialize)]
