@@ -287,12 +287,22 @@ async fn acquire(
         crate::worker::planned(lease, &plan).status,
         resource.status,
     ) {
-        // Acquired on an active resource: activate in the same run, and commit both at once.
+        // Acquired on an active resource: activate in the same run, and commit both at once,
+        // unless the acquisition takes a slot lock: that commits first, so that a busy lock
+        // sends the lease elsewhere before activation runs any exec.
         (Next::Continue, LeaseStatus::Acquired, ResourceStatus::Active) => {
             let acquired = crate::worker::planned(lease, &plan);
+            let mut unsaved = std::mem::take(&mut unsaved);
+            unsaved.append(plan);
+            if unsaved.takes_slot_locks() {
+                if commit(held, &unsaved, Next::Continue).await?.is_none() {
+                    return Ok(None);
+                }
+                unsaved = Plan::new();
+            }
             let (plan, next) =
-                crate::worker::activation(w, held, acquired, resource.clone(), plan).await?;
-            return commit(held, unsaved.append(plan), next).await;
+                crate::worker::activation(w, held, acquired, resource.clone(), unsaved).await?;
+            return commit(held, &plan, next).await;
         }
         _ => plan,
     };

@@ -30,6 +30,8 @@ pub const GARBLED_WASM: &str = env!("DRYDOCK_WASM_GARBLED");
 pub const WRONG_SHAPE_WASM: &str = env!("DRYDOCK_WASM_WRONG_SHAPE");
 /// A component that leases a host and runs its config's command there (type `shell`).
 pub const SHELL_WASM: &str = env!("DRYDOCK_WASM_SHELL");
+/// The working-copy blueprint (type `working-copy`): git working copies on leased hosts.
+pub const WORKING_COPY_WASM: &str = env!("DRYDOCK_WASM_WORKING_COPY");
 
 /// The example host-pool configuration from the README.
 pub const HOST_POOL_CONFIG: &str =

@@ -285,6 +285,13 @@ impl Plan {
         matches!(self.writes.last(), Some(Write::ReleaseClaim { .. }))
     }
 
+    /// Whether a write takes slot locks (and so may fail with `SlotLockBusy`).
+    pub fn takes_slot_locks(&self) -> bool {
+        self.writes
+            .iter()
+            .any(|write| matches!(write, Write::TakeSlotLocks { .. }))
+    }
+
     /// Whether the plan writes nothing.
     pub fn is_empty(&self) -> bool {
         self.writes.is_empty()

@@ -1,0 +1,174 @@
+//! Drydock's own use case end to end: `working-copy` leases over `host-pool` leases, on a local
+//! host, with a real git repository.
+
+use drydock_host::domain::LeaseStatus;
+use drydock_host::store::{ObjectId, Store};
+use drydock_tests::{Env, HOST_POOL_WASM, WORKING_COPY_WASM, wait_for, wait_lease};
+use std::path::Path;
+use std::process::Command;
+use std::sync::Arc;
+
+fn git(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .args(args)
+        .current_dir(dir)
+        .env("GIT_AUTHOR_NAME", "t")
+        .env("GIT_AUTHOR_EMAIL", "t@example.com")
+        .env("GIT_COMMITTER_NAME", "t")
+        .env("GIT_COMMITTER_EMAIL", "t@example.com")
+        .output()
+        .expect("git is installed");
+    assert!(out.status.success(), "git {args:?}: {out:?}");
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// A repository with a tagged first commit (`v1`) and a second one on `main`.
+fn repository(dir: &Path) -> (String, String) {
+    std::fs::create_dir_all(dir).unwrap();
+    git(dir, &["init", "--quiet", "--initial-branch=main"]);
+    std::fs::write(dir.join("file"), "one").unwrap();
+    git(dir, &["add", "file"]);
+    git(dir, &["commit", "--quiet", "-m", "one"]);
+    git(dir, &["tag", "v1"]);
+    let first = git(dir, &["rev-parse", "HEAD"]);
+    std::fs::write(dir.join("file"), "two").unwrap();
+    git(dir, &["commit", "--quiet", "-am", "two"]);
+    (first, git(dir, &["rev-parse", "HEAD"]))
+}
+
+/// A daemon with host-pool (one local host rooted in a temporary directory) and working-copy.
+async fn env_with_hosts(hosts: &Path) -> Env {
+    let env = Env::new();
+    let host_pool = format!(
+        r#"{{"hosts": [{{"name": "local-1", "interface": {{"type": "local", "root": "{}"}}}}]}}"#,
+        hosts.display()
+    );
+    let grant = format!("local:{}", hosts.display());
+    env.add_blueprint("host-pool", HOST_POOL_WASM, &host_pool, &[&grant])
+        .await;
+    let config = r#"{"directory": "copies"}"#;
+    env.add_blueprint("working-copy", WORKING_COPY_WASM, config, &[])
+        .await;
+    env
+}
+
+async fn attribute(store: &Arc<dyn Store>, lease: ObjectId, key: &str) -> Option<String> {
+    let lease = store.lease_get(lease).await.unwrap();
+    lease.attributes.get(key).cloned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn working_copies_are_checked_out_at_the_ref_asked_for_kept_apart_and_reused_clean() {
+    let world = tempfile::tempdir().unwrap();
+    let (origin, hosts) = (world.path().join("origin"), world.path().join("hosts"));
+    std::fs::create_dir_all(&hosts).unwrap();
+    let (first, second) = repository(&origin);
+    let env = env_with_hosts(&hosts).await;
+    let _daemon = env.serve(&[]);
+    let store = env.store().await;
+    let repo = format!("repository={}", origin.display());
+    let request = |wanted: &'static str| {
+        let repo = repo.clone();
+        let env = &env;
+        async move {
+            let leases = env
+                .request(
+                    "working-copy",
+                    &[
+                        "--attr",
+                        &repo,
+                        "--attr",
+                        wanted,
+                        "--wait",
+                        "--timeout",
+                        "90s",
+                    ],
+                )
+                .await;
+            leases[0]
+        }
+    };
+
+    let tagged = request("ref=v1").await;
+    assert_eq!(
+        attribute(&store, tagged, "commit").await.as_deref(),
+        Some(first.as_str())
+    );
+    let head = env
+        .ok(&[
+            "exec",
+            "--lease",
+            &tagged.to_string(),
+            "--",
+            "git",
+            "rev-parse",
+            "HEAD",
+        ])
+        .await;
+    assert_eq!(head.trim(), first, "exec runs in the working copy");
+
+    // While the first copy is leased, a second lease gets a copy of its own.
+    let tip = request("ref=main").await;
+    assert_eq!(
+        attribute(&store, tip, "commit").await.as_deref(),
+        Some(second.as_str())
+    );
+    let copy_of = |lease| {
+        let store = store.clone();
+        async move { store.lease_get(lease).await.unwrap().resource_id.unwrap() }
+    };
+    let (first_copy, second_copy) = (copy_of(tagged).await, copy_of(tip).await);
+    assert_ne!(first_copy, second_copy, "concurrent leases share no copy");
+
+    // Dirt left by a lease is gone for the next one, which reuses the copy.
+    let path = store.resource_get(first_copy).await.unwrap().attributes["path"].clone();
+    let tree = hosts.join(&path);
+    std::fs::write(tree.join("junk"), "left behind").unwrap();
+    std::fs::write(tree.join("file"), "edited").unwrap();
+    env.ok(&["lease", "release", &tagged.to_string()]).await;
+    wait_lease(&store, tagged, LeaseStatus::Destroyed).await;
+    let again = request("ref=main").await;
+    assert_eq!(copy_of(again).await, first_copy, "a clean copy is reused");
+    assert_eq!(
+        attribute(&store, again, "commit").await.as_deref(),
+        Some(second.as_str())
+    );
+    assert!(!tree.join("junk").exists());
+    assert_eq!(std::fs::read_to_string(tree.join("file")).unwrap(), "two");
+
+    // Destroying a copy removes its directory.
+    env.ok(&["lease", "release", &again.to_string()]).await;
+    wait_lease(&store, again, LeaseStatus::Destroyed).await;
+    env.ok(&["resource", "release", &first_copy.to_string()])
+        .await;
+    wait_for("the released copy's directory to be removed", || async {
+        (!tree.exists()).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ref_that_does_not_exist_fails_the_lease_with_the_reason() {
+    let world = tempfile::tempdir().unwrap();
+    let (origin, hosts) = (world.path().join("origin"), world.path().join("hosts"));
+    std::fs::create_dir_all(&hosts).unwrap();
+    repository(&origin);
+    let env = env_with_hosts(&hosts).await;
+    let _daemon = env.serve(&[]);
+    let store = env.store().await;
+    let repo = format!("repository={}", origin.display());
+    let lease = env
+        .request_one(
+            "working-copy",
+            &["--attr", &repo, "--attr", "ref=no-such-branch"],
+        )
+        .await;
+    wait_lease(&store, lease, LeaseStatus::Destroyed).await;
+    let logs = store.log_list(Some(lease), 0, 100).await.unwrap();
+    assert!(
+        logs.iter().any(|l| l
+            .message
+            .contains("no branch, tag or commit named no-such-branch")),
+        "{logs:#?}"
+    );
+}
