@@ -3,6 +3,8 @@
 # grants their configs need, and runs the daemon on the embedded SQLite default (./drydock.db,
 # or $DRYDOCK_DATABASE_URL, such as postgres://USER@HOST/DATABASE for several daemons):
 #   host-pool   (Rust)        type `host`, blueprints/host-pool/example.json, local:/tmp/drydock
+#   working-copy (Rust)       type `working-copy`, git working copies on those hosts (no grant: it
+#                             narrows its host leases' interfaces)
 #   scratch-py  (Python)      type `scratch`, blueprints/scratch-py/example.json, local:/tmp/drydock-scratch
 #   scratch-js  (JavaScript)  type `scratch`, blueprints/scratch-js/example.json, local:/tmp/drydock-scratch
 # Extra arguments go to `drydock serve`.
@@ -17,20 +19,21 @@ exec 9>target/serve.lock
 flock 9
 install_blueprint_toolchains
 cargo build --release -p drydock-host
-cargo build -p host-pool --target wasm32-wasip2 --profile guest --target-dir target/guests
+cargo build -p host-pool -p working-copy --target wasm32-wasip2 --profile guest --target-dir target/guests
 mkdir -p target/guests
 blueprints/scratch-py/build.sh target/guests/scratch-py.wasm
 blueprints/scratch-js/build.sh target/guests/scratch-js.wasm
 
 export DRYDOCK_DATABASE_URL="${DRYDOCK_DATABASE_URL:-sqlite://drydock.db}"
 drydock=target/release/drydock
-register() { # NAME WASM GRANT (another daemon starting on the same database may win the race)
+register() { # NAME WASM [GRANT] (another daemon starting on the same database may win the race)
     if ! "$drydock" blueprint show "$1" >/dev/null 2>&1; then
-        "$drydock" blueprint add "$1" --wasm "$2" --config "blueprints/$1/example.json" --grant "$3" ||
+        "$drydock" blueprint add "$1" --wasm "$2" --config "blueprints/$1/example.json" ${3:+--grant "$3"} ||
             "$drydock" blueprint show "$1" >/dev/null
     fi
 }
 register host-pool target/guests/wasm32-wasip2/guest/host_pool.wasm local:/tmp/drydock
+register working-copy target/guests/wasm32-wasip2/guest/working_copy.wasm
 register scratch-py target/guests/scratch-py.wasm local:/tmp/drydock-scratch
 register scratch-js target/guests/scratch-js.wasm local:/tmp/drydock-scratch
 mkdir -p /tmp/drydock

@@ -4,7 +4,9 @@
 //! 2 ms from the database. On SQLite and on PostgreSQL (a throwaway cluster with PostgreSQL's
 //! default durability). Printed as Markdown for BENCHMARKS.md.
 //!
-//! Run: `cargo bench -p drydock-tests --bench latency [-- sqlite|postgres]`.
+//! Also a working-copy lease on a warm copy (fetch, checkout and clean by git on a local host).
+//!
+//! Run: `cargo bench -p drydock-tests --bench latency [-- sqlite|working-copy|postgres]`.
 
 use drydock_host::domain::LeaseStatus;
 use drydock_host::store::{ObjectId, Store};
@@ -24,6 +26,9 @@ async fn main() {
     println!("| backend, path ({TRIALS} trials each) | p50 | p90 | max |\n|---|---|---|---|");
     if sections.run("sqlite") {
         measure("SQLite", Env::new()).await;
+    }
+    if sections.run("working-copy") {
+        working_copy().await;
     }
     if sections.run("postgres") {
         let cluster = Cluster::start_with(Durability::Default);
@@ -79,6 +84,47 @@ async fn measure(backend: &str, env: Env) {
         row(&format!("{backend}, {path}: request → active"), requests);
         row(&format!("{backend}, {path}: release → destroyed"), releases);
     }
+}
+
+/// A working-copy lease on a warm copy (cloned by an earlier lease, idle and clean), requested
+/// by the CLI on SQLite: request → active covers the fetch, checkout and clean on the host; release
+/// → destroyed the clean.
+async fn working_copy() {
+    let world = tempfile::tempdir().unwrap();
+    let (origin, hosts) = (world.path().join("origin"), world.path().join("hosts"));
+    std::fs::create_dir_all(&hosts).unwrap();
+    drydock_tests::git::repository(&origin);
+    let env = Env::new();
+    env.add_working_copies(&hosts).await;
+    let _daemon = env.serve(&["--poll", "250ms"]);
+    let store = env.store().await;
+    let repository = format!("repository={}", origin.display());
+    let attributes = ["--attr", repository.as_str(), "--attr", "ref=main"];
+    let (mut requests, mut releases) = (Vec::new(), Vec::new());
+    for trial in 0..=TRIALS {
+        idle().await;
+        let started = Instant::now();
+        let lease = env.request_one("working-copy", &attributes).await;
+        wait(&store, lease, LeaseStatus::Active).await;
+        let requested = started.elapsed();
+        idle().await;
+        let started = Instant::now();
+        env.ok(&["lease", "release", &lease.to_string()]).await;
+        wait(&store, lease, LeaseStatus::Destroyed).await;
+        if trial > 0 {
+            // The first trial clones: it warms the copy.
+            requests.push(requested);
+            releases.push(started.elapsed());
+        }
+    }
+    row(
+        "SQLite, CLI: working-copy request → active, warm copy",
+        requests,
+    );
+    row(
+        "SQLite, CLI: working-copy release → destroyed (cleaned)",
+        releases,
+    );
 }
 
 /// Lets the daemon go idle (waiting on its poll) before the next trial.

@@ -3,6 +3,7 @@
 //! [`postgres`]), and daemons they can start, stop and kill.
 
 pub mod counting;
+pub mod git;
 pub mod measure;
 pub mod postgres;
 
@@ -205,6 +206,21 @@ impl Env {
     pub async fn add_host_pool(&self) {
         let grants = [HOST_POOL_GRANT];
         self.add_blueprint("host-pool", HOST_POOL_WASM, HOST_POOL_CONFIG, &grants)
+            .await;
+    }
+
+    /// Registers host-pool with one local host rooted at `hosts`, and working-copy (copies in
+    /// `hosts/copies`).
+    pub async fn add_working_copies(&self, hosts: &Path) {
+        let host_pool = format!(
+            r#"{{"hosts": [{{"name": "local-1", "interface": {{"type": "local", "root": "{}"}}}}]}}"#,
+            hosts.display()
+        );
+        let grant = format!("local:{}", hosts.display());
+        self.add_blueprint("host-pool", HOST_POOL_WASM, &host_pool, &[&grant])
+            .await;
+        let config = r#"{"directory": "copies"}"#;
+        self.add_blueprint("working-copy", WORKING_COPY_WASM, config, &[])
             .await;
     }
 

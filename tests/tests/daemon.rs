@@ -191,14 +191,12 @@ async fn a_release_sent_to_a_broken_resource_is_consumed() {
     let env = env_with(r#"{"fail_activation": true, "destroy_delay_ms": 500}"#).await;
     let _daemon = env.serve(&["--call-timeout", "10s"]);
     let store = env.store().await;
-    let lease = env
-        .ok(&["lease", "request", "--type", "counted"])
-        .await
-        .trim()
-        .parse::<ObjectId>()
-        .unwrap();
+    env.ok(&["lease", "request", "--type", "counted"]).await;
+    // The first resource made for the lease (the lease itself moves on to others as each
+    // breaks, so its `resource_id` is only briefly set).
     let resource = wait_for("a resource", || async {
-        store.lease_get(lease).await.unwrap().resource_id
+        let resources = store.resource_list(None).await.unwrap();
+        resources.first().map(|r| r.id)
     })
     .await;
     wait_for("the resource to break", || async {

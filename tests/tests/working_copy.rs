@@ -3,54 +3,9 @@
 
 use drydock_host::domain::LeaseStatus;
 use drydock_host::store::{ObjectId, Store};
-use drydock_tests::{Env, HOST_POOL_WASM, WORKING_COPY_WASM, wait_for, wait_lease};
-use std::path::Path;
-use std::process::Command;
+use drydock_tests::git::repository;
+use drydock_tests::{Env, wait_for, wait_lease};
 use std::sync::Arc;
-
-fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .args(args)
-        .current_dir(dir)
-        .env("GIT_AUTHOR_NAME", "t")
-        .env("GIT_AUTHOR_EMAIL", "t@example.com")
-        .env("GIT_COMMITTER_NAME", "t")
-        .env("GIT_COMMITTER_EMAIL", "t@example.com")
-        .output()
-        .expect("git is installed");
-    assert!(out.status.success(), "git {args:?}: {out:?}");
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
-/// A repository with a tagged first commit (`v1`) and a second one on `main`.
-fn repository(dir: &Path) -> (String, String) {
-    std::fs::create_dir_all(dir).unwrap();
-    git(dir, &["init", "--quiet", "--initial-branch=main"]);
-    std::fs::write(dir.join("file"), "one").unwrap();
-    git(dir, &["add", "file"]);
-    git(dir, &["commit", "--quiet", "-m", "one"]);
-    git(dir, &["tag", "v1"]);
-    let first = git(dir, &["rev-parse", "HEAD"]);
-    std::fs::write(dir.join("file"), "two").unwrap();
-    git(dir, &["commit", "--quiet", "-am", "two"]);
-    (first, git(dir, &["rev-parse", "HEAD"]))
-}
-
-/// A daemon with host-pool (one local host rooted in a temporary directory) and working-copy.
-async fn env_with_hosts(hosts: &Path) -> Env {
-    let env = Env::new();
-    let host_pool = format!(
-        r#"{{"hosts": [{{"name": "local-1", "interface": {{"type": "local", "root": "{}"}}}}]}}"#,
-        hosts.display()
-    );
-    let grant = format!("local:{}", hosts.display());
-    env.add_blueprint("host-pool", HOST_POOL_WASM, &host_pool, &[&grant])
-        .await;
-    let config = r#"{"directory": "copies"}"#;
-    env.add_blueprint("working-copy", WORKING_COPY_WASM, config, &[])
-        .await;
-    env
-}
 
 async fn attribute(store: &Arc<dyn Store>, lease: ObjectId, key: &str) -> Option<String> {
     let lease = store.lease_get(lease).await.unwrap();
@@ -63,7 +18,8 @@ async fn working_copies_are_checked_out_at_the_ref_asked_for_kept_apart_and_reus
     let (origin, hosts) = (world.path().join("origin"), world.path().join("hosts"));
     std::fs::create_dir_all(&hosts).unwrap();
     let (first, second) = repository(&origin);
-    let env = env_with_hosts(&hosts).await;
+    let env = Env::new();
+    env.add_working_copies(&hosts).await;
     let _daemon = env.serve(&[]);
     let store = env.store().await;
     let repo = format!("repository={}", origin.display());
@@ -153,7 +109,8 @@ async fn a_ref_that_does_not_exist_fails_the_lease_with_the_reason() {
     let (origin, hosts) = (world.path().join("origin"), world.path().join("hosts"));
     std::fs::create_dir_all(&hosts).unwrap();
     repository(&origin);
-    let env = env_with_hosts(&hosts).await;
+    let env = Env::new();
+    env.add_working_copies(&hosts).await;
     let _daemon = env.serve(&[]);
     let store = env.store().await;
     let repo = format!("repository={}", origin.display());
