@@ -129,3 +129,38 @@ async fn a_ref_that_does_not_exist_fails_the_lease_with_the_reason() {
         "{logs:#?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_repository_that_does_not_exist_fails_the_lease_with_gits_reason() {
+    let world = tempfile::tempdir().unwrap();
+    let hosts = world.path().join("hosts");
+    std::fs::create_dir_all(&hosts).unwrap();
+    let env = Env::new();
+    env.add_working_copies(&hosts).await;
+    let _daemon = env.serve(&[]);
+    let store = env.store().await;
+    let missing = world.path().join("no-such-repository");
+    let repo = format!("repository={}", missing.display());
+    let lease = env.request_one("working-copy", &["--attr", &repo]).await;
+    wait_lease(&store, lease, LeaseStatus::Destroyed).await;
+
+    let logs = store.log_list(Some(lease), 0, 100).await.unwrap();
+    let end = logs
+        .iter()
+        .find(|l| l.kind == "lease.allocation-failure")
+        .unwrap_or_else(|| panic!("no failure on the lease: {logs:#?}"));
+    let cloning = format!("cloning {} exited with", missing.display());
+    assert!(
+        end.message.contains(&cloning)
+            && end.message.contains("3 resources broke under this lease"),
+        "{}",
+        end.message
+    );
+    let copies = store.resource_list(None).await.unwrap();
+    let copies = copies.iter().filter(|r| r.resource_type == "working-copy");
+    assert_eq!(
+        copies.count(),
+        3,
+        "the lease stops making copies that cannot work"
+    );
+}

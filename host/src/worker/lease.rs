@@ -5,7 +5,7 @@ use super::{Next, RunError, Workers};
 use crate::domain::{LeaseStatus, ResourceStatus};
 use crate::lock::Held;
 use crate::plugin::Hook;
-use crate::store::{CommandKind, Lease, Plan, Resource, Target, Write};
+use crate::store::{CommandKind, Lease, ObjectId, Plan, Resource, Target, Write};
 
 /// One step of a lease's life.
 pub(super) async fn step(w: &Workers, held: &Held) -> Result<Next, RunError> {
@@ -74,9 +74,53 @@ async fn activate(w: &Workers, held: &Held, lease: Lease) -> Result<Next, RunErr
             held.apply(&plan).await?;
             Ok(next)
         }
+        ResourceStatus::Broken => resource_broke(w, held, &lease, resource_id).await,
         dead => reacquire(held, &lease, &format!("{resource_id} is {dead}")).await,
     }
 }
+
+/// Resources that may break under one lease before the lease breaks too: a resource that keeps
+/// failing for this lease (a repository that does not exist) ends the lease with the reason.
+const RESOURCES_BROKEN_PER_LEASE: usize = 3;
+
+/// The lease's resource broke before the lease was active: the lease says why (the resource's
+/// own last failure), and looks for another resource, or breaks once
+/// [`RESOURCES_BROKEN_PER_LEASE`] resources have broken under it.
+async fn resource_broke(
+    w: &Workers,
+    held: &Held,
+    lease: &Lease,
+    resource: ObjectId,
+) -> Result<Next, RunError> {
+    let reason = w
+        .store
+        .log_list(Some(resource), 0, i64::MAX)
+        .await?
+        .into_iter()
+        .rev()
+        .find(|l| l.kind.ends_with("-failure") || l.kind == "resource.gave-up")
+        .map_or_else(|| "no reason was logged".to_string(), |l| l.message);
+    let lease_logs = w.store.log_list(Some(lease.id), 0, i64::MAX).await?;
+    let broke = 1 + lease_logs
+        .iter()
+        .filter(|l| l.kind == RESOURCE_BROKE)
+        .count();
+    if broke >= RESOURCES_BROKEN_PER_LEASE {
+        let why = format!(
+            "{resource} broke: {reason}; {broke} resources broke under this lease, so it is broken too"
+        );
+        held.apply(&break_lease(lease, "lease.allocation-failure", why))
+            .await?;
+        return Ok(Next::Continue);
+    }
+    let why = format!("{resource} broke: {reason}");
+    held.apply(&reacquisition(lease, RESOURCE_BROKE, &why))
+        .await?;
+    Ok(Next::Continue)
+}
+
+/// The log kind of a lease whose resource broke under it.
+const RESOURCE_BROKE: &str = "lease.resource-broke";
 
 /// `activate-lease` for an acquired `lease` on its active `resource`, and the writes that
 /// follow, after `unsaved` (an acquisition not yet committed, which `lease` already shows). An
@@ -171,16 +215,22 @@ pub(crate) fn planned(lease: &Lease, plan: &Plan) -> Lease {
 }
 
 async fn reacquire(held: &Held, lease: &Lease, why: &str) -> Result<Next, RunError> {
+    held.apply(&reacquisition(lease, "lease.reacquire", why))
+        .await?;
+    Ok(Next::Continue)
+}
+
+/// Back to pending, without the resource and the slot locks, saying why.
+fn reacquisition(lease: &Lease, kind: &str, why: &str) -> Plan {
     let mut plan = Plan::new();
     plan.push(Write::LeaseReacquire { lease: lease.id })
         .push(Write::FreeSlotLocks { owner: lease.id })
         .log(
             lease.id,
-            "lease.reacquire",
+            kind,
             format!("{why}; looking for another resource"),
         );
-    held.apply(&plan).await?;
-    Ok(Next::Continue)
+    plan
 }
 
 /// Released or broken → destroyed: the blueprint's release logic, then the lease is gone.

@@ -176,7 +176,8 @@ async fn destroy(w: &Workers, held: &Held, resource: Resource) -> Result<Next, R
 }
 
 /// Sends release commands to the resource's leases (once each). When the resource broke,
-/// leases not yet active are only woken: they go back to pending and find another resource.
+/// leases not yet active are only woken: they go back to pending and find another resource
+/// (until three have broken under one lease, which then breaks too).
 fn release_leases(resource: &Resource, leases: &[Lease]) -> Plan {
     let mut plan = Plan::new();
     for lease in leases {
