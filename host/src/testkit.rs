@@ -126,6 +126,10 @@ pub struct Harness {
     locks: BTreeMap<String, String>,
     logs: Vec<(String, String)>,
     responder: ExecResponder,
+    /// Interfaces that satisfy supporting leases, by resource type.
+    suppliers: BTreeMap<String, CommandInterface>,
+    /// Whether execs run for real through their supporting lease's interface.
+    execs_for_real: bool,
 }
 
 impl Harness {
@@ -171,6 +175,8 @@ impl Harness {
                 stderr: "the test harness has no exec responder; set one with Harness::on_exec"
                     .into(),
             }),
+            suppliers: BTreeMap::new(),
+            execs_for_real: false,
         })
     }
 
@@ -203,6 +209,26 @@ impl Harness {
     /// Sets what `exec` actions return.
     pub fn on_exec(&mut self, responder: impl FnMut(&ExecRequest) -> ExecResult + 'static) {
         self.responder = Box::new(responder);
+    }
+
+    /// Satisfies supporting leases of `resource_type`: whenever a resource has requested one,
+    /// it becomes active with `interface` before the next call, as if a blueprint of that type
+    /// had served it (the interface stands for a host the operator granted).
+    pub fn supply(
+        &mut self,
+        resource_type: &str,
+        interface: CommandInterface,
+    ) -> anyhow::Result<()> {
+        grant::check_interface(&interface).map_err(|why| anyhow!(why))?;
+        self.suppliers.insert(resource_type.to_string(), interface);
+        Ok(())
+    }
+
+    /// Runs `exec` actions for real, through the interface of the supporting lease each names,
+    /// with the daemon's own exec code (a process group, capped output, the time limit),
+    /// instead of the responder.
+    pub fn run_execs(&mut self) {
+        self.execs_for_real = true;
     }
 
     /// Moves the harness clock forward.
@@ -501,6 +527,9 @@ impl Harness {
             output: String::new(),
         };
         for _ in 0..MAX_EXEC_ROUNDS {
+            if let Some(resource) = resource {
+                self.serve_supporting_leases(resource)?;
+            }
             let ctx = self.context(resource, lease, object);
             let called = self.calls.block_on(self.plugin.step(hook, &ctx))?;
             applied.output.push_str(&called.output);
@@ -515,7 +544,10 @@ impl Harness {
                 return Ok(applied);
             }
             for request in &execs {
-                let result = (self.responder)(request);
+                let result = match (self.execs_for_real, resource) {
+                    (true, Some(resource)) => self.exec_for_real(resource, request),
+                    _ => (self.responder)(request),
+                };
                 self.exec_results
                     .entry(object.to_string())
                     .or_default()
@@ -523,6 +555,44 @@ impl Harness {
             }
         }
         bail!("{hook} on {object} asked for execs {MAX_EXEC_ROUNDS} times in a row")
+    }
+
+    /// Makes active every pending supporting lease of `resource` whose type is supplied.
+    fn serve_supporting_leases(&mut self, resource: &str) -> anyhow::Result<()> {
+        let pending: Vec<(String, CommandInterface)> = self
+            .supporting_leases(resource)
+            .iter()
+            .filter(|s| s.lease.status == LeaseStatus::Pending)
+            .filter_map(|s| {
+                let interface = self.suppliers.get(&s.lease.resource_type)?;
+                Some((s.key.clone(), interface.clone()))
+            })
+            .collect();
+        for (key, interface) in pending {
+            self.grant_supporting_lease(resource, &key, interface)?;
+        }
+        Ok(())
+    }
+
+    /// Runs `request` through the interface of `resource`'s supporting lease it names.
+    fn exec_for_real(&self, resource: &str, request: &ExecRequest) -> ExecResult {
+        let reach = self
+            .supporting_leases(resource)
+            .iter()
+            .find(|s| s.key == request.lease_key)
+            .and_then(|s| s.interface.as_ref());
+        match reach {
+            Some(reach) => self.calls.block_on(crate::exec::run(reach, request, None)),
+            None => ExecResult {
+                id: request.id.clone(),
+                exit_code: None,
+                stdout: String::new(),
+                stderr: format!(
+                    "{resource} has no active supporting lease {:?} to run through",
+                    request.lease_key
+                ),
+            },
+        }
     }
 
     /// Applies a validated step to the snapshots, all or nothing, as the daemon would.

@@ -164,3 +164,78 @@ async fn a_repository_that_does_not_exist_fails_the_lease_with_gits_reason() {
         "the lease stops making copies that cannot work"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blueprint_check_runs_a_working_copy_through_its_life_without_a_daemon() {
+    let world = tempfile::tempdir().unwrap();
+    let (origin, hosts) = (world.path().join("origin"), world.path().join("hosts"));
+    std::fs::create_dir_all(&hosts).unwrap();
+    let (first, _) = repository(&origin);
+    let env = Env::new();
+    let repo = format!("repository={}", origin.display());
+    let supply = format!("host=local:{}", hosts.display());
+    let check = |exec: &'static str| {
+        let args = [
+            "blueprint",
+            "check",
+            drydock_tests::WORKING_COPY_WASM,
+            "--lifecycle",
+            "--attr",
+            &repo,
+            "--attr",
+            "ref=v1",
+            "--supply",
+            &supply,
+            "--exec",
+            exec,
+            "--json",
+        ]
+        .map(str::to_string);
+        let env = &env;
+        async move {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            let report: serde_json::Value = serde_json::from_str(&env.ok(&args).await).unwrap();
+            report["lifecycle"].clone()
+        }
+    };
+
+    // For real: git clones and checks out v1 in the supplied directory, then removes the copy.
+    let real = check("run").await;
+    assert_eq!(real["failure"], serde_json::Value::Null, "{real}");
+    let calls = real["calls"].as_array().unwrap();
+    let activated = calls
+        .iter()
+        .rfind(|c| c["hook"] == "activate-lease")
+        .unwrap();
+    let text = activated.to_string();
+    assert!(
+        text.contains(&first),
+        "the lease hook got its own exec result: {text}"
+    );
+    assert!(
+        std::fs::read_dir(hosts.join("working-copies"))
+            .unwrap()
+            .next()
+            .is_none(),
+        "destroy-resource removed the copy"
+    );
+
+    // Dry run: every exec succeeds with no output, nothing touches the disk.
+    let dry = check("ok").await;
+    assert_eq!(dry["failure"], serde_json::Value::Null, "{dry}");
+
+    // Without a supplied host the lifecycle stops where the resource waits for one.
+    let out = env
+        .drydock(&[
+            "blueprint",
+            "check",
+            drydock_tests::WORKING_COPY_WASM,
+            "--lifecycle",
+            "--attr",
+            &repo,
+        ])
+        .await;
+    assert!(!out.status.success());
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(said.contains("waiting for a host"), "{said}");
+}

@@ -114,10 +114,38 @@ pub(super) enum BlueprintCommand {
         /// repeatable.
         #[arg(long = "grant", requires = "lifecycle")]
         grants: Vec<String>,
+        /// Serve the supporting leases a resource requests of TYPE with a local directory, as
+        /// TYPE=local:/DIR (a host the operator granted); repeatable.
+        #[arg(long = "supply", requires = "lifecycle", value_parser = parse_supply)]
+        supplies: Vec<(String, String)>,
+        /// What `exec` actions do in `--lifecycle`: `run` them for real through the supplied
+        /// directory, or take each as succeeding with no output (`ok`).
+        #[arg(long = "exec", requires = "lifecycle", value_enum)]
+        exec: Option<ExecMode>,
         /// Print one JSON document.
         #[arg(long)]
         json: bool,
     },
+}
+
+/// What `blueprint check --lifecycle` does with `exec` actions.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub(super) enum ExecMode {
+    /// Run them through the supporting lease's interface.
+    Run,
+    /// Answer each with exit code 0 and no output.
+    Ok,
+}
+
+/// `TYPE=local:/DIR`.
+fn parse_supply(text: &str) -> Result<(String, String), String> {
+    let (resource_type, target) = text
+        .split_once('=')
+        .ok_or_else(|| format!("{text:?} is not TYPE=local:/DIR"))?;
+    let root = target.strip_prefix("local:").ok_or_else(|| {
+        format!("{target:?} is not local:/DIR (only local directories can be supplied)")
+    })?;
+    Ok((resource_type.to_string(), root.to_string()))
 }
 
 pub(super) async fn run(global: &Global, command: BlueprintCommand) -> anyhow::Result<ExitCode> {
@@ -129,12 +157,16 @@ pub(super) async fn run(global: &Global, command: BlueprintCommand) -> anyhow::R
             resource_type,
             attributes,
             grants,
+            supplies,
+            exec,
             json,
         } => {
             let lifecycle = lifecycle.then_some(LifecycleArgs {
                 resource_type,
                 attributes,
                 grants,
+                supplies,
+                exec,
             });
             tokio::task::spawn_blocking(move || check(&wasm, config.as_deref(), lifecycle, json))
                 .await?
@@ -388,6 +420,8 @@ struct LifecycleArgs {
     resource_type: Option<String>,
     attributes: Vec<(String, String)>,
     grants: Vec<String>,
+    supplies: Vec<(String, String)>,
+    exec: Option<ExecMode>,
 }
 
 /// Loads, describes and checks a component; runs on a blocking thread (the test kit drives
@@ -416,6 +450,21 @@ fn check(
         (Some(args), None | Some(Ok(()))) => {
             kit.configure(config_text.as_deref().unwrap_or("{}"))?;
             kit.grant(&ops::parse_grants(&args.grants)?);
+            for (resource_type, root) in &args.supplies {
+                let interface = crate::domain::CommandInterface::Local { root: root.clone() };
+                kit.supply(resource_type, interface)
+                    .with_context(|| format!("--supply {resource_type}=local:{root}"))?;
+            }
+            match args.exec {
+                Some(ExecMode::Run) => kit.run_execs(),
+                Some(ExecMode::Ok) => kit.on_exec(|request| crate::domain::ExecResult {
+                    id: request.id.clone(),
+                    exit_code: Some(0),
+                    stdout: String::new(),
+                    stderr: String::new(),
+                }),
+                None => {}
+            }
             let resource_type = args
                 .resource_type
                 .unwrap_or_else(|| description.resource_type.clone());
