@@ -4,7 +4,8 @@
 //! The [`Harness`] plays the host's part without a database: it validates every step exactly as the
 //! daemon does (through [`Plugin`]), applies the actions to its snapshots (attributes, slot locks,
 //! logs, deadlines, supporting lease requests), runs `exec` actions through a responder the test
-//! supplies, and moves statuses along when a hook is done.
+//! supplies, and moves statuses along when a hook is done. Supporting leases can be served by a
+//! local directory ([`Harness::supply`]) and execs run for real there ([`Harness::run_execs`]).
 //!
 //! ```no_run
 //! use drydock_host::testkit::Harness;
