@@ -238,4 +238,21 @@ async fn blueprint_check_runs_a_working_copy_through_its_life_without_a_daemon()
     assert!(!out.status.success());
     let said = String::from_utf8_lossy(&out.stdout);
     assert!(said.contains("waiting for a host"), "{said}");
+
+    // With a host but no --exec, the first exec fails and says how to run it.
+    let out = env
+        .drydock(&[
+            "blueprint",
+            "check",
+            drydock_tests::WORKING_COPY_WASM,
+            "--lifecycle",
+            "--attr",
+            &repo,
+            "--supply",
+            &supply,
+        ])
+        .await;
+    assert!(!out.status.success());
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains("runs no exec without --exec run"), "{said}");
 }

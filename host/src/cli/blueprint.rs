@@ -463,7 +463,14 @@ fn check(
                     stdout: String::new(),
                     stderr: String::new(),
                 }),
-                None => {}
+                None => kit.on_exec(|request| crate::domain::ExecResult {
+                    id: request.id.clone(),
+                    exit_code: None,
+                    stdout: String::new(),
+                    stderr: "blueprint check runs no exec without --exec run (for real, in the \
+                             --supply directory) or --exec ok"
+                        .into(),
+                }),
             }
             let resource_type = args
                 .resource_type
