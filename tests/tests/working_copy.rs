@@ -225,34 +225,22 @@ async fn blueprint_check_runs_a_working_copy_through_its_life_without_a_daemon()
     assert_eq!(dry["failure"], serde_json::Value::Null, "{dry}");
 
     // Without a supplied host the lifecycle stops where the resource waits for one.
-    let out = env
-        .drydock(&[
-            "blueprint",
-            "check",
-            drydock_tests::WORKING_COPY_WASM,
-            "--lifecycle",
-            "--attr",
-            &repo,
-        ])
-        .await;
-    assert!(!out.status.success());
-    let said = String::from_utf8_lossy(&out.stdout);
+    let fails = |extra: Vec<String>| {
+        let (env, repo) = (&env, &repo);
+        async move {
+            let mut args = vec!["blueprint", "check", drydock_tests::WORKING_COPY_WASM];
+            args.extend(["--lifecycle", "--attr", repo.as_str()]);
+            args.extend(extra.iter().map(String::as_str));
+            let out = env.drydock(&args).await;
+            assert!(!out.status.success());
+            String::from_utf8_lossy(&out.stdout).into_owned()
+                + &String::from_utf8_lossy(&out.stderr)
+        }
+    };
+    let said = fails(Vec::new()).await;
     assert!(said.contains("waiting for a host"), "{said}");
 
     // With a host but no --exec, the first exec fails and says how to run it.
-    let out = env
-        .drydock(&[
-            "blueprint",
-            "check",
-            drydock_tests::WORKING_COPY_WASM,
-            "--lifecycle",
-            "--attr",
-            &repo,
-            "--supply",
-            &supply,
-        ])
-        .await;
-    assert!(!out.status.success());
-    let said = String::from_utf8_lossy(&out.stderr);
+    let said = fails(vec!["--supply".into(), supply.clone()]).await;
     assert!(said.contains("runs no exec without --exec run"), "{said}");
 }

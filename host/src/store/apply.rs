@@ -556,7 +556,13 @@ pub(crate) async fn release_claim(
     claim: &Claim,
     release: &Release,
 ) -> Result<()> {
-    if st.release_claim(claim, release).await? != 1 {
+    held_if_one(st.release_claim(claim, release).await?, claim)
+}
+
+/// A guard or claim release touches the claim's one row while the claim is held; no row means
+/// someone else may be the writer: `Error::Fenced`.
+pub(crate) fn held_if_one(rows: u64, claim: &Claim) -> Result<()> {
+    if rows != 1 {
         return Err(Error::Fenced {
             object: claim.object,
             token: claim.token,

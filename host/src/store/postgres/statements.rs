@@ -41,13 +41,7 @@ pub(super) async fn guard(
     .bind(claim.token)
     .execute(conn)
     .await?;
-    if held.rows_affected() != 1 {
-        return Err(Error::Fenced {
-            object: claim.object,
-            token: claim.token,
-        });
-    }
-    Ok(())
+    super::super::apply::held_if_one(held.rows_affected(), claim)
 }
 
 /// The database's time.

@@ -3,7 +3,7 @@
 //! the write transaction's connection. SQLite serialises write transactions, so a row read here
 //! cannot change before the commit; queries name the partial index SQLite's planner would miss.
 
-use super::super::{Claim, ClaimTime, Error, ObjectId, Release, Result};
+use super::super::{Claim, ClaimTime, ObjectId, Release, Result};
 use sqlx::SqliteConnection;
 use std::time::Duration;
 
@@ -35,13 +35,7 @@ pub(super) async fn guard(
     .bind(at.ms)
     .execute(conn)
     .await?;
-    if held.rows_affected() != 1 {
-        return Err(Error::Fenced {
-            object: claim.object,
-            token: claim.token,
-        });
-    }
-    Ok(())
+    super::super::apply::held_if_one(held.rows_affected(), claim)
 }
 
 super::super::common::impl_statements! {
