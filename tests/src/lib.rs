@@ -6,6 +6,7 @@ pub mod counting;
 pub mod git;
 pub mod measure;
 pub mod postgres;
+pub mod ssh;
 
 use drydock_host::domain::{LeaseStatus, ResourceStatus};
 use drydock_host::store::{self, ObjectId, Store};
@@ -115,6 +116,8 @@ pub struct Env {
     dir: tempfile::TempDir,
     /// `sqlite://…/drydock.db`.
     pub url: String,
+    /// The `ssh_config` every `drydock` it runs uses (`DRYDOCK_SSH_CONFIG`), if any.
+    ssh_config: Option<PathBuf>,
 }
 
 impl Default for Env {
@@ -128,20 +131,38 @@ impl Env {
     pub fn new() -> Self {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}", dir.path().join("drydock.db").display());
-        Env { dir, url }
+        Env {
+            dir,
+            url,
+            ssh_config: None,
+        }
     }
 
     /// The database at `url` (a fresh PostgreSQL database, say).
     pub fn with_url(url: String) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        Env { dir, url }
+        Env {
+            dir,
+            url,
+            ssh_config: None,
+        }
     }
 
     /// A new, empty database at `path` (on a file system the test prepared).
     pub fn at(path: &Path) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}", path.display());
-        Env { dir, url }
+        Env {
+            dir,
+            url,
+            ssh_config: None,
+        }
+    }
+
+    /// Every `drydock` started from now on reaches SSH hosts through `server`'s client
+    /// configuration (which trusts its host key).
+    pub fn use_ssh(&mut self, server: &ssh::SshServer) {
+        self.ssh_config = Some(server.client_config());
     }
 
     /// The temporary directory (for config files).
@@ -158,6 +179,9 @@ impl Env {
             .env("USER", "tester")
             .stdin(Stdio::null())
             .kill_on_drop(true);
+        if let Some(config) = &self.ssh_config {
+            command.env(drydock_host::exec::SSH_CONFIG_VAR, config);
+        }
         command
     }
 
@@ -354,6 +378,25 @@ impl Daemon {
             .unwrap();
         let status = tokio::time::timeout(PATIENCE, self.child.wait()).await;
         matches!(status, Ok(Ok(s)) if s.success())
+    }
+}
+
+/// A failing test shows what each of its daemons said last: the reason a lease never moved is
+/// usually there.
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            return;
+        }
+        let lines = self.log_lines();
+        let pid = self
+            .child
+            .id()
+            .map_or("exited".into(), |pid| pid.to_string());
+        eprintln!("--- the last lines of daemon {pid} ---");
+        for line in &lines[lines.len().saturating_sub(40)..] {
+            eprintln!("{line}");
+        }
     }
 }
 

@@ -4,6 +4,7 @@
 
 use super::Global;
 use crate::domain::LeaseStatus;
+use crate::exec::Stdin;
 use crate::ops::parse_id;
 use crate::plugin::{Runtime, RuntimeConfig};
 use crate::worker::Plugins;
@@ -46,7 +47,7 @@ pub(super) async fn run(global: &Global, args: ExecArgs) -> anyhow::Result<ExitC
             crate::text::escape(&reason)
         ),
     };
-    let prepared = crate::exec::prepare(&reach, &args.argv, args.cwd.as_deref())
+    let prepared = crate::exec::prepare(&reach, &args.argv, args.cwd.as_deref(), Stdin::Passed)
         .map_err(anyhow::Error::msg)?;
     let status = prepared
         .command()

@@ -36,6 +36,10 @@ pub struct GuardArgs {
     /// Boot-clock milliseconds after which the command is killed unless renewed on stdin.
     #[arg(long)]
     pub until: i64,
+    /// Give the command a stdin pipe that stays open until it exits (an SSH exec's tether,
+    /// see [`super::Stdin::Tether`]) rather than `/dev/null`.
+    #[arg(long)]
+    pub tether: bool,
     /// The command and its arguments.
     #[arg(last = true, required = true)]
     pub argv: Vec<OsString>,
@@ -55,7 +59,10 @@ pub async fn run(args: GuardArgs) -> i32 {
     let (program, rest) = args.argv.split_first().expect("clap requires the command");
     let mut child = match tokio::process::Command::new(program)
         .args(rest)
-        .stdin(Stdio::null())
+        .stdin(match args.tether {
+            true => Stdio::piped(),
+            false => Stdio::null(),
+        })
         .process_group(0)
         .spawn()
     {
@@ -65,6 +72,7 @@ pub async fn run(args: GuardArgs) -> i32 {
             return 127;
         }
     };
+    let _tether = child.stdin.take();
     let group = child.id().and_then(|id| Pid::from_raw(id as i32));
     let kill_group = || {
         if let Some(group) = group {

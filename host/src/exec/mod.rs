@@ -55,11 +55,34 @@ pub struct Prepared {
     program: OsString,
     args: Vec<OsString>,
     dir: Option<OwnedFd>,
+    /// Its stdin must be a pipe held open until it exits ([`Stdin::Tether`] over SSH).
+    tethered: bool,
 }
+
+/// What a command's stdin is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stdin {
+    /// The caller's (`drydock exec` at a terminal): passed through to the command.
+    Passed,
+    /// Nothing (a blueprint's exec). Over SSH it carries the exec's life instead: the local
+    /// `ssh` gets a pipe that stays open until it exits, and the remote side kills the
+    /// command's process group when that pipe closes, so a timeout, a lost claim or a dead
+    /// daemon (which all kill the local `ssh`) kill the remote command too.
+    Tether,
+}
+
+/// The environment variable naming an `ssh_config(5)` file for every SSH exec (`ssh -F`): known
+/// hosts, jump hosts, timeouts. Without it, ssh reads the daemon user's own configuration.
+pub const SSH_CONFIG_VAR: &str = "DRYDOCK_SSH_CONFIG";
 
 /// Prepares `argv` (in `cwd`, relative to the interface's root) through `reach`: directly for
 /// `local`, through `ssh` for `ssh`.
-pub fn prepare(reach: &Authorized, argv: &[String], cwd: Option<&str>) -> Result<Prepared, String> {
+pub fn prepare(
+    reach: &Authorized,
+    argv: &[String],
+    cwd: Option<&str>,
+    stdin: Stdin,
+) -> Result<Prepared, String> {
     let (program, args) = argv.split_first().ok_or("empty argv")?;
     match &reach.interface {
         CommandInterface::Local { root } => {
@@ -71,6 +94,7 @@ pub fn prepare(reach: &Authorized, argv: &[String], cwd: Option<&str>) -> Result
                 program: program.into(),
                 args: args.iter().map(OsString::from).collect(),
                 dir: Some(dir::open(anchor, root, cwd)?),
+                tethered: false,
             })
         }
         CommandInterface::Ssh {
@@ -79,29 +103,64 @@ pub fn prepare(reach: &Authorized, argv: &[String], cwd: Option<&str>) -> Result
             user,
             key_path,
         } => {
-            let mut remote = String::new();
-            if let Some(cwd) = cwd {
-                remote.push_str(&format!("cd {} && ", shell_quote(cwd)));
+            let mut args: Vec<OsString> = Vec::new();
+            if let Some(config) = std::env::var_os(SSH_CONFIG_VAR) {
+                args.extend(["-F".into(), config]);
             }
-            let quoted: Vec<String> = argv.iter().map(|a| shell_quote(a)).collect();
-            remote.push_str(&quoted.join(" "));
-            let args = [
+            let target = format!("{user}@{host}");
+            let port = port.to_string();
+            let remote = remote_line(argv, cwd, stdin);
+            let fixed = [
                 "-o",
                 "BatchMode=yes",
                 "-i",
                 key_path,
                 "-p",
-                &port.to_string(),
-                &format!("{user}@{host}"),
+                &port,
+                &target,
                 "--",
-                &remote,
             ];
+            args.extend(fixed.iter().map(OsString::from));
+            args.push(remote.into());
             Ok(Prepared {
                 program: "ssh".into(),
-                args: args.iter().map(OsString::from).collect(),
+                args,
                 dir: None,
+                tethered: stdin == Stdin::Tether,
             })
         }
+    }
+}
+
+/// The line the remote user's shell runs. Tethered, it starts the command in a session of its
+/// own with stdin from `/dev/null`, watches the connection's stdin on a second descriptor, and
+/// kills the command's whole group when that closes; when the command exits first, what it left
+/// in its group is killed, as for a local exec.
+fn remote_line(argv: &[String], cwd: Option<&str>, stdin: Stdin) -> String {
+    let quoted: Vec<String> = argv.iter().map(|a| shell_quote(a)).collect();
+    let command = quoted.join(" ");
+    match stdin {
+        Stdin::Passed => match cwd {
+            Some(cwd) => format!("cd {} && {command}", shell_quote(cwd)),
+            None => command,
+        },
+        Stdin::Tether => format!(
+            "exec 3<&0\n\
+             {cd}\
+             if command -v setsid >/dev/null 2>&1; then setsid {command} </dev/null 3<&- &\n\
+             else {command} </dev/null 3<&- &\nfi\n\
+             c=$!\n\
+             {{ while read -r _; do :; done; kill -KILL -$c || kill -KILL $c; }} <&3 2>/dev/null &\n\
+             w=$!\n\
+             exec 3<&-\n\
+             wait $c; s=$?\n\
+             kill $w 2>/dev/null; kill -KILL -$c 2>/dev/null\n\
+             exit $s\n",
+            cd = match cwd {
+                Some(cwd) => format!("cd {} || exit 1\n", shell_quote(cwd)),
+                None => String::new(),
+            },
+        ),
     }
 }
 
@@ -123,6 +182,7 @@ impl Prepared {
             .arg(std::process::id().to_string())
             .arg("--until")
             .arg(until.to_string())
+            .args(self.tethered.then_some("--tether"))
             .arg("--")
             .arg(&self.program)
             .args(&self.args);
@@ -151,7 +211,7 @@ pub async fn run(
     request: &ExecRequest,
     watchdog: Option<Watchdog>,
 ) -> ExecResult {
-    let prepared = match prepare(reach, &request.argv, request.cwd.as_deref()) {
+    let prepared = match prepare(reach, &request.argv, request.cwd.as_deref(), Stdin::Tether) {
         Ok(prepared) => prepared,
         Err(reason) => return failed(request, reason),
     };
@@ -160,9 +220,9 @@ pub async fn run(
         None => prepared.command(),
     };
     command
-        .stdin(match watchdog {
-            Some(_) => Stdio::piped(),
-            None => Stdio::null(),
+        .stdin(match watchdog.is_some() || prepared.tethered {
+            true => Stdio::piped(),
+            false => Stdio::null(),
         })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -176,7 +236,12 @@ pub async fn run(
     };
     drop(prepared);
     let group = Group::new(&child, watchdog.is_some());
-    let feeder = watchdog.map(|w| AbortOnDrop(tokio::spawn(feed(child.stdin.take(), w))));
+    // The guard's renewals, or (unguarded) the tether, held open until the command is done.
+    let stdin = child.stdin.take();
+    let (feeder, _tether) = match watchdog {
+        Some(w) => (Some(AbortOnDrop(tokio::spawn(feed(stdin, w)))), None),
+        None => (None, stdin),
+    };
     let stdout = read_capped(child.stdout.take(), OUTPUT_LIMIT);
     let stderr = read_capped(child.stderr.take(), OUTPUT_LIMIT);
     let exited = async {
@@ -426,7 +491,9 @@ mod tests {
             anchor: None,
         };
         let argv = ["git", "clone", "it's here"].map(String::from);
-        let command = prepare(&reach, &argv, Some("work dir")).unwrap().command();
+        let command = prepare(&reach, &argv, Some("work dir"), Stdin::Passed)
+            .unwrap()
+            .command();
         let command = command.as_std();
         assert_eq!(command.get_program(), "ssh");
         let args: Vec<_> = command.get_args().map(|a| a.to_str().unwrap()).collect();
@@ -444,6 +511,57 @@ mod tests {
                 r"cd 'work dir' && 'git' 'clone' 'it'\''s here'",
             ]
         );
+    }
+
+    /// Runs a tethered remote line with `sh` as an SSH server would, its stdin a pipe closed
+    /// after `cut_after` (or held until it exits): returns its exit code and output.
+    fn run_remote_line(script: &str, cut_after: Option<Duration>) -> (Option<i32>, String) {
+        let argv = ["sh", "-c", script].map(String::from);
+        let line = remote_line(&argv, Some("/"), Stdin::Tether);
+        let mut shell = std::process::Command::new("sh")
+            .args(["-c", &line])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut tether = shell.stdin.take();
+        if let Some(after) = cut_after {
+            std::thread::sleep(after);
+            tether = None;
+        }
+        let output = shell.wait_with_output().unwrap();
+        drop(tether);
+        (
+            output.status.code(),
+            String::from_utf8(output.stdout).unwrap(),
+        )
+    }
+
+    /// Whether `pid` is gone (or a zombie nobody reaped yet).
+    fn is_dead(pid: &str) -> bool {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", pid.trim()));
+        stat.map_or(true, |stat| stat.split(' ').nth(2) == Some("Z"))
+    }
+
+    #[test]
+    fn a_tethered_remote_command_dies_whole_when_its_connection_closes() {
+        let (code, pids) = run_remote_line(
+            "sleep 300 & echo $! $$; sleep 300",
+            Some(Duration::from_millis(500)),
+        );
+        assert_eq!(code, Some(137), "killed when the tether closed");
+        for pid in pids.split_whitespace() {
+            assert!(is_dead(pid), "{pid} outlived the connection");
+        }
+    }
+
+    #[test]
+    fn a_tethered_remote_command_keeps_its_exit_code_and_leaves_nothing_behind() {
+        let (code, pids) = run_remote_line("sleep 300 & echo $!; pwd; exit 3", None);
+        assert_eq!(code, Some(3));
+        let (leftover, cwd) = pids.split_once('\n').unwrap();
+        assert_eq!(cwd.trim(), "/", "it ran in its cwd");
+        assert!(is_dead(leftover), "a background process outlived its exec");
     }
 
     #[test]

@@ -1,0 +1,142 @@
+//! SSH hosts for real: a throwaway `sshd` on a loopback port (`drydock_tests::ssh`), host-pool
+//! serving it as an `ssh` host, `drydock exec --lease` running there, and blueprint execs over
+//! it that die on the remote side when their timeout passes or their daemon is killed.
+
+use drydock_host::domain::LeaseStatus;
+use drydock_host::store::Store;
+use drydock_tests::ssh::SshServer;
+use drydock_tests::{Env, HOST_POOL_WASM, SHELL_WASM, wait_for, wait_lease};
+use serde_json::json;
+use std::path::Path;
+use std::sync::Arc;
+
+/// A database with host-pool serving `server` as its only host, granted, and every `drydock`
+/// trusting the server's host key.
+async fn env_with_ssh_host(server: &SshServer) -> Env {
+    let mut env = Env::new();
+    env.use_ssh(server);
+    let hosts = format!(r#"{{"hosts": [{}]}}"#, server.host_entry("remote-1"));
+    let grants = server.grants();
+    let grants: Vec<&str> = grants.iter().map(String::as_str).collect();
+    env.add_blueprint("host-pool", HOST_POOL_WASM, &hosts, &grants)
+        .await;
+    env
+}
+
+/// Whether the process `pid` (as a file's text) is gone, or a zombie no one reaped yet.
+fn is_dead(pid: &str) -> bool {
+    let stat = std::fs::read_to_string(format!("/proc/{}/stat", pid.trim()));
+    stat.is_err() || stat.is_ok_and(|stat| stat.split(' ').nth(2) == Some("Z"))
+}
+
+/// The pids a remote command wrote to `files` in `dir`, once they are all there.
+async fn pids(dir: &Path, files: &[&str]) -> Vec<String> {
+    wait_for("the remote command to start", || async {
+        files
+            .iter()
+            .map(|f| std::fs::read_to_string(dir.join(f)).ok())
+            .filter(|pid| pid.as_deref().is_some_and(|p| p.ends_with('\n')))
+            .collect::<Option<Vec<String>>>()
+    })
+    .await
+}
+
+/// Waits until every process in `pids` is dead.
+async fn wait_dead(pids: &[String], why: &str) {
+    wait_for(why, || async {
+        pids.iter().all(|p| is_dead(p)).then_some(())
+    })
+    .await;
+}
+
+/// The shell blueprint, running a command over SSH that records its pid and a background
+/// child's in `dir`, then sleeps.
+async fn add_sleeping_shell(env: &Env, dir: &Path, timeout_ms: u32) {
+    let script = format!(
+        "sleep 300 & echo $! > {d}/child; echo $$ > {d}/command; wait",
+        d = dir.display()
+    );
+    let shell = json!({"argv": ["sh", "-c", script], "timeout_ms": timeout_ms});
+    env.add_blueprint("shell", SHELL_WASM, &shell.to_string(), &[])
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drydock_exec_runs_on_an_ssh_host_from_host_pool() {
+    let server = SshServer::start();
+    let env = env_with_ssh_host(&server).await;
+    let store: Arc<dyn Store> = env.store().await;
+    let _daemon = env.serve(&[]);
+    let lease = env.request_one("host", &[]).await;
+    wait_lease(&store, lease, LeaseStatus::Active).await;
+
+    let lease = lease.to_string();
+    let out = env
+        .ok(&[
+            "exec",
+            "--lease",
+            &lease,
+            "--",
+            "sh",
+            "-c",
+            "echo $SSH_CONNECTION",
+        ])
+        .await;
+    let fields: Vec<&str> = out.split_whitespace().collect();
+    assert_eq!(fields.first(), Some(&"127.0.0.1"), "{out}");
+    assert_eq!(
+        fields.last(),
+        Some(&server.port.to_string().as_str()),
+        "{out}"
+    );
+
+    let failed = env
+        .drydock(&["exec", "--lease", &lease, "--", "sh", "-c", "exit 7"])
+        .await;
+    assert_eq!(
+        failed.status.code(),
+        Some(7),
+        "the remote exit code comes back"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_exec_timeout_kills_the_remote_command_and_its_children() {
+    let server = SshServer::start();
+    let env = env_with_ssh_host(&server).await;
+    let marks = tempfile::tempdir().unwrap();
+    add_sleeping_shell(&env, marks.path(), 1_000).await;
+    let store = env.store().await;
+    let _daemon = env.serve(&[]);
+    env.request("shell", &[]).await;
+
+    let running = pids(marks.path(), &["command", "child"]).await;
+    assert!(!running.iter().any(|p| is_dead(p)), "it started");
+    wait_dead(&running, "the timeout to kill the remote command").await;
+    let shell = wait_for("the shell resource to record its exec", || async {
+        let resources = store.resource_list(None).await.unwrap();
+        resources
+            .into_iter()
+            .find(|r| r.resource_type == "shell" && r.attributes.contains_key("exit"))
+    })
+    .await;
+    assert_eq!(shell.attributes["exit"], "none", "{shell:?}");
+    assert!(
+        shell.attributes["stderr"].contains("timed out after 1s"),
+        "{shell:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_daemon_takes_its_remote_commands_with_it() {
+    let server = SshServer::start();
+    let env = env_with_ssh_host(&server).await;
+    let marks = tempfile::tempdir().unwrap();
+    add_sleeping_shell(&env, marks.path(), 600_000).await;
+    let mut daemon = env.serve(&[]);
+    env.request("shell", &[]).await;
+
+    let running = pids(marks.path(), &["command", "child"]).await;
+    daemon.kill9().await;
+    wait_dead(&running, "the remote command to die with its daemon").await;
+}
