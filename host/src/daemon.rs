@@ -115,7 +115,13 @@ pub async fn run(
             _ = &mut shutdown => break,
             permit = slots.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
         };
-        let limit = 1 + slots.available_permits();
+        // Every worker slot is taken before claiming: a run coming back from an exec may take
+        // a free one meanwhile.
+        let mut permits = vec![permit];
+        while let Ok(permit) = slots.clone().try_acquire_owned() {
+            permits.push(permit);
+        }
+        let limit = permits.len();
         let claims = match queue
             .claim(&config.name, limit, config.worker.claim_ttl)
             .await
@@ -125,7 +131,7 @@ pub async fn run(
                 claims
             }
             Err(error) => {
-                drop(permit);
+                drop(permits);
                 failures += 1;
                 let pause = store_backoff(failures);
                 tracing::warn!(%error, failures, ?pause, "claiming work failed; backing off");
@@ -136,26 +142,19 @@ pub async fn run(
             }
         };
         if claims.is_empty() {
-            drop(permit);
+            drop(permits);
             tokio::select! {
                 _ = &mut shutdown => break,
                 _ = queue.wait_for_work(config.poll) => {}
             }
             continue;
         }
-        let mut permit = Some(permit);
         tracing::debug!(claims = claims.len(), "claimed");
         // Fewer than asked for: nothing else was due. Wait for a wake-up rather than claim
-        // again at once (a post meanwhile is not lost: the wait sees its notification).
+        // again at once (a post meanwhile is not lost: the wait sees its notification). The
+        // permits left over go back as they drop.
         let drained = claims.len() < limit;
-        for claim in claims {
-            let permit = match permit.take() {
-                Some(permit) => permit,
-                None => slots
-                    .clone()
-                    .try_acquire_owned()
-                    .expect("claimed no more than free slots"),
-            };
+        for (claim, permit) in claims.into_iter().zip(permits.drain(..)) {
             next_task += 1;
             let id = next_task;
             running.lock().unwrap().insert(id, claim.clone());

@@ -100,21 +100,33 @@ impl SshServer {
         std::fs::write(self.client_config(), config).unwrap();
     }
 
+    /// Runs `remote` (a shell line) on the server as its user; its output.
+    pub fn run(&self, remote: &str) -> std::process::Output {
+        Command::new("ssh")
+            .arg("-F")
+            .arg(self.client_config())
+            .arg("-i")
+            .arg(self.key_path())
+            .args(["-o", "BatchMode=yes", "-p", &self.port.to_string()])
+            .arg(format!("{}@127.0.0.1", self.user))
+            .arg(remote)
+            .stdin(Stdio::null())
+            .output()
+            .expect("ssh is missing: install Debian's openssh-client")
+    }
+
+    /// The directory a login starts in, where relative paths over SSH lead.
+    pub fn home(&self) -> PathBuf {
+        let out = self.run("pwd");
+        assert!(out.status.success(), "pwd over ssh failed");
+        PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
+    }
+
     /// Tries a login until one works; fails the test with the server's output if it exits.
     fn wait_until_ready(&self) {
         let deadline = Instant::now() + PATIENCE;
         loop {
-            let login = Command::new("ssh")
-                .arg("-F")
-                .arg(self.client_config())
-                .arg("-i")
-                .arg(self.key_path())
-                .args(["-o", "BatchMode=yes", "-p", &self.port.to_string()])
-                .arg(format!("{}@127.0.0.1", self.user))
-                .arg("true")
-                .stdin(Stdio::null())
-                .output()
-                .expect("ssh is missing: install Debian's openssh-client");
+            let login = self.run("true");
             if login.status.success() {
                 return;
             }

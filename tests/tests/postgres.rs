@@ -260,6 +260,25 @@ async fn an_idle_daemon_is_woken_by_the_cli_within_its_hour_long_poll() {
     the_cli_wakes_an_idle_daemon(&counting_env(&cluster, "{}").await).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_daemon_started_while_its_database_is_down_waits_for_it() {
+    let cluster = Cluster::start();
+    let env = counting_env(&cluster, "{}").await;
+    cluster.crash();
+    let daemon = env.serve(&["--workers", "2"]);
+    wait_for("the daemon to say it waits for the database", || async {
+        let lines = daemon.log_lines();
+        lines
+            .iter()
+            .any(|l| l.contains("cannot reach the database yet"))
+            .then_some(())
+    })
+    .await;
+    cluster.start_server();
+    let lease = env.request_one("counted", &[]).await;
+    wait_lease(&env.store().await, lease, LeaseStatus::Active).await;
+}
+
 /// The daemons holding claims right now, by the process id in their names.
 async fn claimants(url: &str) -> BTreeSet<u32> {
     let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(url)

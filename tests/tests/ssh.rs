@@ -4,10 +4,11 @@
 
 use drydock_host::domain::LeaseStatus;
 use drydock_host::store::Store;
+use drydock_tests::git::repository;
 use drydock_tests::ssh::SshServer;
-use drydock_tests::{Env, HOST_POOL_WASM, SHELL_WASM, wait_for, wait_lease};
+use drydock_tests::{Env, HOST_POOL_WASM, SHELL_WASM, WORKING_COPY_WASM, wait_for, wait_lease};
 use serde_json::json;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 /// A database with host-pool serving `server` as its only host, granted, and every `drydock`
@@ -139,4 +140,75 @@ async fn a_killed_daemon_takes_its_remote_commands_with_it() {
     let running = pids(marks.path(), &["command", "child"]).await;
     daemon.kill9().await;
     wait_dead(&running, "the remote command to die with its daemon").await;
+}
+
+/// A directory removed when the test ends, pass or fail.
+struct RemoveOnDrop(PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn working_copies_are_cloned_checked_out_and_removed_on_an_ssh_host() {
+    let server = SshServer::start();
+    let env = env_with_ssh_host(&server).await;
+    // Paths over SSH lead from the remote user's home: the copies go in a directory of this
+    // test's own there.
+    let directory = format!("drydock-test-copies-{}", std::process::id());
+    let copies = RemoveOnDrop(server.home().join(&directory));
+    let config = json!({"directory": directory}).to_string();
+    env.add_blueprint("working-copy", WORKING_COPY_WASM, &config, &[])
+        .await;
+    let world = tempfile::tempdir().unwrap();
+    let origin = world.path().join("origin");
+    let (first, _) = repository(&origin);
+    let store = env.store().await;
+    let _daemon = env.serve(&[]);
+
+    let repo = format!("repository={}", origin.display());
+    let lease = env
+        .request(
+            "working-copy",
+            &[
+                "--attr",
+                &repo,
+                "--attr",
+                "ref=v1",
+                "--wait",
+                "--timeout",
+                "90s",
+            ],
+        )
+        .await[0];
+    let lease = store.lease_get(lease).await.unwrap();
+    assert_eq!(lease.attributes.get("commit"), Some(&first));
+    let copy = store
+        .resource_get(lease.resource_id.unwrap())
+        .await
+        .unwrap();
+    let path = server.home().join(&copy.attributes["path"]);
+    assert!(path.starts_with(&copies.0), "{path:?}");
+    let head = drydock_tests::git::git(&path, &["rev-parse", "HEAD"]);
+    assert_eq!(head.trim(), first, "the copy on the SSH host is at the ref");
+
+    // No interface of its own over SSH yet; the error says what to run instead.
+    let exec = env
+        .drydock(&["exec", "--lease", &lease.id.to_string(), "--", "true"])
+        .await;
+    let stderr = String::from_utf8_lossy(&exec.stderr);
+    assert!(!exec.status.success());
+    assert!(
+        stderr.contains(&format!("--cwd {}", copy.attributes["path"])),
+        "{stderr}"
+    );
+
+    env.ok(&["lease", "release", &lease.id.to_string()]).await;
+    env.ok(&["resource", "release", &copy.id.to_string()]).await;
+    wait_for("the copy to be removed from the SSH host", || async {
+        (!path.exists()).then_some(())
+    })
+    .await;
 }

@@ -255,9 +255,11 @@ impl Blueprint for WorkingCopy {
             CommandInterface::Local(local) => Ok(CommandInterface::Local(LocalInterface {
                 root: format!("{}/{path}", local.root.trim_end_matches('/')),
             })),
-            CommandInterface::Ssh(_) => {
-                Err("working copies on SSH hosts are not supported yet".into())
-            }
+            // Contract 0.1.0's ssh-interface has no directory to narrow to.
+            CommandInterface::Ssh(_) => Err(format!(
+                "a working copy on an SSH host has no command interface of its own yet; run \
+                 commands through its host lease with `--cwd {path}`"
+            )),
         }
     }
 }

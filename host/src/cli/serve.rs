@@ -4,6 +4,7 @@ use super::Global;
 use crate::daemon::{self, DaemonConfig};
 use crate::plugin::{Runtime, RuntimeConfig};
 use crate::queue::Queue;
+use crate::store::{self, Store, Workload};
 use crate::web::{self, AppState, auth::Tokens};
 use crate::worker::{Plugins, WorkerConfig};
 use anyhow::Context as _;
@@ -75,7 +76,7 @@ pub(super) struct ServeArgs {
 }
 
 pub(super) async fn run(global: &Global, args: ServeArgs) -> anyhow::Result<ExitCode> {
-    let store = global.store_for(crate::store::Workload::Daemon).await?;
+    let store = open_store(global).await?;
     let runtime = Runtime::new(RuntimeConfig {
         call_timeout: args.call_timeout,
         memory_limit: args.memory_mib << 20,
@@ -137,6 +138,36 @@ pub(super) async fn run(global: &Global, args: ServeArgs) -> anyhow::Result<Exit
     }
     Ok(ExitCode::SUCCESS)
 }
+
+/// Opens the database, waiting while it cannot be reached: a daemon started before its
+/// database, or while it restarts, comes up when the database does (SIGINT or SIGTERM give up).
+/// What waiting cannot fix (a bad URL, a schema newer than this build) ends it at once.
+async fn open_store(global: &Global) -> anyhow::Result<Arc<dyn Store>> {
+    let mut pause = Duration::from_millis(100);
+    loop {
+        let error = match global.store_for(Workload::Daemon).await {
+            Ok(store) => return Ok(store),
+            Err(error) => error,
+        };
+        let unreachable = error.chain().any(|cause| {
+            cause
+                .downcast_ref::<store::Error>()
+                .is_some_and(store::Error::is_unreachable)
+        });
+        if !unreachable {
+            return Err(error);
+        }
+        tracing::warn!(error = %format!("{error:#}"), ?pause, "cannot reach the database yet; waiting for it");
+        tokio::select! {
+            _ = shutdown_signal() => anyhow::bail!("stopped while waiting for the database: {error:#}"),
+            _ = tokio::time::sleep(pause) => {}
+        }
+        pause = (pause * 2).min(MAX_OPEN_PAUSE);
+    }
+}
+
+/// The longest pause between attempts to open an unreachable database.
+const MAX_OPEN_PAUSE: Duration = Duration::from_secs(5);
 
 /// Binds the HTTP server and starts it; returns its task.
 async fn start_web(

@@ -85,6 +85,23 @@ pub enum Error {
     SchemaTooNew(String),
 }
 
+impl Error {
+    /// Whether the database could not be reached or went away (refused, reset, a socket not
+    /// there yet, a server shutting down or starting up): waiting may fix it, unlike a bad URL
+    /// or a refused schema.
+    pub fn is_unreachable(&self) -> bool {
+        match self {
+            Error::Database(sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut) => true,
+            // SQLSTATE classes 08 (connection exception) and 57P (operator intervention:
+            // shutdown, crash, cannot connect now).
+            Error::Database(sqlx::Error::Database(error)) => error
+                .code()
+                .is_some_and(|code| code.starts_with("08") || code.starts_with("57P")),
+            _ => false,
+        }
+    }
+}
+
 /// Store results.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
