@@ -1,7 +1,7 @@
 //! Blueprints in Python and JavaScript, built with the Bytecode Alliance componentizers
 //! (`blueprints/scratch-py`, `blueprints/scratch-js`): each is checked and driven through a whole
-//! lifecycle by `drydock blueprint check --lifecycle` (no daemon), then serves leases from a
-//! daemon. The componentizers must be installed (`scripts/test.sh` does); a missing one fails.
+//! lifecycle by `drydock blueprint check --lifecycle` and its scenario by `drydock blueprint
+//! test` (no daemon), then serves leases from a daemon. The componentizers must be installed (`scripts/test.sh` does); a missing one fails.
 
 use drydock_tests::{Env, LIFECYCLE_HOOKS, wait_for};
 use serde_json::{Value, json};
@@ -84,6 +84,22 @@ async fn scratch_blueprint(folder: &str) {
         lifecycle["interface"],
         json!({"type": "local", "root": slot0})
     );
+
+    // Its scenario, the same for both languages, passes with `drydock blueprint test`.
+    let scenario = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../blueprints")
+        .join(folder)
+        .join("scenario.json");
+    let out = env
+        .ok(&[
+            "blueprint",
+            "test",
+            scenario.to_str().unwrap(),
+            "--wasm",
+            wasm,
+        ])
+        .await;
+    assert!(out.starts_with("ok "), "{out}");
 
     // Its own config check, with its own words.
     let bad = env.dir().join("bad.json");

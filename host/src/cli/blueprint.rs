@@ -4,6 +4,7 @@ use super::{Global, output, read_input};
 use crate::ops;
 use crate::plugin::{Runtime, RuntimeConfig};
 use crate::store::Blueprint;
+use crate::testkit::scenario::Scenario;
 use crate::testkit::{Harness, Lifecycle};
 use anyhow::{Context as _, bail};
 use clap::Subcommand;
@@ -126,6 +127,17 @@ pub(super) enum BlueprintCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Run scenario files against a component, without a database: each drives a lease through
+    /// its life with a config, supplied supporting leases and canned exec results, and lists
+    /// every difference from what it expects (hooks, execs, attributes, logs, interface).
+    Test {
+        /// The scenario files (JSON; see docs/BLUEPRINTS.md).
+        #[arg(required = true)]
+        scenarios: Vec<PathBuf>,
+        /// The component (`.wasm`) to test, instead of each scenario's `component`.
+        #[arg(long)]
+        wasm: Option<PathBuf>,
+    },
 }
 
 /// What `blueprint check --lifecycle` does with `exec` actions.
@@ -170,6 +182,9 @@ pub(super) async fn run(global: &Global, command: BlueprintCommand) -> anyhow::R
             });
             tokio::task::spawn_blocking(move || check(&wasm, config.as_deref(), lifecycle, json))
                 .await?
+        }
+        BlueprintCommand::Test { scenarios, wasm } => {
+            tokio::task::spawn_blocking(move || test(&scenarios, wasm.as_deref())).await?
         }
         BlueprintCommand::Add {
             name,
@@ -503,6 +518,41 @@ fn check(
     verdict.transpose()?;
     if let Some(failure) = report.lifecycle.and_then(|l| l.failure) {
         bail!("the lifecycle stopped: {failure}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Runs each scenario and says how it went, with every difference and the lifecycle of a
+/// failed one; fails if any failed. Runs on a blocking thread, like `check`.
+fn test(paths: &[PathBuf], wasm: Option<&Path>) -> anyhow::Result<ExitCode> {
+    let runtime = Runtime::new(RuntimeConfig::default())?;
+    let mut failed = 0;
+    for path in paths {
+        let scenario = Scenario::load(path)?;
+        let component = scenario.component_path(path, wasm)?;
+        let plugin = runtime
+            .load(&read_component(&runtime, &component)?)
+            .with_context(|| format!("loading {}", component.display()))?;
+        let report = scenario
+            .run(plugin)
+            .with_context(|| format!("running the scenario {}", path.display()))?;
+        let calls = report.lifecycle.calls.len();
+        if report.differences.is_empty() {
+            println!("ok    {} ({calls} hook calls)", path.display());
+            continue;
+        }
+        failed += 1;
+        let count = report.differences.len();
+        println!("FAIL  {} ({count} differences)", path.display());
+        for difference in &report.differences {
+            println!("  {}:", output::safe(&difference.what));
+            println!("    want: {}", output::safe(&difference.want));
+            println!("    got:  {}", output::safe(&difference.got));
+        }
+        print_lifecycle(&report.lifecycle)?;
+    }
+    if failed > 0 {
+        bail!("{failed} of {} scenarios failed", paths.len());
     }
     Ok(ExitCode::SUCCESS)
 }

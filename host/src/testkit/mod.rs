@@ -28,6 +28,8 @@
 //! # Ok(()) }
 //! ```
 
+pub mod scenario;
+
 use crate::action;
 use crate::domain::{
     Action, AllocationVerdict, Attributes, CallContext, CommandInterface, Description, ExecRequest,
@@ -95,6 +97,10 @@ pub struct Lifecycle {
     pub interface: Option<CommandInterface>,
     /// Why the lifecycle stopped early; `None` when it went all the way.
     pub failure: Option<String>,
+    /// The lease it requested.
+    pub lease: Option<String>,
+    /// The resource made for it, once allocated.
+    pub resource: Option<String>,
 }
 
 impl Lifecycle {
@@ -430,11 +436,14 @@ impl Harness {
         run: &mut Lifecycle,
     ) -> anyhow::Result<()> {
         let lease = self.request_lease(resource_type, attributes)?;
+        run.lease = Some(lease.clone());
         match self.can_allocate_resource(&lease)? {
             AllocationVerdict::Yes => {}
             other => bail!("can-allocate-resource answered {other:?} for {lease}"),
         }
-        let resource = run.record(Hook::AllocateResource, self.allocate_resource(&lease))?;
+        let allocated = self.allocate_resource(&lease);
+        run.resource = allocated.as_ref().ok().map(|a| a.object.clone());
+        let resource = run.record(Hook::AllocateResource, allocated)?;
         run.record(Hook::ActivateResource, self.activate_resource(&resource))?;
         if !self.can_acquire_lease(&resource, &lease)? {
             bail!("can-acquire-lease refused {lease} on {resource}");
