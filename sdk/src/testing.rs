@@ -1,7 +1,7 @@
 //! Snapshot builders for native unit tests of a blueprint's logic.
 //!
 //! To run a built component through a whole lifecycle, use the host's test kit
-//! (`drydock_host::testkit`) instead.
+//! (`drydock_runtime::testkit`) instead.
 
 use crate::{Context, LeaseSnapshot, LeaseStatus, ResourceSnapshot, ResourceStatus};
 

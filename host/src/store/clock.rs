@@ -11,6 +11,7 @@
 //! Tests inject a [`ManualClock`] (both bases move only when told) or a [`ShiftedClock`] (the
 //! system clock with its wall time stepped).
 
+pub use drydock_runtime::exec::boottime_ms;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -50,13 +51,6 @@ impl Clock for SystemClock {
             ms: boottime_ms(),
         }
     }
-}
-
-/// Milliseconds on `CLOCK_BOOTTIME`: monotonic, shared by the host's processes, counting
-/// suspended time, never stepped.
-pub fn boottime_ms() -> i64 {
-    let t = rustix::time::clock_gettime(rustix::time::ClockId::Boottime);
-    t.tv_sec * 1000 + t.tv_nsec / 1_000_000
 }
 
 /// This boot's id (`/proc/sys/kernel/random/boot_id`), read once.

@@ -8,8 +8,8 @@
 //! local directory ([`Harness::supply`]) and execs run for real there ([`Harness::run_execs`]).
 //!
 //! ```no_run
-//! use drydock_host::testkit::Harness;
-//! use drydock_host::domain::{LeaseStatus, ResourceStatus};
+//! use drydock_runtime::testkit::Harness;
+//! use drydock_runtime::domain::{LeaseStatus, ResourceStatus};
 //!
 //! # fn main() -> anyhow::Result<()> {
 //! let config = r#"{"hosts": [{"name": "local-1", "interface": {"type": "local", "root": "/tmp/drydock"}}]}"#;

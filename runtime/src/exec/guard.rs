@@ -16,7 +16,7 @@
 //! command exits on its own, the guard kills what it left in its group and exits the way the
 //! command did.
 
-use crate::store::boottime_ms;
+use super::boottime_ms;
 use rustix::process::{Pid, Signal};
 use std::ffi::OsString;
 use std::process::Stdio;

@@ -22,6 +22,7 @@
 
 use super::{Harness, Lifecycle};
 use crate::domain::{Action, CommandInterface, ExecRequest, ExecResult};
+use crate::grant::Grant;
 use crate::plugin::Plugin;
 use anyhow::Context as _;
 use serde::Deserialize;
@@ -249,7 +250,12 @@ impl Scenario {
     /// Runs calls on a runtime of its own: call it from synchronous code.
     pub fn run(&self, plugin: Plugin) -> anyhow::Result<Report> {
         let mut kit = Harness::new(plugin, &self.config.to_string())?;
-        kit.grant(&crate::ops::parse_grants(&self.grants)?);
+        let grants: Vec<Grant> = self
+            .grants
+            .iter()
+            .map(|text| text.parse().map_err(|why: String| anyhow::anyhow!(why)))
+            .collect::<anyhow::Result<_>>()?;
+        kit.grant(&grants);
         for (resource_type, target) in &self.supply {
             let root = target.strip_prefix("local:").with_context(|| {
                 format!("supply {resource_type:?}: {target:?} is not local:/DIR")

@@ -28,6 +28,13 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::process::Command;
 use tokio::sync::watch;
 
+/// Milliseconds on `CLOCK_BOOTTIME`: monotonic, shared by the host's processes, counting
+/// suspended time, never stepped. Exec deadlines and the daemon's claims are both on it.
+pub fn boottime_ms() -> i64 {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::Boottime);
+    t.tv_sec * 1000 + t.tv_nsec / 1_000_000
+}
+
 /// Bytes kept of each of stdout and stderr.
 pub const OUTPUT_LIMIT: usize = 64 << 10;
 
