@@ -23,6 +23,11 @@ if [ "$(id -u)" -eq 0 ]; then
     need runuser
     id postgres >/dev/null 2>&1 || { echo "error: running as root, the PostgreSQL tests need a postgres user" >&2; exit 1; }
 fi
+# The SSH tests (tests/tests/ssh.rs) start a throwaway sshd on a loopback port with keys of their
+# own; nothing is configured on the machine.
+install_if_missing /usr/sbin/sshd openssh-server
+need ssh
+need ssh-keygen
 # The fault suite (tests/tests/faults.rs) mounts a small tmpfs (as root) and counts overlapping
 # runs in the world with flock.
 need mount

@@ -8,5 +8,5 @@ command -v npm >/dev/null || { echo "error: npm is missing: install Node.js and 
 cd "$here"
 [ -x node_modules/.bin/componentize-js ] || npm ci --no-audit --no-fund --silent
 # The sandbox grants no WASI HTTP; leave those features out of the component.
-node_modules/.bin/componentize-js app.js --wit ../../wit/v0.1.0 --world-name blueprint \
+node_modules/.bin/componentize-js app.js --wit ../../wit/v0.2.0 --world-name blueprint \
     --disable http fetch-event --out "$out" >/dev/null

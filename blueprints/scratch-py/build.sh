@@ -13,4 +13,4 @@ work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 cp "$here"/*.py "$work"
 cd "$work"
-componentize-py --quiet --wit-path "$here/../../wit/v0.1.0" --world blueprint componentize app --output "$out"
+componentize-py --quiet --wit-path "$here/../../wit/v0.2.0" --world blueprint componentize app --output "$out"

@@ -164,6 +164,10 @@ pub enum CommandInterface {
         user: String,
         /// Private key path on the Drydock machine.
         key_path: String,
+        /// The remote directory commands start in (relative to the login directory unless
+        /// absolute); the login directory if `None`.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        root: Option<String>,
     },
 }
 

@@ -182,13 +182,15 @@ fn ssh_allowed(
         port,
         user,
         key_path,
+        root,
     } = interface
     else {
         unreachable!("ssh_allowed is asked about SSH interfaces")
     };
-    if beneath.iter().any(|a| &a.interface == interface) {
+    if beneath.iter().any(|a| narrows_ssh(&a.interface, interface)) {
         return Ok(());
     }
+
     let target = grants.iter().any(|g| match g {
         Grant::Ssh {
             user: u,
@@ -197,6 +199,19 @@ fn ssh_allowed(
         } => glob(u, user) && glob(h, host) && p.is_none_or(|p| p == *port),
         _ => false,
     });
+    let leased_root = beneath.iter().find_map(|a| match &a.interface {
+        CommandInterface::Ssh { root, .. } if same_ssh_target(&a.interface, interface) => {
+            root.as_deref()
+        }
+        _ => None,
+    });
+    if let (false, Some(base)) = (target, leased_root) {
+        return Err(format!(
+            "the SSH root {:?} is not beneath the supporting lease's root {base:?} on the same \
+             target, and the target is not granted",
+            root.as_deref().unwrap_or("(the login directory)")
+        ));
+    }
     if !target {
         return Err(format!(
             "the SSH target {user}@{host}:{port} is outside what the blueprint was granted ({}) \
@@ -220,6 +235,39 @@ fn ssh_allowed(
     Ok(())
 }
 
+/// Whether `parent` and `child` reach the same SSH target (host, port, user and key).
+fn same_ssh_target(parent: &CommandInterface, child: &CommandInterface) -> bool {
+    let target = |i: &CommandInterface| match i {
+        CommandInterface::Ssh {
+            host,
+            port,
+            user,
+            key_path,
+            ..
+        } => Some((host.clone(), *port, user.clone(), key_path.clone())),
+        CommandInterface::Local { .. } => None,
+    };
+    target(parent).is_some_and(|t| Some(t) == target(child))
+}
+
+/// Whether `child` narrows `parent`: the same SSH target, starting in the parent's root or a
+/// directory beneath it. A parent without a root starts at the login, from which the same
+/// user reaches any directory anyway: an SSH root says where commands start, it confines
+/// nothing.
+fn narrows_ssh(parent: &CommandInterface, child: &CommandInterface) -> bool {
+    let (CommandInterface::Ssh { root: base, .. }, CommandInterface::Ssh { root, .. }) =
+        (parent, child)
+    else {
+        return false;
+    };
+    same_ssh_target(parent, child)
+        && match (base, root) {
+            (None, _) => true,
+            (Some(base), Some(root)) => is_beneath(root, base),
+            (Some(_), None) => false,
+        }
+}
+
 fn list(grants: &[Grant]) -> String {
     match grants {
         [] => "no grants".into(),
@@ -240,11 +288,15 @@ pub fn check_interface(interface: &CommandInterface) -> Result<(), String> {
             port,
             user,
             key_path,
+            root,
         } => {
             check_name("SSH host", host, false)?;
             check_name("SSH user", user, false)?;
             if *port == 0 {
                 return Err("SSH port 0 is not a port".into());
+            }
+            if let Some(root) = root {
+                check_remote_dir(root)?;
             }
             check_path("the SSH key path", key_path).map(drop)
         }
@@ -277,6 +329,28 @@ fn check_path(what: &str, path: &str) -> Result<String, String> {
         ));
     }
     Ok(path.to_string())
+}
+
+/// An SSH interface's root: a normalised path (no `.`, `..`, `//` or trailing `/`), absolute or
+/// relative to the login directory, of bounded length without control characters.
+fn check_remote_dir(root: &str) -> Result<(), String> {
+    let normal = Path::new(root)
+        .components()
+        .all(|c| matches!(c, Component::RootDir | Component::Normal(_)));
+    let rebuilt = Path::new(root).components().collect::<std::path::PathBuf>();
+    let ok = !root.is_empty()
+        && normal
+        && rebuilt.as_os_str() == root
+        && root.len() <= MAX_PATH_BYTES
+        && !root.chars().any(char::is_control);
+    match ok {
+        true => Ok(()),
+        false => Err(format!(
+            "the SSH root {:?} must be a normalised path (no `.`, `..`, `//` or trailing `/`) \
+             of at most {MAX_PATH_BYTES} bytes without control characters",
+            crate::text::clip(root, 80)
+        )),
+    }
 }
 
 /// An SSH host or user: letters, digits, `.`, `_`, `-` (and `:` for hosts, `*` in patterns),
@@ -332,6 +406,18 @@ mod tests {
             port,
             user: user.into(),
             key_path: key.into(),
+            root: None,
+        }
+    }
+
+    /// `ci@build-1` starting in `root`.
+    fn ssh_in(root: &str) -> CommandInterface {
+        CommandInterface::Ssh {
+            host: "build-1".into(),
+            port: 22,
+            user: "ci".into(),
+            key_path: "/k/id".into(),
+            root: Some(root.into()),
         }
     }
 
@@ -417,6 +503,34 @@ mod tests {
         )
         .unwrap();
         assert!(authorize(&ssh("root", "build-1", 22, "/k/id"), &[], &[remote]).is_err());
+    }
+
+    #[test]
+    fn an_ssh_lease_narrows_to_a_root_beneath_its_own() {
+        let leased = |interface| Authorized {
+            interface,
+            anchor: None,
+        };
+        let login = [leased(ssh("ci", "build-1", 22, "/k/id"))];
+        authorize(&ssh_in("copies/wc-1"), &[], &login).unwrap();
+        authorize(&ssh_in("/srv/any"), &[], &login).unwrap();
+
+        let rooted = [leased(ssh_in("/srv/build"))];
+        authorize(&ssh_in("/srv/build/wc-1"), &[], &rooted).unwrap();
+        authorize(&ssh_in("/srv/build"), &[], &rooted).unwrap();
+        for bad in ["/srv/buildx", "/srv", "copies"] {
+            let err = authorize(&ssh_in(bad), &[], &rooted).unwrap_err();
+            assert!(
+                err.contains("not beneath the supporting lease's root"),
+                "{err}"
+            );
+        }
+        let err = authorize(&ssh("ci", "build-1", 22, "/k/id"), &[], &rooted).unwrap_err();
+        assert!(err.contains("(the login directory)"), "{err}");
+        for bad in ["../etc", "a/../b", "a//b", "a/", "", "a\nb"] {
+            let err = authorize(&ssh_in(bad), &[], &login).unwrap_err();
+            assert!(err.contains("must be a normalised path"), "{bad:?}: {err}");
+        }
     }
 
     #[test]

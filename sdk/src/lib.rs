@@ -78,7 +78,7 @@ pub use serde_json;
 pub mod bindings {
     #![allow(missing_docs)]
     wit_bindgen::generate!({
-        path: "../wit/v0.1.0",
+        path: "../wit/v0.2.0",
         world: "blueprint",
         pub_export_macro: true,
         export_macro_name: "__export_raw",
@@ -94,7 +94,7 @@ pub mod __private {
 }
 
 /// The contract version this SDK builds components for.
-pub const CONTRACT_VERSION: &str = "0.1.0";
+pub const CONTRACT_VERSION: &str = "0.2.0";
 
 pub use bindings::exports::drydock::blueprint::hooks::{
     Action, AllocationVerdict, Attribute, CommandInterface, Context, Description, ExecRequest,

@@ -20,11 +20,11 @@ use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConf
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 mod raw {
-    wasmtime::component::bindgen!({ path: "../wit/v0.1.0", world: "blueprint" });
+    wasmtime::component::bindgen!({ path: "../wit/v0.2.0", world: "blueprint" });
 }
 mod raw_async {
     wasmtime::component::bindgen!({
-        path: "../wit/v0.1.0",
+        path: "../wit/v0.2.0",
         world: "blueprint",
         exports: { default: async },
     });

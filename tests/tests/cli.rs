@@ -49,7 +49,7 @@ fn check_prints_the_description_and_accepts_a_good_config() {
     assert!(stdout.contains("name:             host-pool"), "{stdout}");
     assert!(stdout.contains("resource type:    host"), "{stdout}");
     assert!(
-        stdout.contains("contract version: drydock:blueprint@0.1.0"),
+        stdout.contains("contract version: drydock:blueprint@0.2.0"),
         "{stdout}"
     );
     assert!(stdout.contains("\"hosts\""), "{stdout}");
@@ -63,7 +63,7 @@ fn check_prints_json_for_scripts() {
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["name"], "host-pool");
     assert_eq!(report["resource_type"], "host");
-    assert_eq!(report["contract_version"], "0.1.0");
+    assert_eq!(report["contract_version"], "0.2.0");
     assert_eq!(report["config_schema"]["type"], "object");
 }
 
@@ -102,7 +102,7 @@ fn check_refuses_a_bad_component_with_the_reason() {
     let stderr = text(&out.stderr);
     assert!(!out.status.success());
     assert!(
-        stderr.contains("drydock:blueprint@0.2.0") && stderr.contains("drydock:blueprint@0.1.0"),
+        stderr.contains("drydock:blueprint@0.3.0") && stderr.contains("drydock:blueprint@0.2.0"),
         "{stderr}"
     );
 

@@ -56,7 +56,7 @@ fn describes_itself_as_a_host_blueprint() {
     let description = block(plugin().describe()).unwrap().value;
     assert_eq!(description.name, "host-pool");
     assert_eq!(description.resource_type, "host");
-    assert_eq!(plugin().contract_version(), "0.1.0");
+    assert_eq!(plugin().contract_version(), "0.2.0");
     let schema: serde_json::Value = serde_json::from_str(&description.config_schema).unwrap();
     assert_eq!(schema["required"][0], "hosts");
 }
@@ -154,7 +154,8 @@ fn a_lease_can_ask_for_a_host_by_name() {
             host: "build.example".into(),
             port: 2222,
             user: "ci".into(),
-            key_path: "/etc/drydock/id".into()
+            key_path: "/etc/drydock/id".into(),
+            root: None,
         }
     );
 

@@ -194,8 +194,8 @@ async fn a_component_for_another_contract_version_is_refused_naming_both() {
         "{error:?}"
     );
     let message = error.to_string();
+    assert!(message.contains("drydock:blueprint@0.3.0"), "{message}");
     assert!(message.contains("drydock:blueprint@0.2.0"), "{message}");
-    assert!(message.contains("drydock:blueprint@0.1.0"), "{message}");
 }
 
 #[tokio::test]
@@ -311,7 +311,7 @@ async fn a_component_with_the_contract_name_but_other_types_is_refused_saying_so
     assert!(matches!(error, Error::ContractMismatch { .. }), "{error:?}");
     let message = error.to_string();
     assert!(
-        message.contains("exports drydock:blueprint/hooks@0.1.0, but its functions do not match"),
+        message.contains("exports drydock:blueprint/hooks@0.2.0, but its functions do not match"),
         "{message}"
     );
 }

@@ -1,6 +1,7 @@
 //! SSH hosts for real: a throwaway `sshd` on a loopback port (`drydock_tests::ssh`), host-pool
-//! serving it as an `ssh` host, `drydock exec --lease` running there, and blueprint execs over
-//! it that die on the remote side when their timeout passes or their daemon is killed.
+//! serving it as an `ssh` host, `drydock exec --lease` running there, blueprint execs over it
+//! that die on the remote side when their timeout passes or their daemon is killed, and working
+//! copies cloned on it whose leases run commands in the copy.
 
 use drydock_host::domain::LeaseStatus;
 use drydock_host::store::Store;
@@ -194,16 +195,33 @@ async fn working_copies_are_cloned_checked_out_and_removed_on_an_ssh_host() {
     let head = drydock_tests::git::git(&path, &["rev-parse", "HEAD"]);
     assert_eq!(head.trim(), first, "the copy on the SSH host is at the ref");
 
-    // No interface of its own over SSH yet; the error says what to run instead.
-    let exec = env
-        .drydock(&["exec", "--lease", &lease.id.to_string(), "--", "true"])
+    // The lease's own interface narrows the host's to the copy, over SSH too.
+    let lease_id = lease.id.to_string();
+    let out = env
+        .ok(&[
+            "exec",
+            "--lease",
+            &lease_id,
+            "--",
+            "git",
+            "log",
+            "-1",
+            "--format=%H",
+        ])
         .await;
-    let stderr = String::from_utf8_lossy(&exec.stderr);
-    assert!(!exec.status.success());
-    assert!(
-        stderr.contains(&format!("--cwd {}", copy.attributes["path"])),
-        "{stderr}"
-    );
+    assert_eq!(out.trim(), first, "git log -1 over ssh, in the copy");
+    let out = env
+        .ok(&[
+            "exec",
+            "--lease",
+            &lease_id,
+            "--",
+            "sh",
+            "-c",
+            "echo $SSH_CONNECTION",
+        ])
+        .await;
+    assert!(out.ends_with(&format!(" {}\n", server.port)), "{out}");
 
     env.ok(&["lease", "release", &lease.id.to_string()]).await;
     env.ok(&["resource", "release", &copy.id.to_string()]).await;

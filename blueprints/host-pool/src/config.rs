@@ -26,7 +26,8 @@ pub const SCHEMA: &str = r#"{
               {"type": "object", "required": ["type", "host", "user", "key_path"],
                "properties": {"type": {"const": "ssh"}, "host": {"type": "string"},
                               "port": {"type": "integer", "default": 22},
-                              "user": {"type": "string"}, "key_path": {"type": "string"}}}
+                              "user": {"type": "string"}, "key_path": {"type": "string"},
+                              "root": {"type": "string"}}}
             ]
           }
         }
@@ -73,6 +74,9 @@ pub enum HostInterface {
         user: String,
         /// Absolute path of the private key on the Drydock machine.
         key_path: String,
+        /// The remote directory commands start in; the login directory if not given.
+        #[serde(default)]
+        root: Option<String>,
     },
 }
 
@@ -145,11 +149,13 @@ impl HostInterface {
                 port,
                 user,
                 key_path,
+                root,
             } => CommandInterface::Ssh(SshInterface {
                 host: host.clone(),
                 port: *port,
                 user: user.clone(),
                 key_path: key_path.clone(),
+                root: root.clone(),
             }),
         }
     }

@@ -18,7 +18,7 @@ mod script;
 
 use drydock_sdk::{
     Action, AllocationVerdict, Attributes, Blueprint, Call, CommandInterface, ExecRequest,
-    LeaseStatus, LocalInterface, Step, export_blueprint,
+    LeaseStatus, LocalInterface, SshInterface, Step, export_blueprint,
 };
 use serde::Deserialize;
 use std::time::Duration;
@@ -255,11 +255,13 @@ impl Blueprint for WorkingCopy {
             CommandInterface::Local(local) => Ok(CommandInterface::Local(LocalInterface {
                 root: format!("{}/{path}", local.root.trim_end_matches('/')),
             })),
-            // Contract 0.1.0's ssh-interface has no directory to narrow to.
-            CommandInterface::Ssh(_) => Err(format!(
-                "a working copy on an SSH host has no command interface of its own yet; run \
-                 commands through its host lease with `--cwd {path}`"
-            )),
+            CommandInterface::Ssh(ssh) => Ok(CommandInterface::Ssh(SshInterface {
+                root: Some(match &ssh.root {
+                    Some(root) => format!("{}/{path}", root.trim_end_matches('/')),
+                    None => path.to_string(),
+                }),
+                ..ssh
+            })),
         }
     }
 }

@@ -109,14 +109,19 @@ pub fn prepare(
             port,
             user,
             key_path,
+            root,
         } => {
+            let dir = match (root, cwd) {
+                (Some(root), Some(cwd)) => Some(format!("{root}/{cwd}")),
+                (root, cwd) => root.as_deref().or(cwd).map(String::from),
+            };
             let mut args: Vec<OsString> = Vec::new();
             if let Some(config) = std::env::var_os(SSH_CONFIG_VAR) {
                 args.extend(["-F".into(), config]);
             }
             let target = format!("{user}@{host}");
             let port = port.to_string();
-            let remote = remote_line(argv, cwd, stdin);
+            let remote = remote_line(argv, dir.as_deref(), stdin);
             let fixed = [
                 "-o",
                 "BatchMode=yes",
@@ -494,6 +499,7 @@ mod tests {
                 port: 2222,
                 user: "ci".into(),
                 key_path: "/etc/drydock/id".into(),
+                root: Some("/srv/build".into()),
             },
             anchor: None,
         };
@@ -515,7 +521,7 @@ mod tests {
                 "2222",
                 "ci@build.example",
                 "--",
-                r"cd 'work dir' && 'git' 'clone' 'it'\''s here'",
+                r"cd '/srv/build/work dir' && 'git' 'clone' 'it'\''s here'",
             ]
         );
     }

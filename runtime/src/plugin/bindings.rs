@@ -1,9 +1,9 @@
-//! Generated bindings for `drydock:blueprint@0.1.0`, fenced off from the rest of the host.
+//! Generated bindings for `drydock:blueprint@0.2.0`, fenced off from the rest of the host.
 //!
 //! Nothing outside `plugin` names these types; [`super::convert`] turns them into `domain` types.
 
 wasmtime::component::bindgen!({
-    path: "../wit/v0.1.0",
+    path: "../wit/v0.2.0",
     world: "blueprint",
     exports: { default: async },
 });

@@ -74,11 +74,13 @@ fn interface_to_wit(interface: &CommandInterface) -> api::CommandInterface {
             port,
             user,
             key_path,
+            root,
         } => api::CommandInterface::Ssh(api::SshInterface {
             host: host.clone(),
             port: *port,
             user: user.clone(),
             key_path: key_path.clone(),
+            root: root.clone(),
         }),
     }
 }
@@ -92,6 +94,7 @@ pub fn interface_from_wit(interface: api::CommandInterface) -> CommandInterface 
             port: ssh.port,
             user: ssh.user,
             key_path: ssh.key_path,
+            root: ssh.root,
         },
     }
 }

@@ -40,7 +40,7 @@ use wasmtime::{Engine, Store, Trap, UpdateDeadline};
 /// The contract package a component must export.
 pub const CONTRACT_PACKAGE: &str = "drydock:blueprint";
 /// The contract version this host speaks.
-pub const CONTRACT_VERSION: &str = "0.1.0";
+pub const CONTRACT_VERSION: &str = "0.2.0";
 /// The exported interface, without its version.
 const CONTRACT_INTERFACE: &str = "drydock:blueprint/hooks";
 /// How often the epoch advances: the granularity of call deadlines and of a guest's yields.
@@ -771,11 +771,15 @@ mod tests {
 
     #[test]
     fn contract_compatibility_follows_semver() {
-        assert!(compatible("0.1.0", "0.1.0"));
-        assert!(compatible("0.1.3", "0.1.0"));
-        assert!(!compatible("0.2.0", "0.1.0"));
-        assert!(!compatible("1.0.0", "0.1.0"));
+        assert!(compatible("0.2.0", "0.2.0"));
+        assert!(compatible("0.2.3", "0.2.0"));
+        assert!(
+            !compatible("0.1.0", "0.2.0"),
+            "0.2 added the ssh interface's root"
+        );
+        assert!(!compatible("0.3.0", "0.2.0"));
+        assert!(!compatible("1.0.0", "0.2.0"));
         assert!(compatible("1.4.0", "1.0.0"));
-        assert!(!compatible("", "0.1.0"));
+        assert!(!compatible("", "0.2.0"));
     }
 }

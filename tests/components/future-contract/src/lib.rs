@@ -2,7 +2,7 @@
 
 wit_bindgen::generate!({
     inline: "
-        package drydock:blueprint@0.2.0;
+        package drydock:blueprint@0.3.0;
 
         interface hooks {
             describe: func() -> string;

@@ -1,10 +1,10 @@
-//! A component that exports the contract's name and version, `drydock:blueprint/hooks@0.1.0`,
+//! A component that exports the contract's name and version, `drydock:blueprint/hooks@0.2.0`,
 //! with functions of other types (as if built from an edited copy of the WIT): the host must
 //! say what differs, not fail at the first call.
 
 wit_bindgen::generate!({
     inline: "
-        package drydock:blueprint@0.1.0;
+        package drydock:blueprint@0.2.0;
 
         interface hooks {
             describe: func() -> string;
