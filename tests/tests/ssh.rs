@@ -7,7 +7,9 @@ use drydock_host::domain::LeaseStatus;
 use drydock_host::store::Store;
 use drydock_tests::git::repository;
 use drydock_tests::ssh::SshServer;
-use drydock_tests::{Env, HOST_POOL_WASM, SHELL_WASM, WORKING_COPY_WASM, wait_for, wait_lease};
+use drydock_tests::{
+    Daemon, Env, HOST_POOL_WASM, SHELL_WASM, WORKING_COPY_WASM, wait_for, wait_lease,
+};
 use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -51,16 +53,40 @@ async fn wait_dead(pids: &[String], why: &str) {
     .await;
 }
 
-/// The shell blueprint, running a command over SSH that records its pid and a background
-/// child's in `dir`, then sleeps.
-async fn add_sleeping_shell(env: &Env, dir: &Path, timeout_ms: u32) {
+/// A blueprint exec under way on an SSH host: the shell blueprint runs a command there that
+/// records its pid and a background child's, then sleeps.
+struct RemoteSleep {
+    env: Env,
+    daemon: Daemon,
+    /// The command's pid and its child's, as written.
+    pids: Vec<String>,
+    _marks: tempfile::TempDir,
+    _server: SshServer,
+}
+
+/// Starts a [`RemoteSleep`] whose exec times out after `timeout_ms`; returns once it runs.
+async fn sleep_remotely(timeout_ms: u32) -> RemoteSleep {
+    let server = SshServer::start();
+    let env = env_with_ssh_host(&server).await;
+    let marks = tempfile::tempdir().unwrap();
     let script = format!(
         "sleep 300 & echo $! > {d}/child; echo $$ > {d}/command; wait",
-        d = dir.display()
+        d = marks.path().display()
     );
     let shell = json!({"argv": ["sh", "-c", script], "timeout_ms": timeout_ms});
     env.add_blueprint("shell", SHELL_WASM, &shell.to_string(), &[])
         .await;
+    let daemon = env.serve(&[]);
+    env.request("shell", &[]).await;
+    let pids = pids(marks.path(), &["command", "child"]).await;
+    assert!(!pids.iter().any(|p| is_dead(p)), "it started");
+    RemoteSleep {
+        env,
+        daemon,
+        pids,
+        _marks: marks,
+        _server: server,
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -104,17 +130,9 @@ async fn drydock_exec_runs_on_an_ssh_host_from_host_pool() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_exec_timeout_kills_the_remote_command_and_its_children() {
-    let server = SshServer::start();
-    let env = env_with_ssh_host(&server).await;
-    let marks = tempfile::tempdir().unwrap();
-    add_sleeping_shell(&env, marks.path(), 1_000).await;
-    let store = env.store().await;
-    let _daemon = env.serve(&[]);
-    env.request("shell", &[]).await;
-
-    let running = pids(marks.path(), &["command", "child"]).await;
-    assert!(!running.iter().any(|p| is_dead(p)), "it started");
-    wait_dead(&running, "the timeout to kill the remote command").await;
+    let run = sleep_remotely(1_000).await;
+    wait_dead(&run.pids, "the timeout to kill the remote command").await;
+    let store = run.env.store().await;
     let shell = wait_for("the shell resource to record its exec", || async {
         let resources = store.resource_list(None).await.unwrap();
         resources
@@ -131,16 +149,9 @@ async fn an_exec_timeout_kills_the_remote_command_and_its_children() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_daemon_takes_its_remote_commands_with_it() {
-    let server = SshServer::start();
-    let env = env_with_ssh_host(&server).await;
-    let marks = tempfile::tempdir().unwrap();
-    add_sleeping_shell(&env, marks.path(), 600_000).await;
-    let mut daemon = env.serve(&[]);
-    env.request("shell", &[]).await;
-
-    let running = pids(marks.path(), &["command", "child"]).await;
-    daemon.kill9().await;
-    wait_dead(&running, "the remote command to die with its daemon").await;
+    let mut run = sleep_remotely(600_000).await;
+    run.daemon.kill9().await;
+    wait_dead(&run.pids, "the remote command to die with its daemon").await;
 }
 
 /// A directory removed when the test ends, pass or fail.
