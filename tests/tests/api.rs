@@ -413,3 +413,151 @@ async fn a_non_loopback_address_needs_a_token() {
         "{stderr}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_response_carries_the_security_headers() {
+    let env = Env::new();
+    let mut daemon = env.serve(&["--workers", "0"]);
+    let base = daemon.url().await;
+    let client = Client::new();
+    for path in [
+        "/",
+        "/leases",
+        "/signin",
+        "/api/v1/leases",
+        "/api/v1/nothing",
+        "/assets/live.js",
+    ] {
+        let response = client.get(format!("{base}{path}")).send().await.unwrap();
+        let headers = response.headers();
+        let csp = headers["content-security-policy"].to_str().unwrap();
+        assert!(csp.contains("frame-ancestors 'none'"), "{path}: {csp}");
+        assert!(csp.contains("script-src 'self'"), "{path}: {csp}");
+        assert_eq!(headers["x-frame-options"], "DENY", "{path}");
+        assert_eq!(headers["x-content-type-options"], "nosniff", "{path}");
+        assert_eq!(headers["referrer-policy"], "same-origin", "{path}");
+    }
+    // No inline code on the pages, so the policy needs no 'unsafe-inline'.
+    let page = client
+        .get(format!("{base}/"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        !page.contains("<style>") && !page.contains("style=\""),
+        "{page}"
+    );
+    assert!(
+        page.contains(r#"<script src="/assets/live.js"></script>"#),
+        "{page}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sign_in_only_ever_leads_to_a_same_origin_path() {
+    let env = Env::new();
+    let mut daemon = env.serve(&["--workers", "0"]);
+    let base = daemon.url().await;
+    let client = Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let cases = [
+        ("/leases?status=active", "/leases?status=active"),
+        ("/\\evil.example", "/"),
+        ("/\t/evil.example", "/"),
+        ("//evil.example", "/"),
+        ("https://evil.example", "/"),
+        ("/ /evil.example", "/"),
+        ("", "/"),
+    ];
+    for (next, landing) in cases {
+        let response = client
+            .post(format!("{base}/signin"))
+            .form(&[("token", TOKEN), ("next", next)])
+            .send()
+            .await
+            .unwrap();
+        assert!(response.status().is_redirection(), "{next:?}");
+        assert_eq!(response.headers()["location"], landing, "{next:?}");
+    }
+}
+
+/// `wasm` with a custom section of `bytes` zeros appended: still a valid component.
+fn with_custom_section(mut wasm: Vec<u8>, bytes: usize) -> Vec<u8> {
+    fn leb128(mut n: usize, out: &mut Vec<u8>) {
+        loop {
+            let byte = (n & 0x7f) as u8;
+            n >>= 7;
+            out.push(if n == 0 { byte } else { byte | 0x80 });
+            if n == 0 {
+                return;
+            }
+        }
+    }
+    let name = b"padding";
+    let mut section = Vec::new();
+    leb128(name.len(), &mut section);
+    section.extend_from_slice(name);
+    section.resize(section.len() + bytes, 0);
+    wasm.push(0);
+    leb128(section.len(), &mut wasm);
+    wasm.extend(section);
+    wasm
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_body_limit_is_stated_answered_with_413_and_fits_a_real_component() {
+    let env = Env::new();
+    // A release build of host-pool is 3.4 MB, past axum's default 2 MB; the guest build here is
+    // smaller, so a custom section makes it that size.
+    let component = with_custom_section(std::fs::read(HOST_POOL_WASM).unwrap(), 3_400_000);
+    let wasm = base64::engine::general_purpose::STANDARD.encode(component);
+    let body = json!({"name": "host-pool", "wasm": wasm, "config": json!(HOST_POOL_CONFIG),
+                      "grants": [HOST_POOL_GRANT]});
+
+    let mut small = env.serve(&["--workers", "0", "--max-body-mib", "1"]);
+    let limited = api(&env, &mut small).await;
+    let (status, answer) = limited.post("/blueprints", Some(body.clone())).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{answer}");
+    assert!(
+        answer["error"].as_str().unwrap().contains("limit of 1 MiB"),
+        "{answer}"
+    );
+    drop(small);
+
+    let mut daemon = env.serve(&["--workers", "0"]);
+    let roomy = api(&env, &mut daemon).await;
+    let (status, answer) = roomy.post("/blueprints", Some(body)).await;
+    assert_eq!(status, StatusCode::CREATED, "{answer}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_from_the_environment_is_taken_verbatim() {
+    let env = Env::new();
+    env.add_host_pool().await;
+    let token = "abc#def ghijklmnopqrstuvwxyz";
+    let mut daemon = env.serve(&["--workers", "0", "--token", token]);
+    let client = api(&env, &mut daemon).await;
+    let lease = json!({"type": "host"});
+    let (status, answer) = client
+        .call(Method::POST, "/leases", Some(token), Some(lease.clone()))
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::CREATED,
+        "the whole token works: {answer}"
+    );
+    for prefix in ["abc", "abc#def"] {
+        let (status, _) = client
+            .call(Method::POST, "/leases", Some(prefix), Some(lease.clone()))
+            .await;
+        assert!(
+            status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN,
+            "{prefix}: {status}"
+        );
+    }
+}

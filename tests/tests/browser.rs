@@ -374,3 +374,57 @@ async fn without_signing_in_nothing_mutates() {
     );
     assert!(store.blueprint_list().await.unwrap()[0].enabled);
 }
+
+/// Serves `html` to every request on a port of its own (another origin than the daemon's,
+/// the same site for cookies): an attacker's page. Returns its URL.
+async fn serve_page(html: String) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let mut request = [0u8; 4096];
+            let _ = socket.read(&mut request).await;
+            let response = format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: text/html\r\ncontent-length: {}\r\n\
+                 connection: close\r\n\r\n{html}",
+                html.len()
+            );
+            let _ = socket.write_all(response.as_bytes()).await;
+        }
+    });
+    url
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_of_another_origin_cannot_frame_the_ui() {
+    let env = Env::new();
+    let (_web, base) = setup(&env).await;
+    let browser = Browser::start().await;
+    browser.sign_in(&base).await;
+    let attacker = serve_page(format!(
+        r#"<!doctype html><title>prizes</title><iframe id="victim" src="{base}/leases/L1/release" width="900" height="600"></iframe>"#
+    ))
+    .await;
+    browser.client.goto(&attacker).await.unwrap();
+    let frame = browser.client.find(Locator::Id("victim")).await.unwrap();
+    frame.enter_frame().await.unwrap();
+    // The frame settles on the browser's own error page, never on the confirmation page.
+    let url: String = wait_for("the framed page to settle", || async {
+        let state = browser
+            .client
+            .execute("return [document.readyState, document.URL]", vec![])
+            .await
+            .ok()?;
+        let (ready, url) = (state[0].as_str()?, state[1].as_str()?);
+        (ready == "complete" && url != "about:blank").then(|| url.to_string())
+    })
+    .await;
+    assert!(
+        url.starts_with("chrome-error://"),
+        "the UI rendered in a frame: {url}"
+    );
+    assert!(browser.text("#confirm").await.is_none());
+    browser.client.enter_parent_frame().await.unwrap();
+    browser.screenshot("framed-ui-refused.png").await;
+}

@@ -43,6 +43,10 @@ pub(super) struct ServeArgs {
     /// The largest component the HTTP API accepts, in MiB.
     #[arg(long, default_value_t = crate::plugin::DEFAULT_MAX_COMPONENT_BYTES >> 20)]
     max_component_mib: usize,
+    /// The largest HTTP request body accepted, in MiB (larger ones get 413); by default enough
+    /// for a component at --max-component-mib sent base64-encoded.
+    #[arg(long)]
+    max_body_mib: Option<usize>,
     /// Longest sleep between looks at the queue (the backstop for other processes' posts).
     #[arg(long, default_value = "250ms", value_parser = humantime::parse_duration)]
     poll: Duration,
@@ -139,6 +143,15 @@ pub(super) async fn run(global: &Global, args: ServeArgs) -> anyhow::Result<Exit
     Ok(ExitCode::SUCCESS)
 }
 
+/// The HTTP body limit in bytes: as asked, or room for the largest component in base64 plus
+/// a MiB for the rest of the request.
+fn max_body_bytes(args: &ServeArgs) -> usize {
+    let mib = args
+        .max_body_mib
+        .unwrap_or(args.max_component_mib.div_ceil(3) * 4 + 1);
+    mib << 20
+}
+
 /// Opens the database, waiting while it cannot be reached: a daemon started before its
 /// database, or while it restarts, comes up when the database does (SIGINT or SIGTERM give up).
 /// What waiting cannot fix (a bad URL, a schema newer than this build) ends it at once.
@@ -204,6 +217,7 @@ async fn start_web(
         runtime,
         tokens: Arc::new(tokens),
         sessions: Arc::default(),
+        max_body: max_body_bytes(args),
     };
     Ok(tokio::spawn(web::serve(listener, state, shutdown)))
 }

@@ -145,7 +145,7 @@ async fn add_blueprint(
     body: Result<Json<NewBlueprintBody>, axum::extract::rejection::JsonRejection>,
 ) -> ApiResult<impl IntoResponse> {
     operator(&state, &headers)?;
-    let Json(body) = body.map_err(bad_json)?;
+    let Json(body) = body.map_err(|r| bad_json(r, state.max_body))?;
     let request = ops::BlueprintRequest {
         name: body.name,
         wasm: decode_wasm(&body.wasm)?,
@@ -194,7 +194,7 @@ async fn update_blueprint(
     body: Result<Json<BlueprintUpdateBody>, axum::extract::rejection::JsonRejection>,
 ) -> ApiResult<impl IntoResponse> {
     let author = operator(&state, &headers)?;
-    let Json(body) = body.map_err(bad_json)?;
+    let Json(body) = body.map_err(|r| bad_json(r, state.max_body))?;
     let wasm = body.wasm.as_deref().map(decode_wasm).transpose()?;
     let config = body.config.map(config_text);
     let store = state.store();
@@ -228,7 +228,7 @@ async fn change_grants(
     body: Result<Json<GrantsBody>, axum::extract::rejection::JsonRejection>,
 ) -> ApiResult<impl IntoResponse> {
     let author = operator(&state, &headers)?;
-    let Json(body) = body.map_err(bad_json)?;
+    let Json(body) = body.map_err(|r| bad_json(r, state.max_body))?;
     let store = state.store();
     let blueprint = ops::find_blueprint(store.as_ref(), &text).await?;
     let changed = ops::change_grants(
@@ -309,7 +309,17 @@ fn one() -> u32 {
     1
 }
 
-fn bad_json(rejection: axum::extract::rejection::JsonRejection) -> ApiError {
+fn bad_json(rejection: axum::extract::rejection::JsonRejection, max_body: usize) -> ApiError {
+    if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        return ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "the request body is larger than this server's limit of {} MiB \
+                 (drydock serve --max-body-mib)",
+                max_body >> 20
+            ),
+        );
+    }
     ApiError::new(StatusCode::BAD_REQUEST, rejection.body_text())
 }
 
@@ -319,7 +329,7 @@ async fn request_leases(
     body: Result<Json<LeaseRequestBody>, axum::extract::rejection::JsonRejection>,
 ) -> ApiResult<impl IntoResponse> {
     let owner = operator(&state, &headers)?;
-    let Json(body) = body.map_err(bad_json)?;
+    let Json(body) = body.map_err(|r| bad_json(r, state.max_body))?;
     let until = body
         .until
         .as_deref()

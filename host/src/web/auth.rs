@@ -49,9 +49,21 @@ impl Tokens {
         Ok(Tokens { by_token })
     }
 
-    /// One token for the operator `operator`.
+    /// One token, taken verbatim (no `#` comments or `NAME TOKEN` words, unlike a token
+    /// file), for the operator `operator`.
     pub fn single(token: &str) -> anyhow::Result<Self> {
-        Self::parse(token)
+        anyhow::ensure!(
+            token.chars().count() >= 16,
+            "a token needs at least 16 characters"
+        );
+        anyhow::ensure!(
+            !token.chars().any(char::is_control) && token.trim() == token,
+            "a token cannot hold control characters or start or end with whitespace \
+             (HTTP clients would never send it as it is)"
+        );
+        Ok(Tokens {
+            by_token: vec![(token.to_string(), "operator".into())],
+        })
     }
 
     /// A fresh random token, for a server started without one.

@@ -17,8 +17,32 @@ use axum::routing::{get, post};
 use maud::{DOCTYPE, Markup, html};
 use serde::Deserialize;
 
+/// Where the pages' style sheet and script are served: files of their own, so the
+/// Content-Security-Policy allows no inline code.
+const STYLE_PATH: &str = "/assets/style.css";
+const SCRIPT_PATH: &str = "/assets/live.js";
+
+/// A static asset, cacheable for a day.
+fn asset(content_type: &'static str, body: &'static str) -> impl IntoResponse {
+    (
+        [
+            (header::CONTENT_TYPE, content_type),
+            (header::CACHE_CONTROL, "public, max-age=86400"),
+        ],
+        body,
+    )
+}
+
 pub(super) fn router() -> Router<AppState> {
     Router::new()
+        .route(
+            STYLE_PATH,
+            get(|| async { asset("text/css; charset=utf-8", STYLE) }),
+        )
+        .route(
+            SCRIPT_PATH,
+            get(|| async { asset("text/javascript; charset=utf-8", LIVE_SCRIPT) }),
+        )
         .route("/", get(console))
         .route("/signin", get(signin_form).post(signin))
         .route("/signout", post(signout))
@@ -60,7 +84,7 @@ button{font:inherit;padding:.3em .9em;border-radius:4px;border:1px solid #445;ba
 button.danger{border-color:#b3261e;color:#b3261e}button:disabled{opacity:.45;cursor:not-allowed}
 .actions{display:flex;gap:.6em;align-items:center;margin:.6em 0}
 .actions form{margin:0}.hint{color:#667;font-size:.9em}
-.filters a{margin-right:.6em}.error{color:#b3261e}
+.filters a{margin-right:.6em}.error{color:#b3261e}.inline{display:inline}
 ";
 
 const LIVE_SCRIPT: &str = "
@@ -80,7 +104,7 @@ fn page(title: &str, session: &Option<Session>, live: Option<u32>, body: Markup)
             head {
                 meta charset="utf-8";
                 title { (title) " · Drydock" }
-                style { (maud::PreEscaped(STYLE)) }
+                link rel="stylesheet" href=(STYLE_PATH);
             }
             body {
                 header {
@@ -92,7 +116,7 @@ fn page(title: &str, session: &Option<Session>, live: Option<u32>, body: Markup)
                         @match session {
                             Some(s) => {
                                 "Signed in as " (s.operator) " "
-                                form method="post" action="/signout" style="display:inline" {
+                                form.inline method="post" action="/signout" {
                                     input type="hidden" name="csrf" value=(s.csrf);
                                     button id="signout" { "Sign out" }
                                 }
@@ -102,7 +126,7 @@ fn page(title: &str, session: &Option<Session>, live: Option<u32>, body: Markup)
                     }
                 }
                 main data-live=[live] { (body) }
-                script { (maud::PreEscaped(LIVE_SCRIPT)) }
+                script src=(SCRIPT_PATH) {}
             }
         }
     }
@@ -703,10 +727,19 @@ struct NextQuery {
     next: Option<String>,
 }
 
-/// Only same-site paths are followed after sign-in.
+/// Only same-origin paths are followed after sign-in: `/` then anything but a second `/` or
+/// `\`, with no backslash, whitespace or control character anywhere (browsers read `/\host`
+/// and `/<TAB>/host` as `//host`, another origin).
 fn safe_next(next: Option<&str>) -> String {
+    let same_origin = |path: &str| {
+        let rest = path.strip_prefix('/');
+        rest.is_some_and(|rest| !rest.starts_with('/'))
+            && !path
+                .chars()
+                .any(|c| c == '\\' || c.is_whitespace() || c.is_control())
+    };
     match next {
-        Some(path) if path.starts_with('/') && !path.starts_with("//") => path.to_string(),
+        Some(path) if same_origin(path) => path.to_string(),
         _ => "/".to_string(),
     }
 }
