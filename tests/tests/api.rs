@@ -261,7 +261,7 @@ async fn mutations_need_a_valid_token_and_bad_input_is_refused() {
             .enabled
     );
 
-    let bad: [(Method, &str, Option<Value>, StatusCode, &str); 10] = [
+    let bad: [(Method, &str, Option<Value>, StatusCode, &str); 12] = [
         (
             Method::GET,
             "/leases/L999",
@@ -296,6 +296,20 @@ async fn mutations_need_a_valid_token_and_bad_input_is_refused() {
             None,
             StatusCode::NOT_FOUND,
             "no such API endpoint",
+        ),
+        (
+            Method::DELETE,
+            "/leases",
+            None,
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method not allowed",
+        ),
+        (
+            Method::GET,
+            "/logs?limit=lots",
+            None,
+            StatusCode::BAD_REQUEST,
+            "limit: invalid digit",
         ),
         (
             Method::POST,
@@ -560,4 +574,61 @@ async fn a_token_from_the_environment_is_taken_verbatim() {
             "{prefix}: {status}"
         );
     }
+}
+
+/// Whether the server has closed `socket` (reading what it sent before, a 408 say).
+fn closed_by_server(socket: &tokio::net::TcpStream) -> bool {
+    let mut buf = [0u8; 4096];
+    loop {
+        match socket.try_read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return false,
+            Err(_) => return true,
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_clients_cannot_hold_the_server() {
+    use tokio::io::AsyncWriteExt;
+    let env = Env::new();
+    let mut daemon = env.serve(&[
+        "--workers",
+        "0",
+        "--max-connections",
+        "4",
+        "--header-timeout",
+        "2s",
+    ]);
+    let base = daemon.url().await;
+    let address = base.strip_prefix("http://").unwrap().to_string();
+    // Every connection slot taken by a client that sends half its headers, then nothing.
+    let mut slow = Vec::new();
+    for _ in 0..4 {
+        let mut socket = tokio::net::TcpStream::connect(&address).await.unwrap();
+        socket
+            .write_all(b"GET /api/v1/leases HTTP/1.1\r\nhost: drydock\r\n")
+            .await
+            .unwrap();
+        slow.push(socket);
+    }
+    // A normal request waits for a slot, which the header timeout frees: by the time it is
+    // answered, the server has cut off a slow client.
+    let response = tokio::time::timeout(
+        drydock_tests::PATIENCE,
+        reqwest::get(format!("{base}/api/v1/leases")),
+    )
+    .await
+    .expect("slow clients held every connection")
+    .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(
+        slow.iter().any(closed_by_server),
+        "answered while every slot was held: there is no connection cap"
+    );
+    wait_for("every slow client to be cut off", || async {
+        slow.iter().all(closed_by_server).then_some(())
+    })
+    .await;
 }

@@ -47,6 +47,13 @@ pub(super) struct ServeArgs {
     /// for a component at --max-component-mib sent base64-encoded.
     #[arg(long)]
     max_body_mib: Option<usize>,
+    /// HTTP connections served at once; more wait until one ends.
+    #[arg(long, default_value_t = web::ConnectionLimits::default().max_connections)]
+    max_connections: usize,
+    /// How long an HTTP client may take to send a request's headers, and how long a
+    /// kept-alive connection may sit idle (slow clients cannot hold connections).
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    header_timeout: Duration,
     /// Longest sleep between looks at the queue (the backstop for other processes' posts).
     #[arg(long, default_value = "250ms", value_parser = humantime::parse_duration)]
     poll: Duration,
@@ -219,7 +226,11 @@ async fn start_web(
         sessions: Arc::default(),
         max_body: max_body_bytes(args),
     };
-    Ok(tokio::spawn(web::serve(listener, state, shutdown)))
+    let limits = web::ConnectionLimits {
+        max_connections: args.max_connections,
+        header_timeout: args.header_timeout,
+    };
+    Ok(tokio::spawn(web::serve(listener, state, limits, shutdown)))
 }
 
 /// Completes on SIGINT or SIGTERM.

@@ -8,7 +8,7 @@ use crate::domain::{LeaseStatus, ResourceStatus};
 use crate::ops::{self, parse_id};
 use crate::store::{CommandFilter, CommandKind, ObjectId};
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -34,6 +34,37 @@ pub(super) fn router() -> Router<AppState> {
         .route("/commands", get(commands))
         .route("/logs", get(logs))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such API endpoint") })
+        .layer(axum::middleware::map_response(json_errors))
+}
+
+/// Every API error is JSON, whoever produced it: axum's own answers (405, a query that does
+/// not parse, a body over the limit) are rewritten as `{"error": …}` with their status and
+/// headers (`Allow` on a 405).
+async fn json_errors(response: Response) -> Response {
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    let text = axum::body::to_bytes(body, 64 << 10)
+        .await
+        .map(|bytes| String::from_utf8_lossy(&bytes).trim().to_string())
+        .unwrap_or_default();
+    let message = match text.is_empty() {
+        true => status.canonical_reason().unwrap_or("error").to_lowercase(),
+        false => text,
+    };
+    let mut rewritten = ApiError::new(status, message).into_response();
+    for (name, value) in &parts.headers {
+        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+            rewritten.headers_mut().insert(name, value.clone());
+        }
+    }
+    rewritten
 }
 
 /// An error as JSON with its status.
