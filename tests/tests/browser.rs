@@ -2,7 +2,7 @@
 //! over WebDriver: Drydock's original test plan, done for real. Screenshots of the lease page
 //! before and after the release are saved under `target/screenshots/`.
 
-use drydock_tests::{COUNTING_WASM, Daemon, Env, TOKEN, wait_for};
+use drydock_tests::{COUNTING_WASM, Daemon, Env, MISBEHAVE_WASM, TOKEN, wait_for};
 use fantoccini::{Client, ClientBuilder, Locator};
 use hyper_util::client::legacy::connect::HttpConnector;
 use serde_json::json;
@@ -427,4 +427,60 @@ async fn a_page_of_another_origin_cannot_frame_the_ui() {
     assert!(browser.text("#confirm").await.is_none());
     browser.client.enter_parent_frame().await.unwrap();
     browser.screenshot("framed-ui-refused.png").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trap_shows_the_guests_words_first_and_folds_the_backtrace() {
+    let env = Env::new();
+    env.add_blueprint("misbehave", MISBEHAVE_WASM, r#"{"mode": "trap"}"#, &[])
+        .await;
+    let mut daemon = env.serve(&[]);
+    let base = daemon.url().await;
+    env.request_one("trouble", &[]).await;
+    let store = env.store().await;
+    let object = wait_for("the trap to be logged", || async {
+        let logs = store.log_list(None, 0, 1000).await.unwrap();
+        logs.into_iter()
+            .find(|l| l.message.contains("trapped: deliberate trap"))
+            .map(|l| l.object)
+    })
+    .await;
+    let page = match object.to_string().chars().next() {
+        Some('L') => "leases",
+        Some('R') => "resources",
+        _ => "blueprints",
+    };
+    let browser = Browser::start().await;
+    browser
+        .client
+        .goto(&format!("{base}/{page}/{object}"))
+        .await
+        .unwrap();
+    let cell = browser
+        .client
+        .find(Locator::XPath(
+            "//td[contains(., 'trapped: deliberate trap')]",
+        ))
+        .await
+        .unwrap();
+    let text = cell.text().await.unwrap();
+    let first = text.lines().next().unwrap_or_default();
+    assert!(
+        first.ends_with("allocate-resource trapped: deliberate trap"),
+        "the guest's words end the first line: {text}"
+    );
+    assert!(
+        !text.contains("wasm backtrace"),
+        "the backtrace is folded: {text}"
+    );
+    let backtrace = cell.find(Locator::Css("details.more pre")).await.unwrap();
+    assert!(!backtrace.is_displayed().await.unwrap());
+    browser.screenshot("trap-folded.png").await;
+    cell.find(Locator::Css("details.more summary"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    assert!(backtrace.text().await.unwrap().contains("wasm backtrace"));
 }

@@ -77,11 +77,12 @@ async fn a_trap_is_a_permanent_failure_with_the_panic_message() {
     let error = allocate(&mode("trap")).await.unwrap_err();
     assert!(matches!(error, Error::Trap { .. }), "{error:?}");
     let message = error.to_string();
+    // The guest's own words first, the backtrace after.
     assert!(
-        message.starts_with("allocate-resource trapped"),
+        message.starts_with("allocate-resource trapped: deliberate trap\n"),
         "{message}"
     );
-    assert!(message.contains("deliberate trap"), "{message}");
+    assert!(message.contains("wasm backtrace"), "{message}");
     assert!(!error.is_temporary());
 }
 

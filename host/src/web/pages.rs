@@ -85,6 +85,8 @@ button.danger{border-color:#b3261e;color:#b3261e}button:disabled{opacity:.45;cur
 .actions{display:flex;gap:.6em;align-items:center;margin:.6em 0}
 .actions form{margin:0}.hint{color:#667;font-size:.9em}
 .filters a{margin-right:.6em}.error{color:#b3261e}.inline{display:inline}
+details.more summary{color:#667;font-size:.85em;cursor:pointer}
+details.more pre{white-space:pre-wrap;overflow-wrap:anywhere;font-size:.85em;margin:.3em 0}
 ";
 
 const LIVE_SCRIPT: &str = "
@@ -213,12 +215,23 @@ fn locks_table(locks: &[SlotLock]) -> Markup {
     }
 }
 
+/// A log message: its first line, and the rest (a backtrace, guest output) folded under it.
+fn log_message(message: &str) -> Markup {
+    match message.split_once('\n') {
+        None => html! { (message) },
+        Some((first, rest)) => html! {
+            (first)
+            details.more { summary { "details" } pre { (rest) } }
+        },
+    }
+}
+
 fn logs_table(logs: &[LogEntry]) -> Markup {
     html! {
         h2 { "Logs" }
         table #logs { tr { th { "Time" } th { "Object" } th { "Type" } th { "Message" } }
             @for l in logs.iter().rev() {
-                tr { td { (format_time(l.created_at)) } td { (id_link(l.object)) } td { (l.kind) } td { (l.message) } }
+                tr { td { (format_time(l.created_at)) } td { (id_link(l.object)) } td { (l.kind) } td { (log_message(&l.message)) } }
             }
         }
     }
@@ -278,6 +291,7 @@ fn filters(base: &str, statuses: &[&str], current: Option<&str>) -> Markup {
         p.filters { "Status: "
             @if current.is_none() { strong { "all" } } @else { a href=(base) { "all" } }
             @for s in statuses {
+                " "
                 @if current == Some(*s) { strong { (s) } } @else { a href={(base) "?status=" (s)} { (s) } }
             }
         }
@@ -501,18 +515,21 @@ fn object_actions(
         ObjectId::Resource(_) => format!("/resources/{object}"),
         _ => format!("/leases/{object}"),
     };
-    let why_not = if session.is_none() {
-        "Sign in to release"
-    } else if state.releasing {
-        "A release is already queued"
-    } else {
-        "Only pending or active objects can be released"
+    let why_not = |verb: &str, only: &str| match (session, state.releasing) {
+        (None, _) => format!("Sign in to {verb}"),
+        (Some(_), true) => "A release is already queued".to_string(),
+        (Some(_), false) => only.to_string(),
     };
+    let release_why = why_not("release", "Only pending or active objects can be released");
+    let reclaim_why = why_not(
+        "reclaim",
+        "Only an active resource that holds no leases can be reclaimed",
+    );
     html! {
         div.actions {
-            (button(session, "release", "Release", &format!("{base}/release"), state.releasable && !state.releasing, why_not))
+            (button(session, "release", "Release", &format!("{base}/release"), state.releasable && !state.releasing, &release_why))
             @if let Some(reclaimable) = reclaim {
-                (button(session, "reclaim", "Reclaim", &format!("{base}/reclaim"), reclaimable && !state.releasing, why_not))
+                (button(session, "reclaim", "Reclaim", &format!("{base}/reclaim"), reclaimable && !state.releasing, &reclaim_why))
             }
             @if state.releasing { span.tag.releasing #releasing { "Releasing" } }
             @if session.is_none() { span.hint { a href={"/signin?next=" (base)} { "Sign in" } " to release." } }

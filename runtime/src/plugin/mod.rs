@@ -224,11 +224,15 @@ pub enum Error {
         /// Captured guest output.
         output: GuestOutput,
     },
-    /// The guest trapped (a panic, an `unreachable`, an out-of-bounds access…).
-    #[error("{hook} trapped: {message}{output}")]
+    /// The guest trapped (a panic, an `unreachable`, an out-of-bounds access…). The first line
+    /// says why in the guest's own words when it printed any (a panic message, an exception),
+    /// else in wasmtime's; the backtrace follows on later lines.
+    #[error("{hook} trapped: {headline}\n{message}{output}")]
     Trap {
         /// Which export.
         hook: Hook,
+        /// The reason in one line.
+        headline: String,
         /// wasmtime's description, with the wasm backtrace.
         message: String,
         /// Captured guest output (a Rust panic message is here).
@@ -262,6 +266,18 @@ impl Error {
 /// Guest stdout/stderr attached to an error, printed after it when not empty.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct GuestOutput(pub String);
+
+impl GuestOutput {
+    /// The last line the guest printed before it died, leaving out runtime notes (`note: run
+    /// with RUST_BACKTRACE=1…`): a Rust panic's message, a Python exception's.
+    fn last_words(&self) -> Option<String> {
+        self.0
+            .lines()
+            .map(str::trim)
+            .rfind(|line| !line.is_empty() && !line.starts_with("note:"))
+            .map(|line| crate::text::clip(line, 300))
+    }
+}
 
 impl std::fmt::Display for GuestOutput {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -644,8 +660,13 @@ impl Plugin {
                 message: format!("{error:#}"),
             };
         }
+        let reason = match error.downcast_ref::<Trap>() {
+            Some(trap) => trap.to_string(),
+            None => error.root_cause().to_string(),
+        };
         Error::Trap {
             hook,
+            headline: output.last_words().unwrap_or(reason),
             message: format!("{error:?}"),
             output,
         }
