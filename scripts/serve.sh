@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The main job: builds Drydock and the example blueprints, registers them (once) with the
-# grants their configs need, and runs the daemon on the embedded SQLite default (./drydock.db,
+# The main job: builds Drydock and the example blueprints, registers them (once, then updated
+# in place whenever the build differs) with the grants their configs need, and runs the daemon on the embedded SQLite default (./drydock.db,
 # or $DRYDOCK_DATABASE_URL, such as postgres://USER@HOST/DATABASE for several daemons):
 #   host-pool   (Rust)        type `host`, blueprints/host-pool/example.json, local:/tmp/drydock
 #   working-copy (Rust)       type `working-copy`, git working copies on those hosts (no grant: it
@@ -30,6 +30,9 @@ register() { # NAME WASM [GRANT] (another daemon starting on the same database m
     if ! "$drydock" blueprint show "$1" >/dev/null 2>&1; then
         "$drydock" blueprint add "$1" --wasm "$2" --config "blueprints/$1/example.json" ${3:+--grant "$3"} ||
             "$drydock" blueprint show "$1" >/dev/null
+    elif ! "$drydock" blueprint show "$1" --json | grep -q "$(sha256sum <"$2" | cut -d' ' -f1)"; then
+        # Registered from an older build (or contract): the daemon runs this checkout's.
+        "$drydock" blueprint update "$1" --wasm "$2"
     fi
 }
 register host-pool target/guests/wasm32-wasip2/guest/host_pool.wasm local:/tmp/drydock
