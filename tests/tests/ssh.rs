@@ -27,6 +27,13 @@ async fn env_with_ssh_host(server: &SshServer) -> Env {
     env
 }
 
+/// `drydock exec --lease LEASE -- ARGV…`; its output.
+async fn exec_on(env: &Env, lease: &str, argv: &[&str]) -> String {
+    let mut args = vec!["exec", "--lease", lease, "--"];
+    args.extend_from_slice(argv);
+    env.ok(&args).await
+}
+
 /// Whether the process `pid` (as a file's text) is gone, or a zombie no one reaped yet.
 fn is_dead(pid: &str) -> bool {
     let stat = std::fs::read_to_string(format!("/proc/{}/stat", pid.trim()));
@@ -99,17 +106,7 @@ async fn drydock_exec_runs_on_an_ssh_host_from_host_pool() {
     wait_lease(&store, lease, LeaseStatus::Active).await;
 
     let lease = lease.to_string();
-    let out = env
-        .ok(&[
-            "exec",
-            "--lease",
-            &lease,
-            "--",
-            "sh",
-            "-c",
-            "echo $SSH_CONNECTION",
-        ])
-        .await;
+    let out = exec_on(&env, &lease, &["sh", "-c", "echo $SSH_CONNECTION"]).await;
     let fields: Vec<&str> = out.split_whitespace().collect();
     assert_eq!(fields.first(), Some(&"127.0.0.1"), "{out}");
     assert_eq!(
@@ -208,30 +205,9 @@ async fn working_copies_are_cloned_checked_out_and_removed_on_an_ssh_host() {
 
     // The lease's own interface narrows the host's to the copy, over SSH too.
     let lease_id = lease.id.to_string();
-    let out = env
-        .ok(&[
-            "exec",
-            "--lease",
-            &lease_id,
-            "--",
-            "git",
-            "log",
-            "-1",
-            "--format=%H",
-        ])
-        .await;
+    let out = exec_on(&env, &lease_id, &["git", "log", "-1", "--format=%H"]).await;
     assert_eq!(out.trim(), first, "git log -1 over ssh, in the copy");
-    let out = env
-        .ok(&[
-            "exec",
-            "--lease",
-            &lease_id,
-            "--",
-            "sh",
-            "-c",
-            "echo $SSH_CONNECTION",
-        ])
-        .await;
+    let out = exec_on(&env, &lease_id, &["sh", "-c", "echo $SSH_CONNECTION"]).await;
     assert!(out.ends_with(&format!(" {}\n", server.port)), "{out}");
 
     env.ok(&["lease", "release", &lease.id.to_string()]).await;
