@@ -79,7 +79,7 @@ pub async fn allocate(w: &Workers, held: &Held, lease: &Lease) -> Result<Next, R
             .collect();
         let ctx = allocation_context(w, blueprint, lease, &own);
         let verdict = w
-            .call(blueprint, |plugin| async move {
+            .call(blueprint, Hook::CanAllocateResource, |plugin| async move {
                 plugin.can_allocate_resource(&ctx).await
             })
             .await?;
@@ -215,7 +215,7 @@ async fn try_acquire(
         .context(blueprint, Some(resource), Some(lease), lease.id)
         .await?;
     let verdict = w
-        .call(blueprint, |plugin| async move {
+        .call(blueprint, Hook::CanAcquireLease, |plugin| async move {
             plugin.can_acquire_lease(&ctx).await
         })
         .await?;
@@ -265,12 +265,7 @@ async fn acquire(
             message: format!("acquired {} from {}", resource.id, blueprint.name),
         },
     ];
-    let broken = |_: &str| {
-        vec![Write::LeaseStatus {
-            lease: lease.id,
-            status: LeaseStatus::Broken,
-        }]
-    };
+    let broken = |reason: &str| crate::worker::broken_lease(lease, reason);
     let settle = crate::worker::Settle {
         subject: crate::worker::Subject {
             target: lease.id.into(),
@@ -345,9 +340,7 @@ async fn try_allocate(
         until: None,
     });
     let called = match w
-        .call(blueprint, |plugin| async move {
-            plugin.step(Hook::AllocateResource, &ctx).await
-        })
+        .call_step(held, blueprint, Hook::AllocateResource, lease.id, ctx)
         .await?
     {
         Ok(called) => crate::worker::Called::Step(called.value, called.output, false),

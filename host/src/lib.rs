@@ -15,6 +15,7 @@
 //! - [`daemon`]: the dispatcher behind `drydock serve`.
 //! - [`ops`]: the operations users ask for, shared by the CLI and the HTTP API.
 //! - [`web`]: the HTTP API and the server-rendered web UI.
+//! - [`metrics`]: the Prometheus metrics served at `/metrics`.
 //! - [`cli`]: the `drydock` command line.
 //!
 //! Data flows one way: requests and releases become rows through [`ops`] and [`queue`]; the
@@ -28,6 +29,7 @@ pub mod allocator;
 pub mod cli;
 pub mod daemon;
 pub mod lock;
+pub mod metrics;
 pub mod ops;
 pub mod queue;
 pub mod store;

@@ -14,7 +14,7 @@
 //! A held claim also carries the run's worker slot, when the dispatcher gave it one: a run hands
 //! the slot back while it only waits (for an exec), so waiting never holds an update worker.
 
-use crate::store::{self, Claim, ObjectId, Plan, Release, Store};
+use crate::store::{self, Claim, ObjectId, Plan, Release, StepRecord, Store, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -31,6 +31,7 @@ pub struct Held {
     held_until: Arc<watch::Sender<i64>>,
     heartbeat: JoinHandle<()>,
     slot: Option<WorkerSlot>,
+    steps: Mutex<Vec<StepRecord>>,
 }
 
 /// The update worker a run occupies: a permit of the dispatcher's worker semaphore.
@@ -71,6 +72,7 @@ impl Held {
             held_until,
             heartbeat,
             slot: None,
+            steps: Mutex::new(Vec::new()),
         }
     }
 
@@ -90,11 +92,56 @@ impl Held {
         &self.claim
     }
 
+    /// Keeps a step a blueprint returned for the audit trail: it is written with the next
+    /// plan, as applied, or on its own as refused (with the reason) if that plan is refused.
+    pub fn audit(&self, step: StepRecord) {
+        self.steps.lock().unwrap().push(step);
+    }
+
     /// Applies a plan in one guarded transaction; returns the ids the plan inserted. A plan
-    /// that ends with `ReleaseClaim` gives the claim back in the same transaction.
+    /// that ends with `ReleaseClaim` gives the claim back in the same transaction. Steps kept
+    /// by [`Held::audit`] go with it.
     pub async fn apply(&self, plan: &Plan) -> store::Result<Vec<ObjectId>> {
+        let steps = std::mem::take(&mut *self.steps.lock().unwrap());
+        if steps.is_empty() {
+            return self.apply_plan(plan).await;
+        }
+        let mut audited = plan.clone();
+        audited.insert_before_release(steps.iter().cloned().map(Write::RecordStep));
+        let error = match self.apply_plan(&audited).await {
+            Ok(inserted) => return Ok(inserted),
+            Err(error) => error,
+        };
+        if error.is_refusal() {
+            // The host refused what the steps asked for: the trail says so, and why.
+            let mut refused = Plan::new();
+            for mut step in steps {
+                if step.verdict == "applied" {
+                    step.verdict = format!("refused: {error}");
+                }
+                refused.push(Write::RecordStep(step));
+            }
+            if let Err(again) = self.apply_plan(&refused).await {
+                tracing::warn!(object = %self.claim.object, error = %again, "recording refused steps");
+            }
+        } else {
+            // Nothing was decided: the steps go with the run's next write, if it makes one.
+            self.steps.lock().unwrap().splice(0..0, steps);
+        }
+        Err(error)
+    }
+
+    async fn apply_plan(&self, plan: &Plan) -> store::Result<Vec<ObjectId>> {
         let began = store::boottime_ms();
-        let inserted = self.store.apply(&self.claim, plan, self.ttl).await?;
+        let inserted = match self.store.apply(&self.claim, plan, self.ttl).await {
+            Ok(inserted) => inserted,
+            Err(error) => {
+                if matches!(error, store::Error::Fenced { .. }) {
+                    crate::metrics::global().write_fenced();
+                }
+                return Err(error);
+            }
+        };
         tracing::debug!(object = %self.claim.object, writes = plan.writes().len(), "applied");
         if plan.releases_claim() {
             self.given_back.store(true, Ordering::SeqCst);

@@ -171,6 +171,16 @@ pub enum CommandInterface {
     },
 }
 
+impl CommandInterface {
+    /// `local` or `ssh`: how commands reach their host.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            CommandInterface::Local { .. } => "local",
+            CommandInterface::Ssh { .. } => "ssh",
+        }
+    }
+}
+
 /// A lease owned by the resource under call.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SupportingLease {

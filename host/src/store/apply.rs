@@ -44,8 +44,8 @@ pub(crate) trait Statements: Send {
     /// A resource's status, the row locked for update: the transaction is about to change it
     /// on what it reads.
     async fn lock_status(&mut self, resource: ObjectId) -> Result<Option<String>>;
-    /// Records a command's outcome; the rows it changed (0 if it was consumed already).
-    async fn consume(&mut self, id: i64, outcome: &str, now: i64) -> Result<u64>;
+    /// Records a command's outcome; the command's kind, or `None` if it was consumed already.
+    async fn consume(&mut self, id: i64, outcome: &str, now: i64) -> Result<Option<String>>;
     /// Sets a resource's or lease's status (a lease stops waiting for capacity).
     async fn set_status(&mut self, object: ObjectId, status: &str, now: i64) -> Result<()>;
     /// Whether a release for the lease is queued.
@@ -108,6 +108,16 @@ pub(crate) trait Statements: Send {
         reason: &str,
         retry_at: i64,
     ) -> Result<i64>;
+    /// Records how an object ended, unless an end is recorded already.
+    async fn set_end(
+        &mut self,
+        object: ObjectId,
+        kind: &str,
+        detail: Option<&str>,
+        now: i64,
+    ) -> Result<()>;
+    /// Appends a step to the audit trail.
+    async fn insert_step(&mut self, step: &super::StepRecord, now: i64) -> Result<()>;
     /// Ends a blueprint's failure streak.
     async fn clear_failures(&mut self, blueprint: ObjectId) -> Result<()>;
     /// Gives a claim back, keeping a wake-up that arrived during the run; the rows it changed
@@ -123,26 +133,46 @@ struct Applier<'a> {
     claim: &'a Claim,
     /// The transaction's time.
     now: i64,
-    /// Objects the plan inserted so far, in order.
-    inserted: Vec<ObjectId>,
+    /// What the plan did so far.
+    applied: Applied,
+}
+
+/// What applying a plan did, for the caller and for metrics once it commits.
+#[derive(Debug, Default)]
+pub(crate) struct Applied {
+    /// Objects the plan inserted, in order.
+    pub inserted: Vec<ObjectId>,
+    /// Commands it consumed: their kind, and whether they were applied.
+    pub consumed: Vec<(CommandKind, bool)>,
+}
+
+impl Applied {
+    /// Counts what a committed plan did; the ids it inserted.
+    pub fn committed(self) -> Vec<ObjectId> {
+        let metrics = crate::metrics::global();
+        for (kind, applied) in self.consumed {
+            metrics.command_consumed(kind, applied);
+        }
+        self.inserted
+    }
 }
 
 /// Applies every write of `plan` under `claim`, at `now`, inside the transaction `st` runs in
-/// (whose guard the caller has passed); the objects it inserted, in order.
+/// (whose guard the caller has passed); what it did, to be counted once it commits.
 pub(crate) async fn apply_plan(
     st: &mut dyn Statements,
     claim: &Claim,
     plan: &Plan,
     now: i64,
-) -> Result<Vec<ObjectId>> {
+) -> Result<Applied> {
     let mut applier = Applier {
         st,
         claim,
         now,
-        inserted: Vec::new(),
+        applied: Applied::default(),
     };
     applier.plan(plan).await?;
-    Ok(applier.inserted)
+    Ok(applier.applied)
 }
 
 impl Applier<'_> {
@@ -157,7 +187,7 @@ impl Applier<'_> {
     fn resolve(&self, target: Target) -> Result<ObjectId> {
         match target {
             Target::Id(id) => Ok(id),
-            Target::Inserted(n) => self.inserted.get(n).copied().ok_or_else(|| {
+            Target::Inserted(n) => self.applied.inserted.get(n).copied().ok_or_else(|| {
                 Error::Precondition(format!("plan refers to insert #{n}, which it has not made"))
             }),
         }
@@ -271,6 +301,17 @@ impl Applier<'_> {
                 retry_at,
             } => self.blueprint_failed(*blueprint, reason, *retry_at).await,
             Write::BlueprintRecovered { blueprint } => self.blueprint_recovered(*blueprint).await,
+            Write::End {
+                object,
+                kind,
+                detail,
+            } => {
+                let object = self.resolve(*object)?;
+                self.st
+                    .set_end(object, kind.as_str(), detail.as_deref(), now)
+                    .await
+            }
+            Write::RecordStep(step) => self.st.insert_step(step, now).await,
         }
     }
 
@@ -279,11 +320,16 @@ impl Applier<'_> {
     }
 
     async fn consume(&mut self, id: i64, outcome: &str) -> Result<()> {
-        if self.st.consume(id, outcome, self.now).await? != 1 {
+        let Some(kind) = self.st.consume(id, outcome, self.now).await? else {
             return Err(Error::Precondition(format!(
                 "command {id} was already consumed"
             )));
-        }
+        };
+        let kind = match kind.as_str() {
+            "reclaim" => CommandKind::Reclaim,
+            _ => CommandKind::Release,
+        };
+        self.applied.consumed.push((kind, outcome == "applied"));
         Ok(())
     }
 
@@ -331,6 +377,10 @@ impl Applier<'_> {
             format!("ignored: the resource is in use by {}", ids.join(", "))
         } else {
             self.st.set_status(resource, "released", self.now).await?;
+            let reclaimer = format!("reclaim by {author}");
+            self.st
+                .set_end(resource, "released", Some(&reclaimer), self.now)
+                .await?;
             let message = format!("reclaimed by {author}");
             self.st
                 .insert_log(resource, "resource.reclaim", &message, self.now)
@@ -428,7 +478,7 @@ impl Applier<'_> {
             .await?;
         let resource = ObjectId::Resource(id);
         self.st.wake(resource, self.now).await?;
-        self.inserted.push(resource);
+        self.applied.inserted.push(resource);
         Ok(())
     }
 
@@ -450,7 +500,7 @@ impl Applier<'_> {
         self.st
             .insert_log(lease, "lease.queued", &message, self.now)
             .await?;
-        self.inserted.push(lease);
+        self.applied.inserted.push(lease);
         Ok(())
     }
 

@@ -401,6 +401,113 @@ macro_rules! impl_store {
             $crate::store::rows::all(rows, $crate::store::rows::log)
         }
 
+        async fn lease_page(
+            &self,
+            query: &$crate::store::ListQuery,
+        ) -> $crate::store::Result<$crate::store::Page<$crate::store::Lease>> {
+            let (sql, binds) = $crate::store::common::page_sql("lease", query);
+            let mut select = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for bind in binds {
+                select = match bind {
+                    $crate::store::common::Bind::Text(text) => select.bind(text),
+                    $crate::store::common::Bind::Int(int) => select.bind(int),
+                };
+            }
+            let rows = select.fetch_all(self.reader()).await?;
+            let items = $crate::store::rows::all(rows, $crate::store::rows::lease)?;
+            Ok($crate::store::common::paged(items, query.limit, |l| l.id.number()))
+        }
+
+        async fn resource_page(
+            &self,
+            query: &$crate::store::ListQuery,
+        ) -> $crate::store::Result<$crate::store::Page<$crate::store::Resource>> {
+            let (sql, binds) = $crate::store::common::page_sql("resource", query);
+            let mut select = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for bind in binds {
+                select = match bind {
+                    $crate::store::common::Bind::Text(text) => select.bind(text),
+                    $crate::store::common::Bind::Int(int) => select.bind(int),
+                };
+            }
+            let rows = select.fetch_all(self.reader()).await?;
+            let items = $crate::store::rows::all(rows, $crate::store::rows::resource)?;
+            Ok($crate::store::common::paged(items, query.limit, |r| r.id.number()))
+        }
+
+        async fn counts(&self) -> $crate::store::Result<$crate::store::Counts> {
+            let now = $crate::store::Store::now(self) as i64;
+            let (hour, day) = (now - 3_600_000, now - 86_400_000);
+            let by_status = |table| {
+                format!("SELECT resource_type, status, count(*) FROM {table} GROUP BY resource_type, status ORDER BY resource_type, status")
+            };
+            let leases = sqlx::query_as(sqlx::AssertSqlSafe(by_status("lease"))).fetch_all(self.reader()).await?;
+            let resources = sqlx::query_as(sqlx::AssertSqlSafe(by_status("resource"))).fetch_all(self.reader()).await?;
+            let failed = |table| {
+                format!("SELECT (SELECT count(*) FROM {table} WHERE end_kind = 'broken' AND ended_at >= $1),
+                                (SELECT count(*) FROM {table} WHERE end_kind = 'broken' AND ended_at >= $2)")
+            };
+            let leases_failed = sqlx::query_as(sqlx::AssertSqlSafe(failed("lease")))
+                .bind(hour)
+                .bind(day)
+                .fetch_one(self.reader())
+                .await?;
+            let resources_failed = sqlx::query_as(sqlx::AssertSqlSafe(failed("resource")))
+                .bind(hour)
+                .bind(day)
+                .fetch_one(self.reader())
+                .await?;
+            let (due, oldest_due): (i64, Option<i64>) = sqlx::query_as(
+                "SELECT count(*), min(wake_at) FROM work_item
+                  WHERE owner IS NULL AND wake_at IS NOT NULL AND wake_at <= $1",
+            )
+            .bind(now)
+            .fetch_one(self.reader())
+            .await?;
+            let claimed = sqlx::query_scalar("SELECT count(*) FROM work_item WHERE owner IS NOT NULL")
+                .fetch_one(self.reader())
+                .await?;
+            Ok($crate::store::Counts {
+                leases,
+                resources,
+                leases_failed,
+                resources_failed,
+                due,
+                claimed,
+                oldest_due: oldest_due.map(|t| t as $crate::domain::Timestamp),
+            })
+        }
+
+        async fn log_recent(
+            &self,
+            limit: i64,
+        ) -> $crate::store::Result<Vec<$crate::store::LogEntry>> {
+            let rows = sqlx::query(
+                "SELECT * FROM (SELECT * FROM log ORDER BY id DESC LIMIT $1) AS recent ORDER BY id",
+            )
+            .bind(limit)
+            .fetch_all(self.reader())
+            .await?;
+            $crate::store::rows::all(rows, $crate::store::rows::log)
+        }
+
+        async fn step_list(
+            &self,
+            object: $crate::store::ObjectId,
+            after_id: i64,
+            limit: i64,
+        ) -> $crate::store::Result<Vec<$crate::store::StepRecord>> {
+            let rows = sqlx::query(
+                "SELECT * FROM step WHERE object = $1 AND id > $2 ORDER BY id LIMIT $3",
+            )
+            .bind(object.to_string())
+            .bind(after_id)
+            .bind(limit)
+            .fetch_all(self.reader())
+            .await?;
+            $crate::store::rows::all(rows, $crate::store::rows::step)
+        }
+
         async fn slot_lock_list(
             &self,
             owner: Option<$crate::store::ObjectId>,
@@ -462,7 +569,7 @@ macro_rules! impl_statements {
                  RETURNING *",
             )
             .bind(target.to_string())
-            .bind($crate::store::rows::kind_text(kind))
+            .bind(kind.as_str())
             .bind(author)
             .bind(now)
             .fetch_one(&mut *self.0)
@@ -470,16 +577,16 @@ macro_rules! impl_statements {
             $crate::store::rows::command(&row)
         }
 
-        async fn consume(&mut self, id: i64, outcome: &str, now: i64) -> $crate::store::Result<u64> {
-            let done = sqlx::query(
-                "UPDATE command SET consumed_at = $1, outcome = $2 WHERE id = $3 AND consumed_at IS NULL",
+        async fn consume(&mut self, id: i64, outcome: &str, now: i64) -> $crate::store::Result<Option<String>> {
+            Ok(sqlx::query_scalar(
+                "UPDATE command SET consumed_at = $1, outcome = $2
+                 WHERE id = $3 AND consumed_at IS NULL RETURNING kind",
             )
             .bind(now)
             .bind(outcome)
             .bind(id)
-            .execute(&mut *self.0)
-            .await?;
-            Ok(done.rows_affected())
+            .fetch_optional(&mut *self.0)
+            .await?)
         }
 
         async fn reacquire(&mut self, lease: $crate::store::ObjectId, now: i64) -> $crate::store::Result<()> {
@@ -621,6 +728,51 @@ macro_rules! impl_statements {
             .await?)
         }
 
+        async fn set_end(
+            &mut self,
+            object: $crate::store::ObjectId,
+            kind: &str,
+            detail: Option<&str>,
+            now: i64,
+        ) -> $crate::store::Result<()> {
+            let update = $crate::store::common::by_table(
+                object,
+                "UPDATE resource SET end_kind = $1, end_detail = $2, ended_at = $3
+                 WHERE id = $4 AND end_kind IS NULL",
+                "UPDATE lease SET end_kind = $1, end_detail = $2, ended_at = $3
+                 WHERE id = $4 AND end_kind IS NULL",
+            )?;
+            sqlx::query(update)
+                .bind(kind)
+                .bind(detail)
+                .bind(now)
+                .bind(object.number())
+                .execute(&mut *self.0)
+                .await?;
+            Ok(())
+        }
+
+        async fn insert_step(
+            &mut self,
+            step: &$crate::store::StepRecord,
+            now: i64,
+        ) -> $crate::store::Result<()> {
+            sqlx::query(
+                "INSERT INTO step (object, blueprint_id, hook, step, verdict, duration_us, created_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            )
+            .bind(step.object.to_string())
+            .bind(step.blueprint.number())
+            .bind(&step.hook)
+            .bind(step.step.as_deref())
+            .bind(&step.verdict)
+            .bind(step.duration_us)
+            .bind(now)
+            .execute(&mut *self.0)
+            .await?;
+            Ok(())
+        }
+
         async fn clear_failures(&mut self, blueprint: $crate::store::ObjectId) -> $crate::store::Result<()> {
             sqlx::query(
                 "UPDATE blueprint SET failures = 0, retry_at = NULL, last_failure = NULL WHERE id = $1",
@@ -725,6 +877,66 @@ macro_rules! impl_statements {
     };
 }
 pub(crate) use impl_statements;
+
+/// A value bound to a statement built at run time.
+pub(crate) enum Bind {
+    /// Text.
+    Text(String),
+    /// A 64-bit integer.
+    Int(i64),
+}
+
+/// The SELECT of one page of `table` (`lease` or `resource`) under `query`, newest first, one
+/// row more than the page holds (it says whether there is a next page), and its values in
+/// order: only the filters asked for appear, so each can use its index.
+pub(crate) fn page_sql(table: &str, query: &super::ListQuery) -> (String, Vec<Bind>) {
+    let mut conditions = Vec::new();
+    let mut binds = Vec::new();
+    let mut when = |condition: &str, bind: Bind| {
+        binds.push(bind);
+        conditions.push(condition.replace('?', &format!("${}", binds.len())));
+    };
+    if let Some(status) = &query.status {
+        when("status = ?", Bind::Text(status.clone()));
+    }
+    if let Some(resource_type) = &query.resource_type {
+        when("resource_type = ?", Bind::Text(resource_type.clone()));
+    }
+    if let Some(blueprint) = query.blueprint {
+        let condition = match table {
+            "lease" => "resource_id IN (SELECT id FROM resource WHERE blueprint_id = ?)",
+            _ => "blueprint_id = ?",
+        };
+        when(condition, Bind::Int(blueprint.number()));
+    }
+    if let (Some(owner), "lease") = (&query.owner, table) {
+        when("owner = ?", Bind::Text(owner.clone()));
+    }
+    if let Some(before) = query.before {
+        when("id < ?", Bind::Int(before));
+    }
+    if query.failed {
+        conditions.push("end_kind = 'broken'".to_string());
+    }
+    let filter = match conditions.is_empty() {
+        true => String::new(),
+        false => format!(" WHERE {}", conditions.join(" AND ")),
+    };
+    binds.push(Bind::Int(i64::from(query.limit) + 1));
+    let sql = format!(
+        "SELECT * FROM {table}{filter} ORDER BY id DESC LIMIT ${}",
+        binds.len()
+    );
+    (sql, binds)
+}
+
+/// A page from up to `limit + 1` rows: the extra row only says there is a next page.
+pub(crate) fn paged<T>(mut items: Vec<T>, limit: u32, number: fn(&T) -> i64) -> super::Page<T> {
+    let more = items.len() > limit as usize;
+    items.truncate(limit as usize);
+    let next = more.then(|| items.last().map(number)).flatten();
+    super::Page { items, next }
+}
 
 /// One of two statements, by the object's table (statements are static text).
 pub(crate) fn by_table(

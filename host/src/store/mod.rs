@@ -86,6 +86,19 @@ pub enum Error {
 }
 
 impl Error {
+    /// Whether the plan was refused on what it asked for (a busy slot lock, a precondition
+    /// that no longer holds, a rate limit, a conflict), rather than failing to be written.
+    pub fn is_refusal(&self) -> bool {
+        matches!(
+            self,
+            Error::SlotLockBusy { .. }
+                | Error::Precondition(_)
+                | Error::RateLimited(_)
+                | Error::Conflict(_)
+                | Error::NotReleasable(_)
+        )
+    }
+
     /// Whether the database could not be reached or went away (refused, reset, a socket not
     /// there yet, a server shutting down or starting up): waiting may fix it, unlike a bad URL
     /// or a refused schema.
@@ -198,6 +211,8 @@ pub struct Resource {
     pub until: Option<Timestamp>,
     /// How deep it sits in a chain of supporting leases (that of the lease it was made for).
     pub depth: u32,
+    /// How it ended, once it stopped being live.
+    pub end: Option<End>,
     /// Results of exec actions in the current phase.
     #[serde(skip)]
     pub exec_results: Vec<ExecResult>,
@@ -234,6 +249,8 @@ pub struct Lease {
     pub depth: u32,
     /// While pending: the resource its unfinished acquisition (a yield, exec rounds) is about.
     pub acquiring: Option<ObjectId>,
+    /// How it ended, once it stopped being live.
+    pub end: Option<End>,
     /// Results of exec actions in the current phase.
     #[serde(skip)]
     pub exec_results: Vec<ExecResult>,
@@ -241,6 +258,169 @@ pub struct Lease {
     pub created_at: Timestamp,
     /// Last change.
     pub updated_at: Timestamp,
+}
+
+/// How a lease or resource stopped being live: kept on it, so that a failure stays visible
+/// after the object is destroyed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct End {
+    /// Released, broken or expired.
+    pub kind: EndKind,
+    /// Who released it, or why it broke.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+    /// When.
+    pub at: Timestamp,
+}
+
+/// The ways an object ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EndKind {
+    /// Someone (a user, a parent resource, a reclaim) released it.
+    Released,
+    /// It failed: a blueprint failed, trapped or gave up, or nothing could make it.
+    Broken,
+    /// It reached its deadline.
+    Expired,
+}
+
+impl EndKind {
+    /// The stored and displayed name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EndKind::Released => "released",
+            EndKind::Broken => "broken",
+            EndKind::Expired => "expired",
+        }
+    }
+
+    /// The kind named `text`, as stored.
+    pub fn parse(text: &str) -> Option<Self> {
+        [EndKind::Released, EndKind::Broken, EndKind::Expired]
+            .into_iter()
+            .find(|kind| kind.as_str() == text)
+    }
+}
+
+impl End {
+    /// The end a release command by `author` gives: `expiry` is the deadline's own.
+    pub fn released_by(author: &str) -> (EndKind, Option<String>) {
+        match author {
+            EXPIRY_AUTHOR => (EndKind::Expired, None),
+            author => (EndKind::Released, Some(author.to_string())),
+        }
+    }
+
+    /// Whether it failed.
+    pub fn is_failure(&self) -> bool {
+        self.kind == EndKind::Broken
+    }
+}
+
+impl std::fmt::Display for End {
+    /// `released by cli:alice`, `broken: <reason>`, `expired`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (self.kind, &self.detail) {
+            (EndKind::Released, Some(by)) => write!(f, "released by {by}"),
+            (EndKind::Broken, Some(why)) => write!(f, "broken: {why}"),
+            (kind, _) => f.write_str(kind.as_str()),
+        }
+    }
+}
+
+/// The author of the release an object's deadline posts.
+pub const EXPIRY_AUTHOR: &str = "expiry";
+
+/// Which leases or resources a list shows, and which page of them: newest first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListQuery {
+    /// Only this status (validated by the caller against the object's statuses).
+    pub status: Option<String>,
+    /// Only this resource type.
+    pub resource_type: Option<String>,
+    /// Only those of this blueprint (a lease's: its resource's).
+    pub blueprint: Option<ObjectId>,
+    /// Only leases of this owner.
+    pub owner: Option<String>,
+    /// Only those that ended broken.
+    pub failed: bool,
+    /// The cursor: only objects numbered below this.
+    pub before: Option<i64>,
+    /// The most a page holds, 1 to [`ListQuery::MAX_LIMIT`].
+    pub limit: u32,
+}
+
+impl ListQuery {
+    /// The page size when none is asked for.
+    pub const DEFAULT_LIMIT: u32 = 50;
+    /// The largest page.
+    pub const MAX_LIMIT: u32 = 1000;
+}
+
+impl Default for ListQuery {
+    fn default() -> Self {
+        ListQuery {
+            status: None,
+            resource_type: None,
+            blueprint: None,
+            owner: None,
+            failed: false,
+            before: None,
+            limit: Self::DEFAULT_LIMIT,
+        }
+    }
+}
+
+/// One page of a list, and the cursor of the next page when there is one.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Page<T> {
+    /// The objects, newest first.
+    pub items: Vec<T>,
+    /// Pass as [`ListQuery::before`] for the next page.
+    pub next: Option<i64>,
+}
+
+/// How many objects stand where, for the console and `/metrics`: one cheap read.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Counts {
+    /// `(resource type, status, count)` of leases.
+    pub leases: Vec<(String, String, i64)>,
+    /// `(resource type, status, count)` of resources.
+    pub resources: Vec<(String, String, i64)>,
+    /// Leases that broke in the last hour and the last day.
+    pub leases_failed: (i64, i64),
+    /// Resources that broke in the last hour and the last day.
+    pub resources_failed: (i64, i64),
+    /// Work items due and not claimed.
+    pub due: i64,
+    /// Work items claimed.
+    pub claimed: i64,
+    /// When the longest-waiting due item became due.
+    pub oldest_due: Option<Timestamp>,
+}
+
+/// One step a blueprint returned, as the audit trail keeps it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StepRecord {
+    /// Sequence number (0 until stored).
+    pub id: i64,
+    /// The object the step was about.
+    pub object: ObjectId,
+    /// The blueprint whose component returned it.
+    pub blueprint: ObjectId,
+    /// The hook called.
+    pub hook: String,
+    /// The step as the host read it (actions and outcome), as JSON; `None` when the call
+    /// returned no step (a trap, a deadline, an invalid step).
+    pub step: Option<String>,
+    /// `applied`, `refused: <why>` or `failed: <why>`.
+    pub verdict: String,
+    /// How long the call took, in microseconds.
+    pub duration_us: i64,
+    /// When.
+    #[serde(rename = "time")]
+    pub created_at: Timestamp,
 }
 
 /// What `lease request` records.
@@ -266,6 +446,16 @@ pub enum CommandKind {
     Release,
     /// Release an idle resource to make room.
     Reclaim,
+}
+
+impl CommandKind {
+    /// The stored and displayed name: `release`, `reclaim`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CommandKind::Release => "release",
+            CommandKind::Reclaim => "reclaim",
+        }
+    }
 }
 
 /// A queued or consumed command.
@@ -383,6 +573,8 @@ pub struct Release {
 pub struct GcReport {
     /// Log entries.
     pub logs: u64,
+    /// Audit-trail steps.
+    pub steps: u64,
     /// Consumed commands.
     pub commands: u64,
     /// Destroyed leases.
@@ -467,6 +659,23 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Vec<Command>>;
     /// Commands, newest last.
     async fn command_list(&self, filter: &CommandFilter) -> Result<Vec<Command>>;
+
+    /// One page of leases under `query`, newest first.
+    async fn lease_page(&self, query: &ListQuery) -> Result<Page<Lease>>;
+    /// One page of resources under `query`, newest first (`owner` does not apply).
+    async fn resource_page(&self, query: &ListQuery) -> Result<Page<Resource>>;
+    /// Objects by type and status, recent failures and the work queue's depth, as of `now`.
+    async fn counts(&self) -> Result<Counts>;
+    /// The most recent `limit` log entries of all objects, oldest first.
+    async fn log_recent(&self, limit: i64) -> Result<Vec<LogEntry>>;
+    /// An object's audit trail (every step its blueprint returned), oldest first, after
+    /// `after_id`, at most `limit`.
+    async fn step_list(
+        &self,
+        object: ObjectId,
+        after_id: i64,
+        limit: i64,
+    ) -> Result<Vec<StepRecord>>;
 
     /// Log entries of one object or all, oldest first, after `after_id`, at most `limit`.
     async fn log_list(

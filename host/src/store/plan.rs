@@ -1,7 +1,7 @@
 //! [`Plan`]: the writes of one worker step, applied by [`super::Store::apply`] in one guarded
 //! transaction, all or nothing.
 
-use super::{CommandKind, ObjectId};
+use super::{CommandKind, EndKind, ObjectId, StepRecord};
 use crate::domain::{Attributes, ExecResult, LeaseStatus, ResourceStatus, Timestamp};
 
 /// The object a write is about: an existing one, or one inserted earlier in the same plan.
@@ -210,6 +210,18 @@ pub enum Write {
         /// The blueprint.
         blueprint: ObjectId,
     },
+    /// Records how an object ended, unless an end is recorded already (the first end wins:
+    /// a broken lease released later stays broken).
+    End {
+        /// The lease or resource.
+        object: Target,
+        /// Released, broken or expired.
+        kind: EndKind,
+        /// Who released it, or why it broke.
+        detail: Option<String>,
+    },
+    /// Appends a step to the audit trail.
+    RecordStep(StepRecord),
     /// Inserts a pending supporting lease owned by a resource, and queues it.
     InsertSupportingLease {
         /// The owning resource.
@@ -221,6 +233,27 @@ pub enum Write {
         /// Wanted attributes.
         attributes: Attributes,
     },
+}
+
+impl Write {
+    /// Records that `object` ended: released by `author` (`expiry` makes it expired).
+    pub fn released(object: impl Into<Target>, author: &str) -> Write {
+        let (kind, detail) = super::End::released_by(author);
+        Write::End {
+            object: object.into(),
+            kind,
+            detail,
+        }
+    }
+
+    /// Records that `object` ended broken, for `reason`.
+    pub fn broke(object: impl Into<Target>, reason: &str) -> Write {
+        Write::End {
+            object: object.into(),
+            kind: EndKind::Broken,
+            detail: Some(reason.to_string()),
+        }
+    }
 }
 
 /// An ordered list of writes.
@@ -253,6 +286,12 @@ impl Plan {
             kind: kind.to_string(),
             message: message.into(),
         })
+    }
+
+    /// Puts `writes` before the plan's final `ReleaseClaim`, if it has one, else at its end.
+    pub fn insert_before_release(&mut self, writes: impl IntoIterator<Item = Write>) {
+        let at = self.writes.len() - usize::from(self.releases_claim());
+        self.writes.splice(at..at, writes);
     }
 
     /// Appends every write of `later`. Only one of the two plans may insert objects, since

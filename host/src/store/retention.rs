@@ -1,4 +1,5 @@
-//! Pruning what finished long ago, for every backend: log entries, consumed commands, destroyed
+//! Pruning what finished long ago, for every backend: log entries, audit-trail steps, consumed
+//! commands, destroyed
 //! leases and resources (their work items go with them, by trigger).
 //!
 //! Each batch is its own short transaction, so pruning a large backlog never holds the write
@@ -17,11 +18,16 @@ struct Step {
     count: fn(&mut GcReport) -> &mut u64,
 }
 
-const PRUNES: [Step; 4] = [
+const PRUNES: [Step; 5] = [
     Step {
         delete: "DELETE FROM log WHERE id IN
                    (SELECT id FROM log WHERE created_at < $1 LIMIT $2)",
         count: |r| &mut r.logs,
+    },
+    Step {
+        delete: "DELETE FROM step WHERE id IN
+                   (SELECT id FROM step WHERE created_at < $1 LIMIT $2)",
+        count: |r| &mut r.steps,
     },
     Step {
         delete: "DELETE FROM command WHERE id IN

@@ -3,8 +3,8 @@
 //! milliseconds as 64-bit integers). A backend's row type implements [`Columns`].
 
 use super::{
-    Blueprint, Claim, Command, CommandKind, Error, Lease, LogEntry, ObjectId, ParseIdError,
-    Resource, Result, SlotLock,
+    Blueprint, Claim, Command, CommandKind, End, EndKind, Error, Lease, LogEntry, ObjectId,
+    ParseIdError, Resource, Result, SlotLock, StepRecord,
 };
 use crate::domain::{ExecResult, Timestamp};
 use std::str::FromStr;
@@ -108,9 +108,36 @@ pub(crate) fn resource(row: &impl Columns) -> Result<Resource> {
         attributes: from_json(&row.text("attributes")?)?,
         until: maybe_time(row, "until")?,
         depth: row.int("depth")? as u32,
+        end: end(row)?,
         exec_results: exec_results_from_json(&row.text("exec_results")?)?,
         created_at: time(row, "created_at")?,
         updated_at: time(row, "updated_at")?,
+    })
+}
+
+/// How a lease or resource row ended, if it did.
+fn end(row: &impl Columns) -> Result<Option<End>> {
+    let Some(kind) = row.opt_text("end_kind")? else {
+        return Ok(None);
+    };
+    Ok(Some(End {
+        kind: EndKind::parse(&kind).ok_or_else(|| Error::Corrupt(format!("end kind {kind:?}")))?,
+        detail: row.opt_text("end_detail")?,
+        at: maybe_time(row, "ended_at")?.unwrap_or_default(),
+    }))
+}
+
+/// An audit-trail row.
+pub(crate) fn step(row: &impl Columns) -> Result<StepRecord> {
+    Ok(StepRecord {
+        id: row.int("id")?,
+        object: object_id(&row.text("object")?)?,
+        blueprint: ObjectId::Blueprint(row.int("blueprint_id")?),
+        hook: row.text("hook")?,
+        step: row.opt_text("step")?,
+        verdict: row.text("verdict")?,
+        duration_us: row.int("duration_us")?,
+        created_at: time(row, "created_at")?,
     })
 }
 
@@ -130,6 +157,7 @@ pub(crate) fn lease(row: &impl Columns) -> Result<Lease> {
         until: maybe_time(row, "until")?,
         depth: row.int("depth")? as u32,
         acquiring: resource("acquiring")?,
+        end: end(row)?,
         exec_results: exec_results_from_json(&row.text("exec_results")?)?,
         created_at: time(row, "created_at")?,
         updated_at: time(row, "updated_at")?,
@@ -186,14 +214,6 @@ pub(crate) fn claim(row: &impl Columns, owner: &str, held_until: i64) -> Result<
         attempts: row.int("attempts")?,
         held_until,
     })
-}
-
-/// A command kind as stored.
-pub(crate) fn kind_text(kind: CommandKind) -> &'static str {
-    match kind {
-        CommandKind::Release => "release",
-        CommandKind::Reclaim => "reclaim",
-    }
 }
 
 /// A log row.

@@ -194,7 +194,7 @@ fn commands_table(commands: &[Command]) -> Markup {
                 tr { th { "ID" } th { "Author" } th { "Command" } th { "State" } th { "Outcome" } th { "Queued" } }
                 @for c in commands {
                     tr.command data-id=(c.id) {
-                        td { (c.id) } td.author { (c.author) } td.kind { (kind_name(c.kind)) }
+                        td { (c.id) } td.author { (c.author) } td.kind { (c.kind.as_str()) }
                         td.state { @if c.consumed_at.is_some() { "consumed" } @else { "queued" } }
                         td.outcome { (c.outcome.clone().unwrap_or_default()) }
                         td { (format_time(c.created_at)) }
@@ -237,13 +237,6 @@ fn logs_table(logs: &[LogEntry]) -> Markup {
     }
 }
 
-fn kind_name(kind: CommandKind) -> &'static str {
-    match kind {
-        CommandKind::Release => "release",
-        CommandKind::Reclaim => "reclaim",
-    }
-}
-
 async fn console(State(state): State<AppState>, headers: HeaderMap) -> PageResult {
     let session = state.sessions.from_headers(&headers);
     let store = state.store();
@@ -274,7 +267,7 @@ async fn console(State(state): State<AppState>, headers: HeaderMap) -> PageResul
         h2 { "Queued commands" }
         @if pending.is_empty() { p.hint { "The queue is empty." } } @else {
             table { tr { th { "ID" } th { "Target" } th { "Command" } th { "Author" } th { "Queued" } }
-                @for c in &pending { tr { td { (c.id) } td { (id_link(c.target)) } td { (kind_name(c.kind)) } td { (c.author) } td { (format_time(c.created_at)) } } } }
+                @for c in &pending { tr { td { (c.id) } td { (id_link(c.target)) } td { (c.kind.as_str()) } td { (c.author) } td { (format_time(c.created_at)) } } } }
         }
         (logs_table(recent))
     };
@@ -660,7 +653,7 @@ fn confirmation(
     kind: CommandKind,
     base: &str,
 ) -> Markup {
-    let verb = kind_name(kind);
+    let verb = kind.as_str();
     let effect = match (object, kind) {
         (ObjectId::Resource(_), CommandKind::Reclaim) => {
             "The daemon releases and destroys it if no lease holds it."

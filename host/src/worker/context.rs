@@ -2,14 +2,17 @@
 //! interfaces against grants, and building the read-only snapshots a call receives.
 
 use super::{RunError, Workers};
-use crate::domain::{CallContext, LeaseSnapshot, LeaseStatus, ResourceSnapshot, SupportingLease};
+use crate::domain::{
+    CallContext, LeaseSnapshot, LeaseStatus, ResourceSnapshot, Step, SupportingLease,
+};
 use crate::grant::{self, Authorized};
-use crate::plugin::{self, Plugin, Runtime};
-use crate::store::{Blueprint, Lease, ObjectId, Resource, Store};
+use crate::lock::Held;
+use crate::plugin::{self, Hook, Plugin, Runtime};
+use crate::store::{Blueprint, Lease, ObjectId, Resource, StepRecord, Store};
 use std::collections::HashMap;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// An authorised interface, or why there is none; or why the store could not say.
@@ -178,20 +181,83 @@ pub fn lease_snapshot(lease: &Lease) -> LeaseSnapshot {
 }
 
 impl Workers {
-    /// Calls `blueprint`'s component: takes one of the blueprint's call slots (or steps aside
-    /// with `Busy`), loads the component, and runs `call` with it. The inner result is the
-    /// call's own: a permanent blueprint failure, for the caller to settle.
+    /// Calls `blueprint`'s `hook`: takes one of the blueprint's call slots (or steps aside
+    /// with `Busy`), loads the component, and runs `call` with it, counting the call in the
+    /// metrics. The inner result is the call's own: a permanent blueprint failure, for the
+    /// caller to settle.
     pub(crate) async fn call<T, F>(
         &self,
         blueprint: &Blueprint,
+        hook: Hook,
         call: impl FnOnce(Plugin) -> F,
     ) -> Result<Result<T, plugin::Error>, RunError>
     where
         F: Future<Output = Result<T, plugin::Error>>,
     {
+        Ok(self.timed_call(blueprint, hook, call).await?.0)
+    }
+
+    /// [`Workers::call`], and how long the call itself took.
+    async fn timed_call<T, F>(
+        &self,
+        blueprint: &Blueprint,
+        hook: Hook,
+        call: impl FnOnce(Plugin) -> F,
+    ) -> Result<(Result<T, plugin::Error>, Duration), RunError>
+    where
+        F: Future<Output = Result<T, plugin::Error>>,
+    {
         let _slot = self.plugins.call_slot(blueprint).await?;
         let plugin = self.plugins.get(self.store.as_ref(), blueprint).await?;
-        Ok(call(plugin).await)
+        let began = Instant::now();
+        let result = call(plugin).await;
+        let took = began.elapsed();
+        let failure = result.as_ref().err().map(plugin::Error::kind);
+        crate::metrics::global().blueprint_called(&blueprint.name, hook.name(), took, failure);
+        Ok((result, took))
+    }
+
+    /// Calls the step hook `hook` of `blueprint` about `subject`, and keeps what it returned
+    /// for the audit trail: the step goes into the next write the claim makes, applied or
+    /// refused with it. A temporary failure (no free slot) is not a step and is not kept.
+    pub(crate) async fn call_step(
+        &self,
+        held: &Held,
+        blueprint: &Blueprint,
+        hook: Hook,
+        subject: ObjectId,
+        ctx: CallContext,
+    ) -> Result<Result<plugin::Called<Step>, plugin::Error>, RunError> {
+        let (result, took) = self
+            .timed_call(blueprint, hook, |plugin| async move {
+                plugin.step(hook, &ctx).await
+            })
+            .await?;
+        let (step, verdict) = match &result {
+            Ok(called) => (
+                Some(serde_json::to_string(&called.value).expect("a step serializes")),
+                "applied".to_string(),
+            ),
+            Err(error) if error.is_temporary() => return Ok(result),
+            Err(plugin::Error::InvalidStep { violation, .. }) => {
+                (None, format!("refused: {violation}"))
+            }
+            Err(error) => {
+                let first_line = error.to_string().lines().next().unwrap_or("").to_string();
+                (None, format!("failed: {first_line}"))
+            }
+        };
+        held.audit(StepRecord {
+            id: 0,
+            object: subject,
+            blueprint: blueprint.id,
+            hook: hook.name().to_string(),
+            step,
+            verdict,
+            duration_us: took.as_micros() as i64,
+            created_at: self.store.now(),
+        });
+        Ok(result)
     }
 
     /// The context for a call about `resource` and/or `lease` on `blueprint`. The supporting

@@ -71,11 +71,8 @@ impl Workers {
                 .await?;
             let supporting = ctx.supporting_leases.clone();
             let exec_results = ctx.exec_results.clone();
-            let hook = call.hook;
             let called = match self
-                .call(&call.blueprint, |plugin| async move {
-                    plugin.step(hook, &ctx).await
-                })
+                .call_step(held, &call.blueprint, call.hook, subject, ctx)
                 .await?
             {
                 Ok(called) => called,
@@ -161,7 +158,14 @@ impl Workers {
                 });
             let run = async {
                 let _slot = self.execs.slots.acquire().await;
-                crate::exec::run(reach, request, watchdog).await
+                let began = std::time::Instant::now();
+                let result = crate::exec::run(reach, request, watchdog).await;
+                crate::metrics::global().exec_finished(
+                    reach.interface.kind(),
+                    began.elapsed(),
+                    result.exit_code,
+                );
+                result
             };
             results.push(held.unless_lost(held.off_worker(run)).await?);
         }

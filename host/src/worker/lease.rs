@@ -54,6 +54,7 @@ fn consume_commands(lease: &Lease, commands: &[crate::store::Command]) -> (Plan,
                     kind: "lease.released".into(),
                     message: format!("released by {}", command.author),
                 },
+                Write::released(lease.id, &command.author),
             ])
         }
         CommandKind::Release => Decision::Ignore(format!("the lease is already {status}")),
@@ -165,7 +166,7 @@ pub(crate) async fn activation(
         min_yield: w.config.min_yield,
     };
     let on_fail = |reason: &str| {
-        let mut writes = broken(&lease);
+        let mut writes = broken(&lease, reason);
         writes.push(w.blueprint_failed(&blueprint, reason));
         writes
     };
@@ -295,11 +296,15 @@ async fn destroy(
     Ok(Next::Wait(None))
 }
 
-fn broken(lease: &Lease) -> Vec<Write> {
-    vec![Write::LeaseStatus {
-        lease: lease.id,
-        status: LeaseStatus::Broken,
-    }]
+/// The writes that break a lease, keeping `reason` as its end.
+pub(crate) fn broken(lease: &Lease, reason: &str) -> Vec<Write> {
+    vec![
+        Write::LeaseStatus {
+            lease: lease.id,
+            status: LeaseStatus::Broken,
+        },
+        Write::broke(lease.id, reason),
+    ]
 }
 
 /// A supporting lease wakes the resource that owns it whenever it changes.
@@ -327,7 +332,7 @@ pub(super) fn give_up(lease: &Lease, why: &str) -> (Plan, bool) {
 /// Exposed to the allocator: writes that break a lease.
 pub(crate) fn break_lease(lease: &Lease, kind: &str, message: String) -> Plan {
     let mut plan = Plan::new();
-    for write in broken(lease) {
+    for write in broken(lease, &message) {
         plan.push(write);
     }
     plan.log(lease.id, kind, message);
@@ -354,6 +359,7 @@ mod tests {
             until: None,
             depth: 0,
             acquiring: None,
+            end: None,
             exec_results: Vec::new(),
             created_at: 0,
             updated_at: 0,

@@ -21,7 +21,7 @@ mod retry;
 
 pub use context::{Plugins, lease_snapshot, resource_snapshot};
 pub(crate) use hooks::{Called, HookCall, Settle, Subject};
-pub(crate) use lease::{activation, break_lease, planned};
+pub(crate) use lease::{activation, break_lease, broken as broken_lease, planned};
 pub use retry::Backoff;
 
 use crate::domain::Timestamp;
@@ -306,7 +306,7 @@ impl Workers {
         plan.push(store::Write::PostCommand {
             target: object,
             kind: store::CommandKind::Release,
-            author: "expiry".into(),
+            author: store::EXPIRY_AUTHOR.into(),
         });
         plan.log(
             object,

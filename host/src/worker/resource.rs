@@ -53,6 +53,7 @@ fn consume_commands(resource: &Resource, commands: &[crate::store::Command]) -> 
                 kind: "resource.released".into(),
                 message: format!("released by {}", command.author),
             },
+            Write::released(resource.id, &command.author),
         ])
     });
     if let (Some(reclaim), true) = (rest.first(), releases.is_empty()) {
@@ -97,7 +98,7 @@ async fn activate(w: &Workers, held: &Held, resource: Resource) -> Result<Next, 
     on_done.extend(w.blueprint_worked(&blueprint));
     let settle = resource_settle(w, &resource, &blueprint, "activation", &supporting);
     let on_fail = |reason: &str| {
-        let mut writes = broken(&resource);
+        let mut writes = broken(&resource, reason);
         writes.push(w.blueprint_failed(&blueprint, reason));
         writes
     };
@@ -197,11 +198,15 @@ fn release_leases(resource: &Resource, leases: &[Lease]) -> Plan {
     plan
 }
 
-fn broken(resource: &Resource) -> Vec<Write> {
-    vec![Write::ResourceStatus {
-        resource: resource.id.into(),
-        status: ResourceStatus::Broken,
-    }]
+/// The writes that break a resource, keeping `reason` as its end.
+fn broken(resource: &Resource, reason: &str) -> Vec<Write> {
+    vec![
+        Write::ResourceStatus {
+            resource: resource.id.into(),
+            status: ResourceStatus::Broken,
+        },
+        Write::broke(resource.id, reason),
+    ]
 }
 
 /// The resource failed too many runs: it breaks if it still can (and returns `true`), else it
@@ -209,7 +214,7 @@ fn broken(resource: &Resource) -> Vec<Write> {
 pub(super) fn give_up(resource: &Resource, why: &str) -> (Plan, bool) {
     let mut plan = Plan::new();
     if resource.status.is_releasable() {
-        for write in broken(resource) {
+        for write in broken(resource, why) {
             plan.push(write);
         }
         plan.log(resource.id, "resource.gave-up", why);

@@ -257,6 +257,24 @@ pub enum Error {
 }
 
 impl Error {
+    /// A short name for how the call failed, for metrics: `trap`, `deadline`, `memory`,
+    /// `invalid_step`, `busy`, or `load` (the component could not be loaded or linked).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Error::Trap { .. } => "trap",
+            Error::Timeout { .. } => "deadline",
+            Error::MemoryLimit { .. } => "memory",
+            Error::InvalidStep { .. } => "invalid_step",
+            Error::Busy { .. } => "busy",
+            Error::TooLarge { .. }
+            | Error::Compile(_)
+            | Error::NotABlueprint { .. }
+            | Error::IncompatibleContract { .. }
+            | Error::ContractMismatch { .. }
+            | Error::Link(_) => "load",
+        }
+    }
+
     /// Whether retrying later could succeed.
     pub fn is_temporary(&self) -> bool {
         matches!(self, Error::Busy { .. })

@@ -269,15 +269,18 @@ impl Store for PgStore {
             let expired = (claim_now, claim_now);
             let mut claims =
                 Self::claim_where(&mut tx, CLAIM_EXPIRED, owner, expired, limit, ttl).await?;
+            let taken_over = claims.len();
             let left = limit - claims.len() as i64;
             if left > 0 {
                 let due = (self.time.wall_param(), claim_now);
                 claims.extend(Self::claim_where(&mut tx, CLAIM_DUE, owner, due, left, ttl).await?);
             }
-            Ok(claims)
+            Ok((claims, taken_over))
         }
         .await;
-        tx.finish(result).await
+        let (claims, taken_over) = tx.finish(result).await?;
+        crate::metrics::global().claims_taken_over(taken_over);
+        Ok(claims)
     }
 
     async fn work_item_heartbeat(&self, claim: &Claim, ttl: Duration) -> Result<()> {
@@ -337,7 +340,7 @@ impl Store for PgStore {
             apply::apply_plan(&mut PgStatements(&mut tx), claim, plan, now).await
         }
         .await;
-        tx.finish(result).await
+        Ok(tx.finish(result).await?.committed())
     }
 
     async fn gc(&self, before: Timestamp) -> Result<GcReport> {

@@ -268,6 +268,7 @@ impl Store for SqliteStore {
             let mut claims = self
                 .claim_where(&mut tx, CLAIM_EXPIRED, owner, limit, ttl)
                 .await?;
+            let taken_over = claims.len();
             let left = limit - claims.len() as i64;
             if left > 0 {
                 claims.extend(
@@ -275,10 +276,12 @@ impl Store for SqliteStore {
                         .await?,
                 );
             }
-            Ok(claims)
+            Ok((claims, taken_over))
         }
         .await;
-        tx.finish(result).await
+        let (claims, taken_over) = tx.finish(result).await?;
+        crate::metrics::global().claims_taken_over(taken_over);
+        Ok(claims)
     }
 
     async fn work_item_heartbeat(&self, claim: &Claim, ttl: Duration) -> Result<()> {
@@ -342,7 +345,7 @@ impl Store for SqliteStore {
             apply::apply_plan(&mut SqliteStatements(&mut tx), claim, plan, now).await
         }
         .await;
-        tx.finish(result).await
+        Ok(tx.finish(result).await?.committed())
     }
 
     async fn gc(&self, before: Timestamp) -> Result<GcReport> {
