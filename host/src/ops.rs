@@ -8,8 +8,8 @@ use crate::grant::Grant;
 use crate::plugin::{Runtime, digest};
 use crate::queue::Queue;
 use crate::store::{
-    self, Blueprint, Command, CommandKind, Lease, NewBlueprint, NewLease, ObjectId, Resource,
-    SlotLock, Store, WorkItem,
+    self, Blueprint, Command, CommandKind, Lease, ListQuery, NewBlueprint, NewLease, ObjectId,
+    Resource, SlotLock, Store, WorkItem,
 };
 use serde::Serialize;
 use std::time::Duration;
@@ -342,5 +342,114 @@ pub async fn lease_detail(store: &dyn Store, id: ObjectId) -> Result<LeaseDetail
     Ok(LeaseDetail {
         lease: store.lease_get(id).await?,
         work: store.work_item_get(id).await?,
+    })
+}
+
+/// What a list asks for, as text from a command line or a query string; [`list_query`] checks
+/// it. Lists are newest first, a page at a time.
+#[derive(Debug, Clone, Default, serde::Deserialize, clap::Args)]
+pub struct ListFilter {
+    /// Only those in this status.
+    #[arg(long)]
+    pub status: Option<String>,
+    /// Only those of this resource type.
+    #[arg(long = "type")]
+    #[serde(rename = "type")]
+    pub resource_type: Option<String>,
+    /// Only those of this blueprint (name or id; a lease's is its resource's).
+    #[arg(long)]
+    pub blueprint: Option<String>,
+    /// Only leases of this owner, such as `cli:alice`.
+    #[arg(long)]
+    pub owner: Option<String>,
+    /// Only those that ended broken.
+    #[arg(long)]
+    #[serde(default)]
+    pub failed: bool,
+    /// The page after this one: the `next` cursor of the page before (an id).
+    #[arg(long)]
+    pub before: Option<String>,
+    /// At most this many (1 to 1000; 50 when not given).
+    #[arg(long)]
+    pub limit: Option<u32>,
+}
+
+impl ListFilter {
+    /// The filter as a query string (without cursor and limit), for links to other pages.
+    pub fn query_string(&self) -> String {
+        let mut pairs: Vec<(&str, &str)> = Vec::new();
+        let fields = [
+            ("status", &self.status),
+            ("type", &self.resource_type),
+            ("blueprint", &self.blueprint),
+            ("owner", &self.owner),
+        ];
+        for (key, value) in fields {
+            if let Some(value) = value.as_deref().filter(|v| !v.is_empty()) {
+                pairs.push((key, value));
+            }
+        }
+        if self.failed {
+            pairs.push(("failed", "true"));
+        }
+        pairs
+            .iter()
+            .map(|(k, v)| format!("{k}={}", url_escape(v)))
+            .collect::<Vec<_>>()
+            .join("&")
+    }
+}
+
+/// `text` safe inside a query string value.
+fn url_escape(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b':' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// Checks a list filter for `kind` (`lease` or `resource`, whose status type is `S`) and
+/// resolves it into a store query; names what is wrong otherwise.
+pub async fn list_query<S>(store: &dyn Store, filter: &ListFilter, kind: &str) -> Result<ListQuery>
+where
+    S: std::str::FromStr<Err = String> + std::fmt::Display,
+{
+    let given = |text: &Option<String>| text.clone().filter(|t| !t.is_empty());
+    let status = given(&filter.status)
+        .map(|text| text.parse::<S>().map(|s| s.to_string()))
+        .transpose()
+        .map_err(Error::BadInput)?;
+    let blueprint = match given(&filter.blueprint) {
+        Some(text) => Some(find_blueprint(store, &text).await?.id),
+        None => None,
+    };
+    let owner = given(&filter.owner);
+    if owner.is_some() && kind != "lease" {
+        return Err(Error::BadInput(format!(
+            "a {kind} has no owner: filter leases by owner"
+        )));
+    }
+    let before = given(&filter.before)
+        .map(|text| parse_id(&text, kind).map(|id| id.number()))
+        .transpose()?;
+    let limit = filter.limit.unwrap_or(ListQuery::DEFAULT_LIMIT);
+    if !(1..=ListQuery::MAX_LIMIT).contains(&limit) {
+        return Err(Error::BadInput(format!(
+            "limit {limit} is out of range: ask for 1 to {}",
+            ListQuery::MAX_LIMIT
+        )));
+    }
+    Ok(ListQuery {
+        status,
+        resource_type: given(&filter.resource_type),
+        blueprint,
+        owner,
+        failed: filter.failed,
+        before,
+        limit,
     })
 }

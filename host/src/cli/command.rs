@@ -1,4 +1,4 @@
-//! `drydock command list`, `drydock log` and `drydock gc`.
+//! `drydock command list`, `drydock log` (and its `--steps` audit trail) and `drydock gc`.
 
 use super::{Global, output};
 use crate::store::{CommandFilter, ObjectId};
@@ -26,6 +26,10 @@ pub(super) struct LogArgs {
     /// Only entries about this object (`B1`, `R3`, `L12`).
     #[arg(long)]
     object: Option<ObjectId>,
+    /// Instead of log entries, the audit trail of this lease or resource: every step its
+    /// blueprint returned (hook, actions, outcome, duration) and whether the host applied it.
+    #[arg(long, value_name = "ID", conflicts_with = "object")]
+    steps: Option<ObjectId>,
     /// At most this many entries (the newest).
     #[arg(long, default_value_t = 1000)]
     limit: i64,
@@ -70,9 +74,18 @@ pub(super) async fn run(global: &Global, command: CommandCommand) -> anyhow::Res
 
 pub(super) async fn log(global: &Global, args: LogArgs) -> anyhow::Result<ExitCode> {
     let store = global.store().await?;
-    let mut entries = store.log_list(args.object, 0, i64::MAX).await?;
-    let skip = entries.len().saturating_sub(args.limit.max(0) as usize);
-    entries.drain(..skip);
+    let limit = args.limit.max(0);
+    if let Some(object) = args.steps {
+        return steps(store.as_ref(), object, limit, args.json).await;
+    }
+    let entries = match args.object {
+        Some(object) => {
+            let mut entries = store.log_list(Some(object), 0, i64::MAX).await?;
+            entries.drain(..entries.len().saturating_sub(limit as usize));
+            entries
+        }
+        None => store.log_recent(limit).await?,
+    };
     if args.json {
         output::json(&entries)?;
         return Ok(ExitCode::SUCCESS);
@@ -85,6 +98,38 @@ pub(super) async fn log(global: &Global, args: LogArgs) -> anyhow::Result<ExitCo
             output::safe(&entry.kind),
             output::safe(&entry.message)
         );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Prints an object's audit trail: the steps its blueprint returned, the newest `limit`.
+async fn steps(
+    store: &dyn crate::store::Store,
+    object: ObjectId,
+    limit: i64,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let mut steps = store.step_list(object, 0, i64::MAX).await?;
+    steps.drain(..steps.len().saturating_sub(limit as usize));
+    if json {
+        output::json(&steps)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    if steps.is_empty() {
+        eprintln!("{object} has no recorded steps (none yet, or pruned)");
+    }
+    for step in &steps {
+        println!(
+            "{}  {} {:<22} {:>9.3} ms  {}",
+            output::time(step.created_at),
+            step.blueprint,
+            step.hook,
+            step.duration_us as f64 / 1000.0,
+            output::safe(&step.verdict)
+        );
+        if let Some(asked) = &step.step {
+            println!("    {}", output::safe(asked));
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -109,11 +154,12 @@ pub(super) async fn gc(global: &Global, args: GcArgs) -> anyhow::Result<ExitCode
         output::json(&report)?;
     } else {
         println!(
-            "removed {} leases, {} resources, {} commands and {} log entries that finished before {}",
+            "removed {} leases, {} resources, {} commands, {} log entries and {} steps that finished before {}",
             report.leases,
             report.resources,
             report.commands,
             report.logs,
+            report.steps,
             output::time(before)
         );
     }

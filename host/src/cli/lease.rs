@@ -4,7 +4,7 @@ use super::{Global, author, output};
 use crate::domain::LeaseStatus;
 use crate::ops::{self, parse_id};
 use crate::queue::Queue;
-use crate::store::{CommandKind, Lease, ObjectId, Store};
+use crate::store::{CommandKind, Lease, ObjectId, Page, Store};
 use anyhow::{Context as _, bail};
 use clap::Subcommand;
 use std::collections::BTreeMap;
@@ -24,11 +24,11 @@ pub(super) enum LeaseCommand {
         #[arg(long)]
         json: bool,
     },
-    /// List leases.
+    /// List leases, newest first, a page at a time (`--before` the last id for the next).
     List {
-        /// Only leases in this status.
-        #[arg(long)]
-        status: Option<LeaseStatus>,
+        /// Which leases.
+        #[command(flatten)]
+        filter: ops::ListFilter,
         /// Print one JSON array.
         #[arg(long)]
         json: bool,
@@ -91,7 +91,10 @@ pub(super) async fn run(global: &Global, command: LeaseCommand) -> anyhow::Resul
             let detail = ops::lease_detail(store.as_ref(), parse_id(&id, "lease")?).await?;
             show(&detail, json)
         }
-        LeaseCommand::List { status, json } => list(store.lease_list(status).await?, json),
+        LeaseCommand::List { filter, json } => {
+            let query = ops::list_query::<LeaseStatus>(store.as_ref(), &filter, "lease").await?;
+            list(store.lease_page(&query).await?, json)
+        }
         LeaseCommand::Release { ids, all } => {
             let targets: Vec<ObjectId> = match all {
                 true => releasable(store.as_ref()).await?,
@@ -230,27 +233,34 @@ fn show(detail: &ops::LeaseDetail, json: bool) -> anyhow::Result<ExitCode> {
     println!("owner:         {}", output::safe(&lease.owner));
     println!("until:         {}", output::maybe_time(lease.until));
     println!("created:       {}", output::time(lease.created_at));
+    println!("end:           {}", output::end(lease.end.as_ref()));
     println!("work:          {}", output::safe(&detail.work.to_string()));
     Ok(ExitCode::SUCCESS)
 }
 
-fn list(leases: Vec<Lease>, json: bool) -> anyhow::Result<ExitCode> {
+fn list(page: Page<Lease>, json: bool) -> anyhow::Result<ExitCode> {
     if json {
-        output::json(&leases).context("printing leases")?;
-        return Ok(ExitCode::SUCCESS);
+        output::json(&page.items).context("printing leases")?;
+    } else {
+        let rows: Vec<Vec<String>> = page
+            .items
+            .iter()
+            .map(|l| {
+                vec![
+                    l.id.to_string(),
+                    l.status.to_string(),
+                    l.resource_type.clone(),
+                    l.resource_id.map_or("-".into(), |r| r.to_string()),
+                    output::attributes(&l.attributes),
+                    output::end(l.end.as_ref()),
+                ]
+            })
+            .collect();
+        output::table(
+            &["ID", "STATUS", "TYPE", "RESOURCE", "ATTRIBUTES", "END"],
+            &rows,
+        );
     }
-    let rows: Vec<Vec<String>> = leases
-        .iter()
-        .map(|l| {
-            vec![
-                l.id.to_string(),
-                l.status.to_string(),
-                l.resource_type.clone(),
-                l.resource_id.map_or("-".into(), |r| r.to_string()),
-                output::attributes(&l.attributes),
-            ]
-        })
-        .collect();
-    output::table(&["ID", "STATUS", "TYPE", "RESOURCE", "ATTRIBUTES"], &rows);
+    output::next_page(page.next.map(ObjectId::Lease));
     Ok(ExitCode::SUCCESS)
 }

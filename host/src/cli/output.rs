@@ -26,6 +26,18 @@ pub fn maybe_time(ms: Option<Timestamp>) -> String {
     ms.map(time).unwrap_or_else(|| "-".into())
 }
 
+/// How an object ended (`released by cli:alice`, `broken: …`), or `-` while it is live.
+pub fn end(end: Option<&crate::store::End>) -> String {
+    end.map_or_else(|| "-".into(), |end| end.to_string())
+}
+
+/// Says on stderr how to get the next page, when there is one.
+pub fn next_page(next: Option<crate::store::ObjectId>) {
+    if let Some(next) = next {
+        eprintln!("more: add --before {next} for the next page");
+    }
+}
+
 /// `k=v, k=v`, or `-`.
 pub fn attributes(attributes: &Attributes) -> String {
     if attributes.is_empty() {

@@ -4,18 +4,18 @@ use super::{Global, author, output};
 use crate::domain::ResourceStatus;
 use crate::ops::{self, parse_id};
 use crate::queue::Queue;
-use crate::store::{CommandKind, ObjectId, Resource};
+use crate::store::{CommandKind, ObjectId, Page, Resource};
 use clap::Subcommand;
 use std::borrow::Cow;
 use std::process::ExitCode;
 
 #[derive(Debug, Subcommand)]
 pub(super) enum ResourceCommand {
-    /// List resources.
+    /// List resources, newest first, a page at a time (`--before` the last id for the next).
     List {
-        /// Only resources in this status.
-        #[arg(long)]
-        status: Option<ResourceStatus>,
+        /// Which resources.
+        #[command(flatten)]
+        filter: ops::ListFilter,
         /// Print one JSON array.
         #[arg(long)]
         json: bool,
@@ -48,7 +48,11 @@ pub(super) enum ResourceCommand {
 pub(super) async fn run(global: &Global, command: ResourceCommand) -> anyhow::Result<ExitCode> {
     let store = global.store().await?;
     match command {
-        ResourceCommand::List { status, json } => list(store.resource_list(status).await?, json),
+        ResourceCommand::List { filter, json } => {
+            let query =
+                ops::list_query::<ResourceStatus>(store.as_ref(), &filter, "resource").await?;
+            list(store.resource_page(&query).await?, json)
+        }
         ResourceCommand::Show { id, json } => {
             let detail = ops::resource_detail(store.as_ref(), parse_id(&id, "resource")?).await?;
             if json {
@@ -114,24 +118,30 @@ pub(super) async fn post_all(
     }
 }
 
-fn list(resources: Vec<Resource>, json: bool) -> anyhow::Result<ExitCode> {
+fn list(page: Page<Resource>, json: bool) -> anyhow::Result<ExitCode> {
     if json {
-        output::json(&resources)?;
-        return Ok(ExitCode::SUCCESS);
+        output::json(&page.items)?;
+    } else {
+        let rows: Vec<Vec<String>> = page
+            .items
+            .iter()
+            .map(|r| {
+                vec![
+                    r.id.to_string(),
+                    r.status.to_string(),
+                    r.resource_type.clone(),
+                    r.blueprint_id.to_string(),
+                    output::attributes(&r.attributes),
+                    output::end(r.end.as_ref()),
+                ]
+            })
+            .collect();
+        output::table(
+            &["ID", "STATUS", "TYPE", "BLUEPRINT", "ATTRIBUTES", "END"],
+            &rows,
+        );
     }
-    let rows: Vec<Vec<String>> = resources
-        .iter()
-        .map(|r| {
-            vec![
-                r.id.to_string(),
-                r.status.to_string(),
-                r.resource_type.clone(),
-                r.blueprint_id.to_string(),
-                output::attributes(&r.attributes),
-            ]
-        })
-        .collect();
-    output::table(&["ID", "STATUS", "TYPE", "BLUEPRINT", "ATTRIBUTES"], &rows);
+    output::next_page(page.next.map(ObjectId::Resource));
     Ok(ExitCode::SUCCESS)
 }
 
@@ -168,5 +178,6 @@ fn show(detail: &ops::ResourceDetail) {
             locks.join(", ")
         }
     );
+    println!("end:           {}", output::end(resource.end.as_ref()));
     println!("work:          {}", output::safe(&detail.work.to_string()));
 }

@@ -1,12 +1,16 @@
 //! `/api/v1/`: the CLI's operations as JSON. Mutations need `Authorization: Bearer <token>`.
 //! Errors are `{"error": "…"}` with 400 (bad input), 401 (no token), 403 (wrong token),
 //! 404 (unknown object) or 409 (not releasable, name taken).
+//!
+//! Lists (`/leases`, `/resources`) are newest first, a page at a time (`limit`, 50 by default),
+//! filtered by `status`, `type`, `blueprint`, `owner` and `failed`; when there is more, the
+//! `Link` header carries the next page's URL (`rel="next"`).
 
 use super::AppState;
 use super::auth::bearer;
 use crate::domain::{LeaseStatus, ResourceStatus};
 use crate::ops::{self, parse_id};
-use crate::store::{CommandFilter, CommandKind, ObjectId};
+use crate::store::{CommandFilter, CommandKind, ObjectId, Page};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -33,6 +37,7 @@ pub(super) fn router() -> Router<AppState> {
         .route("/resources/{id}/reclaim", post(reclaim_resource))
         .route("/commands", get(commands))
         .route("/logs", get(logs))
+        .route("/steps", get(steps))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such API endpoint") })
         .layer(axum::middleware::map_response(json_errors))
 }
@@ -126,20 +131,29 @@ fn id(text: &str, kind: &str) -> ApiResult<ObjectId> {
     Ok(parse_id(text, kind)?)
 }
 
-#[derive(Deserialize)]
-struct StatusFilter {
-    status: Option<String>,
-}
-
-fn status<T: std::str::FromStr<Err = String>>(filter: &StatusFilter) -> ApiResult<Option<T>> {
-    filter
-        .status
-        .as_deref()
-        .map(|s| {
-            s.parse()
-                .map_err(|e: String| ApiError::new(StatusCode::BAD_REQUEST, e))
-        })
-        .transpose()
+/// A page of a list as JSON, with a `Link` header to the next page when there is one.
+fn page<T: serde::Serialize>(
+    path: &str,
+    filter: &ops::ListFilter,
+    limit: u32,
+    page: Page<T>,
+    next: impl Fn(i64) -> ObjectId,
+) -> Response {
+    let mut response = Json(page.items).into_response();
+    if let Some(cursor) = page.next {
+        let mut query = filter.query_string();
+        if !query.is_empty() {
+            query.push('&');
+        }
+        let link = format!(
+            "</api/v1/{path}?{query}before={}&limit={limit}>; rel=\"next\"",
+            next(cursor)
+        );
+        if let Ok(value) = header::HeaderValue::from_str(&link) {
+            response.headers_mut().insert(header::LINK, value);
+        }
+    }
+    response
 }
 
 async fn blueprints(State(state): State<AppState>) -> ApiResult<impl IntoResponse> {
@@ -305,10 +319,12 @@ async fn set_enabled(
 
 async fn leases(
     State(state): State<AppState>,
-    Query(filter): Query<StatusFilter>,
-) -> ApiResult<impl IntoResponse> {
-    let status = status::<LeaseStatus>(&filter)?;
-    Ok(Json(state.store().lease_list(status).await?))
+    Query(filter): Query<ops::ListFilter>,
+) -> ApiResult<Response> {
+    let store = state.store().as_ref();
+    let query = ops::list_query::<LeaseStatus>(store, &filter, "lease").await?;
+    let leases = store.lease_page(&query).await?;
+    Ok(page("leases", &filter, query.limit, leases, ObjectId::Lease))
 }
 
 async fn lease(
@@ -405,10 +421,18 @@ async fn release_lease(
 
 async fn resources(
     State(state): State<AppState>,
-    Query(filter): Query<StatusFilter>,
-) -> ApiResult<impl IntoResponse> {
-    let status = status::<ResourceStatus>(&filter)?;
-    Ok(Json(state.store().resource_list(status).await?))
+    Query(filter): Query<ops::ListFilter>,
+) -> ApiResult<Response> {
+    let store = state.store().as_ref();
+    let query = ops::list_query::<ResourceStatus>(store, &filter, "resource").await?;
+    let resources = store.resource_page(&query).await?;
+    Ok(page(
+        "resources",
+        &filter,
+        query.limit,
+        resources,
+        ObjectId::Resource,
+    ))
 }
 
 async fn resource(
@@ -498,5 +522,26 @@ async fn logs(
     let limit = query.limit.clamp(1, 10_000);
     Ok(Json(
         state.store().log_list(object, query.after, limit).await?,
+    ))
+}
+
+#[derive(Deserialize)]
+struct StepQuery {
+    object: String,
+    #[serde(default)]
+    after: i64,
+    #[serde(default = "log_limit")]
+    limit: i64,
+}
+
+/// An object's audit trail: every step its blueprint returned and what the host did with it.
+async fn steps(
+    State(state): State<AppState>,
+    Query(query): Query<StepQuery>,
+) -> ApiResult<impl IntoResponse> {
+    let object = optional_id(Some(&query.object))?.expect("an id was given");
+    let limit = query.limit.clamp(1, 10_000);
+    Ok(Json(
+        state.store().step_list(object, query.after, limit).await?,
     ))
 }

@@ -47,10 +47,34 @@ pub fn router(state: AppState) -> Router {
     let max_body = state.max_body;
     Router::new()
         .nest("/api/v1", api::router())
+        .route("/metrics", axum::routing::get(metrics))
         .merge(pages::router())
         .with_state(state)
         .layer(axum::extract::DefaultBodyLimit::max(max_body))
         .layer(axum::middleware::map_response(secure_headers))
+}
+
+/// `/metrics`: Prometheus metrics in the text format (see [`crate::metrics`]).
+async fn metrics(
+    axum::extract::State(state): axum::extract::State<AppState>,
+) -> axum::response::Response {
+    use axum::response::IntoResponse as _;
+    let store = state.store();
+    match store.counts().await {
+        Ok(counts) => (
+            [(
+                axum::http::header::CONTENT_TYPE,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )],
+            crate::metrics::global().render(&counts, store.now()),
+        )
+            .into_response(),
+        Err(error) => (
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            format!("reading the database: {error}\n"),
+        )
+            .into_response(),
+    }
 }
 
 /// What every response may do in a browser: only this origin's own scripts, styles and forms,

@@ -1,12 +1,18 @@
 //! Server-rendered pages: console, lists, detail pages with Release and Reclaim buttons behind a
-//! confirmation step, and sign-in. Pages refresh themselves while work is in flight.
+//! confirmation step, and sign-in.
+//!
+//! Pages refresh themselves while work is in flight, quietly: every page carries an `ETag` (a
+//! digest of its HTML), the script asks with `If-None-Match` and gets an empty 304 while nothing
+//! changed, and when something did it swaps only the parts of the page that differ, so the
+//! operator's selection and scroll position elsewhere survive.
 
 use super::AppState;
 use super::auth::{Session, cleared_cookie, session_cookie};
 use crate::domain::{Attributes, LeaseStatus, ResourceStatus, format_time};
 use crate::ops::{self, parse_id};
 use crate::store::{
-    Command, CommandFilter, CommandKind, Lease, LogEntry, ObjectId, Resource, SlotLock,
+    Command, CommandFilter, CommandKind, End, Lease, ListQuery, LogEntry, ObjectId, Resource,
+    SlotLock, StepRecord,
 };
 use axum::Form;
 use axum::Router;
@@ -61,6 +67,39 @@ pub(super) fn router() -> Router<AppState> {
             "/resources/{id}/{kind}",
             get(confirm_command).post(post_command),
         )
+        .layer(axum::middleware::from_fn(etag))
+}
+
+/// Tags every HTML page with a digest of its body, and answers a request that already holds
+/// that version (`If-None-Match`) with an empty 304: a page that polls costs a few bytes while
+/// nothing changed.
+async fn etag(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let held = request.headers().get(header::IF_NONE_MATCH).cloned();
+    let is_get = request.method() == axum::http::Method::GET;
+    let response = next.run(request).await;
+    let is_html = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"text/html"));
+    if !is_get || response.status() != StatusCode::OK || !is_html {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, usize::MAX).await else {
+        return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+    };
+    let tag = format!("\"{}\"", &crate::plugin::digest(&bytes)[..32]);
+    let tag = header::HeaderValue::from_str(&tag).expect("hex digits are a valid header");
+    parts
+        .headers
+        .insert(header::CACHE_CONTROL, header::HeaderValue::from_static("no-cache"));
+    parts.headers.insert(header::ETAG, tag.clone());
+    if held.as_ref() == Some(&tag) {
+        parts.status = StatusCode::NOT_MODIFIED;
+        parts.headers.remove(header::CONTENT_TYPE);
+        return Response::from_parts(parts, axum::body::Body::empty());
+    }
+    Response::from_parts(parts, axum::body::Body::from(bytes))
 }
 
 /// How often a page refreshes while something is in flight, in ms.
@@ -79,7 +118,9 @@ th{background:#eef0f4;font-weight:600}
 .tag{display:inline-block;border-radius:3px;padding:0 .45em;font-size:.85em;background:#dde1e7}
 .tag.active{background:#c9f0d3}.tag.pending,.tag.acquired{background:#fdf0c2}
 .tag.released,.tag.broken{background:#f8d5cf}.tag.destroyed{background:#cfd3da}
-.tag.releasing{background:#ffb74d}
+.tag.releasing{background:#ffb74d}.tag.failed{background:#b3261e;color:#fff}
+.end.broken{color:#b3261e}.pager a{margin-right:1em}form.filters{margin:.2em 0 .6em}
+td.asked code{white-space:pre-wrap;overflow-wrap:anywhere;font-size:.85em}
 button{font:inherit;padding:.3em .9em;border-radius:4px;border:1px solid #445;background:#fff;cursor:pointer}
 button.danger{border-color:#b3261e;color:#b3261e}button:disabled{opacity:.45;cursor:not-allowed}
 .actions{display:flex;gap:.6em;align-items:center;margin:.6em 0}
@@ -89,12 +130,21 @@ details.more summary{color:#667;font-size:.85em;cursor:pointer}
 details.more pre{white-space:pre-wrap;overflow-wrap:anywhere;font-size:.85em;margin:.3em 0}
 ";
 
+/// Polls the page while its `main` says `data-live`: a 304 (nothing changed) costs nothing;
+/// a new version replaces only the children of `main` that differ. Hidden tabs do not poll.
 const LIVE_SCRIPT: &str = "
 const live=()=>document.querySelector('main[data-live]');
+let version=null;
+function patch(main,next){const now=main.children,fresh=next.children;
+if(now.length!==fresh.length){main.replaceWith(next);return;}
+for(let i=fresh.length-1;i>=0;i--){if(!now[i].isEqualNode(fresh[i]))now[i].replaceWith(fresh[i]);}
+if(next.dataset.live)main.dataset.live=next.dataset.live;else delete main.dataset.live;}
 async function refresh(){const main=live();if(!main)return;
-try{const r=await fetch(location.href,{cache:'no-store'});
+if(!document.hidden){try{
+const r=await fetch(location.href,{cache:'no-store',headers:version?{'If-None-Match':version}:{}});
+if(r.status===200){version=r.headers.get('ETag');
 const doc=new DOMParser().parseFromString(await r.text(),'text/html');
-const next=doc.querySelector('main');if(next)main.replaceWith(next);}catch(e){}
+const next=doc.querySelector('main');if(next)patch(main,next);}}catch(e){}}
 const now=live();if(now)setTimeout(refresh,+now.dataset.live);}
 if(live())setTimeout(refresh,+live().dataset.live);
 ";
@@ -240,66 +290,113 @@ fn logs_table(logs: &[LogEntry]) -> Markup {
 async fn console(State(state): State<AppState>, headers: HeaderMap) -> PageResult {
     let session = state.sessions.from_headers(&headers);
     let store = state.store();
-    let leases = store.lease_list(None).await?;
-    let resources = store.resource_list(None).await?;
+    let counts = store.counts().await?;
     let pending = store
         .command_list(&CommandFilter {
             target: None,
             pending: true,
         })
         .await?;
-    let logs = store.log_list(None, 0, i64::MAX).await?;
-    let recent = &logs[logs.len().saturating_sub(25)..];
-    let count =
-        |statuses: Vec<String>, status: &str| statuses.iter().filter(|s| *s == status).count();
-    let lease_statuses: Vec<String> = leases.iter().map(|l| l.status.to_string()).collect();
-    let resource_statuses: Vec<String> = resources.iter().map(|r| r.status.to_string()).collect();
+    let recent = store.log_recent(25).await?;
+    let count = |rows: &[(String, String, i64)], status: &str| -> i64 {
+        rows.iter().filter(|r| r.1 == status).map(|r| r.2).sum()
+    };
+    const STATUSES: [&str; 6] = ["pending", "acquired", "active", "released", "broken", "destroyed"];
+    let oldest = counts
+        .oldest_due
+        .map(|due| store.now().saturating_sub(due) as f64 / 1000.0);
     let body = html! {
         h1 { "Console" }
         table #summary {
-            tr { th { "" } @for s in ["pending", "acquired", "active", "released", "broken", "destroyed"] { th { (s) } } }
+            tr { th { "" } @for s in STATUSES { th { (s) } } }
             tr { th { a href="/leases" { "Leases" } }
-                @for s in ["pending", "acquired", "active", "released", "broken", "destroyed"] { td { (count(lease_statuses.clone(), s)) } } }
+                @for s in STATUSES { td { (count(&counts.leases, s)) } } }
             tr { th { a href="/resources" { "Resources" } }
-                @for s in ["pending", "acquired", "active", "released", "broken", "destroyed"] {
-                    td { @if s == "acquired" { "–" } @else { (count(resource_statuses.clone(), s)) } } } }
+                @for s in STATUSES { td { @if s == "acquired" { "–" } @else { (count(&counts.resources, s)) } } } }
+        }
+        h2 { "Failures" }
+        table #failures {
+            tr { th { "" } th { "Last hour" } th { "Last day" } }
+            tr #lease-failures { th { a href="/leases?failed=true" { "Leases" } }
+                td.hour { (counts.leases_failed.0) } td.day { (counts.leases_failed.1) } }
+            tr #resource-failures { th { a href="/resources?failed=true" { "Resources" } }
+                td.hour { (counts.resources_failed.0) } td.day { (counts.resources_failed.1) } }
+        }
+        p.hint #work-queue {
+            (counts.due) " due, " (counts.claimed) " claimed"
+            @if let Some(age) = oldest { "; the oldest due has waited " (format!("{age:.1}")) " s" }
         }
         h2 { "Queued commands" }
         @if pending.is_empty() { p.hint { "The queue is empty." } } @else {
             table { tr { th { "ID" } th { "Target" } th { "Command" } th { "Author" } th { "Queued" } }
                 @for c in &pending { tr { td { (c.id) } td { (id_link(c.target)) } td { (c.kind.as_str()) } td { (c.author) } td { (format_time(c.created_at)) } } } }
         }
-        (logs_table(recent))
+        (logs_table(&recent))
     };
     Ok(page("Console", &session, Some(LIST_MS), body).into_response())
 }
 
-#[derive(Deserialize)]
-struct StatusQuery {
-    status: Option<String>,
+/// A list's address with `filter` (and `extra` pairs, such as a cursor) as its query.
+fn list_href(base: &str, filter: &ops::ListFilter, extra: &[String]) -> String {
+    let query: Vec<String> = std::iter::once(filter.query_string())
+        .chain(extra.iter().cloned())
+        .filter(|q| !q.is_empty())
+        .collect();
+    match query.is_empty() {
+        true => base.to_string(),
+        false => format!("{base}?{}", query.join("&")),
+    }
 }
 
-fn filters(base: &str, statuses: &[&str], current: Option<&str>) -> Markup {
+/// A list's filters: status links and a failed link that keep the other filters, and a form
+/// for type, blueprint and owner.
+fn list_controls(base: &str, statuses: &[&str], filter: &ops::ListFilter, owners: bool) -> Markup {
+    let link = |change: &dyn Fn(&mut ops::ListFilter)| {
+        let mut changed = filter.clone();
+        change(&mut changed);
+        list_href(base, &changed, &[])
+    };
+    let current = filter.status.as_deref().filter(|s| !s.is_empty());
     html! {
         p.filters { "Status: "
-            @if current.is_none() { strong { "all" } } @else { a href=(base) { "all" } }
+            @if current.is_none() { strong { "all" } } @else { a href=(link(&|f| f.status = None)) { "all" } }
             @for s in statuses {
                 " "
-                @if current == Some(*s) { strong { (s) } } @else { a href={(base) "?status=" (s)} { (s) } }
+                @if current == Some(*s) { strong { (s) } } @else { a href=(link(&|f| f.status = Some(s.to_string()))) { (s) } }
             }
+            " · "
+            @if filter.failed { strong { "failed" } " " a #any-end href=(link(&|f| f.failed = false)) { "(any end)" } }
+            @else { a #failed-filter href=(link(&|f| f.failed = true)) { "failed" } }
+        }
+        form.filters method="get" action=(base) {
+            @if let Some(status) = current { input type="hidden" name="status" value=(status); }
+            @if filter.failed { input type="hidden" name="failed" value="true"; }
+            label { "Type " input name="type" size="10" value=(filter.resource_type.clone().unwrap_or_default()); }
+            " "
+            label { "Blueprint " input name="blueprint" size="10" value=(filter.blueprint.clone().unwrap_or_default()); }
+            @if owners {
+                " "
+                label { "Owner " input name="owner" size="12" value=(filter.owner.clone().unwrap_or_default()); }
+            }
+            " " button { "Filter" }
         }
     }
 }
 
-fn parse_status<T: std::str::FromStr<Err = String>>(
-    query: &StatusQuery,
-) -> Result<Option<T>, PageError> {
-    query
-        .status
-        .as_deref()
-        .filter(|s| !s.is_empty())
-        .map(|s| s.parse().map_err(|e| PageError(StatusCode::BAD_REQUEST, e)))
-        .transpose()
+/// Links to the newest page and to the next, older one.
+fn pager(base: &str, filter: &ops::ListFilter, limit: u32, next: Option<ObjectId>) -> Markup {
+    let limit: Vec<String> = (limit != ListQuery::DEFAULT_LIMIT)
+        .then(|| format!("limit={limit}"))
+        .into_iter()
+        .collect();
+    html! {
+        p.pager {
+            @if filter.before.is_some() { a #newest href=(list_href(base, filter, &limit)) { "« Newest" } " " }
+            @if let Some(next) = next {
+                a #older href=(list_href(base, filter, &[&[format!("before={next}")], &limit[..]].concat())) { "Older »" }
+            } @else { span.hint { "No older ones." } }
+        }
+    }
 }
 
 async fn blueprints(State(state): State<AppState>, headers: HeaderMap) -> PageResult {
@@ -324,11 +421,12 @@ async fn blueprint(
     let session = state.sessions.from_headers(&headers);
     let store = state.store();
     let blueprint = ops::find_blueprint(store.as_ref(), &text).await?;
-    let resources = store.resource_list(None).await?;
-    let own: Vec<&Resource> = resources
-        .iter()
-        .filter(|r| r.blueprint_id == blueprint.id)
-        .collect();
+    let own = store
+        .resource_page(&ListQuery {
+            blueprint: Some(blueprint.id),
+            ..ListQuery::default()
+        })
+        .await?;
     let logs = store.log_list(Some(blueprint.id), 0, i64::MAX).await?;
     let (action, label) = if blueprint.enabled {
         ("disable", "Disable")
@@ -363,7 +461,8 @@ async fn blueprint(
             }
         }
         h2 { "Resources" }
-        (resource_rows(&own))
+        (resource_rows(&own.items))
+        @if own.next.is_some() { p { a href={"/resources?blueprint=" (blueprint.id)} { "All of its resources »" } } }
         (logs_table(&logs))
     };
     Ok(page(&blueprint.name, &session, None, body).into_response())
@@ -418,19 +517,54 @@ async fn blueprint_action(
     Ok(Redirect::to(&format!("/blueprints/{}", blueprint.id)).into_response())
 }
 
-fn resource_rows(resources: &[&Resource]) -> Markup {
+/// A status tag, and a red `failed` tag (saying how) when the object ended broken.
+fn status_tags(status: &str, end: Option<&End>) -> Markup {
     html! {
-        table #resources { tr { th { "ID" } th { "Status" } th { "Type" } th { "Blueprint" } th { "Attributes" } th { "Created" } }
-            @for r in resources { tr { td { (id_link(r.id)) } td { (tag(r.status.as_str())) } td { (r.resource_type) }
-                td { (id_link(r.blueprint_id)) } td { (crate_attributes(&r.attributes)) } td { (format_time(r.created_at)) } } } }
+        (tag(status))
+        @if let Some(end) = end.filter(|e| e.is_failure()) { " " span.tag.failed title=(end) { "failed" } }
+    }
+}
+
+/// How an object ended, or a dash while it is live.
+fn end_cell(end: Option<&End>) -> Markup {
+    html! {
+        @match end {
+            Some(end) => span class={"end " (end.kind.as_str())} { (log_message(&end.to_string())) },
+            None => "–",
+        }
+    }
+}
+
+fn resource_rows(resources: &[Resource]) -> Markup {
+    html! {
+        table #resources { tr { th { "ID" } th { "Status" } th { "Type" } th { "Blueprint" } th { "Attributes" } th { "Created" } th { "End" } }
+            @for r in resources { tr { td { (id_link(r.id)) } td { (status_tags(r.status.as_str(), r.end.as_ref())) } td { (r.resource_type) }
+                td { (id_link(r.blueprint_id)) } td { (crate_attributes(&r.attributes)) } td { (format_time(r.created_at)) } td { (end_cell(r.end.as_ref())) } } } }
     }
 }
 
 fn lease_rows(leases: &[Lease]) -> Markup {
     html! {
-        table #leases { tr { th { "ID" } th { "Status" } th { "Type" } th { "Resource" } th { "Owner" } th { "Attributes" } }
-            @for l in leases { tr { td { (id_link(l.id)) } td { (tag(l.status.as_str())) } td { (l.resource_type) }
-                td { @if let Some(r) = l.resource_id { (id_link(r)) } @else { "–" } } td { (l.owner) } td { (crate_attributes(&l.attributes)) } } } }
+        table #leases { tr { th { "ID" } th { "Status" } th { "Type" } th { "Resource" } th { "Owner" } th { "Attributes" } th { "End" } }
+            @for l in leases { tr { td { (id_link(l.id)) } td { (status_tags(l.status.as_str(), l.end.as_ref())) } td { (l.resource_type) }
+                td { @if let Some(r) = l.resource_id { (id_link(r)) } @else { "–" } } td { (l.owner) } td { (crate_attributes(&l.attributes)) } td { (end_cell(l.end.as_ref())) } } } }
+    }
+}
+
+/// The audit trail: what each step asked for, and whether the host applied it.
+fn steps_table(steps: &[StepRecord]) -> Markup {
+    html! {
+        h2 { "Steps" }
+        @if steps.is_empty() { p.hint #steps-empty { "No steps recorded." } } @else {
+            table #steps { tr { th { "Time" } th { "Blueprint" } th { "Hook" } th { "Asked for" } th { "Verdict" } th { "Took" } }
+                @for s in steps.iter().rev() {
+                    tr.step { td { (format_time(s.created_at)) } td { (id_link(s.blueprint)) } td.hook { (s.hook) }
+                        td.asked { @if let Some(step) = &s.step { code { (step) } } @else { "–" } }
+                        td.verdict { (log_message(&s.verdict)) }
+                        td { (format!("{:.1} ms", s.duration_us as f64 / 1000.0)) } }
+                }
+            }
+        }
     }
 }
 
@@ -445,16 +579,17 @@ fn crate_attributes(attributes: &Attributes) -> String {
 async fn resources(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Query(query): Query<StatusQuery>,
+    Query(filter): Query<ops::ListFilter>,
 ) -> PageResult {
     let session = state.sessions.from_headers(&headers);
-    let status = parse_status::<ResourceStatus>(&query)?;
-    let resources = state.store().resource_list(status).await?;
-    let refs: Vec<&Resource> = resources.iter().collect();
+    let store = state.store().as_ref();
+    let query = ops::list_query::<ResourceStatus>(store, &filter, "resource").await?;
+    let found = store.resource_page(&query).await?;
     let body = html! {
         h1 { "Resources" }
-        (filters("/resources", &["pending", "active", "released", "broken", "destroyed"], query.status.as_deref()))
-        (resource_rows(&refs))
+        (list_controls("/resources", &["pending", "active", "released", "broken", "destroyed"], &filter, false))
+        (resource_rows(&found.items))
+        (pager("/resources", &filter, query.limit, found.next.map(ObjectId::Resource)))
     };
     Ok(page("Resources", &session, Some(LIST_MS), body).into_response())
 }
@@ -462,15 +597,17 @@ async fn resources(
 async fn leases(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Query(query): Query<StatusQuery>,
+    Query(filter): Query<ops::ListFilter>,
 ) -> PageResult {
     let session = state.sessions.from_headers(&headers);
-    let status = parse_status::<LeaseStatus>(&query)?;
-    let leases = state.store().lease_list(status).await?;
+    let store = state.store().as_ref();
+    let query = ops::list_query::<LeaseStatus>(store, &filter, "lease").await?;
+    let found = store.lease_page(&query).await?;
     let body = html! {
         h1 { "Leases" }
-        (filters("/leases", &["pending", "acquired", "active", "released", "broken", "destroyed"], query.status.as_deref()))
-        (lease_rows(&leases))
+        (list_controls("/leases", &["pending", "acquired", "active", "released", "broken", "destroyed"], &filter, true))
+        (lease_rows(&found.items))
+        (pager("/leases", &filter, query.limit, found.next.map(ObjectId::Lease)))
     };
     Ok(page("Leases", &session, Some(LIST_MS), body).into_response())
 }
@@ -530,10 +667,18 @@ fn object_actions(
     }
 }
 
-async fn history(
-    state: &AppState,
-    object: ObjectId,
-) -> Result<(Vec<Command>, Vec<SlotLock>, Vec<LogEntry>), PageError> {
+/// What happened to an object: its commands, slot locks, logs and audit trail.
+struct History {
+    commands: Vec<Command>,
+    locks: Vec<SlotLock>,
+    logs: Vec<LogEntry>,
+    steps: Vec<StepRecord>,
+}
+
+/// Steps shown on an object's page: the newest ones.
+const STEPS_SHOWN: i64 = 200;
+
+async fn history(state: &AppState, object: ObjectId) -> Result<History, PageError> {
     let store = state.store();
     let commands = store
         .command_list(&CommandFilter {
@@ -543,7 +688,14 @@ async fn history(
         .await?;
     let locks = store.slot_lock_list(Some(object)).await?;
     let logs = store.log_list(Some(object), 0, i64::MAX).await?;
-    Ok((commands, locks, logs))
+    let mut steps = store.step_list(object, 0, i64::MAX).await?;
+    steps.drain(..steps.len().saturating_sub(STEPS_SHOWN as usize));
+    Ok(History {
+        commands,
+        locks,
+        logs,
+        steps,
+    })
 }
 
 fn release_queued(commands: &[Command]) -> bool {
@@ -560,7 +712,12 @@ async fn lease(
     let session = state.sessions.from_headers(&headers);
     let ops::LeaseDetail { lease, work } =
         ops::lease_detail(state.store().as_ref(), parse_id(&text, "lease")?).await?;
-    let (commands, locks, logs) = history(&state, lease.id).await?;
+    let History {
+        commands,
+        locks,
+        logs,
+        steps,
+    } = history(&state, lease.id).await?;
     let buttons = ButtonState {
         releasable: lease.status.is_releasable(),
         releasing: release_queued(&commands)
@@ -569,7 +726,7 @@ async fn lease(
     let in_flight =
         lease.status != LeaseStatus::Destroyed || commands.iter().any(|c| c.consumed_at.is_none());
     let body = html! {
-        h1 { "Lease " (lease.id) " " span #status { (tag(lease.status.as_str())) } }
+        h1 { "Lease " (lease.id) " " span #status { (status_tags(lease.status.as_str(), lease.end.as_ref())) } }
         (object_actions(&session, lease.id, &buttons, None))
         table #properties {
             tr { th { "Status" } td { (lease.status) } }
@@ -581,10 +738,12 @@ async fn lease(
             tr { th { "Until" } td { (lease.until.map(format_time).unwrap_or_else(|| "–".into())) } }
             tr { th { "Created" } td { (format_time(lease.created_at)) } }
             tr { th { "Work" } td #work { (work) } }
+            tr { th { "End" } td #end { (end_cell(lease.end.as_ref())) } }
         }
         (attributes_table(&lease.attributes))
         (commands_table(&commands))
         (locks_table(&locks))
+        (steps_table(&steps))
         (logs_table(&logs))
     };
     Ok(page(
@@ -604,7 +763,12 @@ async fn resource(
     let session = state.sessions.from_headers(&headers);
     let detail = ops::resource_detail(state.store().as_ref(), parse_id(&text, "resource")?).await?;
     let resource = &detail.resource;
-    let (commands, _, logs) = history(&state, resource.id).await?;
+    let History {
+        commands,
+        logs,
+        steps,
+        ..
+    } = history(&state, resource.id).await?;
     let buttons = ButtonState {
         releasable: resource.status.is_releasable(),
         releasing: release_queued(&commands)
@@ -621,7 +785,7 @@ async fn resource(
     let in_flight = resource.status != ResourceStatus::Destroyed
         || commands.iter().any(|c| c.consumed_at.is_none());
     let body = html! {
-        h1 { "Resource " (resource.id) " " span #status { (tag(resource.status.as_str())) } }
+        h1 { "Resource " (resource.id) " " span #status { (status_tags(resource.status.as_str(), resource.end.as_ref())) } }
         (object_actions(&session, resource.id, &buttons, Some(idle)))
         table #properties {
             tr { th { "Status" } td { (resource.status) } }
@@ -630,12 +794,14 @@ async fn resource(
             tr { th { "Until" } td { (resource.until.map(format_time).unwrap_or_else(|| "–".into())) } }
             tr { th { "Created" } td { (format_time(resource.created_at)) } }
             tr { th { "Work" } td #work { (detail.work) } }
+            tr { th { "End" } td #end { (end_cell(resource.end.as_ref())) } }
         }
         (attributes_table(&resource.attributes))
         h2 { "Leases" }
         (lease_rows(&detail.leases))
         (commands_table(&commands))
         (locks_table(&detail.slot_locks))
+        (steps_table(&steps))
         (logs_table(&logs))
     };
     Ok(page(
