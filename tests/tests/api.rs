@@ -2,7 +2,8 @@
 
 use base64::Engine as _;
 use drydock_tests::{
-    COUNTING_WASM, Env, HOST_POOL_CONFIG, HOST_POOL_GRANT, HOST_POOL_WASM, TOKEN, wait_for,
+    COUNTING_WASM, Env, HOST_POOL_CONFIG, HOST_POOL_GRANT, HOST_POOL_WASM, MISBEHAVE_WASM, TOKEN,
+    wait_for,
 };
 use reqwest::{Client, Method, StatusCode};
 use serde_json::{Value, json};
@@ -631,4 +632,234 @@ async fn slow_clients_cannot_hold_the_server() {
         slow.iter().all(closed_by_server).then_some(())
     })
     .await;
+}
+
+/// The value of one Prometheus series (`name{labels}` as printed), or 0 when it is absent.
+fn series(metrics: &str, name_and_labels: &str) -> f64 {
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix(name_and_labels)?.strip_prefix(' '))
+        .map_or(0.0, |value| value.trim().parse().unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lists_page_newest_first_with_a_next_link_and_filters() {
+    let env = Env::new();
+    env.add_blueprint("misbehave", MISBEHAVE_WASM, r#"{"mode": "trap"}"#, &[])
+        .await;
+    let mut daemon = env.serve(&["--workers", "0"]);
+    let api = api(&env, &mut daemon).await;
+    env.request("host", &["--count", "5"]).await;
+    let response = api
+        .client
+        .get(format!("{}/api/v1/leases?limit=2&owner=nobody", api.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.json::<Value>().await.unwrap(), json!([]));
+
+    let mut seen = Vec::new();
+    let mut url = format!("{}/api/v1/leases?type=host&limit=2", api.base);
+    loop {
+        let response = api.client.get(&url).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        let next = response
+            .headers()
+            .get("link")
+            .map(|v| v.to_str().unwrap().to_string());
+        let page: Value = response.json().await.unwrap();
+        seen.extend(page.as_array().unwrap().iter().map(|l| l["id"].clone()));
+        let Some(link) = next else { break };
+        assert!(link.ends_with("; rel=\"next\""), "{link}");
+        let path = link.trim_start_matches('<').split('>').next().unwrap();
+        assert!(path.contains("type=host") && path.contains("limit=2"), "{path}");
+        url = format!("{}{path}", api.base);
+    }
+    assert_eq!(seen, vec!["L5", "L4", "L3", "L2", "L1"]);
+
+    for (query, wanted) in [
+        ("limit=0", "limit 0 is out of range"),
+        ("status=happy", "happy"),
+        ("before=R1", "R1 is a resource, not a lease"),
+        ("blueprint=nothing", "no blueprint \"nothing\""),
+    ] {
+        let (status, body) = api.get(&format!("/leases?{query}")).await;
+        assert!(status.is_client_error(), "{query}: {status}");
+        assert!(
+            body["error"].as_str().unwrap().contains(wanted),
+            "{query}: {body}"
+        );
+    }
+    let (status, body) = api.get("/resources?owner=alice").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_lease_keeps_its_end_and_its_steps() {
+    let env = Env::new();
+    env.add_blueprint("misbehave", MISBEHAVE_WASM, r#"{"mode": "trap"}"#, &[])
+        .await;
+    env.add_blueprint(
+        "counting",
+        COUNTING_WASM,
+        r#"{"release_delay_ms": 0}"#,
+        &[],
+    )
+    .await;
+    let mut daemon = env.serve(&[]);
+    let api = api(&env, &mut daemon).await;
+    let failed = env.request_one("trouble", &[]).await;
+    let lease = wait_for("the lease to end", || async {
+        let (_, lease) = api.get(&format!("/leases/{failed}")).await;
+        (lease["status"] == "destroyed").then_some(lease)
+    })
+    .await;
+    let end = &lease["end"];
+    assert_eq!(end["kind"], "broken", "{lease}");
+    assert!(
+        end["detail"].as_str().unwrap().contains("trapped: deliberate trap"),
+        "{end}"
+    );
+    let (_, failed_list) = api.get("/leases?failed=true").await;
+    assert_eq!(failed_list.as_array().unwrap().len(), 1, "{failed_list}");
+    let shown = env.ok(&["lease", "show", &failed.to_string()]).await;
+    assert!(shown.contains("end:           broken: "), "{shown}");
+
+    // A lease released on purpose ends released, by whom, and its steps say what the
+    // blueprint asked for and that the host applied it.
+    let good = env.request_one("counted", &["--wait", "--timeout", "90s"]).await;
+    api.post(&format!("/leases/{good}/release"), None).await;
+    let lease = wait_for("the release", || async {
+        let (_, lease) = api.get(&format!("/leases/{good}")).await;
+        (lease["status"] == "destroyed").then_some(lease)
+    })
+    .await;
+    assert_eq!(lease["end"]["kind"], "released", "{lease}");
+    assert_eq!(lease["end"]["detail"], "api:operator", "{lease}");
+    let (_, steps) = api.get(&format!("/steps?object={good}")).await;
+    let hooks: Vec<&str> = steps
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["hook"].as_str().unwrap())
+        .collect();
+    assert!(
+        hooks.contains(&"acquire-lease") && hooks.contains(&"release-lease"),
+        "{steps}"
+    );
+    assert!(
+        steps.as_array().unwrap().iter().all(|s| s["verdict"] == "applied"),
+        "{steps}"
+    );
+    let trail = env.ok(&["log", "--steps", &good.to_string()]).await;
+    assert!(
+        trail.contains("acquire-lease") && trail.contains("applied") && trail.contains("\"outcome\""),
+        "{trail}"
+    );
+    let (_, failed_steps) = api.get(&format!("/steps?object={failed}")).await;
+    assert!(
+        failed_steps[0]["verdict"]
+            .as_str()
+            .unwrap()
+            .starts_with("failed: allocate-resource trapped"),
+        "{failed_steps}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_are_scraped_and_move() {
+    let env = Env::new();
+    env.add_blueprint(
+        "counting",
+        COUNTING_WASM,
+        r#"{"release_delay_ms": 0}"#,
+        &[],
+    )
+    .await;
+    env.add_blueprint("misbehave", MISBEHAVE_WASM, r#"{"mode": "trap"}"#, &[])
+        .await;
+    let mut daemon = env.serve(&[]);
+    let base = daemon.url().await;
+    let scrape = || async {
+        let response = reqwest::get(format!("{base}/metrics")).await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        let kind = response.headers()["content-type"].to_str().unwrap().to_string();
+        assert!(kind.starts_with("application/openmetrics-text"), "{kind}");
+        response.text().await.unwrap()
+    };
+    let before = scrape().await;
+    assert!(before.contains("# TYPE drydock_work_items_due gauge"), "{before}");
+    assert!(before.ends_with("# EOF\n"), "{before}");
+    assert_eq!(
+        series(&before, r#"drydock_commands_consumed_total{kind="release",outcome="applied"}"#),
+        0.0
+    );
+
+    let lease = env.request_one("counted", &["--wait", "--timeout", "90s"]).await;
+    env.ok(&["lease", "release", &lease.to_string()]).await;
+    env.request_one("trouble", &[]).await;
+    let after = wait_for("the figures to move", || async {
+        let text = scrape().await;
+        let released = series(
+            &text,
+            r#"drydock_commands_consumed_total{kind="release",outcome="applied"}"#,
+        );
+        let trapped = series(
+            &text,
+            r#"drydock_blueprint_call_failures_total{blueprint="misbehave",hook="allocate-resource",kind="trap"}"#,
+        );
+        let destroyed = series(&text, r#"drydock_leases{type="counted",status="destroyed"}"#);
+        (released >= 1.0 && trapped >= 1.0 && destroyed == 1.0).then_some(text)
+    })
+    .await;
+    assert!(
+        series(
+            &after,
+            r#"drydock_blueprint_call_duration_seconds_count{blueprint="counting",hook="acquire-lease"}"#
+        ) >= 1.0,
+        "{after}"
+    );
+    assert!(
+        series(&after, r#"drydock_failed_objects{object="lease",window="1h"}"#) >= 1.0,
+        "{after}"
+    );
+    for name in [
+        "drydock_work_items_due",
+        "drydock_work_items_claimed",
+        "drydock_oldest_due_age_seconds",
+        "drydock_claim_takeovers_total",
+        "drydock_fenced_writes_total",
+    ] {
+        assert!(after.lines().any(|l| l.starts_with(name)), "{name}: {after}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_is_not_sent_again_while_nothing_changed() {
+    let env = Env::new();
+    let mut daemon = env.serve(&["--workers", "0"]);
+    let base = daemon.url().await;
+    let client = Client::new();
+    let first = client.get(format!("{base}/leases")).send().await.unwrap();
+    let tag = first.headers()["etag"].clone();
+    assert_eq!(first.headers()["cache-control"], "no-cache");
+    let again = client
+        .get(format!("{base}/leases"))
+        .header("if-none-match", tag.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), StatusCode::NOT_MODIFIED);
+    assert!(again.bytes().await.unwrap().is_empty());
+    env.request("host", &[]).await;
+    let changed = client
+        .get(format!("{base}/leases"))
+        .header("if-none-match", tag.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(changed.status(), StatusCode::OK);
+    assert_ne!(changed.headers()["etag"], tag);
+    assert!(changed.text().await.unwrap().contains("L1"));
 }

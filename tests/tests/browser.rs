@@ -459,7 +459,7 @@ async fn a_trap_shows_the_guests_words_first_and_folds_the_backtrace() {
     let cell = browser
         .client
         .find(Locator::XPath(
-            "//td[contains(., 'trapped: deliberate trap')]",
+            "//table[@id='logs']//td[contains(., 'trapped: deliberate trap')]",
         ))
         .await
         .unwrap();
@@ -483,4 +483,129 @@ async fn a_trap_shows_the_guests_words_first_and_folds_the_backtrace() {
         .await
         .unwrap();
     assert!(backtrace.text().await.unwrap().contains("wasm backtrace"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_lease_stays_visible_and_lists_page() {
+    let env = Env::new();
+    env.add_blueprint(
+        "counting",
+        COUNTING_WASM,
+        r#"{"release_delay_ms": 0}"#,
+        &[],
+    )
+    .await;
+    env.add_blueprint("misbehave", MISBEHAVE_WASM, r#"{"mode": "trap"}"#, &[])
+        .await;
+    let mut daemon = env.serve(&[]);
+    let base = daemon.url().await;
+    let failed = env.request_one("trouble", &[]).await;
+    env.ok(&["lease", "request", "--type", "counted", "--count", "7", "--wait", "--timeout", "90s"])
+        .await;
+    let store = env.store().await;
+    let end = wait_for("the trapping lease to end broken", || async {
+        let lease = store.lease_get(failed).await.unwrap();
+        (lease.status == drydock_host::domain::LeaseStatus::Destroyed)
+            .then_some(lease.end)
+            .flatten()
+    })
+    .await;
+    assert!(end.is_failure(), "{end}");
+
+    let browser = Browser::start().await;
+    browser.client.goto(&format!("{base}/")).await.unwrap();
+    let hour = wait_for("the console to count the failure", || async {
+        browser
+            .text("#lease-failures td.hour")
+            .await
+            .filter(|t| t != "0")
+    })
+    .await;
+    assert_eq!(hour, "1");
+    assert_eq!(
+        browser.text("#lease-failures td.day").await.as_deref(),
+        Some("1")
+    );
+    browser.screenshot("console-failure-counted.png").await;
+
+    browser
+        .client
+        .goto(&format!("{base}/leases/{failed}"))
+        .await
+        .unwrap();
+    let tags = browser.text("#status").await.unwrap();
+    assert!(tags.contains("destroyed") && tags.contains("failed"), "{tags}");
+    let ended = browser.text("#end").await.unwrap();
+    assert!(
+        ended.starts_with("broken: ") && ended.contains("trapped: deliberate trap"),
+        "{ended}"
+    );
+    let verdict = browser.text("#steps tr.step td.verdict").await.unwrap();
+    assert!(verdict.starts_with("failed: "), "{verdict}");
+    browser.screenshot("failed-lease.png").await;
+
+    // Failed only: the one lease; all, three at a time, newest first, with a way on.
+    browser
+        .client
+        .goto(&format!("{base}/leases?failed=true"))
+        .await
+        .unwrap();
+    let rows = browser.client.find_all(Locator::Css("#leases tr")).await.unwrap();
+    assert_eq!(rows.len(), 2, "a header and the failed lease");
+    browser
+        .client
+        .goto(&format!("{base}/leases?limit=3"))
+        .await
+        .unwrap();
+    let first_page = browser.text("#leases").await.unwrap();
+    assert!(first_page.contains("L8") && !first_page.contains("L5"), "{first_page}");
+    browser.screenshot("leases-paginated.png").await;
+    browser.click("#older").await;
+    wait_for("the next page", || async {
+        browser
+            .text("#leases")
+            .await
+            .filter(|t| t.contains("L5") && !t.contains("L8"))
+    })
+    .await;
+    assert!(browser.text("#newest").await.is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_live_page_keeps_the_operators_selection_while_nothing_changes() {
+    let env = Env::new();
+    // An active lease on a web-only daemon: the page stays live, and nothing changes.
+    let (_web, base) = setup(&env).await;
+    let browser = Browser::start().await;
+    browser.client.goto(&format!("{base}/leases/L1")).await.unwrap();
+    let selected = browser
+        .client
+        .execute(
+            "const cell=document.querySelector('#properties td');\
+             const range=document.createRange();range.selectNodeContents(cell);\
+             const s=window.getSelection();s.removeAllRanges();s.addRange(range);\
+             return s.toString();",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert!(!selected.as_str().unwrap_or_default().is_empty());
+    // Wait for three polls of the page; each is answered 304, so nothing is replaced.
+    let polls = "return performance.getEntriesByType('resource')\
+                 .filter(e=>e.initiatorType==='fetch').length;";
+    wait_for("the page to poll three times", || async {
+        let count = browser.client.execute(polls, vec![]).await.unwrap();
+        (count.as_u64().unwrap_or(0) >= 3).then_some(())
+    })
+    .await;
+    let still = browser
+        .client
+        .execute("return window.getSelection().toString();", vec![])
+        .await
+        .unwrap();
+    assert_eq!(still, selected, "the selection survived the polls");
+    assert!(
+        browser.text("main[data-live]").await.is_some(),
+        "the page is still live"
+    );
 }

@@ -3,8 +3,8 @@
 //! fresh stores from a factory. The clock is manual so expiry can be tested without sleeping.
 
 use super::{
-    Claim, Command, CommandFilter, CommandKind, Error, ManualClock, NewBlueprint, NewLease,
-    ObjectId, Plan, Release, Store, Target, Write,
+    Claim, Command, CommandFilter, CommandKind, EndKind, Error, ListQuery, ManualClock,
+    NewBlueprint, NewLease, ObjectId, Plan, Release, StepRecord, Store, Target, Write,
 };
 use crate::domain::{LeaseStatus, ResourceStatus};
 use std::future::Future;
@@ -55,6 +55,10 @@ where
         blueprint_update_switches_component_and_config_and_clears_failures,
         lease_list_on_resource_lists_live_leases_only,
         gc_prunes_only_what_finished_before_the_cutoff,
+        apply_keeps_the_first_end_of_an_object,
+        lease_page_filters_and_pages_newest_first,
+        counts_count_by_status_and_recent_failures,
+        step_list_keeps_the_audit_trail_in_order,
     );
 }
 
@@ -1115,4 +1119,192 @@ async fn gc_prunes_only_what_finished_before_the_cutoff(
     );
     assert_eq!(recent.target, live);
     assert_eq!(store.gc(cutoff).await.unwrap(), super::GcReport::default());
+}
+
+async fn apply_keeps_the_first_end_of_an_object(store: Arc<dyn Store>, _clock: Arc<ManualClock>) {
+    let (broken, expired) = (lease(store.as_ref()).await, lease(store.as_ref()).await);
+    let claims = store.work_item_claim("w", 10, TTL).await.unwrap();
+    let claim_of = |id| claims.iter().find(|c| c.object == id).unwrap().clone();
+    let mut plan = Plan::new();
+    plan.push(Write::broke(broken, "the repository does not exist"))
+        .push(Write::released(broken, "cli:alice"));
+    store.apply(&claim_of(broken), &plan, TTL).await.unwrap();
+    let end = store.lease_get(broken).await.unwrap().end.unwrap();
+    assert_eq!(end.kind, EndKind::Broken);
+    assert_eq!(end.to_string(), "broken: the repository does not exist");
+    assert!(end.is_failure());
+
+    let mut plan = Plan::new();
+    plan.push(Write::released(expired, super::EXPIRY_AUTHOR));
+    store.apply(&claim_of(expired), &plan, TTL).await.unwrap();
+    let end = store.lease_get(expired).await.unwrap().end.unwrap();
+    assert_eq!((end.kind, end.to_string()), (EndKind::Expired, "expired".into()));
+    assert_eq!(lease_end(store.as_ref()).await, None, "a live lease has no end");
+}
+
+/// The end of a new lease (none).
+async fn lease_end(store: &dyn Store) -> Option<super::End> {
+    store.lease_get(lease(store).await).await.unwrap().end
+}
+
+async fn lease_page_filters_and_pages_newest_first(
+    store: Arc<dyn Store>,
+    _clock: Arc<ManualClock>,
+) {
+    let mut ids = Vec::new();
+    for owner in ["alice", "bob", "alice", "alice", "bob"] {
+        let new = NewLease {
+            resource_type: "thing".into(),
+            owner: owner.into(),
+            ..NewLease::default()
+        };
+        ids.push(store.lease_insert(&new, 1).await.unwrap()[0].id);
+    }
+    let claim = claim_of(store.as_ref(), ids[1]).await;
+    let mut plan = Plan::new();
+    plan.push(Write::LeaseStatus {
+        lease: ids[1],
+        status: LeaseStatus::Broken,
+    })
+    .push(Write::broke(ids[1], "no blueprint makes a thing"));
+    store.apply(&claim, &plan, TTL).await.unwrap();
+
+    let numbers = |page: &super::Page<super::Lease>| -> Vec<ObjectId> {
+        page.items.iter().map(|l| l.id).collect()
+    };
+    let first = store
+        .lease_page(&ListQuery {
+            limit: 2,
+            ..ListQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(numbers(&first), vec![ids[4], ids[3]]);
+    assert_eq!(first.next, Some(ids[3].number()));
+    let second = store
+        .lease_page(&ListQuery {
+            limit: 2,
+            before: first.next,
+            ..ListQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(numbers(&second), vec![ids[2], ids[1]]);
+    let last = store
+        .lease_page(&ListQuery {
+            limit: 2,
+            before: second.next,
+            ..ListQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!((numbers(&last), last.next), (vec![ids[0]], None));
+
+    let alices = store
+        .lease_page(&ListQuery {
+            owner: Some("alice".into()),
+            ..ListQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(numbers(&alices), vec![ids[3], ids[2], ids[0]]);
+    let failed = store
+        .lease_page(&ListQuery {
+            failed: true,
+            ..ListQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(numbers(&failed), vec![ids[1]]);
+    let broken_bob = store
+        .lease_page(&ListQuery {
+            status: Some("broken".into()),
+            owner: Some("bob".into()),
+            resource_type: Some("thing".into()),
+            ..ListQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(numbers(&broken_bob), vec![ids[1]]);
+    let other_type = store
+        .lease_page(&ListQuery {
+            resource_type: Some("host".into()),
+            ..ListQuery::default()
+        })
+        .await
+        .unwrap();
+    assert!(other_type.items.is_empty());
+}
+
+async fn counts_count_by_status_and_recent_failures(
+    store: Arc<dyn Store>,
+    clock: Arc<ManualClock>,
+) {
+    let break_it = |id| {
+        let mut plan = Plan::new();
+        plan.push(Write::LeaseStatus {
+            lease: id,
+            status: LeaseStatus::Broken,
+        })
+        .push(Write::broke(id, "it failed"));
+        plan
+    };
+    let old = lease(store.as_ref()).await;
+    let claim = claim_of(store.as_ref(), old).await;
+    store.apply(&claim, &break_it(old), TTL).await.unwrap();
+    clock.advance(Duration::from_secs(2 * 3600));
+    let (recent, _live) = (lease(store.as_ref()).await, lease(store.as_ref()).await);
+    let counts = store.counts().await.unwrap();
+    assert_eq!((counts.due, counts.claimed), (2, 1), "{counts:?}");
+    assert!(counts.oldest_due.is_some_and(|due| due <= store.now()));
+    let claim = claim_of(store.as_ref(), recent).await;
+    store.apply(&claim, &break_it(recent), TTL).await.unwrap();
+
+    let counts = store.counts().await.unwrap();
+    let of = |status: &str| -> i64 {
+        counts
+            .leases
+            .iter()
+            .filter(|(t, s, _)| t == "thing" && s == status)
+            .map(|r| r.2)
+            .sum()
+    };
+    assert_eq!((of("broken"), of("pending")), (2, 1), "{counts:?}");
+    assert_eq!(counts.leases_failed, (1, 2), "{counts:?}");
+    assert_eq!(counts.resources_failed, (0, 0));
+}
+
+async fn step_list_keeps_the_audit_trail_in_order(
+    store: Arc<dyn Store>,
+    clock: Arc<ManualClock>,
+) {
+    let bp = blueprint(store.as_ref(), "audited").await;
+    let id = lease(store.as_ref()).await;
+    let claim = claim_of(store.as_ref(), id).await;
+    let step = |hook: &str, verdict: &str| StepRecord {
+        id: 0,
+        object: id,
+        blueprint: bp,
+        hook: hook.into(),
+        step: Some(r#"{"actions":[],"outcome":"done"}"#.into()),
+        verdict: verdict.into(),
+        duration_us: 1234,
+        created_at: 0,
+    };
+    let mut plan = Plan::new();
+    plan.push(Write::RecordStep(step("acquire-lease", "applied")))
+        .push(Write::RecordStep(step("activate-lease", "refused: slot lock \"x\" is held")));
+    store.apply(&claim, &plan, TTL).await.unwrap();
+    let steps = store.step_list(id, 0, 100).await.unwrap();
+    assert_eq!(steps.len(), 2);
+    assert_eq!(steps[0].hook, "acquire-lease");
+    assert_eq!(steps[1].verdict, "refused: slot lock \"x\" is held");
+    assert_eq!((steps[1].blueprint, steps[1].duration_us), (bp, 1234));
+    assert_eq!(steps[0].created_at, store.now());
+    assert_eq!(store.step_list(id, steps[0].id, 100).await.unwrap().len(), 1);
+
+    clock.advance(Duration::from_secs(60));
+    let report = store.gc(store.now()).await.unwrap();
+    assert_eq!(report.steps, 2, "{report:?}");
+    assert!(store.step_list(id, 0, 100).await.unwrap().is_empty());
 }
