@@ -225,6 +225,7 @@ async fn start_web(
         tokens: Arc::new(tokens),
         sessions: Arc::default(),
         max_body: max_body_bytes(args),
+        counts: Arc::default(),
     };
     let limits = web::ConnectionLimits {
         max_connections: args.max_connections,

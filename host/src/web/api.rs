@@ -479,14 +479,16 @@ struct CommandQuery {
     pending: bool,
 }
 
+/// An object id of any kind from a query string; 400 when malformed.
+fn object_id(text: &str) -> ApiResult<ObjectId> {
+    text.parse().map_err(|e: crate::store::ParseIdError| {
+        ApiError::new(StatusCode::BAD_REQUEST, e.to_string())
+    })
+}
+
 /// An optional object id from a query string; 400 when malformed.
 fn optional_id(text: Option<&str>) -> ApiResult<Option<ObjectId>> {
-    text.map(|t| {
-        t.parse().map_err(|e: crate::store::ParseIdError| {
-            ApiError::new(StatusCode::BAD_REQUEST, e.to_string())
-        })
-    })
-    .transpose()
+    text.map(object_id).transpose()
 }
 
 async fn commands(
@@ -539,7 +541,7 @@ async fn steps(
     State(state): State<AppState>,
     Query(query): Query<StepQuery>,
 ) -> ApiResult<impl IntoResponse> {
-    let object = optional_id(Some(&query.object))?.expect("an id was given");
+    let object = object_id(&query.object)?;
     let limit = query.limit.clamp(1, 10_000);
     Ok(Json(
         state.store().step_list(object, query.after, limit).await?,

@@ -11,7 +11,7 @@ mod pages;
 
 use crate::plugin::Runtime;
 use crate::queue::Queue;
-use crate::store::Store;
+use crate::store::{Counts, Store};
 use auth::{Sessions, Tokens};
 use axum::Router;
 use std::net::SocketAddr;
@@ -32,12 +32,30 @@ pub struct AppState {
     pub sessions: Arc<Sessions>,
     /// The largest request body accepted, in bytes; larger ones get 413.
     pub max_body: usize,
+    /// The console's and `/metrics`' counts, read at most once a second however many pages
+    /// and scrapers ask.
+    pub counts: Arc<tokio::sync::Mutex<Option<(std::time::Instant, Counts)>>>,
 }
+
+/// How long counts read for the console and `/metrics` are reused.
+const COUNTS_FRESH: Duration = Duration::from_secs(1);
 
 impl AppState {
     /// The store behind the queue.
     pub fn store(&self) -> &Arc<dyn Store> {
         self.queue.store()
+    }
+
+    /// Objects by status, recent failures and the queue's depth: read from the store, or the
+    /// last reading if it is under a second old (counting 100,000 rows takes tens of ms).
+    pub async fn counts(&self) -> crate::store::Result<Counts> {
+        let mut cached = self.counts.lock().await;
+        if let Some((_, counts)) = cached.as_ref().filter(|(at, _)| at.elapsed() < COUNTS_FRESH) {
+            return Ok(counts.clone());
+        }
+        let counts = self.store().counts().await?;
+        *cached = Some((std::time::Instant::now(), counts.clone()));
+        Ok(counts)
     }
 }
 
@@ -60,7 +78,7 @@ async fn metrics(
 ) -> axum::response::Response {
     use axum::response::IntoResponse as _;
     let store = state.store();
-    match store.counts().await {
+    match state.counts().await {
         Ok(counts) => (
             [(
                 axum::http::header::CONTENT_TYPE,

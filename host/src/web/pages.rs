@@ -290,7 +290,7 @@ fn logs_table(logs: &[LogEntry]) -> Markup {
 async fn console(State(state): State<AppState>, headers: HeaderMap) -> PageResult {
     let session = state.sessions.from_headers(&headers);
     let store = state.store();
-    let counts = store.counts().await?;
+    let counts = state.counts().await?;
     let pending = store
         .command_list(&CommandFilter {
             target: None,
