@@ -10,6 +10,7 @@
 //! the rest (killing their execs) and gives their claims back so another daemon can take them
 //! at once. A retention task prunes what finished long ago.
 
+use crate::commit::Committer;
 use crate::lock::{Held, WorkerSlot};
 use crate::queue::Queue;
 use crate::store::{Claim, Release, Store};
@@ -46,6 +47,8 @@ pub struct DaemonConfig {
     pub worker: WorkerConfig,
     /// A name for this daemon in claims (host and process id by default).
     pub name: String,
+    /// The most worker plans one transaction commits (group commit); 1 commits each alone.
+    pub group_commit: usize,
 }
 
 impl Default for DaemonConfig {
@@ -59,6 +62,7 @@ impl Default for DaemonConfig {
             retention: Some(Duration::from_secs(30 * 24 * 60 * 60)),
             worker: WorkerConfig::default(),
             name: default_name(),
+            group_commit: 64,
         }
     }
 }
@@ -103,6 +107,8 @@ pub async fn run(
         .retention
         .map(|keep| tokio::spawn(prune_forever(store.clone(), keep)));
     let slots = Arc::new(Semaphore::new(config.workers));
+    let committer =
+        (config.group_commit > 1).then(|| Committer::start(store.clone(), config.group_commit));
     let running: Running = Arc::default();
     let mut tasks = JoinSet::new();
     let mut next_task = 0u64;
@@ -160,7 +166,8 @@ pub async fn run(
             running.lock().unwrap().insert(id, claim.clone());
             let (workers, running) = (workers.clone(), running.clone());
             let held = Held::new(store.clone(), claim.clone(), config.worker.claim_ttl)
-                .with_slot(WorkerSlot::new(slots.clone(), permit));
+                .with_slot(WorkerSlot::new(slots.clone(), permit))
+                .with_committer(committer.clone());
             tasks.spawn(async move {
                 let run = AssertUnwindSafe(workers.process(held)).catch_unwind();
                 if let Err(panic) = run.await {

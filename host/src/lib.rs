@@ -10,6 +10,7 @@
 //!   state change, and the conformance suite every backend passes.
 //! - [`queue`]: posting commands (insert + wake in one transaction) and handing out claims.
 //! - [`lock`]: fenced claims; every worker write starts with the guard on its token.
+//! - [`commit`]: group commit: many workers' fenced plans share one durable transaction.
 //! - [`worker`]: the lease and resource state machines, the single writer of each object.
 //! - [`allocator`]: finding or making a resource for a pending lease.
 //! - [`daemon`]: the dispatcher behind `drydock serve`.
@@ -27,6 +28,7 @@ pub use drydock_runtime::{action, domain, exec, grant, plugin, testkit, text};
 
 pub mod allocator;
 pub mod cli;
+pub mod commit;
 pub mod daemon;
 pub mod lock;
 pub mod metrics;

@@ -14,6 +14,7 @@
 //! A held claim also carries the run's worker slot, when the dispatcher gave it one: a run hands
 //! the slot back while it only waits (for an exec), so waiting never holds an update worker.
 
+use crate::commit::Committer;
 use crate::store::{self, Claim, ObjectId, Plan, Release, StepRecord, Store, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -32,6 +33,7 @@ pub struct Held {
     heartbeat: JoinHandle<()>,
     slot: Option<WorkerSlot>,
     steps: Mutex<Vec<StepRecord>>,
+    committer: Option<Committer>,
 }
 
 /// The update worker a run occupies: a permit of the dispatcher's worker semaphore.
@@ -73,7 +75,14 @@ impl Held {
             heartbeat,
             slot: None,
             steps: Mutex::new(Vec::new()),
+            committer: None,
         }
+    }
+
+    /// The same claim, its plans committed by `committer` together with other workers'.
+    pub fn with_committer(mut self, committer: Option<Committer>) -> Self {
+        self.committer = committer;
+        self
     }
 
     /// The same claim, occupying `slot` of the dispatcher's workers.
@@ -133,7 +142,11 @@ impl Held {
 
     async fn apply_plan(&self, plan: &Plan) -> store::Result<Vec<ObjectId>> {
         let began = store::boottime_ms();
-        let inserted = match self.store.apply(&self.claim, plan, self.ttl).await {
+        let applied = match &self.committer {
+            Some(committer) => committer.apply(&self.claim, plan, self.ttl).await,
+            None => self.store.apply(&self.claim, plan, self.ttl).await,
+        };
+        let inserted = match applied {
             Ok(inserted) => inserted,
             Err(error) => {
                 if matches!(error, store::Error::Fenced { .. }) {

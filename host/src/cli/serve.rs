@@ -57,6 +57,10 @@ pub(super) struct ServeArgs {
     /// Longest sleep between looks at the queue (the backstop for other processes' posts).
     #[arg(long, default_value = "250ms", value_parser = humantime::parse_duration)]
     poll: Duration,
+    /// The most workers' writes one durable transaction commits together (group commit, each
+    /// still all or nothing under its own claim); 1 commits each alone.
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    group_commit: u32,
     /// How long a worker's claim on an object lasts without a write.
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     claim_ttl: Duration,
@@ -109,6 +113,7 @@ pub(super) async fn run(global: &Global, args: ServeArgs) -> anyhow::Result<Exit
             resources_per_minute: args.resources_per_minute,
             ..WorkerConfig::default()
         },
+        group_commit: args.group_commit as usize,
         ..DaemonConfig::default()
     };
     let blueprint_calls = args.blueprint_calls.unwrap_or(args.workers / 4).max(1);

@@ -83,6 +83,14 @@ pub enum Error {
     /// The database's schema is newer than this build knows.
     #[error("{0}")]
     SchemaTooNew(String),
+    /// The shared transaction of a group commit failed: none of its plans was written.
+    #[error("the group commit's transaction failed: {message}")]
+    BatchFailed {
+        /// The transaction's error.
+        message: String,
+        /// Whether the database could not be reached.
+        unreachable: bool,
+    },
 }
 
 impl Error {
@@ -105,6 +113,7 @@ impl Error {
     pub fn is_unreachable(&self) -> bool {
         match self {
             Error::Database(sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut) => true,
+            Error::BatchFailed { unreachable, .. } => *unreachable,
             // SQLSTATE classes 08 (connection exception) and 57P (operator intervention:
             // shutdown, crash, cannot connect now).
             Error::Database(sqlx::Error::Database(error)) => error
@@ -702,6 +711,12 @@ pub trait Store: Send + Sync + 'static {
     /// Applies a plan in one transaction guarded by `claim`, and extends the claim by `ttl`.
     /// Returns the ids of objects the plan inserted, in order.
     async fn apply(&self, claim: &Claim, plan: &Plan, ttl: Duration) -> Result<Vec<ObjectId>>;
+    /// Applies several plans in one durable transaction (group commit), each as [`Store::apply`]
+    /// would: guarded by its own claim, and all or nothing on its own (a savepoint each), so a
+    /// plan that is fenced or refused leaves its neighbours be. The outer error is the
+    /// transaction's (nothing was written); otherwise one outcome per plan, in order, known
+    /// only once the transaction committed.
+    async fn apply_batch(&self, batch: &[PlanToApply<'_>]) -> Result<Vec<Result<Vec<ObjectId>>>>;
 
     /// Removes what finished before `before`: log entries, consumed commands, destroyed leases
     /// and resources with their work items. Works in batches, each its own transaction.
@@ -711,6 +726,17 @@ pub trait Store: Send + Sync + 'static {
     /// until the returned guard is dropped. A hint that saves waiting for the poll: a lost
     /// notification only delays work until the next poll.
     async fn listen(&self, wake: Arc<Notify>) -> Result<Listening>;
+}
+
+/// One plan of a group commit ([`Store::apply_batch`]), with the claim it is applied under.
+#[derive(Debug, Clone, Copy)]
+pub struct PlanToApply<'a> {
+    /// The writer's claim.
+    pub claim: &'a Claim,
+    /// Its writes.
+    pub plan: &'a Plan,
+    /// How far the write extends the claim.
+    pub ttl: Duration,
 }
 
 /// Listening for other processes' wake-ups ([`Store::listen`]); dropping it stops.

@@ -4,7 +4,8 @@
 
 use super::{
     Claim, Command, CommandFilter, CommandKind, EndKind, Error, ListQuery, ManualClock,
-    NewBlueprint, NewLease, ObjectId, Plan, Release, StepRecord, Store, Target, Write,
+    NewBlueprint, NewLease, ObjectId, Plan, PlanToApply, Release, StepRecord, Store, Target,
+    Write,
 };
 use crate::domain::{LeaseStatus, ResourceStatus};
 use std::future::Future;
@@ -59,6 +60,7 @@ where
         lease_page_filters_and_pages_newest_first,
         counts_count_by_status_and_recent_failures,
         step_list_keeps_the_audit_trail_in_order,
+        apply_batch_keeps_each_plan_all_or_nothing,
     );
 }
 
@@ -1307,4 +1309,94 @@ async fn step_list_keeps_the_audit_trail_in_order(
     let report = store.gc(store.now()).await.unwrap();
     assert_eq!(report.steps, 2, "{report:?}");
     assert!(store.step_list(id, 0, 100).await.unwrap().is_empty());
+}
+
+async fn apply_batch_keeps_each_plan_all_or_nothing(
+    store: Arc<dyn Store>,
+    _clock: Arc<ManualClock>,
+) {
+    let mut ids = Vec::new();
+    for _ in 0..4 {
+        ids.push(lease(store.as_ref()).await);
+    }
+    let claims = store.work_item_claim("w", 10, TTL).await.unwrap();
+    let claim_of = |id| claims.iter().find(|c| c.object == id).unwrap().clone();
+    let mark = |id: ObjectId| Write::SetAttribute {
+        object: id.into(),
+        key: "batched".into(),
+        value: "yes".into(),
+    };
+    let command = post(store.as_ref(), ids[1], CommandKind::Release, "cli")
+        .await
+        .unwrap();
+    let mut ok = Plan::new();
+    ok.push(mark(ids[0]));
+    let mut refused = Plan::new();
+    refused
+        .push(mark(ids[1]))
+        .push(Write::ConsumeCommand {
+            id: command.id,
+            outcome: "applied".into(),
+        })
+        .push(Write::ConsumeCommand {
+            id: command.id,
+            outcome: "applied".into(),
+        });
+    let mut fenced = Plan::new();
+    fenced.push(mark(ids[2]));
+    let stale = Claim {
+        token: claim_of(ids[2]).token - 1,
+        ..claim_of(ids[2])
+    };
+    let mut last = Plan::new();
+    last.push(mark(ids[3]))
+        .push(Write::ReleaseClaim { wake_at: None });
+    let (a, b, d) = (claim_of(ids[0]), claim_of(ids[1]), claim_of(ids[3]));
+    let batch = [
+        PlanToApply { claim: &a, plan: &ok, ttl: TTL },
+        PlanToApply { claim: &b, plan: &refused, ttl: TTL },
+        PlanToApply { claim: &stale, plan: &fenced, ttl: TTL },
+        PlanToApply { claim: &d, plan: &last, ttl: TTL },
+    ];
+    let outcomes = store.apply_batch(&batch).await.unwrap();
+    assert_eq!(outcomes.len(), 4);
+    assert!(outcomes[0].is_ok(), "{:?}", outcomes[0]);
+    assert!(
+        matches!(outcomes[1], Err(Error::Precondition(_))),
+        "{:?}",
+        outcomes[1]
+    );
+    assert!(
+        matches!(outcomes[2], Err(Error::Fenced { .. })),
+        "{:?}",
+        outcomes[2]
+    );
+    assert!(outcomes[3].is_ok(), "{:?}", outcomes[3]);
+    let batched = |id| {
+        let store = store.clone();
+        async move {
+            store
+                .lease_get(id)
+                .await
+                .unwrap()
+                .attributes
+                .contains_key("batched")
+        }
+    };
+    assert!(batched(ids[0]).await && batched(ids[3]).await);
+    assert!(!batched(ids[1]).await, "a refused plan writes nothing");
+    assert!(!batched(ids[2]).await, "a fenced plan writes nothing");
+    let queued = store
+        .command_list(&CommandFilter {
+            target: Some(ids[1]),
+            pending: true,
+        })
+        .await
+        .unwrap();
+    assert_eq!(queued.len(), 1, "the refused plan's first consume was rolled back");
+    assert_eq!(
+        store.work_item_get(ids[3]).await.unwrap().owner,
+        None,
+        "the last plan gave its claim back"
+    );
 }

@@ -343,6 +343,39 @@ impl Store for PgStore {
         Ok(tx.finish(result).await?.committed())
     }
 
+    async fn apply_batch(
+        &self,
+        batch: &[super::PlanToApply<'_>],
+    ) -> Result<Vec<Result<Vec<ObjectId>>>> {
+        let mut tx = self.begin().await?;
+        let result = async {
+            let now = self.time.now();
+            let mut outcomes = Vec::with_capacity(batch.len());
+            for item in batch {
+                sqlx::query("SAVEPOINT plan").execute(&mut *tx).await?;
+                let applied = async {
+                    guard(&mut tx, item.claim, self.time.claim_param(), item.ttl).await?;
+                    let mut st = PgStatements(&mut tx);
+                    apply::apply_plan(&mut st, item.claim, item.plan, now).await
+                }
+                .await;
+                if applied.is_err() {
+                    sqlx::query("ROLLBACK TO SAVEPOINT plan")
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                sqlx::query("RELEASE SAVEPOINT plan")
+                    .execute(&mut *tx)
+                    .await?;
+                outcomes.push(applied);
+            }
+            Ok(outcomes)
+        }
+        .await;
+        let outcomes = tx.finish(result).await?;
+        Ok(outcomes.into_iter().map(|o| o.map(apply::Applied::committed)).collect())
+    }
+
     async fn gc(&self, before: Timestamp) -> Result<GcReport> {
         super::retention::gc(self, before as i64).await
     }
