@@ -74,7 +74,10 @@ impl Metrics {
     pub fn command_consumed(&self, kind: CommandKind, applied: bool) {
         let outcome = if applied { "applied" } else { "ignored" };
         self.commands
-            .get_or_create(&vec![("kind", kind.as_str().to_string()), ("outcome", outcome.into())])
+            .get_or_create(&vec![
+                ("kind", kind.as_str().to_string()),
+                ("outcome", outcome.into()),
+            ])
             .inc();
     }
 
@@ -87,7 +90,10 @@ impl Metrics {
         took: Duration,
         failure: Option<&str>,
     ) {
-        let labels = vec![("blueprint", blueprint.to_string()), ("hook", hook.to_string())];
+        let labels = vec![
+            ("blueprint", blueprint.to_string()),
+            ("hook", hook.to_string()),
+        ];
         self.blueprint_calls
             .get_or_create(&labels)
             .observe(took.as_secs_f64());
@@ -166,12 +172,19 @@ fn register_counts(registry: &mut Registry, counts: &Counts, now: u64) {
         let family = Family::<Labels, Gauge>::default();
         for (resource_type, status, count) in rows {
             family
-                .get_or_create(&vec![("type", resource_type.clone()), ("status", status.clone())])
+                .get_or_create(&vec![
+                    ("type", resource_type.clone()),
+                    ("status", status.clone()),
+                ])
                 .set(*count);
         }
         family
     };
-    registry.register("leases", "Leases, by type and status", objects(&counts.leases));
+    registry.register(
+        "leases",
+        "Leases, by type and status",
+        objects(&counts.leases),
+    );
     registry.register(
         "resources",
         "Resources, by type and status",

@@ -49,7 +49,10 @@ async fn main() {
             .await
             .unwrap();
     }
-    eprintln!("{LEASES} leases ({FAILED} failed) written in {:.1?}", began.elapsed());
+    eprintln!(
+        "{LEASES} leases ({FAILED} failed) written in {:.1?}",
+        began.elapsed()
+    );
 
     let mut daemon = env.serve(&["--workers", "0"]);
     let base = daemon.url().await;
@@ -72,7 +75,11 @@ async fn main() {
         for _ in 0..TRIALS {
             let began = Instant::now();
             let response = client.get(format!("{base}{path}")).send().await.unwrap();
-            assert!(response.status().is_success(), "{path}: {}", response.status());
+            assert!(
+                response.status().is_success(),
+                "{path}: {}",
+                response.status()
+            );
             size = response.bytes().await.unwrap().len();
             samples.push(began.elapsed());
         }

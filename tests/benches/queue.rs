@@ -40,7 +40,7 @@ const FINISHED_KEPT: usize = 100_000;
 /// The daemon's default: up to 64 workers' plans per transaction.
 const GROUP_COMMIT: usize = 64;
 
-#[tokio::main(flavor = "multi_thread", worker_threads = 8)]
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let Some(sections) = Sections::from_args() else {
         return;
@@ -256,7 +256,8 @@ async fn lifecycles(store: &SqliteStore, queue: &Queue, count: usize) -> (f64, (
 /// `count` leases requested at once on a fresh one-host pool: the first makes the host's
 /// resource, every other waits for it and is woken when it becomes active.
 async fn capacity_wake(dir: &std::path::Path, count: usize) {
-    let (store, _queue, _stop) = daemon_with_host_pool(dir, &format!("capacity-{count}.db"), GROUP_COMMIT).await;
+    let (store, _queue, _stop) =
+        daemon_with_host_pool(dir, &format!("capacity-{count}.db"), GROUP_COMMIT).await;
     let started = Instant::now();
     let leases = request(&store, count).await;
     wait_all(&store, &leases, LeaseStatus::Active).await;

@@ -673,7 +673,10 @@ async fn lists_page_newest_first_with_a_next_link_and_filters() {
         let Some(link) = next else { break };
         assert!(link.ends_with("; rel=\"next\""), "{link}");
         let path = link.trim_start_matches('<').split('>').next().unwrap();
-        assert!(path.contains("type=host") && path.contains("limit=2"), "{path}");
+        assert!(
+            path.contains("type=host") && path.contains("limit=2"),
+            "{path}"
+        );
         url = format!("{}{path}", api.base);
     }
     assert_eq!(seen, vec!["L5", "L4", "L3", "L2", "L1"]);
@@ -700,13 +703,8 @@ async fn a_failed_lease_keeps_its_end_and_its_steps() {
     let env = Env::new();
     env.add_blueprint("misbehave", MISBEHAVE_WASM, r#"{"mode": "trap"}"#, &[])
         .await;
-    env.add_blueprint(
-        "counting",
-        COUNTING_WASM,
-        r#"{"release_delay_ms": 0}"#,
-        &[],
-    )
-    .await;
+    env.add_blueprint("counting", COUNTING_WASM, r#"{"release_delay_ms": 0}"#, &[])
+        .await;
     let mut daemon = env.serve(&[]);
     let api = api(&env, &mut daemon).await;
     let failed = env.request_one("trouble", &[]).await;
@@ -718,7 +716,10 @@ async fn a_failed_lease_keeps_its_end_and_its_steps() {
     let end = &lease["end"];
     assert_eq!(end["kind"], "broken", "{lease}");
     assert!(
-        end["detail"].as_str().unwrap().contains("trapped: deliberate trap"),
+        end["detail"]
+            .as_str()
+            .unwrap()
+            .contains("trapped: deliberate trap"),
         "{end}"
     );
     let (_, failed_list) = api.get("/leases?failed=true").await;
@@ -728,7 +729,9 @@ async fn a_failed_lease_keeps_its_end_and_its_steps() {
 
     // A lease released on purpose ends released, by whom, and its steps say what the
     // blueprint asked for and that the host applied it.
-    let good = env.request_one("counted", &["--wait", "--timeout", "90s"]).await;
+    let good = env
+        .request_one("counted", &["--wait", "--timeout", "90s"])
+        .await;
     api.post(&format!("/leases/{good}/release"), None).await;
     let lease = wait_for("the release", || async {
         let (_, lease) = api.get(&format!("/leases/{good}")).await;
@@ -749,12 +752,18 @@ async fn a_failed_lease_keeps_its_end_and_its_steps() {
         "{steps}"
     );
     assert!(
-        steps.as_array().unwrap().iter().all(|s| s["verdict"] == "applied"),
+        steps
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|s| s["verdict"] == "applied"),
         "{steps}"
     );
     let trail = env.ok(&["log", "--steps", &good.to_string()]).await;
     assert!(
-        trail.contains("acquire-lease") && trail.contains("applied") && trail.contains("\"outcome\""),
+        trail.contains("acquire-lease")
+            && trail.contains("applied")
+            && trail.contains("\"outcome\""),
         "{trail}"
     );
     let (_, failed_steps) = api.get(&format!("/steps?object={failed}")).await;
@@ -770,13 +779,8 @@ async fn a_failed_lease_keeps_its_end_and_its_steps() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_are_scraped_and_move() {
     let env = Env::new();
-    env.add_blueprint(
-        "counting",
-        COUNTING_WASM,
-        r#"{"release_delay_ms": 0}"#,
-        &[],
-    )
-    .await;
+    env.add_blueprint("counting", COUNTING_WASM, r#"{"release_delay_ms": 0}"#, &[])
+        .await;
     env.add_blueprint("misbehave", MISBEHAVE_WASM, r#"{"mode": "trap"}"#, &[])
         .await;
     let mut daemon = env.serve(&[]);
@@ -784,19 +788,30 @@ async fn metrics_are_scraped_and_move() {
     let scrape = || async {
         let response = reqwest::get(format!("{base}/metrics")).await.unwrap();
         assert_eq!(response.status(), StatusCode::OK);
-        let kind = response.headers()["content-type"].to_str().unwrap().to_string();
+        let kind = response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .to_string();
         assert!(kind.starts_with("application/openmetrics-text"), "{kind}");
         response.text().await.unwrap()
     };
     let before = scrape().await;
-    assert!(before.contains("# TYPE drydock_work_items_due gauge"), "{before}");
+    assert!(
+        before.contains("# TYPE drydock_work_items_due gauge"),
+        "{before}"
+    );
     assert!(before.ends_with("# EOF\n"), "{before}");
     assert_eq!(
-        series(&before, r#"drydock_commands_consumed_total{kind="release",outcome="applied"}"#),
+        series(
+            &before,
+            r#"drydock_commands_consumed_total{kind="release",outcome="applied"}"#
+        ),
         0.0
     );
 
-    let lease = env.request_one("counted", &["--wait", "--timeout", "90s"]).await;
+    let lease = env
+        .request_one("counted", &["--wait", "--timeout", "90s"])
+        .await;
     env.ok(&["lease", "release", &lease.to_string()]).await;
     env.request_one("trouble", &[]).await;
     let after = wait_for("the figures to move", || async {
@@ -821,7 +836,10 @@ async fn metrics_are_scraped_and_move() {
         "{after}"
     );
     assert!(
-        series(&after, r#"drydock_failed_objects{object="lease",window="1h"}"#) >= 1.0,
+        series(
+            &after,
+            r#"drydock_failed_objects{object="lease",window="1h"}"#
+        ) >= 1.0,
         "{after}"
     );
     for name in [
@@ -831,7 +849,10 @@ async fn metrics_are_scraped_and_move() {
         "drydock_claim_takeovers_total",
         "drydock_fenced_writes_total",
     ] {
-        assert!(after.lines().any(|l| l.starts_with(name)), "{name}: {after}");
+        assert!(
+            after.lines().any(|l| l.starts_with(name)),
+            "{name}: {after}"
+        );
     }
 }
 

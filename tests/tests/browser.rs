@@ -488,20 +488,25 @@ async fn a_trap_shows_the_guests_words_first_and_folds_the_backtrace() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_lease_stays_visible_and_lists_page() {
     let env = Env::new();
-    env.add_blueprint(
-        "counting",
-        COUNTING_WASM,
-        r#"{"release_delay_ms": 0}"#,
-        &[],
-    )
-    .await;
+    env.add_blueprint("counting", COUNTING_WASM, r#"{"release_delay_ms": 0}"#, &[])
+        .await;
     env.add_blueprint("misbehave", MISBEHAVE_WASM, r#"{"mode": "trap"}"#, &[])
         .await;
     let mut daemon = env.serve(&[]);
     let base = daemon.url().await;
     let failed = env.request_one("trouble", &[]).await;
-    env.ok(&["lease", "request", "--type", "counted", "--count", "7", "--wait", "--timeout", "90s"])
-        .await;
+    env.ok(&[
+        "lease",
+        "request",
+        "--type",
+        "counted",
+        "--count",
+        "7",
+        "--wait",
+        "--timeout",
+        "90s",
+    ])
+    .await;
     let store = env.store().await;
     let end = wait_for("the trapping lease to end broken", || async {
         let lease = store.lease_get(failed).await.unwrap();
@@ -534,7 +539,10 @@ async fn a_failed_lease_stays_visible_and_lists_page() {
         .await
         .unwrap();
     let tags = browser.text("#status").await.unwrap();
-    assert!(tags.contains("destroyed") && tags.contains("failed"), "{tags}");
+    assert!(
+        tags.contains("destroyed") && tags.contains("failed"),
+        "{tags}"
+    );
     let ended = browser.text("#end").await.unwrap();
     assert!(
         ended.starts_with("broken: ") && ended.contains("trapped: deliberate trap"),
@@ -550,7 +558,11 @@ async fn a_failed_lease_stays_visible_and_lists_page() {
         .goto(&format!("{base}/leases?failed=true"))
         .await
         .unwrap();
-    let rows = browser.client.find_all(Locator::Css("#leases tr")).await.unwrap();
+    let rows = browser
+        .client
+        .find_all(Locator::Css("#leases tr"))
+        .await
+        .unwrap();
     assert_eq!(rows.len(), 2, "a header and the failed lease");
     browser
         .client
@@ -558,7 +570,10 @@ async fn a_failed_lease_stays_visible_and_lists_page() {
         .await
         .unwrap();
     let first_page = browser.text("#leases").await.unwrap();
-    assert!(first_page.contains("L8") && !first_page.contains("L5"), "{first_page}");
+    assert!(
+        first_page.contains("L8") && !first_page.contains("L5"),
+        "{first_page}"
+    );
     browser.screenshot("leases-paginated.png").await;
     browser.click("#older").await;
     wait_for("the next page", || async {
@@ -577,7 +592,11 @@ async fn a_live_page_keeps_the_operators_selection_while_nothing_changes() {
     // An active lease on a web-only daemon: the page stays live, and nothing changes.
     let (_web, base) = setup(&env).await;
     let browser = Browser::start().await;
-    browser.client.goto(&format!("{base}/leases/L1")).await.unwrap();
+    browser
+        .client
+        .goto(&format!("{base}/leases/L1"))
+        .await
+        .unwrap();
     let selected = browser
         .client
         .execute(

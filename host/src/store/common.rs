@@ -873,7 +873,9 @@ macro_rules! fetch_page {
         }
         let rows = select.fetch_all($store.reader()).await?;
         let items = $crate::store::rows::all(rows, $convert)?;
-        Ok($crate::store::common::paged(items, $query.limit, |item| item.id.number()))
+        Ok($crate::store::common::paged(items, $query.limit, |item| {
+            item.id.number()
+        }))
     }};
 }
 pub(crate) use fetch_page;

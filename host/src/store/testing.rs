@@ -4,8 +4,7 @@
 
 use super::{
     Claim, Command, CommandFilter, CommandKind, EndKind, Error, ListQuery, ManualClock,
-    NewBlueprint, NewLease, ObjectId, Plan, PlanToApply, Release, StepRecord, Store, Target,
-    Write,
+    NewBlueprint, NewLease, ObjectId, Plan, PlanToApply, Release, StepRecord, Store, Target, Write,
 };
 use crate::domain::{LeaseStatus, ResourceStatus};
 use std::future::Future;
@@ -1140,8 +1139,15 @@ async fn apply_keeps_the_first_end_of_an_object(store: Arc<dyn Store>, _clock: A
     plan.push(Write::released(expired, super::EXPIRY_AUTHOR));
     store.apply(&claim_of(expired), &plan, TTL).await.unwrap();
     let end = store.lease_get(expired).await.unwrap().end.unwrap();
-    assert_eq!((end.kind, end.to_string()), (EndKind::Expired, "expired".into()));
-    assert_eq!(lease_end(store.as_ref()).await, None, "a live lease has no end");
+    assert_eq!(
+        (end.kind, end.to_string()),
+        (EndKind::Expired, "expired".into())
+    );
+    assert_eq!(
+        lease_end(store.as_ref()).await,
+        None,
+        "a live lease has no end"
+    );
 }
 
 /// The end of a new lease (none).
@@ -1276,10 +1282,7 @@ async fn counts_count_by_status_and_recent_failures(
     assert_eq!(counts.resources_failed, (0, 0));
 }
 
-async fn step_list_keeps_the_audit_trail_in_order(
-    store: Arc<dyn Store>,
-    clock: Arc<ManualClock>,
-) {
+async fn step_list_keeps_the_audit_trail_in_order(store: Arc<dyn Store>, clock: Arc<ManualClock>) {
     let bp = blueprint(store.as_ref(), "audited").await;
     let id = lease(store.as_ref()).await;
     let claim = claim_of(store.as_ref(), id).await;
@@ -1295,7 +1298,10 @@ async fn step_list_keeps_the_audit_trail_in_order(
     };
     let mut plan = Plan::new();
     plan.push(Write::RecordStep(step("acquire-lease", "applied")))
-        .push(Write::RecordStep(step("activate-lease", "refused: slot lock \"x\" is held")));
+        .push(Write::RecordStep(step(
+            "activate-lease",
+            "refused: slot lock \"x\" is held",
+        )));
     store.apply(&claim, &plan, TTL).await.unwrap();
     let steps = store.step_list(id, 0, 100).await.unwrap();
     assert_eq!(steps.len(), 2);
@@ -1303,7 +1309,10 @@ async fn step_list_keeps_the_audit_trail_in_order(
     assert_eq!(steps[1].verdict, "refused: slot lock \"x\" is held");
     assert_eq!((steps[1].blueprint, steps[1].duration_us), (bp, 1234));
     assert_eq!(steps[0].created_at, store.now());
-    assert_eq!(store.step_list(id, steps[0].id, 100).await.unwrap().len(), 1);
+    assert_eq!(
+        store.step_list(id, steps[0].id, 100).await.unwrap().len(),
+        1
+    );
 
     clock.advance(Duration::from_secs(60));
     let report = store.gc(store.now()).await.unwrap();
@@ -1353,10 +1362,26 @@ async fn apply_batch_keeps_each_plan_all_or_nothing(
         .push(Write::ReleaseClaim { wake_at: None });
     let (a, b, d) = (claim_of(ids[0]), claim_of(ids[1]), claim_of(ids[3]));
     let batch = [
-        PlanToApply { claim: &a, plan: &ok, ttl: TTL },
-        PlanToApply { claim: &b, plan: &refused, ttl: TTL },
-        PlanToApply { claim: &stale, plan: &fenced, ttl: TTL },
-        PlanToApply { claim: &d, plan: &last, ttl: TTL },
+        PlanToApply {
+            claim: &a,
+            plan: &ok,
+            ttl: TTL,
+        },
+        PlanToApply {
+            claim: &b,
+            plan: &refused,
+            ttl: TTL,
+        },
+        PlanToApply {
+            claim: &stale,
+            plan: &fenced,
+            ttl: TTL,
+        },
+        PlanToApply {
+            claim: &d,
+            plan: &last,
+            ttl: TTL,
+        },
     ];
     let outcomes = store.apply_batch(&batch).await.unwrap();
     assert_eq!(outcomes.len(), 4);
@@ -1393,7 +1418,11 @@ async fn apply_batch_keeps_each_plan_all_or_nothing(
         })
         .await
         .unwrap();
-    assert_eq!(queued.len(), 1, "the refused plan's first consume was rolled back");
+    assert_eq!(
+        queued.len(),
+        1,
+        "the refused plan's first consume was rolled back"
+    );
     assert_eq!(
         store.work_item_get(ids[3]).await.unwrap().owner,
         None,

@@ -324,7 +324,13 @@ async fn leases(
     let store = state.store().as_ref();
     let query = ops::list_query::<LeaseStatus>(store, &filter, "lease").await?;
     let leases = store.lease_page(&query).await?;
-    Ok(page("leases", &filter, query.limit, leases, ObjectId::Lease))
+    Ok(page(
+        "leases",
+        &filter,
+        query.limit,
+        leases,
+        ObjectId::Lease,
+    ))
 }
 
 async fn lease(

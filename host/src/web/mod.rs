@@ -50,7 +50,10 @@ impl AppState {
     /// last reading if it is under a second old (counting 100,000 rows takes tens of ms).
     pub async fn counts(&self) -> crate::store::Result<Counts> {
         let mut cached = self.counts.lock().await;
-        if let Some((_, counts)) = cached.as_ref().filter(|(at, _)| at.elapsed() < COUNTS_FRESH) {
+        if let Some((_, counts)) = cached
+            .as_ref()
+            .filter(|(at, _)| at.elapsed() < COUNTS_FRESH)
+        {
             return Ok(counts.clone());
         }
         let counts = self.store().counts().await?;

@@ -90,9 +90,10 @@ async fn etag(request: axum::extract::Request, next: axum::middleware::Next) -> 
     };
     let tag = format!("\"{}\"", &crate::plugin::digest(&bytes)[..32]);
     let tag = header::HeaderValue::from_str(&tag).expect("hex digits are a valid header");
-    parts
-        .headers
-        .insert(header::CACHE_CONTROL, header::HeaderValue::from_static("no-cache"));
+    parts.headers.insert(
+        header::CACHE_CONTROL,
+        header::HeaderValue::from_static("no-cache"),
+    );
     parts.headers.insert(header::ETAG, tag.clone());
     if held.as_ref() == Some(&tag) {
         parts.status = StatusCode::NOT_MODIFIED;
@@ -301,7 +302,14 @@ async fn console(State(state): State<AppState>, headers: HeaderMap) -> PageResul
     let count = |rows: &[(String, String, i64)], status: &str| -> i64 {
         rows.iter().filter(|r| r.1 == status).map(|r| r.2).sum()
     };
-    const STATUSES: [&str; 6] = ["pending", "acquired", "active", "released", "broken", "destroyed"];
+    const STATUSES: [&str; 6] = [
+        "pending",
+        "acquired",
+        "active",
+        "released",
+        "broken",
+        "destroyed",
+    ];
     let oldest = counts
         .oldest_due
         .map(|due| store.now().saturating_sub(due) as f64 / 1000.0);
