@@ -13,6 +13,9 @@
 //!
 //! A held claim also carries the run's worker slot, when the dispatcher gave it one: a run hands
 //! the slot back while it only waits (for an exec), so waiting never holds an update worker.
+//! In the daemon its writes go through the [`Committer`], which commits them together with
+//! other workers' (each still under its own guard), and it keeps the steps its blueprint
+//! returned for the audit trail until its next write.
 
 use crate::commit::Committer;
 use crate::store::{self, Claim, ObjectId, Plan, Release, StepRecord, Store, Write};

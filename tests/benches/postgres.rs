@@ -5,7 +5,7 @@
 //! - `pgbench`: `pgbench -N` (the TPC-B-like transaction without the two hot-row updates), 8
 //!   clients, 10 s, on a scale-10 database: what this cluster commits per second;
 //! - `daemons`: 1, 2 and 4 `drydock serve` processes (default settings: 16 workers; woken by NOTIFY, polling
-//!   once a second as the backstop) on one fresh database with the host-pool blueprint; 400
+//!   once a second as the backstop; group commit off, then at its default of 64) on one fresh database with the host-pool blueprint; 400
 //!   leases requested at once, then all released. Lease lifecycles per second over the whole
 //!   run, and fenced command transactions per second in the release phase (each consumes one
 //!   release command under the fencing guard, applies the release and destroys the lease);
@@ -36,7 +36,9 @@ async fn main() {
     let reference = sections.run("pgbench").then(|| pgbench(&cluster));
     if sections.run("daemons") {
         for daemons in DAEMON_COUNTS {
-            throughput(&cluster, daemons, reference).await;
+            for group_commit in ["1", "64"] {
+                throughput(&cluster, daemons, group_commit, reference).await;
+            }
         }
     }
     if sections.run("queue") {
@@ -74,12 +76,15 @@ fn pgbench(cluster: &Cluster) -> f64 {
     tps
 }
 
-/// Lifecycles and fenced command transactions per second with `daemons` processes.
-async fn throughput(cluster: &Cluster, daemons: usize, reference: Option<f64>) {
+/// Lifecycles and fenced command transactions per second with `daemons` processes, each
+/// committing up to `group_commit` workers' plans per transaction.
+async fn throughput(cluster: &Cluster, daemons: usize, group_commit: &str, reference: Option<f64>) {
     let env = Env::with_url(cluster.database().await);
     env.add_host_pool().await;
     std::fs::create_dir_all("/tmp/drydock").unwrap();
-    let running: Vec<Daemon> = (0..daemons).map(|_| env.serve(&["--poll", "1s"])).collect();
+    let running: Vec<Daemon> = (0..daemons)
+        .map(|_| env.serve(&["--poll", "1s", "--group-commit", group_commit]))
+        .collect();
     let store = env.store().await;
     // A warm-up lease makes the host's resource; every later lease shares it.
     let warm = request(&*store, 1).await;
@@ -102,7 +107,7 @@ async fn throughput(cluster: &Cluster, daemons: usize, reference: Option<f64>) {
         })
     };
     println!(
-        "| {daemons} daemon(s), {LEASES} leases: lifecycles / fenced command transactions | {lifecycles:.0}/s / {commands:.0}/s{} |",
+        "| {daemons} daemon(s), group commit {group_commit}, {LEASES} leases: lifecycles / fenced command transactions | {lifecycles:.0}/s / {commands:.0}/s{} |",
         ratio(commands)
     );
     drop(running);

@@ -550,10 +550,21 @@ mod tests {
         )
     }
 
-    /// Whether `pid` is gone (or a zombie nobody reaped yet).
+    /// Whether `pid` is gone (or a zombie nobody reaped yet) within a few seconds: a SIGKILL
+    /// sent to a process group is delivered to each member asynchronously.
     fn is_dead(pid: &str) -> bool {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", pid.trim()));
-        stat.map_or(true, |stat| stat.split(' ').nth(2) == Some("Z"))
+        let gone = || {
+            let stat = std::fs::read_to_string(format!("/proc/{}/stat", pid.trim()));
+            stat.map_or(true, |stat| stat.split(' ').nth(2) == Some("Z"))
+        };
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !gone() {
+            if std::time::Instant::now() > deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        true
     }
 
     #[test]
