@@ -71,6 +71,13 @@ async fn commit_batches(
 ) {
     let mut batch = Vec::with_capacity(max_batch);
     while queue.recv_many(&mut batch, max_batch).await > 0 {
+        if let [alone] = &batch[..] {
+            // Nobody to share the commit with: a plain guarded transaction, no savepoint.
+            let outcome = store.apply(&alone.claim, &alone.plan, alone.ttl).await;
+            let waiting = batch.pop().expect("one plan");
+            let _ = waiting.outcome.send(outcome);
+            continue;
+        }
         let plans: Vec<PlanToApply<'_>> = batch
             .iter()
             .map(|w| PlanToApply {

@@ -58,9 +58,11 @@ pub(super) struct ServeArgs {
     #[arg(long, default_value = "250ms", value_parser = humantime::parse_duration)]
     poll: Duration,
     /// The most workers' writes one durable transaction commits together (group commit, each
-    /// still all or nothing under its own claim); 1 commits each alone.
-    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=4096))]
-    group_commit: u32,
+    /// still all or nothing under its own claim); 1 commits each alone. Default: 64 on SQLite,
+    /// whose one writer gains from sharing fsyncs; 1 on PostgreSQL, whose parallel connections
+    /// did better without it (BENCHMARKS.md).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    group_commit: Option<u32>,
     /// How long a worker's claim on an object lasts without a write.
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     claim_ttl: Duration,
@@ -90,6 +92,17 @@ pub(super) struct ServeArgs {
     token: Option<String>,
 }
 
+/// Plans per transaction when `--group-commit` is not given, by backend: 64 on SQLite (one
+/// writer, so sharing an fsync is pure gain), 1 on PostgreSQL (measured faster with one
+/// transaction per plan on its parallel connections, up to two daemons).
+fn default_group_commit(database: &str) -> usize {
+    if database.starts_with("sqlite:") {
+        64
+    } else {
+        1
+    }
+}
+
 pub(super) async fn run(global: &Global, args: ServeArgs) -> anyhow::Result<ExitCode> {
     let store = open_store(global).await?;
     let runtime = Runtime::new(RuntimeConfig {
@@ -113,7 +126,9 @@ pub(super) async fn run(global: &Global, args: ServeArgs) -> anyhow::Result<Exit
             resources_per_minute: args.resources_per_minute,
             ..WorkerConfig::default()
         },
-        group_commit: args.group_commit as usize,
+        group_commit: args
+            .group_commit
+            .map_or_else(|| default_group_commit(&global.database), |n| n as usize),
         ..DaemonConfig::default()
     };
     let blueprint_calls = args.blueprint_calls.unwrap_or(args.workers / 4).max(1);

@@ -39,15 +39,12 @@ impl WriteTx {
     pub async fn begin(pool: &SqlitePool, durability: Durability) -> Result<Self> {
         let mut conn = pool.acquire().await?;
         let relaxed = durability == Durability::Relaxed;
-        let begun = async {
-            if relaxed {
-                sqlx::query("PRAGMA synchronous = NORMAL")
-                    .execute(&mut *conn)
-                    .await?;
-            }
-            sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await
-        }
-        .await;
+        // One hand-off to the connection's thread either way.
+        let begin = match relaxed {
+            true => "PRAGMA synchronous = NORMAL; BEGIN IMMEDIATE",
+            false => "BEGIN IMMEDIATE",
+        };
+        let begun = sqlx::raw_sql(begin).execute(&mut *conn).await;
         if let Err(error) = begun {
             conn.close_on_drop();
             return Err(error.into());
@@ -62,16 +59,15 @@ impl WriteTx {
     /// Commits if `result` is a success, rolls back otherwise; returns `result` (or the
     /// commit's error).
     pub async fn finish<T>(mut self, result: Result<T>) -> Result<T> {
-        let end = match &result {
-            Ok(_) => "COMMIT",
-            Err(_) => "ROLLBACK",
+        // Back to full durability in the same hand-off; a failed COMMIT or ROLLBACK stops
+        // there, and the connection is closed below.
+        let end = match (&result, self.relaxed) {
+            (Ok(_), false) => "COMMIT",
+            (Err(_), false) => "ROLLBACK",
+            (Ok(_), true) => "COMMIT; PRAGMA synchronous = FULL",
+            (Err(_), true) => "ROLLBACK; PRAGMA synchronous = FULL",
         };
-        let mut ended = sqlx::query(end).execute(&mut *self.conn).await;
-        if self.relaxed && ended.is_ok() {
-            ended = sqlx::query("PRAGMA synchronous = FULL")
-                .execute(&mut *self.conn)
-                .await;
-        }
+        let ended = sqlx::raw_sql(end).execute(&mut *self.conn).await;
         // A connection that could not end its transaction, or go back to full durability, is
         // closed rather than reused.
         self.open = ended.is_err();
