@@ -58,8 +58,12 @@ impl Committer {
     }
 }
 
+/// What a plan gets when the committer is gone (the daemon is stopping): nothing was written.
 fn stopped() -> store::Error {
-    store::Error::Precondition("the group-commit task has stopped".into())
+    store::Error::BatchFailed {
+        message: "the group-commit task has stopped".into(),
+        unreachable: false,
+    }
 }
 
 /// Takes what is waiting, commits it as one batch, answers each plan; until every sender is

@@ -375,28 +375,28 @@ pub struct ListFilter {
 }
 
 impl ListFilter {
-    /// The filter as a query string (without cursor and limit), for links to other pages.
-    pub fn query_string(&self) -> String {
-        let mut pairs: Vec<(&str, &str)> = Vec::new();
+    /// The address of this list at `base` (`/leases`), with every field that is set as its
+    /// query: for links to other filters and pages.
+    pub fn href(&self, base: &str) -> String {
+        let limit = self.limit.map(|n| n.to_string());
         let fields = [
-            ("status", &self.status),
-            ("type", &self.resource_type),
-            ("blueprint", &self.blueprint),
-            ("owner", &self.owner),
+            ("status", self.status.as_deref()),
+            ("type", self.resource_type.as_deref()),
+            ("blueprint", self.blueprint.as_deref()),
+            ("owner", self.owner.as_deref()),
+            ("failed", self.failed.then_some("true")),
+            ("before", self.before.as_deref()),
+            ("limit", limit.as_deref()),
         ];
-        for (key, value) in fields {
-            if let Some(value) = value.as_deref().filter(|v| !v.is_empty()) {
-                pairs.push((key, value));
-            }
+        let query: Vec<String> = fields
+            .into_iter()
+            .filter_map(|(key, value)| Some((key, value.filter(|v| !v.is_empty())?)))
+            .map(|(key, value)| format!("{key}={}", url_escape(value)))
+            .collect();
+        match query.is_empty() {
+            true => base.to_string(),
+            false => format!("{base}?{}", query.join("&")),
         }
-        if self.failed {
-            pairs.push(("failed", "true"));
-        }
-        pairs
-            .iter()
-            .map(|(k, v)| format!("{k}={}", url_escape(v)))
-            .collect::<Vec<_>>()
-            .join("&")
     }
 }
 

@@ -141,13 +141,14 @@ fn page<T: serde::Serialize>(
 ) -> Response {
     let mut response = Json(page.items).into_response();
     if let Some(cursor) = page.next {
-        let mut query = filter.query_string();
-        if !query.is_empty() {
-            query.push('&');
-        }
+        let following = ops::ListFilter {
+            before: Some(next(cursor).to_string()),
+            limit: Some(limit),
+            ..filter.clone()
+        };
         let link = format!(
-            "</api/v1/{path}?{query}before={}&limit={limit}>; rel=\"next\"",
-            next(cursor)
+            "<{}>; rel=\"next\"",
+            following.href(&format!("/api/v1/{path}"))
         );
         if let Ok(value) = header::HeaderValue::from_str(&link) {
             response.headers_mut().insert(header::LINK, value);

@@ -344,25 +344,16 @@ async fn console(State(state): State<AppState>, headers: HeaderMap) -> PageResul
     Ok(page("Console", &session, Some(LIST_MS), body).into_response())
 }
 
-/// A list's address with `filter` (and `extra` pairs, such as a cursor) as its query.
-fn list_href(base: &str, filter: &ops::ListFilter, extra: &[String]) -> String {
-    let query: Vec<String> = std::iter::once(filter.query_string())
-        .chain(extra.iter().cloned())
-        .filter(|q| !q.is_empty())
-        .collect();
-    match query.is_empty() {
-        true => base.to_string(),
-        false => format!("{base}?{}", query.join("&")),
-    }
-}
-
 /// A list's filters: status links and a failed link that keep the other filters, and a form
 /// for type, blueprint and owner.
 fn list_controls(base: &str, statuses: &[&str], filter: &ops::ListFilter, owners: bool) -> Markup {
     let link = |change: &dyn Fn(&mut ops::ListFilter)| {
-        let mut changed = filter.clone();
+        let mut changed = ops::ListFilter {
+            before: None,
+            ..filter.clone()
+        };
         change(&mut changed);
-        list_href(base, &changed, &[])
+        changed.href(base)
     };
     let current = filter.status.as_deref().filter(|s| !s.is_empty());
     html! {
@@ -392,16 +383,19 @@ fn list_controls(base: &str, statuses: &[&str], filter: &ops::ListFilter, owners
 }
 
 /// Links to the newest page and to the next, older one.
-fn pager(base: &str, filter: &ops::ListFilter, limit: u32, next: Option<ObjectId>) -> Markup {
-    let limit: Vec<String> = (limit != ListQuery::DEFAULT_LIMIT)
-        .then(|| format!("limit={limit}"))
-        .into_iter()
-        .collect();
+fn pager(base: &str, filter: &ops::ListFilter, next: Option<ObjectId>) -> Markup {
+    let page = |before: Option<String>| {
+        ops::ListFilter {
+            before,
+            ..filter.clone()
+        }
+        .href(base)
+    };
     html! {
         p.pager {
-            @if filter.before.is_some() { a #newest href=(list_href(base, filter, &limit)) { "« Newest" } " " }
+            @if filter.before.is_some() { a #newest href=(page(None)) { "« Newest" } " " }
             @if let Some(next) = next {
-                a #older href=(list_href(base, filter, &[&[format!("before={next}")], &limit[..]].concat())) { "Older »" }
+                a #older href=(page(Some(next.to_string()))) { "Older »" }
             } @else { span.hint { "No older ones." } }
         }
     }
@@ -597,7 +591,7 @@ async fn resources(
         h1 { "Resources" }
         (list_controls("/resources", &["pending", "active", "released", "broken", "destroyed"], &filter, false))
         (resource_rows(&found.items))
-        (pager("/resources", &filter, query.limit, found.next.map(ObjectId::Resource)))
+        (pager("/resources", &filter, found.next.map(ObjectId::Resource)))
     };
     Ok(page("Resources", &session, Some(LIST_MS), body).into_response())
 }
@@ -615,7 +609,7 @@ async fn leases(
         h1 { "Leases" }
         (list_controls("/leases", &["pending", "acquired", "active", "released", "broken", "destroyed"], &filter, true))
         (lease_rows(&found.items))
-        (pager("/leases", &filter, query.limit, found.next.map(ObjectId::Lease)))
+        (pager("/leases", &filter, found.next.map(ObjectId::Lease)))
     };
     Ok(page("Leases", &session, Some(LIST_MS), body).into_response())
 }
