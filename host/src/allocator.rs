@@ -296,7 +296,8 @@ async fn acquire(
                 unsaved = Plan::new();
             }
             let (plan, next) =
-                crate::worker::activation(w, held, acquired, resource.clone(), unsaved).await?;
+                crate::worker::activation(w, held, acquired, resource.clone(), blueprint, unsaved)
+                    .await?;
             return commit(held, &plan, next).await;
         }
         _ => plan,

@@ -30,6 +30,7 @@ pub struct Metrics {
     fenced_writes: Counter,
     commands: Family<Labels, Counter>,
     blueprint_calls: Histograms,
+    calls_total: Counter,
     blueprint_call_failures: Family<Labels, Counter>,
     exec_duration: Histograms,
     exec_exits: Family<Labels, Counter>,
@@ -52,6 +53,7 @@ pub fn global() -> &'static Metrics {
         fenced_writes: Counter::default(),
         commands: Family::default(),
         blueprint_calls: Family::new_with_constructor(call_buckets as fn() -> Histogram),
+        calls_total: Counter::default(),
         blueprint_call_failures: Family::default(),
         exec_duration: Family::new_with_constructor(exec_buckets as fn() -> Histogram),
         exec_exits: Family::default(),
@@ -97,11 +99,18 @@ impl Metrics {
         self.blueprint_calls
             .get_or_create(&labels)
             .observe(took.as_secs_f64());
+        self.calls_total.inc();
         if let Some(kind) = failure {
             let mut labels = labels;
             labels.push(("kind", kind.to_string()));
             self.blueprint_call_failures.get_or_create(&labels).inc();
         }
+    }
+
+    /// Blueprint calls this process made so far, all blueprints and hooks together (what the
+    /// call histograms count, summed: for benchmarks).
+    pub fn blueprint_calls_total(&self) -> u64 {
+        self.calls_total.get()
     }
 
     /// An exec through `interface` (`local`, `ssh`) took `took` and exited with `code` (`None`:

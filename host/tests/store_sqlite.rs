@@ -177,3 +177,31 @@ async fn a_reclaim_never_releases_a_resource_a_lease_just_acquired() {
         );
     }
 }
+
+/// A write that meets another process's write lock waits asleep, not in SQLite's busy handler:
+/// the runtime's one thread keeps running other tasks meanwhile, and the write goes through as
+/// soon as the lock is gone.
+#[tokio::test]
+async fn a_write_waiting_for_another_process_lock_leaves_the_thread_free() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("drydock.db");
+    let store = Arc::new(open(&db, Arc::new(SystemClock)).await);
+    let other = rusqlite::Connection::open(&db).unwrap();
+    other.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let writing = tokio::spawn({
+        let store = store.clone();
+        async move { leases(&store, 1).await }
+    });
+    // Twenty ticks on the only thread: they happen only if the waiting write does not hold it.
+    let mut every = tokio::time::interval(Duration::from_millis(10));
+    for _ in 0..20 {
+        every.tick().await;
+    }
+    assert!(!writing.is_finished(), "the write waits for the lock");
+    other.execute_batch("COMMIT").unwrap();
+    let made = tokio::time::timeout(Duration::from_secs(30), writing)
+        .await
+        .expect("the write goes through once the lock is gone")
+        .unwrap();
+    assert_eq!(made.len(), 1);
+}

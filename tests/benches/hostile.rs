@@ -1,6 +1,6 @@
 //! A healthy lease beside four hostile blueprints, printed as Markdown for BENCHMARKS.md.
 //!
-//! One `drydock serve` (defaults: 16 workers, 1 s calls) with host-pool and four blueprints of
+//! One `drydock serve` (defaults: 64 workers, 1 s calls) with host-pool and four blueprints of
 //! the misbehaving test component: a sleeper (every allocation sleeps in a blocking WASI call),
 //! a `yield(0)` loop, a runaway allocator (each resource leases another of its own type) and a
 //! lock thief (takes host-pool's lock name). Eight leases of each are requested at once and four

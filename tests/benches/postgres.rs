@@ -4,9 +4,9 @@
 //!
 //! - `pgbench`: `pgbench -N` (the TPC-B-like transaction without the two hot-row updates), 8
 //!   clients, 10 s, on a scale-10 database: what this cluster commits per second;
-//! - `daemons`: 1, 2 and 4 `drydock serve` processes (default settings: 16 workers; woken by NOTIFY, polling
-//!   once a second as the backstop; group commit off, then at its default of 64) on one fresh database with the host-pool blueprint; 400
-//!   leases requested at once, then all released. Lease lifecycles per second over the whole
+//! - `daemons`: 1, 2 and 4 `drydock serve` processes (default settings: 64 workers; woken by NOTIFY, polling
+//!   once a second as the backstop; group commit off, then at 64) on one fresh database with the host-pool blueprint; 500,
+//!   then 5,000 leases requested at once, then all released. Lease lifecycles per second over the whole
 //!   run, and fenced command transactions per second in the release phase (each consumes one
 //!   release command under the fencing guard, applies the release and destroys the lease);
 //! - `queue`: post, claim and release of one object with 10,000 and 1,000,000 objects in the
@@ -22,7 +22,8 @@ use drydock_tests::{Daemon, Env};
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-const LEASES: usize = 400;
+/// Leases requested at once, as in the SQLite lifecycle benchmark.
+const LEASE_COUNTS: [usize; 2] = [500, 5_000];
 const DAEMON_COUNTS: [usize; 3] = [1, 2, 4];
 const QUEUE_OPS: usize = 2_000;
 
@@ -35,9 +36,11 @@ async fn main() {
     println!("| measurement | result |\n|---|---|");
     let reference = sections.run("pgbench").then(|| pgbench(&cluster));
     if sections.run("daemons") {
-        for daemons in DAEMON_COUNTS {
-            for group_commit in ["1", "64"] {
-                throughput(&cluster, daemons, group_commit, reference).await;
+        for leases in LEASE_COUNTS {
+            for daemons in DAEMON_COUNTS {
+                for group_commit in ["1", "64"] {
+                    throughput(&cluster, leases, daemons, group_commit, reference).await;
+                }
             }
         }
     }
@@ -78,7 +81,13 @@ fn pgbench(cluster: &Cluster) -> f64 {
 
 /// Lifecycles and fenced command transactions per second with `daemons` processes, each
 /// committing up to `group_commit` workers' plans per transaction.
-async fn throughput(cluster: &Cluster, daemons: usize, group_commit: &str, reference: Option<f64>) {
+async fn throughput(
+    cluster: &Cluster,
+    leases: usize,
+    daemons: usize,
+    group_commit: &str,
+    reference: Option<f64>,
+) {
     let env = Env::with_url(cluster.database().await);
     env.add_host_pool().await;
     std::fs::create_dir_all("/tmp/drydock").unwrap();
@@ -91,23 +100,24 @@ async fn throughput(cluster: &Cluster, daemons: usize, group_commit: &str, refer
     wait_all(&*store, &warm, LeaseStatus::Active).await;
 
     let started = Instant::now();
-    let leases = request(&*store, LEASES).await;
-    wait_all(&*store, &leases, LeaseStatus::Active).await;
+    let requested = request(&*store, leases).await;
+    wait_all(&*store, &requested, LeaseStatus::Active).await;
     let releasing = Instant::now();
     store
-        .command_post(&leases, CommandKind::Release, "bench")
+        .command_post(&requested, CommandKind::Release, "bench")
         .await
         .unwrap();
-    wait_all(&*store, &leases, LeaseStatus::Destroyed).await;
-    let lifecycles = LEASES as f64 / started.elapsed().as_secs_f64();
-    let commands = LEASES as f64 / releasing.elapsed().as_secs_f64();
+    wait_all(&*store, &requested, LeaseStatus::Destroyed).await;
+    let lifecycles = leases as f64 / started.elapsed().as_secs_f64();
+    let commands = leases as f64 / releasing.elapsed().as_secs_f64();
     let ratio = |rate: f64| {
         reference.map_or(String::new(), |tps| {
             format!(" ({:.2}× pgbench -N)", rate / tps)
         })
     };
     println!(
-        "| {daemons} daemon(s), group commit {group_commit}, {LEASES} leases: lifecycles / fenced command transactions | {lifecycles:.0}/s / {commands:.0}/s{} |",
+        "| {leases} leases, {daemons} daemon(s), group commit {group_commit}: lifecycles / fenced command transactions | {lifecycles:.0}/s{} / {commands:.0}/s{} |",
+        ratio(lifecycles),
         ratio(commands)
     );
     drop(running);

@@ -39,6 +39,8 @@ const RELEASERS: usize = 16;
 const FINISHED_KEPT: usize = 100_000;
 /// The daemon's default: up to 64 workers' plans per transaction.
 const GROUP_COMMIT: usize = 64;
+/// The daemon's default number of update workers.
+const WORKERS: usize = daemon::DEFAULT_WORKERS;
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
@@ -109,11 +111,13 @@ async fn commit_rate(dir: &std::path::Path) -> f64 {
     rate
 }
 
-/// A store with the host-pool blueprint and an in-process daemon on it.
+/// A store with the host-pool blueprint and an in-process daemon on it: `drydock serve`'s
+/// defaults but for `group_commit` and `workers` (blueprint calls: a quarter of them, as there).
 async fn daemon_with_host_pool(
     dir: &std::path::Path,
     name: &str,
     group_commit: usize,
+    workers: usize,
 ) -> (Arc<SqliteStore>, Queue, tokio::sync::oneshot::Sender<()>) {
     let store = open(dir, name).await;
     let runtime = Runtime::new(RuntimeConfig {
@@ -142,12 +146,13 @@ async fn daemon_with_host_pool(
     let config = DaemonConfig {
         retention: None,
         group_commit,
+        workers,
         ..DaemonConfig::default()
     };
     tokio::spawn(daemon::run(
         config,
         queue.clone(),
-        Plugins::new(runtime, 4),
+        Plugins::new(runtime, workers / 4),
         async {
             let _ = stopped.await;
         },
@@ -191,7 +196,8 @@ async fn wait_all_yielding(store: &SqliteStore, leases: &[ObjectId], status: Lea
 }
 
 async fn release_latency(dir: &std::path::Path) {
-    let (store, queue, _stop) = daemon_with_host_pool(dir, "latency.db", GROUP_COMMIT).await;
+    let (store, queue, _stop) =
+        daemon_with_host_pool(dir, "latency.db", GROUP_COMMIT, WORKERS).await;
     let mut samples = Vec::with_capacity(LATENCY_SAMPLES);
     for _ in 0..LATENCY_SAMPLES {
         let lease = request(&store, 1).await;
@@ -215,49 +221,87 @@ async fn release_latency(dir: &std::path::Path) {
 }
 
 async fn lifecycle_throughput(dir: &std::path::Path) {
+    // Group commit off, then on, then on with the workers' old default (16).
+    let settings = [(1, WORKERS), (GROUP_COMMIT, WORKERS), (GROUP_COMMIT, 16)];
     for count in [LIFECYCLES, 10 * LIFECYCLES] {
-        for group_commit in [1, GROUP_COMMIT] {
+        for (group_commit, workers) in settings {
             let disk = commit_rate(dir).await;
-            let name = format!("lifecycle-{count}-{group_commit}.db");
-            let (store, queue, _stop) = daemon_with_host_pool(dir, &name, group_commit).await;
-            let (rate, (all, durable)) = lifecycles(&store, &queue, count).await;
+            let name = format!("lifecycle-{count}-{group_commit}-{workers}.db");
+            let (store, queue, _stop) =
+                daemon_with_host_pool(dir, &name, group_commit, workers).await;
+            let watcher = open(dir, &name).await;
+            let (rate, per) = lifecycles(&store, &watcher, &queue, count).await;
             println!(
-                "| lease lifecycles (request → active → release → destroyed), {count} at once, 16 workers, group commit {group_commit} | {rate:.0} lifecycles/s ({:.2}× the disk's commit rate) |",
+                "| lease lifecycles (request → active → release → destroyed), {count} at once, {workers} workers, group commit {group_commit} | {rate:.0} lifecycles/s ({:.2}× the disk's commit rate) |",
                 rate / disk
             );
             println!(
-                "| write transactions per lifecycle: fsync'd / all (claims and claim releases are not fsync'd) | {durable:.2} / {all:.2} |"
+                "| per lifecycle: write transactions fsync'd / all (claims and claim releases are not fsync'd), reads, blueprint calls | {:.2} / {:.2}, {:.1}, {:.2} |",
+                per.durable, per.writes, per.reads, per.calls
             );
         }
     }
 }
 
-/// `count` lifecycles on a warm host (its resource already active): the rate, and write
-/// transactions per lifecycle (all, and fsync'd).
-async fn lifecycles(store: &SqliteStore, queue: &Queue, count: usize) -> (f64, (f64, f64)) {
+/// What one lifecycle cost the daemon, on average.
+struct PerLifecycle {
+    /// Write transactions.
+    writes: f64,
+    /// Of those, the fsync'd ones.
+    durable: f64,
+    /// Read statements.
+    reads: f64,
+    /// Blueprint calls.
+    calls: f64,
+}
+
+/// The daemon's counters: write transactions, durable ones, reads, blueprint calls.
+fn counters(store: &SqliteStore) -> [u64; 4] {
+    [
+        store.write_transactions(),
+        store.durable_transactions(),
+        store.reads(),
+        drydock_host::metrics::global().blueprint_calls_total(),
+    ]
+}
+
+/// `count` lifecycles on a warm host (its resource already active), watched through
+/// `watcher` (another handle on the database, so that the watching is not counted): the
+/// rate, and what a lifecycle cost.
+async fn lifecycles(
+    store: &SqliteStore,
+    watcher: &SqliteStore,
+    queue: &Queue,
+    count: usize,
+) -> (f64, PerLifecycle) {
     let warm = request(store, 1).await;
-    wait_all(store, &warm, LeaseStatus::Active).await;
-    let before = (store.write_transactions(), store.durable_transactions());
+    wait_all(watcher, &warm, LeaseStatus::Active).await;
+    let before = counters(store);
     let started = Instant::now();
     let leases = request(store, count).await;
-    wait_all_yielding(store, &leases, LeaseStatus::Active).await;
+    wait_all_yielding(watcher, &leases, LeaseStatus::Active).await;
     queue
         .post_all(&leases, CommandKind::Release, "bench")
         .await
         .unwrap();
-    wait_all_yielding(store, &leases, LeaseStatus::Destroyed).await;
+    wait_all_yielding(watcher, &leases, LeaseStatus::Destroyed).await;
     let elapsed = started.elapsed();
-    let per = |now: u64, then: u64| (now - then) as f64 / count as f64;
-    let all = per(store.write_transactions(), before.0);
-    let durable = per(store.durable_transactions(), before.1);
-    (count as f64 / elapsed.as_secs_f64(), (all, durable))
+    let after = counters(store);
+    let per = |i: usize| (after[i] - before[i]) as f64 / count as f64;
+    let cost = PerLifecycle {
+        writes: per(0),
+        durable: per(1),
+        reads: per(2),
+        calls: per(3),
+    };
+    (count as f64 / elapsed.as_secs_f64(), cost)
 }
 
 /// `count` leases requested at once on a fresh one-host pool: the first makes the host's
 /// resource, every other waits for it and is woken when it becomes active.
 async fn capacity_wake(dir: &std::path::Path, count: usize) {
     let (store, _queue, _stop) =
-        daemon_with_host_pool(dir, &format!("capacity-{count}.db"), GROUP_COMMIT).await;
+        daemon_with_host_pool(dir, &format!("capacity-{count}.db"), GROUP_COMMIT, WORKERS).await;
     let started = Instant::now();
     let leases = request(&store, count).await;
     wait_all(&store, &leases, LeaseStatus::Active).await;
@@ -272,8 +316,10 @@ async fn capacity_wake(dir: &std::path::Path, count: usize) {
 /// The lifecycle rate on an empty database, then with `FINISHED_KEPT` finished lifecycles
 /// (destroyed leases and resources, consumed commands, their logs) in it.
 async fn retention_cost(dir: &std::path::Path) {
-    let (store, queue, _stop) = daemon_with_host_pool(dir, "retention.db", GROUP_COMMIT).await;
-    let (empty, _) = lifecycles(&store, &queue, 300).await;
+    let (store, queue, _stop) =
+        daemon_with_host_pool(dir, "retention.db", GROUP_COMMIT, WORKERS).await;
+    let watcher = open(dir, "retention.db").await;
+    let (empty, _) = lifecycles(&store, &watcher, &queue, 300).await;
     let url = format!("sqlite://{}", dir.join("retention.db").display());
     let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
     for statement in [
@@ -295,7 +341,7 @@ async fn retention_cost(dir: &std::path::Path) {
             .unwrap();
     }
     pool.close().await;
-    let (full, _) = lifecycles(&store, &queue, 300).await;
+    let (full, _) = lifecycles(&store, &watcher, &queue, 300).await;
     println!(
         "| lifecycles/s with an empty database / with {FINISHED_KEPT} finished lifecycles kept (300 each) | {empty:.0} / {full:.0} ({:.2}×) |",
         full / empty
@@ -336,7 +382,8 @@ async fn queue_ops(dir: &std::path::Path, objects: usize) {
 /// Brief §7's contention targets: 64 concurrent releasers on one lease make one release, and
 /// random concurrent releases over many leases make no double release. Counted, not timed.
 async fn contention(dir: &std::path::Path) {
-    let (store, queue, _stop) = daemon_with_host_pool(dir, "contention.db", GROUP_COMMIT).await;
+    let (store, queue, _stop) =
+        daemon_with_host_pool(dir, "contention.db", GROUP_COMMIT, WORKERS).await;
     let one = request(&store, 1).await;
     wait_all(&store, &one, LeaseStatus::Active).await;
     let posts: Vec<_> = (0..64)

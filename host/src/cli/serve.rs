@@ -18,7 +18,7 @@ use std::time::Duration;
 #[derive(Debug, Args)]
 pub(super) struct ServeArgs {
     /// Update workers running at once; 0 serves only HTTP (a front end for other daemons).
-    #[arg(long, default_value_t = 16)]
+    #[arg(long, default_value_t = daemon::DEFAULT_WORKERS)]
     workers: usize,
     /// Calls one blueprint may have running at once, so that no blueprint takes every worker
     /// (default: a quarter of the workers, at least 1).

@@ -18,7 +18,7 @@
 /// module documentation). The whole impl goes through the macro so that `async_trait` sees
 /// every method.
 macro_rules! impl_store {
-    (impl Store for $backend:ty { $($own:tt)* }) => {
+    (write_query = $w:ident; impl Store for $backend:ty { $($own:tt)* }) => {
         #[async_trait::async_trait]
         impl $crate::store::Store for $backend {
         $($own)*
@@ -32,7 +32,7 @@ macro_rules! impl_store {
             let mut tx = self.begin().await?;
             let result = async {
                 let now = $crate::store::Store::now(self) as i64;
-                sqlx::query(
+                $w::query(
                     "INSERT INTO component (digest, wasm, created_at) VALUES ($1, $2, $3)
                      ON CONFLICT (digest) DO NOTHING",
                 )
@@ -41,7 +41,7 @@ macro_rules! impl_store {
                 .bind(now)
                 .execute(&mut *tx)
                 .await?;
-                let row = sqlx::query(
+                let row = $w::query(
                     "INSERT INTO blueprint (name, component, component_name, resource_type, config,
                                             grants, created_at)
                      VALUES ($1, $2, $3, $4, $5, $6, $7)
@@ -117,7 +117,7 @@ macro_rules! impl_store {
             let mut tx = self.begin().await?;
             let result = async {
                 let now = $crate::store::Store::now(self) as i64;
-                let row = sqlx::query("UPDATE blueprint SET enabled = $1 WHERE id = $2 RETURNING *")
+                let row = $w::query("UPDATE blueprint SET enabled = $1 WHERE id = $2 RETURNING *")
                     .bind(enabled)
                     .bind(id.number())
                     .fetch_optional(&mut *tx)
@@ -151,13 +151,13 @@ macro_rules! impl_store {
             let result = async {
                 let now = $crate::store::Store::now(self) as i64;
                 let before: String =
-                    sqlx::query_scalar("SELECT grants FROM blueprint WHERE id = $1")
+                    $w::query_scalar("SELECT grants FROM blueprint WHERE id = $1")
                         .bind(id.number())
                         .fetch_optional(&mut *tx)
                         .await?
                         .ok_or_else(|| $crate::store::Error::NotFound(id.to_string()))?;
                 let before: Vec<$crate::grant::Grant> = rows::from_json(&before)?;
-                let row = sqlx::query("UPDATE blueprint SET grants = $1 WHERE id = $2 RETURNING *")
+                let row = $w::query("UPDATE blueprint SET grants = $1 WHERE id = $2 RETURNING *")
                     .bind(rows::json(&grants))
                     .bind(id.number())
                     .fetch_one(&mut *tx)
@@ -187,14 +187,14 @@ macro_rules! impl_store {
             let mut tx = self.begin().await?;
             let result = async {
                 let now = $crate::store::Store::now(self) as i64;
-                let before = sqlx::query("SELECT * FROM blueprint WHERE id = $1")
+                let before = $w::query("SELECT * FROM blueprint WHERE id = $1")
                     .bind(id.number())
                     .fetch_optional(&mut *tx)
                     .await?
                     .ok_or_else(|| $crate::store::Error::NotFound(id.to_string()))?;
                 let before = rows::blueprint(&before)?;
                 if let Some(wasm) = &update.wasm {
-                    sqlx::query(
+                    $w::query(
                         "INSERT INTO component (digest, wasm, created_at) VALUES ($1, $2, $3)
                          ON CONFLICT (digest) DO NOTHING",
                     )
@@ -204,7 +204,7 @@ macro_rules! impl_store {
                     .execute(&mut *tx)
                     .await?;
                 }
-                let row = sqlx::query(
+                let row = $w::query(
                     "UPDATE blueprint SET component = $1, component_name = $2, config = $3,
                                           failures = 0, retry_at = NULL, last_failure = NULL
                       WHERE id = $4 RETURNING *",
@@ -273,6 +273,39 @@ macro_rules! impl_store {
             $crate::store::rows::lease(&row)
         }
 
+        async fn lease_with_commands(
+            &self,
+            id: $crate::store::ObjectId,
+        ) -> $crate::store::Result<($crate::store::Lease, Vec<$crate::store::Command>)> {
+            use $crate::store::rows::{self, Columns as _};
+            // One row per pending command (or one without a command), in one round trip.
+            let rows = sqlx::query(
+                "SELECT lease.*, command.id AS command_id, command.target AS command_target,
+                        command.kind AS command_kind, command.author AS command_author,
+                        command.created_at AS command_created_at,
+                        command.consumed_at AS command_consumed_at,
+                        command.outcome AS command_outcome
+                   FROM lease LEFT JOIN command
+                     ON command.target = $2 AND command.consumed_at IS NULL
+                  WHERE lease.id = $1 ORDER BY command.id",
+            )
+            .bind(id.number())
+            .bind(id.to_string())
+            .fetch_all(self.reader())
+            .await?;
+            let first = rows
+                .first()
+                .ok_or_else(|| $crate::store::Error::NotFound(id.to_string()))?;
+            let lease = rows::lease(first)?;
+            let mut commands = Vec::new();
+            for row in &rows {
+                if row.opt_int("command_id")?.is_some() {
+                    commands.push(rows::command(&rows::Prefixed(row, "command_"))?);
+                }
+            }
+            Ok((lease, commands))
+        }
+
         async fn lease_list(
             &self,
             status: Option<$crate::domain::LeaseStatus>,
@@ -332,7 +365,7 @@ macro_rules! impl_store {
                 let now = $crate::store::Store::now(self) as i64;
                 let mut leases = Vec::with_capacity(count);
                 for _ in 0..count {
-                    let row = sqlx::query(
+                    let row = $w::query(
                         "INSERT INTO lease (resource_type, status, attributes, allowed_blueprints,
                                             owner, until, created_at, updated_at)
                          VALUES ($1, 'pending', $2, $3, $4, $5, $6, $6) RETURNING *",
@@ -514,7 +547,7 @@ pub(crate) use impl_store;
 /// transaction takes (empty on SQLite, whose write transactions are serialised).
 macro_rules! impl_statements {
     (
-        for_share = $for_share:literal, for_update = $for_update:literal;
+        for_share = $for_share:literal, for_update = $for_update:literal, query = $q:ident;
         impl Statements for $backend:ty { $($own:tt)* }
     ) => {
         #[async_trait::async_trait]
@@ -528,7 +561,7 @@ macro_rules! impl_statements {
             message: &str,
             now: i64,
         ) -> $crate::store::Result<()> {
-            sqlx::query("INSERT INTO log (object, kind, message, created_at) VALUES ($1, $2, $3, $4)")
+            $q::query("INSERT INTO log (object, kind, message, created_at) VALUES ($1, $2, $3, $4)")
                 .bind(object.to_string())
                 .bind(kind)
                 .bind(message)
@@ -545,7 +578,7 @@ macro_rules! impl_statements {
             author: &str,
             now: i64,
         ) -> $crate::store::Result<$crate::store::Command> {
-            let row = sqlx::query(
+            let row = $q::query(
                 "INSERT INTO command (target, kind, author, created_at) VALUES ($1, $2, $3, $4)
                  RETURNING *",
             )
@@ -559,7 +592,7 @@ macro_rules! impl_statements {
         }
 
         async fn consume(&mut self, id: i64, outcome: &str, now: i64) -> $crate::store::Result<Option<String>> {
-            Ok(sqlx::query_scalar(
+            Ok($q::query_scalar(
                 "UPDATE command SET consumed_at = $1, outcome = $2
                  WHERE id = $3 AND consumed_at IS NULL RETURNING kind",
             )
@@ -571,7 +604,7 @@ macro_rules! impl_statements {
         }
 
         async fn reacquire(&mut self, lease: $crate::store::ObjectId, now: i64) -> $crate::store::Result<()> {
-            sqlx::query(
+            $q::query(
                 "UPDATE lease SET status = 'pending', resource_id = NULL, acquiring = NULL,
                      exec_results = '[]', updated_at = $1 WHERE id = $2",
             )
@@ -583,7 +616,7 @@ macro_rules! impl_statements {
         }
 
         async fn set_acquiring(&mut self, lease: $crate::store::ObjectId, resource: Option<$crate::store::ObjectId>) -> $crate::store::Result<()> {
-            sqlx::query(
+            $q::query(
                 "UPDATE lease SET exec_results = CASE WHEN acquiring IS NOT DISTINCT FROM $1
                                                       THEN exec_results ELSE '[]' END,
                      acquiring = $1 WHERE id = $2",
@@ -601,7 +634,7 @@ macro_rules! impl_statements {
                 concat!("SELECT attributes FROM resource WHERE id = $1", $for_update),
                 concat!("SELECT attributes FROM lease WHERE id = $1", $for_update),
             )?;
-            Ok(sqlx::query_scalar(select)
+            Ok($q::query_scalar(select)
                 .bind(object.number())
                 .fetch_optional(&mut *self.0)
                 .await?)
@@ -613,7 +646,7 @@ macro_rules! impl_statements {
                 "UPDATE resource SET attributes = $1, updated_at = $2 WHERE id = $3",
                 "UPDATE lease SET attributes = $1, updated_at = $2 WHERE id = $3",
             )?;
-            sqlx::query(update)
+            $q::query(update)
                 .bind(json)
                 .bind(now)
                 .bind(object.number())
@@ -628,7 +661,7 @@ macro_rules! impl_statements {
                 "UPDATE resource SET until = $1, updated_at = $2 WHERE id = $3",
                 "UPDATE lease SET until = $1, updated_at = $2 WHERE id = $3",
             )?;
-            sqlx::query(update)
+            $q::query(update)
                 .bind(until)
                 .bind(now)
                 .bind(object.number())
@@ -643,7 +676,7 @@ macro_rules! impl_statements {
                 "UPDATE resource SET exec_results = $1 WHERE id = $2",
                 "UPDATE lease SET exec_results = $1 WHERE id = $2",
             )?;
-            sqlx::query(update)
+            $q::query(update)
                 .bind(json)
                 .bind(object.number())
                 .execute(&mut *self.0)
@@ -652,7 +685,7 @@ macro_rules! impl_statements {
         }
 
         async fn free_locks(&mut self, owner: $crate::store::ObjectId) -> $crate::store::Result<()> {
-            sqlx::query("DELETE FROM slot_lock WHERE owner = $1")
+            $q::query("DELETE FROM slot_lock WHERE owner = $1")
                 .bind(owner.to_string())
                 .execute(&mut *self.0)
                 .await?;
@@ -667,7 +700,7 @@ macro_rules! impl_statements {
             attributes: &str,
             now: i64,
         ) -> $crate::store::Result<Option<i64>> {
-            Ok(sqlx::query_scalar(
+            let id: Option<i64> = $q::query_scalar(
                 "INSERT INTO lease (resource_type, status, attributes, owner, parent_resource_id,
                                     parent_key, depth, created_at, updated_at)
                  SELECT $1, 'pending', $2, $3, $4, $5, depth + 1, $6, $6 FROM resource WHERE id = $4
@@ -680,12 +713,19 @@ macro_rules! impl_statements {
             .bind(key)
             .bind(now)
             .fetch_optional(&mut *self.0)
-            .await?)
+            .await?;
+            if id.is_some() {
+                $q::query("UPDATE resource SET supporting = supporting + 1 WHERE id = $1")
+                    .bind(parent.number())
+                    .execute(&mut *self.0)
+                    .await?;
+            }
+            Ok(id)
         }
 
         async fn failures(&mut self, blueprint: $crate::store::ObjectId) -> $crate::store::Result<Option<i64>> {
             Ok(
-                sqlx::query_scalar(concat!("SELECT failures FROM blueprint WHERE id = $1", $for_update))
+                $q::query_scalar(concat!("SELECT failures FROM blueprint WHERE id = $1", $for_update))
                     .bind(blueprint.number())
                     .fetch_optional(&mut *self.0)
                     .await?,
@@ -698,7 +738,7 @@ macro_rules! impl_statements {
             reason: &str,
             retry_at: i64,
         ) -> $crate::store::Result<i64> {
-            Ok(sqlx::query_scalar(
+            Ok($q::query_scalar(
                 "UPDATE blueprint SET failures = failures + 1, retry_at = $1, last_failure = $2
                   WHERE id = $3 RETURNING failures",
             )
@@ -723,7 +763,7 @@ macro_rules! impl_statements {
                 "UPDATE lease SET end_kind = $1, end_detail = $2, ended_at = $3
                  WHERE id = $4 AND end_kind IS NULL",
             )?;
-            sqlx::query(update)
+            $q::query(update)
                 .bind(kind)
                 .bind(detail)
                 .bind(now)
@@ -738,7 +778,7 @@ macro_rules! impl_statements {
             step: &$crate::store::StepRecord,
             now: i64,
         ) -> $crate::store::Result<()> {
-            sqlx::query(
+            $q::query(
                 "INSERT INTO step (object, blueprint_id, hook, step, verdict, duration_us, created_at)
                  VALUES ($1, $2, $3, $4, $5, $6, $7)",
             )
@@ -755,7 +795,7 @@ macro_rules! impl_statements {
         }
 
         async fn clear_failures(&mut self, blueprint: $crate::store::ObjectId) -> $crate::store::Result<()> {
-            sqlx::query(
+            $q::query(
                 "UPDATE blueprint SET failures = 0, retry_at = NULL, last_failure = NULL WHERE id = $1",
             )
             .bind(blueprint.number())
@@ -770,7 +810,7 @@ macro_rules! impl_statements {
                 "UPDATE resource SET status = $1, updated_at = $2 WHERE id = $3",
                 "UPDATE lease SET status = $1, waiting = FALSE, updated_at = $2 WHERE id = $3",
             )?;
-            sqlx::query(update)
+            $q::query(update)
                 .bind(status)
                 .bind(now)
                 .bind(object.number())
@@ -780,7 +820,7 @@ macro_rules! impl_statements {
         }
 
         async fn acquire(&mut self, lease: $crate::store::ObjectId, resource: $crate::store::ObjectId, now: i64) -> $crate::store::Result<()> {
-            sqlx::query(
+            $q::query(
                 "UPDATE lease SET status = 'acquired', resource_id = $1, acquiring = NULL,
                      waiting = FALSE, updated_at = $2 WHERE id = $3",
             )
@@ -793,7 +833,7 @@ macro_rules! impl_statements {
         }
 
         async fn mark_waiting(&mut self, lease: $crate::store::ObjectId) -> $crate::store::Result<()> {
-            sqlx::query("UPDATE lease SET waiting = TRUE WHERE id = $1")
+            $q::query("UPDATE lease SET waiting = TRUE WHERE id = $1")
                 .bind(lease.number())
                 .execute(&mut *self.0)
                 .await?;
@@ -801,7 +841,7 @@ macro_rules! impl_statements {
         }
 
         async fn take_lock(&mut self, name: &str, owner: $crate::store::ObjectId, now: i64) -> $crate::store::Result<String> {
-            Ok(sqlx::query_scalar(
+            Ok($q::query_scalar(
                 "INSERT INTO slot_lock (name, owner, created_at) VALUES ($1, $2, $3)
                  ON CONFLICT (name) DO UPDATE SET name = slot_lock.name
                  RETURNING owner",
@@ -814,7 +854,7 @@ macro_rules! impl_statements {
         }
 
         async fn bump_capacity(&mut self, resource_type: &str) -> $crate::store::Result<()> {
-            sqlx::query(
+            $q::query(
                 "INSERT INTO capacity (resource_type, generation) VALUES ($1, 1)
                  ON CONFLICT (resource_type) DO UPDATE SET generation = capacity.generation + 1",
             )
@@ -830,7 +870,7 @@ macro_rules! impl_statements {
                 concat!("SELECT status, CAST(NULL AS BIGINT) FROM resource WHERE id = $1", $for_share),
                 concat!("SELECT status, parent_resource_id FROM lease WHERE id = $1", $for_share),
             )?;
-            Ok(sqlx::query_as(query)
+            Ok($q::query_as(query)
                 .bind(object.number())
                 .fetch_optional(&mut *self.0)
                 .await?)
@@ -843,7 +883,7 @@ macro_rules! impl_statements {
             depth: u32,
             now: i64,
         ) -> $crate::store::Result<i64> {
-            Ok(sqlx::query_scalar(
+            Ok($q::query_scalar(
                 "INSERT INTO resource (blueprint_id, resource_type, status, depth, created_at, updated_at)
                  VALUES ($1, $2, 'pending', $3, $4, $4) RETURNING id",
             )

@@ -74,6 +74,9 @@ pub enum Error {
     /// The database failed.
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
+    /// The database failed, in a SQLite write transaction (run through rusqlite).
+    #[error("database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
     /// A migration failed.
     #[error("migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
@@ -220,6 +223,10 @@ pub struct Resource {
     pub until: Option<Timestamp>,
     /// How deep it sits in a chain of supporting leases (that of the lease it was made for).
     pub depth: u32,
+    /// Supporting leases it has requested, destroyed ones included: with none, there are none
+    /// to look up for its snapshots.
+    #[serde(skip)]
+    pub supporting: u32,
     /// How it ended, once it stopped being live.
     pub end: Option<End>,
     /// Results of exec actions in the current phase.
@@ -646,6 +653,9 @@ pub trait Store: Send + Sync + 'static {
 
     /// A lease by id.
     async fn lease_get(&self, id: ObjectId) -> Result<Lease>;
+    /// A lease and its queued commands, oldest first, read together: what a worker's step
+    /// starts from.
+    async fn lease_with_commands(&self, id: ObjectId) -> Result<(Lease, Vec<Command>)>;
     /// Leases, optionally of one status, by id.
     async fn lease_list(&self, status: Option<LeaseStatus>) -> Result<Vec<Lease>>;
     /// Live (not destroyed) leases that hold a resource.

@@ -23,6 +23,34 @@ pub(crate) trait Columns {
     fn flag(&self, column: &str) -> Result<bool>;
 }
 
+/// A row's columns under a prefix: `Prefixed(row, "command_")` reads `command_id` as `id`
+/// (for a join that names one table's columns apart).
+pub(crate) struct Prefixed<'r, R>(pub &'r R, pub &'static str);
+
+impl<R: Columns> Prefixed<'_, R> {
+    fn name(&self, column: &str) -> String {
+        format!("{}{column}", self.1)
+    }
+}
+
+impl<R: Columns> Columns for Prefixed<'_, R> {
+    fn int(&self, column: &str) -> Result<i64> {
+        self.0.int(&self.name(column))
+    }
+    fn opt_int(&self, column: &str) -> Result<Option<i64>> {
+        self.0.opt_int(&self.name(column))
+    }
+    fn text(&self, column: &str) -> Result<String> {
+        self.0.text(&self.name(column))
+    }
+    fn opt_text(&self, column: &str) -> Result<Option<String>> {
+        self.0.opt_text(&self.name(column))
+    }
+    fn flag(&self, column: &str) -> Result<bool> {
+        self.0.flag(&self.name(column))
+    }
+}
+
 /// Implements [`Columns`] for a sqlx row type.
 macro_rules! columns_for {
     ($row:ty) => {
@@ -108,6 +136,7 @@ pub(crate) fn resource(row: &impl Columns) -> Result<Resource> {
         attributes: from_json(&row.text("attributes")?)?,
         until: maybe_time(row, "until")?,
         depth: row.int("depth")? as u32,
+        supporting: row.int("supporting")? as u32,
         end: end(row)?,
         exec_results: exec_results_from_json(&row.text("exec_results")?)?,
         created_at: time(row, "created_at")?,

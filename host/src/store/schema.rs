@@ -41,7 +41,7 @@ mod tests {
         newer.push((99, "from the future".into()));
         let error = refuse_newer(&newer, &known).unwrap_err().to_string();
         assert!(
-            error.contains("99 (from the future)") && error.contains("up to 3"),
+            error.contains("99 (from the future)") && error.contains("up to 4"),
             "{error}"
         );
     }

@@ -60,6 +60,7 @@ where
         counts_count_by_status_and_recent_failures,
         step_list_keeps_the_audit_trail_in_order,
         apply_batch_keeps_each_plan_all_or_nothing,
+        lease_with_commands_reads_the_pending_ones,
     );
 }
 
@@ -1428,4 +1429,37 @@ async fn apply_batch_keeps_each_plan_all_or_nothing(
         None,
         "the last plan gave its claim back"
     );
+}
+
+async fn lease_with_commands_reads_the_pending_ones(store: Arc<dyn Store>, _: Arc<ManualClock>) {
+    let other = lease(store.as_ref()).await;
+    let lease = lease(store.as_ref()).await;
+    let (read, commands) = store.lease_with_commands(lease).await.unwrap();
+    assert_eq!(
+        (read, commands),
+        (store.lease_get(lease).await.unwrap(), vec![])
+    );
+
+    let first = post(store.as_ref(), lease, CommandKind::Release, "alice")
+        .await
+        .unwrap();
+    let second = post(store.as_ref(), lease, CommandKind::Release, "bob")
+        .await
+        .unwrap();
+    post(store.as_ref(), other, CommandKind::Release, "carol")
+        .await
+        .unwrap();
+    let claim = claim_of(store.as_ref(), lease).await;
+    let mut plan = Plan::new();
+    plan.push(Write::ConsumeCommand {
+        id: first.id,
+        outcome: "applied".into(),
+    });
+    store.apply(&claim, &plan, TTL).await.unwrap();
+    let (read, commands) = store.lease_with_commands(lease).await.unwrap();
+    assert_eq!(read.id, lease);
+    assert_eq!(commands, vec![second], "only the pending one, as posted");
+
+    let missing = store.lease_with_commands(ObjectId::Lease(999)).await;
+    assert!(matches!(missing, Err(Error::NotFound(_))), "{missing:?}");
 }

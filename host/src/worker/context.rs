@@ -96,7 +96,7 @@ impl Plugins {
         Box::pin(async move {
             let blueprint = store.blueprint_get(resource.blueprint_id).await?;
             let plugin = self.get(store, &blueprint).await?;
-            let supporting = self.supporting_leases(store, resource.id).await?;
+            let supporting = self.supporting_leases(store, resource).await?;
             let beneath: Vec<Authorized> = supporting
                 .iter()
                 .filter_map(|s| s.interface.clone())
@@ -121,14 +121,18 @@ impl Plugins {
         })
     }
 
-    /// The supporting leases `resource` owns, with the interfaces of the active ones.
+    /// The supporting leases `resource` owns, with the interfaces of the active ones (none
+    /// read for a resource that never requested one).
     pub async fn supporting_leases(
         &self,
         store: &dyn Store,
-        resource: ObjectId,
+        resource: &Resource,
     ) -> Result<Vec<SupportingLease>, RunError> {
         let mut supporting = Vec::new();
-        for lease in store.lease_list_supporting(resource).await? {
+        if resource.supporting == 0 {
+            return Ok(supporting);
+        }
+        for lease in store.lease_list_supporting(resource.id).await? {
             let interface = match (lease.status, lease.resource_id) {
                 (LeaseStatus::Active, Some(held)) => {
                     let held = store.resource_get(held).await?;
@@ -273,7 +277,7 @@ impl Workers {
         let supporting_leases = match resource {
             Some(resource) => {
                 self.plugins
-                    .supporting_leases(self.store.as_ref(), resource.id)
+                    .supporting_leases(self.store.as_ref(), resource)
                     .await?
             }
             None => Vec::new(),

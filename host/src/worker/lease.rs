@@ -5,12 +5,11 @@ use super::{Next, RunError, Workers};
 use crate::domain::{LeaseStatus, ResourceStatus};
 use crate::lock::Held;
 use crate::plugin::Hook;
-use crate::store::{CommandKind, Lease, ObjectId, Plan, Resource, Target, Write};
+use crate::store::{Blueprint, CommandKind, Lease, ObjectId, Plan, Resource, Target, Write};
 
 /// One step of a lease's life.
 pub(super) async fn step(w: &Workers, held: &Held) -> Result<Next, RunError> {
-    let mut lease = w.store.lease_get(held.object()).await?;
-    let commands = w.queued_commands(lease.id).await?;
+    let (mut lease, commands) = w.store.lease_with_commands(held.object()).await?;
     if !commands.is_empty() {
         let (consumed, status) = consume_commands(&lease, &commands);
         if status != lease.status {
@@ -71,7 +70,9 @@ async fn activate(w: &Workers, held: &Held, lease: Lease) -> Result<Next, RunErr
     match resource.status {
         ResourceStatus::Pending => Ok(Next::Wait(Some(w.after(w.config.resource_wait)))),
         ResourceStatus::Active => {
-            let (plan, next) = activation(w, held, lease, resource, Plan::new()).await?;
+            let blueprint = w.store.blueprint_get(resource.blueprint_id).await?;
+            let (plan, next) =
+                activation(w, held, lease, resource, &blueprint, Plan::new()).await?;
             held.apply(&plan).await?;
             Ok(next)
         }
@@ -123,18 +124,19 @@ async fn resource_broke(
 /// The log kind of a lease whose resource broke under it.
 const RESOURCE_BROKE: &str = "lease.resource-broke";
 
-/// `activate-lease` for an acquired `lease` on its active `resource`, and the writes that
-/// follow, after `unsaved` (an acquisition not yet committed, which `lease` already shows). An
-/// activated lease waits for a command or its deadline, so its plan also gives the claim back.
+/// `activate-lease` for an acquired `lease` on its active `resource` (made by `blueprint`),
+/// and the writes that follow, after `unsaved` (an acquisition not yet committed, which `lease`
+/// already shows). An activated lease waits for a command or its deadline, so its plan also
+/// gives the claim back.
 pub(crate) async fn activation(
     w: &Workers,
     held: &Held,
     lease: Lease,
     resource: Resource,
+    blueprint: &Blueprint,
     mut unsaved: Plan,
 ) -> Result<(Plan, Next), RunError> {
     let resource_id = resource.id;
-    let blueprint = w.store.blueprint_get(resource.blueprint_id).await?;
     let call = HookCall {
         blueprint: blueprint.clone(),
         hook: Hook::ActivateLease,
@@ -154,7 +156,7 @@ pub(crate) async fn activation(
         },
     ];
     on_done.extend(wake_parent(&lease));
-    on_done.extend(w.blueprint_worked(&blueprint));
+    on_done.extend(w.blueprint_worked(blueprint));
     let settle = Settle {
         subject: Subject {
             target: lease.id.into(),
@@ -167,7 +169,7 @@ pub(crate) async fn activation(
     };
     let on_fail = |reason: &str| {
         let mut writes = broken(&lease, reason);
-        writes.push(w.blueprint_failed(&blueprint, reason));
+        writes.push(w.blueprint_failed(blueprint, reason));
         writes
     };
     let (plan, next) = settle.plan(called, on_done, on_fail, w.store.now());

@@ -136,7 +136,7 @@ impl From<store::Error> for RunError {
             store::Error::SlotLockBusy { .. } | store::Error::RateLimited(_) => {
                 RunError::Busy(error.to_string())
             }
-            store::Error::Database(_) | store::Error::Migrate(_) => {
+            store::Error::Database(_) | store::Error::Sqlite(_) | store::Error::Migrate(_) => {
                 RunError::Unavailable(error.to_string())
             }
             other => RunError::Temporary(other.to_string()),

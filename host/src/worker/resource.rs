@@ -235,7 +235,7 @@ impl Workers {
         resource: &Resource,
     ) -> Result<Vec<crate::domain::SupportingLease>, RunError> {
         self.plugins
-            .supporting_leases(self.store.as_ref(), resource.id)
+            .supporting_leases(self.store.as_ref(), resource)
             .await
     }
 }

@@ -224,6 +224,7 @@ impl PgStore {
 }
 
 super::common::impl_store! {
+write_query = sqlx;
 impl Store for PgStore {
     fn now(&self) -> Timestamp {
         self.time.now().max(0) as Timestamp

@@ -52,7 +52,7 @@ pub(super) async fn db_now(conn: &mut PgConnection) -> Result<i64> {
 }
 
 super::super::common::impl_statements! {
-    for_share = " FOR SHARE", for_update = " FOR UPDATE";
+    for_share = " FOR SHARE", for_update = " FOR UPDATE", query = sqlx;
     impl Statements for PgStatements<'_> {
         async fn wake(&mut self, object: ObjectId, at: i64) -> Result<()> {
             sqlx::query(

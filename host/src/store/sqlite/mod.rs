@@ -11,10 +11,12 @@
 //! there is refused at open. Several hosts need PostgreSQL.
 //!
 //! Modules: `statements` (the statements plans are applied with, and the guard), `tx`
-//! (transactions and migrations), `wake` (waking daemons in other processes after a commit).
+//! (transactions and migrations), `direct` (running a write transaction's statements on the
+//! calling thread), `wake` (waking daemons in other processes after a commit).
 //! The queries, row conversions, plan logic and retention are shared with every backend
 //! (`store::common`, `store::rows`, `store::apply`, `store::retention`).
 
+mod direct;
 mod statements;
 mod tx;
 mod wake;
@@ -55,6 +57,7 @@ pub struct SqliteStore {
     clock: Arc<dyn Clock>,
     write_transactions: Arc<AtomicU64>,
     durable_transactions: Arc<AtomicU64>,
+    reads: Arc<AtomicU64>,
     /// Where listening daemons' wake-up sockets are; `None` in memory.
     wake_dir: Option<PathBuf>,
 }
@@ -72,7 +75,7 @@ impl SqliteStore {
         refuse_network_fs(options.get_filename())?;
         let wake_dir = wake::dir_for(options.get_filename());
         let writer = connect(SqlitePoolOptions::new().max_connections(1), options.clone()).await?;
-        tx::migrate(&writer, clock.now()).await?;
+        tx::migrate(&writer, clock.now(), BUSY_TIMEOUT).await?;
         let readers = SqlitePoolOptions::new().max_connections(READ_CONNECTIONS);
         let reader = connect(readers, options.read_only(true)).await?;
         Ok(SqliteStore {
@@ -81,6 +84,7 @@ impl SqliteStore {
             clock,
             write_transactions: Arc::default(),
             durable_transactions: Arc::default(),
+            reads: Arc::default(),
             wake_dir,
         })
     }
@@ -105,11 +109,17 @@ impl SqliteStore {
         if durability == Durability::Full {
             self.durable_transactions.fetch_add(1, Ordering::Relaxed);
         }
-        WriteTx::begin(&self.writer, durability).await
+        WriteTx::begin(&self.writer, durability, BUSY_TIMEOUT).await
     }
 
-    /// The pool reads go to.
+    /// Read statements run so far by this handle (for benchmarks).
+    pub fn reads(&self) -> u64 {
+        self.reads.load(Ordering::Relaxed)
+    }
+
+    /// The pool reads go to (each use is one read statement).
     fn reader(&self) -> &SqlitePool {
+        self.reads.fetch_add(1, Ordering::Relaxed);
         &self.reader
     }
 
@@ -137,14 +147,14 @@ impl SqliteStore {
     ) -> Result<Vec<Claim>> {
         let at = self.clock.claim_time();
         let held_until = super::boottime_ms() + millis(ttl);
-        let rows = sqlx::query(select)
+        let rows = direct::query(select)
             .bind(owner)
             .bind(&at.boot)
             .bind(at.ms)
             .bind(self.clock.now())
             .bind(limit)
             .bind(at.ms + millis(ttl))
-            .fetch_all(&mut **tx)
+            .fetch_all(tx)
             .await?;
         rows.iter()
             .map(|row| rows::claim(row, owner, held_until))
@@ -220,6 +230,7 @@ fn refuse_network_fs(file: &Path) -> Result<()> {
 }
 
 super::common::impl_store! {
+write_query = direct;
 impl Store for SqliteStore {
     fn now(&self) -> Timestamp {
         self.clock.now() as Timestamp
@@ -233,7 +244,7 @@ impl Store for SqliteStore {
               ORDER BY id",
         )
         .bind(json(&ids))
-        .fetch_all(&self.reader)
+        .fetch_all(self.reader())
         .await?;
         rows::all(rows, rows::resource)
     }
@@ -257,7 +268,7 @@ impl Store for SqliteStore {
             ),
             (None, false) => sqlx::query("SELECT * FROM command ORDER BY id"),
         };
-        rows::all(query.fetch_all(&self.reader).await?, rows::command)
+        rows::all(query.fetch_all(self.reader()).await?, rows::command)
     }
 
     async fn work_item_claim(&self, owner: &str, limit: i64, ttl: Duration) -> Result<Vec<Claim>> {
@@ -299,7 +310,7 @@ impl Store for SqliteStore {
     async fn work_item_get(&self, object: ObjectId) -> Result<WorkItem> {
         let row = sqlx::query("SELECT * FROM work_item WHERE object = ?1")
             .bind(object.to_string())
-            .fetch_optional(&self.reader)
+            .fetch_optional(self.reader())
             .await?
             .ok_or_else(|| Error::NotFound(object.to_string()))?;
         let boot: Option<String> = row.try_get("claim_boot")?;
@@ -328,7 +339,7 @@ impl Store for SqliteStore {
                     (SELECT claim_boot FROM work_item WHERE owner IS NOT NULL
                       ORDER BY lease_until LIMIT 1)",
         )
-        .fetch_one(&self.reader)
+        .fetch_one(self.reader())
         .await?;
         let expiry = expiry.map(|until| self.claim_to_wall(until as Timestamp, boot));
         Ok([due.map(|t| t as Timestamp), expiry]
@@ -358,7 +369,7 @@ impl Store for SqliteStore {
             let at = self.clock.claim_time();
             let mut outcomes = Vec::with_capacity(batch.len());
             for item in batch {
-                sqlx::query("SAVEPOINT plan").execute(&mut *tx).await?;
+                direct::query("SAVEPOINT plan").execute(&mut tx).await?;
                 let applied = async {
                     guard(&mut tx, item.claim, &at, item.ttl).await?;
                     let mut st = SqliteStatements(&mut tx);
@@ -366,9 +377,9 @@ impl Store for SqliteStore {
                 }
                 .await;
                 if applied.is_err() {
-                    sqlx::query("ROLLBACK TO plan").execute(&mut *tx).await?;
+                    direct::query("ROLLBACK TO plan").execute(&mut tx).await?;
                 }
-                sqlx::query("RELEASE plan").execute(&mut *tx).await?;
+                direct::query("RELEASE plan").execute(&mut tx).await?;
                 outcomes.push(applied);
             }
             Ok(outcomes)
@@ -401,12 +412,11 @@ impl Store for SqliteStore {
 impl super::retention::Prune for SqliteStore {
     async fn delete_batch(&self, delete: &'static str, before: i64, batch: i64) -> Result<u64> {
         let mut tx = self.begin().await?;
-        let result = sqlx::query(delete)
+        let result = direct::query(delete)
             .bind(before)
             .bind(batch)
-            .execute(&mut *tx)
-            .await
-            .map_err(Into::into);
+            .execute(&mut tx)
+            .await;
         Ok(tx.finish(result).await?.rows_affected())
     }
 }

@@ -1,14 +1,15 @@
 //! SQLite's [`Statements`](super::super::apply::Statements) where its SQL differs from
 //! PostgreSQL's (the rest are shared, `store::common`), and the guard: one statement each, on
-//! the write transaction's connection. SQLite serialises write transactions, so a row read here
+//! the write transaction's connection, run on the calling thread (`super::direct`). SQLite serialises write transactions, so a row read here
 //! cannot change before the commit; queries name the partial index SQLite's planner would miss.
 
 use super::super::{Claim, ClaimTime, ObjectId, Release, Result};
-use sqlx::SqliteConnection;
+use super::direct;
+use rusqlite::Connection;
 use std::time::Duration;
 
 /// Statements on one SQLite connection inside a transaction.
-pub(super) struct SqliteStatements<'c>(pub &'c mut SqliteConnection);
+pub(super) struct SqliteStatements<'c>(pub &'c mut Connection);
 
 pub(super) fn millis(duration: Duration) -> i64 {
     duration.as_millis() as i64
@@ -18,12 +19,12 @@ pub(super) fn millis(duration: Duration) -> i64 {
 /// and unexpired in claim time. Touching no row means someone else may be the writer; nothing
 /// may be written.
 pub(super) async fn guard(
-    conn: &mut SqliteConnection,
+    conn: &mut Connection,
     claim: &Claim,
     at: &ClaimTime,
     ttl: Duration,
 ) -> Result<()> {
-    let held = sqlx::query(
+    let held = direct::query(
         "UPDATE work_item SET lease_until = ?1
           WHERE object = ?2 AND owner = ?3 AND token = ?4 AND claim_boot = ?5 AND lease_until > ?6",
     )
@@ -39,10 +40,10 @@ pub(super) async fn guard(
 }
 
 super::super::common::impl_statements! {
-    for_share = "", for_update = "";
+    for_share = "", for_update = "", query = direct;
     impl Statements for SqliteStatements<'_> {
         async fn wake(&mut self, object: ObjectId, at: i64) -> Result<()> {
-            sqlx::query(
+            direct::query(
                 "INSERT INTO work_item (object, wake_at) VALUES (?1, ?2)
                  ON CONFLICT (object) DO UPDATE SET wake_at =
                      CASE WHEN wake_at IS NULL OR wake_at > ?2 THEN ?2 ELSE wake_at END",
@@ -59,7 +60,7 @@ super::super::common::impl_statements! {
         }
 
         async fn release_queued(&mut self, lease: ObjectId) -> Result<bool> {
-            Ok(sqlx::query_scalar(
+            Ok(direct::query_scalar(
                 "SELECT EXISTS (SELECT 1 FROM command INDEXED BY command_pending
                                  WHERE target = ?1 AND kind = 'release' AND consumed_at IS NULL)",
             )
@@ -69,7 +70,7 @@ super::super::common::impl_statements! {
         }
 
         async fn holders(&mut self, resource: ObjectId) -> Result<Vec<i64>> {
-            Ok(sqlx::query_scalar(
+            Ok(direct::query_scalar(
                 "SELECT id FROM lease INDEXED BY lease_live_on_resource
                   WHERE resource_id = ?1 AND status != 'destroyed' ORDER BY id",
             )
@@ -79,7 +80,7 @@ super::super::common::impl_statements! {
         }
 
         async fn resources_made_since(&mut self, blueprint: ObjectId, since: i64) -> Result<i64> {
-            Ok(sqlx::query_scalar(
+            Ok(direct::query_scalar(
                 "SELECT count(*) FROM resource WHERE blueprint_id = ?1 AND created_at > ?2",
             )
             .bind(blueprint.number())
@@ -89,7 +90,7 @@ super::super::common::impl_statements! {
         }
 
         async fn capacity(&mut self, resource_type: &str) -> Result<i64> {
-            Ok(sqlx::query_scalar(
+            Ok(direct::query_scalar(
                 "SELECT coalesce((SELECT generation FROM capacity WHERE resource_type = ?1), 0)",
             )
             .bind(resource_type)
@@ -98,7 +99,7 @@ super::super::common::impl_statements! {
         }
 
         async fn take_waiting(&mut self, resource_type: &str) -> Result<Vec<(i64, i64)>> {
-            Ok(sqlx::query_as(
+            Ok(direct::query_as(
                 "UPDATE lease SET waiting = 0 WHERE waiting = 1 AND resource_type = ?1
                  RETURNING id, created_at",
             )
@@ -108,7 +109,7 @@ super::super::common::impl_statements! {
         }
 
         async fn release_claim(&mut self, claim: &Claim, release: &Release) -> Result<u64> {
-            let done = sqlx::query(
+            let done = direct::query(
                 "UPDATE work_item SET owner = NULL, lease_until = NULL, claim_boot = NULL,
                      wake_at = CASE WHEN wake_at IS NULL THEN ?1
                                     WHEN ?1 IS NULL THEN wake_at

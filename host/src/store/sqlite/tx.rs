@@ -1,11 +1,14 @@
 //! Write transactions that never leave a connection in a bad state, and migrations that any
 //! number of processes may run at once.
 //!
-//! A [`WriteTx`] is `BEGIN IMMEDIATE` on the one write connection. [`WriteTx::finish`] commits a
-//! body that succeeded and rolls back one that failed; if the commit or the rollback itself
-//! fails (a full disk, an I/O error), or the transaction is dropped half-way (its task was
-//! cancelled), the connection is closed instead of being returned to the pool, so the next
-//! writer always starts on a fresh connection outside any transaction.
+//! A [`WriteTx`] is `BEGIN IMMEDIATE` on the one write connection, whose handle it takes from
+//! sqlx's connection thread for its whole life: its statements run through rusqlite on the
+//! task's own thread ([`super::direct`]), one hand-off per transaction instead of two per
+//! statement. [`WriteTx::finish`] commits a body that succeeded and rolls back one that failed;
+//! a transaction dropped half-way (its task was cancelled) is rolled back as it drops. If a
+//! rollback itself fails (a full disk, an I/O error), the connection is closed instead of being
+//! returned to the pool, so the next writer always starts on a fresh connection outside any
+//! transaction.
 //!
 //! Most transactions are durable (`synchronous=FULL`: fsync'd at commit). Queue bookkeeping
 //! alone (claims, heartbeats, giving a claim back without a state change) is committed without
@@ -13,10 +16,11 @@
 //! a power loss before that can only forget a claim, which leaves the object due as it was.
 
 use super::super::{Error, Result};
-use sqlx::SqliteConnection;
+use super::direct;
 use sqlx::pool::PoolConnection;
-use sqlx::sqlite::{Sqlite, SqlitePool};
+use sqlx::sqlite::{LockedSqliteHandle, Sqlite, SqlitePool};
 use std::ops::{Deref, DerefMut};
+use std::time::{Duration, Instant};
 
 /// Whether a commit must reach the disk before it returns.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,78 +31,129 @@ pub(super) enum Durability {
     Relaxed,
 }
 
-/// An open `BEGIN IMMEDIATE` transaction on a pooled connection.
-pub(super) struct WriteTx {
+/// A pooled connection whose SQLite handle is locked out of sqlx's connection thread.
+#[ouroboros::self_referencing]
+struct Locked {
     conn: PoolConnection<Sqlite>,
+    #[borrows(mut conn)]
+    #[not_covariant]
+    handle: LockedSqliteHandle<'this>,
+}
+
+/// An open `BEGIN IMMEDIATE` transaction on the write connection.
+pub(super) struct WriteTx {
+    /// rusqlite's view of the locked handle. It never closes the handle, and it is dropped
+    /// (finalizing the statements it prepared) before the handle goes back to sqlx.
+    sql: Option<rusqlite::Connection>,
+    locked: Option<Locked>,
     open: bool,
     relaxed: bool,
 }
 
 impl WriteTx {
-    /// Takes the write connection and begins.
-    pub async fn begin(pool: &SqlitePool, durability: Durability) -> Result<Self> {
-        let mut conn = pool.acquire().await?;
+    /// Takes the write connection and begins, waiting up to `busy_timeout` for another
+    /// process's write transaction to end.
+    pub async fn begin(
+        pool: &SqlitePool,
+        durability: Durability,
+        busy_timeout: Duration,
+    ) -> Result<Self> {
+        let conn = pool.acquire().await?;
+        let mut locked =
+            Locked::try_new_async_send(conn, |conn| Box::pin(conn.lock_handle())).await?;
+        let raw = locked.with_handle_mut(|handle| handle.as_raw_handle());
+        // SAFETY: sqlx's thread makes no call on the handle while `locked` lives, and `sql`
+        // (which does not close the handle) is dropped before `locked` (see `Drop`).
+        let sql = unsafe { rusqlite::Connection::from_handle(raw.as_ptr()) }?;
         let relaxed = durability == Durability::Relaxed;
-        // One hand-off to the connection's thread either way.
+        let tx = WriteTx {
+            sql: Some(sql),
+            locked: Some(locked),
+            // Until BEGIN is known to have worked: a failed switch of durability is undone by
+            // closing the connection.
+            open: true,
+            relaxed,
+        };
         let begin = match relaxed {
             true => "PRAGMA synchronous = NORMAL; BEGIN IMMEDIATE",
             false => "BEGIN IMMEDIATE",
         };
-        let begun = sqlx::raw_sql(begin).execute(&mut *conn).await;
-        if let Err(error) = begun {
-            conn.close_on_drop();
-            return Err(error.into());
+        // Another process's write lock is waited for here, asleep, rather than in SQLite's
+        // busy handler, which would hold this thread.
+        tx.busy_timeout(Duration::ZERO)?;
+        let started = Instant::now();
+        let mut pause = Duration::from_millis(1);
+        loop {
+            match tx.execute_batch(begin) {
+                Ok(()) => return Ok(tx),
+                Err(error) if is_busy(&error) && started.elapsed() < busy_timeout => {
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_millis(50));
+                }
+                Err(error) => return Err(error.into()),
+            }
         }
-        Ok(WriteTx {
-            conn,
-            open: true,
-            relaxed,
-        })
     }
 
     /// Commits if `result` is a success, rolls back otherwise; returns `result` (or the
     /// commit's error).
     pub async fn finish<T>(mut self, result: Result<T>) -> Result<T> {
-        // Back to full durability in the same hand-off; a failed COMMIT or ROLLBACK stops
-        // there, and the connection is closed below.
-        let end = match (&result, self.relaxed) {
-            (Ok(_), false) => "COMMIT",
-            (Err(_), false) => "ROLLBACK",
-            (Ok(_), true) => "COMMIT; PRAGMA synchronous = FULL",
-            (Err(_), true) => "ROLLBACK; PRAGMA synchronous = FULL",
-        };
-        let ended = sqlx::raw_sql(end).execute(&mut *self.conn).await;
-        // A connection that could not end its transaction, or go back to full durability, is
-        // closed rather than reused.
-        self.open = ended.is_err();
+        // A durable commit waits for the disk on this thread: handing it to a blocking thread
+        // measured slower (two more thread wake-ups per commit) than the fsync itself.
+        let ended = self.end(result.is_ok());
         match (result, ended) {
-            (Ok(value), Ok(_)) => Ok(value),
-            (Ok(_), Err(error)) => Err(error.into()),
+            (Ok(value), Ok(())) => Ok(value),
+            (Ok(_), Err(error)) => Err(error),
             (Err(error), _) => Err(error),
         }
     }
+
+    /// Commits or rolls back, and goes back to full durability; on failure the transaction
+    /// stays open, for `Drop` to roll back or close.
+    fn end(&mut self, commit: bool) -> Result<()> {
+        let end = match (commit, self.relaxed) {
+            (true, false) => "COMMIT",
+            (false, false) => "ROLLBACK",
+            (true, true) => "COMMIT; PRAGMA synchronous = FULL",
+            (false, true) => "ROLLBACK; PRAGMA synchronous = FULL",
+        };
+        self.execute_batch(end)?;
+        self.open = false;
+        Ok(())
+    }
+}
+
+/// SQLITE_BUSY: another connection holds the lock.
+fn is_busy(error: &rusqlite::Error) -> bool {
+    error.sqlite_error_code() == Some(rusqlite::ErrorCode::DatabaseBusy)
 }
 
 impl Deref for WriteTx {
-    type Target = SqliteConnection;
+    type Target = rusqlite::Connection;
 
-    fn deref(&self) -> &SqliteConnection {
-        &self.conn
+    fn deref(&self) -> &rusqlite::Connection {
+        self.sql.as_ref().expect("the connection lives until drop")
     }
 }
 
 impl DerefMut for WriteTx {
-    fn deref_mut(&mut self) -> &mut SqliteConnection {
-        &mut self.conn
+    fn deref_mut(&mut self) -> &mut rusqlite::Connection {
+        self.sql.as_mut().expect("the connection lives until drop")
     }
 }
 
 impl Drop for WriteTx {
     fn drop(&mut self) {
-        if self.open {
-            // Closing the connection rolls the transaction back in SQLite; a pooled connection
-            // left inside a transaction would fail every later BEGIN.
-            self.conn.close_on_drop();
+        // A transaction still open (a failed commit, a cancelled task) is rolled back; one that
+        // cannot be is closed with its connection (closing rolls it back in SQLite), since a
+        // pooled connection left inside a transaction would fail every later BEGIN.
+        let clean = !self.open || self.end(false).is_ok();
+        drop(self.sql.take());
+        if let Some(locked) = self.locked.take() {
+            let mut conn = locked.into_heads().conn;
+            if !clean {
+                conn.close_on_drop();
+            }
         }
     }
 }
@@ -106,35 +161,32 @@ impl Drop for WriteTx {
 /// Applies the migrations not yet applied, in one `BEGIN IMMEDIATE` transaction: a second
 /// process opening a new database at the same moment waits for the first and then finds the
 /// schema in place. A database with a migration this build does not know is refused.
-pub(super) async fn migrate(pool: &SqlitePool, now: i64) -> Result<()> {
+pub(super) async fn migrate(pool: &SqlitePool, now: i64, busy_timeout: Duration) -> Result<()> {
     let migrator = sqlx::migrate!("./migrations/sqlite");
-    let mut tx = WriteTx::begin(pool, Durability::Full).await?;
+    let mut tx = WriteTx::begin(pool, Durability::Full, busy_timeout).await?;
     let result = async {
-        sqlx::query(
+        direct::query(
             "CREATE TABLE IF NOT EXISTS schema_migration (
                  version INTEGER PRIMARY KEY, description TEXT NOT NULL, applied_at INTEGER NOT NULL)",
         )
-        .execute(&mut *tx)
+        .execute(&mut tx)
         .await?;
         adopt_sqlx_history(&mut tx).await?;
         let applied: Vec<(i64, String)> =
-            sqlx::query_as("SELECT version, description FROM schema_migration")
-                .fetch_all(&mut *tx)
+            direct::query_as("SELECT version, description FROM schema_migration")
+                .fetch_all(&mut tx)
                 .await?;
         super::super::schema::refuse_newer(&applied, &migrator)?;
         let applied: Vec<i64> = applied.into_iter().map(|(version, _)| version).collect();
         for migration in migrator.iter().filter(|m| !applied.contains(&m.version)) {
-            sqlx::raw_sql(migration.sql.clone())
-                .execute(&mut *tx)
-                .await
-                .map_err(|e| {
-                    Error::Corrupt(format!("migration {}: {e}", migration.description))
-                })?;
-            sqlx::query("INSERT INTO schema_migration VALUES (?1, ?2, ?3)")
+            tx.execute_batch(migration.sql.as_str()).map_err(|e| {
+                Error::Corrupt(format!("migration {}: {e}", migration.description))
+            })?;
+            direct::query("INSERT INTO schema_migration VALUES (?1, ?2, ?3)")
                 .bind(migration.version)
                 .bind(migration.description.as_ref())
                 .bind(now)
-                .execute(&mut *tx)
+                .execute(&mut tx)
                 .await?;
         }
         Ok(())
@@ -145,17 +197,17 @@ pub(super) async fn migrate(pool: &SqlitePool, now: i64) -> Result<()> {
 
 /// Databases made before `schema_migration` existed recorded their migrations in sqlx's table.
 async fn adopt_sqlx_history(tx: &mut WriteTx) -> Result<()> {
-    let old: bool = sqlx::query_scalar(
+    let old: bool = direct::query_scalar(
         "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE name = '_sqlx_migrations')",
     )
-    .fetch_one(&mut **tx)
+    .fetch_one(tx)
     .await?;
     if old {
-        sqlx::query(
+        direct::query(
             "INSERT OR IGNORE INTO schema_migration
              SELECT version, description, 0 FROM _sqlx_migrations WHERE success",
         )
-        .execute(&mut **tx)
+        .execute(tx)
         .await?;
     }
     Ok(())
