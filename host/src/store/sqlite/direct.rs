@@ -141,6 +141,7 @@ impl<'q> Query<'q> {
         }
         let mut stmt = conn.prepare_cached(self.sql)?;
         bind(&mut stmt, &self.args)?;
+        let changes = !stmt.readonly();
         let mut rows = stmt.raw_query();
         let mut out = Vec::new();
         while let Some(row) = rows.next()? {
@@ -148,7 +149,8 @@ impl<'q> Query<'q> {
         }
         drop(rows);
         drop(stmt);
-        Ok((out, conn.changes()))
+        // SQLite counts the last statement that changed rows; one that cannot changed none.
+        Ok((out, if changes { conn.changes() } else { 0 }))
     }
 }
 
@@ -351,6 +353,8 @@ mod tests {
         assert!(rows[1].flag("n").unwrap());
         let changed = now(query("UPDATE t SET n = n + 1").execute(&mut conn)).unwrap();
         assert_eq!(changed.rows_affected(), 2);
+        let read = now(query("SELECT * FROM t").execute(&mut conn)).unwrap();
+        assert_eq!(read.rows_affected(), 0, "a read changes nothing");
         let names: Vec<String> =
             now(query_scalar("SELECT name FROM t ORDER BY id").fetch_all(&mut conn)).unwrap();
         assert_eq!(names, ["a", "b"]);
@@ -359,16 +363,15 @@ mod tests {
     #[test]
     fn a_wrong_column_or_type_is_named() {
         let mut conn = connection();
-        let row =
-            now(query("SELECT 'text' AS word, NULL AS nothing").fetch_one(&mut conn)).unwrap();
+        let row = now(query("SELECT 'text' AS word, NULL AS empty").fetch_one(&mut conn)).unwrap();
         let error = row.int("word").unwrap_err().to_string();
         assert!(
             error.contains("\"word\"") && error.contains("integer"),
             "{error}"
         );
-        let error = row.text("nothing").unwrap_err().to_string();
+        let error = row.text("empty").unwrap_err().to_string();
         assert!(
-            error.contains("\"nothing\"") && error.contains("text"),
+            error.contains("\"empty\"") && error.contains("text"),
             "{error}"
         );
         let error = row.text("absent").unwrap_err().to_string();
