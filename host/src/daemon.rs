@@ -23,11 +23,10 @@ use std::time::Duration;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
-/// Update workers by default. A run spends most of its time waiting (for the database's
-/// commit, a read, the group commit it joined), not computing, so many runs in flight keep two
-/// cores busy: 16 → 64 workers took SQLite from about 870 to 1,140 lifecycles/s
-/// (`BENCHMARKS.md`). It stays within the runtime's instance pool (64): a run makes one
-/// blueprint call at a time.
+/// Update workers by default. A run spends most of its time waiting (for the group commit it
+/// joined, a read, a claim), not computing, so many runs in flight keep two cores busy: 16 → 64
+/// workers took SQLite from about 870 to 1,120 lifecycles/s (`BENCHMARKS.md`). It stays within
+/// the runtime's instance pool (64): a run makes one blueprint call at a time.
 pub const DEFAULT_WORKERS: usize = 64;
 /// The longest pause after repeated store failures.
 pub const MAX_STORE_BACKOFF: Duration = Duration::from_secs(30);

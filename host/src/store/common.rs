@@ -13,10 +13,16 @@
 //!   connection and has `finish(self, Result<T>) -> Result<T>`;
 //! - `statements(tx: &mut Tx) -> impl Statements`;
 //! - `announce(&self)`: tells other processes that something became due, after a commit.
+//!
+//! Statements inside a write transaction are built with the module the backend names
+//! (`write_query` / `query`): `sqlx` on PostgreSQL, `direct` on SQLite, whose write
+//! transactions run their statements through rusqlite on the task's own thread
+//! (`store::sqlite::direct`); both offer `query`, `query_scalar` and `query_as` with sqlx's
+//! shape. Reads always go through sqlx.
 
-/// `impl Store for $backend { … }` with the shared methods added to the backend's own (see the
-/// module documentation). The whole impl goes through the macro so that `async_trait` sees
-/// every method.
+/// `write_query = module; impl Store for $backend { … }` with the shared methods added to the
+/// backend's own (see the module documentation): `module` builds the statements run on a write
+/// transaction. The whole impl goes through the macro so that `async_trait` sees every method.
 macro_rules! impl_store {
     (write_query = $w:ident; impl Store for $backend:ty { $($own:tt)* }) => {
         #[async_trait::async_trait]
@@ -544,7 +550,8 @@ pub(crate) use impl_store;
 /// `impl Statements for $backend { … }` with the plan statements whose SQL is the same on every
 /// backend added to the backend's own. A backend's statements type wraps its connection
 /// (`self.0`); `for_share` and `for_update` are the row-lock clauses a read inside a write
-/// transaction takes (empty on SQLite, whose write transactions are serialised).
+/// transaction takes (empty on SQLite, whose write transactions are serialised); `query` is the
+/// module the statements are built with.
 macro_rules! impl_statements {
     (
         for_share = $for_share:literal, for_update = $for_update:literal, query = $q:ident;
