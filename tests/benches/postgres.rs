@@ -4,11 +4,12 @@
 //!
 //! - `pgbench`: `pgbench -N` (the TPC-B-like transaction without the two hot-row updates), 8
 //!   clients, 10 s, on a scale-10 database: what this cluster commits per second;
-//! - `daemons`: 1, 2 and 4 `drydock serve` processes (default settings: 64 workers; woken by NOTIFY, polling
-//!   once a second as the backstop; group commit off, then at 64) on one fresh database with the host-pool blueprint; 500,
-//!   then 5,000 leases requested at once, then all released. Lease lifecycles per second over the whole
-//!   run, and fenced command transactions per second in the release phase (each consumes one
-//!   release command under the fencing guard, applies the release and destroys the lease);
+//! - `daemons`: 1, 2 and 4 `drydock serve` processes (default settings: 64 workers; woken by
+//!   NOTIFY, polling once a second as the backstop; group commit off, then at 64) on one fresh
+//!   database with the host-pool blueprint; 500, then 5,000 leases requested at once, then all
+//!   released. Lease lifecycles per second over the whole run, and fenced command transactions
+//!   per second in the release phase (each consumes one release command under the fencing
+//!   guard, applies the release and destroys the lease);
 //! - `queue`: post, claim and release of one object with 10,000 and 1,000,000 objects in the
 //!   database.
 //!

@@ -1,7 +1,8 @@
 //! SQLite's [`Statements`](super::super::apply::Statements) where its SQL differs from
 //! PostgreSQL's (the rest are shared, `store::common`), and the guard: one statement each, on
-//! the write transaction's connection, run on the calling thread (`super::direct`). SQLite serialises write transactions, so a row read here
-//! cannot change before the commit; queries name the partial index SQLite's planner would miss.
+//! the write transaction's connection, run on the calling thread (`super::direct`). SQLite
+//! serialises write transactions, so a row read here cannot change before the commit; queries
+//! name the partial index SQLite's planner would miss.
 
 use super::super::{Claim, ClaimTime, ObjectId, Release, Result};
 use super::direct;
