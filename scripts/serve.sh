@@ -26,6 +26,8 @@ blueprints/scratch-js/build.sh target/guests/scratch-js.wasm
 
 export DRYDOCK_DATABASE_URL="${DRYDOCK_DATABASE_URL:-sqlite://drydock.db}"
 drydock=target/release/drydock
+# This build's schema first: the CLI never upgrades one that an older build made.
+"$drydock" migrate
 register() { # NAME WASM [GRANT] (another daemon starting on the same database may win the race)
     if ! "$drydock" blueprint show "$1" >/dev/null 2>&1; then
         "$drydock" blueprint add "$1" --wasm "$2" --config "blueprints/$1/example.json" ${3:+--grant "$3"} ||

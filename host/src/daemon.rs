@@ -114,6 +114,20 @@ pub async fn run(
     let slots = Arc::new(Semaphore::new(config.workers));
     let committer =
         (config.group_commit > 1).then(|| Committer::start(store.clone(), config.group_commit));
+    // Should the committer's task ever end, every plan would fail: stop, saying why, instead.
+    let failed = std::sync::Mutex::new(None);
+    let shutdown = async {
+        let ended = async {
+            match &committer {
+                Some(committer) => committer.ended().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = shutdown => {}
+            reason = ended => *failed.lock().unwrap() = Some(reason),
+        }
+    };
     let running: Running = Arc::default();
     let mut tasks = JoinSet::new();
     let mut next_task = 0u64;
@@ -194,12 +208,16 @@ pub async fn run(
         retention.abort();
     }
     drain(&config, store.as_ref(), tasks, running).await;
+    if let Some(reason) = failed.lock().unwrap().take() {
+        tracing::error!(%reason, "drydock daemon stopped");
+        anyhow::bail!("the daemon stopped: {reason}");
+    }
     tracing::info!("drydock daemon stopped");
     Ok(())
 }
 
-/// What a panicked run said.
-fn panic_message(panic: Box<dyn std::any::Any + Send>) -> String {
+/// What a panicked run (or batch) said.
+pub(crate) fn panic_message(panic: Box<dyn std::any::Any + Send>) -> String {
     panic
         .downcast_ref::<&str>()
         .map(|s| s.to_string())

@@ -2,8 +2,10 @@
 //!
 //! A claim comes from [`queue::Queue::claim`](crate::queue::Queue::claim) with a fencing token and
 //! an expiry. Every write made through [`Held::apply`] starts with the guard statement, in the same
-//! transaction, which checks the token and the expiry and extends the claim. A worker that
-//! stalled past its expiry finds its token superseded and cannot commit: [`store::Error::Fenced`].
+//! transaction, which checks the token and extends the claim. Past its expiry a claim may be
+//! taken over, which moves the token on: a worker that stalled that long finds its token
+//! superseded and cannot commit ([`store::Error::Fenced`]). One whose store stalled and whose
+//! claim nobody took meanwhile still holds it: its next beat or write renews it.
 //!
 //! A claim lives as long as its worker: a timer beats every third of the time-to-live, whatever
 //! the step is doing (a long allocation pass of many short calls, an exec, a slow database), and
@@ -168,15 +170,21 @@ impl Held {
         Ok(inserted)
     }
 
-    /// Boot-clock milliseconds (on this host) until which the claim is surely held, moved on
-    /// by every heartbeat and write: what an exec under this claim is bounded by.
-    pub fn held_until(&self) -> watch::Receiver<i64> {
-        self.held_until.subscribe()
-    }
-
-    /// The margin an exec keeps from the claim's expiry: a sixth of the time-to-live.
-    pub fn exec_margin(&self) -> Duration {
-        self.ttl / 6
+    /// What ties an exec run by `program` (`drydock exec-guard`) to this claim: the time until
+    /// which the claim is surely held (boot clock on this host, moved on by every heartbeat and
+    /// write), a margin of a sixth of the time-to-live before it, a keepalive a quarter of that
+    /// margin (a daemon silent for two is taken as stopped, and its exec killed, well before
+    /// the claim can expire), and a stalled store waited out paused for at most one
+    /// time-to-live.
+    pub fn exec_watchdog(&self, program: std::path::PathBuf) -> crate::exec::Watchdog {
+        let margin = self.ttl / 6;
+        crate::exec::Watchdog {
+            program,
+            held_until: self.held_until.subscribe(),
+            margin,
+            keepalive: margin / 4,
+            pause_limit: self.ttl,
+        }
     }
 
     /// Whether a plan already gave the claim back.
@@ -250,7 +258,9 @@ fn extend(held_until: &watch::Sender<i64>, began: i64, ttl: Duration) {
 
 /// Extends the claim every third of `ttl` until it is lost (then says so) or the task is
 /// aborted. A failed beat that is not a loss (the database is busy or down) is retried at the
-/// next tick; the claim simply expires if the store stays unreachable.
+/// next tick; past the claim's expiry, a beat that gets through renews it unless someone took
+/// it over meanwhile. Meanwhile the exec guard holds this claim's execs paused (see
+/// `exec::guard`).
 async fn beat(
     store: Arc<dyn Store>,
     claim: Claim,

@@ -36,6 +36,7 @@ impl From<store::Error> for Error {
         match error {
             store::Error::NotFound(what) => Error::NotFound(format!("{what} does not exist")),
             store::Error::NotReleasable(why) | store::Error::Conflict(why) => Error::Refused(why),
+            superseded @ store::Error::Superseded { .. } => Error::Refused(superseded.to_string()),
             other => Error::Internal(other.into()),
         }
     }
@@ -99,13 +100,7 @@ pub async fn add_blueprint(
         .value;
     action::check_description(&description)
         .map_err(|why| Error::BadInput(format!("the component describes itself badly: {why}")))?;
-    let verdict = plugin
-        .validate_config(&request.config)
-        .await
-        .map_err(|e| Error::BadInput(e.to_string()))?;
-    verdict
-        .value
-        .map_err(|reason| Error::BadInput(format!("the config is invalid: {reason}")))?;
+    check_config(&plugin, &request.config).await?;
     let new = NewBlueprint {
         name: request.name,
         digest: digest(&request.wasm),
@@ -118,9 +113,16 @@ pub async fn add_blueprint(
     Ok(store.blueprint_insert(new).await?)
 }
 
+/// How many times an update is prepared, each time from the version that replaced the last,
+/// before it is refused naming the version it raced.
+const UPDATE_ATTEMPTS: u32 = 5;
+
 /// Switches a registered blueprint to a new component, a new config, or both. The component
 /// must load, describe itself acceptably and make the same resource type (its resources and
 /// leases are of that type); the config is validated by the component it will be used with.
+/// What the update leaves alone is taken from the blueprint's current version; when another
+/// update replaces that version before this one is written, this one is prepared again from
+/// the new version, so that a component and a config sent at once both land.
 pub async fn update_blueprint(
     store: &dyn Store,
     runtime: &Runtime,
@@ -133,51 +135,111 @@ pub async fn update_blueprint(
             "nothing to update: give a new component, a new config or both".into(),
         ));
     }
-    let (plugin, digest, component_name) = match &wasm {
-        Some(bytes) => {
-            let plugin = load(runtime, bytes.clone()).await?;
-            let description = plugin
-                .describe()
-                .await
-                .map_err(|e| Error::BadInput(e.to_string()))?
-                .value;
-            action::check_description(&description).map_err(|why| {
-                Error::BadInput(format!("the component describes itself badly: {why}"))
-            })?;
-            if description.resource_type != blueprint.resource_type {
-                return Err(Error::BadInput(format!(
-                    "{} makes {:?} resources; the new component makes {:?}, and a blueprint's \
-                     type cannot change (add it under a new name instead)",
-                    blueprint.name, blueprint.resource_type, description.resource_type
-                )));
+    let component = match wasm {
+        Some(bytes) => Some(NewComponent::load(runtime, blueprint, bytes).await?),
+        None => None,
+    };
+    let mut current = blueprint.clone();
+    let mut attempts = 1;
+    loop {
+        let update = prepare_update(
+            store,
+            runtime,
+            &current,
+            component.as_ref(),
+            config.as_deref(),
+        )
+        .await?;
+        match store.blueprint_update(current.id, update, author).await {
+            Err(store::Error::Superseded { .. }) if attempts < UPDATE_ATTEMPTS => {
+                attempts += 1;
+                current = store.blueprint_get(current.id).await?;
             }
-            (plugin, digest(bytes), description.name)
+            result => return Ok(result?),
         }
-        None => {
-            let bytes = store.component_get(&blueprint.component).await?;
-            let plugin = load(runtime, bytes).await?;
+    }
+}
+
+/// A blueprint's new component, loaded and checked once however often its update is prepared.
+struct NewComponent {
+    bytes: Vec<u8>,
+    digest: String,
+    name: String,
+    plugin: crate::plugin::Plugin,
+}
+
+impl NewComponent {
+    /// Loads `bytes` as `blueprint`'s next component: it must describe itself acceptably and
+    /// make the blueprint's resource type.
+    async fn load(runtime: &Runtime, blueprint: &Blueprint, bytes: Vec<u8>) -> Result<Self> {
+        let plugin = load(runtime, bytes.clone()).await?;
+        let description = plugin
+            .describe()
+            .await
+            .map_err(|e| Error::BadInput(e.to_string()))?
+            .value;
+        action::check_description(&description).map_err(|why| {
+            Error::BadInput(format!("the component describes itself badly: {why}"))
+        })?;
+        if description.resource_type != blueprint.resource_type {
+            return Err(Error::BadInput(format!(
+                "{} makes {:?} resources; the new component makes {:?}, and a blueprint's \
+                 type cannot change (add it under a new name instead)",
+                blueprint.name, blueprint.resource_type, description.resource_type
+            )));
+        }
+        Ok(NewComponent {
+            digest: digest(&bytes),
+            bytes,
+            name: description.name,
+            plugin,
+        })
+    }
+}
+
+/// The update that gives `current` the new component and config, each taken from `current`
+/// when not given, with the config validated by the component it will be used with.
+async fn prepare_update(
+    store: &dyn Store,
+    runtime: &Runtime,
+    current: &Blueprint,
+    component: Option<&NewComponent>,
+    config: Option<&str>,
+) -> Result<store::BlueprintUpdate> {
+    let config = config.unwrap_or(&current.config).to_string();
+    let (wasm, digest, component_name) = match component {
+        Some(new) => {
+            check_config(&new.plugin, &config).await?;
             (
-                plugin,
-                blueprint.component.clone(),
-                blueprint.component_name.clone(),
+                Some(new.bytes.clone()),
+                new.digest.clone(),
+                new.name.clone(),
             )
         }
+        None => {
+            let bytes = store.component_get(&current.component).await?;
+            check_config(&load(runtime, bytes).await?, &config).await?;
+            let name = current.component_name.clone();
+            (None, current.component.clone(), name)
+        }
     };
-    let config = config.unwrap_or_else(|| blueprint.config.clone());
-    let verdict = plugin
-        .validate_config(&config)
-        .await
-        .map_err(|e| Error::BadInput(e.to_string()))?;
-    verdict
-        .value
-        .map_err(|reason| Error::BadInput(format!("the config is invalid: {reason}")))?;
-    let update = store::BlueprintUpdate {
+    Ok(store::BlueprintUpdate {
+        from_version: current.version,
         wasm,
         digest,
         component_name,
         config,
-    };
-    Ok(store.blueprint_update(blueprint.id, update, author).await?)
+    })
+}
+
+/// Refuses a config the component finds invalid, with its reason.
+async fn check_config(plugin: &crate::plugin::Plugin, config: &str) -> Result<()> {
+    plugin
+        .validate_config(config)
+        .await
+        .map_err(|e| Error::BadInput(e.to_string()))?
+        .value
+        .map_err(|reason| Error::BadInput(format!("the config is invalid: {reason}")))
 }
 
 /// Compiles a component off the async executor; a bad component is bad input.

@@ -14,9 +14,10 @@
 //!   `drydock blueprint add … --grant local:/srv/hosts --grant ssh:ci@build-*.example.com
 //!   --grant ssh-key:/etc/drydock/keys`.
 //!
-//! No grant, no interface. The check is lexical; [`Authorized::anchor`] names the directory a
-//! local root was authorised beneath, and `exec` opens the root from there without following
-//! symbolic links, so a link a blueprint planted cannot lead out of it.
+//! No grant, no interface. The check is lexical; [`Authorized::anchor`] names the granted
+//! directory a local root was authorised beneath (through any number of narrowings), and `exec`
+//! opens the root from there without following any symbolic link, so a link a blueprint planted
+//! (even in place of a leased host's root) is refused, not followed.
 
 use crate::domain::CommandInterface;
 use serde::{Deserialize, Serialize};
@@ -126,8 +127,9 @@ fn parse_ssh_grant(text: &str) -> Result<Grant, String> {
 pub struct Authorized {
     /// The interface, as the blueprint gave it.
     pub interface: CommandInterface,
-    /// For a local interface: the directory (a grant's, or a supporting lease's root) its root
-    /// lies beneath. Commands open the root from here without following links.
+    /// For a local interface: the granted directory its root lies beneath (for a narrowed one,
+    /// the supporting lease's own anchor). Trusted as the operator typed it; commands open the
+    /// root and their `cwd` from here without following any link below it.
     pub anchor: Option<String>,
 }
 
@@ -152,10 +154,13 @@ pub fn authorize(
     })
 }
 
-/// The granted or leased directory `root` lies beneath.
+/// The granted directory `root` lies beneath: a grant's, or, for a root narrowing a supporting
+/// lease's, that lease's own anchor. Never the leased root itself: what lies below a grant may
+/// have been replaced by a link since (`exec` opens everything below the anchor without
+/// following one).
 fn local_anchor(root: &str, grants: &[Grant], beneath: &[Authorized]) -> Result<String, String> {
     let leased = beneath.iter().find_map(|a| match &a.interface {
-        CommandInterface::Local { root: base } if is_beneath(root, base) => Some(base),
+        CommandInterface::Local { root: base } if is_beneath(root, base) => a.anchor.as_ref(),
         _ => None,
     });
     let granted = grants.iter().find_map(|g| match g {
@@ -489,7 +494,11 @@ mod tests {
             std::slice::from_ref(&host),
         )
         .unwrap();
-        assert_eq!(ok.anchor.as_deref(), Some("/srv/hosts/a"));
+        assert_eq!(
+            ok.anchor.as_deref(),
+            Some("/srv/hosts"),
+            "the grant, not the leased root"
+        );
         assert!(authorize(&local("/srv/hosts/b"), &[], std::slice::from_ref(&host)).is_err());
 
         let remote = Authorized {

@@ -16,7 +16,7 @@
 //! Run: `cargo bench -p drydock-tests --bench postgres [-- pgbench|daemons|queue]`.
 
 use drydock_host::domain::LeaseStatus;
-use drydock_host::store::{self, CommandKind, NewLease, ObjectId, Store, Workload};
+use drydock_host::store::{self, Access, CommandKind, NewLease, ObjectId, Store, Workload};
 use drydock_tests::measure::{Sections, queue_cost};
 use drydock_tests::postgres::{Cluster, Durability};
 use drydock_tests::{Daemon, Env};
@@ -156,7 +156,9 @@ async fn wait_all(store: &dyn Store, leases: &[ObjectId], status: LeaseStatus) {
 /// Post, claim and release cost with `objects` idle active leases in the database.
 async fn queue(cluster: &Cluster, objects: usize) {
     let url = cluster.database().await;
-    let store = store::open(&url, Workload::Daemon).await.unwrap();
+    let store = store::open(&url, Workload::Daemon, Access::Migrate)
+        .await
+        .unwrap();
     let pool = sqlx::PgPool::connect(&url).await.unwrap();
     for statement in [
         "INSERT INTO lease (resource_type, status, owner, created_at, updated_at)

@@ -3,7 +3,8 @@
 //! SQLite and on PostgreSQL.
 
 use crate::{Env, wait_for};
-use drydock_host::store::{Command, CommandFilter, ObjectId, Store};
+use drydock_host::domain::LeaseStatus;
+use drydock_host::store::{Command, CommandFilter, EndKind, ObjectId, Store};
 use std::sync::Arc;
 
 /// The line `release-lease` logs each time its logic is applied.
@@ -73,4 +74,23 @@ pub async fn the_cli_wakes_an_idle_daemon(env: &Env) {
     let lease = active_leases(env, 1).await[0];
     env.ok(&["lease", "release", &lease.to_string()]).await;
     crate::wait_lease(&store, lease, drydock_host::domain::LeaseStatus::Destroyed).await;
+}
+
+/// Checks that every one of `leases` ended as its user asked: destroyed, ended as released
+/// (never broken), every command on it applied (none consumed as ignored), and the release
+/// logic applied once. What a fault in the host's own store must never change.
+pub async fn each_released_once(store: &Arc<dyn Store>, leases: &[ObjectId]) {
+    for &lease in leases {
+        let commands = settled_commands(store, lease).await;
+        assert_eq!(
+            applied(&commands),
+            commands.len(),
+            "{lease}: a command was not applied: {commands:?}"
+        );
+        let got = store.lease_get(lease).await.unwrap();
+        assert_eq!(got.status, LeaseStatus::Destroyed, "{lease}");
+        let end = got.end.as_ref().map(|end| end.kind);
+        assert_eq!(end, Some(EndKind::Released), "{lease}: {:?}", got.end);
+        assert_eq!(count_logs(store, lease, RELEASE_LINE).await, 1, "{lease}");
+    }
 }

@@ -6,6 +6,7 @@ pub mod counting;
 pub mod git;
 pub mod measure;
 pub mod postgres;
+pub mod shell_run;
 pub mod ssh;
 
 use drydock_host::domain::{LeaseStatus, ResourceStatus};
@@ -271,6 +272,12 @@ impl Env {
     /// `extra` says `--poll` or `--listen`), the operator token [`TOKEN`], and any extra
     /// arguments.
     pub fn serve(&self, extra: &[&str]) -> Daemon {
+        self.serve_with_env(extra, &[])
+    }
+
+    /// [`Env::serve`] with `vars` added to the daemon's environment too (what the shell of
+    /// whoever starts a daemon holds: tokens, cloud keys).
+    pub fn serve_with_env(&self, extra: &[&str], vars: &[(&str, &str)]) -> Daemon {
         let mut args = vec!["serve"];
         if !extra.contains(&"--poll") {
             args.extend(["--poll", "50ms"]);
@@ -283,6 +290,7 @@ impl Env {
             .command(&args)
             .env("DRYDOCK_LOG", "info")
             .env("DRYDOCK_TOKEN", TOKEN)
+            .envs(vars.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -297,9 +305,9 @@ impl Env {
         }
     }
 
-    /// The database, opened in this process.
+    /// The database, opened in this process as a daemon opens it (creating or migrating it).
     pub async fn store(&self) -> Arc<dyn Store> {
-        store::open(&self.url, store::Workload::Daemon)
+        store::open(&self.url, store::Workload::Daemon, store::Access::Migrate)
             .await
             .unwrap()
     }

@@ -1,6 +1,10 @@
-//! `drydock blueprint check`, run as the real binary on the built components.
+//! `drydock blueprint check`, run as the real binary on the built components; and how every
+//! command opens the database: reads never create, lock or migrate it, writes never upgrade it,
+//! and a database that cannot be used is named with the reason.
 
-use drydock_tests::{FUTURE_CONTRACT_WASM, HOST_POOL_CONFIG, HOST_POOL_WASM, drydock_binary};
+use drydock_tests::postgres::Cluster;
+use drydock_tests::{Env, FUTURE_CONTRACT_WASM, HOST_POOL_CONFIG, HOST_POOL_WASM, drydock_binary};
+use sqlx::migrate::Migrator;
 use std::io::Write;
 use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
@@ -113,4 +117,155 @@ fn check_refuses_a_bad_component_with_the_reason() {
         "{}",
         text(&out.stderr)
     );
+}
+
+/// Runs `drydock ARGS…`, which must fail; its stderr.
+async fn refused(env: &Env, args: &[&str]) -> String {
+    let out = env.drydock(args).await;
+    let stderr = text(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "{args:?} succeeded: {}",
+        text(&out.stdout)
+    );
+    stderr
+}
+
+/// The read commands, none of which may change the database.
+const READS: [&[&str]; 7] = [
+    &["lease", "list"],
+    &["lease", "show", "L1"],
+    &["resource", "list"],
+    &["blueprint", "list"],
+    &["command", "list"],
+    &["log"],
+    &["exec", "--lease", "L1", "--", "true"],
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_of_a_missing_database_names_the_path_and_creates_nothing() {
+    let env = Env::new();
+    let path = env.dir().join("drydock.db");
+    for read in READS {
+        let stderr = refused(&env, read).await;
+        assert!(
+            stderr.contains(&format!("no Drydock database at {}", path.display())),
+            "{read:?}: {stderr}"
+        );
+    }
+    let left: Vec<_> = std::fs::read_dir(env.dir()).unwrap().collect();
+    assert!(left.is_empty(), "a read created {left:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_answer_while_another_process_holds_the_write_lock() {
+    use sqlx::Connection as _;
+    let env = Env::new();
+    let lease = env.request_one("host", &[]).await;
+    let mut writer = sqlx::SqliteConnection::connect(&env.url).await.unwrap();
+    sqlx::raw_sql("BEGIN IMMEDIATE")
+        .execute(&mut writer)
+        .await
+        .unwrap();
+    let listed = env.ok(&["lease", "list"]).await;
+    assert!(listed.contains(&lease.to_string()), "{listed}");
+    env.ok(&["lease", "show", &lease.to_string()]).await;
+    env.ok(&["log", "--object", &lease.to_string()]).await;
+    sqlx::raw_sql("ROLLBACK")
+        .execute(&mut writer)
+        .await
+        .unwrap();
+}
+
+/// Sets up the database at `url` as the Drydock before the newest migration did.
+async fn migrate_all_but_the_last(url: &str) {
+    use sqlx::sqlite::SqliteConnectOptions;
+    use std::str::FromStr as _;
+    if url.starts_with("sqlite:") {
+        let options = SqliteConnectOptions::from_str(url).unwrap();
+        let db = sqlx::SqlitePool::connect_with(options.create_if_missing(true))
+            .await
+            .unwrap();
+        let migrator = sqlx::migrate!("../host/migrations/sqlite");
+        migrator
+            .run_to(all_but_the_last(&migrator), &db)
+            .await
+            .unwrap();
+    } else {
+        let db = sqlx::PgPool::connect(url).await.unwrap();
+        let migrator = sqlx::migrate!("../host/migrations/postgres");
+        migrator
+            .run_to(all_but_the_last(&migrator), &db)
+            .await
+            .unwrap();
+    }
+}
+
+/// The version of `migrator`'s migration before its newest.
+fn all_but_the_last(migrator: &Migrator) -> i64 {
+    let mut versions: Vec<i64> = migrator.iter().map(|m| m.version).collect();
+    versions.sort();
+    versions[versions.len() - 2]
+}
+
+/// A database an older Drydock set up: every command but `migrate` refuses it, naming
+/// `drydock migrate`, and changes nothing; after `drydock migrate` they work.
+async fn an_older_schema_waits_for_migrate(env: &Env) {
+    migrate_all_but_the_last(&env.url).await;
+    for command in READS
+        .iter()
+        .chain(&[&["lease", "request", "--type", "host"][..]])
+    {
+        let stderr = refused(env, command).await;
+        assert!(
+            stderr.contains("older than this drydock") && stderr.contains("`drydock migrate`"),
+            "{command:?}: {stderr}"
+        );
+    }
+    env.ok(&["migrate"]).await;
+    let lease = env.request_one("host", &[]).await;
+    assert_eq!(lease.to_string(), "L1", "the refused request wrote nothing");
+    let listed = env.ok(&["lease", "list"]).await;
+    assert!(listed.contains(&lease.to_string()), "{listed}");
+    // Every read works through its read-only connections (`exec` needs an active lease).
+    for read in READS.iter().filter(|read| read[0] != "exec") {
+        env.ok(read).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cli_newer_than_the_sqlite_schema_names_the_command_that_upgrades_it() {
+    let env = Env::new();
+    an_older_schema_waits_for_migrate(&env).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cli_newer_than_the_postgres_schema_names_the_command_that_upgrades_it() {
+    let cluster = Cluster::start();
+    let env = Env::with_url(cluster.database().await);
+    let stderr = refused(&env, &["lease", "list"]).await;
+    assert!(stderr.contains("no Drydock tables yet"), "{stderr}");
+    an_older_schema_waits_for_migrate(&env).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_postgres_server_that_refuses_is_named_with_the_reason() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let env = Env::with_url(format!("postgres://drydock@127.0.0.1:{port}/test"));
+    for command in [
+        &["lease", "list"][..],
+        &["lease", "request", "--type", "host"],
+    ] {
+        let stderr = refused(&env, command).await;
+        assert!(
+            stderr.contains(&format!("cannot reach the database at 127.0.0.1:{port}"))
+                && stderr.to_lowercase().contains("connection refused")
+                && !stderr.contains("timed out"),
+            "{command:?}: {stderr}"
+        );
+    }
 }

@@ -1,6 +1,6 @@
 //! The CLI against a database: JSON shapes for scripts, and refusals that change nothing.
 
-use drydock_host::store::{CommandFilter, Store};
+use drydock_host::store::{Command, CommandFilter, LogEntry, ObjectId, StepRecord, Store};
 use drydock_tests::{
     COUNTING_WASM, Env, HOST_POOL_CONFIG, HOST_POOL_GRANT, HOST_POOL_WASM, wait_for, wait_lease,
 };
@@ -526,17 +526,17 @@ async fn gc_removes_only_what_finished_before_the_retention() {
     env.add_host_pool().await;
     let store = env.store().await;
     let daemon = env.serve(&[]);
-    let lease = env
-        .ok(&[
-            "lease",
-            "request",
-            "--type",
-            "host",
-            "--wait",
-            "--timeout",
-            "60s",
-        ])
-        .await;
+    let request = [
+        "lease",
+        "request",
+        "--type",
+        "host",
+        "--wait",
+        "--timeout",
+        "60s",
+    ];
+    let active: ObjectId = env.ok(&request).await.trim().parse().unwrap();
+    let lease = env.ok(&request).await;
     let lease = lease.trim();
     env.ok(&["lease", "release", lease]).await;
     wait_for("the lease to be destroyed", || async {
@@ -546,6 +546,16 @@ async fn gc_removes_only_what_finished_before_the_retention() {
     })
     .await;
     assert!(daemon.terminate().await);
+    let resource = store.lease_get(active).await.unwrap().resource_id.unwrap();
+    let live = [active, resource, ObjectId::Blueprint(1)];
+    let mut before = Vec::new();
+    for object in live {
+        before.push(history(&store, object).await);
+    }
+    assert!(
+        !before[0].1.is_empty(),
+        "the active lease has an audit trail"
+    );
     let kept = env.ok(&["gc", "--json"]).await;
     let kept: Value = serde_json::from_str(&kept).unwrap();
     assert_eq!(kept["leases"], 0, "nothing is 30 days old: {kept}");
@@ -559,6 +569,35 @@ async fn gc_removes_only_what_finished_before_the_retention() {
         env.ok(&["resource", "list"]).await.contains("active"),
         "the live resource stays"
     );
+    for (object, before) in live.into_iter().zip(before) {
+        assert_eq!(
+            history(&store, object).await,
+            before,
+            "{object} keeps its whole history"
+        );
+    }
+    let gone = history(&store, lease.parse().unwrap()).await;
+    assert_eq!(
+        gone,
+        Default::default(),
+        "the destroyed lease's history went"
+    );
+}
+
+/// An object's log entries, audit trail and commands.
+async fn history(
+    store: &Arc<dyn Store>,
+    object: ObjectId,
+) -> (Vec<LogEntry>, Vec<StepRecord>, Vec<Command>) {
+    let commands = CommandFilter {
+        target: Some(object),
+        pending: false,
+    };
+    (
+        store.log_list(Some(object), 0, i64::MAX).await.unwrap(),
+        store.step_list(object, 0, i64::MAX).await.unwrap(),
+        store.command_list(&commands).await.unwrap(),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -586,12 +625,16 @@ async fn a_blueprint_updated_in_place_serves_leases_its_old_config_could_not() {
     let said = env
         .ok(&[&update[..], &[two_hosts.to_str().unwrap()]].concat())
         .await;
-    assert!(said.starts_with("B1 host-pool updated"), "{said}");
+    assert!(
+        said.starts_with("B1 host-pool updated to version 2"),
+        "{said}"
+    );
     let served = env.request_one("host", &["--attr", "host=local-2"]).await;
     wait_lease(&store, served, drydock_host::domain::LeaseStatus::Active).await;
 
     let shown = json(&env.ok(&["blueprint", "show", "host-pool", "--json"]).await);
     assert_eq!(shown["config"], config.as_str());
+    assert_eq!(shown["version"], 2);
     let history = env.ok(&["log", "--object", "B1"]).await;
     assert!(
         history.contains("blueprint.updated") && history.contains("updated by cli:"),

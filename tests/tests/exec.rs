@@ -1,12 +1,14 @@
 //! Exec actions end to end: the `shell` blueprint leases a `host` from host-pool and runs a
-//! command there. Execs run with bounds (output, working directory, their own pool) and a
-//! blueprint that narrows a granted host needs no grant of its own.
+//! command there. Execs run with bounds (output, working directory, their own pool), see none
+//! of the daemon's environment, follow no link planted beneath a grant, and a blueprint that
+//! narrows a granted host needs no grant of its own.
 
 use drydock_host::domain::{LeaseStatus, ResourceStatus};
 use drydock_host::store::{Resource, Store};
 use drydock_tests::{Env, HOST_POOL_WASM, SHELL_WASM, wait_for, wait_lease};
 use serde_json::json;
-use std::path::PathBuf;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 /// A database with host-pool on a host rooted in the test's directory (granted), and the
@@ -127,13 +129,121 @@ async fn a_working_directory_cannot_lead_out_of_the_root() {
     env.request("shell", &[]).await;
     let shell = shells(&store, |s| s.iter().any(ran)).await.remove(0);
     assert_eq!(shell.attributes["exit"], "none");
-    assert!(
-        shell.attributes["stderr"].contains("the working directory \"out\" leads out of the root"),
-        "{:?}",
-        shell.attributes
+    let refusal = format!(
+        "{:?} is a symbolic link; refusing to follow it beneath the grant {root:?}",
+        root.join("out")
     );
+    assert_eq!(shell.attributes["stderr"], refusal);
     assert!(
         !shell.attributes["stdout"].contains("root:"),
         "it read /etc/passwd"
     );
+}
+
+/// Each `NAME=VALUE` line of `env`'s output, by name.
+fn variables(env_output: &str) -> BTreeMap<String, String> {
+    env_output
+        .lines()
+        .filter_map(|line| line.split_once('='))
+        .map(|(name, value)| (name.to_string(), value.to_string()))
+        .collect()
+}
+
+/// The whole environment an exec through `lease` (on `resource`) in `home` is documented to get.
+fn documented(home: &Path, lease: &str, resource: &str) -> BTreeMap<String, String> {
+    [
+        ("DRYDOCK_LEASE", lease),
+        ("DRYDOCK_RESOURCE", resource),
+        ("HOME", home.to_str().unwrap()),
+        ("LANG", "C.UTF-8"),
+        ("LC_ALL", "C.UTF-8"),
+        ("PATH", "/usr/local/bin:/usr/bin:/bin"),
+    ]
+    .map(|(name, value)| (name.to_string(), value.to_string()))
+    .into()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_exec_sees_its_documented_environment_and_none_of_the_daemons() {
+    let (env, root) = env_with(json!({"argv": ["env"]})).await;
+    let store = env.store().await;
+    let secrets = [
+        ("DRYDOCK_SECRET_PROBE", "leak"),
+        ("AWS_SECRET_ACCESS_KEY", "leak"),
+    ];
+    let _daemon = env.serve_with_env(&[], &secrets);
+    let lease = env.request_one("shell", &[]).await;
+    wait_lease(&store, lease, LeaseStatus::Active).await;
+    let shell = shells(&store, |s| s.iter().any(ran)).await.remove(0);
+    assert_eq!(shell.attributes["exit"], "0", "{:?}", shell.attributes);
+    let host_lease = store
+        .lease_list_supporting(shell.id)
+        .await
+        .unwrap()
+        .remove(0);
+    let host = host_lease.resource_id.unwrap().to_string();
+    assert_eq!(
+        variables(&shell.attributes["stdout"]),
+        documented(&root, &host_lease.id.to_string(), &host),
+        "the daemon's own variables (its database URL, token, the probes) stay out"
+    );
+
+    let out = env
+        .ok(&["exec", "--lease", &lease.to_string(), "--", "env"])
+        .await;
+    assert_eq!(
+        variables(&out),
+        documented(&root, &lease.to_string(), &shell.id.to_string()),
+        "nor does `drydock exec` pass on its caller's (no TERM without a terminal)"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_root_replaced_by_a_link_is_refused_and_other_hosts_keep_working() {
+    let env = Env::new();
+    let hosts = env.dir().join("hosts");
+    let (host_1, host_2) = (hosts.join("host-1"), hosts.join("host-2"));
+    let pool = json!({"hosts": [
+        {"name": "host-1", "interface": {"type": "local", "root": host_1}},
+        {"name": "host-2", "interface": {"type": "local", "root": host_2}},
+    ]});
+    let grant = format!("local:{}", hosts.display());
+    env.add_blueprint("host-pool", HOST_POOL_WASM, &pool.to_string(), &[&grant])
+        .await;
+    let shell = json!({"argv": ["pwd"], "subdir": "etc"});
+    env.add_blueprint("shell", SHELL_WASM, &shell.to_string(), &[])
+        .await;
+    let store = env.store().await;
+    let _daemon = env.serve(&[]);
+    let lease = env.request_one("shell", &[]).await;
+    wait_lease(&store, lease, LeaseStatus::Active).await;
+    let shell = shells(&store, |s| s.iter().any(ran)).await.remove(0);
+    assert_eq!(shell.attributes["stdout"].trim(), host_1.to_str().unwrap());
+
+    // What an exec through the host lease could do: replace the host's root with a link to /.
+    std::fs::remove_dir_all(&host_1).unwrap();
+    std::os::unix::fs::symlink("/", &host_1).unwrap();
+    let refusal =
+        format!("{host_1:?} is a symbolic link; refusing to follow it beneath the grant {hosts:?}");
+    let host_lease = store
+        .lease_list_supporting(shell.id)
+        .await
+        .unwrap()
+        .remove(0);
+    for through in [lease, host_lease.id] {
+        let out = env
+            .drydock(&["exec", "--lease", &through.to_string(), "--", "pwd", "-P"])
+            .await;
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{through} ran through the link");
+        assert!(stderr.contains(&refusal), "{through}: {stderr}");
+        assert!(out.stdout.is_empty(), "{through}: {:?}", out.stdout);
+    }
+
+    let healthy = env.request_one("host", &["--attr", "host=host-2"]).await;
+    wait_lease(&store, healthy, LeaseStatus::Active).await;
+    let pwd = env
+        .ok(&["exec", "--lease", &healthy.to_string(), "--", "pwd", "-P"])
+        .await;
+    assert_eq!(pwd.trim(), host_2.to_str().unwrap());
 }

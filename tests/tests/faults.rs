@@ -1,14 +1,15 @@
-//! The queue stays live under real faults: a full disk, a daemon killed (kill -9) or stopped
-//! (SIGSTOP) in the middle of an exec, many processes opening a new database at once, runs that
-//! keep failing, long allocation passes, and leases waiting for capacity. Each case is named in
+//! The queue stays live under real faults: a full disk (also under group commits), a daemon
+//! killed (kill -9) or stopped (SIGSTOP) in the middle of an exec, a store stalled by another
+//! process holding SQLite's write lock during an exec, many processes opening a new database at
+//! once, runs that keep failing, long allocation passes, and leases waiting for capacity. Each case is named in
 //! the invariants table of `docs/ARCHITECTURE.md`.
 
 use drydock_host::domain::{LeaseStatus, ResourceStatus};
-use drydock_host::store::{CommandFilter, ObjectId, Store};
-use drydock_tests::{COUNTING_WASM, Env, SHELL_WASM, wait_for, wait_lease};
-use serde_json::json;
+use drydock_host::store::CommandFilter;
+use drydock_tests::counting::{active_leases, each_released_once};
+use drydock_tests::shell_run::ShellRun;
+use drydock_tests::{COUNTING_WASM, Env, wait_for, wait_lease};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 /// A tmpfs of `size` mounted on a fresh directory; unmounted when dropped.
 struct Tmpfs(PathBuf);
@@ -94,91 +95,38 @@ async fn a_full_disk_never_wedges_the_daemon() {
     );
 }
 
-/// The shell blueprint running `script` under `flock`: a second copy running at the same time
-/// writes `overlap` to the log instead.
-fn guarded_script(dir: &Path, seconds: u32) -> serde_json::Value {
-    let (lock, log) = (dir.join("lock"), dir.join("runs"));
-    let body = format!(
-        "echo start >> {log}; sleep {seconds}; echo end >> {log}",
-        log = log.display()
-    );
-    let script = format!(
-        "flock -n {} sh -c '{body}' || echo overlap >> {}",
-        lock.display(),
-        log.display()
-    );
-    json!({"argv": ["sh", "-c", script]})
-}
-
-fn runs(dir: &Path) -> Vec<String> {
-    std::fs::read_to_string(dir.join("runs"))
-        .unwrap_or_default()
-        .lines()
-        .map(str::to_string)
-        .collect()
-}
-
-/// A shell lease whose eight-second run (counted in the world) has started under a daemon
-/// with a 3 s claim TTL, which the test then takes away.
-struct ShellRun {
-    env: Env,
-    world: PathBuf,
-    store: Arc<dyn Store>,
-    lease: ObjectId,
-    first: drydock_tests::Daemon,
-}
-
-impl ShellRun {
-    async fn start() -> ShellRun {
-        let env = Env::new();
-        let world = env.dir().join("world");
-        std::fs::create_dir_all(&world).unwrap();
-        env.add_host_pool().await;
-        let shell = guarded_script(&world, 8);
-        env.add_blueprint("shell", SHELL_WASM, &shell.to_string(), &[])
-            .await;
-        let store = env.store().await;
-        let first = env.serve(&["--claim-ttl", "3s"]);
-        let lease = env.request_one("shell", &[]).await;
-        let run = ShellRun {
-            env,
-            world,
-            store,
-            lease,
-            first,
-        };
-        run.wait_runs("start", 1).await;
-        run
-    }
-
-    /// A second daemon on the same database.
-    fn second(&self) -> drydock_tests::Daemon {
-        self.env.serve(&["--claim-ttl", "3s"])
-    }
-
-    /// Waits until the run log has `count` lines saying `what`.
-    async fn wait_runs(&self, what: &str, count: usize) {
-        wait_for(&format!("{count} × {what}"), || async {
-            (runs(&self.world).iter().filter(|l| *l == what).count() >= count).then_some(())
-        })
+/// The disk fills while 200 releases are applied, 64 plans to a transaction, on a daemon that
+/// gives up after two failed runs: failed group commits are the store's trouble, not the
+/// leases', so once there is room again every release ends as a release, applied once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn releases_end_as_releases_when_the_disk_fills_under_group_commits() {
+    let base = Env::new();
+    let disk = Tmpfs::mount(&base.dir().join("disk"), "32m");
+    let env = Env::at(&disk.0.join("drydock.db"));
+    let config = r#"{"max_resources": 4, "release_delay_ms": 20}"#;
+    env.add_blueprint("counting", COUNTING_WASM, config, &[])
         .await;
-    }
+    let daemon = env.serve(&["--group-commit", "64", "--max-attempts", "2"]);
+    let leases = active_leases(&env, 200).await;
+    env.ok(&["lease", "release", "--all"]).await;
 
-    /// Waits for the lease to be active, then checks that no two runs overlapped; the runs.
-    async fn finished_without_overlap(&self) -> Vec<String> {
-        wait_lease(&self.store, self.lease, LeaseStatus::Active).await;
-        let runs = runs(&self.world);
-        assert!(
-            !runs.contains(&"overlap".to_string()),
-            "two runs at once: {runs:?}"
-        );
-        runs
+    fill(&disk.0.join("filler"));
+    wait_for("the daemon to meet the full disk", || async {
+        let lines = daemon.log_lines();
+        lines.iter().any(|l| l.contains("full")).then_some(())
+    })
+    .await;
+    std::fs::remove_file(disk.0.join("filler")).unwrap();
+    let store = env.store().await;
+    for &lease in &leases {
+        wait_lease(&store, lease, LeaseStatus::Destroyed).await;
     }
+    each_released_once(&store, &leases).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_exec_dies_with_its_killed_daemon_before_another_runs_it() {
-    let mut run = ShellRun::start().await;
+    let mut run = ShellRun::start(Env::new(), "3s", 8).await;
     run.first.kill9().await;
     let _second = run.second();
     let runs = run.finished_without_overlap().await;
@@ -191,7 +139,7 @@ async fn an_exec_dies_with_its_killed_daemon_before_another_runs_it() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_exec_dies_before_a_stopped_daemons_claim_can_expire() {
-    let run = ShellRun::start().await;
+    let run = ShellRun::start(Env::new(), "3s", 8).await;
     run.first.signal("STOP");
     let _second = run.second();
     run.wait_runs("start", 2).await;
@@ -203,8 +151,12 @@ async fn an_exec_dies_before_a_stopped_daemons_claim_can_expire() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn any_number_of_processes_may_open_a_new_database_at_once() {
     let env = Env::new();
+    // Writes (a read never creates a database), half of them explicit migrations.
     let opens: Vec<_> = (0..20)
-        .map(|_| env.start(&["lease", "list", "--json"]))
+        .map(|n| match n % 2 {
+            0 => env.start(&["lease", "request", "--type", "host"]),
+            _ => env.start(&["migrate"]),
+        })
         .collect();
     for child in opens {
         let out = child.wait_with_output().await.unwrap();
@@ -317,8 +269,18 @@ async fn an_object_that_keeps_failing_breaks_and_its_commands_are_consumed() {
         store.lease_get(lease).await.unwrap().status,
         LeaseStatus::Broken
     );
-    let logs = store.log_list(Some(lease), 0, 100).await.unwrap();
-    assert!(logs.iter().any(|l| l.kind == "lease.gave-up"), "{logs:?}");
+    // Broken, it keeps failing on its way out: it gives up again, and keeps a wake-up backed
+    // off all the same, never left without one.
+    wait_for("a second give-up", || async {
+        let logs = store.log_list(Some(lease), 0, 1000).await.unwrap();
+        (logs.iter().filter(|l| l.kind == "lease.gave-up").count() >= 2).then_some(())
+    })
+    .await;
+    let work = store.work_item_get(lease).await.unwrap();
+    assert!(
+        work.owner.is_none() && work.wake_at.is_some_and(|at| at > store.now()),
+        "a lease that gave up while broken keeps a later wake-up: {work:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -337,4 +299,31 @@ async fn leases_waiting_for_capacity_are_woken_when_it_appears() {
         .await
         .unwrap();
     assert_eq!(resources.len(), 1, "one host, shared");
+}
+
+/// Another process holds SQLite's write lock for `stall` while a ten-second exec runs under a
+/// 9 s claim. The daemon is alive, only its store stalls, and nobody else can take the claim:
+/// the exec is paused at most, never killed, and the blueprint sees its real result.
+async fn a_store_stall_neither_kills_nor_breaks_a_running_exec(stall: std::time::Duration) {
+    use sqlx::Connection;
+    let run = ShellRun::start(Env::new(), "9s", 10).await;
+    let mut other = sqlx::SqliteConnection::connect(&run.env.url).await.unwrap();
+    sqlx::query("BEGIN IMMEDIATE")
+        .execute(&mut other)
+        .await
+        .unwrap();
+    // The stall itself: how long the other process keeps the lock.
+    tokio::time::sleep(stall).await;
+    sqlx::query("COMMIT").execute(&mut other).await.unwrap();
+    run.ran_once_to_its_end().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_six_second_store_stall_neither_kills_nor_breaks_a_running_exec() {
+    a_store_stall_neither_kills_nor_breaks_a_running_exec(std::time::Duration::from_secs(6)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_eight_second_store_stall_neither_kills_nor_breaks_a_running_exec() {
+    a_store_stall_neither_kills_nor_breaks_a_running_exec(std::time::Duration::from_secs(8)).await;
 }

@@ -10,9 +10,11 @@ use drydock_host::store::{
     testing,
 };
 use drydock_tests::counting::{
-    RELEASE_LINE, applied, count_kind, count_logs, settled_commands, the_cli_wakes_an_idle_daemon,
+    RELEASE_LINE, active_leases, applied, count_kind, count_logs, each_released_once,
+    settled_commands, the_cli_wakes_an_idle_daemon,
 };
 use drydock_tests::postgres::Cluster;
+use drydock_tests::shell_run::ShellRun;
 use drydock_tests::{COUNTING_WASM, Daemon, Env, wait_for, wait_lease};
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -104,6 +106,27 @@ async fn claims_expire_on_the_database_clock_whatever_the_hosts_clocks_say() {
     ));
 }
 
+/// This host's clock is stepped an hour while the store is open: the next claim re-learns the
+/// database's time, so what a run writes is not an hour off.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wall_time_follows_the_database_from_the_next_claim_when_the_host_clock_steps() {
+    let cluster = Cluster::start();
+    let local = ShiftedClock::new(0);
+    let store = open(
+        &cluster.database().await,
+        TimeSource::Database(local.clone()),
+    )
+    .await;
+    one_lease(store.as_ref()).await;
+    local.step(3_600_000);
+    claim_one(store.as_ref(), "stepped").await.unwrap();
+    let off = store.now() as i64 - SystemClock.now();
+    assert!(
+        off.abs() < 5_000,
+        "store time is {off} ms off the database's after a claim"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn daemons_starting_together_migrate_once_and_a_newer_schema_is_refused() {
     let cluster = Cluster::start();
@@ -125,7 +148,17 @@ async fn daemons_starting_together_migrate_once_and_a_newer_schema_is_refused() 
             .fetch_one(&mut conn)
             .await
             .unwrap();
-    assert_eq!((applied, versions), (3, 3), "each migration applied once");
+    let known = std::fs::read_dir(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../host/migrations/postgres"
+    ))
+    .unwrap()
+    .count() as i64;
+    assert_eq!(
+        (applied, versions),
+        (known, known),
+        "each migration applied once"
+    );
 
     sqlx::query(
         "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time)
@@ -427,4 +460,63 @@ async fn a_soak_of_killed_daemons_cut_connections_and_a_server_restart_releases_
         );
         assert_eq!(count_kind(&store, lease, "lease.destroyed").await, 1);
     }
+}
+
+/// How many leases of the database at `url` are destroyed, read on a connection of the test's
+/// own (not named `drydock`, so the cuts spare it).
+async fn destroyed(watcher: &sqlx::PgPool) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM lease WHERE status = 'destroyed'")
+        .fetch_one(watcher)
+        .await
+        .unwrap()
+}
+
+/// The group commit's shared transaction fails again and again (every Drydock connection is cut
+/// every 0.2 s while 400 releases are applied, 64 plans to a transaction) on a daemon that gives
+/// up after two failed runs: a failed batch is the store's trouble, not the leases', so every
+/// release still ends as a release, applied once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn releases_end_as_releases_while_group_commits_keep_failing() {
+    const LEASES: i64 = 400;
+    let cluster = Cluster::start();
+    let env = counting_env(&cluster, r#"{"max_resources": 4, "release_delay_ms": 20}"#).await;
+    let _daemon = env.serve(&["--group-commit", "64", "--max-attempts", "2"]);
+    let leases = active_leases(&env, LEASES as u32).await;
+    env.ok(&["lease", "release", "--all"]).await;
+
+    let watcher = sqlx::PgPool::connect(&env.url).await.unwrap();
+    let mut cuts = 0;
+    wait_for(
+        "every lease to be destroyed while connections are cut",
+        || {
+            let (cluster, watcher) = (&cluster, &watcher);
+            cuts += 1;
+            async move {
+                cluster.terminate_drydock_connections().await;
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                (destroyed(watcher).await == LEASES).then_some(())
+            }
+        },
+    )
+    .await;
+    assert!(cuts > 3, "the releases were over before the cuts began");
+    each_released_once(&env.store().await, &leases).await;
+}
+
+/// Another session holds `work_item` locked against writes for 8 s while a ten-second exec runs
+/// under a 9 s claim: the daemon is alive and only its store stalls, so the exec is paused at
+/// most, never killed, and the blueprint sees its real result.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_eight_second_store_stall_neither_kills_nor_breaks_a_running_exec() {
+    use sqlx::Connection;
+    let cluster = Cluster::start();
+    let run = ShellRun::start(Env::with_url(cluster.database().await), "9s", 10).await;
+    let mut other = sqlx::PgConnection::connect(&run.env.url).await.unwrap();
+    for statement in ["BEGIN", "LOCK TABLE work_item IN EXCLUSIVE MODE"] {
+        sqlx::query(statement).execute(&mut other).await.unwrap();
+    }
+    // The stall itself: how long the other session keeps the lock.
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    sqlx::query("COMMIT").execute(&mut other).await.unwrap();
+    run.ran_once_to_its_end().await;
 }

@@ -3,7 +3,7 @@
 use super::{Global, output, read_input};
 use crate::ops;
 use crate::plugin::{Runtime, RuntimeConfig};
-use crate::store::Blueprint;
+use crate::store::{Access, Blueprint};
 use crate::testkit::scenario::Scenario;
 use crate::testkit::{Harness, Lifecycle};
 use anyhow::{Context as _, bail};
@@ -215,7 +215,7 @@ pub(super) async fn run(global: &Global, command: BlueprintCommand) -> anyhow::R
         }
         BlueprintCommand::List { json } => list(global, json).await,
         BlueprintCommand::Show { blueprint, json } => {
-            let store = global.store().await?;
+            let store = global.store(Access::Read).await?;
             let blueprint = ops::find_blueprint(store.as_ref(), &blueprint).await?;
             print_one(&blueprint, json)
         }
@@ -252,7 +252,7 @@ async fn add(
         ..RuntimeConfig::default()
     })?;
     let bytes = read_component(&runtime, wasm)?;
-    let store = global.store().await?;
+    let store = global.store(Access::Write).await?;
     let request = ops::BlueprintRequest {
         name,
         wasm: bytes,
@@ -290,7 +290,7 @@ async fn update(
     })?;
     let bytes = wasm.map(|w| read_component(&runtime, w)).transpose()?;
     let config = config.map(read_input).transpose()?;
-    let store = global.store().await?;
+    let store = global.store(Access::Write).await?;
     let blueprint = ops::find_blueprint(store.as_ref(), text).await?;
     let updated = ops::update_blueprint(
         store.as_ref(),
@@ -305,9 +305,10 @@ async fn update(
         output::json(&updated)?;
     } else {
         println!(
-            "{} {} updated (component {} from {})",
+            "{} {} updated to version {} (component {} from {})",
             updated.id,
             updated.name,
+            updated.version,
             &updated.component[..updated.component.len().min(12)],
             updated.component_name
         );
@@ -321,7 +322,7 @@ async fn change_grants(
     grant: &[String],
     revoke: &[String],
 ) -> anyhow::Result<ExitCode> {
-    let store = global.store().await?;
+    let store = global.store(Access::Write).await?;
     let blueprint = ops::find_blueprint(store.as_ref(), text).await?;
     let blueprint =
         ops::change_grants(store.as_ref(), &blueprint, grant, revoke, &super::author()).await?;
@@ -359,7 +360,7 @@ fn state(blueprint: &Blueprint) -> String {
 }
 
 async fn list(global: &Global, json: bool) -> anyhow::Result<ExitCode> {
-    let blueprints = global.store().await?.blueprint_list().await?;
+    let blueprints = global.store(Access::Read).await?.blueprint_list().await?;
     if json {
         output::json(&blueprints)?;
         return Ok(ExitCode::SUCCESS);
@@ -393,6 +394,7 @@ fn print_one(blueprint: &Blueprint, json: bool) -> anyhow::Result<ExitCode> {
         "component:     {} ({})",
         blueprint.component_name, blueprint.component
     );
+    println!("version:       {}", blueprint.version);
     println!("state:         {}", state(blueprint));
     println!("grants:        {}", safe(&grant_list(blueprint)));
     if blueprint.failures > 0 {
@@ -409,7 +411,7 @@ fn print_one(blueprint: &Blueprint, json: bool) -> anyhow::Result<ExitCode> {
 }
 
 async fn set_enabled(global: &Global, text: &str, enabled: bool) -> anyhow::Result<ExitCode> {
-    let store = global.store().await?;
+    let store = global.store(Access::Write).await?;
     let blueprint = ops::find_blueprint(store.as_ref(), text).await?;
     let blueprint = store.blueprint_set_enabled(blueprint.id, enabled).await?;
     let state = if enabled { "enabled" } else { "disabled" };

@@ -1,7 +1,7 @@
 //! `drydock command list`, `drydock log` (and its `--steps` audit trail) and `drydock gc`.
 
 use super::{Global, output};
-use crate::store::{CommandFilter, ObjectId};
+use crate::store::{Access, CommandFilter, ObjectId};
 use clap::{Args, Subcommand};
 use std::process::ExitCode;
 
@@ -44,7 +44,7 @@ pub(super) async fn run(global: &Global, command: CommandCommand) -> anyhow::Res
         pending,
         json,
     } = command;
-    let store = global.store().await?;
+    let store = global.store(Access::Read).await?;
     let commands = store
         .command_list(&CommandFilter { target, pending })
         .await?;
@@ -73,7 +73,7 @@ pub(super) async fn run(global: &Global, command: CommandCommand) -> anyhow::Res
 }
 
 pub(super) async fn log(global: &Global, args: LogArgs) -> anyhow::Result<ExitCode> {
-    let store = global.store().await?;
+    let store = global.store(Access::Read).await?;
     let limit = args.limit.max(0);
     if let Some(object) = args.steps {
         return steps(store.as_ref(), object, limit, args.json).await;
@@ -136,7 +136,7 @@ async fn steps(
 
 #[derive(Debug, Args)]
 pub(super) struct GcArgs {
-    /// Remove what finished longer ago than this.
+    /// Remove the leases and resources destroyed longer ago than this, with their history.
     #[arg(long, default_value = "30d", value_parser = humantime::parse_duration)]
     older_than: std::time::Duration,
     /// Print what was removed as JSON.
@@ -145,7 +145,7 @@ pub(super) struct GcArgs {
 }
 
 pub(super) async fn gc(global: &Global, args: GcArgs) -> anyhow::Result<ExitCode> {
-    let store = global.store().await?;
+    let store = global.store(Access::Write).await?;
     let before = store
         .now()
         .saturating_sub(args.older_than.as_millis() as u64);
@@ -154,13 +154,13 @@ pub(super) async fn gc(global: &Global, args: GcArgs) -> anyhow::Result<ExitCode
         output::json(&report)?;
     } else {
         println!(
-            "removed {} leases, {} resources, {} commands, {} log entries and {} steps that finished before {}",
+            "removed {} leases and {} resources destroyed before {}, with their {} commands, {} log entries and {} steps",
             report.leases,
             report.resources,
+            output::time(before),
             report.commands,
             report.logs,
-            report.steps,
-            output::time(before)
+            report.steps
         );
     }
     Ok(ExitCode::SUCCESS)

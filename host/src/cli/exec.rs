@@ -1,12 +1,14 @@
 //! `drydock exec`: runs a command on the resource an active lease holds, through the command
 //! interface its blueprint gives (`local` or `ssh`) once it passes the blueprint's grants, with
-//! the terminal's stdio.
+//! the terminal's stdio and an exec's environment (`exec::environment`: none of the caller's
+//! variables but `TERM` at a terminal).
 
 use super::Global;
 use crate::domain::LeaseStatus;
-use crate::exec::Stdin;
+use crate::exec::{Ids, Stdin};
 use crate::ops::parse_id;
 use crate::plugin::{Runtime, RuntimeConfig};
+use crate::store::Access;
 use crate::worker::Plugins;
 use anyhow::{Context as _, bail};
 use clap::Args;
@@ -28,7 +30,7 @@ pub struct ExecArgs {
 
 /// Runs the command and exits with its exit code.
 pub(super) async fn run(global: &Global, args: ExecArgs) -> anyhow::Result<ExitCode> {
-    let store = global.store().await?;
+    let store = global.store(Access::Read).await?;
     let lease = store.lease_get(parse_id(&args.lease, "lease")?).await?;
     let (LeaseStatus::Active, Some(resource)) = (lease.status, lease.resource_id) else {
         bail!(
@@ -47,7 +49,12 @@ pub(super) async fn run(global: &Global, args: ExecArgs) -> anyhow::Result<ExitC
             crate::text::escape(&reason)
         ),
     };
-    let prepared = crate::exec::prepare(&reach, &args.argv, args.cwd.as_deref(), Stdin::Passed)
+    let ids = Ids {
+        lease: Some(lease.id.to_string()),
+        resource: Some(resource.id.to_string()),
+    };
+    let cwd = args.cwd.as_deref();
+    let prepared = crate::exec::prepare(&reach, &args.argv, cwd, &ids, Stdin::Passed)
         .map_err(anyhow::Error::msg)?;
     let status = prepared
         .command()

@@ -4,7 +4,7 @@ use super::{Global, author, output};
 use crate::domain::LeaseStatus;
 use crate::ops::{self, parse_id};
 use crate::queue::Queue;
-use crate::store::{CommandKind, Lease, ObjectId, Page, Store};
+use crate::store::{Access, CommandKind, Lease, ObjectId, Page, Store};
 use anyhow::{Context as _, bail};
 use clap::Subcommand;
 use std::collections::BTreeMap;
@@ -83,8 +83,18 @@ pub(super) fn parse_attribute(text: &str) -> Result<(String, String), String> {
     Ok((key.to_string(), value.to_string()))
 }
 
+impl LeaseCommand {
+    /// What the command does to the database: requests and releases write.
+    fn access(&self) -> Access {
+        match self {
+            LeaseCommand::Request(_) | LeaseCommand::Release { .. } => Access::Write,
+            LeaseCommand::Show { .. } | LeaseCommand::List { .. } => Access::Read,
+        }
+    }
+}
+
 pub(super) async fn run(global: &Global, command: LeaseCommand) -> anyhow::Result<ExitCode> {
-    let store = global.store().await?;
+    let store = global.store(command.access()).await?;
     match command {
         LeaseCommand::Request(args) => request(store, args).await,
         LeaseCommand::Show { id, json } => {

@@ -4,6 +4,10 @@
 //! whether or not a daemon runs: a release only queues a command, which the daemon (now or when
 //! it next starts) consumes. Read commands print text, or one JSON document with `--json`.
 //! Every failure exits non-zero with a message naming what was wrong.
+//!
+//! Each command opens the database for what it does ([`Access`]): reads never create, lock or
+//! change it; writes may create a new database but never upgrade an existing one; only `serve`
+//! and `migrate` change the schema.
 
 mod blueprint;
 mod command;
@@ -13,7 +17,7 @@ mod output;
 mod resource;
 mod serve;
 
-use crate::store::{self, Store};
+use crate::store::{self, Access, Store, Workload};
 use clap::{Args, Parser, Subcommand};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -62,9 +66,13 @@ enum Commands {
     Log(command::LogArgs),
     /// Run a command on the resource an active lease holds: `drydock exec --lease L1 -- make`.
     Exec(exec::ExecArgs),
-    /// Remove what finished long ago: destroyed leases and resources, consumed commands and
-    /// log entries older than the retention (the daemon does this hourly).
+    /// Remove what finished long ago: leases and resources destroyed before the retention, with
+    /// their log entries, steps and commands (the daemon does this hourly). Live objects and
+    /// blueprints keep their whole history.
     Gc(command::GcArgs),
+    /// Create the database, or upgrade its schema to this version's (`serve` does too; no other
+    /// command changes the schema).
+    Migrate,
     /// Run a command under guard (the daemon starts execs this way; see `exec::guard`).
     #[command(hide = true)]
     ExecGuard(crate::exec::guard::GuardArgs),
@@ -122,20 +130,28 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Commands::Log(args) => command::log(&global, args).await,
         Commands::Exec(args) => exec::run(&global, args).await,
         Commands::Gc(args) => command::gc(&global, args).await,
+        Commands::Migrate => migrate(&global).await,
         Commands::ExecGuard(_) => unreachable!("handled before the runtime starts"),
     }
 }
 
+/// `drydock migrate`: brings the database to this version's schema.
+async fn migrate(global: &Global) -> anyhow::Result<ExitCode> {
+    global.store(Access::Migrate).await?;
+    println!("the database's schema is up to date");
+    Ok(ExitCode::SUCCESS)
+}
+
 impl Global {
-    /// The database, for a one-shot command.
-    async fn store(&self) -> anyhow::Result<Arc<dyn Store>> {
-        self.store_for(store::Workload::Command).await
+    /// The database, for a one-shot command that does `access` to it.
+    async fn store(&self, access: Access) -> anyhow::Result<Arc<dyn Store>> {
+        self.open(Workload::Command, access).await
     }
 
-    /// The database, opened for `workload`.
-    async fn store_for(&self, workload: store::Workload) -> anyhow::Result<Arc<dyn Store>> {
+    /// The database, opened for `workload` and `access`.
+    async fn open(&self, workload: Workload, access: Access) -> anyhow::Result<Arc<dyn Store>> {
         use anyhow::Context as _;
-        store::open(&self.database, workload)
+        store::open(&self.database, workload, access)
             .await
             .with_context(|| format!("opening the database {}", self.database))
     }

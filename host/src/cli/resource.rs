@@ -4,7 +4,7 @@ use super::{Global, author, output};
 use crate::domain::ResourceStatus;
 use crate::ops::{self, parse_id};
 use crate::queue::Queue;
-use crate::store::{CommandKind, ObjectId, Page, Resource};
+use crate::store::{Access, CommandKind, ObjectId, Page, Resource};
 use clap::Subcommand;
 use std::borrow::Cow;
 use std::process::ExitCode;
@@ -45,8 +45,18 @@ pub(super) enum ResourceCommand {
     },
 }
 
+impl ResourceCommand {
+    /// What the command does to the database: releases and reclaims write.
+    fn access(&self) -> Access {
+        match self {
+            ResourceCommand::Release { .. } | ResourceCommand::Reclaim { .. } => Access::Write,
+            ResourceCommand::List { .. } | ResourceCommand::Show { .. } => Access::Read,
+        }
+    }
+}
+
 pub(super) async fn run(global: &Global, command: ResourceCommand) -> anyhow::Result<ExitCode> {
-    let store = global.store().await?;
+    let store = global.store(command.access()).await?;
     match command {
         ResourceCommand::List { filter, json } => {
             let query =

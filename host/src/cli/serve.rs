@@ -4,7 +4,7 @@ use super::Global;
 use crate::daemon::{self, DaemonConfig};
 use crate::plugin::{Runtime, RuntimeConfig};
 use crate::queue::Queue;
-use crate::store::{self, Store, Workload};
+use crate::store::{self, Access, Store, Workload};
 use crate::web::{self, AppState, auth::Tokens};
 use crate::worker::{Plugins, WorkerConfig};
 use anyhow::Context as _;
@@ -36,8 +36,8 @@ pub(super) struct ServeArgs {
     /// Resources one blueprint may make per minute.
     #[arg(long, default_value_t = 60)]
     resources_per_minute: u32,
-    /// How long finished objects, consumed commands and log entries are kept (`0s` keeps
-    /// them forever); `drydock gc` prunes on demand.
+    /// How long destroyed leases and resources are kept with their history (`0s` keeps them
+    /// forever; live objects keep theirs regardless); `drydock gc` prunes on demand.
     #[arg(long, default_value = "30d", value_parser = humantime::parse_duration)]
     retention: Duration,
     /// The largest component the HTTP API accepts, in MiB.
@@ -185,7 +185,7 @@ fn max_body_bytes(args: &ServeArgs) -> usize {
 async fn open_store(global: &Global) -> anyhow::Result<Arc<dyn Store>> {
     let mut pause = Duration::from_millis(100);
     loop {
-        let error = match global.store_for(Workload::Daemon).await {
+        let error = match global.open(Workload::Daemon, Access::Migrate).await {
             Ok(store) => return Ok(store),
             Err(error) => error,
         };

@@ -101,6 +101,9 @@ pub(crate) trait Statements: Send {
     async fn mark_waiting(&mut self, lease: ObjectId) -> Result<()>;
     /// A blueprint's failures in a row.
     async fn failures(&mut self, blueprint: ObjectId) -> Result<Option<i64>>;
+    /// A blueprint, locked until the transaction ends: what a change computed from it starts
+    /// from.
+    async fn lock_blueprint(&mut self, blueprint: ObjectId) -> Result<Option<super::Blueprint>>;
     /// Adds a failure to a blueprint's streak; the streak's length.
     async fn add_failure(
         &mut self,

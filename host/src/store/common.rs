@@ -193,12 +193,17 @@ macro_rules! impl_store {
             let mut tx = self.begin().await?;
             let result = async {
                 let now = $crate::store::Store::now(self) as i64;
-                let before = $w::query("SELECT * FROM blueprint WHERE id = $1")
-                    .bind(id.number())
-                    .fetch_optional(&mut *tx)
+                let before = Self::statements(&mut tx)
+                    .lock_blueprint(id)
                     .await?
                     .ok_or_else(|| $crate::store::Error::NotFound(id.to_string()))?;
-                let before = rows::blueprint(&before)?;
+                if before.version != update.from_version {
+                    return Err($crate::store::Error::Superseded {
+                        blueprint: id,
+                        from: update.from_version,
+                        current: before.version,
+                    });
+                }
                 if let Some(wasm) = &update.wasm {
                     $w::query(
                         "INSERT INTO component (digest, wasm, created_at) VALUES ($1, $2, $3)
@@ -212,6 +217,7 @@ macro_rules! impl_store {
                 }
                 let row = $w::query(
                     "UPDATE blueprint SET component = $1, component_name = $2, config = $3,
+                                          version = version + 1,
                                           failures = 0, retry_at = NULL, last_failure = NULL
                       WHERE id = $4 RETURNING *",
                 )
@@ -739,6 +745,18 @@ macro_rules! impl_statements {
             )
         }
 
+        async fn lock_blueprint(
+            &mut self,
+            blueprint: $crate::store::ObjectId,
+        ) -> $crate::store::Result<Option<$crate::store::Blueprint>> {
+            $q::query(concat!("SELECT * FROM blueprint WHERE id = $1", $for_update))
+                .bind(blueprint.number())
+                .fetch_optional(&mut *self.0)
+                .await?
+                .map(|row| $crate::store::rows::blueprint(&row))
+                .transpose()
+        }
+
         async fn add_failure(
             &mut self,
             blueprint: $crate::store::ObjectId,
@@ -1033,7 +1051,11 @@ pub(crate) fn update_message(
     if changes.is_empty() {
         changes.push("nothing changed".into());
     }
-    format!("updated by {author}: {}", changes.join("; "))
+    format!(
+        "updated by {author} to version {}: {}",
+        before.version + 1,
+        changes.join("; ")
+    )
 }
 
 /// Grants as one line for log messages.

@@ -46,6 +46,20 @@ pub enum Error {
     /// A uniqueness rule was broken, such as a blueprint name already taken.
     #[error("{0}")]
     Conflict(String),
+    /// A blueprint update was prepared from a version that another update replaced meanwhile:
+    /// applying it would undo that update's change, so nothing was written.
+    #[error(
+        "{blueprint} is at version {current} now: another update replaced version {from}, which \
+         this update was prepared from; nothing was changed"
+    )]
+    Superseded {
+        /// The blueprint.
+        blueprint: ObjectId,
+        /// The version the update was prepared from.
+        from: i64,
+        /// The version it found.
+        current: i64,
+    },
     /// The object cannot take this command in its current state.
     #[error("{0}")]
     NotReleasable(String),
@@ -86,6 +100,24 @@ pub enum Error {
     /// The database's schema is newer than this build knows.
     #[error("{0}")]
     SchemaTooNew(String),
+    /// The database's schema is older than this build's (or not there at all), and opening it
+    /// was not allowed to upgrade it ([`Access`]).
+    #[error("{0}")]
+    SchemaTooOld(String),
+    /// A read found no database file at the path (a mistyped path, say): reads create nothing.
+    #[error(
+        "no Drydock database at {0}; nothing was created (a read never creates one: \
+         `drydock migrate`, `drydock serve` or a write such as `drydock blueprint add` does)"
+    )]
+    NoDatabase(String),
+    /// The database server could not be reached: refused, no such host, no answer in time.
+    #[error("cannot reach the database at {address}: {reason}")]
+    Unreachable {
+        /// `host:port`, or the Unix socket's path.
+        address: String,
+        /// Why, in the system's words.
+        reason: String,
+    },
     /// The shared transaction of a group commit failed: none of its plans was written.
     #[error("the group commit's transaction failed: {message}")]
     BatchFailed {
@@ -106,6 +138,7 @@ impl Error {
                 | Error::Precondition(_)
                 | Error::RateLimited(_)
                 | Error::Conflict(_)
+                | Error::Superseded { .. }
                 | Error::NotReleasable(_)
         )
     }
@@ -116,6 +149,7 @@ impl Error {
     pub fn is_unreachable(&self) -> bool {
         match self {
             Error::Database(sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut) => true,
+            Error::Unreachable { .. } => true,
             Error::BatchFailed { unreachable, .. } => *unreachable,
             // SQLSTATE classes 08 (connection exception) and 57P (operator intervention:
             // shutdown, crash, cannot connect now).
@@ -149,6 +183,8 @@ pub struct Blueprint {
     pub enabled: bool,
     /// What the operator allows its command interfaces to reach.
     pub grants: Vec<Grant>,
+    /// 1 when added, one more at each `blueprint update`: what an update is prepared from.
+    pub version: i64,
     /// Allocations and activations that failed in a row.
     pub failures: i64,
     /// While backing off after failures: when the allocator may use it again.
@@ -193,9 +229,15 @@ pub struct NewBlueprint {
     pub grants: Vec<Grant>,
 }
 
-/// A new component and config for a registered blueprint (`blueprint update`).
+/// A new component and config for a registered blueprint (`blueprint update`), prepared from
+/// one of its versions: whichever of the two it does not change is that version's, and the
+/// config was validated against the component.
 #[derive(Debug, Clone)]
 pub struct BlueprintUpdate {
+    /// The version it was prepared from: if the blueprint is at another one by the time the
+    /// update is written, the update is refused ([`Error::Superseded`]) rather than written over
+    /// a change it never saw.
+    pub from_version: i64,
     /// The new component's bytes, when the component changes.
     pub wasm: Option<Vec<u8>>,
     /// SHA-256 of the component it uses from now on.
@@ -587,11 +629,11 @@ pub struct Release {
 /// What [`Store::gc`] removed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct GcReport {
-    /// Log entries.
+    /// Log entries of the removed objects.
     pub logs: u64,
-    /// Audit-trail steps.
+    /// Audit-trail steps of the removed objects.
     pub steps: u64,
-    /// Consumed commands.
+    /// Commands of the removed objects.
     pub commands: u64,
     /// Destroyed leases.
     pub leases: u64,
@@ -624,10 +666,11 @@ pub trait Store: Send + Sync + 'static {
     async fn blueprint_list(&self) -> Result<Vec<Blueprint>>;
     /// Enables or disables a blueprint.
     async fn blueprint_set_enabled(&self, id: ObjectId, enabled: bool) -> Result<Blueprint>;
-    /// Switches a blueprint to another component and config (its resource type stays),
-    /// clears its failure streak and wakes the leases waiting for its type, so the change is
-    /// tried at once, and logs who changed what: one transaction. Calls that start afterwards
-    /// use the new component and config.
+    /// Switches a blueprint to another component and config (its resource type stays) as its
+    /// next version, clears its failure streak and wakes the leases waiting for its type, so
+    /// the change is tried at once, and logs who changed what: one transaction, which reads the
+    /// blueprint locked and refuses ([`Error::Superseded`]) an update prepared from an earlier
+    /// version. Calls that start afterwards use the new component and config.
     async fn blueprint_update(
         &self,
         id: ObjectId,
@@ -728,8 +771,9 @@ pub trait Store: Send + Sync + 'static {
     /// only once the transaction committed.
     async fn apply_batch(&self, batch: &[PlanToApply<'_>]) -> Result<Vec<Result<Vec<ObjectId>>>>;
 
-    /// Removes what finished before `before`: log entries, consumed commands, destroyed leases
-    /// and resources with their work items. Works in batches, each its own transaction.
+    /// Removes the leases and resources destroyed before `before`, each with its whole history
+    /// (log entries, steps, commands) and its work item. Live objects and blueprints keep all
+    /// of theirs, however old. Works in batches, each its own transaction.
     async fn gc(&self, before: Timestamp) -> Result<GcReport>;
 
     /// Notifies `wake` whenever another process (the CLI, another daemon) makes something due,
@@ -778,20 +822,39 @@ pub enum Workload {
     Command,
 }
 
-/// The store named by a database URL: `sqlite://PATH` (created if missing) or
-/// `postgres://…` (migrated on open).
-pub async fn open(url: &str, workload: Workload) -> anyhow::Result<Arc<dyn Store>> {
+/// What opening the store may do to the database. Reads change nothing, writes never upgrade
+/// a schema behind a daemon's back: only `drydock serve` and `drydock migrate` do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Reads only (`lease list`, `log`…): nothing is created, locked or migrated, the
+    /// connections refuse writes, and the schema must be this build's.
+    Read,
+    /// Reads and writes (`lease request`, `blueprint add`…): a database that does not exist
+    /// yet is created with this build's schema; an existing one must have it already.
+    Write,
+    /// Reads, writes, and upgrades an older schema (`drydock serve`, `drydock migrate`).
+    Migrate,
+}
+
+/// How long a one-shot command waits for a PostgreSQL server to answer.
+const COMMAND_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The store named by a database URL, `sqlite://PATH` or `postgres://…`, opened for `access`.
+pub async fn open(url: &str, workload: Workload, access: Access) -> anyhow::Result<Arc<dyn Store>> {
     if url.starts_with("sqlite:") {
-        let store = sqlite::SqliteStore::open(url, Arc::new(SystemClock)).await?;
+        let store = sqlite::SqliteStore::open_with(url, Arc::new(SystemClock), access).await?;
         return Ok(Arc::new(store));
     }
     if url.starts_with("postgres:") || url.starts_with("postgresql:") {
-        let options = postgres::PgOptions {
-            connections: match workload {
-                Workload::Daemon => postgres::PgOptions::default().connections,
-                Workload::Command => 1,
+        let defaults = postgres::PgOptions::default();
+        let options = match workload {
+            Workload::Daemon => postgres::PgOptions { access, ..defaults },
+            Workload::Command => postgres::PgOptions {
+                access,
+                connections: 1,
+                connect_timeout: COMMAND_CONNECT_TIMEOUT,
+                ..defaults
             },
-            ..postgres::PgOptions::default()
         };
         let store = postgres::PgStore::open_with(url, options).await?;
         return Ok(Arc::new(store));

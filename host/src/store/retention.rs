@@ -1,73 +1,126 @@
-//! Pruning what finished long ago, for every backend: log entries, audit-trail steps, consumed
-//! commands, destroyed
-//! leases and resources (their work items go with them, by trigger).
+//! Pruning what finished long ago, for every backend: leases and resources destroyed before the
+//! cutoff, each with its whole history (log entries, audit-trail steps, commands) and its work
+//! item (by trigger).
 //!
-//! Each batch is its own short transaction, so pruning a large backlog never holds the write
-//! lock for long. Queued commands and live objects are never touched; a destroyed resource goes
-//! only once no lease row refers to it any more. The statements are the same text on SQLite
-//! and PostgreSQL (`$1`, `$2`).
+//! Retention goes object by object, never by the age of a history row alone: a live lease or
+//! resource keeps all of its history however old, and so does every blueprint (its log is the
+//! registration audit: who added, updated, granted, enabled or disabled it). A destroyed
+//! resource goes only once no lease row refers to it any more. Each batch of objects, their
+//! history and their rows is one short transaction, so pruning a large backlog never holds the
+//! write lock for long; batches take the objects in id order along the `(status, id)` indexes
+//! and find their history through the per-object indexes (`log_by_object`, `step_by_object`,
+//! `command_by_target`). The statements are the same text on SQLite and PostgreSQL (`$1`,
+//! `$2`).
 
 use super::{GcReport, Result};
 
-/// Rows one transaction deletes at most.
-const BATCH: i64 = 2000;
+/// Objects one transaction removes at most, with their history.
+const BATCH: i64 = 500;
 
-/// One pruning step: a statement binding `$1` (the cutoff) and `$2` (the batch size).
-struct Step {
-    delete: &'static str,
+/// One kind of object that retention removes, with its statements.
+struct Finished {
+    /// The highest id among the `$2` lowest-numbered removable objects that changed before the
+    /// cutoff `$1`: the batch is every removable object that changed before the cutoff and is
+    /// numbered no higher.
+    bound: &'static str,
+    /// The deletes of one batch (binding the cutoff as `$1` and the bound as `$2`).
+    deletes: Deletes,
+    /// Where the report counts the objects.
     count: fn(&mut GcReport) -> &mut u64,
 }
 
-const PRUNES: [Step; 5] = [
-    Step {
-        delete: "DELETE FROM log WHERE id IN
-                   (SELECT id FROM log WHERE created_at < $1 LIMIT $2)",
-        count: |r| &mut r.logs,
-    },
-    Step {
-        delete: "DELETE FROM step WHERE id IN
-                   (SELECT id FROM step WHERE created_at < $1 LIMIT $2)",
-        count: |r| &mut r.steps,
-    },
-    Step {
-        delete: "DELETE FROM command WHERE id IN
-                   (SELECT id FROM command WHERE consumed_at < $1 LIMIT $2)",
-        count: |r| &mut r.commands,
-    },
-    Step {
-        delete: "DELETE FROM lease WHERE id IN
-                   (SELECT id FROM lease WHERE status = 'destroyed' AND updated_at < $1 LIMIT $2)",
-        count: |r| &mut r.leases,
-    },
-    Step {
-        delete: "DELETE FROM resource WHERE id IN
-                   (SELECT r.id FROM resource r
-                     WHERE r.status = 'destroyed' AND r.updated_at < $1
-                       AND NOT EXISTS (SELECT 1 FROM lease WHERE resource_id = r.id)
-                       AND NOT EXISTS (SELECT 1 FROM lease WHERE parent_resource_id = r.id)
-                       AND NOT EXISTS (SELECT 1 FROM lease WHERE acquiring = r.id)
-                     LIMIT $2)",
-        count: |r| &mut r.resources,
-    },
-];
+/// One batch's deletes: log entries, steps, commands, then the objects themselves.
+pub(crate) type Deletes = [&'static str; 4];
 
-/// A backend that runs one pruning statement in a transaction of its own.
-#[async_trait::async_trait]
-pub(crate) trait Prune: Sync {
-    /// Runs `delete` (binding the cutoff and the batch size); the rows it deleted.
-    async fn delete_batch(&self, delete: &'static str, before: i64, batch: i64) -> Result<u64>;
+impl Finished {
+    /// Adds what one batch's deletes removed (a count each, in their order) to `report`.
+    fn count(&self, report: &mut GcReport, [logs, steps, commands, objects]: [u64; 4]) {
+        report.logs += logs;
+        report.steps += steps;
+        report.commands += commands;
+        *(self.count)(report) += objects;
+    }
 }
 
-/// Prunes everything that finished before `before` (ms).
+/// The statements of one kind of object: its `table`, the letter its ids carry in history
+/// rows, the condition (on `table`'s row) under which a row may go once old enough, and the
+/// report's field that counts it. Batches go in id order, along the `(status, id)` indexes, so
+/// that no batch sorts the backlog.
+macro_rules! finished {
+    ($table:literal, $letter:literal, $removable:literal, $count:ident) => {
+        Finished {
+            bound: concat!(
+                "SELECT max(id) FROM (SELECT ", $table, ".id FROM ", $table, " WHERE ",
+                $removable, " AND updated_at < $1 ORDER BY ", $table, ".id LIMIT $2) AS batch"
+            ),
+            deletes: [
+                concat!(
+                    "DELETE FROM log WHERE object IN ",
+                    finished!(@ids $table, $letter, $removable)
+                ),
+                concat!(
+                    "DELETE FROM step WHERE object IN ",
+                    finished!(@ids $table, $letter, $removable)
+                ),
+                concat!(
+                    "DELETE FROM command WHERE target IN ",
+                    finished!(@ids $table, $letter, $removable)
+                ),
+                concat!(
+                    "DELETE FROM ", $table, " WHERE ", $removable,
+                    " AND updated_at < $1 AND ", $table, ".id <= $2"
+                ),
+            ],
+            count: |report| &mut report.$count,
+        }
+    };
+    // The ids the batch's history rows name.
+    (@ids $table:literal, $letter:literal, $removable:literal) => {
+        concat!(
+            "(SELECT '", $letter, "' || ", $table, ".id FROM ", $table, " WHERE ", $removable,
+            " AND updated_at < $1 AND ", $table, ".id <= $2)"
+        )
+    };
+}
+
+/// Leases first, so that the resources they referred to can go in the same run.
+const FINISHED: [Finished; 2] = [
+    finished!("lease", "L", "lease.status = 'destroyed'", leases),
+    finished!(
+        "resource",
+        "R",
+        "resource.status = 'destroyed'
+           AND NOT EXISTS (SELECT 1 FROM lease WHERE lease.resource_id = resource.id)
+           AND NOT EXISTS (SELECT 1 FROM lease WHERE lease.parent_resource_id = resource.id)
+           AND NOT EXISTS (SELECT 1 FROM lease WHERE lease.acquiring = resource.id)",
+        resources
+    ),
+];
+
+/// A backend that runs one batch of pruning in a transaction of its own.
+#[async_trait::async_trait]
+pub(crate) trait Prune: Sync {
+    /// In one transaction: reads the batch's bound with `bound` (binding the cutoff and the
+    /// batch size) and, when there is a batch, runs each of `deletes` binding the cutoff and
+    /// that bound. The rows each delete removed, or `None` when nothing is left to prune.
+    async fn prune_batch(
+        &self,
+        bound: &'static str,
+        deletes: &Deletes,
+        before: i64,
+        batch: i64,
+    ) -> Result<Option<[u64; 4]>>;
+}
+
+/// Removes the leases and resources destroyed before `before` (ms), with their history.
 pub(crate) async fn gc(store: &dyn Prune, before: i64) -> Result<GcReport> {
     let mut report = GcReport::default();
-    for prune in &PRUNES {
-        loop {
-            let deleted = store.delete_batch(prune.delete, before, BATCH).await?;
-            *(prune.count)(&mut report) += deleted;
-            if (deleted as i64) < BATCH {
-                break;
-            }
+    for finished in &FINISHED {
+        while let Some(deleted) = store
+            .prune_batch(finished.bound, &finished.deletes, before, BATCH)
+            .await?
+        {
+            finished.count(&mut report, deleted);
         }
     }
     Ok(report)

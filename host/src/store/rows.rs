@@ -119,6 +119,7 @@ pub(crate) fn blueprint(row: &impl Columns) -> Result<Blueprint> {
         config: row.text("config")?,
         enabled: row.flag("enabled")?,
         grants: from_json(&row.text("grants")?)?,
+        version: row.int("version")?,
         failures: row.int("failures")?,
         retry_at: maybe_time(row, "retry_at")?,
         last_failure: row.opt_text("last_failure")?,

@@ -33,7 +33,7 @@ where
         work_item_release_keeps_a_post_made_during_a_run,
         work_item_release_schedules_the_next_wake,
         work_item_claim_takes_back_expired_claims,
-        apply_is_fenced_once_the_claim_expires,
+        apply_is_fenced_once_the_claim_is_taken_over,
         apply_is_all_or_nothing,
         apply_inserts_and_refers_to_new_objects,
         apply_refuses_to_acquire_a_dead_resource,
@@ -53,8 +53,10 @@ where
         apply_forgets_exec_results_of_another_acquisition,
         blueprint_set_grants_logs_the_change,
         blueprint_update_switches_component_and_config_and_clears_failures,
+        blueprint_update_refuses_an_update_prepared_from_a_replaced_version,
         lease_list_on_resource_lists_live_leases_only,
         gc_prunes_only_what_finished_before_the_cutoff,
+        gc_keeps_the_history_of_live_objects_and_the_registration_audit,
         apply_keeps_the_first_end_of_an_object,
         lease_page_filters_and_pages_newest_first,
         counts_count_by_status_and_recent_failures,
@@ -313,7 +315,13 @@ async fn work_item_claim_takes_back_expired_claims(store: Arc<dyn Store>, clock:
     assert_eq!(second.token, first.token + 1);
 }
 
-async fn apply_is_fenced_once_the_claim_expires(store: Arc<dyn Store>, clock: Arc<ManualClock>) {
+/// A store stall is not a lost claim: past its expiry, a claim nobody took over is renewed by
+/// its heartbeat (or its next write), since a takeover moves the token on and nobody else can
+/// have written. Once taken over, every write, beat and release of the old claim is fenced.
+async fn apply_is_fenced_once_the_claim_is_taken_over(
+    store: Arc<dyn Store>,
+    clock: Arc<ManualClock>,
+) {
     let lease = lease(store.as_ref()).await;
     let stalled = claim_one(store.as_ref(), "stalled").await.unwrap();
     let mut plan = Plan::new();
@@ -321,12 +329,16 @@ async fn apply_is_fenced_once_the_claim_expires(store: Arc<dyn Store>, clock: Ar
         lease,
         status: LeaseStatus::Released,
     });
-    // Past its expiry, nobody has claimed it yet: still refused, the guard checks the time.
     clock.advance(TTL + Duration::from_millis(1));
-    let error = store.apply(&stalled, &plan, TTL).await.unwrap_err();
-    assert!(matches!(error, Error::Fenced { .. }), "{error:?}");
+    store.heartbeat_or_fenced(&stalled).await.unwrap();
+    assert!(
+        claim_one(store.as_ref(), "next").await.is_none(),
+        "the renewed claim is live again"
+    );
 
+    clock.advance(TTL + Duration::from_millis(1));
     let next = claim_one(store.as_ref(), "next").await.unwrap();
+    assert_eq!(next.token, stalled.token + 1);
     assert!(matches!(
         store.apply(&stalled, &plan, TTL).await,
         Err(Error::Fenced { .. })
@@ -966,6 +978,7 @@ async fn blueprint_update_switches_component_and_config_and_clears_failures(
 
     let generation = store.capacity_generation("thing").await.unwrap();
     let update = super::BlueprintUpdate {
+        from_version: 1,
         wasm: Some(b"\0asm v2".to_vec()),
         digest: "d2".into(),
         component_name: "test-v2".into(),
@@ -980,6 +993,7 @@ async fn blueprint_update_switches_component_and_config_and_clears_failures(
         ("d2", "test-v2")
     );
     assert_eq!(updated.config, r#"{"v": 2}"#);
+    assert_eq!(updated.version, 2);
     assert_eq!((updated.failures, updated.retry_at), (0, None));
     assert_eq!(updated.resource_type, "thing", "the type never changes");
     assert_eq!(
@@ -998,11 +1012,12 @@ async fn blueprint_update_switches_component_and_config_and_clears_failures(
     assert_eq!(last.kind, "blueprint.updated");
     assert_eq!(
         last.message,
-        r#"updated by cli:alice: component d1 (test) → d2 (test-v2); config {} → {"v": 2}"#
+        r#"updated by cli:alice to version 2: component d1 (test) → d2 (test-v2); config {} → {"v": 2}"#
     );
 
     // Back to the first component, whose bytes are stored already: no wasm to send.
     let back = super::BlueprintUpdate {
+        from_version: 2,
         wasm: None,
         digest: "d1".into(),
         component_name: "test".into(),
@@ -1012,8 +1027,9 @@ async fn blueprint_update_switches_component_and_config_and_clears_failures(
         .blueprint_update(blueprint, back, "web:bob")
         .await
         .unwrap();
-    assert_eq!(reverted.component, "d1");
+    assert_eq!((reverted.component.as_str(), reverted.version), ("d1", 3));
     let missing = super::BlueprintUpdate {
+        from_version: 1,
         wasm: None,
         digest: "d1".into(),
         component_name: "test".into(),
@@ -1025,6 +1041,57 @@ async fn blueprint_update_switches_component_and_config_and_clears_failures(
             .await,
         Err(Error::NotFound(_))
     ));
+}
+
+async fn blueprint_update_refuses_an_update_prepared_from_a_replaced_version(
+    store: Arc<dyn Store>,
+    _: Arc<ManualClock>,
+) {
+    let blueprint = blueprint(store.as_ref(), "pool").await;
+    let racers: Vec<_> = (0..8)
+        .map(|n| {
+            let store = store.clone();
+            let update = super::BlueprintUpdate {
+                from_version: 1,
+                wasm: None,
+                digest: "d1".into(),
+                component_name: "test".into(),
+                config: format!(r#"{{"racer": {n}}}"#),
+            };
+            tokio::spawn(async move { store.blueprint_update(blueprint, update, "cli").await })
+        })
+        .collect();
+    let mut applied = Vec::new();
+    for racer in racers {
+        match racer.await.unwrap() {
+            Ok(updated) => applied.push(updated),
+            Err(Error::Superseded {
+                blueprint: named,
+                from: 1,
+                current: 2,
+            }) => assert_eq!(named, blueprint),
+            Err(other) => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(applied.len(), 1, "one update per version: {applied:?}");
+    let now = store.blueprint_get(blueprint).await.unwrap();
+    assert_eq!((now.version, &now.config), (2, &applied[0].config));
+    let updates = store.log_list(Some(blueprint), 0, 100).await.unwrap();
+    let updates = updates.iter().filter(|l| l.kind == "blueprint.updated");
+    assert_eq!(updates.count(), 1, "refused updates write nothing");
+    let stale = super::BlueprintUpdate {
+        from_version: 1,
+        wasm: None,
+        digest: "d1".into(),
+        component_name: "test".into(),
+        config: "{}".into(),
+    };
+    let refused = store.blueprint_update(blueprint, stale, "cli").await;
+    assert_eq!(
+        refused.unwrap_err().to_string(),
+        "B1 is at version 2 now: another update replaced version 1, which this update was \
+         prepared from; nothing was changed"
+    );
 }
 
 async fn lease_list_on_resource_lists_live_leases_only(store: Arc<dyn Store>, _: Arc<ManualClock>) {
@@ -1121,6 +1188,160 @@ async fn gc_prunes_only_what_finished_before_the_cutoff(
     );
     assert_eq!(recent.target, live);
     assert_eq!(store.gc(cutoff).await.unwrap(), super::GcReport::default());
+}
+
+/// Everything recorded about an object: its log entries, its audit trail and its commands.
+async fn history(
+    store: &dyn Store,
+    object: ObjectId,
+) -> (Vec<super::LogEntry>, Vec<StepRecord>, Vec<Command>) {
+    let commands = CommandFilter {
+        target: Some(object),
+        pending: false,
+    };
+    (
+        store.log_list(Some(object), 0, 1000).await.unwrap(),
+        store.step_list(object, 0, 1000).await.unwrap(),
+        store.command_list(&commands).await.unwrap(),
+    )
+}
+
+/// Gives `object` a log entry, a step of `blueprint`'s and a consumed command under `claim`,
+/// and destroys it if `destroy`.
+async fn give_history(
+    store: &dyn Store,
+    claim: &Claim,
+    (object, blueprint): (ObjectId, ObjectId),
+    destroy: bool,
+) {
+    let command = post(store, object, CommandKind::Release, "cli:alice")
+        .await
+        .unwrap();
+    let mut plan = Plan::new();
+    plan.push(Write::ConsumeCommand {
+        id: command.id,
+        outcome: if destroy {
+            "applied"
+        } else {
+            "ignored: testing"
+        }
+        .into(),
+    })
+    .push(Write::RecordStep(StepRecord {
+        id: 0,
+        object,
+        blueprint,
+        hook: "activate-lease".into(),
+        step: None,
+        verdict: "applied".into(),
+        duration_us: 1,
+        created_at: 0,
+    }))
+    .log(object, "test.history", "history to keep or prune");
+    if destroy {
+        plan.push(Write::LeaseStatus {
+            lease: object,
+            status: LeaseStatus::Destroyed,
+        });
+    }
+    store.apply(claim, &plan, TTL).await.unwrap();
+}
+
+async fn gc_keeps_the_history_of_live_objects_and_the_registration_audit(
+    store: Arc<dyn Store>,
+    clock: Arc<ManualClock>,
+) {
+    let bp = blueprint(store.as_ref(), "pool").await;
+    let grants = vec!["local:/srv".parse().unwrap()];
+    store
+        .blueprint_set_grants(bp, &grants, "cli:alice")
+        .await
+        .unwrap();
+    store.blueprint_set_enabled(bp, false).await.unwrap();
+    let (live, gone) = (lease(store.as_ref()).await, lease(store.as_ref()).await);
+    let claims = store.work_item_claim("w", 10, TTL).await.unwrap();
+    let claim_of = |id| claims.iter().find(|c| c.object == id).unwrap().clone();
+    let made = resource(store.as_ref(), &claim_of(live), bp, ResourceStatus::Active).await;
+    give_history(store.as_ref(), &claim_of(live), (live, bp), false).await;
+    give_history(store.as_ref(), &claim_of(live), (made, bp), false).await;
+    let spent = spent_resource(store.as_ref(), &claim_of(gone), bp).await;
+    give_history(store.as_ref(), &claim_of(gone), (gone, bp), true).await;
+    let pruned = [
+        history(store.as_ref(), gone).await,
+        history(store.as_ref(), spent).await,
+    ];
+    let kept = [
+        history(store.as_ref(), live).await,
+        history(store.as_ref(), made).await,
+        history(store.as_ref(), bp).await,
+    ];
+    for (logs, steps, commands) in &kept[..2] {
+        assert!(!logs.is_empty() && !steps.is_empty() && !commands.is_empty());
+    }
+    assert!(
+        !kept[2].0.is_empty(),
+        "the blueprint's registration is logged"
+    );
+
+    clock.advance(Duration::from_secs(3600));
+    let report = store.gc(store.now()).await.unwrap();
+    assert_eq!(
+        history(store.as_ref(), live).await,
+        kept[0],
+        "a live lease keeps all its history"
+    );
+    assert_eq!(
+        history(store.as_ref(), made).await,
+        kept[1],
+        "so does a live resource"
+    );
+    assert_eq!(
+        history(store.as_ref(), bp).await,
+        kept[2],
+        "the registration audit is kept"
+    );
+    for object in [gone, spent] {
+        assert_eq!(history(store.as_ref(), object).await, Default::default());
+    }
+    assert!(matches!(
+        store.lease_get(gone).await,
+        Err(Error::NotFound(_))
+    ));
+    assert!(matches!(
+        store.resource_get(spent).await,
+        Err(Error::NotFound(_))
+    ));
+    let expected = super::GcReport {
+        logs: pruned.iter().map(|(logs, _, _)| logs.len() as u64).sum(),
+        steps: pruned.iter().map(|(_, steps, _)| steps.len() as u64).sum(),
+        commands: pruned
+            .iter()
+            .map(|(_, _, commands)| commands.len() as u64)
+            .sum(),
+        leases: 1,
+        resources: 1,
+    };
+    assert_eq!(report, expected);
+}
+
+/// A resource of `blueprint` that the lease claimed by `claim` acquired, that gained a history,
+/// and that was destroyed: it can go once the lease has gone.
+async fn spent_resource(store: &dyn Store, claim: &Claim, blueprint: ObjectId) -> ObjectId {
+    let spent = resource(store, claim, blueprint, ResourceStatus::Active).await;
+    let mut plan = Plan::new();
+    plan.push(Write::LeaseAcquire {
+        lease: claim.object,
+        resource: spent.into(),
+    });
+    store.apply(claim, &plan, TTL).await.unwrap();
+    give_history(store, claim, (spent, blueprint), false).await;
+    let mut plan = Plan::new();
+    plan.push(Write::ResourceStatus {
+        resource: spent.into(),
+        status: ResourceStatus::Destroyed,
+    });
+    store.apply(claim, &plan, TTL).await.unwrap();
+    spent
 }
 
 async fn apply_keeps_the_first_end_of_an_object(store: Arc<dyn Store>, _clock: Arc<ManualClock>) {
@@ -1317,8 +1538,12 @@ async fn step_list_keeps_the_audit_trail_in_order(store: Arc<dyn Store>, clock: 
 
     clock.advance(Duration::from_secs(60));
     let report = store.gc(store.now()).await.unwrap();
-    assert_eq!(report.steps, 2, "{report:?}");
-    assert!(store.step_list(id, 0, 100).await.unwrap().is_empty());
+    assert_eq!(report.steps, 0, "{report:?}");
+    assert_eq!(
+        store.step_list(id, 0, 100).await.unwrap(),
+        steps,
+        "a live lease's audit trail is kept"
+    );
 }
 
 async fn apply_batch_keeps_each_plan_all_or_nothing(

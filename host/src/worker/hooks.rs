@@ -131,11 +131,10 @@ impl Workers {
     ) -> Result<Vec<ExecResult>, RunError> {
         let mut results = Vec::with_capacity(execs.len());
         for request in execs {
-            let reach = supporting
-                .iter()
-                .find(|s| s.key == request.lease_key)
-                .and_then(|s| s.interface.as_ref());
-            let Some(reach) = reach else {
+            let through = supporting.iter().find(|s| s.key == request.lease_key);
+            let Some((reach, ids)) =
+                through.and_then(|s| Some((s.interface.as_ref()?, crate::exec::Ids::from(s))))
+            else {
                 results.push(ExecResult {
                     id: request.id.clone(),
                     exit_code: None,
@@ -147,27 +146,32 @@ impl Workers {
                 });
                 continue;
             };
-            let watchdog = self
-                .execs
-                .guard
-                .clone()
-                .map(|program| crate::exec::Watchdog {
-                    program,
-                    held_until: held.held_until(),
-                    margin: held.exec_margin(),
-                });
+            let guard = self.execs.guard.clone();
             let run = async {
                 let _slot = self.execs.slots.acquire().await;
                 let began = std::time::Instant::now();
-                let result = crate::exec::run(reach, request, watchdog).await;
-                crate::metrics::global().exec_finished(
-                    reach.interface.kind(),
-                    began.elapsed(),
-                    result.exit_code,
-                );
+                let result = match guard {
+                    Some(program) => {
+                        let watchdog = held.exec_watchdog(program);
+                        crate::exec::run_guarded(reach, request, &ids, watchdog).await
+                    }
+                    None => Ok(crate::exec::run(reach, request, &ids).await),
+                };
+                if let Ok(result) = &result {
+                    crate::metrics::global().exec_finished(
+                        reach.interface.kind(),
+                        began.elapsed(),
+                        result.exit_code,
+                    );
+                }
                 result
             };
-            results.push(held.unless_lost(held.off_worker(run)).await?);
+            // An exec the guard stopped for a stalled claim has no result to show: the run
+            // ends as the store's trouble (not counted) and the step is redone.
+            let result = held.unless_lost(held.off_worker(run)).await?;
+            results.push(
+                result.map_err(|interrupted| RunError::Unavailable(interrupted.to_string()))?,
+            );
         }
         Ok(results)
     }

@@ -326,7 +326,7 @@ pub(super) fn give_up(lease: &Lease, why: &str) -> (Plan, bool) {
     plan.log(
         lease.id,
         "lease.gave-up",
-        format!("{why}; release it again to retry"),
+        format!("{why}; trying again later (or at the next release)"),
     );
     (plan, false)
 }

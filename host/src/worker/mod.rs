@@ -8,10 +8,11 @@
 //! claim back with the next wake time.
 //!
 //! A run that fails is retried with exponential back-off and jitter (`retry`). Waiting on
-//! shared capacity (a busy slot lock, a blueprint's call slots, its resource rate) and an
-//! unreachable store are not the object's fault and do not count; other failures do, and after
-//! [`WorkerConfig::max_attempts`] in a row the object breaks with the last error as its reason,
-//! so no object and no command waits forever.
+//! shared capacity (a busy slot lock, a blueprint's call slots, its resource rate) and a failing
+//! store (a failed group commit included) are not the object's fault and do not count; other
+//! failures do, and after [`WorkerConfig::max_attempts`] in a row the object breaks with the
+//! last error as its reason, so no object and no command waits forever. One already released
+//! or broken keeps trying after the longest back-off: no object is ever left without a wake-up.
 
 mod context;
 mod hooks;
@@ -136,9 +137,12 @@ impl From<store::Error> for RunError {
             store::Error::SlotLockBusy { .. } | store::Error::RateLimited(_) => {
                 RunError::Busy(error.to_string())
             }
-            store::Error::Database(_) | store::Error::Sqlite(_) | store::Error::Migrate(_) => {
-                RunError::Unavailable(error.to_string())
-            }
+            // A failed group commit is the store's trouble, shared by every plan of the batch,
+            // not the failure of any one object.
+            store::Error::Database(_)
+            | store::Error::Sqlite(_)
+            | store::Error::Migrate(_)
+            | store::Error::BatchFailed { .. } => RunError::Unavailable(error.to_string()),
             other => RunError::Temporary(other.to_string()),
         }
     }
@@ -246,7 +250,7 @@ impl Workers {
         let object = held.object();
         tracing::warn!(%object, %reason, attempts, "giving up on the object");
         let why = format!("gave up after {attempts} failed runs in a row; the last: {reason}");
-        let plan = match self.give_up_plan(object, &why).await {
+        let plan = match self.give_up_plan(object, attempts, &why).await {
             Ok(plan) => plan,
             Err(error) => {
                 tracing::warn!(%object, %error, "could not record giving up");
@@ -259,10 +263,18 @@ impl Workers {
         self.queue.wake_workers();
     }
 
-    async fn give_up_plan(&self, object: ObjectId, why: &str) -> Result<store::Plan, RunError> {
+    /// The writes that record giving up: the object breaks if it still can (and is woken at
+    /// once to go on to be destroyed); one already on its way out keeps a wake-up backed off as
+    /// after `attempts` failures, so that no object is ever left without one.
+    async fn give_up_plan(
+        &self,
+        object: ObjectId,
+        attempts: u32,
+        why: &str,
+    ) -> Result<store::Plan, RunError> {
         let commands = self.queued_commands(object).await?;
         // A live object breaks and goes on to be destroyed; one already on its way out stays
-        // as it is, until a new command asks for another try.
+        // as it is and tries again after the back-off (or at once when a new command comes).
         let (mut plan, broke) = match object {
             ObjectId::Lease(_) => lease::give_up(&self.store.lease_get(object).await?, why),
             _ => resource::give_up(&self.store.resource_get(object).await?, why),
@@ -274,8 +286,12 @@ impl Workers {
                 outcome: outcome.clone(),
             });
         }
+        let wake_at = match broke {
+            true => self.store.now(),
+            false => self.after(self.config.retry.delay(attempts)),
+        };
         plan.push(store::Write::ReleaseClaim {
-            wake_at: broke.then(|| self.store.now()),
+            wake_at: Some(wake_at),
         });
         Ok(plan)
     }

@@ -223,7 +223,7 @@ pub(super) fn give_up(resource: &Resource, why: &str) -> (Plan, bool) {
     plan.log(
         resource.id,
         "resource.gave-up",
-        format!("{why}; release it again to retry"),
+        format!("{why}; trying again later (or at the next release)"),
     );
     (plan, false)
 }

@@ -1,60 +1,108 @@
-//! Opening a local command interface's working directory without letting links lead out.
+//! Opening a local command interface's working directory without following any link beneath
+//! its grant.
 //!
-//! The root of a local interface was authorised lexically, beneath an anchor (a granted
-//! directory or a supporting lease's root). Here it is opened for real: the anchor as the
-//! operator named it, then each component of the root beneath it, created if missing and never
-//! followed if it is a symbolic link; then the exec's `cwd` with `openat2(RESOLVE_BENEATH)`, so
-//! a link inside the root may point anywhere within it but nowhere outside. The result is a
-//! directory descriptor the command starts in (`fchdir` before `exec`), so nothing can be swapped
-//! between the check and the start.
+//! The root of a local interface was authorised lexically, beneath an anchor: the directory an
+//! operator granted (`grant`; a narrowed interface keeps the anchor of the lease it narrows).
+//! Here it is opened for real. The anchor is trusted as the operator typed it; every component
+//! below it, of the root and then of the exec's `cwd`, is opened one at a time with
+//! `openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS)`, missing root components created on the
+//! way. A symbolic link anywhere below the anchor (a blueprint's exec may have planted one, even
+//! in place of the root itself) is refused, naming it, and never followed. The result is a
+//! directory descriptor the command starts in (`fchdir` before `exec`), so nothing can be
+//! swapped between the check and the start.
 
 use rustix::fs::{Mode, OFlags, ResolveFlags};
 use rustix::io::Errno;
+use std::ffi::OsStr;
 use std::os::fd::OwnedFd;
-use std::path::Path;
+use std::path::{Component, Path, PathBuf};
 
-/// Opens (creating what is missing) `root` beneath `anchor`, then `cwd` beneath the root.
+/// Opens (creating what is missing) `root` beneath `anchor`, then `cwd` beneath the root,
+/// following no symbolic link below the anchor.
 pub fn open(anchor: &str, root: &str, cwd: Option<&str>) -> Result<OwnedFd, String> {
     let rest = Path::new(root)
         .strip_prefix(anchor)
-        .map_err(|_| format!("the root {root:?} is not beneath {anchor:?}"))?;
-    std::fs::create_dir_all(anchor).map_err(|e| format!("creating {anchor}: {e}"))?;
-    let mut dir = rustix::fs::open(anchor, directory(), Mode::empty())
-        .map_err(|e| format!("opening {anchor}: {e}"))?;
-    for part in rest.iter() {
-        dir = step_down(&dir, part, root)?;
-    }
-    let Some(cwd) = cwd else {
-        return Ok(dir);
+        .map_err(|_| format!("the root {root:?} is not beneath the grant {anchor:?}"))?;
+    std::fs::create_dir_all(anchor).map_err(|e| format!("creating {anchor:?}: {e}"))?;
+    let dir = rustix::fs::open(anchor, directory(), Mode::empty())
+        .map_err(|e| format!("opening {anchor:?}: {e}"))?;
+    let mut walk = Walk {
+        anchor,
+        path: PathBuf::from(anchor),
+        dir,
     };
-    let resolve = ResolveFlags::BENEATH | ResolveFlags::NO_MAGICLINKS;
-    rustix::fs::openat2(&dir, cwd, directory(), Mode::empty(), resolve).map_err(|e| match e {
-        Errno::XDEV => format!("the working directory {cwd:?} leads out of the root {root}"),
-        Errno::NOENT => format!("the working directory {cwd:?} does not exist in {root}"),
-        Errno::NOSYS => "this kernel lacks openat2 (Linux 5.6 or later is needed)".to_string(),
-        other => format!("opening the working directory {cwd:?} in {root}: {other}"),
-    })
+    for part in rest.iter() {
+        walk.step(part, true)?;
+    }
+    for part in cwd_parts(cwd.unwrap_or(""), root)? {
+        walk.step(part, false)?;
+    }
+    Ok(walk.dir)
 }
 
 fn directory() -> OFlags {
     OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC
 }
 
-/// Opens `part` beneath `dir`, creating it if missing; refuses a symbolic link.
-fn step_down(dir: &OwnedFd, part: &std::ffi::OsStr, root: &str) -> Result<OwnedFd, String> {
-    match rustix::fs::mkdirat(dir, part, Mode::from_raw_mode(0o755)) {
-        Ok(()) | Err(Errno::EXIST) => {}
-        Err(e) => return Err(format!("creating {part:?} of {root}: {e}")),
+/// The components of `cwd` beneath the root, `.` and `..` taken lexically (nothing below the
+/// anchor is followed as a link, so the lexical parent is the real one); refuses an absolute
+/// `cwd` or one whose `..` lead above the root.
+fn cwd_parts<'a>(cwd: &'a str, root: &str) -> Result<Vec<&'a OsStr>, String> {
+    let out = || format!("the working directory {cwd:?} leads out of the root {root:?}");
+    let mut parts = Vec::new();
+    for component in Path::new(cwd).components() {
+        match component {
+            Component::Normal(part) => parts.push(part),
+            Component::CurDir => {}
+            Component::ParentDir => {
+                parts.pop().ok_or_else(out)?;
+            }
+            Component::RootDir | Component::Prefix(_) => return Err(out()),
+        }
     }
-    rustix::fs::openat(dir, part, directory() | OFlags::NOFOLLOW, Mode::empty()).map_err(
-        |e| match e {
-            Errno::LOOP | Errno::NOTDIR => format!(
-                "{part:?} in the root {root} is a symbolic link or not a directory; a root must be \
-                 made of real directories"
+    Ok(parts)
+}
+
+/// A descent from the anchor, one real directory at a time.
+struct Walk<'a> {
+    /// The granted directory it started from, for errors.
+    anchor: &'a str,
+    /// Where it is, for errors.
+    path: PathBuf,
+    /// The directory it is in.
+    dir: OwnedFd,
+}
+
+impl Walk<'_> {
+    /// Moves into `part` (creating it first if `create` and it is missing); refuses a symbolic
+    /// link or anything else that is not a directory.
+    fn step(&mut self, part: &OsStr, create: bool) -> Result<(), String> {
+        self.path.push(part);
+        if create {
+            match rustix::fs::mkdirat(&self.dir, part, Mode::from_raw_mode(0o755)) {
+                Ok(()) | Err(Errno::EXIST) => {}
+                Err(e) => return Err(format!("creating {:?}: {e}", self.path)),
+            }
+        }
+        let resolve = ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS;
+        self.dir = rustix::fs::openat2(&self.dir, part, directory(), Mode::empty(), resolve)
+            .map_err(|e| self.refusal(e))?;
+        Ok(())
+    }
+
+    /// Why the current component could not be entered.
+    fn refusal(&self, error: Errno) -> String {
+        let (path, anchor) = (&self.path, self.anchor);
+        match error {
+            Errno::LOOP => format!(
+                "{path:?} is a symbolic link; refusing to follow it beneath the grant {anchor:?}"
             ),
-            other => format!("opening {part:?} of {root}: {other}"),
-        },
-    )
+            Errno::NOTDIR => format!("{path:?} is not a directory"),
+            Errno::NOENT => format!("{path:?} does not exist"),
+            Errno::NOSYS => "this kernel lacks openat2 (Linux 5.6 or later is needed)".into(),
+            other => format!("opening {path:?}: {other}"),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -70,46 +118,98 @@ mod tests {
             .into_owned()
     }
 
+    /// A granted directory in a fresh temporary one.
+    fn granted() -> (tempfile::TempDir, String) {
+        let tmp = tempfile::tempdir().unwrap();
+        let anchor = tmp.path().join("granted").to_str().unwrap().to_string();
+        std::fs::create_dir(&anchor).unwrap();
+        (tmp, anchor)
+    }
+
+    fn refused_link(link: &str, anchor: &str) -> String {
+        format!("{link:?} is a symbolic link; refusing to follow it beneath the grant {anchor:?}")
+    }
+
     #[test]
     fn roots_are_created_beneath_the_anchor() {
-        let tmp = tempfile::tempdir().unwrap();
-        let anchor = tmp.path().join("granted");
-        let anchor = anchor.to_str().unwrap();
+        let (_tmp, anchor) = granted();
         let root = format!("{anchor}/a/b");
-        let fd = open(anchor, &root, None).unwrap();
+        let fd = open(&anchor, &root, None).unwrap();
         assert_eq!(path_of(&fd), root);
         std::fs::create_dir(format!("{root}/sub")).unwrap();
         assert_eq!(
-            path_of(&open(anchor, &root, Some("sub")).unwrap()),
+            path_of(&open(&anchor, &root, Some("sub")).unwrap()),
             format!("{root}/sub")
         );
+        let err = open(&anchor, "/elsewhere", None).unwrap_err();
+        assert!(err.contains("is not beneath the grant"), "{err}");
     }
 
     #[test]
-    fn links_cannot_lead_out_of_the_root() {
-        let tmp = tempfile::tempdir().unwrap();
-        let anchor = tmp.path().to_str().unwrap().to_string();
+    fn a_root_replaced_by_a_link_is_refused_naming_it() {
+        let (_tmp, anchor) = granted();
+        let host = format!("{anchor}/host-1");
+        symlink("/", &host).unwrap();
+        for root in [host.clone(), format!("{host}/etc")] {
+            let err = open(&anchor, &root, None).unwrap_err();
+            assert_eq!(err, refused_link(&host, &anchor), "{root}");
+        }
+        assert!(
+            !Path::new("/etc/etc").exists(),
+            "nothing was made through it"
+        );
+    }
+
+    #[test]
+    fn a_link_in_the_middle_of_the_root_is_refused_even_pointing_inside() {
+        let (_tmp, anchor) = granted();
+        std::fs::create_dir_all(format!("{anchor}/real/b")).unwrap();
+        symlink("real", format!("{anchor}/a")).unwrap();
+        let err = open(&anchor, &format!("{anchor}/a/b"), None).unwrap_err();
+        assert_eq!(err, refused_link(&format!("{anchor}/a"), &anchor));
+        let err = open(&anchor, &format!("{anchor}/real/b/c"), Some("x")).unwrap_err();
+        assert!(err.ends_with("/real/b/c/x\" does not exist"), "{err}");
+    }
+
+    #[test]
+    fn a_link_in_the_working_directory_is_refused_naming_it() {
+        let (_tmp, anchor) = granted();
         let root = format!("{anchor}/root");
-        std::fs::create_dir_all(format!("{root}/inside")).unwrap();
+        std::fs::create_dir_all(format!("{root}/inside/deeper")).unwrap();
         symlink("/etc", format!("{root}/out")).unwrap();
         symlink("inside", format!("{root}/in")).unwrap();
-        let err = open(&anchor, &root, Some("out")).unwrap_err();
-        assert!(err.contains("leads out of the root"), "{err}");
-        assert_eq!(
-            path_of(&open(&anchor, &root, Some("in")).unwrap()),
-            format!("{root}/inside")
-        );
-        let err = open(&anchor, &root, Some("missing")).unwrap_err();
-        assert!(err.contains("does not exist"), "{err}");
+        for (cwd, link) in [("out", "out"), ("in", "in"), ("in/deeper", "in")] {
+            let err = open(&anchor, &root, Some(cwd)).unwrap_err();
+            assert_eq!(
+                err,
+                refused_link(&format!("{root}/{link}"), &anchor),
+                "{cwd}"
+            );
+        }
+        std::fs::write(format!("{root}/file"), "").unwrap();
+        let err = open(&anchor, &root, Some("file")).unwrap_err();
+        assert!(err.ends_with("/root/file\" is not a directory"), "{err}");
     }
 
     #[test]
-    fn a_link_in_the_root_path_is_refused() {
-        let tmp = tempfile::tempdir().unwrap();
-        let anchor = tmp.path().to_str().unwrap().to_string();
-        symlink("/etc", format!("{anchor}/sneaky")).unwrap();
-        let err = open(&anchor, &format!("{anchor}/sneaky"), None).unwrap_err();
-        assert!(err.contains("symbolic link"), "{err}");
-        assert!(open(&anchor, "/elsewhere", None).is_err());
+    fn dot_dot_cannot_lead_out_of_the_root() {
+        let (_tmp, anchor) = granted();
+        let root = format!("{anchor}/root");
+        std::fs::create_dir_all(format!("{root}/inside")).unwrap();
+        for cwd in ["..", "../root", "inside/../..", "/etc", "/"] {
+            let err = open(&anchor, &root, Some(cwd)).unwrap_err();
+            assert_eq!(
+                err,
+                format!("the working directory {cwd:?} leads out of the root {root:?}")
+            );
+        }
+        for (cwd, expected) in [
+            ("inside/../inside", "/inside"),
+            ("./inside/..", ""),
+            ("", ""),
+        ] {
+            let fd = open(&anchor, &root, Some(cwd)).unwrap();
+            assert_eq!(path_of(&fd), format!("{root}{expected}"), "{cwd:?}");
+        }
     }
 }

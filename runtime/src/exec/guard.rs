@@ -11,6 +11,16 @@
 //! - the daemon dies (the kernel sends SIGTERM through `PR_SET_PDEATHSIG`), even by kill -9;
 //! - the daemon sends SIGTERM (a timeout).
 //!
+//! With `--keepalive MS` the daemon also repeats its latest `T` at least that often while it
+//! runs. When `T` passes while the daemon is still heard (it is alive, only waiting for its
+//! store to confirm the claim: a stalled database, another process holding SQLite's write
+//! lock), the group is **paused** (SIGSTOP) rather than killed: a stopped command cannot run
+//! beside another worker's copy, and it resumes (SIGCONT) when a renewal confirms the claim. It
+//! is killed when the daemon falls silent (stopped, hung), when the pause lasts `--pause-limit`
+//! or when stdin closes (the claim was lost). Only a local command is paused: stopping the local
+//! `ssh` of a remote one would not stop the remote command, so the daemon passes no keepalive
+//! for those and they are killed at `T` as before.
+//!
 //! The boot clock (`CLOCK_BOOTTIME`) is shared by every process on the host and never steps, so
 //! neither a stopped daemon nor a wall-clock step can stretch the exec past its claim. When the
 //! command exits on its own, the guard kills what it left in its group and exits the way the
@@ -40,6 +50,14 @@ pub struct GuardArgs {
     /// see [`super::Stdin::Tether`]) rather than `/dev/null`.
     #[arg(long)]
     pub tether: bool,
+    /// Milliseconds within which the daemon repeats its deadline while it runs; with it, a
+    /// deadline that passes while the daemon is heard pauses the command instead of killing
+    /// it (silence for two of these kills it).
+    #[arg(long)]
+    pub keepalive: Option<i64>,
+    /// Milliseconds a paused command waits for its claim to be confirmed before it is killed.
+    #[arg(long, default_value_t = 0)]
+    pub pause_limit: i64,
     /// The command and its arguments.
     #[arg(last = true, required = true)]
     pub argv: Vec<OsString>,
@@ -74,15 +92,35 @@ pub async fn run(args: GuardArgs) -> i32 {
     };
     let _tether = child.stdin.take();
     let group = child.id().and_then(|id| Pid::from_raw(id as i32));
-    let kill_group = || {
+    let signal_group = |signal| {
         if let Some(group) = group {
-            let _ = rustix::process::kill_process_group(group, Signal::KILL);
+            let _ = rustix::process::kill_process_group(group, signal);
         }
     };
+    let kill_group = || signal_group(Signal::KILL);
     let mut renewals = tokio::io::BufReader::new(tokio::io::stdin()).lines();
-    let mut until = args.until;
+    let mut watch = Watch {
+        until: args.until,
+        heard: boottime_ms(),
+        paused_since: None,
+        keepalive: args.keepalive.filter(|_| !args.tether),
+        pause_limit: args.pause_limit,
+    };
     loop {
-        let left = Duration::from_millis(until.saturating_sub(boottime_ms()).max(0) as u64);
+        let now = boottime_ms();
+        match (watch.verdict(now), watch.paused_since) {
+            (Verdict::Kill, _) => break,
+            (Verdict::Run, Some(_)) => {
+                watch.paused_since = None;
+                signal_group(Signal::CONT);
+            }
+            (Verdict::Pause, None) => {
+                watch.paused_since = Some(now);
+                signal_group(Signal::STOP);
+            }
+            (Verdict::Run, None) | (Verdict::Pause, Some(_)) => {}
+        }
+        let left = Duration::from_millis(watch.next_look(now).saturating_sub(now).max(1) as u64);
         tokio::select! {
             status = child.wait() => {
                 kill_group();
@@ -92,16 +130,81 @@ pub async fn run(args: GuardArgs) -> i32 {
                 };
             }
             line = renewals.next_line() => match line {
-                Ok(Some(line)) => until = line.trim().parse().unwrap_or(until),
+                Ok(Some(line)) => watch.renewed(line.trim().parse().ok(), boottime_ms()),
                 _ => break,
             },
-            _ = tokio::time::sleep(left) => if boottime_ms() >= until { break },
+            _ = tokio::time::sleep(left) => {}
             _ = terminated.recv() => break,
         }
     }
     kill_group();
     let _ = child.wait().await;
     KILLED
+}
+
+/// What the guard knows of its claim, in boot-clock milliseconds.
+#[derive(Debug, Clone, PartialEq)]
+struct Watch {
+    /// The deadline: the claim is surely held until then.
+    until: i64,
+    /// When the daemon last wrote.
+    heard: i64,
+    /// Since when the command has been paused, if it is.
+    paused_since: Option<i64>,
+    /// How often a live daemon writes; `None`: never pause, kill at the deadline.
+    keepalive: Option<i64>,
+    /// How long a pause may last.
+    pause_limit: i64,
+}
+
+/// What to do with the command now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Verdict {
+    /// Let it run (resume it if paused).
+    Run,
+    /// Stop it until the claim is confirmed.
+    Pause,
+    /// Kill its group.
+    Kill,
+}
+
+impl Watch {
+    /// Runs while the claim is surely held; past the deadline, pauses while the daemon is heard
+    /// and the pause is young, else kills.
+    fn verdict(&self, now: i64) -> Verdict {
+        if now < self.until {
+            return Verdict::Run;
+        }
+        let Some(keepalive) = self.keepalive else {
+            return Verdict::Kill;
+        };
+        let daemon_heard = now - self.heard < 2 * keepalive;
+        let pause_young = self
+            .paused_since
+            .is_none_or(|since| now - since < self.pause_limit);
+        match daemon_heard && pause_young {
+            true => Verdict::Pause,
+            false => Verdict::Kill,
+        }
+    }
+
+    /// When to look again if nothing is heard: the deadline while it is ahead, else after a
+    /// keepalive (silence or the pause limit may have come by then).
+    fn next_look(&self, now: i64) -> i64 {
+        match (now < self.until, self.keepalive) {
+            (true, _) | (false, None) => self.until,
+            (false, Some(keepalive)) => now + keepalive,
+        }
+    }
+
+    /// The daemon wrote: a deadline (maybe the same again, as a keepalive), or a line that is
+    /// not one (heard all the same).
+    fn renewed(&mut self, until: Option<i64>, now: i64) {
+        self.heard = now;
+        if let Some(until) = until {
+            self.until = until;
+        }
+    }
 }
 
 /// The exit code that mirrors `status`: the command's own, or the signal that killed it,
@@ -118,4 +221,54 @@ fn exit_like(status: std::process::ExitStatus) -> i32 {
         libc::raise(signal);
     }
     128 + signal
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn watch(keepalive: Option<i64>) -> Watch {
+        Watch {
+            until: 1_000,
+            heard: 0,
+            paused_since: None,
+            keepalive,
+            pause_limit: 5_000,
+        }
+    }
+
+    #[test]
+    fn without_keepalives_the_deadline_kills() {
+        let w = watch(None);
+        assert_eq!(w.verdict(999), Verdict::Run);
+        assert_eq!(w.verdict(1_000), Verdict::Kill);
+        assert_eq!(w.next_look(10), 1_000);
+    }
+
+    #[test]
+    fn a_deadline_passed_while_the_daemon_is_heard_pauses_until_renewed() {
+        let mut w = watch(Some(100));
+        w.renewed(None, 950);
+        assert_eq!(w.verdict(1_100), Verdict::Pause);
+        w.paused_since = Some(1_100);
+        w.renewed(Some(1_000), 1_200);
+        assert_eq!(
+            w.verdict(1_250),
+            Verdict::Pause,
+            "a keepalive is no renewal"
+        );
+        w.renewed(Some(9_000), 1_300);
+        assert_eq!(w.verdict(1_300), Verdict::Run);
+    }
+
+    #[test]
+    fn a_silent_daemon_or_a_long_pause_kills() {
+        let mut w = watch(Some(100));
+        w.renewed(None, 950);
+        assert_eq!(w.verdict(1_150), Verdict::Kill, "silent for two keepalives");
+        w.paused_since = Some(1_000);
+        w.renewed(None, 5_990);
+        assert_eq!(w.verdict(6_000), Verdict::Kill, "paused for the limit");
+        assert_eq!(w.next_look(6_000), 6_100);
+    }
 }

@@ -10,18 +10,23 @@
 //!
 //! Output is read while the command runs and capped as it is read ([`OUTPUT_LIMIT`] per
 //! stream): a command that prints gigabytes costs the daemon 64 KiB. A local command starts in
-//! a directory opened beneath its root without following links out of it (`dir`).
+//! a directory opened beneath its grant without following any link (`dir`).
+//!
+//! An exec inherits nothing of the daemon's environment (its tokens, database URLs, cloud
+//! keys): the process started (the command, the local `ssh` of a remote one, or the guard that
+//! starts either) gets [`environment`] alone.
 
 mod dir;
 pub mod guard;
 
-use crate::domain::{CommandInterface, ExecRequest, ExecResult};
+use crate::domain::{CommandInterface, ExecRequest, ExecResult, SupportingLease};
 use crate::grant::Authorized;
 use rustix::process::{Pid, Signal};
 use std::ffi::OsString;
 use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 use std::path::PathBuf;
 use std::process::Stdio;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
@@ -39,28 +44,49 @@ pub fn boottime_ms() -> i64 {
 pub const OUTPUT_LIMIT: usize = 64 << 10;
 
 /// How an exec is tied to the claim it runs under: the guard program, the time (boot clock,
-/// milliseconds) until which the claim is surely held, renewed as the claim is, and the margin
-/// the exec keeps from it.
+/// milliseconds) until which the claim is surely held, renewed as the claim is, the margin
+/// the exec keeps from it, and how a stalled store is waited out (see [`guard`]).
 pub struct Watchdog {
     /// The `drydock` binary, run as `drydock exec-guard`.
     pub program: PathBuf,
     /// Until when the claim is surely held.
     pub held_until: watch::Receiver<i64>,
-    /// How long before that the guard kills the exec.
+    /// How long before that the guard stops the exec.
     pub margin: Duration,
+    /// How often the daemon repeats the deadline to the guard, so that it is known alive.
+    pub keepalive: Duration,
+    /// How long a local exec stays paused past its deadline, waiting for the claim to be
+    /// confirmed, before it is killed.
+    pub pause_limit: Duration,
 }
 
 impl Watchdog {
     fn deadline(&self, held_until: i64) -> i64 {
         held_until - self.margin.as_millis() as i64
     }
+
+    /// Whether the claim is still vouched for now: the deadline lies ahead.
+    fn vouches_now(&self) -> bool {
+        boottime_ms() < self.deadline(*self.held_until.borrow())
+    }
 }
 
-/// A command ready to start: program, arguments, and for a local interface the directory it
-/// starts in (opened, so nothing can be swapped before it starts).
+/// An exec that ended while its claim could not be vouched for (the store or the daemon
+/// stalled past the deadline, and the guard stopped it): what it printed and its status may be
+/// the kill's, not the command's, so they are not shown as its result.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "the exec ended after its claim could no longer be confirmed (a stalled store or daemon); \
+     it runs again under the next claim"
+)]
+pub struct Interrupted;
+
+/// A command ready to start: program, arguments, its whole environment, and for a local
+/// interface the directory it starts in (opened, so nothing can be swapped before it starts).
 pub struct Prepared {
     program: OsString,
     args: Vec<OsString>,
+    env: Vec<(&'static str, OsString)>,
     dir: Option<OwnedFd>,
     /// Its stdin must be a pipe held open until it exits ([`Stdin::Tether`] over SSH).
     tethered: bool,
@@ -78,19 +104,78 @@ pub enum Stdin {
     Tether,
 }
 
+/// The `PATH` of every exec: the system's directories, fixed, rather than the daemon's (which
+/// may lead into its user's home, and would make a command's meaning depend on who started the
+/// daemon).
+pub const EXEC_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
+
+/// The locale of every exec (`LANG` and `LC_ALL`): UTF-8, and the same wherever it runs.
+pub const EXEC_LOCALE: &str = "C.UTF-8";
+
+/// The lease an exec runs through and the resource that lease holds, where known: the command
+/// sees them as `DRYDOCK_LEASE` and `DRYDOCK_RESOURCE`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Ids {
+    /// The lease, such as `L3`.
+    pub lease: Option<String>,
+    /// The resource it holds, such as `R2`.
+    pub resource: Option<String>,
+}
+
+impl From<&SupportingLease> for Ids {
+    /// A blueprint's exec runs through one of its resource's supporting leases.
+    fn from(supporting: &SupportingLease) -> Self {
+        Ids {
+            lease: Some(supporting.lease.id.clone()),
+            resource: supporting.lease.resource_id.clone(),
+        }
+    }
+}
+
+/// The whole environment of an exec, nothing inherited: [`EXEC_PATH`], [`EXEC_LOCALE`] as
+/// `LANG` and `LC_ALL`, `HOME` (a local interface's root), `DRYDOCK_LEASE` and
+/// `DRYDOCK_RESOURCE` (`ids`), and `TERM` only when `drydock exec` passes a terminal through.
+pub fn environment(
+    interface: &CommandInterface,
+    ids: &Ids,
+    stdin: Stdin,
+) -> Vec<(&'static str, OsString)> {
+    let mut env = vec![
+        ("PATH", EXEC_PATH.into()),
+        ("LANG", EXEC_LOCALE.into()),
+        ("LC_ALL", EXEC_LOCALE.into()),
+    ];
+    if let CommandInterface::Local { root } = interface {
+        env.push(("HOME", root.into()));
+    }
+    env.extend(ids.lease.as_ref().map(|id| ("DRYDOCK_LEASE", id.into())));
+    env.extend(
+        ids.resource
+            .as_ref()
+            .map(|id| ("DRYDOCK_RESOURCE", id.into())),
+    );
+    let terminal = stdin == Stdin::Passed && std::io::IsTerminal::is_terminal(&std::io::stdin());
+    if terminal && let Some(term) = std::env::var_os("TERM") {
+        env.push(("TERM", term));
+    }
+    env
+}
+
 /// The environment variable naming an `ssh_config(5)` file for every SSH exec (`ssh -F`): known
 /// hosts, jump hosts, timeouts. Without it, ssh reads the daemon user's own configuration.
 pub const SSH_CONFIG_VAR: &str = "DRYDOCK_SSH_CONFIG";
 
 /// Prepares `argv` (in `cwd`, relative to the interface's root) through `reach`: directly for
-/// `local`, through `ssh` for `ssh`.
+/// `local`, through `ssh` for `ssh`; with the [`environment`] of an exec through `ids`.
 pub fn prepare(
     reach: &Authorized,
     argv: &[String],
     cwd: Option<&str>,
+    ids: &Ids,
     stdin: Stdin,
 ) -> Result<Prepared, String> {
     let (program, args) = argv.split_first().ok_or("empty argv")?;
+    let env = environment(&reach.interface, ids, stdin);
     match &reach.interface {
         CommandInterface::Local { root } => {
             let anchor = reach
@@ -100,6 +185,7 @@ pub fn prepare(
             Ok(Prepared {
                 program: program.into(),
                 args: args.iter().map(OsString::from).collect(),
+                env,
                 dir: Some(dir::open(anchor, root, cwd)?),
                 tethered: false,
             })
@@ -137,6 +223,7 @@ pub fn prepare(
             Ok(Prepared {
                 program: "ssh".into(),
                 args,
+                env,
                 dir: None,
                 tethered: stdin == Stdin::Tether,
             })
@@ -181,28 +268,38 @@ impl Prepared {
     pub fn command(&self) -> Command {
         let mut command = Command::new(&self.program);
         command.args(&self.args);
-        self.start_in_dir(&mut command);
+        self.confine(&mut command);
         command
     }
 
-    /// The command run under `drydock exec-guard`, which kills it at `until` (boot clock).
-    fn guarded(&self, guard: &std::path::Path, until: i64) -> Command {
-        let mut command = Command::new(guard);
+    /// The command run under `drydock exec-guard`, tied to the claim `watchdog` follows.
+    fn guarded(&self, watchdog: &Watchdog) -> Command {
+        let until = watchdog.deadline(*watchdog.held_until.borrow());
+        let mut command = Command::new(&watchdog.program);
         command
             .arg("exec-guard")
             .arg("--parent")
             .arg(std::process::id().to_string())
             .arg("--until")
             .arg(until.to_string())
+            .arg("--keepalive")
+            .arg(watchdog.keepalive.as_millis().to_string())
+            .arg("--pause-limit")
+            .arg(watchdog.pause_limit.as_millis().to_string())
             .args(self.tethered.then_some("--tether"))
             .arg("--")
             .arg(&self.program)
             .args(&self.args);
-        self.start_in_dir(&mut command);
+        self.confine(&mut command);
         command
     }
 
-    fn start_in_dir(&self, command: &mut Command) {
+    /// Starts `command` (the exec's, or its guard, which hands both on) with the exec's
+    /// environment alone, in its directory. The program is looked up in the exec's `PATH`.
+    fn confine(&self, command: &mut Command) {
+        command
+            .env_clear()
+            .envs(self.env.iter().map(|(k, v)| (k, v)));
         if let Some(dir) = &self.dir {
             let raw = dir.as_raw_fd();
             // SAFETY: `fchdir` is async-signal-safe, and `raw` stays open until the command
@@ -216,19 +313,40 @@ impl Prepared {
     }
 }
 
-/// Runs `request` through `reach` and describes what happened; never fails. With a
-/// `watchdog`, the command runs under the guard and dies with the claim.
-pub async fn run(
+/// Runs `request` through `reach` (the lease and resource `ids`) and describes what happened;
+/// never fails.
+pub async fn run(reach: &Authorized, request: &ExecRequest, ids: &Ids) -> ExecResult {
+    execute(reach, request, ids, None)
+        .await
+        .unwrap_or_else(|interrupted| failed(request, interrupted.to_string()))
+}
+
+/// Runs `request` through `reach` (the lease and resource `ids`) under `drydock exec-guard`,
+/// which stops it with the claim `watchdog` follows; describes what happened, unless the exec
+/// ended when the claim could no longer be vouched for ([`Interrupted`]).
+pub async fn run_guarded(
     reach: &Authorized,
     request: &ExecRequest,
+    ids: &Ids,
+    watchdog: Watchdog,
+) -> Result<ExecResult, Interrupted> {
+    execute(reach, request, ids, Some(watchdog)).await
+}
+
+/// Runs the command, under the guard when there is a `watchdog`.
+async fn execute(
+    reach: &Authorized,
+    request: &ExecRequest,
+    ids: &Ids,
     watchdog: Option<Watchdog>,
-) -> ExecResult {
-    let prepared = match prepare(reach, &request.argv, request.cwd.as_deref(), Stdin::Tether) {
+) -> Result<ExecResult, Interrupted> {
+    let cwd = request.cwd.as_deref();
+    let prepared = match prepare(reach, &request.argv, cwd, ids, Stdin::Tether) {
         Ok(prepared) => prepared,
-        Err(reason) => return failed(request, reason),
+        Err(reason) => return Ok(failed(request, reason)),
     };
     let mut command = match &watchdog {
-        Some(w) => prepared.guarded(&w.program, w.deadline(*w.held_until.borrow())),
+        Some(w) => prepared.guarded(w),
         None => prepared.command(),
     };
     command
@@ -243,15 +361,22 @@ pub async fn run(
         Ok(child) => child,
         Err(error) => {
             let program = &request.argv[0];
-            return failed(request, format!("could not run {program:?}: {error}"));
+            return Ok(failed(
+                request,
+                format!("could not run {program:?}: {error}"),
+            ));
         }
     };
     drop(prepared);
     let group = Group::new(&child, watchdog.is_some());
     // The guard's renewals, or (unguarded) the tether, held open until the command is done.
     let stdin = child.stdin.take();
-    let (feeder, _tether) = match watchdog {
-        Some(w) => (Some(AbortOnDrop(tokio::spawn(feed(stdin, w)))), None),
+    let watchdog = watchdog.map(Arc::new);
+    let (feeder, _tether) = match &watchdog {
+        Some(w) => (
+            Some(AbortOnDrop(tokio::spawn(feed(stdin, w.clone())))),
+            None,
+        ),
         None => (None, stdin),
     };
     let stdout = read_capped(child.stdout.take(), OUTPUT_LIMIT);
@@ -265,7 +390,12 @@ pub async fn run(
     let finished =
         tokio::time::timeout(limit, async { tokio::join!(exited, stdout, stderr) }).await;
     drop(feeder);
-    match finished {
+    if watchdog.is_some_and(|w| !w.vouches_now()) {
+        // The guard may have paused and killed it: whatever it left is not its result.
+        group.stop();
+        return Err(Interrupted);
+    }
+    Ok(match finished {
         Err(_) => {
             group.stop();
             let _ = tokio::time::timeout(Duration::from_secs(5), child.wait()).await;
@@ -287,7 +417,7 @@ pub async fn run(
                 stderr,
             }
         }
-    }
+    })
 }
 
 /// The process group of a started command, killed whole when the run is abandoned.
@@ -339,13 +469,19 @@ impl Drop for Group {
     }
 }
 
-/// Writes each new deadline to the guard, one line each. Returns (closing the pipe, which makes
-/// the guard kill the command) when the claim is gone.
-async fn feed(stdin: Option<tokio::process::ChildStdin>, mut watchdog: Watchdog) {
+/// Writes each new deadline to the guard, one line each, and the latest again every keepalive
+/// so that the guard knows the daemon is alive. Returns (closing the pipe, which makes the guard
+/// kill the command) when the claim is gone.
+async fn feed(stdin: Option<tokio::process::ChildStdin>, watchdog: Arc<Watchdog>) {
     let Some(mut stdin) = stdin else { return };
-    while watchdog.held_until.changed().await.is_ok() {
-        let held_until = *watchdog.held_until.borrow_and_update();
-        let line = format!("{}\n", watchdog.deadline(held_until));
+    let mut held_until = watchdog.held_until.clone();
+    let mut keepalive = tokio::time::interval(watchdog.keepalive.max(Duration::from_millis(10)));
+    loop {
+        tokio::select! {
+            changed = held_until.changed() => if changed.is_err() { return },
+            _ = keepalive.tick() => {}
+        }
+        let line = format!("{}\n", watchdog.deadline(*held_until.borrow_and_update()));
         if stdin.write_all(line.as_bytes()).await.is_err() {
             return;
         }
@@ -389,7 +525,7 @@ fn shell_quote(word: &str) -> String {
     format!("'{}'", word.replace('\'', r"'\''"))
 }
 
-fn failed(request: &ExecRequest, reason: String) -> ExecResult {
+pub(crate) fn failed(request: &ExecRequest, reason: String) -> ExecResult {
     ExecResult {
         id: request.id.clone(),
         exit_code: None,
@@ -424,19 +560,19 @@ mod tests {
     async fn local_commands_run_in_the_root() {
         let root = tempfile::tempdir().unwrap();
         let reach = local(root.path());
-        let result = run(&reach, &request(&["pwd"]), None).await;
+        let result = run(&reach, &request(&["pwd"]), &Ids::default()).await;
         assert_eq!(result.exit_code, Some(0));
         assert_eq!(result.stdout.trim(), root.path().to_string_lossy());
 
         let result = run(
             &reach,
             &request(&["sh", "-c", "echo oops >&2; exit 3"]),
-            None,
+            &Ids::default(),
         )
         .await;
         assert_eq!((result.exit_code, result.stderr.trim()), (Some(3), "oops"));
 
-        let missing = run(&reach, &request(&["/no/such/program"]), None).await;
+        let missing = run(&reach, &request(&["/no/such/program"]), &Ids::default()).await;
         assert_eq!(missing.exit_code, None);
         assert!(
             missing.stderr.contains("could not run"),
@@ -452,7 +588,7 @@ mod tests {
         let script = format!("(sleep 2; touch {}) & sleep 10", marker.display());
         let mut slow = request(&["sh", "-c", &script]);
         slow.timeout_ms = 200;
-        let result = run(&local(root.path()), &slow, None).await;
+        let result = run(&local(root.path()), &slow, &Ids::default()).await;
         assert_eq!(result.exit_code, None);
         assert!(
             result.stderr.contains("timed out after 200ms"),
@@ -467,7 +603,7 @@ mod tests {
     async fn output_is_capped_while_it_is_read() {
         let root = tempfile::tempdir().unwrap();
         let bomb = request(&["sh", "-c", "head -c 50000000 /dev/zero | tr '\\0' x"]);
-        let result = run(&local(root.path()), &bomb, None).await;
+        let result = run(&local(root.path()), &bomb, &Ids::default()).await;
         assert_eq!(result.exit_code, Some(0));
         assert!(result.stdout.len() < OUTPUT_LIMIT + 100);
         assert!(
@@ -485,10 +621,38 @@ mod tests {
         let root = tempfile::tempdir().unwrap();
         let marker = root.path().join("leftover-ran");
         let script = format!("(sleep 1; touch {}) &", marker.display());
-        let result = run(&local(root.path()), &request(&["sh", "-c", &script]), None).await;
+        let result = run(
+            &local(root.path()),
+            &request(&["sh", "-c", &script]),
+            &Ids::default(),
+        )
+        .await;
         assert_eq!(result.exit_code, Some(0));
         tokio::time::sleep(Duration::from_secs(2)).await;
         assert!(!marker.exists(), "a background process outlived its exec");
+    }
+
+    #[tokio::test]
+    async fn an_exec_sees_its_documented_environment_and_nothing_of_the_daemons() {
+        let root = tempfile::tempdir().unwrap();
+        let ids = Ids {
+            lease: Some("L3".into()),
+            resource: Some("R2".into()),
+        };
+        let result = run(&local(root.path()), &request(&["env"]), &ids).await;
+        assert_eq!(result.exit_code, Some(0), "{}", result.stderr);
+        let mut seen: Vec<&str> = result.stdout.lines().collect();
+        seen.sort();
+        let home = format!("HOME={}", root.path().display());
+        let expected = [
+            "DRYDOCK_LEASE=L3",
+            "DRYDOCK_RESOURCE=R2",
+            home.as_str(),
+            "LANG=C.UTF-8",
+            "LC_ALL=C.UTF-8",
+            "PATH=/usr/local/bin:/usr/bin:/bin",
+        ];
+        assert_eq!(seen, expected, "this test process's own variables stay out");
     }
 
     #[test]
@@ -504,9 +668,15 @@ mod tests {
             anchor: None,
         };
         let argv = ["git", "clone", "it's here"].map(String::from);
-        let command = prepare(&reach, &argv, Some("work dir"), Stdin::Passed)
-            .unwrap()
-            .command();
+        let command = prepare(
+            &reach,
+            &argv,
+            Some("work dir"),
+            &Ids::default(),
+            Stdin::Passed,
+        )
+        .unwrap()
+        .command();
         let command = command.as_std();
         assert_eq!(command.get_program(), "ssh");
         let args: Vec<_> = command.get_args().map(|a| a.to_str().unwrap()).collect();
@@ -523,6 +693,20 @@ mod tests {
                 "--",
                 r"cd '/srv/build/work dir' && 'git' 'clone' 'it'\''s here'",
             ]
+        );
+        let env: Vec<_> = command
+            .get_envs()
+            .map(|(k, v)| (k.to_str().unwrap(), v))
+            .collect();
+        let locale = Some(std::ffi::OsStr::new(EXEC_LOCALE));
+        assert_eq!(
+            env,
+            [
+                ("LANG", locale),
+                ("LC_ALL", locale),
+                ("PATH", Some(std::ffi::OsStr::new(EXEC_PATH))),
+            ],
+            "the local ssh gets no HOME, and nothing else of the daemon's"
         );
     }
 

@@ -586,14 +586,17 @@ impl Harness {
 
     /// Runs `request` through the interface of `resource`'s supporting lease it names.
     fn exec_for_real(&self, resource: &str, request: &ExecRequest) -> ExecResult {
-        let reach = self
+        let supporting = self
             .supporting_leases(resource)
             .iter()
-            .find(|s| s.key == request.lease_key)
-            .and_then(|s| s.interface.as_ref());
-        match reach {
-            Some(reach) => self.calls.block_on(crate::exec::run(reach, request, None)),
-            None => ExecResult {
+            .find(|s| s.key == request.lease_key);
+        let reach = supporting.and_then(|s| s.interface.as_ref());
+        match (supporting, reach) {
+            (Some(through), Some(reach)) => {
+                let ids = crate::exec::Ids::from(through);
+                self.calls.block_on(crate::exec::run(reach, request, &ids))
+            }
+            _ => ExecResult {
                 id: request.id.clone(),
                 exit_code: None,
                 stdout: String::new(),

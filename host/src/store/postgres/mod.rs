@@ -15,7 +15,8 @@
 //! - **Wake-ups are notifications** sent by the transaction that made something due
 //!   (`pg_notify`, delivered at commit); every daemon listens (`listen`).
 //!
-//! Migrations run under sqlx's advisory lock, so daemons starting together migrate once.
+//! Migrations run under sqlx's advisory lock, so daemons starting together migrate once; only
+//! an open that may migrate ([`Access::Migrate`]) upgrades the schema.
 
 mod listen;
 mod statements;
@@ -24,12 +25,12 @@ mod tx;
 use super::apply;
 use super::rows::{self, columns_for};
 use super::{
-    Claim, Clock, Command, CommandFilter, Error, GcReport, Listening, ObjectId, Plan, Release,
-    Resource, Result, SystemClock, WorkItem,
+    Access, Claim, Clock, Command, CommandFilter, Error, GcReport, Listening, ObjectId, Plan,
+    Release, Resource, Result, SystemClock, WorkItem,
 };
 use crate::domain::Timestamp;
-use sqlx::Row;
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRow};
+use sqlx::{Connection as _, Row};
 use statements::{PgStatements, db_now, guard, millis};
 use std::str::FromStr;
 use std::sync::Arc;
@@ -64,6 +65,12 @@ pub struct PgOptions {
     /// daemon's may have been cut while it waited. A single one (a one-shot command) is used as
     /// is.
     pub connections: u32,
+    /// What opening may do to the database ([`Access::Migrate`], as a daemon, by default). A
+    /// read's connections refuse to write (`default_transaction_read_only`).
+    pub access: Access,
+    /// How long the first connection may take before the server counts as unreachable (as
+    /// long as a transaction waits for a connection, by default).
+    pub connect_timeout: Duration,
 }
 
 impl Default for PgOptions {
@@ -71,6 +78,8 @@ impl Default for PgOptions {
         PgOptions {
             time: TimeSource::Database(Arc::new(SystemClock)),
             connections: 10,
+            access: Access::Migrate,
+            connect_timeout: ACQUIRE_TIMEOUT,
         }
     }
 }
@@ -117,6 +126,18 @@ impl Time {
         }
     }
 
+    /// Re-learns the offset from the database's clock, on the database's time only: done at
+    /// every claim, so the wall times a run writes follow the database even when this host's
+    /// clock is stepped while the daemon is busy.
+    async fn follow_database(&self, conn: &mut sqlx::PgConnection) -> Result<()> {
+        if let TimeSource::Database(_) = self.source {
+            let before = self.local();
+            let db = db_now(conn).await?;
+            self.learn(db, before, self.local());
+        }
+        Ok(())
+    }
+
     /// The local clock's time (for [`Time::learn`]).
     fn local(&self) -> i64 {
         match &self.source {
@@ -131,6 +152,33 @@ impl Time {
             TimeSource::Clock(clock) => clock.now() + (until - clock.claim_time().ms),
         };
         wall.max(0) as Timestamp
+    }
+}
+
+/// One connection to the server, within `timeout`: a server that refuses, cannot be resolved
+/// or does not answer is an [`Error::Unreachable`] naming it and the reason, at once (a pool
+/// would retry a refused connection until its timeout and report only that it timed out).
+async fn first_connection(options: &PgConnectOptions, timeout: Duration) -> Result<PgConnection> {
+    let unreachable = |reason: String| Error::Unreachable {
+        address: address(options),
+        reason,
+    };
+    match tokio::time::timeout(timeout, PgConnection::connect_with(options)).await {
+        Ok(Ok(conn)) => Ok(conn),
+        Ok(Err(sqlx::Error::Io(error))) => Err(unreachable(error.to_string())),
+        Ok(Err(error)) => Err(error.into()),
+        Err(_) => Err(unreachable(format!("no answer within {timeout:?}"))),
+    }
+}
+
+/// Where `options` connect: `host:port`, or the path of the server's Unix socket.
+fn address(options: &PgConnectOptions) -> String {
+    let (host, port) = (options.get_host(), options.get_port());
+    match options.get_socket() {
+        Some(dir) => format!("{}/.s.PGSQL.{port}", dir.display()),
+        None if host.starts_with('/') => format!("{host}/.s.PGSQL.{port}"),
+        None if host.contains(':') => format!("[{host}]:{port}"),
+        None => format!("{host}:{port}"),
     }
 }
 
@@ -149,23 +197,29 @@ impl PgStore {
         Self::open_with(url, PgOptions::default()).await
     }
 
-    /// Connects to and migrates the database at `url` with `options`.
+    /// Connects to the database at `url` with `options`, checking its schema (and migrating it
+    /// when `options.access` allows) on a first connection that fails fast, naming the server
+    /// and the reason, when the server cannot be reached.
     pub async fn open_with(url: &str, options: PgOptions) -> Result<Self> {
-        let connect = PgConnectOptions::from_str(url)?.application_name("drydock");
-        let pool = PgPoolOptions::new()
-            .max_connections(options.connections)
-            .test_before_acquire(options.connections > 1)
-            .acquire_timeout(ACQUIRE_TIMEOUT)
-            .connect_with(connect.clone())
-            .await?;
+        let mut connect = PgConnectOptions::from_str(url)?.application_name("drydock");
+        if options.access == Access::Read {
+            connect = connect.options([("default_transaction_read_only", "on")]);
+        }
+        let mut first = first_connection(&connect, options.connect_timeout).await?;
+        tx::migrate(&mut first, options.access).await?;
         let time = Time {
             source: options.time,
             offset: AtomicI64::new(0),
         };
-        tx::migrate(&pool).await?;
         let before = time.local();
-        let db = db_now(&mut *pool.acquire().await?).await?;
+        let db = db_now(&mut first).await?;
         time.learn(db, before, time.local());
+        let _ = first.close().await; // the schema is checked: the pool does the rest
+        let pool = PgPoolOptions::new()
+            .max_connections(options.connections)
+            .test_before_acquire(options.connections > 1)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .connect_lazy_with(connect.clone());
         Ok(PgStore {
             pool,
             options: connect,
@@ -264,6 +318,7 @@ impl Store for PgStore {
     async fn work_item_claim(&self, owner: &str, limit: i64, ttl: Duration) -> Result<Vec<Claim>> {
         let mut tx = PgTx::begin(&self.pool, Durability::Relaxed).await?;
         let result = async {
+            self.time.follow_database(&mut tx).await?;
             let claim_now = self.time.claim_param();
             // A crashed worker's objects first: recovery is bounded by the claim TTL, not by
             // the backlog. Then due objects, oldest due first.
@@ -389,15 +444,37 @@ impl Store for PgStore {
 
 #[async_trait::async_trait]
 impl super::retention::Prune for PgStore {
-    async fn delete_batch(&self, delete: &'static str, before: i64, batch: i64) -> Result<u64> {
+    async fn prune_batch(
+        &self,
+        bound: &'static str,
+        deletes: &super::retention::Deletes,
+        before: i64,
+        batch: i64,
+    ) -> Result<Option<[u64; 4]>> {
         let mut tx = self.begin().await?;
-        let result = sqlx::query(delete)
-            .bind(before)
-            .bind(batch)
-            .execute(&mut *tx)
-            .await
-            .map_err(Into::into);
-        Ok(tx.finish(result).await?.rows_affected())
+        let result = async {
+            let bound: Option<i64> = sqlx::query_scalar(bound)
+                .bind(before)
+                .bind(batch)
+                .fetch_one(&mut *tx)
+                .await?;
+            let Some(bound) = bound else { return Ok(None) };
+            let mut deleted = [0; 4];
+            for (count, delete) in deleted.iter_mut().zip(deletes) {
+                // Planned for this batch's values each time (not prepared once): a generic plan
+                // cannot know how few objects the bound leaves and may scan a history table.
+                *count = sqlx::query(*delete)
+                    .persistent(false)
+                    .bind(before)
+                    .bind(bound)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+            }
+            Ok(Some(deleted))
+        }
+        .await;
+        tx.finish(result).await
     }
 }
 

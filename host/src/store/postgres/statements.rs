@@ -19,10 +19,12 @@ pub(super) fn millis(duration: Duration) -> i64 {
     duration.as_millis() as i64
 }
 
-/// The fencing guard that starts every worker write: extends the claim only if it is still held
-/// and unexpired at `claim_now` (the database's clock when `None`). Touching no row means
-/// someone else may be the writer; nothing may be written. The row stays locked until the
-/// transaction ends, so no claim can take the object meanwhile.
+/// The fencing guard that starts every worker write and every heartbeat: extends the claim
+/// (from `claim_now`, the database's clock when `None`) if it is still held. Touching no row
+/// means the claim was taken over: someone else may be the writer; nothing may be written. A
+/// claim whose time ran out but that nobody took over is still held (a takeover moves the
+/// token on): a stalled store is not a lost claim. The row stays locked until the transaction
+/// ends, so no claim can take the object meanwhile.
 pub(super) async fn guard(
     conn: &mut PgConnection,
     claim: &Claim,
@@ -32,7 +34,7 @@ pub(super) async fn guard(
     let held = sqlx::query(
         "WITH t AS (SELECT coalesce($1::BIGINT, drydock_now()) AS now)
          UPDATE work_item SET lease_until = t.now + $2 FROM t
-          WHERE object = $3 AND owner = $4 AND token = $5 AND lease_until > t.now",
+          WHERE object = $3 AND owner = $4 AND token = $5",
     )
     .bind(claim_now)
     .bind(millis(ttl))

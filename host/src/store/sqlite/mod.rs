@@ -10,6 +10,9 @@
 //! SQLite serves one host: its locks do not work across a network file system, so a database
 //! there is refused at open. Several hosts need PostgreSQL.
 //!
+//! A read ([`Access::Read`]) opens an existing file read-only: it creates nothing, takes no
+//! lock a writer could hold, and cannot write by accident.
+//!
 //! Modules: `statements` (the statements plans are applied with, and the guard), `tx`
 //! (transactions and migrations), `direct` (running a write transaction's statements on the
 //! calling thread), `wake` (waking daemons in other processes after a commit).
@@ -21,12 +24,12 @@ mod statements;
 mod tx;
 mod wake;
 
-use super::apply;
 use super::rows::{self, columns_for, json};
 use super::{
-    Claim, Clock, Command, CommandFilter, Error, GcReport, Listening, ObjectId, Plan, Release,
-    Resource, Result, WorkItem,
+    Access, Claim, Clock, Command, CommandFilter, Error, GcReport, Listening, ObjectId, Plan,
+    Release, Resource, Result, WorkItem,
 };
+use super::{apply, schema};
 use crate::domain::Timestamp;
 use sqlx::Row;
 use sqlx::sqlite::{
@@ -63,21 +66,43 @@ pub struct SqliteStore {
 }
 
 impl SqliteStore {
-    /// Opens (creating if missing) and migrates the database at `url` (`sqlite://path`). Any
-    /// number of processes may open a new database at once.
+    /// Opens (creating if missing) and migrates the database at `url` (`sqlite://path`), as a
+    /// daemon does ([`Access::Migrate`]). Any number of processes may open a new database at
+    /// once.
     pub async fn open(url: &str, clock: Arc<dyn Clock>) -> Result<Self> {
+        Self::open_with(url, clock, Access::Migrate).await
+    }
+
+    /// Opens the database at `url` for `access`: a read opens an existing file read-only,
+    /// without waiting for another process's write lock; a write may create a new file; only
+    /// a migrating open upgrades an older schema.
+    pub async fn open_with(url: &str, clock: Arc<dyn Clock>, access: Access) -> Result<Self> {
         let options = SqliteConnectOptions::from_str(url)?
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(BUSY_TIMEOUT)
             .foreign_keys(true);
-        refuse_network_fs(options.get_filename())?;
-        let wake_dir = wake::dir_for(options.get_filename());
-        let writer = connect(SqlitePoolOptions::new().max_connections(1), options.clone()).await?;
-        tx::migrate(&writer, clock.now(), BUSY_TIMEOUT).await?;
+        let file = options.get_filename().to_path_buf();
+        refuse_network_fs(&file)?;
         let readers = SqlitePoolOptions::new().max_connections(READ_CONNECTIONS);
-        let reader = connect(readers, options.read_only(true)).await?;
+        let read_only = options.clone().read_only(true);
+        let (writer, reader) = match access {
+            Access::Read => {
+                refuse_missing(&file)?;
+                // Writes through it fail: SQLite refuses them on a read-only connection.
+                let reader = connect(readers, read_only).await?;
+                (reader.clone(), reader)
+            }
+            Access::Write | Access::Migrate => {
+                let options = options
+                    .create_if_missing(true)
+                    .journal_mode(SqliteJournalMode::Wal);
+                let writer = connect(SqlitePoolOptions::new().max_connections(1), options).await?;
+                (writer, connect(readers, read_only).await?)
+            }
+        };
+        if schema::must_migrate(access, &tx::applied(&reader).await?, &tx::MIGRATOR)? {
+            tx::migrate(&writer, clock.now(), BUSY_TIMEOUT, access).await?;
+        }
         Ok(SqliteStore {
             writer,
             reader,
@@ -85,7 +110,7 @@ impl SqliteStore {
             write_transactions: Arc::default(),
             durable_transactions: Arc::default(),
             reads: Arc::default(),
-            wake_dir,
+            wake_dir: wake::dir_for(&file),
         })
     }
 
@@ -180,7 +205,6 @@ fn network_fs_name(magic: i64) -> Option<&'static str> {
     })
 }
 
-/// Refuses a database file on a network file system, naming it.
 /// Connects a pool, retrying while another process holds a lock SQLite will not wait for.
 ///
 /// The first connection to a new database switches it to WAL; a process doing the same at that
@@ -207,9 +231,24 @@ fn is_busy(error: &sqlx::Error) -> bool {
         .is_some_and(|code| code & 0xff == 5)
 }
 
-fn refuse_network_fs(file: &Path) -> Result<()> {
+/// Whether `file` names an in-memory database rather than a file.
+fn in_memory(file: &Path) -> bool {
     let name = file.to_string_lossy();
-    if name.is_empty() || name.starts_with(':') {
+    name.is_empty() || name.starts_with(':')
+}
+
+/// Refuses to read a database file that is not there: a mistyped path is an error naming it,
+/// not a new empty database.
+fn refuse_missing(file: &Path) -> Result<()> {
+    match in_memory(file) || file.exists() {
+        true => Ok(()),
+        false => Err(Error::NoDatabase(file.display().to_string())),
+    }
+}
+
+/// Refuses a database file on a network file system, naming it.
+fn refuse_network_fs(file: &Path) -> Result<()> {
+    if in_memory(file) {
         return Ok(());
     }
     let dir = match file.parent() {
@@ -410,14 +449,34 @@ impl Store for SqliteStore {
 
 #[async_trait::async_trait]
 impl super::retention::Prune for SqliteStore {
-    async fn delete_batch(&self, delete: &'static str, before: i64, batch: i64) -> Result<u64> {
+    async fn prune_batch(
+        &self,
+        bound: &'static str,
+        deletes: &super::retention::Deletes,
+        before: i64,
+        batch: i64,
+    ) -> Result<Option<[u64; 4]>> {
         let mut tx = self.begin().await?;
-        let result = direct::query(delete)
-            .bind(before)
-            .bind(batch)
-            .execute(&mut tx)
-            .await;
-        Ok(tx.finish(result).await?.rows_affected())
+        let result = async {
+            let bound: Option<i64> = direct::query_scalar(bound)
+                .bind(before)
+                .bind(batch)
+                .fetch_one(&mut tx)
+                .await?;
+            let Some(bound) = bound else { return Ok(None) };
+            let mut deleted = [0; 4];
+            for (count, delete) in deleted.iter_mut().zip(deletes) {
+                *count = direct::query(delete)
+                    .bind(before)
+                    .bind(bound)
+                    .execute(&mut tx)
+                    .await?
+                    .rows_affected();
+            }
+            Ok(Some(deleted))
+        }
+        .await;
+        tx.finish(result).await
     }
 }
 

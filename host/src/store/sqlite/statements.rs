@@ -16,9 +16,11 @@ pub(super) fn millis(duration: Duration) -> i64 {
     duration.as_millis() as i64
 }
 
-/// The fencing guard that starts every worker write: extends the claim only if it is still held
-/// and unexpired in claim time. Touching no row means someone else may be the writer; nothing
-/// may be written.
+/// The fencing guard that starts every worker write and every heartbeat: extends the claim
+/// if it is still held. Touching no row means the claim was taken over (or is of an earlier
+/// boot): someone else may be the writer; nothing may be written. A claim whose time ran out
+/// but that nobody took over is still held (a takeover moves the token on): a stalled store is
+/// not a lost claim.
 pub(super) async fn guard(
     conn: &mut Connection,
     claim: &Claim,
@@ -27,14 +29,13 @@ pub(super) async fn guard(
 ) -> Result<()> {
     let held = direct::query(
         "UPDATE work_item SET lease_until = ?1
-          WHERE object = ?2 AND owner = ?3 AND token = ?4 AND claim_boot = ?5 AND lease_until > ?6",
+          WHERE object = ?2 AND owner = ?3 AND token = ?4 AND claim_boot = ?5",
     )
     .bind(at.ms + millis(ttl))
     .bind(claim.object.to_string())
     .bind(&claim.owner)
     .bind(claim.token)
     .bind(&at.boot)
-    .bind(at.ms)
     .execute(conn)
     .await?;
     super::super::apply::held_if_one(held.rows_affected(), claim)

@@ -15,8 +15,9 @@
 //! its own fsync ([`Durability::Relaxed`]): the next durable commit flushes it with its own, and
 //! a power loss before that can only forget a claim, which leaves the object due as it was.
 
-use super::super::{Error, Result};
+use super::super::{Access, Error, Result, schema};
 use super::direct;
+use sqlx::migrate::Migrator;
 use sqlx::pool::PoolConnection;
 use sqlx::sqlite::{LockedSqliteHandle, Sqlite, SqlitePool};
 use std::ops::{Deref, DerefMut};
@@ -158,11 +159,41 @@ impl Drop for WriteTx {
     }
 }
 
+/// This build's migrations.
+pub(super) static MIGRATOR: Migrator = sqlx::migrate!("./migrations/sqlite");
+
+/// The migrations the database records (version, description), read without writing
+/// anything; none for a new database. Databases made before `schema_migration` existed
+/// recorded them in sqlx's table.
+pub(super) async fn applied(reader: &SqlitePool) -> Result<Vec<(i64, String)>> {
+    let tables: Vec<String> = sqlx::query_scalar(
+        "SELECT name FROM sqlite_master
+          WHERE type = 'table' AND name IN ('schema_migration', '_sqlx_migrations')",
+    )
+    .fetch_all(reader)
+    .await?;
+    let has = |name: &str| tables.iter().any(|table| table == name);
+    let recorded = if has("schema_migration") {
+        "SELECT version, description FROM schema_migration"
+    } else if has("_sqlx_migrations") {
+        "SELECT version, description FROM _sqlx_migrations WHERE success"
+    } else {
+        return Ok(Vec::new());
+    };
+    Ok(sqlx::query_as(recorded).fetch_all(reader).await?)
+}
+
 /// Applies the migrations not yet applied, in one `BEGIN IMMEDIATE` transaction: a second
 /// process opening a new database at the same moment waits for the first and then finds the
-/// schema in place. A database with a migration this build does not know is refused.
-pub(super) async fn migrate(pool: &SqlitePool, now: i64, busy_timeout: Duration) -> Result<()> {
-    let migrator = sqlx::migrate!("./migrations/sqlite");
+/// schema in place. What the schema turns out to be once the lock is held is checked again
+/// against `access` (`schema::must_migrate`): a newer one is refused, and so is an older one
+/// that `access` may not upgrade.
+pub(super) async fn migrate(
+    pool: &SqlitePool,
+    now: i64,
+    busy_timeout: Duration,
+    access: Access,
+) -> Result<()> {
     let mut tx = WriteTx::begin(pool, Durability::Full, busy_timeout).await?;
     let result = async {
         direct::query(
@@ -176,9 +207,11 @@ pub(super) async fn migrate(pool: &SqlitePool, now: i64, busy_timeout: Duration)
             direct::query_as("SELECT version, description FROM schema_migration")
                 .fetch_all(&mut tx)
                 .await?;
-        super::super::schema::refuse_newer(&applied, &migrator)?;
+        if !schema::must_migrate(access, &applied, &MIGRATOR)? {
+            return Ok(());
+        }
         let applied: Vec<i64> = applied.into_iter().map(|(version, _)| version).collect();
-        for migration in migrator.iter().filter(|m| !applied.contains(&m.version)) {
+        for migration in MIGRATOR.iter().filter(|m| !applied.contains(&m.version)) {
             tx.execute_batch(migration.sql.as_str()).map_err(|e| {
                 Error::Corrupt(format!("migration {}: {e}", migration.description))
             })?;

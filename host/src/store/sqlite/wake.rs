@@ -1,9 +1,11 @@
 //! Wake-ups across processes on one host, for SQLite.
 //!
 //! Every listening daemon binds a Unix datagram socket in a directory next to the database
-//! (`drydock.db` → `drydock.db.wake/`). A process that committed a post or a lease request
-//! sends one byte to each socket there, without blocking: a daemon's wait ends within
-//! microseconds of the commit. A socket whose daemon died refuses the byte and is removed. The
+//! (`drydock.db` → `drydock.db.wake/`), named by a random instance id: daemons in containers
+//! sharing the volume may have the same process id, so a pid names no one. A process that
+//! committed a post or a lease request sends one byte to each socket there, without blocking: a
+//! daemon's wait ends within microseconds of the commit. A socket file nobody is bound to (its
+//! daemon died) refuses the byte and is removed; a daemon removes its own when it stops. The
 //! byte carries nothing: a lost one (a full socket buffer, a directory nobody may write) only
 //! leaves the work to the next poll.
 
@@ -11,7 +13,6 @@ use std::io::ErrorKind;
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::sync::Notify;
 
 /// Socket paths longer than this do not fit in `sockaddr_un`.
@@ -26,7 +27,7 @@ pub(super) fn dir_for(db: &Path) -> Option<PathBuf> {
     Some(db.with_file_name(format!("{name}.wake")))
 }
 
-/// Pokes every daemon listening in `dir`; removes the sockets of dead ones.
+/// Pokes every daemon listening in `dir`; removes the socket files nobody is bound to.
 pub(super) fn announce(dir: &Path) {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return; // nobody has listened yet
@@ -65,17 +66,19 @@ impl Drop for Bound {
     }
 }
 
-/// Binds this process's socket in `dir` (creating the directory) and returns the task that
-/// notifies `wake` for every byte received.
+/// A file name no other listener has: 128 random bits, whatever the process id.
+fn socket_name() -> String {
+    format!("{:032x}.sock", rand::random::<u128>())
+}
+
+/// Binds a socket of this listener's own in `dir` (creating the directory) and returns the
+/// task that notifies `wake` for every byte received.
 pub(super) fn listen(
     dir: &Path,
     wake: Arc<Notify>,
 ) -> std::io::Result<tokio::task::JoinHandle<()>> {
     std::fs::create_dir_all(dir)?;
-    static LISTENERS: AtomicU64 = AtomicU64::new(0);
-    let nth = LISTENERS.fetch_add(1, Ordering::Relaxed);
-    let path = dir.join(format!("{}-{nth}.sock", std::process::id()));
-    let _ = std::fs::remove_file(&path); // left by an earlier process with our pid
+    let path = dir.join(socket_name());
     if path.as_os_str().len() > MAX_SOCKET_PATH {
         return Err(std::io::Error::new(
             ErrorKind::InvalidInput,
@@ -137,5 +140,58 @@ mod tests {
         let _ = task.await;
         let left: Vec<_> = std::fs::read_dir(&wake_dir).unwrap().collect();
         assert!(left.is_empty(), "a stopped listener removes its socket");
+    }
+
+    /// Whether `socket` received a byte within ten seconds.
+    async fn hears(socket: &tokio::net::UnixDatagram) -> bool {
+        let mut byte = [0u8; 1];
+        tokio::time::timeout(Duration::from_secs(10), socket.recv(&mut byte))
+            .await
+            .is_ok_and(|received| received.is_ok())
+    }
+
+    #[tokio::test]
+    async fn a_daemon_with_the_same_pid_keeps_its_socket_and_its_wake_ups() {
+        let dir = tempfile::tempdir().unwrap();
+        let wake_dir = dir.path().join("db.wake");
+        std::fs::create_dir_all(&wake_dir).unwrap();
+        // Another daemon, in another pid namespace on the same volume, with our pid: its
+        // sockets bear every name a pid-and-counter scheme would give ours.
+        let pid = std::process::id();
+        let others: Vec<_> = (0..64)
+            .map(|n| {
+                let path = wake_dir.join(format!("{pid}-{n}.sock"));
+                (tokio::net::UnixDatagram::bind(&path).unwrap(), path)
+            })
+            .collect();
+
+        let (first, second) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
+        let first_task = listen(&wake_dir, first.clone()).unwrap();
+        let second_task = listen(&wake_dir, second.clone()).unwrap();
+        announce(&wake_dir);
+        for wake in [&first, &second] {
+            tokio::time::timeout(Duration::from_secs(10), wake.notified())
+                .await
+                .expect("each listener is woken");
+        }
+        for (socket, path) in &others {
+            assert!(path.exists(), "{} was removed", path.display());
+            assert!(hears(socket).await, "{} heard nothing", path.display());
+        }
+
+        first_task.abort();
+        let _ = first_task.await;
+        announce(&wake_dir);
+        tokio::time::timeout(Duration::from_secs(10), second.notified())
+            .await
+            .expect("a listener stopping leaves the other's socket");
+        second_task.abort();
+        let _ = second_task.await;
+        let left = std::fs::read_dir(&wake_dir).unwrap().count();
+        assert_eq!(
+            left,
+            others.len(),
+            "only the other daemon's sockets are left"
+        );
     }
 }
