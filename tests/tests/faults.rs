@@ -96,24 +96,35 @@ async fn a_full_disk_never_wedges_the_daemon() {
 }
 
 /// The disk fills while 200 releases are applied, 64 plans to a transaction, on a daemon that
-/// gives up after two failed runs: failed group commits are the store's trouble, not the
+/// gives up after two failed runs: the write-ahead log is emptied first, so that the batches'
+/// COMMITs need new room and fail. Failed group commits are the store's trouble, not the
 /// leases', so once there is room again every release ends as a release, applied once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn releases_end_as_releases_when_the_disk_fills_under_group_commits() {
+    use sqlx::Connection;
     let base = Env::new();
     let disk = Tmpfs::mount(&base.dir().join("disk"), "32m");
     let env = Env::at(&disk.0.join("drydock.db"));
-    let config = r#"{"max_resources": 4, "release_delay_ms": 20}"#;
+    // Each release spins 100 ms in its hook, so that releases are still being committed when
+    // the disk fills.
+    let config = r#"{"max_resources": 4, "release_delay_ms": 100}"#;
     env.add_blueprint("counting", COUNTING_WASM, config, &[])
         .await;
     let daemon = env.serve(&["--group-commit", "64", "--max-attempts", "2"]);
     let leases = active_leases(&env, 200).await;
     env.ok(&["lease", "release", "--all"]).await;
 
+    let mut other = sqlx::SqliteConnection::connect(&env.url).await.unwrap();
+    for pragma in ["PRAGMA busy_timeout = 60000", "PRAGMA wal_checkpoint(TRUNCATE)"] {
+        sqlx::query(pragma).execute(&mut other).await.unwrap();
+    }
     fill(&disk.0.join("filler"));
-    wait_for("the daemon to meet the full disk", || async {
+    wait_for("a group commit to meet the full disk", || async {
         let lines = daemon.log_lines();
-        lines.iter().any(|l| l.contains("full")).then_some(())
+        lines
+            .iter()
+            .any(|l| l.contains("a group commit failed") && l.contains("full"))
+            .then_some(())
     })
     .await;
     std::fs::remove_file(disk.0.join("filler")).unwrap();
