@@ -35,3 +35,10 @@ install_if_missing() {
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
     compgen -G "$probe" >/dev/null || { echo "error: $probe is still missing after installing $*" >&2; exit 1; }
 }
+
+# Local execs run under bubblewrap (runtime/src/exec/confine.rs): without it the daemon refuses
+# them unless started with --unconfined-exec.
+install_exec_sandbox() {
+    install_if_missing /usr/bin/bwrap bubblewrap
+    need bwrap
+}

@@ -2,7 +2,9 @@
 # The main job: builds Drydock and the example blueprints, registers them (once, then updated
 # in place whenever the build differs) with the grants their configs need, and runs the daemon on the embedded SQLite default (./drydock.db,
 # or $DRYDOCK_DATABASE_URL, such as postgres://USER@HOST/DATABASE for several daemons):
-#   host-pool   (Rust)        type `host`, blueprints/host-pool/example.json, local:/tmp/drydock
+#   host-pool   (Rust)        type `host`, blueprints/host-pool/example.json,
+#                             local:/tmp/drydock,ro=/tmp/demo.git (its execs may read the README's
+#                             demo repository)
 #   working-copy (Rust)       type `working-copy`, git working copies on those hosts (no grant: it
 #                             narrows its host leases' interfaces)
 #   scratch-py  (Python)      type `scratch`, blueprints/scratch-py/example.json, local:/tmp/drydock-scratch
@@ -18,6 +20,7 @@ mkdir -p target
 exec 9>target/serve.lock
 flock 9
 install_blueprint_toolchains
+install_exec_sandbox
 cargo build --release -p drydock-host
 cargo build -p host-pool -p working-copy --target wasm32-wasip2 --profile guest --target-dir target/guests
 mkdir -p target/guests
@@ -36,8 +39,12 @@ register() { # NAME WASM [GRANT] (another daemon starting on the same database m
         # Registered from an older build (or contract): the daemon runs this checkout's.
         "$drydock" blueprint update "$1" --wasm "$2"
     fi
+    # Registered with an older grant (before its options, say): this checkout's replaces it.
+    if [ -n "${3:-}" ] && ! "$drydock" blueprint show "$1" --json | grep -qF "\"$3\""; then
+        "$drydock" blueprint grant "$1" "$3"
+    fi
 }
-register host-pool target/guests/wasm32-wasip2/guest/host_pool.wasm local:/tmp/drydock
+register host-pool target/guests/wasm32-wasip2/guest/host_pool.wasm local:/tmp/drydock,ro=/tmp/demo.git
 register working-copy target/guests/wasm32-wasip2/guest/working_copy.wasm
 register scratch-py target/guests/scratch-py.wasm local:/tmp/drydock-scratch
 register scratch-js target/guests/scratch-js.wasm local:/tmp/drydock-scratch

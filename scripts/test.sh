@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Runs the whole test suite on a fresh machine: installs what the tests need (the wasm target,
 # the Python and JavaScript componentizers, Chromium and chromedriver, PostgreSQL's server
-# binaries), then checks formatting, lints and runs every test. Fails loudly when something is
-# missing.
+# binaries, bubblewrap), then checks formatting, lints and runs every test. Fails loudly when
+# something is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/common.sh
@@ -28,6 +28,9 @@ fi
 install_if_missing /usr/sbin/sshd openssh-server
 need ssh
 need ssh-keygen
+# Local execs run under bubblewrap (tests/tests/confinement.rs and every test that runs one); the
+# caps need a writable cgroup with the pids and memory controllers (as root here).
+install_exec_sandbox
 # The fault suite (tests/tests/faults.rs) mounts a small tmpfs (as root) and counts overlapping
 # runs in the world with flock.
 need mount

@@ -42,6 +42,9 @@ pub struct DaemonConfig {
     pub exec_slots: usize,
     /// The `drydock` binary, to run execs under `drydock exec-guard`.
     pub exec_guard: Option<std::path::PathBuf>,
+    /// How local execs run (`exec::confine`); `drydock serve` detects it at start. Unconfined
+    /// by default, for tests that drive a daemon in-process.
+    pub exec_confinement: crate::exec::Confinement,
     /// Longest sleep between looks at the queue.
     pub poll: Duration,
     /// How long running steps get to finish at shutdown.
@@ -62,6 +65,7 @@ impl Default for DaemonConfig {
             workers: DEFAULT_WORKERS,
             exec_slots: 16,
             exec_guard: None,
+            exec_confinement: crate::exec::Confinement::Unconfined,
             poll: Duration::from_millis(250),
             grace: Duration::from_secs(10),
             retention: Some(Duration::from_secs(30 * 24 * 60 * 60)),
@@ -97,7 +101,11 @@ pub async fn run(
         store: store.clone(),
         queue: queue.clone(),
         plugins,
-        execs: Execs::new(config.exec_slots, config.exec_guard.clone()),
+        execs: Execs::new(
+            config.exec_slots,
+            config.exec_guard.clone(),
+            config.exec_confinement.clone(),
+        ),
         config: config.worker.clone(),
     };
     // Posts from other processes (the CLI, other daemons) wake this one at once.

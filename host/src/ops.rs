@@ -262,7 +262,9 @@ pub fn parse_grants(texts: &[String]) -> Result<Vec<Grant>> {
         .collect()
 }
 
-/// Changes a blueprint's grants: adds `grant`, removes `revoke`; the log says who and how.
+/// Changes a blueprint's grants: adds `grant`, removes `revoke`; the log says who and how. A
+/// local directory granted again gets the new grant's options (`ro=`, caps) in place of its
+/// old ones, and revoking `local:DIR` revokes DIR's grant whatever its options.
 pub async fn change_grants(
     store: &dyn Store,
     blueprint: &Blueprint,
@@ -271,7 +273,8 @@ pub async fn change_grants(
     author: &str,
 ) -> Result<Blueprint> {
     let (grant, revoke) = (parse_grants(grant)?, parse_grants(revoke)?);
-    if let Some(missing) = revoke.iter().find(|g| !blueprint.grants.contains(g)) {
+    let held = |g: &Grant| blueprint.grants.iter().any(|old| g.replaces(old));
+    if let Some(missing) = revoke.iter().find(|g| !held(g)) {
         return Err(Error::BadInput(format!(
             "{} has no grant {missing} to revoke",
             blueprint.name
@@ -280,12 +283,13 @@ pub async fn change_grants(
     let mut grants: Vec<Grant> = blueprint
         .grants
         .iter()
-        .filter(|g| !revoke.contains(g))
+        .filter(|old| !revoke.iter().any(|g| g.replaces(old)))
         .cloned()
         .collect();
     for g in grant {
-        if !grants.contains(&g) {
-            grants.push(g);
+        match grants.iter_mut().find(|old| g.replaces(old)) {
+            Some(old) => *old = g,
+            None => grants.push(g),
         }
     }
     Ok(store

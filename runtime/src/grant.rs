@@ -14,6 +14,11 @@
 //!   `drydock blueprint add … --grant local:/srv/hosts --grant ssh:ci@build-*.example.com
 //!   --grant ssh-key:/etc/drydock/keys`.
 //!
+//! A local grant also says what its execs may use beyond their root ([`LocalOptions`]):
+//! `local:/srv/hosts,ro=/srv/mirrors,pids=256,memory=1G` lets them read `/srv/mirrors` and caps
+//! each at 256 processes and 1 GiB (`exec::confine` has the whole sandbox and the defaults). An
+//! interface that narrows a supporting lease's keeps that lease's options.
+//!
 //! No grant, no interface. The check is lexical; [`Authorized::anchor`] names the granted
 //! directory a local root was authorised beneath (through any number of narrowings), and `exec`
 //! opens the root from there without following any symbolic link, so a link a blueprint planted
@@ -29,10 +34,13 @@ use std::str::FromStr;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub enum Grant {
-    /// Local interfaces whose root is this directory or beneath it (`local:/srv/hosts`).
+    /// Local interfaces whose root is this directory or beneath it (`local:/srv/hosts`), with
+    /// what their execs may use beyond it (`local:/srv/hosts,ro=/srv/mirrors,pids=256`).
     Local {
         /// Absolute, normalised directory.
         dir: String,
+        /// Read-only paths and caps of its execs.
+        options: LocalOptions,
     },
     /// SSH targets matching `user@host[:port]`; `*` in the user or host matches any run of
     /// characters (`ssh:ci@build-*.example.com`).
@@ -54,7 +62,7 @@ pub enum Grant {
 impl fmt::Display for Grant {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Grant::Local { dir } => write!(f, "local:{dir}"),
+            Grant::Local { dir, options } => write!(f, "local:{dir}{options}"),
             Grant::Ssh { user, host, port } => {
                 write!(f, "ssh:{user}@{host}")?;
                 port.map_or(Ok(()), |port| write!(f, ":{port}"))
@@ -68,15 +76,21 @@ impl FromStr for Grant {
     type Err = String;
 
     fn from_str(text: &str) -> Result<Self, String> {
-        let usage = "use local:/DIR, ssh:USER@HOST[:PORT] (`*` matches any run of characters) \
-                     or ssh-key:/DIR";
+        let usage = "use local:/DIR[,ro=/PATH]…[,pids=N][,memory=SIZE], ssh:USER@HOST[:PORT] \
+                     (`*` matches any run of characters) or ssh-key:/DIR";
         let (kind, rest) = text
             .split_once(':')
             .ok_or_else(|| format!("grant {text:?} has no kind; {usage}"))?;
         match kind {
-            "local" => Ok(Grant::Local {
-                dir: check_path("the local grant's directory", rest)?,
-            }),
+            "local" => {
+                let (dir, options) = rest.split_once(',').unwrap_or((rest, ""));
+                Ok(Grant::Local {
+                    dir: check_path("the local grant's directory", dir)?,
+                    options: options
+                        .parse()
+                        .map_err(|why| format!("grant {text:?}: {why}; {usage}"))?,
+                })
+            }
             "ssh-key" => Ok(Grant::SshKey {
                 dir: check_path("the ssh-key grant's directory", rest)?,
             }),
@@ -98,6 +112,111 @@ impl From<Grant> for String {
     fn from(grant: Grant) -> String {
         grant.to_string()
     }
+}
+
+impl Grant {
+    /// Whether granting `self` replaces `other` rather than adding to it: the same local
+    /// directory with other options (granting it again changes them), or the same grant.
+    pub fn replaces(&self, other: &Grant) -> bool {
+        match (self, other) {
+            (Grant::Local { dir, .. }, Grant::Local { dir: old, .. }) => dir == old,
+            _ => self == other,
+        }
+    }
+}
+
+/// What a local grant's execs may use beyond their root: paths they may read, and their caps
+/// (`exec::confine` applies them; the defaults are there).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LocalOptions {
+    /// Absolute, normalised paths execs may read (bound read-only at the same place): `ro=`.
+    pub read_only: Vec<String>,
+    /// The most processes (threads included) one exec may run at once: `pids=`.
+    pub pids: Option<u32>,
+    /// The most memory one exec may use, in bytes: `memory=` (`512M`, `2G`).
+    pub memory: Option<u64>,
+}
+
+/// The largest `pids=` accepted.
+const MAX_PIDS: u32 = 1 << 22;
+/// The smallest `memory=` accepted: room for the sandbox's own processes.
+const MIN_MEMORY: u64 = 16 << 20;
+
+impl FromStr for LocalOptions {
+    type Err = String;
+
+    /// `ro=/PATH`, `pids=N` and `memory=SIZE`, separated by commas (none: the empty string).
+    fn from_str(text: &str) -> Result<Self, String> {
+        let mut options = LocalOptions::default();
+        for option in text.split(',').filter(|o| !o.is_empty()) {
+            let (key, value) = option
+                .split_once('=')
+                .ok_or_else(|| format!("{option:?} is not an option such as ro=/PATH"))?;
+            match key {
+                "ro" => options
+                    .read_only
+                    .push(check_path("a read-only path (ro=)", value)?),
+                "pids" => {
+                    let pids = value.parse().ok().filter(|n| (1..=MAX_PIDS).contains(n));
+                    options.pids = Some(pids.ok_or_else(|| {
+                        format!("pids={value:?} must be a number of processes from 1 to {MAX_PIDS}")
+                    })?);
+                }
+                "memory" => {
+                    let memory = parse_size(value).filter(|m| *m >= MIN_MEMORY);
+                    options.memory = Some(memory.ok_or_else(|| {
+                        format!(
+                            "memory={value:?} must be a size of at least 16M, such as 512M or 2G"
+                        )
+                    })?);
+                }
+                other => return Err(format!("{other:?} is not an option (ro, pids, memory)")),
+            }
+        }
+        Ok(options)
+    }
+}
+
+impl fmt::Display for LocalOptions {
+    /// As parsed, each option after a comma: `,ro=/a,pids=256,memory=1G`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for path in &self.read_only {
+            write!(f, ",ro={path}")?;
+        }
+        if let Some(pids) = self.pids {
+            write!(f, ",pids={pids}")?;
+        }
+        match self.memory {
+            Some(memory) => write!(f, ",memory={}", format_size(memory)),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Binary units a size may end with.
+const UNITS: [(char, u32); 4] = [('T', 40), ('G', 30), ('M', 20), ('K', 10)];
+
+/// Bytes, or a number followed by `K`, `M`, `G` or `T` (binary units).
+fn parse_size(text: &str) -> Option<u64> {
+    let (digits, shift) = match UNITS.iter().find(|(unit, _)| text.ends_with(*unit)) {
+        Some((_, shift)) => (&text[..text.len() - 1], *shift),
+        None => (text, 0),
+    };
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse::<u64>().ok()?.checked_mul(1 << shift)
+}
+
+/// A size in the largest unit that divides it.
+fn format_size(bytes: u64) -> String {
+    UNITS
+        .iter()
+        .find(|(_, shift)| bytes.is_multiple_of(1 << shift))
+        .map_or_else(
+            || bytes.to_string(),
+            |(unit, shift)| format!("{}{unit}", bytes >> shift),
+        )
 }
 
 fn parse_ssh_grant(text: &str) -> Result<Grant, String> {
@@ -131,6 +250,9 @@ pub struct Authorized {
     /// the supporting lease's own anchor). Trusted as the operator typed it; commands open the
     /// root and their `cwd` from here without following any link below it.
     pub anchor: Option<String>,
+    /// For a local interface: the options of the grant its anchor comes from (what its execs
+    /// may read beyond the root, their caps); default for SSH.
+    pub options: LocalOptions,
 }
 
 /// Checks `interface` from a blueprint with `grants`, for a resource whose supporting leases
@@ -141,33 +263,45 @@ pub fn authorize(
     beneath: &[Authorized],
 ) -> Result<Authorized, String> {
     check_interface(interface)?;
-    let anchor = match interface {
-        CommandInterface::Local { root } => Some(local_anchor(root, grants, beneath)?),
+    let (anchor, options) = match interface {
+        CommandInterface::Local { root } => {
+            let (anchor, options) = local_anchor(root, grants, beneath)?;
+            (Some(anchor), options)
+        }
         CommandInterface::Ssh { .. } => {
             ssh_allowed(interface, grants, beneath)?;
-            None
+            (None, LocalOptions::default())
         }
     };
     Ok(Authorized {
         interface: interface.clone(),
         anchor,
+        options,
     })
 }
 
 /// The granted directory `root` lies beneath: a grant's, or, for a root narrowing a supporting
 /// lease's, that lease's own anchor. Never the leased root itself: what lies below a grant may
 /// have been replaced by a link since (`exec` opens everything below the anchor without
-/// following one).
-fn local_anchor(root: &str, grants: &[Grant], beneath: &[Authorized]) -> Result<String, String> {
+/// following one). With it, the options of the grant it comes from.
+fn local_anchor(
+    root: &str,
+    grants: &[Grant],
+    beneath: &[Authorized],
+) -> Result<(String, LocalOptions), String> {
     let leased = beneath.iter().find_map(|a| match &a.interface {
-        CommandInterface::Local { root: base } if is_beneath(root, base) => a.anchor.as_ref(),
+        CommandInterface::Local { root: base } if is_beneath(root, base) => {
+            Some((a.anchor.clone()?, a.options.clone()))
+        }
         _ => None,
     });
     let granted = grants.iter().find_map(|g| match g {
-        Grant::Local { dir } if is_beneath(root, dir) => Some(dir),
+        Grant::Local { dir, options } if is_beneath(root, dir) => {
+            Some((dir.clone(), options.clone()))
+        }
         _ => None,
     });
-    leased.or(granted).cloned().ok_or_else(|| {
+    leased.or(granted).ok_or_else(|| {
         format!(
             "the local root {root:?} is outside what the blueprint was granted ({}) and is not \
              beneath a supporting lease's root; an operator can allow it with \
@@ -434,6 +568,8 @@ mod tests {
     fn grants_parse_and_print() {
         for text in [
             "local:/srv/hosts",
+            "local:/srv/hosts,ro=/srv/mirror,ro=/opt/tools,pids=256,memory=1G",
+            "local:/srv/hosts,memory=1536M",
             "ssh:ci@build-*.example.com",
             "ssh:*@10.0.0.5:2222",
             "ssh-key:/etc/drydock/keys",
@@ -444,6 +580,15 @@ mod tests {
             "local:relative",
             "local:/a/../b",
             "local:/a/",
+            "local:/a,ro=relative",
+            "local:/a,ro=/b/",
+            "local:/a,pids=0",
+            "local:/a,pids=many",
+            "local:/a,memory=1M",
+            "local:/a,memory=2X",
+            "local:/a,memory=G",
+            "local:/a,net=on",
+            "local:/a,ro",
             "ftp:/x",
             "ssh:host-only",
             "ssh:-oProxyCommand=x@h",
@@ -452,6 +597,24 @@ mod tests {
         ] {
             assert!(bad.parse::<Grant>().is_err(), "{bad} was accepted");
         }
+    }
+
+    #[test]
+    fn local_grant_options_are_parsed_and_granting_a_directory_again_replaces_them() {
+        let grant: Grant = "local:/h,memory=2048M,ro=/r,pids=9".parse().unwrap();
+        assert_eq!(grant.to_string(), "local:/h,ro=/r,pids=9,memory=2G");
+        let Grant::Local { options, .. } = &grant else {
+            panic!("{grant:?}")
+        };
+        assert_eq!(
+            (options.read_only.as_slice(), options.pids, options.memory),
+            (&["/r".to_string()][..], Some(9), Some(2 << 30))
+        );
+        let plain: Grant = "local:/h".parse().unwrap();
+        assert!(grant.replaces(&plain) && plain.replaces(&grant));
+        assert!(!grant.replaces(&"local:/h/x".parse().unwrap()));
+        let err = "local:/h,ro=x".parse::<Grant>().unwrap_err();
+        assert!(err.contains("a read-only path (ro=)"), "{err}");
     }
 
     #[test]
@@ -487,6 +650,7 @@ mod tests {
         let host = Authorized {
             interface: local("/srv/hosts/a"),
             anchor: Some("/srv/hosts".into()),
+            options: "pids=7".parse().unwrap(),
         };
         let ok = authorize(
             &local("/srv/hosts/a/wc-1"),
@@ -499,11 +663,13 @@ mod tests {
             Some("/srv/hosts"),
             "the grant, not the leased root"
         );
+        assert_eq!(ok.options.pids, Some(7), "and the grant's options");
         assert!(authorize(&local("/srv/hosts/b"), &[], std::slice::from_ref(&host)).is_err());
 
         let remote = Authorized {
             interface: ssh("ci", "build-1", 22, "/k/id"),
             anchor: None,
+            options: LocalOptions::default(),
         };
         authorize(
             &ssh("ci", "build-1", 22, "/k/id"),
@@ -519,6 +685,7 @@ mod tests {
         let leased = |interface| Authorized {
             interface,
             anchor: None,
+            options: LocalOptions::default(),
         };
         let login = [leased(ssh("ci", "build-1", 22, "/k/id"))];
         authorize(&ssh_in("copies/wc-1"), &[], &login).unwrap();

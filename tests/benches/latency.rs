@@ -95,7 +95,7 @@ async fn working_copy() {
     std::fs::create_dir_all(&hosts).unwrap();
     drydock_tests::git::repository(&origin);
     let env = Env::new();
-    env.add_working_copies(&hosts).await;
+    env.add_working_copies(&hosts, &[&origin]).await;
     let _daemon = env.serve(&["--poll", "250ms"]);
     let store = env.store().await;
     let repository = format!("repository={}", origin.display());

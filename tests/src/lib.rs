@@ -234,16 +234,26 @@ impl Env {
             .await;
     }
 
-    /// Registers host-pool with one local host rooted at `hosts`, and working-copy (copies in
-    /// `hosts/copies`).
-    pub async fn add_working_copies(&self, hosts: &Path) {
+    /// Registers host-pool with one local host rooted at `root`, granted with `read_only`
+    /// paths its execs may read (`ro=`).
+    pub async fn add_host_pool_at(&self, root: &Path, read_only: &[&Path]) {
         let host_pool = format!(
             r#"{{"hosts": [{{"name": "local-1", "interface": {{"type": "local", "root": "{}"}}}}]}}"#,
-            hosts.display()
+            root.display()
         );
-        let grant = format!("local:{}", hosts.display());
+        let mut grant = format!("local:{}", root.display());
+        for path in read_only {
+            grant.push_str(&format!(",ro={}", path.display()));
+        }
         self.add_blueprint("host-pool", HOST_POOL_WASM, &host_pool, &[&grant])
             .await;
+    }
+
+    /// Registers host-pool with one local host rooted at `hosts`, whose execs may read the
+    /// repositories in `read_only` (the sandbox shows nothing else outside the host), and
+    /// working-copy (copies in `hosts/copies`).
+    pub async fn add_working_copies(&self, hosts: &Path, read_only: &[&Path]) {
+        self.add_host_pool_at(hosts, read_only).await;
         let config = r#"{"directory": "copies"}"#;
         self.add_blueprint("working-copy", WORKING_COPY_WASM, config, &[])
             .await;

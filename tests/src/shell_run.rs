@@ -52,11 +52,13 @@ pub struct ShellRun {
 
 impl ShellRun {
     /// A run of `seconds` on `env` (a host pool and the shell blueprint are added) under a
-    /// daemon whose claims last `ttl`; returns once it has started.
+    /// daemon whose claims last `ttl`; returns once it has started. The run's log is inside the
+    /// host's root, the one place a confined exec may write.
     pub async fn start(env: Env, ttl: &'static str, seconds: u32) -> ShellRun {
-        let world = env.dir().join("world");
+        let host = env.dir().join("host");
+        let world = host.join("world");
         std::fs::create_dir_all(&world).unwrap();
-        env.add_host_pool().await;
+        env.add_host_pool_at(&host, &[]).await;
         let shell = guarded_script(&world, seconds);
         env.add_blueprint("shell", SHELL_WASM, &shell.to_string(), &[])
             .await;

@@ -45,7 +45,9 @@ fn ran(shell: &Resource) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn execs_wait_in_their_own_pool_not_on_update_workers() {
-    let (env, root) = env_with(json!({"argv": ["sh", "-c", "touch started-$$; sleep 60"]})).await;
+    // Each exec is pid 2 in a PID namespace of its own: `$$` would name them all alike.
+    let started = "mktemp started-XXXXXX; sleep 60";
+    let (env, root) = env_with(json!({"argv": ["sh", "-c", started]})).await;
     let store = env.store().await;
     let _daemon = env.serve(&["--workers", "2", "--exec-slots", "8"]);
     env.request("shell", &["--count", "4"]).await;
@@ -158,6 +160,7 @@ fn documented(home: &Path, lease: &str, resource: &str) -> BTreeMap<String, Stri
         ("LANG", "C.UTF-8"),
         ("LC_ALL", "C.UTF-8"),
         ("PATH", "/usr/local/bin:/usr/bin:/bin"),
+        ("PWD", home.to_str().unwrap()),
     ]
     .map(|(name, value)| (name.to_string(), value.to_string()))
     .into()

@@ -19,7 +19,7 @@ async fn working_copies_are_checked_out_at_the_ref_asked_for_kept_apart_and_reus
     std::fs::create_dir_all(&hosts).unwrap();
     let (first, second) = repository(&origin);
     let env = Env::new();
-    env.add_working_copies(&hosts).await;
+    env.add_working_copies(&hosts, &[&origin]).await;
     let _daemon = env.serve(&[]);
     let store = env.store().await;
     let repo = format!("repository={}", origin.display());
@@ -110,7 +110,7 @@ async fn a_ref_that_does_not_exist_fails_the_lease_with_the_reason() {
     std::fs::create_dir_all(&hosts).unwrap();
     repository(&origin);
     let env = Env::new();
-    env.add_working_copies(&hosts).await;
+    env.add_working_copies(&hosts, &[&origin]).await;
     let _daemon = env.serve(&[]);
     let store = env.store().await;
     let repo = format!("repository={}", origin.display());
@@ -136,7 +136,7 @@ async fn a_repository_that_does_not_exist_fails_the_lease_with_gits_reason() {
     let hosts = world.path().join("hosts");
     std::fs::create_dir_all(&hosts).unwrap();
     let env = Env::new();
-    env.add_working_copies(&hosts).await;
+    env.add_working_copies(&hosts, &[]).await;
     let _daemon = env.serve(&[]);
     let store = env.store().await;
     let missing = world.path().join("no-such-repository");

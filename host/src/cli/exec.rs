@@ -1,7 +1,9 @@
 //! `drydock exec`: runs a command on the resource an active lease holds, through the command
 //! interface its blueprint gives (`local` or `ssh`) once it passes the blueprint's grants, with
 //! the terminal's stdio and an exec's environment (`exec::environment`: none of the caller's
-//! variables but `TERM` at a terminal).
+//! variables but `TERM` at a terminal). A local command runs in the daemon's sandbox
+//! (`exec::confine`), or not at all where the machine cannot confine it, unless
+//! `--unconfined-exec`.
 
 use super::Global;
 use crate::domain::LeaseStatus;
@@ -26,6 +28,8 @@ pub struct ExecArgs {
     /// The command and its arguments, after `--`.
     #[arg(last = true, required = true, value_name = "ARGV")]
     argv: Vec<String>,
+    #[command(flatten)]
+    confine: super::confine::ConfineArgs,
 }
 
 /// Runs the command and exits with its exit code.
@@ -54,7 +58,14 @@ pub(super) async fn run(global: &Global, args: ExecArgs) -> anyhow::Result<ExitC
         resource: Some(resource.id.to_string()),
     };
     let cwd = args.cwd.as_deref();
-    let prepared = crate::exec::prepare(&reach, &args.argv, cwd, &ids, Stdin::Passed)
+    let confinement = match &reach.interface {
+        crate::domain::CommandInterface::Local { .. } => {
+            let found = args.confine.detect(&global.database, None);
+            crate::worker::confinement_now(store.as_ref(), &found).await?
+        }
+        crate::domain::CommandInterface::Ssh { .. } => crate::exec::Confinement::Unconfined,
+    };
+    let prepared = crate::exec::prepare(&reach, &args.argv, cwd, &ids, Stdin::Passed, &confinement)
         .map_err(anyhow::Error::msg)?;
     let status = prepared
         .command()

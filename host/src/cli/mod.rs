@@ -11,6 +11,8 @@
 
 mod blueprint;
 mod command;
+mod confine;
+mod doctor;
 mod exec;
 mod lease;
 mod output;
@@ -73,6 +75,9 @@ enum Commands {
     /// Create the database, or upgrade its schema to this version's (`serve` does too; no other
     /// command changes the schema).
     Migrate,
+    /// Check what the daemon needs: the database, the blueprints' grants, the confinement of
+    /// local execs, ssh. One line each (OK, WARN, FAIL); exits non-zero when one fails.
+    Doctor(doctor::DoctorArgs),
     /// Run a command under guard (the daemon starts execs this way; see `exec::guard`).
     #[command(hide = true)]
     ExecGuard(crate::exec::guard::GuardArgs),
@@ -131,6 +136,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Commands::Exec(args) => exec::run(&global, args).await,
         Commands::Gc(args) => command::gc(&global, args).await,
         Commands::Migrate => migrate(&global).await,
+        Commands::Doctor(args) => doctor::run(&global, args).await,
         Commands::ExecGuard(_) => unreachable!("handled before the runtime starts"),
     }
 }

@@ -90,6 +90,8 @@ pub(super) struct ServeArgs {
     /// One operator token (prefer --token-file: the environment is visible to other processes).
     #[arg(long, env = "DRYDOCK_TOKEN", hide_env_values = true)]
     token: Option<String>,
+    #[command(flatten)]
+    confine: super::confine::ConfineArgs,
 }
 
 /// Plans per transaction when `--group-commit` is not given, by backend: 64 on SQLite (one
@@ -105,6 +107,21 @@ fn default_group_commit(database: &str) -> usize {
 
 pub(super) async fn run(global: &Global, args: ServeArgs) -> anyhow::Result<ExitCode> {
     let store = open_store(global).await?;
+    let confinement = args
+        .confine
+        .detect(&global.database, args.token_file.as_deref());
+    match &confinement {
+        crate::exec::Confinement::Sandboxed(sandbox) => {
+            eprintln!("drydock: {}", confinement.describe());
+            if let Some(why) = sandbox.caps_missing() {
+                tracing::warn!(%why, "local execs run without process and memory caps");
+            }
+        }
+        _ => eprintln!("drydock: WARNING: {}", confinement.describe()),
+    }
+    if let Some(warning) = confinement.warning() {
+        web::warn_about_execs(warning);
+    }
     let runtime = Runtime::new(RuntimeConfig {
         call_timeout: args.call_timeout,
         memory_limit: args.memory_mib << 20,
@@ -115,6 +132,7 @@ pub(super) async fn run(global: &Global, args: ServeArgs) -> anyhow::Result<Exit
         workers: args.workers,
         exec_slots: args.exec_slots,
         exec_guard: Some(std::env::current_exe().context("finding the drydock binary")?),
+        exec_confinement: confinement,
         poll: args.poll,
         retention: (!args.retention.is_zero()).then_some(args.retention),
         worker: WorkerConfig {

@@ -14,6 +14,7 @@ use crate::queue::Queue;
 use crate::store::{Counts, Store};
 use auth::{Sessions, Tokens};
 use axum::Router;
+pub use pages::warn_about_execs;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;

@@ -127,6 +127,7 @@ button.danger{border-color:#b3261e;color:#b3261e}button:disabled{opacity:.45;cur
 .actions{display:flex;gap:.6em;align-items:center;margin:.6em 0}
 .actions form{margin:0}.hint{color:#667;font-size:.9em}
 .filters a{margin-right:.6em}.error{color:#b3261e}.inline{display:inline}
+.banner{background:#b3261e;color:#fff;padding:.5em 1.2em}
 details.more summary{color:#667;font-size:.85em;cursor:pointer}
 details.more pre{white-space:pre-wrap;overflow-wrap:anywhere;font-size:.85em;margin:.3em 0}
 ";
@@ -149,6 +150,15 @@ const next=doc.querySelector('main');if(next)patch(main,next);}}catch(e){}}
 const now=live();if(now)setTimeout(refresh,+now.dataset.live);}
 if(live())setTimeout(refresh,+live().dataset.live);
 ";
+
+/// What every page says at its top while local execs are not confined (`drydock serve
+/// --unconfined-exec`, or a machine that cannot confine them).
+static EXEC_WARNING: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// Shows `warning` at the top of every page from now on (set once, at the daemon's start).
+pub fn warn_about_execs(warning: String) {
+    let _ = EXEC_WARNING.set(warning);
+}
 
 fn page(title: &str, session: &Option<Session>, live: Option<u32>, body: Markup) -> Markup {
     html! {
@@ -177,6 +187,9 @@ fn page(title: &str, session: &Option<Session>, live: Option<u32>, body: Markup)
                             None => a id="signin" href="/signin" { "Sign in" },
                         }
                     }
+                }
+                @if let Some(warning) = EXEC_WARNING.get() {
+                    div.banner #exec-warning role="alert" { strong { "Warning: " } (warning) }
                 }
                 main data-live=[live] { (body) }
                 script src=(SCRIPT_PATH) {}

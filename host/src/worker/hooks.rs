@@ -147,15 +147,21 @@ impl Workers {
                 continue;
             };
             let guard = self.execs.guard.clone();
+            let confinement = match &reach.interface {
+                crate::domain::CommandInterface::Local { .. } => {
+                    confinement_now(self.store.as_ref(), &self.execs.confinement).await?
+                }
+                crate::domain::CommandInterface::Ssh { .. } => self.execs.confinement.clone(),
+            };
             let run = async {
                 let _slot = self.execs.slots.acquire().await;
                 let began = std::time::Instant::now();
                 let result = match guard {
                     Some(program) => {
                         let watchdog = held.exec_watchdog(program);
-                        crate::exec::run_guarded(reach, request, &ids, watchdog).await
+                        crate::exec::run_guarded(reach, request, &ids, &confinement, watchdog).await
                     }
-                    None => Ok(crate::exec::run(reach, request, &ids).await),
+                    None => Ok(crate::exec::run(reach, request, &ids, &confinement).await),
                 };
                 if let Ok(result) = &result {
                     crate::metrics::global().exec_finished(
@@ -175,6 +181,26 @@ impl Workers {
         }
         Ok(results)
     }
+}
+
+/// `confinement` also hiding every directory a blueprint is granted SSH keys in, as the grants
+/// stand now (`exec::confine`).
+pub(crate) async fn confinement_now(
+    store: &dyn crate::store::Store,
+    confinement: &crate::exec::Confinement,
+) -> crate::store::Result<crate::exec::Confinement> {
+    if !matches!(confinement, crate::exec::Confinement::Sandboxed(_)) {
+        return Ok(confinement.clone());
+    }
+    let blueprints = store.blueprint_list().await?;
+    let keys = blueprints
+        .iter()
+        .flat_map(|b| &b.grants)
+        .filter_map(|g| match g {
+            crate::grant::Grant::SshKey { dir } => Some(std::path::PathBuf::from(dir)),
+            _ => None,
+        });
+    Ok(confinement.hiding(keys))
 }
 
 /// The object a step's actions apply to.

@@ -21,7 +21,7 @@ mod resource;
 mod retry;
 
 pub use context::{Plugins, lease_snapshot, resource_snapshot};
-pub(crate) use hooks::{Called, HookCall, Settle, Subject};
+pub(crate) use hooks::{Called, HookCall, Settle, Subject, confinement_now};
 pub(crate) use lease::{activation, break_lease, broken as broken_lease, planned};
 pub use retry::Backoff;
 
@@ -85,14 +85,21 @@ pub struct Execs {
     /// directly (they still die with a timeout, a lost claim or a shutdown, but not with a
     /// killed daemon).
     pub guard: Option<PathBuf>,
+    /// How local execs run (`exec::confine`).
+    pub confinement: crate::exec::Confinement,
 }
 
 impl Execs {
-    /// `slots` execs at once, guarded by `guard`.
-    pub fn new(slots: usize, guard: Option<PathBuf>) -> Self {
+    /// `slots` execs at once, guarded by `guard`, local ones run as `confinement` says.
+    pub fn new(
+        slots: usize,
+        guard: Option<PathBuf>,
+        confinement: crate::exec::Confinement,
+    ) -> Self {
         Execs {
             slots: Arc::new(Semaphore::new(slots.max(1))),
             guard,
+            confinement,
         }
     }
 }

@@ -7,9 +7,10 @@
 //! below it, of the root and then of the exec's `cwd`, is opened one at a time with
 //! `openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS)`, missing root components created on the
 //! way. A symbolic link anywhere below the anchor (a blueprint's exec may have planted one, even
-//! in place of the root itself) is refused, naming it, and never followed. The result is a
-//! directory descriptor the command starts in (`fchdir` before `exec`), so nothing can be
-//! swapped between the check and the start.
+//! in place of the root itself) is refused, naming it, and never followed. The result is a pair
+//! of directory descriptors: the root's, which a confined exec's sandbox binds (`confine`), and
+//! the `cwd`'s, which an unconfined command starts in (`fchdir` before `exec`), so nothing can
+//! be swapped between the check and the start.
 
 use rustix::fs::{Mode, OFlags, ResolveFlags};
 use rustix::io::Errno;
@@ -17,9 +18,20 @@ use std::ffi::OsStr;
 use std::os::fd::OwnedFd;
 use std::path::{Component, Path, PathBuf};
 
+/// A local interface's root and an exec's working directory beneath it, opened.
+#[derive(Debug)]
+pub struct Opened {
+    /// The root.
+    pub root: OwnedFd,
+    /// The working directory.
+    pub cwd: OwnedFd,
+    /// The working directory's path (the root's and `cwd`'s components, `.` and `..` resolved).
+    pub cwd_path: PathBuf,
+}
+
 /// Opens (creating what is missing) `root` beneath `anchor`, then `cwd` beneath the root,
 /// following no symbolic link below the anchor.
-pub fn open(anchor: &str, root: &str, cwd: Option<&str>) -> Result<OwnedFd, String> {
+pub fn open(anchor: &str, root: &str, cwd: Option<&str>) -> Result<Opened, String> {
     let rest = Path::new(root)
         .strip_prefix(anchor)
         .map_err(|_| format!("the root {root:?} is not beneath the grant {anchor:?}"))?;
@@ -34,10 +46,18 @@ pub fn open(anchor: &str, root: &str, cwd: Option<&str>) -> Result<OwnedFd, Stri
     for part in rest.iter() {
         walk.step(part, true)?;
     }
+    let root_dir = walk
+        .dir
+        .try_clone()
+        .map_err(|e| format!("opening {root:?}: {e}"))?;
     for part in cwd_parts(cwd.unwrap_or(""), root)? {
         walk.step(part, false)?;
     }
-    Ok(walk.dir)
+    Ok(Opened {
+        root: root_dir,
+        cwd: walk.dir,
+        cwd_path: walk.path,
+    })
 }
 
 fn directory() -> OFlags {
@@ -134,13 +154,14 @@ mod tests {
     fn roots_are_created_beneath_the_anchor() {
         let (_tmp, anchor) = granted();
         let root = format!("{anchor}/a/b");
-        let fd = open(&anchor, &root, None).unwrap();
-        assert_eq!(path_of(&fd), root);
+        let opened = open(&anchor, &root, None).unwrap();
+        assert_eq!(path_of(&opened.cwd), root);
+        assert_eq!(path_of(&opened.root), root);
         std::fs::create_dir(format!("{root}/sub")).unwrap();
-        assert_eq!(
-            path_of(&open(&anchor, &root, Some("sub")).unwrap()),
-            format!("{root}/sub")
-        );
+        let opened = open(&anchor, &root, Some("sub")).unwrap();
+        assert_eq!(path_of(&opened.cwd), format!("{root}/sub"));
+        assert_eq!(opened.cwd_path, Path::new(&format!("{root}/sub")));
+        assert_eq!(path_of(&opened.root), root);
         let err = open(&anchor, "/elsewhere", None).unwrap_err();
         assert!(err.contains("is not beneath the grant"), "{err}");
     }
@@ -208,8 +229,10 @@ mod tests {
             ("./inside/..", ""),
             ("", ""),
         ] {
-            let fd = open(&anchor, &root, Some(cwd)).unwrap();
-            assert_eq!(path_of(&fd), format!("{root}{expected}"), "{cwd:?}");
+            let opened = open(&anchor, &root, Some(cwd)).unwrap();
+            let expected = format!("{root}{expected}");
+            assert_eq!(path_of(&opened.cwd), expected, "{cwd:?}");
+            assert_eq!(opened.cwd_path, Path::new(&expected), "{cwd:?}");
         }
     }
 }

@@ -25,6 +25,11 @@
 //! neither a stopped daemon nor a wall-clock step can stretch the exec past its claim. When the
 //! command exits on its own, the guard kills what it left in its group and exits the way the
 //! command did.
+//!
+//! A pause, a resume and a kill reach the command's process group and every process descending
+//! from the command. A confined command (`super::confine`) is bubblewrap, whose PID namespace
+//! holds everything the exec started: when the guard kills it, or dies itself, the namespace's
+//! init dies and the kernel kills the rest, however it detached.
 
 use super::boottime_ms;
 use rustix::process::{Pid, Signal};
@@ -94,7 +99,7 @@ pub async fn run(args: GuardArgs) -> i32 {
     let group = child.id().and_then(|id| Pid::from_raw(id as i32));
     let signal_group = |signal| {
         if let Some(group) = group {
-            let _ = rustix::process::kill_process_group(group, signal);
+            signal_all(group, signal);
         }
     };
     let kill_group = || signal_group(Signal::KILL);
@@ -140,6 +145,63 @@ pub async fn run(args: GuardArgs) -> i32 {
     kill_group();
     let _ = child.wait().await;
     KILLED
+}
+
+/// Sends `signal` to the command's process group and to every process descending from the
+/// command, in rounds until no new one appears (a process may fork while the others stop). A
+/// confined command's descendants are its whole PID namespace: what left the group (`setsid`,
+/// a double fork) is still a child of bubblewrap's init, so a pause stops it too.
+fn signal_all(command: Pid, signal: Signal) {
+    let mut signalled = std::collections::HashSet::new();
+    for round in 0..16 {
+        // Found before the group is signalled: a killed parent's children are no longer its.
+        let fresh: Vec<Pid> = descendants(command)
+            .into_iter()
+            .filter(|pid| signalled.insert(*pid))
+            .collect();
+        if round == 0 {
+            let _ = rustix::process::kill_process_group(command, signal);
+        } else if fresh.is_empty() {
+            return;
+        }
+        for pid in fresh {
+            let _ = rustix::process::kill_process(pid, signal);
+        }
+    }
+}
+
+/// Every process descending from `root`, read from `/proc`.
+fn descendants(root: Pid) -> Vec<Pid> {
+    let mut children: std::collections::HashMap<i32, Vec<i32>> = Default::default();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        // `PID (COMM) STATE PPID …`, where COMM may hold anything, `)` included.
+        let parent = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+            .and_then(|ppid| ppid.parse::<i32>().ok());
+        if let Some(parent) = parent {
+            children.entry(parent).or_default().push(pid);
+        }
+    }
+    let mut found = Vec::new();
+    let mut next = vec![root.as_raw_nonzero().get()];
+    while let Some(pid) = next.pop() {
+        for &child in children.get(&pid).into_iter().flatten() {
+            found.extend(Pid::from_raw(child));
+            next.push(child);
+        }
+    }
+    found
 }
 
 /// What the guard knows of its claim, in boot-clock milliseconds.

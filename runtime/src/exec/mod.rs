@@ -8,16 +8,25 @@
 //! kills it when the daemon dies (kill -9) or stops renewing its claim (SIGSTOP, a hung
 //! process), before any other worker may claim the object and run the exec again.
 //!
+//! A local command runs in the sandbox [`confine`] describes, in one place: its own PID
+//! namespace (nothing it starts outlives it, however it detaches), a mount namespace where its
+//! root is the only lasting writable path and the daemon's files are not there, caps on its
+//! processes and memory (`cgroup`). It starts in a directory opened beneath its grant without
+//! following any link (`dir`).
+//!
 //! Output is read while the command runs and capped as it is read ([`OUTPUT_LIMIT`] per
-//! stream): a command that prints gigabytes costs the daemon 64 KiB. A local command starts in
-//! a directory opened beneath its grant without following any link (`dir`).
+//! stream): a command that prints gigabytes costs the daemon 64 KiB.
 //!
 //! An exec inherits nothing of the daemon's environment (its tokens, database URLs, cloud
 //! keys): the process started (the command, the local `ssh` of a remote one, or the guard that
 //! starts either) gets [`environment`] alone.
 
+mod cgroup;
+pub mod confine;
 mod dir;
 pub mod guard;
+
+pub use confine::Confinement;
 
 use crate::domain::{CommandInterface, ExecRequest, ExecResult, SupportingLease};
 use crate::grant::Authorized;
@@ -82,12 +91,18 @@ impl Watchdog {
 pub struct Interrupted;
 
 /// A command ready to start: program, arguments, its whole environment, and for a local
-/// interface the directory it starts in (opened, so nothing can be swapped before it starts).
+/// interface the directory it starts in (opened, so nothing can be swapped before it starts),
+/// or, confined, the root its sandbox binds and the cgroup that caps it.
 pub struct Prepared {
     program: OsString,
     args: Vec<OsString>,
     env: Vec<(&'static str, OsString)>,
+    /// Unconfined: the directory it starts in.
     dir: Option<OwnedFd>,
+    /// Confined: the root, inherited by bubblewrap (which binds it and closes it).
+    root: Option<OwnedFd>,
+    /// Confined: its caps, removed once it has ended (so kept until then).
+    cgroup: Option<cgroup::ExecCgroup>,
     /// Its stdin must be a pipe held open until it exits ([`Stdin::Tether`] over SSH).
     tethered: bool,
 }
@@ -135,6 +150,7 @@ impl From<&SupportingLease> for Ids {
 /// The whole environment of an exec, nothing inherited: [`EXEC_PATH`], [`EXEC_LOCALE`] as
 /// `LANG` and `LC_ALL`, `HOME` (a local interface's root), `DRYDOCK_LEASE` and
 /// `DRYDOCK_RESOURCE` (`ids`), and `TERM` only when `drydock exec` passes a terminal through.
+/// [`prepare`] adds `PWD`, a local exec's working directory (the sandbox sets it anyway).
 pub fn environment(
     interface: &CommandInterface,
     ids: &Ids,
@@ -165,14 +181,16 @@ pub fn environment(
 /// hosts, jump hosts, timeouts. Without it, ssh reads the daemon user's own configuration.
 pub const SSH_CONFIG_VAR: &str = "DRYDOCK_SSH_CONFIG";
 
-/// Prepares `argv` (in `cwd`, relative to the interface's root) through `reach`: directly for
-/// `local`, through `ssh` for `ssh`; with the [`environment`] of an exec through `ids`.
+/// Prepares `argv` (in `cwd`, relative to the interface's root) through `reach`: for `local`
+/// as `confinement` says (in the sandbox, directly, or not at all), through `ssh` for `ssh`;
+/// with the [`environment`] of an exec through `ids`.
 pub fn prepare(
     reach: &Authorized,
     argv: &[String],
     cwd: Option<&str>,
     ids: &Ids,
     stdin: Stdin,
+    confinement: &Confinement,
 ) -> Result<Prepared, String> {
     let (program, args) = argv.split_first().ok_or("empty argv")?;
     let env = environment(&reach.interface, ids, stdin);
@@ -182,11 +200,38 @@ pub fn prepare(
                 .anchor
                 .as_deref()
                 .ok_or("the local interface has no anchor")?;
+            if let Confinement::Refused(why) = confinement {
+                return Err(format!(
+                    "local execs are refused: {why}; see `drydock doctor`, or pass \
+                     --unconfined-exec (to `drydock serve`, `drydock exec`) to run them \
+                     unconfined"
+                ));
+            }
+            let opened = dir::open(anchor, root, cwd)?;
+            let mut env = env;
+            env.push(("PWD", opened.cwd_path.clone().into()));
+            let Confinement::Sandboxed(sandbox) = confinement else {
+                return Ok(Prepared {
+                    program: program.into(),
+                    args: args.iter().map(OsString::from).collect(),
+                    env,
+                    dir: Some(opened.cwd),
+                    root: None,
+                    cgroup: None,
+                    tethered: false,
+                });
+            };
+            // A terminal passed through stays the command's; anything else is cut off from it.
+            let terminal = std::io::IsTerminal::is_terminal(&std::io::stdin());
+            let new_session = stdin == Stdin::Tether || !terminal;
+            let wrapped = sandbox.wrap(argv, root, &opened, &reach.options, new_session)?;
             Ok(Prepared {
-                program: program.into(),
-                args: args.iter().map(OsString::from).collect(),
+                program: wrapped.program,
+                args: wrapped.args,
                 env,
-                dir: Some(dir::open(anchor, root, cwd)?),
+                dir: None,
+                root: Some(opened.root),
+                cgroup: wrapped.cgroup,
                 tethered: false,
             })
         }
@@ -225,6 +270,8 @@ pub fn prepare(
                 args,
                 env,
                 dir: None,
+                root: None,
+                cgroup: None,
                 tethered: stdin == Stdin::Tether,
             })
         }
@@ -233,8 +280,9 @@ pub fn prepare(
 
 /// The line the remote user's shell runs. Tethered, it starts the command in a session of its
 /// own with stdin from `/dev/null`, watches the connection's stdin on a second descriptor, and
-/// kills the command's whole group when that closes; when the command exits first, what it left
-/// in its group is killed, as for a local exec.
+/// kills the command's whole group, and what is left in its session (`pkill -s`, where the host
+/// has it), when that closes; when the command exits first, what it left there is killed, as
+/// for a local exec. Nothing else is confined on the remote host (`confine`).
 fn remote_line(argv: &[String], cwd: Option<&str>, stdin: Stdin) -> String {
     let quoted: Vec<String> = argv.iter().map(|a| shell_quote(a)).collect();
     let command = quoted.join(" ");
@@ -249,11 +297,12 @@ fn remote_line(argv: &[String], cwd: Option<&str>, stdin: Stdin) -> String {
              if command -v setsid >/dev/null 2>&1; then setsid {command} </dev/null 3<&- &\n\
              else {command} </dev/null 3<&- &\nfi\n\
              c=$!\n\
-             {{ while read -r _; do :; done; kill -KILL -$c || kill -KILL $c; }} <&3 2>/dev/null &\n\
+             {{ while read -r _; do :; done; kill -KILL -$c || kill -KILL $c; pkill -KILL -s $c; }} \
+             <&3 2>/dev/null &\n\
              w=$!\n\
              exec 3<&-\n\
              wait $c; s=$?\n\
-             kill $w 2>/dev/null; kill -KILL -$c 2>/dev/null\n\
+             kill $w 2>/dev/null; kill -KILL -$c 2>/dev/null; pkill -KILL -s $c 2>/dev/null\n\
              exit $s\n",
             cd = match cwd {
                 Some(cwd) => format!("cd {} || exit 1\n", shell_quote(cwd)),
@@ -264,11 +313,12 @@ fn remote_line(argv: &[String], cwd: Option<&str>, stdin: Stdin) -> String {
 }
 
 impl Prepared {
-    /// The command, run directly; stdio and process group are left to the caller.
+    /// The command, run directly; stdio and process group are left to the caller, who keeps
+    /// `self` until it has ended (its cgroup goes with it).
     pub fn command(&self) -> Command {
         let mut command = Command::new(&self.program);
         command.args(&self.args);
-        self.confine(&mut command);
+        self.setup(&mut command);
         command
     }
 
@@ -290,16 +340,30 @@ impl Prepared {
             .arg("--")
             .arg(&self.program)
             .args(&self.args);
-        self.confine(&mut command);
+        self.setup(&mut command);
         command
     }
 
-    /// Starts `command` (the exec's, or its guard, which hands both on) with the exec's
-    /// environment alone, in its directory. The program is looked up in the exec's `PATH`.
-    fn confine(&self, command: &mut Command) {
+    /// Starts `command` (the exec's, or its guard, which hands all of these on) with the exec's
+    /// environment alone; unconfined in its directory; confined in its cgroup, inheriting the
+    /// root for bubblewrap. The program is looked up in the exec's `PATH`.
+    fn setup(&self, command: &mut Command) {
         command
             .env_clear()
             .envs(self.env.iter().map(|(k, v)| (k, v)));
+        if let Some(cgroup) = &self.cgroup {
+            // SAFETY: the joiner only writes to descriptors `self` holds open until the spawn.
+            unsafe {
+                command.pre_exec(cgroup.joiner());
+            }
+        }
+        if let Some(root) = &self.root {
+            let raw = root.as_raw_fd();
+            // SAFETY: `fcntl` is async-signal-safe, and `raw` stays open until the spawn.
+            unsafe {
+                command.pre_exec(move || confine::inherit(raw));
+            }
+        }
         if let Some(dir) = &self.dir {
             let raw = dir.as_raw_fd();
             // SAFETY: `fchdir` is async-signal-safe, and `raw` stays open until the command
@@ -313,24 +377,31 @@ impl Prepared {
     }
 }
 
-/// Runs `request` through `reach` (the lease and resource `ids`) and describes what happened;
-/// never fails.
-pub async fn run(reach: &Authorized, request: &ExecRequest, ids: &Ids) -> ExecResult {
-    execute(reach, request, ids, None)
+/// Runs `request` through `reach` (the lease and resource `ids`), a local one as `confinement`
+/// says, and describes what happened; never fails.
+pub async fn run(
+    reach: &Authorized,
+    request: &ExecRequest,
+    ids: &Ids,
+    confinement: &Confinement,
+) -> ExecResult {
+    execute(reach, request, ids, confinement, None)
         .await
         .unwrap_or_else(|interrupted| failed(request, interrupted.to_string()))
 }
 
-/// Runs `request` through `reach` (the lease and resource `ids`) under `drydock exec-guard`,
-/// which stops it with the claim `watchdog` follows; describes what happened, unless the exec
-/// ended when the claim could no longer be vouched for ([`Interrupted`]).
+/// Runs `request` through `reach` (the lease and resource `ids`), a local one as `confinement`
+/// says, under `drydock exec-guard`, which stops it with the claim `watchdog` follows;
+/// describes what happened, unless the exec ended when the claim could no longer be vouched
+/// for ([`Interrupted`]).
 pub async fn run_guarded(
     reach: &Authorized,
     request: &ExecRequest,
     ids: &Ids,
+    confinement: &Confinement,
     watchdog: Watchdog,
 ) -> Result<ExecResult, Interrupted> {
-    execute(reach, request, ids, Some(watchdog)).await
+    execute(reach, request, ids, confinement, Some(watchdog)).await
 }
 
 /// Runs the command, under the guard when there is a `watchdog`.
@@ -338,10 +409,11 @@ async fn execute(
     reach: &Authorized,
     request: &ExecRequest,
     ids: &Ids,
+    confinement: &Confinement,
     watchdog: Option<Watchdog>,
 ) -> Result<ExecResult, Interrupted> {
     let cwd = request.cwd.as_deref();
-    let prepared = match prepare(reach, &request.argv, cwd, ids, Stdin::Tether) {
+    let mut prepared = match prepare(reach, &request.argv, cwd, ids, Stdin::Tether, confinement) {
         Ok(prepared) => prepared,
         Err(reason) => return Ok(failed(request, reason)),
     };
@@ -367,6 +439,8 @@ async fn execute(
             ));
         }
     };
+    // Its caps stay until it has ended; its descriptors are the child's alone now.
+    let _cgroup = prepared.cgroup.take();
     drop(prepared);
     let group = Group::new(&child, watchdog.is_some());
     // The guard's renewals, or (unguarded) the tether, held open until the command is done.
@@ -538,6 +612,8 @@ pub(crate) fn failed(request: &ExecRequest, reason: String) -> ExecResult {
 mod tests {
     use super::*;
 
+    const UNCONFINED: Confinement = Confinement::Unconfined;
+
     fn request(argv: &[&str]) -> ExecRequest {
         ExecRequest {
             id: "x".into(),
@@ -553,6 +629,7 @@ mod tests {
         Authorized {
             interface: CommandInterface::Local { root: root.clone() },
             anchor: Some(root),
+            options: Default::default(),
         }
     }
 
@@ -560,7 +637,7 @@ mod tests {
     async fn local_commands_run_in_the_root() {
         let root = tempfile::tempdir().unwrap();
         let reach = local(root.path());
-        let result = run(&reach, &request(&["pwd"]), &Ids::default()).await;
+        let result = run(&reach, &request(&["pwd"]), &Ids::default(), &UNCONFINED).await;
         assert_eq!(result.exit_code, Some(0));
         assert_eq!(result.stdout.trim(), root.path().to_string_lossy());
 
@@ -568,11 +645,18 @@ mod tests {
             &reach,
             &request(&["sh", "-c", "echo oops >&2; exit 3"]),
             &Ids::default(),
+            &UNCONFINED,
         )
         .await;
         assert_eq!((result.exit_code, result.stderr.trim()), (Some(3), "oops"));
 
-        let missing = run(&reach, &request(&["/no/such/program"]), &Ids::default()).await;
+        let missing = run(
+            &reach,
+            &request(&["/no/such/program"]),
+            &Ids::default(),
+            &UNCONFINED,
+        )
+        .await;
         assert_eq!(missing.exit_code, None);
         assert!(
             missing.stderr.contains("could not run"),
@@ -588,7 +672,7 @@ mod tests {
         let script = format!("(sleep 2; touch {}) & sleep 10", marker.display());
         let mut slow = request(&["sh", "-c", &script]);
         slow.timeout_ms = 200;
-        let result = run(&local(root.path()), &slow, &Ids::default()).await;
+        let result = run(&local(root.path()), &slow, &Ids::default(), &UNCONFINED).await;
         assert_eq!(result.exit_code, None);
         assert!(
             result.stderr.contains("timed out after 200ms"),
@@ -603,7 +687,7 @@ mod tests {
     async fn output_is_capped_while_it_is_read() {
         let root = tempfile::tempdir().unwrap();
         let bomb = request(&["sh", "-c", "head -c 50000000 /dev/zero | tr '\\0' x"]);
-        let result = run(&local(root.path()), &bomb, &Ids::default()).await;
+        let result = run(&local(root.path()), &bomb, &Ids::default(), &UNCONFINED).await;
         assert_eq!(result.exit_code, Some(0));
         assert!(result.stdout.len() < OUTPUT_LIMIT + 100);
         assert!(
@@ -625,6 +709,7 @@ mod tests {
             &local(root.path()),
             &request(&["sh", "-c", &script]),
             &Ids::default(),
+            &UNCONFINED,
         )
         .await;
         assert_eq!(result.exit_code, Some(0));
@@ -639,11 +724,12 @@ mod tests {
             lease: Some("L3".into()),
             resource: Some("R2".into()),
         };
-        let result = run(&local(root.path()), &request(&["env"]), &ids).await;
+        let result = run(&local(root.path()), &request(&["env"]), &ids, &UNCONFINED).await;
         assert_eq!(result.exit_code, Some(0), "{}", result.stderr);
         let mut seen: Vec<&str> = result.stdout.lines().collect();
         seen.sort();
         let home = format!("HOME={}", root.path().display());
+        let pwd = format!("PWD={}", root.path().display());
         let expected = [
             "DRYDOCK_LEASE=L3",
             "DRYDOCK_RESOURCE=R2",
@@ -651,8 +737,150 @@ mod tests {
             "LANG=C.UTF-8",
             "LC_ALL=C.UTF-8",
             "PATH=/usr/local/bin:/usr/bin:/bin",
+            pwd.as_str(),
         ];
         assert_eq!(seen, expected, "this test process's own variables stay out");
+    }
+
+    /// The sandbox, hiding `hidden`: bubblewrap must work here (`scripts/test.sh` installs it).
+    fn sandbox(hidden: Vec<std::path::PathBuf>) -> Confinement {
+        let sandbox = confine::Sandbox::probe(None, hidden).expect("bubblewrap confines here");
+        assert_eq!(sandbox.caps_missing(), None, "cgroups cap execs here");
+        Confinement::Sandboxed(sandbox)
+    }
+
+    /// Processes whose command line is `argv`, anywhere on the machine.
+    fn processes(argv: &[&str]) -> Vec<String> {
+        let wanted = argv.join("\0") + "\0";
+        let entries = std::fs::read_dir("/proc").unwrap().flatten();
+        entries
+            .filter(|e| {
+                std::fs::read(e.path().join("cmdline")).is_ok_and(|c| c == wanted.as_bytes())
+            })
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_confined_exec_writes_only_its_root_and_sees_none_of_the_hidden_files() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("root");
+        std::fs::create_dir_all(root.join("keys")).unwrap();
+        std::fs::write(root.join("keys/id"), "key").unwrap();
+        std::fs::write(root.join("drydock.db"), "rows").unwrap();
+        std::fs::write(tmp.path().join("beside"), "beside").unwrap();
+        let hidden = vec![root.join("keys"), root.join("drydock.db")];
+        let script = "echo made > made; cat ../beside; cat drydock.db; ls keys; \
+                      touch /usr/x /etc/x ../x; echo $HOME; pwd";
+        let mut asked = request(&["sh", "-c", script]);
+        asked.cwd = Some(".".into());
+        let result = run(&local(&root), &asked, &Ids::default(), &sandbox(hidden)).await;
+        assert_eq!(
+            std::fs::read_to_string(root.join("made")).unwrap(),
+            "made\n"
+        );
+        let home = root.to_str().unwrap();
+        assert_eq!(
+            result.stdout,
+            format!("{home}\n{home}\n"),
+            "{}",
+            result.stderr
+        );
+        for refused in [
+            "../beside: No such file",
+            "drydock.db: Permission denied",
+            "ls: cannot open directory 'keys': Permission denied",
+            "'/usr/x': Read-only file system",
+            "'/etc/x': Read-only file system",
+        ] {
+            assert!(
+                result.stderr.contains(refused),
+                "{refused}: {}",
+                result.stderr
+            );
+        }
+        assert!(!tmp.path().join("x").exists(), "it wrote beside its root");
+        assert_eq!(std::fs::read(root.join("drydock.db")).unwrap(), b"rows");
+    }
+
+    #[tokio::test]
+    async fn nothing_a_confined_exec_starts_outlives_it() {
+        let root = tempfile::tempdir().unwrap();
+        let escapes = "setsid sleep 86391 & (setsid sh -c 'sleep 86392 &' &); sleep 0.3";
+        for (script, timeout) in [
+            (format!("{escapes}; sleep 60"), 1_000),
+            (escapes.to_string(), 10_000),
+        ] {
+            let mut asked = request(&["sh", "-c", &script]);
+            asked.timeout_ms = timeout;
+            run(
+                &local(root.path()),
+                &asked,
+                &Ids::default(),
+                &sandbox(vec![]),
+            )
+            .await;
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            for marker in ["86391", "86392"] {
+                let left = processes(&["sleep", marker]);
+                assert!(
+                    left.is_empty(),
+                    "sleep {marker} outlived its exec: {left:?}"
+                );
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_grant_caps_an_execs_processes_and_memory() {
+        let root = tempfile::tempdir().unwrap();
+        let mut reach = local(root.path());
+        reach.options = "pids=16,memory=64M".parse().unwrap();
+        let forks = "for i in $(seq 40); do sleep 2 & done; wait";
+        let result = run(
+            &reach,
+            &request(&["sh", "-c", forks]),
+            &Ids::default(),
+            &sandbox(vec![]),
+        )
+        .await;
+        assert!(result.stderr.contains("fork"), "{result:?}");
+        let hog = "x=$(head -c 268435456 /dev/zero | tr '\\0' x); echo ${#x}";
+        let result = run(
+            &reach,
+            &request(&["sh", "-c", hog]),
+            &Ids::default(),
+            &sandbox(vec![]),
+        )
+        .await;
+        assert_ne!(result.exit_code, Some(0), "{result:?}");
+        assert!(!result.stdout.contains("268435456"), "{result:?}");
+    }
+
+    #[tokio::test]
+    async fn refused_local_execs_say_why() {
+        let root = tempfile::tempdir().unwrap();
+        let refused = Confinement::Refused("no namespaces here".into());
+        let result = run(
+            &local(root.path()),
+            &request(&["true"]),
+            &Ids::default(),
+            &refused,
+        )
+        .await;
+        assert_eq!(result.exit_code, None);
+        assert!(
+            result
+                .stderr
+                .starts_with("local execs are refused: no namespaces here;"),
+            "{}",
+            result.stderr
+        );
+        assert!(
+            result.stderr.contains("--unconfined-exec"),
+            "{}",
+            result.stderr
+        );
     }
 
     #[test]
@@ -666,6 +894,7 @@ mod tests {
                 root: Some("/srv/build".into()),
             },
             anchor: None,
+            options: Default::default(),
         };
         let argv = ["git", "clone", "it's here"].map(String::from);
         let command = prepare(
@@ -674,6 +903,7 @@ mod tests {
             Some("work dir"),
             &Ids::default(),
             Stdin::Passed,
+            &Confinement::Refused("not asked".into()),
         )
         .unwrap()
         .command();
@@ -753,8 +983,11 @@ mod tests {
 
     #[test]
     fn a_tethered_remote_command_dies_whole_when_its_connection_closes() {
+        // The second sleep is in a process group of its own, in the same session.
         let (code, pids) = run_remote_line(
-            "sleep 300 & echo $! $$; sleep 300",
+            "sleep 300 & echo $! $$; perl -e 'setpgrp(0, 0); exec @ARGV' sleep 301 >/dev/null & \
+             echo $!; \
+             sleep 300",
             Some(Duration::from_millis(500)),
         );
         assert_eq!(code, Some(137), "killed when the tether closed");

@@ -233,7 +233,8 @@ impl Harness {
 
     /// Runs `exec` actions for real, through the interface of the supporting lease each names,
     /// with the daemon's own exec code (a process group, capped output, the time limit),
-    /// instead of the responder.
+    /// instead of the responder. They run unconfined, as the test's own user: the daemon's
+    /// sandbox (`exec::confine`) is not applied here.
     pub fn run_execs(&mut self) {
         self.execs_for_real = true;
     }
@@ -594,7 +595,10 @@ impl Harness {
         match (supporting, reach) {
             (Some(through), Some(reach)) => {
                 let ids = crate::exec::Ids::from(through);
-                self.calls.block_on(crate::exec::run(reach, request, &ids))
+                // Unconfined: the author's test runs as the author, where the author said.
+                let confinement = crate::exec::Confinement::Unconfined;
+                self.calls
+                    .block_on(crate::exec::run(reach, request, &ids, &confinement))
             }
             _ => ExecResult {
                 id: request.id.clone(),
@@ -725,7 +729,11 @@ impl Harness {
             CommandInterface::Local { root } => Some(root.clone()),
             CommandInterface::Ssh { .. } => None,
         };
-        owned.interface = Some(Authorized { interface, anchor });
+        owned.interface = Some(Authorized {
+            interface,
+            anchor,
+            options: Default::default(),
+        });
         Ok(())
     }
 }

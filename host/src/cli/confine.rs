@@ -1,0 +1,85 @@
+//! What `serve`, `exec` and `doctor` share about confining local execs (`exec::confine`): where
+//! bubblewrap is, whether the operator chose to run execs unconfined, and which of the daemon's
+//! own files the sandbox hides.
+
+use crate::exec::Confinement;
+use clap::Args;
+use std::path::{Path, PathBuf};
+
+/// How local execs are confined.
+#[derive(Debug, Clone, Args)]
+pub(super) struct ConfineArgs {
+    /// bubblewrap, which confines local execs (default: `bwrap` in /usr/local/bin, /usr/bin or
+    /// /bin).
+    #[arg(long, env = crate::exec::confine::BWRAP_VAR, value_name = "PATH")]
+    pub bwrap: Option<PathBuf>,
+    /// Run local execs UNCONFINED, as this user: they can read and change whatever it can,
+    /// and what they start can outlive them. For machines that cannot confine them (see
+    /// `drydock doctor`); the web UI shows a warning while it is on.
+    #[arg(long)]
+    pub unconfined_exec: bool,
+    /// Another path local execs must not see (repeatable): the daemon's database, its token
+    /// file, SSH keys and /etc/drydock are hidden already, but `drydock exec` cannot know the
+    /// daemon's --token-file.
+    #[arg(long, value_name = "PATH")]
+    pub hide: Vec<PathBuf>,
+}
+
+impl ConfineArgs {
+    /// How local execs run here: confined if the machine can, hiding the database's files and
+    /// `token_file`; unconfined if asked; else refused.
+    pub fn detect(&self, database: &str, token_file: Option<&Path>) -> Confinement {
+        let mut hidden = daemon_files(database, token_file);
+        hidden.extend(self.hide.iter().filter_map(|p| std::path::absolute(p).ok()));
+        Confinement::detect(self.bwrap.as_deref(), hidden, self.unconfined_exec)
+    }
+}
+
+/// The daemon's own files, which no exec may see: a SQLite database with its `-wal`, `-shm`,
+/// `-journal` and `.wake`, the operator token file, the user's `~/.ssh` and the SSH client
+/// configuration (`DRYDOCK_SSH_CONFIG`). Those that do not exist are skipped when an exec starts.
+pub(super) fn daemon_files(database: &str, token_file: Option<&Path>) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    let sqlite = database
+        .starts_with("sqlite:")
+        .then(|| database.parse::<sqlx::sqlite::SqliteConnectOptions>().ok())
+        .flatten();
+    if let Some(options) = sqlite
+        && let Ok(db) = std::path::absolute(options.get_filename())
+    {
+        for suffix in ["", "-wal", "-shm", "-journal", ".wake"] {
+            let mut name = db.clone().into_os_string();
+            name.push(suffix);
+            files.push(PathBuf::from(name));
+        }
+    }
+    files.extend(token_file.and_then(|f| std::path::absolute(f).ok()));
+    files.extend(std::env::var_os("HOME").map(|home| Path::new(&home).join(".ssh")));
+    files.extend(std::env::var_os(crate::exec::SSH_CONFIG_VAR).map(PathBuf::from));
+    files
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_sqlite_database_is_hidden_with_its_companions() {
+        let files = daemon_files("sqlite:///srv/d/drydock.db", Some(Path::new("/etc/t")));
+        for expected in [
+            "/srv/d/drydock.db",
+            "/srv/d/drydock.db-wal",
+            "/srv/d/drydock.db-shm",
+            "/srv/d/drydock.db-journal",
+            "/srv/d/drydock.db.wake",
+            "/etc/t",
+        ] {
+            assert!(
+                files.contains(&PathBuf::from(expected)),
+                "{expected}: {files:?}"
+            );
+        }
+        let remote = daemon_files("postgres://u@h/db", None);
+        assert!(remote.iter().all(|f| !f.starts_with("/srv")), "{remote:?}");
+    }
+}

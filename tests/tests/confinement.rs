@@ -1,0 +1,372 @@
+//! Confined execs end to end (`exec::confine`), with hostile commands run by the `shell`
+//! blueprint on a host-pool host and by `drydock exec`: nothing they start outlives them (a
+//! `setsid`, a double fork) after a timeout, a graceful stop or a daemon killed with SIGKILL;
+//! they cannot write outside their root nor read the daemon's database or token file; and where
+//! the machine cannot confine them (here: bubblewrap missing) they are refused, saying why,
+//! unless the daemon runs with `--unconfined-exec`, which the web UI shows as a warning.
+
+use drydock_host::domain::LeaseStatus;
+use drydock_host::store::{Resource, Store};
+use drydock_tests::{Env, SHELL_WASM, TOKEN, wait_for, wait_lease};
+use serde_json::json;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// A database with host-pool on a host rooted in the test's directory (granted with
+/// `options`), and the shell blueprint running `shell` (its config).
+async fn env_with(shell: serde_json::Value, options: &str) -> (Env, PathBuf) {
+    let env = Env::new();
+    let root = host_and_shell(&env, shell, options).await;
+    (env, root)
+}
+
+/// Registers host-pool with a host rooted at `host` in the test's directory (granted with
+/// `options`) and the shell blueprint running `shell`; the host's root.
+async fn host_and_shell(env: &Env, shell: serde_json::Value, options: &str) -> PathBuf {
+    let root = env.dir().join("host");
+    let hosts =
+        json!({"hosts": [{"name": "local-1", "interface": {"type": "local", "root": root}}]});
+    let grant = format!("local:{}{options}", root.display());
+    let pool = hosts.to_string();
+    env.add_blueprint("host-pool", drydock_tests::HOST_POOL_WASM, &pool, &[&grant])
+        .await;
+    env.add_blueprint("shell", SHELL_WASM, &shell.to_string(), &[])
+        .await;
+    root
+}
+
+/// The shell resource once its command has run.
+async fn ran(store: &Arc<dyn Store>) -> Resource {
+    wait_for("the shell's command to end", || async {
+        let resources = store.resource_list(None).await.unwrap();
+        resources
+            .into_iter()
+            .find(|r| r.resource_type == "shell" && r.attributes.contains_key("exit"))
+    })
+    .await
+}
+
+/// A command that leaves two processes behind whatever happens to it: `sleep MARKER` in a
+/// session of its own, and `sleep MARKER+1` double-forked into one, then sleeps `seconds`.
+fn escapes(marker: u32, seconds: u32) -> serde_json::Value {
+    let script = format!(
+        "setsid sleep {marker} & (setsid sh -c 'sleep {} &' &); sleep {seconds}",
+        marker + 1
+    );
+    json!({"argv": ["sh", "-c", script], "timeout_ms": 2_000})
+}
+
+/// The processes on this machine running `sleep MARKER`.
+fn sleeping(marker: u32) -> Vec<String> {
+    let wanted = format!("sleep\0{marker}\0");
+    let procs = std::fs::read_dir("/proc").unwrap().flatten();
+    procs
+        .filter(|p| std::fs::read(p.path().join("cmdline")).is_ok_and(|c| c == wanted.as_bytes()))
+        .map(|p| p.file_name().to_string_lossy().into_owned())
+        .collect()
+}
+
+/// Waits until both escapes of `marker` run.
+async fn escaped(marker: u32) {
+    wait_for(
+        &format!("sleep {marker} and {} to run", marker + 1),
+        || async {
+            (!sleeping(marker).is_empty() && !sleeping(marker + 1).is_empty()).then_some(())
+        },
+    )
+    .await;
+}
+
+/// Fails unless both escapes of `marker` are gone within a few seconds (a kill is delivered
+/// asynchronously).
+async fn none_left(marker: u32, after: &str) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let left: Vec<String> = [marker, marker + 1]
+            .into_iter()
+            .flat_map(sleeping)
+            .collect();
+        if left.is_empty() {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "processes {left:?} of the exec outlived {after}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_setsid_and_a_double_fork_die_at_the_execs_timeout() {
+    let marker = 86_310;
+    let (env, _root) = env_with(escapes(marker, 60), "").await;
+    let store = env.store().await;
+    let _daemon = env.serve(&[]);
+    env.request("shell", &[]).await;
+    escaped(marker).await;
+    let shell = ran(&store).await;
+    assert!(
+        shell.attributes["stderr"].contains("timed out after 2s"),
+        "{:?}",
+        shell.attributes
+    );
+    none_left(marker, "the exec's timeout").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_setsid_and_a_double_fork_die_when_the_daemon_stops() {
+    let marker = 86_320;
+    let mut shell = escapes(marker, 60);
+    shell["timeout_ms"] = json!(600_000);
+    let (env, _root) = env_with(shell, "").await;
+    let daemon = env.serve(&[]);
+    env.request("shell", &[]).await;
+    escaped(marker).await;
+    assert!(daemon.terminate().await, "the daemon stopped gracefully");
+    none_left(marker, "the daemon's graceful stop").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_setsid_and_a_double_fork_die_with_a_daemon_killed_by_sigkill() {
+    let marker = 86_330;
+    let mut shell = escapes(marker, 60);
+    shell["timeout_ms"] = json!(600_000);
+    let (env, _root) = env_with(shell, "").await;
+    let mut daemon = env.serve(&[]);
+    env.request("shell", &[]).await;
+    escaped(marker).await;
+    daemon.kill9().await;
+    none_left(marker, "the daemon killed with SIGKILL").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_drydock_exec_starts_dies_with_it() {
+    let marker = 86_340;
+    let (env, _root) = env_with(json!({"argv": ["true"]}), "").await;
+    let store = env.store().await;
+    let _daemon = env.serve(&[]);
+    let lease = env.request_one("host", &[]).await;
+    wait_lease(&store, lease, LeaseStatus::Active).await;
+    let script = format!(
+        "setsid sleep {marker} & (setsid sh -c 'sleep {} &' &); sleep 0.5; echo started",
+        marker + 1
+    );
+    let out = env
+        .ok(&[
+            "exec",
+            "--lease",
+            &lease.to_string(),
+            "--",
+            "sh",
+            "-c",
+            &script,
+        ])
+        .await;
+    assert_eq!(out.trim(), "started");
+    none_left(marker, "`drydock exec`").await;
+}
+
+/// What a hostile exec tries: read the database and the token file, list the database's
+/// directory, write beside its root and into the system; and what it may do: write its root.
+fn hostile(env: &Env, token_file: &Path) -> String {
+    let dir = env.dir().display();
+    format!(
+        "echo mine > mine; head -c 15 {dir}/drydock.db; cat {token}; ls {dir}; \
+         for f in {dir}/escaped /usr/escaped /etc/escaped /escaped; do echo x > $f; done; \
+         echo finished",
+        token = token_file.display()
+    )
+}
+
+/// Checks what the hostile command of [`hostile`] printed and left.
+fn contained(env: &Env, root: &Path, stdout: &str, who: &str) {
+    assert!(stdout.contains("finished"), "{who}: {stdout}");
+    assert!(
+        !stdout.contains("SQLite format"),
+        "{who} read the database: {stdout}"
+    );
+    assert!(!stdout.contains(TOKEN), "{who} read the token: {stdout}");
+    assert_eq!(
+        std::fs::read_to_string(root.join("mine")).unwrap(),
+        "mine\n",
+        "{who} could not write its root"
+    );
+    for outside in [
+        env.dir().join("escaped"),
+        "/usr/escaped".into(),
+        "/etc/escaped".into(),
+    ] {
+        assert!(!outside.exists(), "{who} wrote {}", outside.display());
+    }
+}
+
+/// Runs the hostile command through the shell blueprint and `drydock exec` on a host granted
+/// with `options` (given the test's directory, which holds the database and the token file),
+/// under a daemon with that token file.
+async fn hostile_run(options: impl Fn(&Path) -> String) {
+    let env = Env::new();
+    let token_file = env.dir().join("tokens");
+    std::fs::write(&token_file, format!("operator {TOKEN}\n")).unwrap();
+    let script = hostile(&env, &token_file);
+    let shell = json!({"argv": ["sh", "-c", &script]});
+    let root = host_and_shell(&env, shell, &options(env.dir())).await;
+    let store = env.store().await;
+    let _daemon = env.serve(&["--token-file", token_file.to_str().unwrap()]);
+    let lease = env.request_one("shell", &[]).await;
+    wait_lease(&store, lease, LeaseStatus::Active).await;
+    let resource = ran(&store).await;
+    contained(
+        &env,
+        &root,
+        &resource.attributes["stdout"],
+        "the blueprint's exec",
+    );
+
+    // `drydock exec` knows the database, not the daemon's token file: it is told.
+    std::fs::remove_file(root.join("mine")).unwrap();
+    let hide = token_file.to_str().unwrap();
+    let lease = lease.to_string();
+    let exec = [
+        "exec", "--hide", hide, "--lease", &lease, "--", "sh", "-c", &script,
+    ];
+    let out = env.drydock(&exec).await;
+    contained(
+        &env,
+        &root,
+        &String::from_utf8_lossy(&out.stdout),
+        "drydock exec",
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_exec_cannot_write_outside_its_root_nor_read_the_database_or_token() {
+    hostile_run(|_| String::new()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_grant_that_shows_the_daemons_directory_still_hides_its_database_and_token() {
+    hostile_run(|dir| format!(",ro={}", dir.display())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_bubblewrap_local_execs_are_refused_unless_the_daemon_runs_them_unconfined() {
+    let shell = json!({"argv": ["sh", "-c", "echo ran > ran"]});
+    let (env, root) = env_with(shell.clone(), "").await;
+    let store = env.store().await;
+    let missing = env.dir().join("no-such-bwrap");
+    let missing = missing.to_str().unwrap();
+    let daemon = env.serve_with_env(&[], &[("DRYDOCK_BWRAP", missing)]);
+    env.request("shell", &[]).await;
+    let refused = ran(&store).await;
+    let why = format!("local execs are refused: bubblewrap {missing} does not exist");
+    assert_eq!(
+        refused.attributes["exit"], "none",
+        "{:?}",
+        refused.attributes
+    );
+    assert!(
+        refused.attributes["stderr"].starts_with(&why)
+            && refused.attributes["stderr"].contains("--unconfined-exec"),
+        "{:?}",
+        refused.attributes
+    );
+    assert!(!root.join("ran").exists(), "the refused command ran");
+    let warned = format!("drydock: WARNING: {why}");
+    assert!(
+        daemon.log_lines().contains(&warned),
+        "{:?}",
+        daemon.log_lines()
+    );
+
+    let host = env.request_one("host", &[]).await;
+    wait_lease(&store, host, LeaseStatus::Active).await;
+    let host = host.to_string();
+    let out = env
+        .drydock(&[
+            "exec", "--bwrap", missing, "--lease", &host, "--", "touch", "ran",
+        ])
+        .await;
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains(&why),
+        "{out:?}"
+    );
+    assert!(
+        !root.join("ran").exists(),
+        "`drydock exec` ran it all the same"
+    );
+    let unconfined = [
+        "exec",
+        "--bwrap",
+        missing,
+        "--unconfined-exec",
+        "--lease",
+        &host,
+    ];
+    env.ok(&[&unconfined[..], &["--", "touch", "ran"]].concat())
+        .await;
+    assert!(root.join("ran").exists(), "--unconfined-exec runs it");
+    assert!(daemon.terminate().await);
+
+    // A daemon told to run them unconfined does, and every page of its UI says so.
+    let (env, root) = env_with(shell, "").await;
+    let store = env.store().await;
+    let mut daemon = env.serve_with_env(&["--unconfined-exec"], &[("DRYDOCK_BWRAP", missing)]);
+    env.request("shell", &[]).await;
+    assert_eq!(ran(&store).await.attributes["exit"], "0");
+    assert!(root.join("ran").exists());
+    let page = reqwest::get(format!("{}/", daemon.url().await))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains(r#"id="exec-warning""#) && page.contains("local execs run UNCONFINED"),
+        "{page}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn doctor_checks_the_store_the_grants_the_confinement_and_ssh() {
+    let (env, root) = env_with(json!({"argv": ["true"]}), ",ro=/no/such/mirror").await;
+    let out = env.drydock(&["doctor"]).await;
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{report}");
+    let grant = format!("local:{},ro=/no/such/mirror", root.display());
+    for line in [
+        format!("OK    store: {} opened read-only; 2 blueprints", env.url),
+        format!(
+            "WARN  grants of host-pool: {grant}: {}, /no/such/mirror does not exist",
+            root.display()
+        ),
+        "OK    grants of shell: none".into(),
+        "OK    confinement: local execs are confined by bubblewrap".into(),
+        "OK    caps: a cgroup per exec".into(),
+        "OK    ssh: /usr/bin/ssh".into(),
+    ] {
+        assert!(
+            report.lines().any(|l| l.starts_with(&line)),
+            "{line}:\n{report}"
+        );
+    }
+
+    let missing = env.dir().join("no-such-bwrap");
+    let missing = missing.to_str().unwrap();
+    let out = env.drydock(&["doctor", "--bwrap", missing]).await;
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{report}");
+    let refused = format!(
+        "FAIL  confinement: local execs are refused: bubblewrap {missing} does not exist; the \
+         daemon refuses local execs unless started with --unconfined-exec"
+    );
+    assert!(report.lines().any(|l| l == refused), "{report}");
+
+    let elsewhere = Env::new();
+    let out = elsewhere.drydock(&["doctor"]).await;
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{report}");
+    assert!(report.starts_with("FAIL  store: "), "{report}");
+}
