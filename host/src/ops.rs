@@ -4,7 +4,7 @@
 
 use crate::action;
 use crate::domain::Attributes;
-use crate::grant::Grant;
+use crate::grant::{Grant, GrantChange};
 use crate::plugin::{Runtime, digest};
 use crate::queue::Queue;
 use crate::store::{
@@ -264,7 +264,9 @@ pub fn parse_grants(texts: &[String]) -> Result<Vec<Grant>> {
 
 /// Changes a blueprint's grants: adds `grant`, removes `revoke`; the log says who and how. A
 /// local directory granted again gets the new grant's options (`ro=`, caps) in place of its
-/// old ones, and revoking `local:DIR` revokes DIR's grant whatever its options.
+/// old ones, and revoking `local:DIR` revokes DIR's grant whatever its options. The change is
+/// applied to the grants the blueprint holds when it is written, so changes made at once all
+/// land.
 pub async fn change_grants(
     store: &dyn Store,
     blueprint: &Blueprint,
@@ -272,29 +274,17 @@ pub async fn change_grants(
     revoke: &[String],
     author: &str,
 ) -> Result<Blueprint> {
-    let (grant, revoke) = (parse_grants(grant)?, parse_grants(revoke)?);
-    let held = |g: &Grant| blueprint.grants.iter().any(|old| g.replaces(old));
-    if let Some(missing) = revoke.iter().find(|g| !held(g)) {
-        return Err(Error::BadInput(format!(
-            "{} has no grant {missing} to revoke",
-            blueprint.name
-        )));
+    let change = GrantChange {
+        grant: parse_grants(grant)?,
+        revoke: parse_grants(revoke)?,
+    };
+    match store
+        .blueprint_change_grants(blueprint.id, &change, author)
+        .await
+    {
+        Err(store::Error::Precondition(why)) => Err(Error::BadInput(why)),
+        changed => Ok(changed?),
     }
-    let mut grants: Vec<Grant> = blueprint
-        .grants
-        .iter()
-        .filter(|old| !revoke.iter().any(|g| g.replaces(old)))
-        .cloned()
-        .collect();
-    for g in grant {
-        match grants.iter_mut().find(|old| g.replaces(old)) {
-            Some(old) => *old = g,
-            None => grants.push(g),
-        }
-    }
-    Ok(store
-        .blueprint_set_grants(blueprint.id, &grants, author)
-        .await?)
 }
 
 /// What a lease request asks for.

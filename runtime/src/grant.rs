@@ -125,6 +125,39 @@ impl Grant {
     }
 }
 
+/// A change to a blueprint's grants, applied to whatever grants it holds when the change is
+/// written (inside the store's transaction, so two changes at once never undo each other).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GrantChange {
+    /// Grants to add; a local directory granted again gets the new grant's options.
+    pub grant: Vec<Grant>,
+    /// Grants to take away; `local:DIR` revokes DIR's grant whatever its options.
+    pub revoke: Vec<Grant>,
+}
+
+impl GrantChange {
+    /// The grants `current` becomes, or the first grant to revoke that `current` does not
+    /// hold.
+    pub fn apply<'a>(&'a self, current: &[Grant]) -> Result<Vec<Grant>, &'a Grant> {
+        let held = |g: &Grant| current.iter().any(|old| g.replaces(old));
+        if let Some(missing) = self.revoke.iter().find(|g| !held(g)) {
+            return Err(missing);
+        }
+        let mut grants: Vec<Grant> = current
+            .iter()
+            .filter(|old| !self.revoke.iter().any(|g| g.replaces(old)))
+            .cloned()
+            .collect();
+        for g in &self.grant {
+            match grants.iter_mut().find(|old| g.replaces(old)) {
+                Some(old) => *old = g.clone(),
+                None => grants.push(g.clone()),
+            }
+        }
+        Ok(grants)
+    }
+}
+
 /// What a local grant's execs may use beyond their root: paths they may read, and their caps
 /// (`exec::confine` applies them; the defaults are there).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

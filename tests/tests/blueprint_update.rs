@@ -1,6 +1,6 @@
 //! `blueprint update` never loses a change: a new component and a new config sent at the same
-//! moment (as two `drydock blueprint update` processes would) both land, on SQLite and on
-//! PostgreSQL.
+//! moment (as two `drydock blueprint update` processes would) both land, and so do two grants
+//! (or two revocations) made at once, on SQLite and on PostgreSQL.
 
 use drydock_host::ops;
 use drydock_host::plugin::{Runtime, RuntimeConfig, digest};
@@ -85,6 +85,55 @@ async fn a_component_and_a_config_sent_together_both_land(store: Arc<dyn Store>)
     assert_eq!(updates, 2 * PAIRS, "each update is applied once");
 }
 
+/// Races `PAIRS` pairs of grant changes on one blueprint, each reading the blueprint first as
+/// the CLI does: two directories granted at once, then both revoked at once; after each pair
+/// both changes must be there.
+async fn two_grant_changes_made_together_both_land(store: Arc<dyn Store>) {
+    let runtime = Runtime::new(RuntimeConfig {
+        cache_dir: Some(component_cache().to_path_buf()),
+        ..RuntimeConfig::default()
+    })
+    .unwrap();
+    let request = ops::BlueprintRequest {
+        name: "pool".into(),
+        wasm: std::fs::read(HOST_POOL_WASM).unwrap(),
+        config: config("first"),
+        grants: vec![HOST_POOL_GRANT.into()],
+    };
+    let added = ops::add_blueprint(store.as_ref(), &runtime, request)
+        .await
+        .unwrap();
+    let change = |grant: Vec<String>, revoke: Vec<String>| {
+        let store = store.clone();
+        tokio::spawn(async move {
+            let current = ops::find_blueprint(store.as_ref(), "pool").await?;
+            ops::change_grants(store.as_ref(), &current, &grant, &revoke, "test").await
+        })
+    };
+    let mut lost = Vec::new();
+    for pair in 0..PAIRS {
+        let dirs = [format!("local:/srv/a{pair}"), format!("local:/srv/b{pair}")];
+        let granted = dirs.clone().map(|dir| change(vec![dir], Vec::new()));
+        for task in granted {
+            task.await.unwrap().unwrap();
+        }
+        let grants = store.blueprint_get(added.id).await.unwrap().grants;
+        let held: Vec<String> = grants.iter().map(ToString::to_string).collect();
+        if !dirs.iter().all(|dir| held.contains(dir)) {
+            lost.push(format!("pair {pair}: a grant ({held:?})"));
+        }
+        let revoked = dirs.clone().map(|dir| change(Vec::new(), vec![dir]));
+        for task in revoked {
+            task.await.unwrap().unwrap();
+        }
+        let grants = store.blueprint_get(added.id).await.unwrap().grants;
+        if grants.len() != 1 {
+            lost.push(format!("pair {pair}: a revocation ({grants:?})"));
+        }
+    }
+    assert_eq!(lost, Vec::<String>::new(), "grant changes lost");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_component_and_a_config_sent_together_both_land_on_sqlite() {
     let env = Env::new();
@@ -97,4 +146,16 @@ async fn a_component_and_a_config_sent_together_both_land_on_postgres() {
     let cluster = Cluster::start();
     let env = Env::with_url(cluster.database().await);
     a_component_and_a_config_sent_together_both_land(env.store().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_grant_changes_made_together_both_land_on_sqlite() {
+    two_grant_changes_made_together_both_land(Env::new().store().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_grant_changes_made_together_both_land_on_postgres() {
+    let cluster = Cluster::start();
+    let env = Env::with_url(cluster.database().await);
+    two_grant_changes_made_together_both_land(env.store().await).await;
 }

@@ -144,10 +144,10 @@ macro_rules! impl_store {
             tx.finish(result).await
         }
 
-        async fn blueprint_set_grants(
+        async fn blueprint_change_grants(
             &self,
             id: $crate::store::ObjectId,
-            grants: &[$crate::grant::Grant],
+            change: &$crate::grant::GrantChange,
             author: &str,
         ) -> $crate::store::Result<$crate::store::Blueprint> {
             use $crate::store::apply::Statements as _;
@@ -156,13 +156,16 @@ macro_rules! impl_store {
             let mut tx = self.begin().await?;
             let result = async {
                 let now = $crate::store::Store::now(self) as i64;
-                let before: String =
-                    $w::query_scalar("SELECT grants FROM blueprint WHERE id = $1")
-                        .bind(id.number())
-                        .fetch_optional(&mut *tx)
-                        .await?
-                        .ok_or_else(|| $crate::store::Error::NotFound(id.to_string()))?;
-                let before: Vec<$crate::grant::Grant> = rows::from_json(&before)?;
+                let before = Self::statements(&mut tx)
+                    .lock_blueprint(id)
+                    .await?
+                    .ok_or_else(|| $crate::store::Error::NotFound(id.to_string()))?;
+                let grants = change.apply(&before.grants).map_err(|missing| {
+                    $crate::store::Error::Precondition(format!(
+                        "{} has no grant {missing} to revoke",
+                        before.name
+                    ))
+                })?;
                 let row = $w::query("UPDATE blueprint SET grants = $1 WHERE id = $2 RETURNING *")
                     .bind(rows::json(&grants))
                     .bind(id.number())
@@ -170,8 +173,8 @@ macro_rules! impl_store {
                     .await?;
                 let message = format!(
                     "grants changed by {author} from [{}] to [{}]",
-                    grant_list(&before),
-                    grant_list(grants)
+                    grant_list(&before.grants),
+                    grant_list(&grants)
                 );
                 Self::statements(&mut tx)
                     .insert_log(id, "blueprint.grants", &message, now)

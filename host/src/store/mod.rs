@@ -31,7 +31,7 @@ pub use ids::{ObjectId, ParseIdError};
 pub use plan::{Plan, Target, Write};
 
 use crate::domain::{Attributes, ExecResult, LeaseStatus, ResourceStatus, Timestamp};
-use crate::grant::Grant;
+use crate::grant::{Grant, GrantChange};
 use serde::Serialize;
 use std::sync::Arc;
 use std::time::Duration;
@@ -677,11 +677,14 @@ pub trait Store: Send + Sync + 'static {
         update: BlueprintUpdate,
         author: &str,
     ) -> Result<Blueprint>;
-    /// Replaces a blueprint's grants, logging who changed them from what.
-    async fn blueprint_set_grants(
+    /// Changes a blueprint's grants, logging who changed them from what. The change is applied
+    /// to the grants read in the same transaction (the row locked), so concurrent changes all
+    /// land; revoking a grant the blueprint does not hold is refused
+    /// ([`Error::Precondition`]) and changes nothing.
+    async fn blueprint_change_grants(
         &self,
         id: ObjectId,
-        grants: &[Grant],
+        change: &GrantChange,
         author: &str,
     ) -> Result<Blueprint>;
     /// The wasm bytes of a component.

@@ -51,7 +51,7 @@ where
         apply_records_blueprint_failures_and_recovery,
         apply_nests_supporting_leases_one_deeper,
         apply_forgets_exec_results_of_another_acquisition,
-        blueprint_set_grants_logs_the_change,
+        blueprint_change_grants_logs_the_change,
         blueprint_update_switches_component_and_config_and_clears_failures,
         blueprint_update_refuses_an_update_prepared_from_a_replaced_version,
         lease_list_on_resource_lists_live_leases_only,
@@ -934,11 +934,12 @@ async fn apply_forgets_exec_results_of_another_acquisition(
     );
 }
 
-async fn blueprint_set_grants_logs_the_change(store: Arc<dyn Store>, _: Arc<ManualClock>) {
+async fn blueprint_change_grants_logs_the_change(store: Arc<dyn Store>, _: Arc<ManualClock>) {
     let blueprint = blueprint(store.as_ref(), "pool").await;
     let grants: Vec<crate::grant::Grant> = vec!["local:/srv/hosts".parse().unwrap()];
+    let change = granting(&grants);
     let changed = store
-        .blueprint_set_grants(blueprint, &grants, "cli:alice")
+        .blueprint_change_grants(blueprint, &change, "cli:alice")
         .await
         .unwrap();
     assert_eq!(changed.grants, grants);
@@ -955,10 +956,31 @@ async fn blueprint_set_grants_logs_the_change(store: Arc<dyn Store>, _: Arc<Manu
     );
     assert!(matches!(
         store
-            .blueprint_set_grants(ObjectId::Blueprint(99), &grants, "x")
+            .blueprint_change_grants(ObjectId::Blueprint(99), &change, "x")
             .await,
         Err(Error::NotFound(_))
     ));
+    let revoke_missing = crate::grant::GrantChange {
+        revoke: vec!["local:/srv/other".parse().unwrap()],
+        ..Default::default()
+    };
+    let refused = store
+        .blueprint_change_grants(blueprint, &revoke_missing, "x")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&refused, Error::Precondition(m) if m.contains("no grant local:/srv/other")),
+        "{refused:?}"
+    );
+    assert_eq!(store.blueprint_get(blueprint).await.unwrap().grants, grants);
+}
+
+/// A change that grants `grants`.
+fn granting(grants: &[crate::grant::Grant]) -> crate::grant::GrantChange {
+    crate::grant::GrantChange {
+        grant: grants.to_vec(),
+        ..Default::default()
+    }
 }
 
 async fn blueprint_update_switches_component_and_config_and_clears_failures(
@@ -1254,7 +1276,7 @@ async fn gc_keeps_the_history_of_live_objects_and_the_registration_audit(
     let bp = blueprint(store.as_ref(), "pool").await;
     let grants = vec!["local:/srv".parse().unwrap()];
     store
-        .blueprint_set_grants(bp, &grants, "cli:alice")
+        .blueprint_change_grants(bp, &granting(&grants), "cli:alice")
         .await
         .unwrap();
     store.blueprint_set_enabled(bp, false).await.unwrap();
