@@ -50,11 +50,11 @@ pub(super) async fn run(global: &Global, args: DoctorArgs) -> anyhow::Result<Exi
     let blueprints = match global.store(Access::Read).await {
         Ok(store) => match store.blueprint_list().await {
             Ok(blueprints) => {
-                let text = format!(
-                    "{} opened read-only; {} blueprints",
-                    global.database,
-                    blueprints.len()
-                );
+                let count = match blueprints.len() {
+                    1 => "1 blueprint".to_string(),
+                    n => format!("{n} blueprints"),
+                };
+                let text = format!("{} opened read-only; {count}", global.database);
                 report.line(Verdict::Ok, "store", &text);
                 Some(blueprints)
             }
