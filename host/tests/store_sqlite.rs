@@ -205,3 +205,45 @@ async fn a_write_waiting_for_another_process_lock_leaves_the_thread_free() {
         .unwrap();
     assert_eq!(made.len(), 1);
 }
+
+#[tokio::test]
+async fn the_installation_secret_is_kept_across_reopening_and_never_made_by_a_read() {
+    use drydock_host::store::Access;
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("drydock.db").display());
+    let first = SqliteStore::open(&url, Arc::new(SystemClock))
+        .await
+        .unwrap();
+    let reader = SqliteStore::open_with(&url, Arc::new(SystemClock), Access::Read)
+        .await
+        .unwrap();
+    assert!(
+        reader.installation_secret().await.is_err(),
+        "a read-only open cannot make the secret"
+    );
+    let secret = first.installation_secret().await.unwrap();
+    drop(first);
+    let again = SqliteStore::open(&url, Arc::new(SystemClock))
+        .await
+        .unwrap();
+    assert_eq!(
+        again.installation_secret().await.unwrap(),
+        secret,
+        "a restarted daemon finds the same secret"
+    );
+    assert_eq!(
+        reader.installation_secret().await.unwrap(),
+        secret,
+        "a read-only open reads the one there"
+    );
+    let other = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", other.path().join("drydock.db").display());
+    let elsewhere = SqliteStore::open(&url, Arc::new(SystemClock))
+        .await
+        .unwrap();
+    assert_ne!(
+        elsewhere.installation_secret().await.unwrap(),
+        secret,
+        "each installation has its own"
+    );
+}

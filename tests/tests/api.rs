@@ -884,3 +884,105 @@ async fn a_page_is_not_sent_again_while_nothing_changed() {
     assert_ne!(changed.headers()["etag"], tag);
     assert!(changed.text().await.unwrap().contains("L1"));
 }
+
+/// Ways the installation's secret could be printed: hex, base64, a byte list.
+fn spellings(secret: &[u8; 32]) -> Vec<String> {
+    use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+    let hex: String = secret.iter().map(|b| format!("{b:02x}")).collect();
+    vec![
+        hex.to_uppercase(),
+        hex,
+        STANDARD.encode(secret),
+        URL_SAFE_NO_PAD.encode(secret),
+        format!("{secret:?}"),
+        serde_json::to_string(&secret.to_vec()).unwrap(),
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_installation_secret_is_made_by_the_daemon_once_kept_and_never_shown() {
+    use drydock_host::store::{self, Access, Workload};
+    let env = Env::new();
+    env.add_blueprint("misbehave", MISBEHAVE_WASM, r#"{"mode": "world"}"#, &[])
+        .await;
+    let read = store::open(&env.url, Workload::Command, Access::Read)
+        .await
+        .unwrap();
+    assert!(
+        read.installation_secret().await.is_err(),
+        "neither `blueprint add` nor a read made a secret"
+    );
+    let mut daemon = env.serve(&[]);
+    let api = api(&env, &mut daemon).await;
+    // The daemon made it before it listened.
+    let secret = read.installation_secret().await.unwrap();
+
+    let lease = env.request_one("trouble", &[]).await.to_string();
+    let resource = wait_for("the allocation's step", || async {
+        let (_, resources) = api.get("/resources").await;
+        let id = resources[0]["id"].as_str()?.to_string();
+        let (_, steps) = api.get(&format!("/steps?object={lease}")).await;
+        steps.to_string().contains("random: ").then_some(id)
+    })
+    .await;
+    let mut shown = String::new();
+    for path in [
+        "/blueprints".to_string(),
+        "/blueprints/B1".into(),
+        "/leases".into(),
+        format!("/leases/{lease}"),
+        "/resources".into(),
+        format!("/resources/{resource}"),
+        "/commands".into(),
+        "/logs".into(),
+        format!("/steps?object={resource}"),
+        format!("/steps?object={lease}"),
+    ] {
+        shown.push_str(&api.get(&path).await.1.to_string());
+    }
+    for page in [
+        "/".to_string(),
+        "/blueprints".into(),
+        "/blueprints/B1".into(),
+        "/leases".into(),
+        format!("/leases/{lease}"),
+        "/resources".into(),
+        format!("/resources/{resource}"),
+        "/metrics".into(),
+    ] {
+        let url = format!("{}{page}", api.base);
+        shown.push_str(
+            &api.client
+                .get(url)
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap(),
+        );
+    }
+    shown.push_str(&env.ok(&["log", "--steps", &resource]).await);
+    shown.push_str(&env.ok(&["resource", "show", &resource]).await);
+    shown.push_str(&daemon.log_lines().join("\n"));
+    assert!(
+        shown.contains("random: "),
+        "the random bytes the blueprint drew are shown"
+    );
+    for spelling in spellings(&secret) {
+        // The message never prints the secret itself.
+        assert!(
+            !shown.contains(&spelling),
+            "the installation secret is shown in the API, a page or the log"
+        );
+    }
+
+    assert!(daemon.terminate().await, "the daemon stops cleanly");
+    let mut restarted = env.serve(&[]);
+    restarted.url().await;
+    assert_eq!(
+        read.installation_secret().await.unwrap(),
+        secret,
+        "a restarted daemon keeps the installation's secret"
+    );
+}

@@ -319,3 +319,48 @@ async fn blueprint_check_reports_guests_that_print_panic_or_sleep() {
         }
     }
 }
+
+/// The `random: …` line misbehave's `world` mode logs in allocate-resource, as one
+/// `blueprint check --lifecycle --json` run reports it.
+async fn checked_random_line(env: &Env, config: &str) -> String {
+    let out = env
+        .drydock(&[
+            "blueprint",
+            "check",
+            MISBEHAVE_WASM,
+            "--config",
+            config,
+            "--lifecycle",
+            "--json",
+        ])
+        .await;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let report: serde_json::Value = serde_json::from_str(&stdout)
+        .unwrap_or_else(|e| panic!("{e}: {stdout}{}", String::from_utf8_lossy(&out.stderr)));
+    let call = &report["lifecycle"]["calls"][0];
+    assert_eq!(call["hook"], "allocate-resource", "{report}");
+    call["steps"][0]["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find_map(|action| {
+            let text = action["log"].as_str()?;
+            text.starts_with("random: ").then(|| text.to_string())
+        })
+        .unwrap_or_else(|| panic!("no random line in {call}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_blueprint_check_runs_draw_different_random_bytes() {
+    let env = Env::new();
+    let config = env.dir().join("world.json");
+    std::fs::write(&config, r#"{"mode": "world"}"#).unwrap();
+    let config = config.to_str().unwrap();
+    // The same ids and clock in both runs: only the secret differs.
+    let first = checked_random_line(&env, config).await;
+    let second = checked_random_line(&env, config).await;
+    assert_ne!(
+        first, second,
+        "random bytes are not a function of what the steps show"
+    );
+}

@@ -175,6 +175,51 @@ async fn daemons_starting_together_migrate_once_and_a_newer_schema_is_refused() 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn daemons_starting_together_share_one_installation_secret_and_a_read_makes_none() {
+    let cluster = Cluster::start();
+    let url = cluster.database().await;
+    PgStore::open(&url).await.unwrap(); // the schema, without a secret yet
+    let reader = PgStore::open_with(
+        &url,
+        PgOptions {
+            access: drydock_host::store::Access::Read,
+            ..PgOptions::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert!(
+        reader.installation_secret().await.is_err(),
+        "a read-only open cannot make the secret"
+    );
+    let starts: Vec<_> = (0..4)
+        .map(|_| {
+            let url = url.clone();
+            tokio::spawn(async move {
+                let store = PgStore::open(&url).await.unwrap();
+                store.installation_secret().await.unwrap()
+            })
+        })
+        .collect();
+    let mut secrets = BTreeSet::new();
+    for start in starts {
+        secrets.insert(start.await.unwrap());
+    }
+    assert_eq!(secrets.len(), 1, "one secret for every daemon");
+    let again = PgStore::open(&url).await.unwrap();
+    assert_eq!(
+        Some(&again.installation_secret().await.unwrap()),
+        secrets.first(),
+        "a restarted daemon finds the same secret"
+    );
+    assert_eq!(
+        Some(&reader.installation_secret().await.unwrap()),
+        secrets.first(),
+        "a read-only open reads the one there"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_connection_lost_mid_transaction_writes_nothing_and_the_retry_succeeds() {
     let cluster = Cluster::start();
     let url = cluster.database().await;

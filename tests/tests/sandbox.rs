@@ -2,7 +2,7 @@
 //! error an operator can act on.
 
 use drydock_host::domain::{Action, CallContext, LeaseSnapshot, LeaseStatus, Outcome};
-use drydock_host::plugin::{Error, Plugin, Runtime, RuntimeConfig};
+use drydock_host::plugin::{Error, Plugin, Runtime, RuntimeConfig, SeedSecret};
 use drydock_tests::{FUTURE_CONTRACT_WASM, MISBEHAVE_WASM, SLEEPY_WASM, WRONG_SHAPE_WASM};
 use std::path::Path;
 use std::sync::OnceLock;
@@ -270,7 +270,11 @@ fn world_ctx(now: u64, lease: &str) -> CallContext {
 }
 
 async fn world_logs(ctx: &CallContext) -> Vec<String> {
-    let step = misbehave().allocate_resource(ctx).await.unwrap().value;
+    world_logs_of(misbehave(), ctx).await
+}
+
+async fn world_logs_of(plugin: &Plugin, ctx: &CallContext) -> Vec<String> {
+    let step = plugin.allocate_resource(ctx).await.unwrap().value;
     step.actions
         .iter()
         .filter_map(|a| match a {
@@ -301,6 +305,42 @@ async fn time_and_randomness_come_from_the_call() {
         "randomness differs between objects"
     );
     assert_ne!(later[1], first[1], "and between calls");
+}
+
+#[tokio::test]
+async fn randomness_is_keyed_by_the_installations_secret() {
+    let ctx = world_ctx(1_700_000_123_456, "L1");
+    let secret = [3; 32];
+    let recorded =
+        world_logs_of(&misbehave().with_seed_secret(SeedSecret::new(secret)), &ctx).await;
+    let replayed =
+        world_logs_of(&misbehave().with_seed_secret(SeedSecret::new(secret)), &ctx).await;
+    assert_eq!(
+        replayed, recorded,
+        "the same secret gives the same call the same bytes"
+    );
+    let elsewhere = world_logs_of(
+        &misbehave().with_seed_secret(SeedSecret::new([4; 32])),
+        &ctx,
+    )
+    .await;
+    assert_eq!(elsewhere[0], recorded[0], "the clock is the call's");
+    assert_ne!(
+        elsewhere[1], recorded[1],
+        "another installation's secret gives the same call other bytes"
+    );
+    let fresh = Runtime::new(RuntimeConfig {
+        cache_dir: None,
+        ..RuntimeConfig::default()
+    })
+    .unwrap()
+    .load_file(Path::new(MISBEHAVE_WASM))
+    .unwrap();
+    assert_ne!(
+        world_logs_of(&fresh, &ctx).await[1],
+        world_logs(&ctx).await[1],
+        "each runtime config draws its own secret by default"
+    );
 }
 
 #[tokio::test]

@@ -2,7 +2,7 @@
 
 use super::Global;
 use crate::daemon::{self, DaemonConfig};
-use crate::plugin::{Runtime, RuntimeConfig};
+use crate::plugin::{Runtime, RuntimeConfig, SeedSecret};
 use crate::queue::Queue;
 use crate::store::{self, Access, Store, Workload};
 use crate::web::{self, AppState, auth::Tokens};
@@ -122,10 +122,17 @@ pub(super) async fn run(global: &Global, args: ServeArgs) -> anyhow::Result<Exit
     if let Some(warning) = confinement.warning() {
         web::warn_about_execs(warning);
     }
+    // Made at the first start and kept in the store: a recorded call gets the same random
+    // bytes again on this installation, and nobody without the database can recompute them.
+    let seed_secret = store
+        .installation_secret()
+        .await
+        .context("reading the installation's seed secret")?;
     let runtime = Runtime::new(RuntimeConfig {
         call_timeout: args.call_timeout,
         memory_limit: args.memory_mib << 20,
         max_component_bytes: args.max_component_mib << 20,
+        seed_secret: SeedSecret::new(seed_secret),
         ..RuntimeConfig::default()
     })?;
     let config = DaemonConfig {

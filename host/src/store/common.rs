@@ -251,6 +251,38 @@ macro_rules! impl_store {
                 .ok_or_else(|| $crate::store::Error::NotFound(format!("component {digest}")))
         }
 
+        async fn installation_secret(&self) -> $crate::store::Result<[u8; 32]> {
+            use $crate::store::common::{SEED_SECRET_KEY, secret_bytes};
+            let stored: Option<Vec<u8>> =
+                sqlx::query_scalar("SELECT value FROM installation WHERE key = $1")
+                    .bind(SEED_SECRET_KEY)
+                    .fetch_optional(self.reader())
+                    .await?;
+            if let Some(stored) = stored {
+                return secret_bytes(&stored);
+            }
+            let fresh: [u8; 32] = rand::random();
+            let mut tx = self.begin().await?;
+            let result = async {
+                $w::query(
+                    "INSERT INTO installation (key, value) VALUES ($1, $2)
+                     ON CONFLICT (key) DO NOTHING",
+                )
+                .bind(SEED_SECRET_KEY)
+                .bind(&fresh[..])
+                .execute(&mut *tx)
+                .await?;
+                let stored: Vec<u8> =
+                    $w::query_scalar("SELECT value FROM installation WHERE key = $1")
+                        .bind(SEED_SECRET_KEY)
+                        .fetch_one(&mut *tx)
+                        .await?;
+                secret_bytes(&stored)
+            }
+            .await;
+            tx.finish(result).await
+        }
+
         async fn resource_get(
             &self,
             id: $crate::store::ObjectId,
@@ -947,6 +979,20 @@ macro_rules! fetch_page {
     }};
 }
 pub(crate) use fetch_page;
+
+/// The `installation` row holding the secret mixed into blueprint calls' random seeds.
+pub(crate) const SEED_SECRET_KEY: &str = "seed-secret";
+
+/// The stored installation secret as its 32 bytes; a value of another length is corrupt (the
+/// error says how long it was, never what it holds).
+pub(crate) fn secret_bytes(stored: &[u8]) -> super::Result<[u8; 32]> {
+    stored.try_into().map_err(|_| {
+        super::Error::Corrupt(format!(
+            "the installation's seed secret is {} bytes, not 32",
+            stored.len()
+        ))
+    })
+}
 
 /// A value bound to a statement built at run time.
 pub(crate) enum Bind {

@@ -690,6 +690,14 @@ pub trait Store: Send + Sync + 'static {
     /// The wasm bytes of a component.
     async fn component_get(&self, digest: &str) -> Result<Vec<u8>>;
 
+    /// The installation's secret: 32 random bytes the daemon mixes into every blueprint call's
+    /// random seed (`plugin::SeedSecret`). Read if it exists; otherwise made and stored in one
+    /// transaction that keeps whichever one a racing process stored first, so every later call
+    /// and every other handle on the database gets the same. Making it writes, so a store
+    /// opened for reading ([`Access::Read`]) fails where none exists yet, and creates nothing.
+    /// Never shown: no API, page or log prints it.
+    async fn installation_secret(&self) -> Result<[u8; 32]>;
+
     /// A resource by id.
     async fn resource_get(&self, id: ObjectId) -> Result<Resource>;
     /// Resources, optionally of one status, by id.

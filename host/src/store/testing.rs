@@ -63,6 +63,7 @@ where
         step_list_keeps_the_audit_trail_in_order,
         apply_batch_keeps_each_plan_all_or_nothing,
         lease_with_commands_reads_the_pending_ones,
+        installation_secret_is_made_once_and_kept,
     );
 }
 
@@ -1709,4 +1710,18 @@ async fn lease_with_commands_reads_the_pending_ones(store: Arc<dyn Store>, _: Ar
 
     let missing = store.lease_with_commands(ObjectId::Lease(999)).await;
     assert!(matches!(missing, Err(Error::NotFound(_))), "{missing:?}");
+}
+
+async fn installation_secret_is_made_once_and_kept(store: Arc<dyn Store>, _: Arc<ManualClock>) {
+    let (first, racing) = tokio::join!(store.installation_secret(), store.installation_secret());
+    let first = first.unwrap();
+    assert_eq!(racing.unwrap(), first, "two first calls keep one secret");
+    assert_ne!(first, [0; 32]);
+    assert_eq!(
+        store.installation_secret().await.unwrap(),
+        first,
+        "later calls read the same secret"
+    );
+    let logs = store.log_list(None, 0, 1000).await.unwrap();
+    assert!(logs.is_empty(), "making it logs nothing: {logs:?}");
 }

@@ -6,8 +6,9 @@
 //! large or built for an incompatible contract, and pre-links it against a WASI that grants
 //! nothing. The resulting [`Plugin`] has one typed async method per blueprint export; each call
 //! gets a fresh instance, a deadline, a memory cap, captured output and a [`CallWorld`] (its
-//! clocks and random numbers), and returns host `domain` types. Steps are validated by `action`
-//! before they are returned, so a caller never sees an invalid one.
+//! clocks and random numbers, keyed by the installation's [`SeedSecret`]), and returns host
+//! `domain` types. Steps are validated by `action` before they are returned, so a caller never
+//! sees an invalid one.
 //!
 //! The deadline cannot be escaped. Calls run on wasmtime's async support: the guest yields to
 //! the executor at every epoch tick and traps at the first tick past its deadline, and the whole
@@ -23,7 +24,7 @@ mod convert;
 mod sandbox;
 
 pub use cache::{ComponentCache, digest};
-pub use sandbox::CallWorld;
+pub use sandbox::{CallWorld, SeedSecret};
 
 use crate::action::{self, Scope, Subject};
 use crate::domain::{AllocationVerdict, CallContext, CommandInterface, Description, Step};
@@ -70,6 +71,14 @@ pub struct RuntimeConfig {
     pub cache_dir: Option<std::path::PathBuf>,
     /// Caps on returned steps.
     pub action_limits: action::Limits,
+    /// The secret mixed into every call's random seed ([`CallWorld`]), so that the random
+    /// bytes a blueprint reads cannot be recomputed from the call's public parts (its time,
+    /// hook and object ids, which the steps API shows). The daemon passes its installation's,
+    /// kept in the store (`Store::installation_secret`), so a recorded call gives the same
+    /// bytes again on the same installation; the default is a fresh random secret for each
+    /// config, what commands without a daemon use (`blueprint add`/`check`/`test`, `exec`).
+    /// `Debug` never prints it.
+    pub seed_secret: SeedSecret,
 }
 
 impl Default for RuntimeConfig {
@@ -82,6 +91,7 @@ impl Default for RuntimeConfig {
             max_component_bytes: DEFAULT_MAX_COMPONENT_BYTES,
             cache_dir: ComponentCache::default_dir(),
             action_limits: action::Limits::default(),
+            seed_secret: SeedSecret::random(),
         }
     }
 }
@@ -405,6 +415,7 @@ impl Runtime {
             pre,
             contract,
             digest: wasm_digest,
+            seed_secret: shared.config.seed_secret.clone(),
         })
     }
 }
@@ -450,6 +461,8 @@ pub struct Plugin {
     pre: BlueprintPre<Sandbox>,
     contract: String,
     digest: String,
+    /// Keys its calls' random seeds: the runtime's, unless [`Plugin::with_seed_secret`].
+    seed_secret: SeedSecret,
 }
 
 impl Plugin {
@@ -463,9 +476,18 @@ impl Plugin {
         &self.digest
     }
 
+    /// The same component, its calls' random seeds keyed by `secret` instead of the runtime's
+    /// (the test kit gives each harness its own; a test pins one to replay a call).
+    pub fn with_seed_secret(&self, secret: SeedSecret) -> Plugin {
+        Plugin {
+            seed_secret: secret,
+            ..self.clone()
+        }
+    }
+
     /// `describe`: what the component is.
     pub async fn describe(&self) -> Result<Called<Description>, Error> {
-        let world = CallWorld::new(0, &[Hook::Describe.name()]);
+        let world = CallWorld::new(&self.seed_secret, 0, &[Hook::Describe.name()]);
         self.call(Hook::Describe, world, |api, store| {
             Box::pin(api.call_describe(store))
         })
@@ -475,7 +497,7 @@ impl Plugin {
 
     /// `validate-config`: `Ok(Err(reason))` when the component refuses the config.
     pub async fn validate_config(&self, config: &str) -> Result<Called<Result<(), String>>, Error> {
-        let world = CallWorld::new(0, &[Hook::ValidateConfig.name(), config]);
+        let world = CallWorld::new(&self.seed_secret, 0, &[Hook::ValidateConfig.name(), config]);
         let config = config.to_string();
         self.call(Hook::ValidateConfig, world, move |api, store| {
             Box::pin(async move { api.call_validate_config(store, &config).await })
@@ -491,7 +513,7 @@ impl Plugin {
         let wit = convert::context_to_wit(ctx);
         self.call(
             Hook::CanAllocateResource,
-            world(Hook::CanAllocateResource, ctx),
+            world(&self.seed_secret, Hook::CanAllocateResource, ctx),
             move |api, store| {
                 Box::pin(async move { api.call_can_allocate_resource(store, &wit).await })
             },
@@ -505,7 +527,7 @@ impl Plugin {
         let wit = convert::context_to_wit(ctx);
         self.call(
             Hook::CanAcquireLease,
-            world(Hook::CanAcquireLease, ctx),
+            world(&self.seed_secret, Hook::CanAcquireLease, ctx),
             move |api, store| {
                 Box::pin(async move { api.call_can_acquire_lease(store, &wit).await })
             },
@@ -522,7 +544,7 @@ impl Plugin {
         let wit = convert::context_to_wit(ctx);
         self.call(
             Hook::Interface,
-            world(Hook::Interface, ctx),
+            world(&self.seed_secret, Hook::Interface, ctx),
             move |api, store| Box::pin(async move { api.call_interface(store, &wit).await }),
         )
         .await
@@ -562,8 +584,9 @@ impl Plugin {
     /// Calls a step-returning hook and validates the step against what the call may touch.
     pub async fn step(&self, hook: Hook, ctx: &CallContext) -> Result<Called<Step>, Error> {
         let wit = convert::context_to_wit(ctx);
+        let world = world(&self.seed_secret, hook, ctx);
         let called = self
-            .call(hook, world(hook, ctx), move |api, store| {
+            .call(hook, world, move |api, store| {
                 Box::pin(async move {
                     match hook {
                         Hook::AllocateResource => api.call_allocate_resource(store, &wit).await,
@@ -704,12 +727,13 @@ impl<T> Called<T> {
 /// The future of one guest export call, borrowing the instance and the store.
 type GuestCall<'a, R> = Pin<Box<dyn Future<Output = wasmtime::Result<R>> + Send + 'a>>;
 
-/// A call's world: its time, and randomness seeded by the hook and the objects under call.
-fn world(hook: Hook, ctx: &CallContext) -> CallWorld {
+/// A call's world: its time, and randomness seeded by the secret, the hook and the objects
+/// under call.
+fn world(secret: &SeedSecret, hook: Hook, ctx: &CallContext) -> CallWorld {
     let resource = ctx.resource.as_ref().map_or("", |r| r.id.as_str());
     let lease = ctx.lease.as_ref().map_or("", |l| l.id.as_str());
     let round = ctx.exec_results.len().to_string();
-    CallWorld::new(ctx.now, &[hook.name(), resource, lease, &round])
+    CallWorld::new(secret, ctx.now, &[hook.name(), resource, lease, &round])
 }
 
 fn supporting_keys(ctx: &CallContext) -> BTreeSet<String> {

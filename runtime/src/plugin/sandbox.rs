@@ -5,9 +5,11 @@
 //! linked, but the context has no preopened directory, no environment, no arguments, no stdin,
 //! no network and no name lookup. What a guest can read of time and randomness comes from the
 //! call itself ([`CallWorld`]): the wall clock reads the call's `now`, the monotonic clock starts
-//! at zero when the call starts, and random bytes come from a seed derived from the hook, the
-//! objects under call and `now`. The same context therefore gives the same step, and a guest
-//! learns nothing of the host (its uptime, its entropy pool). Whatever the guest prints goes to
+//! at zero when the call starts, and random bytes come from a seed derived from the
+//! installation's [`SeedSecret`], the hook, the objects under call and `now`. The same context
+//! on the same installation therefore gives the same step, a guest learns nothing of the host
+//! (its uptime, its entropy pool), and nobody without the secret can recompute the bytes from
+//! what the steps API shows (the call's time, hook and ids). Whatever the guest prints goes to
 //! capped in-memory buffers and is attached to the call's result; past the cap it is counted and
 //! dropped, never an error the guest could trip over.
 
@@ -29,7 +31,35 @@ use wasmtime_wasi::{
 /// The largest `get-random-bytes` request a guest may make (WASI's default is 64 MiB).
 const MAX_RANDOM_BYTES: u64 = 64 << 10;
 
-/// What one call's WASI shows of time and randomness: derived from the call, not the host.
+/// The secret mixed into every call's seed: per installation, so that the random bytes a
+/// blueprint reads (and the passwords or keys it makes of them) cannot be recomputed from the
+/// call's public parts. The daemon keeps one in its store, made at its first start; commands
+/// without a daemon take a fresh [`SeedSecret::random`] one. Its bytes are never shown: `Debug`
+/// prints a placeholder, and nothing reads them back out.
+#[derive(Clone)]
+pub struct SeedSecret([u8; 32]);
+
+impl SeedSecret {
+    /// The secret made of `bytes` (the installation's, as its store keeps it).
+    pub fn new(bytes: [u8; 32]) -> Self {
+        SeedSecret(bytes)
+    }
+
+    /// A fresh secret from the operating system's randomness (through `rand`'s thread-local
+    /// generator, seeded from it): what a process without a daemon's store uses.
+    pub fn random() -> Self {
+        SeedSecret(rand::random())
+    }
+}
+
+impl std::fmt::Debug for SeedSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SeedSecret(<redacted>)")
+    }
+}
+
+/// What one call's WASI shows of time and randomness: derived from the call and the
+/// installation's secret, not the host.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CallWorld {
     /// What the wall clock reads, in milliseconds since the Unix epoch.
@@ -40,18 +70,25 @@ pub struct CallWorld {
 
 impl CallWorld {
     /// The world of a call: `parts` name it (the hook, the objects under call), `now_ms` is its
-    /// time. Equal inputs give equal worlds.
-    pub fn new(now_ms: u64, parts: &[&str]) -> Self {
-        let mut hash = Sha256::new();
-        hash.update(b"drydock call world\0");
-        hash.update(now_ms.to_le_bytes());
+    /// time, and `secret` keys the seed. Equal inputs give equal worlds; without the secret the
+    /// seed cannot be told from random. The seed is SHA-256(domain, secret, SHA-256(domain,
+    /// now, parts)): the secret keys a hash of fixed-length input, so the construction has no
+    /// length extension to worry about.
+    pub fn new(secret: &SeedSecret, now_ms: u64, parts: &[&str]) -> Self {
+        let mut call = Sha256::new();
+        call.update(b"drydock call world\0");
+        call.update(now_ms.to_le_bytes());
         for part in parts {
-            hash.update((part.len() as u64).to_le_bytes());
-            hash.update(part.as_bytes());
+            call.update((part.len() as u64).to_le_bytes());
+            call.update(part.as_bytes());
         }
+        let mut keyed = Sha256::new();
+        keyed.update(b"drydock call seed\0");
+        keyed.update(secret.0);
+        keyed.update(call.finalize());
         CallWorld {
             now_ms,
-            seed: hash.finalize().into(),
+            seed: keyed.finalize().into(),
         }
     }
 
@@ -298,18 +335,57 @@ mod tests {
     use super::*;
 
     #[test]
-    fn worlds_are_derived_from_the_call_alone() {
-        let a = CallWorld::new(5, &["allocate-resource", "R1", "L2"]);
-        assert_eq!(a, CallWorld::new(5, &["allocate-resource", "R1", "L2"]));
-        assert_ne!(
-            a.seed,
-            CallWorld::new(6, &["allocate-resource", "R1", "L2"]).seed
+    fn worlds_are_derived_from_the_call_and_the_secret_alone() {
+        let secret = SeedSecret::new([7; 32]);
+        let a = CallWorld::new(&secret, 5, &["allocate-resource", "R1", "L2"]);
+        assert_eq!(
+            a,
+            CallWorld::new(&secret, 5, &["allocate-resource", "R1", "L2"]),
+            "the same secret and call give the same world: a recorded call replays"
+        );
+        assert_eq!(
+            a,
+            CallWorld::new(&secret.clone(), 5, &["allocate-resource", "R1", "L2"])
         );
         assert_ne!(
             a.seed,
-            CallWorld::new(5, &["allocate-resource", "R1L2"]).seed
+            CallWorld::new(&secret, 6, &["allocate-resource", "R1", "L2"]).seed
+        );
+        assert_ne!(
+            a.seed,
+            CallWorld::new(&secret, 5, &["allocate-resource", "R1L2"]).seed
+        );
+        assert_ne!(
+            a.seed,
+            CallWorld::new(
+                &SeedSecret::new([8; 32]),
+                5,
+                &["allocate-resource", "R1", "L2"]
+            )
+            .seed,
+            "another installation's secret gives other bytes for the same call"
         );
         assert_ne!(a.derive("secure"), a.derive("insecure"));
+    }
+
+    #[test]
+    fn a_seed_secret_is_random_and_never_printed() {
+        let (one, two) = (SeedSecret::random(), SeedSecret::random());
+        assert_ne!(one.0, two.0);
+        assert_ne!(one.0, [0; 32]);
+        assert_eq!(format!("{one:?}"), "SeedSecret(<redacted>)");
+        let config = format!(
+            "{:?}",
+            super::super::RuntimeConfig {
+                seed_secret: one.clone(),
+                ..Default::default()
+            }
+        );
+        assert!(
+            config.contains("seed_secret: SeedSecret(<redacted>)"),
+            "{config}"
+        );
+        assert!(!config.contains(&format!("{:?}", one.0)), "{config}");
     }
 
     #[test]

@@ -7,6 +7,11 @@
 //! supplies, and moves statuses along when a hook is done. Supporting leases can be served by a
 //! local directory ([`Harness::supply`]) and execs run for real there ([`Harness::run_execs`]).
 //!
+//! Each harness keys its calls' random seeds with a fresh random secret, as each installation of
+//! the daemon does with its own: the random bytes a component reads differ from one harness (one
+//! `blueprint check` run) to the next, while ids and the clock stay the same. Pin one with
+//! [`Harness::set_seed_secret`] to get the same bytes in every run.
+//!
 //! ```no_run
 //! use drydock_runtime::testkit::Harness;
 //! use drydock_runtime::domain::{LeaseStatus, ResourceStatus};
@@ -37,7 +42,7 @@ use crate::domain::{
     SupportingLease,
 };
 use crate::grant::{self, Authorized, Grant};
-use crate::plugin::{Hook, Plugin, Runtime, RuntimeConfig};
+use crate::plugin::{Hook, Plugin, Runtime, RuntimeConfig, SeedSecret};
 use anyhow::{Context as _, anyhow, bail};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -156,14 +161,16 @@ impl Harness {
         Ok(kit)
     }
 
-    /// A harness over an already loaded plugin, with the config `{}` (not validated).
+    /// A harness over an already loaded plugin, with the config `{}` (not validated). Its calls'
+    /// random seeds are keyed by a fresh random secret of its own, whatever the plugin's runtime
+    /// has ([`Harness::set_seed_secret`] pins one).
     pub fn over(plugin: Plugin) -> anyhow::Result<Self> {
         let calls = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .context("starting the test kit's runtime")?;
         Ok(Harness {
-            plugin,
+            plugin: plugin.with_seed_secret(SeedSecret::random()),
             calls,
             config: "{}".to_string(),
             grants: Vec::new(),
@@ -237,6 +244,12 @@ impl Harness {
     /// sandbox (`exec::confine`) is not applied here.
     pub fn run_execs(&mut self) {
         self.execs_for_real = true;
+    }
+
+    /// Keys every later call's random seed with `secret` instead of the harness's random one:
+    /// the same secret gives the same random bytes to the same call, run after run.
+    pub fn set_seed_secret(&mut self, secret: SeedSecret) {
+        self.plugin = self.plugin.with_seed_secret(secret);
     }
 
     /// Moves the harness clock forward.
