@@ -5,8 +5,8 @@
 #   host-pool   (Rust)        type `host`, blueprints/host-pool/example.json,
 #                             local:/tmp/drydock,ro=/tmp/demo.git (its execs may read the README's
 #                             demo repository)
-#   working-copy (Rust)       type `working-copy`, git working copies on those hosts (no grant: it
-#                             narrows its host leases' interfaces)
+#   working-copy (Rust)       type `working-copy`, git working copies on those hosts: use:host-pool
+#                             (authorized to lease host-pool's hosts; it narrows their interfaces)
 #   scratch-py  (Python)      type `scratch`, blueprints/scratch-py/example.json, local:/tmp/drydock-scratch
 #   scratch-js  (JavaScript)  type `scratch`, blueprints/scratch-js/example.json, local:/tmp/drydock-scratch
 # Extra arguments go to `drydock serve`.
@@ -45,7 +45,7 @@ register() { # NAME WASM [GRANT] (another daemon starting on the same database m
     fi
 }
 register host-pool target/guests/wasm32-wasip2/guest/host_pool.wasm local:/tmp/drydock,ro=/tmp/demo.git
-register working-copy target/guests/wasm32-wasip2/guest/working_copy.wasm
+register working-copy target/guests/wasm32-wasip2/guest/working_copy.wasm use:host-pool
 register scratch-py target/guests/scratch-py.wasm local:/tmp/drydock-scratch
 register scratch-js target/guests/scratch-js.wasm local:/tmp/drydock-scratch
 mkdir -p /tmp/drydock

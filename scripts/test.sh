@@ -7,6 +7,15 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/common.sh
 
+# Prints how long each stage took, so a slow one shows in CI's log.
+stage_started=$SECONDS
+stage() {
+    echo "== $1 (after $((SECONDS - stage_started)) s)"
+}
+trap 'echo "== done in $((SECONDS - stage_started)) s"' EXIT
+
+stage "toolchains"
+
 # tests/build.rs builds the Rust guests; tests/tests/languages.rs the Python and JS blueprints.
 install_blueprint_toolchains
 rustup component add rustfmt clippy
@@ -36,6 +45,11 @@ install_exec_sandbox
 need mount
 need flock
 
+stage "fmt"
 cargo fmt --all --check
+stage "clippy"
 cargo clippy --workspace --all-targets -- -D warnings
+stage "build the tests"
+cargo test --workspace --no-run
+stage "test"
 cargo test --workspace

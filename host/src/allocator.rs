@@ -32,12 +32,18 @@ struct Refusals {
 /// Finds or makes a resource for `lease`, or says why it must wait.
 pub async fn allocate(w: &Workers, held: &Held, lease: &Lease) -> Result<Next, RunError> {
     let generation = w.store.capacity_generation(&lease.resource_type).await?;
-    let blueprints = candidates(w, lease).await?;
+    let all = w.store.blueprint_list().await?;
+    let requester = requester(w, lease, &all).await?;
+    let blueprints = candidates(&all, lease, requester);
     if blueprints.is_empty() {
-        let why = format!(
-            "no enabled, allowed blueprint makes {:?} resources",
-            lease.resource_type
-        );
+        let why = requester
+            .and_then(|r| crate::authorization::refusal(r, &lease.resource_type, &all))
+            .unwrap_or_else(|| {
+                format!(
+                    "no enabled, allowed blueprint makes {:?} resources",
+                    lease.resource_type
+                )
+            });
         held.apply(&crate::worker::break_lease(
             lease,
             "lease.no-blueprints",
@@ -139,15 +145,28 @@ fn backing_off(blueprint: &Blueprint) -> String {
     )
 }
 
-/// Enabled blueprints of the lease's type that the lease allows.
-async fn candidates(w: &Workers, lease: &Lease) -> Result<Vec<Blueprint>, RunError> {
-    Ok(w.store
-        .blueprint_list()
-        .await?
-        .into_iter()
+/// For a supporting lease, the blueprint of the resource that requested it.
+async fn requester<'a>(
+    w: &Workers,
+    lease: &Lease,
+    all: &'a [Blueprint],
+) -> Result<Option<&'a Blueprint>, RunError> {
+    let Some(parent) = lease.parent_resource_id else {
+        return Ok(None);
+    };
+    let parent = w.store.resource_get(parent).await?;
+    Ok(all.iter().find(|b| b.id == parent.blueprint_id))
+}
+
+/// Enabled blueprints of the lease's type that the lease allows and, for a supporting lease,
+/// that its requester is authorized to use.
+fn candidates(all: &[Blueprint], lease: &Lease, requester: Option<&Blueprint>) -> Vec<Blueprint> {
+    all.iter()
         .filter(|b| b.enabled && b.resource_type == lease.resource_type)
         .filter(|b| lease.allowed_blueprints.is_empty() || lease.allowed_blueprints.contains(&b.id))
-        .collect())
+        .filter(|b| requester.is_none_or(|r| crate::authorization::may_use(r, b)))
+        .cloned()
+        .collect()
 }
 
 fn blueprint_of<'a>(blueprints: &'a [Blueprint], resource: &Resource) -> &'a Blueprint {

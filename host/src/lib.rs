@@ -13,6 +13,7 @@
 //! - [`commit`]: group commit: many workers' fenced plans share one durable transaction.
 //! - [`worker`]: the lease and resource state machines, the single writer of each object.
 //! - [`allocator`]: finding or making a resource for a pending lease.
+//! - [`authorization`]: which blueprints a blueprint may hold supporting leases on.
 //! - [`daemon`]: the dispatcher behind `drydock serve`.
 //! - [`ops`]: the operations users ask for, shared by the CLI and the HTTP API.
 //! - [`web`]: the HTTP API and the server-rendered web UI.
@@ -27,6 +28,7 @@
 pub use drydock_runtime::{action, domain, exec, grant, plugin, testkit, text};
 
 pub mod allocator;
+pub mod authorization;
 pub mod cli;
 pub mod commit;
 pub mod daemon;

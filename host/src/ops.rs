@@ -92,6 +92,7 @@ pub async fn add_blueprint(
 ) -> Result<Blueprint> {
     action::check_key("blueprint name", &request.name).map_err(Error::BadInput)?;
     let grants = parse_grants(&request.grants)?;
+    check_authorizations(store, &grants, &request.name).await?;
     let plugin = load(runtime, request.wasm.clone()).await?;
     let description = plugin
         .describe()
@@ -262,6 +263,30 @@ pub fn parse_grants(texts: &[String]) -> Result<Vec<Grant>> {
         .collect()
 }
 
+/// Refuses an authorization (`use:NAME`) that names no registered blueprint, other than `own`
+/// (the blueprint given it, which may lease from itself).
+async fn check_authorizations(store: &dyn Store, grants: &[Grant], own: &str) -> Result<()> {
+    for grant in grants {
+        let Grant::Use { blueprint } = grant else {
+            continue;
+        };
+        if blueprint == own {
+            continue;
+        }
+        match store.blueprint_by_name(blueprint).await {
+            Err(store::Error::NotFound(_)) => {
+                return Err(Error::BadInput(format!(
+                    "{grant} names no registered blueprint: add {blueprint:?} first                      (`drydock blueprint list` shows those there are)"
+                )));
+            }
+            found => {
+                found?;
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Changes a blueprint's grants: adds `grant`, removes `revoke`; the log says who and how. A
 /// local directory granted again gets the new grant's options (`ro=`, caps) in place of its
 /// old ones, and revoking `local:DIR` revokes DIR's grant whatever its options. The change is
@@ -278,6 +303,7 @@ pub async fn change_grants(
         grant: parse_grants(grant)?,
         revoke: parse_grants(revoke)?,
     };
+    check_authorizations(store, &change.grant, &blueprint.name).await?;
     match store
         .blueprint_change_grants(blueprint.id, &change, author)
         .await

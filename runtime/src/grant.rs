@@ -19,6 +19,12 @@
 //! each at 256 processes and 1 GiB (`exec::confine` has the whole sandbox and the defaults). An
 //! interface that narrows a supporting lease's keeps that lease's options.
 //!
+//! A grant may also be an **authorization** to hold supporting leases on another blueprint
+//! (`use:host-pool`, given with `drydock blueprint authorize working-copy --use host-pool`):
+//! without one, a blueprint's request for a supporting lease is refused (the host checks it in
+//! `authorization`), so the commands another blueprint was granted are never lent to a
+//! blueprint the operator did not name.
+//!
 //! No grant, no interface. The check is lexical; [`Authorized::anchor`] names the granted
 //! directory a local root was authorised beneath (through any number of narrowings), and `exec`
 //! opens the root from there without following any symbolic link, so a link a blueprint planted
@@ -57,6 +63,12 @@ pub enum Grant {
         /// Absolute, normalised directory.
         dir: String,
     },
+    /// An authorization: supporting leases on the blueprint of this name, and commands through
+    /// them (`use:host-pool`).
+    Use {
+        /// The name of the blueprint whose resources it may lease.
+        blueprint: String,
+    },
 }
 
 impl fmt::Display for Grant {
@@ -68,6 +80,7 @@ impl fmt::Display for Grant {
                 port.map_or(Ok(()), |port| write!(f, ":{port}"))
             }
             Grant::SshKey { dir } => write!(f, "ssh-key:{dir}"),
+            Grant::Use { blueprint } => write!(f, "use:{blueprint}"),
         }
     }
 }
@@ -77,7 +90,7 @@ impl FromStr for Grant {
 
     fn from_str(text: &str) -> Result<Self, String> {
         let usage = "use local:/DIR[,ro=/PATH]…[,pids=N][,memory=SIZE], ssh:USER@HOST[:PORT] \
-                     (`*` matches any run of characters) or ssh-key:/DIR";
+                     (`*` matches any run of characters), ssh-key:/DIR or use:BLUEPRINT";
         let (kind, rest) = text
             .split_once(':')
             .ok_or_else(|| format!("grant {text:?} has no kind; {usage}"))?;
@@ -95,6 +108,12 @@ impl FromStr for Grant {
                 dir: check_path("the ssh-key grant's directory", rest)?,
             }),
             "ssh" => parse_ssh_grant(rest).map_err(|why| format!("grant {text:?}: {why}; {usage}")),
+            "use" => {
+                crate::action::check_key("the use grant's blueprint name", rest)?;
+                Ok(Grant::Use {
+                    blueprint: rest.into(),
+                })
+            }
             other => Err(format!("grant kind {other:?} is unknown; {usage}")),
         }
     }
@@ -595,6 +614,23 @@ mod tests {
 
     fn grants(texts: &[&str]) -> Vec<Grant> {
         texts.iter().map(|t| t.parse().unwrap()).collect()
+    }
+
+    #[test]
+    fn a_use_grant_names_a_blueprint_and_authorizes_no_interface() {
+        let grant: Grant = "use:host-pool".parse().unwrap();
+        assert_eq!(
+            grant,
+            Grant::Use {
+                blueprint: "host-pool".into()
+            }
+        );
+        assert_eq!(grant.to_string(), "use:host-pool");
+        for bad in ["use:", "use:Host Pool", "use:../x"] {
+            let error = bad.parse::<Grant>().unwrap_err();
+            assert!(error.contains("blueprint name"), "{bad}: {error}");
+        }
+        assert!(authorize(&local("/srv/hosts/a"), &[grant], &[]).is_err());
     }
 
     #[test]

@@ -33,7 +33,10 @@ async fn main() {
     env.add_host_pool().await;
     for (name, mode) in HOSTILE {
         let config = format!(r#"{{"mode": "{mode}"}}"#);
-        env.add_blueprint(name, MISBEHAVE_WASM, &config, &[]).await;
+        // Each authorized to lease from itself: the fan-out meets the host's limits alone.
+        let uses = format!("use:{name}");
+        env.add_blueprint(name, MISBEHAVE_WASM, &config, &[&uses])
+            .await;
     }
     let mut daemon = env.serve(&[]);
     let api = daemon.url().await;

@@ -41,6 +41,8 @@ pub const HOST_POOL_CONFIG: &str =
     r#"{"hosts": [{"name": "local-1", "interface": {"type": "local", "root": "/tmp/drydock"}}]}"#;
 /// The grant the example host-pool configuration needs.
 pub const HOST_POOL_GRANT: &str = "local:/tmp/drydock";
+/// The authorization a blueprint needs to hold supporting leases on host-pool's hosts.
+pub const USE_HOST_POOL: &str = "use:host-pool";
 
 /// The step hooks a complete lifecycle calls, in order (`Harness::lifecycle`, `--lifecycle`).
 pub const LIFECYCLE_HOOKS: [&str; 6] = [
@@ -106,10 +108,19 @@ fn build_binary() -> anyhow::Result<PathBuf> {
     Ok(binary)
 }
 
-/// One compile cache per test binary, so each component is compiled once.
+/// One compile cache for every test binary and run (`target/component-cache`), so each component
+/// is compiled once per build of it. Entries are keyed by the component's digest and the engine's
+/// settings and written by rename, so concurrent tests share them safely.
 pub fn component_cache() -> &'static Path {
-    static CACHE: OnceLock<tempfile::TempDir> = OnceLock::new();
-    CACHE.get_or_init(|| tempfile::tempdir().unwrap()).path()
+    static CACHE: OnceLock<PathBuf> = OnceLock::new();
+    CACHE.get_or_init(|| {
+        let exe = std::env::current_exe().unwrap();
+        // target/<profile>/deps/<test binary>: the cache sits beside the profile directories.
+        let target = exe.ancestors().nth(3).unwrap().to_path_buf();
+        let dir = target.join("component-cache");
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    })
 }
 
 /// A fresh SQLite database in a temporary directory, and ways to drive `drydock` against it.
@@ -255,7 +266,7 @@ impl Env {
     pub async fn add_working_copies(&self, hosts: &Path, read_only: &[&Path]) {
         self.add_host_pool_at(hosts, read_only).await;
         let config = r#"{"directory": "copies"}"#;
-        self.add_blueprint("working-copy", WORKING_COPY_WASM, config, &[])
+        self.add_blueprint("working-copy", WORKING_COPY_WASM, config, &[USE_HOST_POOL])
             .await;
     }
 

@@ -60,8 +60,13 @@ impl ShellRun {
         std::fs::create_dir_all(&world).unwrap();
         env.add_host_pool_at(&host, &[]).await;
         let shell = guarded_script(&world, seconds);
-        env.add_blueprint("shell", SHELL_WASM, &shell.to_string(), &[])
-            .await;
+        env.add_blueprint(
+            "shell",
+            SHELL_WASM,
+            &shell.to_string(),
+            &[crate::USE_HOST_POOL],
+        )
+        .await;
         let store = env.store().await;
         let first = env.serve(&["--claim-ttl", ttl]);
         let lease = env.request_one("shell", &[]).await;

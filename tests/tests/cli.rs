@@ -233,10 +233,72 @@ async fn an_older_schema_waits_for_migrate(env: &Env) {
     }
 }
 
+/// Runs `sql` on the database at `url`.
+async fn execute(url: &str, sql: &'static str) {
+    if url.starts_with("sqlite:") {
+        let db = sqlx::SqlitePool::connect(url).await.unwrap();
+        sqlx::raw_sql(sql).execute(&db).await.unwrap();
+    } else {
+        let db = sqlx::PgPool::connect(url).await.unwrap();
+        sqlx::raw_sql(sql).execute(&db).await.unwrap();
+    }
+}
+
+/// A database from before authorizations, whose working copies hold leases on host-pool's
+/// hosts and whose `waiting` blueprint waits for one of type `host`: after `drydock migrate`
+/// each is authorized for what it used (and nothing else), so nothing in use breaks.
+async fn an_upgrade_authorizes_what_supporting_leases_imply(env: &Env) {
+    migrate_all_but_the_last(&env.url).await;
+    execute(
+        &env.url,
+        r#"
+        INSERT INTO component (digest, wasm, created_at) VALUES ('d', 'x', 0);
+        INSERT INTO blueprint (name, component, component_name, resource_type, config, grants,
+                               created_at)
+        VALUES ('host-pool', 'd', 'h', 'host', '{}', '["local:/tmp/drydock"]', 0),
+               ('other-pool', 'd', 'h', 'host', '{}', '[]', 0),
+               ('working-copy', 'd', 'w', 'working-copy', '{}', '["ssh-key:/keys"]', 0),
+               ('waiting', 'd', 'w', 'thing', '{}', '[]', 0),
+               ('idle', 'd', 'w', 'other', '{}', '[]', 0);
+        INSERT INTO resource (blueprint_id, resource_type, status, created_at, updated_at)
+        VALUES (1, 'host', 'active', 0, 0), (3, 'working-copy', 'active', 0, 0),
+               (4, 'thing', 'pending', 0, 0);
+        INSERT INTO lease (resource_type, status, owner, resource_id, parent_resource_id,
+                           created_at, updated_at)
+        VALUES ('host', 'active', 'R2', 1, 2, 0, 0), ('host', 'pending', 'R3', NULL, 3, 0, 0);
+        "#,
+    )
+    .await;
+    env.ok(&["migrate"]).await;
+    let grants = |name: &'static str| async move {
+        let shown = env.ok(&["blueprint", "show", name, "--json"]).await;
+        let shown: serde_json::Value = serde_json::from_str(&shown).unwrap();
+        shown["grants"].clone()
+    };
+    assert_eq!(
+        grants("working-copy").await,
+        serde_json::json!(["ssh-key:/keys", "use:host-pool"])
+    );
+    assert_eq!(
+        grants("waiting").await,
+        serde_json::json!(["use:host-pool", "use:other-pool"])
+    );
+    assert_eq!(
+        grants("host-pool").await,
+        serde_json::json!(["local:/tmp/drydock"])
+    );
+    assert_eq!(grants("idle").await, serde_json::json!([]));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cli_newer_than_the_sqlite_schema_names_the_command_that_upgrades_it() {
     let env = Env::new();
     an_older_schema_waits_for_migrate(&env).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_sqlite_upgrade_authorizes_what_supporting_leases_imply() {
+    an_upgrade_authorizes_what_supporting_leases_imply(&Env::new()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -246,6 +308,8 @@ async fn a_cli_newer_than_the_postgres_schema_names_the_command_that_upgrades_it
     let stderr = refused(&env, &["lease", "list"]).await;
     assert!(stderr.contains("no Drydock tables yet"), "{stderr}");
     an_older_schema_waits_for_migrate(&env).await;
+    let upgraded = Env::with_url(cluster.database().await);
+    an_upgrade_authorizes_what_supporting_leases_imply(&upgraded).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -477,7 +477,7 @@ async fn supporting_leases_belong_to_their_resource() {
         "shell",
         drydock_tests::SHELL_WASM,
         r#"{"argv": ["true"]}"#,
-        &[],
+        &[drydock_tests::USE_HOST_POOL],
     )
     .await;
     let store = env.store().await;

@@ -3,11 +3,12 @@
 //! `setsid`, a double fork) after a timeout, a graceful stop or a daemon killed with SIGKILL;
 //! they cannot write outside their root nor read the daemon's database or token file; and where
 //! the machine cannot confine them (here: bubblewrap missing) they are refused, saying why,
-//! unless the daemon runs with `--unconfined-exec`, which the web UI shows as a warning.
+//! unless the daemon runs with `--unconfined-exec`, which the web UI shows as a warning. And a
+//! blueprint the operator did not authorize cannot borrow host-pool's hosts at all.
 
 use drydock_host::domain::LeaseStatus;
 use drydock_host::store::{Resource, Store};
-use drydock_tests::{Env, SHELL_WASM, TOKEN, wait_for, wait_lease};
+use drydock_tests::{Env, SHELL_WASM, TOKEN, USE_HOST_POOL, wait_for, wait_lease};
 use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -31,7 +32,7 @@ async fn host_and_shell(env: &Env, shell: serde_json::Value, options: &str) -> P
     let pool = hosts.to_string();
     env.add_blueprint("host-pool", drydock_tests::HOST_POOL_WASM, &pool, &[&grant])
         .await;
-    env.add_blueprint("shell", SHELL_WASM, &shell.to_string(), &[])
+    env.add_blueprint("shell", SHELL_WASM, &shell.to_string(), &[USE_HOST_POOL])
         .await;
     root
 }
@@ -369,4 +370,73 @@ async fn doctor_checks_the_store_the_grants_the_confinement_and_ssh() {
     let report = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{report}");
     assert!(report.starts_with("FAIL  store: "), "{report}");
+}
+
+/// A broken shell resource whose end names a missing authorization.
+async fn refused(store: &Arc<dyn Store>) -> Resource {
+    wait_for("the shell resource to break, unauthorized", || async {
+        let resources = store.resource_list(None).await.unwrap();
+        resources.into_iter().find(|r| {
+            r.resource_type == "shell"
+                && r.end
+                    .as_ref()
+                    .and_then(|end| end.detail.as_deref())
+                    .is_some_and(|why| why.contains("not authorized"))
+        })
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_supporting_lease_needs_an_authorization_that_the_refusal_names() {
+    let env = Env::new();
+    let root = env.dir().join("host");
+    let hosts =
+        json!({"hosts": [{"name": "local-1", "interface": {"type": "local", "root": root}}]});
+    let grant = format!("local:{}", root.display());
+    let pool = hosts.to_string();
+    env.add_blueprint("host-pool", drydock_tests::HOST_POOL_WASM, &pool, &[&grant])
+        .await;
+    // The attacker: granted nothing, it asks host-pool for a host to run commands on.
+    let shell = json!({"argv": ["cat", "/etc/passwd"]}).to_string();
+    env.add_blueprint("shell", SHELL_WASM, &shell, &["local:/nonexistent"])
+        .await;
+    let store = env.store().await;
+    let mut daemon = env.serve(&[]);
+    let api = daemon.url().await;
+    env.request("shell", &[]).await;
+
+    let broken = refused(&store).await;
+    let why = "shell is not authorized to hold \"host\" leases on host-pool: an operator allows \
+               it with `drydock blueprint authorize shell --use host-pool`";
+    let shown = env.ok(&["resource", "show", &broken.id.to_string()]).await;
+    assert!(shown.contains(why), "{shown}");
+    let answer = reqwest::get(format!("{api}/api/v1/resources/{}", broken.id))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(answer.contains(&why.replace('"', "\\\"")), "{answer}");
+    let hosts = store.resource_list(None).await.unwrap();
+    assert!(
+        hosts.iter().all(|r| r.resource_type != "host"),
+        "host-pool made a host for an unauthorized blueprint: {hosts:?}"
+    );
+    // A name that is no blueprint is refused; the right one lets the lease through.
+    let wrong = env
+        .drydock(&["blueprint", "authorize", "shell", "--use", "host-poll"])
+        .await;
+    let stderr = String::from_utf8_lossy(&wrong.stderr);
+    assert!(
+        !wrong.status.success() && stderr.contains("use:host-poll names no registered blueprint"),
+        "{stderr}"
+    );
+    let authorized = env
+        .ok(&["blueprint", "authorize", "shell", "--use", "host-pool"])
+        .await;
+    assert!(authorized.contains("use:host-pool"), "{authorized}");
+    // The next try comes once the blueprint's back-off after those failures ends.
+    let ran = ran(&store).await;
+    assert_eq!(ran.attributes["exit"], "0", "{:?}", ran.attributes);
 }

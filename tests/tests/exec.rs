@@ -5,7 +5,7 @@
 
 use drydock_host::domain::{LeaseStatus, ResourceStatus};
 use drydock_host::store::{Resource, Store};
-use drydock_tests::{Env, HOST_POOL_WASM, SHELL_WASM, wait_for, wait_lease};
+use drydock_tests::{Env, HOST_POOL_WASM, SHELL_WASM, USE_HOST_POOL, wait_for, wait_lease};
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -21,7 +21,7 @@ async fn env_with(shell: serde_json::Value) -> (Env, PathBuf) {
     let grant = format!("local:{}", root.display());
     env.add_blueprint("host-pool", HOST_POOL_WASM, &hosts.to_string(), &[&grant])
         .await;
-    env.add_blueprint("shell", SHELL_WASM, &shell.to_string(), &[])
+    env.add_blueprint("shell", SHELL_WASM, &shell.to_string(), &[USE_HOST_POOL])
         .await;
     (env, root)
 }
@@ -214,7 +214,7 @@ async fn a_host_root_replaced_by_a_link_is_refused_and_other_hosts_keep_working(
     env.add_blueprint("host-pool", HOST_POOL_WASM, &pool.to_string(), &[&grant])
         .await;
     let shell = json!({"argv": ["pwd"], "subdir": "etc"});
-    env.add_blueprint("shell", SHELL_WASM, &shell.to_string(), &[])
+    env.add_blueprint("shell", SHELL_WASM, &shell.to_string(), &[USE_HOST_POOL])
         .await;
     let store = env.store().await;
     let _daemon = env.serve(&[]);

@@ -14,7 +14,8 @@ async fn env_with(mode: &str, extra: &str) -> Env {
     let env = Env::new();
     env.add_host_pool().await;
     let config = format!(r#"{{"mode": "{mode}"{extra}}}"#);
-    env.add_blueprint("misbehave", MISBEHAVE_WASM, &config, &[])
+    // Authorized to lease from itself, so that a runaway one meets the fan-out limits.
+    env.add_blueprint("misbehave", MISBEHAVE_WASM, &config, &["use:misbehave"])
         .await;
     env
 }

@@ -8,7 +8,7 @@ use drydock_host::store::Store;
 use drydock_tests::git::repository;
 use drydock_tests::ssh::SshServer;
 use drydock_tests::{
-    Daemon, Env, HOST_POOL_WASM, SHELL_WASM, WORKING_COPY_WASM, wait_for, wait_lease,
+    Daemon, Env, HOST_POOL_WASM, SHELL_WASM, USE_HOST_POOL, WORKING_COPY_WASM, wait_for, wait_lease,
 };
 use serde_json::json;
 use std::path::{Path, PathBuf};
@@ -81,7 +81,7 @@ async fn sleep_remotely(timeout_ms: u32) -> RemoteSleep {
         d = marks.path().display()
     );
     let shell = json!({"argv": ["sh", "-c", script], "timeout_ms": timeout_ms});
-    env.add_blueprint("shell", SHELL_WASM, &shell.to_string(), &[])
+    env.add_blueprint("shell", SHELL_WASM, &shell.to_string(), &[USE_HOST_POOL])
         .await;
     let daemon = env.serve(&[]);
     env.request("shell", &[]).await;
@@ -169,7 +169,7 @@ async fn working_copies_are_cloned_checked_out_and_removed_on_an_ssh_host() {
     let directory = format!("drydock-test-copies-{}", std::process::id());
     let copies = RemoveOnDrop(server.home().join(&directory));
     let config = json!({"directory": directory}).to_string();
-    env.add_blueprint("working-copy", WORKING_COPY_WASM, &config, &[])
+    env.add_blueprint("working-copy", WORKING_COPY_WASM, &config, &[USE_HOST_POOL])
         .await;
     let world = tempfile::tempdir().unwrap();
     let origin = world.path().join("origin");

@@ -25,8 +25,10 @@ pub(super) enum BlueprintCommand {
         #[arg(long)]
         config: Option<PathBuf>,
         /// What its command interfaces may reach: `local:/DIR`, `ssh:USER@HOST[:PORT]` (`*`
-        /// matches any run of characters), `ssh-key:/DIR`; repeatable. Without a grant the
-        /// blueprint can run commands only through its resources' supporting leases.
+        /// matches any run of characters), `ssh-key:/DIR`; and which blueprints it may hold
+        /// supporting leases on: `use:NAME` (as `blueprint authorize`); repeatable. Without a
+        /// grant the blueprint can run commands only through supporting leases it is
+        /// authorized to hold.
         #[arg(long = "grant")]
         grants: Vec<String>,
         /// The largest component accepted, in MiB.
@@ -69,6 +71,24 @@ pub(super) enum BlueprintCommand {
         /// Grants to take away.
         #[arg(required = true)]
         grants: Vec<String>,
+    },
+    /// Let a blueprint hold supporting leases on other blueprints' resources (and run commands
+    /// through them): adds the grant `use:NAME` for each `--use NAME`.
+    Authorize {
+        /// Id or name of the blueprint that requests the leases.
+        blueprint: String,
+        /// Name of a blueprint whose resources it may lease; repeatable.
+        #[arg(long = "use", value_name = "BLUEPRINT", required = true)]
+        uses: Vec<String>,
+    },
+    /// Take authorizations away (the grants `use:NAME`): new supporting leases on those
+    /// blueprints are refused; those it holds stay until they are released.
+    Unauthorize {
+        /// Id or name of the blueprint that requests the leases.
+        blueprint: String,
+        /// Name of a blueprint it may no longer lease from; repeatable.
+        #[arg(long = "use", value_name = "BLUEPRINT", required = true)]
+        uses: Vec<String>,
     },
     /// List blueprints.
     List {
@@ -213,6 +233,12 @@ pub(super) async fn run(global: &Global, command: BlueprintCommand) -> anyhow::R
         BlueprintCommand::Revoke { blueprint, grants } => {
             change_grants(global, &blueprint, &[], &grants).await
         }
+        BlueprintCommand::Authorize { blueprint, uses } => {
+            change_grants(global, &blueprint, &use_grants(&uses), &[]).await
+        }
+        BlueprintCommand::Unauthorize { blueprint, uses } => {
+            change_grants(global, &blueprint, &[], &use_grants(&uses)).await
+        }
         BlueprintCommand::List { json } => list(global, json).await,
         BlueprintCommand::Show { blueprint, json } => {
             let store = global.store(Access::Read).await?;
@@ -333,6 +359,11 @@ async fn change_grants(
         grant_list(&blueprint)
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// The authorizations `use:NAME` for blueprint names.
+fn use_grants(names: &[String]) -> Vec<String> {
+    names.iter().map(|name| format!("use:{name}")).collect()
 }
 
 fn grant_list(blueprint: &Blueprint) -> String {

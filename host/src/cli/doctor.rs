@@ -94,7 +94,8 @@ pub(super) async fn run(global: &Global, args: DoctorArgs) -> anyhow::Result<Exi
 
 /// The paths each blueprint's grants name: a local directory or a read-only path that does not
 /// exist is a warning (an exec makes the directory; a missing read-only path is left out of the
-/// sandbox), a missing key directory a failure (its SSH execs cannot work).
+/// sandbox), a missing key directory a failure (its SSH execs cannot work); an authorization
+/// naming no blueprint a warning.
 fn grants(report: &mut Report, blueprints: &[Blueprint]) {
     if blueprints.is_empty() {
         report.line(Verdict::Ok, "grants", "no blueprints yet");
@@ -117,7 +118,12 @@ fn grants(report: &mut Report, blueprints: &[Blueprint]) {
                 Grant::SshKey { dir } if !Path::new(dir).is_dir() => {
                     (vec![dir.as_str()], Verdict::Fail)
                 }
-                Grant::SshKey { .. } | Grant::Ssh { .. } => (vec![], Verdict::Ok),
+                Grant::Use { blueprint: name } if !blueprints.iter().any(|b| b.name == *name) => {
+                    (vec![name.as_str()], Verdict::Warn)
+                }
+                Grant::SshKey { .. } | Grant::Ssh { .. } | Grant::Use { .. } => {
+                    (vec![], Verdict::Ok)
+                }
             };
             match missing.as_slice() {
                 [] => report.line(Verdict::Ok, &check, &grant.to_string()),
