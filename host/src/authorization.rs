@@ -6,8 +6,9 @@
 //! working-copy --use host-pool`). It is checked twice:
 //!
 //! - when a step requests a supporting lease ([`refusal`]): with no authorized blueprint of that
-//!   type, the step fails and the requesting resource breaks with a reason naming the missing
-//!   authorization and the command that grants it;
+//!   type, the step is refused and the requesting resource (from `allocate-resource`, the
+//!   lease it was allocating for) breaks with a reason naming the missing authorization and
+//!   the command that grants it;
 //! - when the allocator picks blueprints for a supporting lease ([`may_use`]): only authorized
 //!   ones are candidates, so an authorization revoked meanwhile is honoured.
 //!

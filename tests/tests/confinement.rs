@@ -343,7 +343,7 @@ async fn doctor_checks_the_store_the_grants_the_confinement_and_ssh() {
             "WARN  grants of host-pool: {grant}: {}, /no/such/mirror does not exist",
             root.display()
         ),
-        "OK    grants of shell: none".into(),
+        "OK    grants of shell: use:host-pool".into(),
         "OK    confinement: local execs are confined by bubblewrap".into(),
         "OK    caps: a cgroup per exec".into(),
         "OK    ssh: /usr/bin/ssh".into(),
@@ -372,19 +372,10 @@ async fn doctor_checks_the_store_the_grants_the_confinement_and_ssh() {
     assert!(report.starts_with("FAIL  store: "), "{report}");
 }
 
-/// A broken shell resource whose end names a missing authorization.
-async fn refused(store: &Arc<dyn Store>) -> Resource {
-    wait_for("the shell resource to break, unauthorized", || async {
-        let resources = store.resource_list(None).await.unwrap();
-        resources.into_iter().find(|r| {
-            r.resource_type == "shell"
-                && r.end
-                    .as_ref()
-                    .and_then(|end| end.detail.as_deref())
-                    .is_some_and(|why| why.contains("not authorized"))
-        })
-    })
-    .await
+/// Whether `end` names a missing authorization.
+fn unauthorized(end: Option<&drydock_host::store::End>) -> bool {
+    end.and_then(|end| end.detail.as_deref())
+        .is_some_and(|why| why.contains("not authorized"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -406,12 +397,17 @@ async fn a_supporting_lease_needs_an_authorization_that_the_refusal_names() {
     let api = daemon.url().await;
     env.request("shell", &[]).await;
 
-    let broken = refused(&store).await;
+    // shell asks for its host while allocating: the refusal ends the lease it allocates for.
+    let broken = wait_for("the shell lease to break, unauthorized", || async {
+        let leases = store.lease_list(None).await.unwrap();
+        leases.into_iter().find(|l| unauthorized(l.end.as_ref()))
+    })
+    .await;
     let why = "shell is not authorized to hold \"host\" leases on host-pool: an operator allows \
                it with `drydock blueprint authorize shell --use host-pool`";
-    let shown = env.ok(&["resource", "show", &broken.id.to_string()]).await;
+    let shown = env.ok(&["lease", "show", &broken.id.to_string()]).await;
     assert!(shown.contains(why), "{shown}");
-    let answer = reqwest::get(format!("{api}/api/v1/resources/{}", broken.id))
+    let answer = reqwest::get(format!("{api}/api/v1/leases/{}", broken.id))
         .await
         .unwrap()
         .text()
@@ -436,7 +432,8 @@ async fn a_supporting_lease_needs_an_authorization_that_the_refusal_names() {
         .ok(&["blueprint", "authorize", "shell", "--use", "host-pool"])
         .await;
     assert!(authorized.contains("use:host-pool"), "{authorized}");
-    // The next try comes once the blueprint's back-off after those failures ends.
+    // A new lease, served once the blueprint's back-off after that failure ends.
+    env.request("shell", &[]).await;
     let ran = ran(&store).await;
     assert_eq!(ran.attributes["exit"], "0", "{:?}", ran.attributes);
 }

@@ -232,11 +232,16 @@ impl Workers {
         subject: ObjectId,
         ctx: CallContext,
     ) -> Result<Result<plugin::Called<Step>, plugin::Error>, RunError> {
-        let (result, took) = self
+        let (mut result, took) = self
             .timed_call(blueprint, hook, |plugin| async move {
                 plugin.step(hook, &ctx).await
             })
             .await?;
+        if let Ok(called) = &result
+            && let Some(violation) = self.unauthorized_request(blueprint, &called.value).await?
+        {
+            result = Err(plugin::Error::InvalidStep { hook, violation });
+        }
         let (step, verdict) = match &result {
             Ok(called) => (
                 Some(serde_json::to_string(&called.value).expect("a step serializes")),
@@ -262,6 +267,41 @@ impl Workers {
             created_at: self.store.now(),
         });
         Ok(result)
+    }
+
+    /// The first supporting lease `step` requests that `blueprint` is not authorized to hold
+    /// (see [`crate::authorization`]), checked against the grants as they stand now.
+    async fn unauthorized_request(
+        &self,
+        blueprint: &Blueprint,
+        step: &Step,
+    ) -> Result<Option<crate::action::Violation>, RunError> {
+        let requested: Vec<(usize, String)> = step
+            .actions
+            .iter()
+            .enumerate()
+            .filter_map(|(at, action)| match action {
+                crate::domain::Action::RequestLease(request) => {
+                    Some((at, request.resource_type.clone()))
+                }
+                _ => None,
+            })
+            .collect();
+        if requested.is_empty() {
+            return Ok(None);
+        }
+        let blueprints = self.store.blueprint_list().await?;
+        let requester = blueprints
+            .iter()
+            .find(|b| b.id == blueprint.id)
+            .unwrap_or(blueprint);
+        Ok(requested.iter().find_map(|(at, resource_type)| {
+            let reason = crate::authorization::refusal(requester, resource_type, &blueprints)?;
+            Some(crate::action::Violation {
+                at: Some(*at),
+                reason,
+            })
+        }))
     }
 
     /// The context for a call about `resource` and/or `lease` on `blueprint`. The supporting

@@ -80,9 +80,6 @@ impl Workers {
                 Err(error) => return Ok(Called::Failed(error.to_string())),
             };
             let step = called.value;
-            if let Some(why) = self.unauthorized_request(&call.blueprint, &step).await? {
-                return Ok(Called::Failed(why));
-            }
             let execs = step.execs();
             if execs.is_empty() {
                 return Ok(Called::Step(step, called.output, round > 0));
@@ -124,34 +121,6 @@ impl Workers {
 }
 
 impl Workers {
-    /// Why a supporting lease `step` requests is not authorized for `blueprint` (see
-    /// [`crate::authorization`]), checked against the grants as they stand now.
-    async fn unauthorized_request(
-        &self,
-        blueprint: &Blueprint,
-        step: &Step,
-    ) -> Result<Option<String>, RunError> {
-        let requested: Vec<String> = step
-            .actions
-            .iter()
-            .filter_map(|action| match action {
-                Action::RequestLease(request) => Some(request.resource_type.clone()),
-                _ => None,
-            })
-            .collect();
-        if requested.is_empty() {
-            return Ok(None);
-        }
-        let blueprints = self.store.blueprint_list().await?;
-        let requester = blueprints
-            .iter()
-            .find(|b| b.id == blueprint.id)
-            .unwrap_or(blueprint);
-        Ok(requested.iter().find_map(|resource_type| {
-            crate::authorization::refusal(requester, resource_type, &blueprints)
-        }))
-    }
-
     /// Runs a step's execs, in order, each in an exec slot: the run's worker slot is handed
     /// back meanwhile, and a lost claim stops them (killing their process groups).
     async fn run_execs(
