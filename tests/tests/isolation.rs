@@ -167,7 +167,7 @@ async fn an_interface_outside_the_grants_runs_nothing_until_granted() {
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        stderr.contains("misbehave's interface was refused: the local root \"/\" is outside what the blueprint was granted (no grants)"),
+        stderr.contains("misbehave's interface was refused: the local root \"/\" is outside what the blueprint was granted (use:misbehave)"),
         "{stderr}"
     );
     assert!(!std::path::Path::new(marker).exists(), "nothing ran");
@@ -177,7 +177,10 @@ async fn an_interface_outside_the_grants_runs_nothing_until_granted() {
         .await;
     assert!(std::path::Path::new(marker).exists(), "granted, it runs");
     let out = env.ok(&["blueprint", "show", "misbehave"]).await;
-    assert!(out.contains("grants:        local:/"), "{out}");
+    assert!(
+        out.contains("grants:        use:misbehave, local:/"),
+        "{out}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
