@@ -25,14 +25,21 @@ async fn env_with(shell: serde_json::Value, options: &str) -> (Env, PathBuf) {
 /// Registers host-pool with a host rooted at `host` in the test's directory (granted with
 /// `options`) and the shell blueprint running `shell`; the host's root.
 async fn host_and_shell(env: &Env, shell: serde_json::Value, options: &str) -> PathBuf {
+    let root = host_pool(env, options).await;
+    env.add_blueprint("shell", SHELL_WASM, &shell.to_string(), &[USE_HOST_POOL])
+        .await;
+    root
+}
+
+/// Registers host-pool with a host rooted at `host` in the test's directory, granted with
+/// `options`; the host's root.
+async fn host_pool(env: &Env, options: &str) -> PathBuf {
     let root = env.dir().join("host");
     let hosts =
         json!({"hosts": [{"name": "local-1", "interface": {"type": "local", "root": root}}]});
     let grant = format!("local:{}{options}", root.display());
     let pool = hosts.to_string();
     env.add_blueprint("host-pool", drydock_tests::HOST_POOL_WASM, &pool, &[&grant])
-        .await;
-    env.add_blueprint("shell", SHELL_WASM, &shell.to_string(), &[USE_HOST_POOL])
         .await;
     root
 }
@@ -381,13 +388,7 @@ fn unauthorized(end: Option<&drydock_host::store::End>) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_supporting_lease_needs_an_authorization_that_the_refusal_names() {
     let env = Env::new();
-    let root = env.dir().join("host");
-    let hosts =
-        json!({"hosts": [{"name": "local-1", "interface": {"type": "local", "root": root}}]});
-    let grant = format!("local:{}", root.display());
-    let pool = hosts.to_string();
-    env.add_blueprint("host-pool", drydock_tests::HOST_POOL_WASM, &pool, &[&grant])
-        .await;
+    host_pool(&env, "").await;
     // The attacker: granted nothing, it asks host-pool for a host to run commands on.
     let shell = json!({"argv": ["cat", "/etc/passwd"]}).to_string();
     env.add_blueprint("shell", SHELL_WASM, &shell, &["local:/nonexistent"])
