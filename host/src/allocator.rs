@@ -284,12 +284,12 @@ async fn acquire(
             message: format!("acquired {} from {}", resource.id, blueprint.name),
         },
     ];
-    let broken = |reason: &str| crate::worker::broken_lease(lease, reason);
+    let broken = |reason: &str, _| crate::worker::broken_lease(lease, reason);
     let settle = crate::worker::Settle {
         subject: crate::worker::Subject {
             target: lease.id.into(),
             kind: "lease",
-            blueprint: blueprint.id,
+            blueprint,
         },
         phase: "acquisition",
         supporting: &[],
@@ -338,8 +338,8 @@ async fn commit(held: &Held, plan: &Plan, next: Next) -> Result<Option<Next>, Ru
 enum Allocated {
     /// A resource was made (or the lease broke): go on.
     Done(Next),
-    /// Not now, and why: a slot lock was taken, the blueprint yielded (until when) or made its
-    /// share of resources this minute.
+    /// Not now, and why: a slot lock was taken, the blueprint yielded (until when), or it is at
+    /// one of its limits (resources being set up, its resource bucket: until when).
     NotNow(String, Option<u64>),
 }
 
@@ -351,6 +351,9 @@ async fn try_allocate(
     blueprint: &Blueprint,
     own: &[&Resource],
 ) -> Result<Allocated, RunError> {
+    if let Some(not_now) = no_room(w, held, blueprint).await? {
+        return Ok(not_now);
+    }
     let mut ctx = allocation_context(w, blueprint, lease, own);
     ctx.resource = Some(ResourceSnapshot {
         id: String::new(),
@@ -373,20 +376,22 @@ async fn try_allocate(
         blueprint: blueprint.id,
         resource_type: lease.resource_type.clone(),
         depth: lease.depth,
-        per_minute: w.config.resources_per_minute,
+        made_for: held.claim().tenant.clone(),
+        limits: blueprint.limits.clone(),
     });
-    let mut on_done = vec![Write::Log {
+    let on_done = vec![Write::Log {
         object: new,
         kind: "resource.allocated".into(),
         message: format!("allocated by {} for {}", blueprint.name, lease.id),
     }];
-    on_done.extend(w.blueprint_worked(blueprint));
+    // An allocation alone has served no one: only an activation ends a failure streak
+    // (`worker::blame`), or a blueprint whose activations always fail would never back off.
     let mut failure = None;
     let settle = crate::worker::Settle {
         subject: crate::worker::Subject {
             target: new,
             kind: "resource",
-            blueprint: blueprint.id,
+            blueprint,
         },
         phase: "allocation",
         supporting: &[],
@@ -395,14 +400,14 @@ async fn try_allocate(
     let (step_plan, next) = settle.plan(
         called,
         on_done,
-        |reason| {
-            failure = Some(reason.to_string());
+        |reason, blame| {
+            failure = Some((reason.to_string(), blame));
             Vec::new()
         },
         w.store.now(),
     );
-    if let Some(reason) = failure {
-        return allocation_failed(w, held, lease, blueprint, &reason).await;
+    if let Some((reason, blame)) = failure {
+        return allocation_failed(w, held, lease, blueprint, &reason, blame).await;
     }
     if let Next::Wait(at) = next {
         let why = format!("{} yielded its allocation", blueprint.name);
@@ -414,9 +419,12 @@ async fn try_allocate(
     }
     let resource_id = match held.apply(&plan).await {
         Ok(inserted) => inserted[0],
-        Err(error @ (store::Error::SlotLockBusy { .. } | store::Error::RateLimited(_))) => {
+        Err(error @ store::Error::SlotLockBusy { .. }) => {
             return Ok(Allocated::NotNow(error.to_string(), None));
         }
+        Err(store::Error::Limited {
+            reason, retry_at, ..
+        }) => return Ok(Allocated::NotNow(reason, retry_at)),
         Err(error) => return Err(error.into()),
     };
     w.queue.wake_workers();
@@ -427,17 +435,44 @@ async fn try_allocate(
     })
 }
 
-/// A failure breaks the lease, naming the blueprint, and counts against the blueprint.
+/// Why not now, when `blueprint` is at one of its limits on making resources for this lease's
+/// tenant (`limits::room`): a lease waiting on a limit costs no blueprint call (and no step in
+/// the audit trail) until there is room. The inserting transaction decides for good.
+async fn no_room(
+    w: &Workers,
+    held: &Held,
+    blueprint: &Blueprint,
+) -> Result<Option<Allocated>, RunError> {
+    let tenant = &held.claim().tenant;
+    let setup = w.store.resource_setup(blueprint.id, tenant).await?;
+    let Err(no_room) = crate::limits::room(&blueprint.limits, setup, w.store.now() as i64) else {
+        return Ok(None);
+    };
+    crate::metrics::global().limit_refused(&blueprint.name, no_room.limit());
+    let reason = no_room.reason(&blueprint.name, &blueprint.limits, setup, tenant);
+    let retry_at = match no_room {
+        crate::limits::NoRoom::Bucket { retry_at } => retry_at.map(|at| at as u64),
+        crate::limits::NoRoom::SettingUp { .. } => None,
+    };
+    Ok(Some(Allocated::NotNow(reason, retry_at)))
+}
+
+/// A failure breaks the lease, naming the blueprint, and counts against the blueprint when
+/// `blame` says so (`worker::blame`).
 async fn allocation_failed(
     w: &Workers,
     held: &Held,
     lease: &Lease,
     blueprint: &Blueprint,
     reason: &str,
+    blame: crate::worker::Blame,
 ) -> Result<Allocated, RunError> {
     let why = format!("{} failed to allocate a resource: {reason}", blueprint.name);
     let mut plan = crate::worker::break_lease(lease, "lease.allocation-failure", why);
-    plan.push(w.blueprint_failed(blueprint, reason));
+    let shape = crate::worker::Shape::of(&lease.resource_type, &lease.attributes);
+    if let Some(write) = w.blueprint_failed(blueprint, reason, blame, shape) {
+        plan.push(write);
+    }
     held.apply(&plan).await?;
     Ok(Allocated::Done(Next::Continue))
 }
@@ -486,15 +521,15 @@ async fn wait_or_reclaim(
             );
         }
         None => {
-            plan.log(
-                lease.id,
-                "lease.waiting-for-resources",
-                format!(
+            plan.push(Write::LogIfNew {
+                object: lease.id,
+                kind: "lease.waiting-for-resources".into(),
+                message: format!(
                     "no resource for {:?} now ({}); waiting",
                     lease.resource_type,
                     refusals.reasons.join("; ")
                 ),
-            );
+            });
         }
     }
     plan.push(Write::WaitForCapacity {

@@ -77,6 +77,9 @@ mod tests {
             failures: 0,
             retry_at: None,
             last_failure: None,
+            limits: Default::default(),
+            log_bytes: 0,
+            step_bytes: 0,
             created_at: 0,
         }
     }

@@ -193,6 +193,7 @@ mod tests {
     fn claim() -> Claim {
         Claim {
             object: ObjectId::Lease(1),
+            tenant: "owner:test".into(),
             owner: "test".into(),
             token: 1,
             attempts: 0,

@@ -1,18 +1,22 @@
 //! `drydock serve`: the dispatcher that claims due objects and runs them on update workers.
 //!
-//! One dispatcher task claims up to as many objects as there are idle workers, in one statement,
-//! and hands each claim to a worker task. It sleeps until a post wakes it (a local one, or one
-//! from another process that the store announces), the next due time arrives, or the poll
-//! interval passes (the backstop for a lost wake-up).
+//! One dispatcher task claims up to as many objects as there are idle workers, in one
+//! transaction, shared fairly among the tenants whose work is due given what its workers are
+//! running already (`scheduler`), and hands each claim to a worker task. It sleeps until a
+//! post wakes it (a local one, or one from another process that the store announces), the next
+//! due time arrives, or the poll interval passes (the backstop for a lost wake-up).
 //! When the store fails (a full disk, a locked or unreachable database) it backs off
 //! exponentially, up to [`MAX_STORE_BACKOFF`], and resumes by itself once the store works again.
 //! On shutdown it stops claiming, lets running steps finish for a grace period, then abandons
 //! the rest (killing their execs) and gives their claims back so another daemon can take them
-//! at once. A retention task prunes what finished long ago.
+//! at once. A retention task prunes what finished long ago, and a settling task adds up what
+//! the workers kept of blueprints' log and step history every second (`quota`).
 
 use crate::commit::Committer;
 use crate::lock::{Held, WorkerSlot};
 use crate::queue::Queue;
+use crate::quota::Meters;
+use crate::scheduler::Load;
 use crate::store::{Claim, Release, Store};
 use crate::worker::{Execs, Plugins, WorkerConfig, Workers};
 use futures_util::FutureExt;
@@ -32,6 +36,9 @@ pub const DEFAULT_WORKERS: usize = 64;
 pub const MAX_STORE_BACKOFF: Duration = Duration::from_secs(30);
 /// How often the retention task looks for what to prune.
 const RETENTION_EVERY: Duration = Duration::from_secs(60 * 60);
+/// How often the daemon adds what its workers kept of blueprints' log and step history to
+/// their totals in the store, and reads back the totals and limits (`quota`).
+const SETTLE_EVERY: Duration = Duration::from_secs(1);
 
 /// Settings of the daemon.
 #[derive(Debug, Clone)]
@@ -107,6 +114,7 @@ pub async fn run(
             config.exec_confinement.clone(),
         ),
         config: config.worker.clone(),
+        request_failures: Default::default(),
     };
     // Posts from other processes (the CLI, other daemons) wake this one at once.
     let _listening = match queue.listen().await {
@@ -119,6 +127,9 @@ pub async fn run(
     let retention = config
         .retention
         .map(|keep| tokio::spawn(prune_forever(store.clone(), keep)));
+    let meters = Arc::new(Meters::default());
+    settle(store.as_ref(), &meters).await;
+    let settling = tokio::spawn(settle_forever(store.clone(), meters.clone()));
     let slots = Arc::new(Semaphore::new(config.workers));
     let committer =
         (config.group_commit > 1).then(|| Committer::start(store.clone(), config.group_commit));
@@ -155,8 +166,9 @@ pub async fn run(
             permits.push(permit);
         }
         let limit = permits.len();
+        let load = Load::of(running.lock().unwrap().values());
         let claims = match queue
-            .claim(&config.name, limit, config.worker.claim_ttl)
+            .claim(&config.name, limit, config.worker.claim_ttl, &load)
             .await
         {
             Ok(claims) => {
@@ -194,7 +206,8 @@ pub async fn run(
             let (workers, running) = (workers.clone(), running.clone());
             let held = Held::new(store.clone(), claim.clone(), config.worker.claim_ttl)
                 .with_slot(WorkerSlot::new(slots.clone(), permit))
-                .with_committer(committer.clone());
+                .with_committer(committer.clone())
+                .with_meters(meters.clone());
             tasks.spawn(async move {
                 let run = AssertUnwindSafe(workers.process(held)).catch_unwind();
                 if let Err(panic) = run.await {
@@ -216,6 +229,8 @@ pub async fn run(
         retention.abort();
     }
     drain(&config, store.as_ref(), tasks, running).await;
+    settling.abort();
+    settle(store.as_ref(), &meters).await;
     if let Some(reason) = failed.lock().unwrap().take() {
         tracing::error!(%reason, "drydock daemon stopped");
         anyhow::bail!("the daemon stopped: {reason}");
@@ -262,6 +277,32 @@ async fn drain(config: &DaemonConfig, store: &dyn Store, mut tasks: JoinSet<()>,
         if let Err(error) = store.work_item_release(&claim, &release).await {
             tracing::warn!(object = %claim.object, %error, "could not give back a claim");
         }
+    }
+}
+
+/// Settles the quotas' accounts every [`SETTLE_EVERY`].
+async fn settle_forever(store: Arc<dyn Store>, meters: Arc<Meters>) {
+    let mut every = tokio::time::interval(SETTLE_EVERY);
+    loop {
+        every.tick().await;
+        settle(store.as_ref(), &meters).await;
+    }
+}
+
+/// Adds what the workers kept of blueprints' log and step history to their totals, then reads
+/// the totals (retention may have given some back) and limits into `meters`.
+async fn settle(store: &dyn Store, meters: &Meters) {
+    let kept = meters.unsettled();
+    if !kept.is_empty()
+        && let Err(error) = store.blueprint_add_kept(&kept).await
+    {
+        tracing::warn!(%error, "adding up what blueprints kept failed; trying again");
+        meters.unsettle(&kept);
+        return;
+    }
+    match store.blueprint_list().await {
+        Ok(blueprints) => meters.refresh(&blueprints),
+        Err(error) => tracing::warn!(%error, "reading the blueprints' quotas failed"),
     }
 }
 

@@ -14,6 +14,9 @@
 //! - [`worker`]: the lease and resource state machines, the single writer of each object.
 //! - [`allocator`]: finding or making a resource for a pending lease.
 //! - [`authorization`]: which blueprints a blueprint may hold supporting leases on.
+//! - [`limits`]: what one blueprint may take: how fast and wide it grows, what it may write.
+//! - [`quota`]: each daemon's accounting of what blueprints write, against those limits.
+//! - [`scheduler`]: the fair share of the workers among tenants, taken at every claim.
 //! - [`daemon`]: the dispatcher behind `drydock serve`.
 //! - [`ops`]: the operations users ask for, shared by the CLI and the HTTP API.
 //! - [`web`]: the HTTP API and the server-rendered web UI.
@@ -25,17 +28,20 @@
 //! [`plugin`] outside any transaction, and applies the validated step as one guarded
 //! [`store::Plan`].
 
-pub use drydock_runtime::{action, domain, exec, grant, plugin, testkit, text};
+pub use drydock_runtime::{action, domain, exec, grant, plugin, size, testkit, text};
 
 pub mod allocator;
 pub mod authorization;
 pub mod cli;
 pub mod commit;
 pub mod daemon;
+pub mod limits;
 pub mod lock;
 pub mod metrics;
 pub mod ops;
 pub mod queue;
+pub mod quota;
+pub mod scheduler;
 pub mod store;
 pub mod web;
 pub mod worker;

@@ -20,6 +20,7 @@
 //! returned for the audit trail until its next write.
 
 use crate::commit::Committer;
+use crate::quota::Meters;
 use crate::store::{self, Claim, ObjectId, Plan, Release, StepRecord, Store, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -38,6 +39,7 @@ pub struct Held {
     heartbeat: JoinHandle<()>,
     slot: Option<WorkerSlot>,
     steps: Mutex<Vec<StepRecord>>,
+    meters: Option<Arc<Meters>>,
     committer: Option<Committer>,
 }
 
@@ -80,6 +82,7 @@ impl Held {
             heartbeat,
             slot: None,
             steps: Mutex::new(Vec::new()),
+            meters: None,
             committer: None,
         }
     }
@@ -104,6 +107,13 @@ impl Held {
     /// The claim itself.
     pub fn claim(&self) -> &Claim {
         &self.claim
+    }
+
+    /// The same claim, its plans passing through `meters` (the blueprints' quotas on what
+    /// they write) before they are applied.
+    pub fn with_meters(mut self, meters: Arc<Meters>) -> Self {
+        self.meters = Some(meters);
+        self
     }
 
     /// Keeps a step a blueprint returned for the audit trail: it is written with the next
@@ -145,7 +155,19 @@ impl Held {
         Err(error)
     }
 
+    /// Applies `plan` as the blueprints' quotas admit it (`quota`), keeping what it kept once
+    /// it committed.
     async fn apply_plan(&self, plan: &Plan) -> store::Result<Vec<ObjectId>> {
+        let Some(meters) = &self.meters else {
+            return self.commit(plan).await;
+        };
+        let (admitted, charge) = meters.admit(plan, self.store.now());
+        let applied = self.commit(&admitted).await;
+        meters.committed(charge, applied.is_ok());
+        applied
+    }
+
+    async fn commit(&self, plan: &Plan) -> store::Result<Vec<ObjectId>> {
         let began = store::boottime_ms();
         let applied = match &self.committer {
             Some(committer) => committer.apply(&self.claim, plan, self.ttl).await,

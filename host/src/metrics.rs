@@ -1,7 +1,8 @@
 //! Prometheus metrics at `/metrics`: what the workers count as they go (blueprint calls and
-//! their failures, execs, consumed commands, claim takeovers, fenced writes), plus gauges read
+//! their failures, execs, consumed commands, claim takeovers, fenced writes, what blueprints'
+//! limits refused or put off), plus gauges read
 //! from the store at scrape time (objects by type and status, the work queue's depth and age,
-//! recent failures).
+//! recent failures, the bytes each blueprint keeps against its quotas).
 //!
 //! The counters live in one process-wide [`Metrics`] ([`global`]), as Prometheus clients do:
 //! every part of the daemon updates them without being handed a registry. A scrape builds a
@@ -34,6 +35,7 @@ pub struct Metrics {
     blueprint_call_failures: Family<Labels, Counter>,
     exec_duration: Histograms,
     exec_exits: Family<Labels, Counter>,
+    limit_refusals: Family<Labels, Counter>,
 }
 
 /// Blueprint calls: 100 µs to about 26 s.
@@ -57,6 +59,7 @@ pub fn global() -> &'static Metrics {
         blueprint_call_failures: Family::default(),
         exec_duration: Family::new_with_constructor(exec_buckets as fn() -> Histogram),
         exec_exits: Family::default(),
+        limit_refusals: Family::default(),
     });
     &METRICS
 }
@@ -126,6 +129,17 @@ impl Metrics {
         self.exec_exits.get_or_create(&labels).inc();
     }
 
+    /// One of `blueprint`'s limits refused something (a log entry, a step's body, a lease
+    /// request) or put it off (a resource, a supporting lease): `crate::limits`.
+    pub fn limit_refused(&self, blueprint: &str, limit: crate::limits::Limit) {
+        self.limit_refusals
+            .get_or_create(&vec![
+                ("blueprint", blueprint.to_string()),
+                ("limit", limit.key().to_string()),
+            ])
+            .inc();
+    }
+
     /// The text exposition of every metric, with gauges from `counts` taken at `now` (ms).
     pub fn render(&self, counts: &Counts, now: u64) -> String {
         let mut registry = Registry::with_prefix("drydock");
@@ -171,6 +185,11 @@ impl Metrics {
             "exec_exits",
             "Commands run through a command interface, by interface and exit code",
             self.exec_exits.clone(),
+        );
+        registry.register(
+            "limit_refusals",
+            "What a blueprint's limits refused or put off, by blueprint and limit",
+            self.limit_refusals.clone(),
         );
     }
 }
@@ -229,6 +248,21 @@ fn register_counts(registry: &mut Registry, counts: &Counts, now: u64) {
         "work_items_claimed",
         "Objects a worker holds a claim on",
         gauge(counts.claimed),
+    );
+    let kept = Family::<Labels, Gauge>::default();
+    for (blueprint, log, steps) in &counts.kept {
+        for (what, bytes) in [("log", log), ("steps", steps)] {
+            kept.get_or_create(&vec![
+                ("blueprint", blueprint.clone()),
+                ("what", what.into()),
+            ])
+            .set(*bytes);
+        }
+    }
+    registry.register(
+        "blueprint_kept_bytes",
+        "Bytes of log and step history each blueprint has kept, against its quotas",
+        kept,
     );
     let age = Gauge::<f64, AtomicU64>::default();
     let waited = counts.oldest_due.map_or(0, |due| now.saturating_sub(due));

@@ -5,6 +5,7 @@
 use crate::action;
 use crate::domain::Attributes;
 use crate::grant::{Grant, GrantChange};
+use crate::limits::Limit;
 use crate::plugin::{Runtime, digest};
 use crate::queue::Queue;
 use crate::store::{
@@ -26,6 +27,9 @@ pub enum Error {
     /// The object cannot take this now, or a name is taken (409).
     #[error("{0}")]
     Refused(String),
+    /// One of a blueprint's limits refuses it (429): `crate::limits`.
+    #[error("{0}")]
+    OverLimit(String),
     /// Something broke on our side (500).
     #[error(transparent)]
     Internal(anyhow::Error),
@@ -37,6 +41,7 @@ impl From<store::Error> for Error {
             store::Error::NotFound(what) => Error::NotFound(format!("{what} does not exist")),
             store::Error::NotReleasable(why) | store::Error::Conflict(why) => Error::Refused(why),
             superseded @ store::Error::Superseded { .. } => Error::Refused(superseded.to_string()),
+            store::Error::Limited { reason, .. } => Error::OverLimit(reason),
             other => Error::Internal(other.into()),
         }
     }
@@ -313,6 +318,29 @@ pub async fn change_grants(
     }
 }
 
+/// Changes `blueprint`'s limits as `changes` say (`setting-up=4`, `log-total=default`), on
+/// behalf of `author`; names what is wrong with a change, and then changes nothing.
+pub async fn change_limits(
+    store: &dyn Store,
+    blueprint: &Blueprint,
+    changes: &[String],
+    author: &str,
+) -> Result<Blueprint> {
+    if changes.is_empty() {
+        return Err(Error::BadInput(
+            "name at least one KEY=VALUE change, such as setting-up=4".into(),
+        ));
+    }
+    let changes = changes
+        .iter()
+        .map(|c| crate::limits::parse_change(c))
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(Error::BadInput)?;
+    Ok(store
+        .blueprint_change_limits(blueprint.id, &changes, author)
+        .await?)
+}
+
 /// What a lease request asks for.
 #[derive(Debug, Clone, Default)]
 pub struct LeaseRequest {
@@ -355,12 +383,21 @@ pub async fn request_leases(
         .map(|after| crate::domain::deadline_after(store.now(), after))
         .transpose()
         .map_err(Error::BadInput)?;
+    let waiting_limit = store
+        .blueprint_list()
+        .await?
+        .into_iter()
+        .filter(|b| b.enabled && b.resource_type == request.resource_type)
+        .filter(|b| allowed.is_empty() || allowed.contains(&b.id))
+        .map(|b| (b.limits.get(Limit::PendingPerOwner), b.name))
+        .max_by_key(|(most, _)| *most);
     let new = NewLease {
         resource_type: request.resource_type,
         attributes: request.attributes,
         allowed_blueprints: allowed,
         owner: owner.to_string(),
         until,
+        waiting_limit,
     };
     Ok(store.lease_insert(&new, request.count as usize).await?)
 }

@@ -68,14 +68,18 @@ impl Queue {
         self.store.listen(self.notify.clone()).await
     }
 
-    /// Claims up to `limit` due objects for `owner`.
+    /// Claims up to `limit` due objects for `owner`, shared fairly among their tenants given
+    /// what `running` already holds (`scheduler`).
     pub async fn claim(
         &self,
         owner: &str,
         limit: usize,
         ttl: Duration,
+        running: &crate::scheduler::Load,
     ) -> store::Result<Vec<Claim>> {
-        self.store.work_item_claim(owner, limit as i64, ttl).await
+        self.store
+            .work_item_claim(owner, limit as i64, ttl, running)
+            .await
     }
 
     /// Waits until woken (locally or by another process), until the next due time, or at most

@@ -20,6 +20,7 @@ async fn sqlite_passes_the_store_conformance_suite() {
 }
 
 use drydock_host::domain::{LeaseStatus, ResourceStatus};
+use drydock_host::scheduler::Load;
 use drydock_host::store::{
     CommandKind, NewBlueprint, NewLease, ObjectId, Plan, ShiftedClock, SystemClock, Target, Write,
 };
@@ -50,12 +51,15 @@ async fn a_process_whose_wall_clock_stepped_cannot_take_a_live_claim() {
     let stepped_clock = ShiftedClock::new(0);
     let stepped = open(&db, stepped_clock.clone()).await;
     leases(&steady, 1).await;
-    let held = steady.work_item_claim("steady", 1, TTL).await.unwrap();
+    let held = steady
+        .work_item_claim("steady", 1, TTL, &Load::default())
+        .await
+        .unwrap();
     assert_eq!(held.len(), 1);
     stepped_clock.step(10 * 60 * 1000);
     assert!(
         stepped
-            .work_item_claim("stepped", 10, TTL)
+            .work_item_claim("stepped", 10, TTL, &Load::default())
             .await
             .unwrap()
             .is_empty(),
@@ -85,11 +89,17 @@ async fn a_crashed_workers_claim_is_taken_before_a_backlog_of_two_thousand() {
     let clock = drydock_host::store::ManualClock::new(1_700_000_000_000);
     let store = open(&dir.path().join("drydock.db"), clock.clone()).await;
     let crashed = leases(&store, 1).await[0];
-    let taken = store.work_item_claim("crashed", 1, TTL).await.unwrap();
+    let taken = store
+        .work_item_claim("crashed", 1, TTL, &Load::default())
+        .await
+        .unwrap();
     assert_eq!(taken[0].object, crashed);
     leases(&store, 2000).await;
     clock.advance(TTL + Duration::from_millis(1));
-    let next = store.work_item_claim("survivor", 4, TTL).await.unwrap();
+    let next = store
+        .work_item_claim("survivor", 4, TTL, &Load::default())
+        .await
+        .unwrap();
     assert_eq!(
         next[0].object, crashed,
         "recovery waits for the TTL, not the backlog"
@@ -114,14 +124,18 @@ async fn a_reclaim_never_releases_a_resource_a_lease_just_acquired() {
         let [lease, maker] = leases(&store, 2).await[..] else {
             unreachable!()
         };
-        let claims = store.work_item_claim("w", 10, TTL).await.unwrap();
+        let claims = store
+            .work_item_claim("w", 10, TTL, &Load::default())
+            .await
+            .unwrap();
         let claim_of = |id| claims.iter().find(|c| c.object == id).unwrap().clone();
         let mut make = Plan::new();
         make.push(Write::InsertResource {
             blueprint,
             resource_type: "thing".into(),
             depth: 0,
-            per_minute: 1_000_000,
+            made_for: "owner:test".into(),
+            limits: testing::unlimited(),
         })
         .push(Write::ResourceStatus {
             resource: Target::Inserted(0),
@@ -134,7 +148,7 @@ async fn a_reclaim_never_releases_a_resource_a_lease_just_acquired() {
             .unwrap()
             .remove(0);
         let resource_claim = store
-            .work_item_claim("w", 10, TTL)
+            .work_item_claim("w", 10, TTL, &Load::default())
             .await
             .unwrap()
             .into_iter()

@@ -16,8 +16,10 @@
 //!
 //! A local grant also says what its execs may use beyond their root ([`LocalOptions`]):
 //! `local:/srv/hosts,ro=/srv/mirrors,pids=256,memory=1G` lets them read `/srv/mirrors` and caps
-//! each at 256 processes and 1 GiB (`exec::confine` has the whole sandbox and the defaults). An
-//! interface that narrows a supporting lease's keeps that lease's options.
+//! each at 256 processes and 1 GiB (`exec::confine` has the whole sandbox and the defaults);
+//! `user=ci` runs them as that unprivileged user (`exec::user`) and `env=GOPATH=/srv/go` sets a
+//! variable in each (`exec::environment`). An interface that narrows a supporting lease's keeps
+//! that lease's options.
 //!
 //! A grant may also be an **authorization** to hold supporting leases on another blueprint
 //! (`use:host-pool`, given with `drydock blueprint authorize working-copy --use host-pool`):
@@ -89,7 +91,8 @@ impl FromStr for Grant {
     type Err = String;
 
     fn from_str(text: &str) -> Result<Self, String> {
-        let usage = "use local:/DIR[,ro=/PATH]…[,pids=N][,memory=SIZE], ssh:USER@HOST[:PORT] \
+        let usage = "use local:/DIR[,ro=/PATH]…[,pids=N][,memory=SIZE][,user=NAME]\
+                     [,env=NAME=VALUE]…, ssh:USER@HOST[:PORT] \
                      (`*` matches any run of characters), ssh-key:/DIR or use:BLUEPRINT";
         let (kind, rest) = text
             .split_once(':')
@@ -177,8 +180,9 @@ impl GrantChange {
     }
 }
 
-/// What a local grant's execs may use beyond their root: paths they may read, and their caps
-/// (`exec::confine` applies them; the defaults are there).
+/// What a local grant's execs may use beyond their root: paths they may read, their caps
+/// (`exec::confine` applies them; the defaults are there), the user they run as and the
+/// variables they see beside the fixed ones (`exec::environment`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LocalOptions {
     /// Absolute, normalised paths execs may read (bound read-only at the same place): `ro=`.
@@ -187,7 +191,20 @@ pub struct LocalOptions {
     pub pids: Option<u32>,
     /// The most memory one exec may use, in bytes: `memory=` (`512M`, `2G`).
     pub memory: Option<u64>,
+    /// The unprivileged user execs run as, by name or number (`user=ci`), rather than the
+    /// daemon's; resolved when an exec starts (`exec::user`).
+    pub user: Option<String>,
+    /// Variables set in every exec, in order (`env=GOPATH=/srv/go`); a later one of the same
+    /// name wins, and one may replace `PATH`, `LANG` or `LC_ALL`.
+    pub env: Vec<(String, String)>,
 }
+
+/// The variables of an exec that a grant may not set: the host sets them for each exec.
+const FIXED_VARIABLES: [&str; 5] = ["HOME", "PWD", "TERM", "DRYDOCK_LEASE", "DRYDOCK_RESOURCE"];
+/// The longest `user=` name accepted (as `useradd` does).
+const MAX_USER_BYTES: usize = 32;
+/// The longest `env=` value accepted.
+const MAX_ENV_BYTES: usize = 4096;
 
 /// The largest `pids=` accepted.
 const MAX_PIDS: u32 = 1 << 22;
@@ -197,7 +214,8 @@ const MIN_MEMORY: u64 = 16 << 20;
 impl FromStr for LocalOptions {
     type Err = String;
 
-    /// `ro=/PATH`, `pids=N` and `memory=SIZE`, separated by commas (none: the empty string).
+    /// `ro=/PATH`, `pids=N`, `memory=SIZE`, `user=NAME` and `env=NAME=VALUE`, separated by
+    /// commas (none: the empty string).
     fn from_str(text: &str) -> Result<Self, String> {
         let mut options = LocalOptions::default();
         for option in text.split(',').filter(|o| !o.is_empty()) {
@@ -215,14 +233,20 @@ impl FromStr for LocalOptions {
                     })?);
                 }
                 "memory" => {
-                    let memory = parse_size(value).filter(|m| *m >= MIN_MEMORY);
+                    let memory = crate::size::parse(value).filter(|m| *m >= MIN_MEMORY);
                     options.memory = Some(memory.ok_or_else(|| {
                         format!(
                             "memory={value:?} must be a size of at least 16M, such as 512M or 2G"
                         )
                     })?);
                 }
-                other => return Err(format!("{other:?} is not an option (ro, pids, memory)")),
+                "user" => options.user = Some(check_user(value)?),
+                "env" => options.env.push(check_variable(value)?),
+                other => {
+                    return Err(format!(
+                        "{other:?} is not an option (ro, pids, memory, user, env)"
+                    ));
+                }
             }
         }
         Ok(options)
@@ -238,37 +262,69 @@ impl fmt::Display for LocalOptions {
         if let Some(pids) = self.pids {
             write!(f, ",pids={pids}")?;
         }
-        match self.memory {
-            Some(memory) => write!(f, ",memory={}", format_size(memory)),
-            None => Ok(()),
+        if let Some(memory) = self.memory {
+            write!(f, ",memory={}", crate::size::format(memory))?;
         }
+        if let Some(user) = &self.user {
+            write!(f, ",user={user}")?;
+        }
+        for (name, value) in &self.env {
+            write!(f, ",env={name}={value}")?;
+        }
+        Ok(())
     }
 }
 
-/// Binary units a size may end with.
-const UNITS: [(char, u32); 4] = [('T', 40), ('G', 30), ('M', 20), ('K', 10)];
-
-/// Bytes, or a number followed by `K`, `M`, `G` or `T` (binary units).
-fn parse_size(text: &str) -> Option<u64> {
-    let (digits, shift) = match UNITS.iter().find(|(unit, _)| text.ends_with(*unit)) {
-        Some((_, shift)) => (&text[..text.len() - 1], *shift),
-        None => (text, 0),
-    };
-    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
+/// A `user=` value: a user name as `useradd` takes it, or a number; never root.
+fn check_user(user: &str) -> Result<String, String> {
+    let mut chars = user.chars();
+    let first = chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphanumeric() || c == '_');
+    let rest = chars.all(|c| c.is_ascii_alphanumeric() || "._-".contains(c));
+    if user.len() > MAX_USER_BYTES || !first || !rest {
+        return Err(format!(
+            "user={user:?} is not a user name or number (letters, digits, '.', '_', '-', at \
+             most {MAX_USER_BYTES})"
+        ));
     }
-    digits.parse::<u64>().ok()?.checked_mul(1 << shift)
+    if user == "root" || user.parse::<u32>() == Ok(0) {
+        return Err(format!(
+            "user={user:?}: execs run as an unprivileged user, not root (leave user= out to \
+             run them as the daemon's user)"
+        ));
+    }
+    Ok(user.into())
 }
 
-/// A size in the largest unit that divides it.
-fn format_size(bytes: u64) -> String {
-    UNITS
-        .iter()
-        .find(|(_, shift)| bytes.is_multiple_of(1 << shift))
-        .map_or_else(
-            || bytes.to_string(),
-            |(unit, shift)| format!("{}{unit}", bytes >> shift),
-        )
+/// An `env=NAME=VALUE` value: a portable variable name the host does not set itself, and a
+/// value without control characters (nor commas, which separate options).
+fn check_variable(text: &str) -> Result<(String, String), String> {
+    let (name, value) = text
+        .split_once('=')
+        .ok_or_else(|| format!("env={text:?} needs NAME=VALUE"))?;
+    let mut chars = name.chars();
+    let first = chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_');
+    if !first || !chars.all(|c| c.is_ascii_alphanumeric() || c == '_') {
+        return Err(format!(
+            "env={text:?}: {name:?} is not a variable name (letters, digits and '_', not \
+             starting with a digit)"
+        ));
+    }
+    if FIXED_VARIABLES.contains(&name) {
+        return Err(format!(
+            "env={text:?}: {name} is set by the host for each exec, not by a grant"
+        ));
+    }
+    if value.len() > MAX_ENV_BYTES || value.chars().any(char::is_control) {
+        return Err(format!(
+            "env={text:?}: the value must be at most {MAX_ENV_BYTES} bytes without control \
+             characters"
+        ));
+    }
+    Ok((name.into(), value.into()))
 }
 
 fn parse_ssh_grant(text: &str) -> Result<Grant, String> {
@@ -639,6 +695,8 @@ mod tests {
             "local:/srv/hosts",
             "local:/srv/hosts,ro=/srv/mirror,ro=/opt/tools,pids=256,memory=1G",
             "local:/srv/hosts,memory=1536M",
+            "local:/srv/hosts,user=ci,env=GOPATH=/srv/go,env=PATH=/opt/go/bin:/usr/bin",
+            "local:/srv/hosts,user=1001,env=EMPTY=",
             "ssh:ci@build-*.example.com",
             "ssh:*@10.0.0.5:2222",
             "ssh-key:/etc/drydock/keys",
@@ -658,6 +716,16 @@ mod tests {
             "local:/a,memory=G",
             "local:/a,net=on",
             "local:/a,ro",
+            "local:/a,user=root",
+            "local:/a,user=0",
+            "local:/a,user=-x",
+            "local:/a,user=a b",
+            "local:/a,env=NOVALUE",
+            "local:/a,env=1X=y",
+            "local:/a,env=A-B=y",
+            "local:/a,env=HOME=/x",
+            "local:/a,env=DRYDOCK_LEASE=L1",
+            "local:/a,env=X=a\tb",
             "ftp:/x",
             "ssh:host-only",
             "ssh:-oProxyCommand=x@h",

@@ -15,11 +15,13 @@
 //! - [`testkit`]: an in-memory host that drives a component through a lease's whole life, and
 //!   JSON scenarios behind `drydock blueprint test`.
 //! - [`text`]: guest- and user-supplied text made safe for a terminal.
+//! - [`size`]: sizes in bytes as people write them (`512K`, `2G`).
 
 pub mod action;
 pub mod domain;
 pub mod exec;
 pub mod grant;
 pub mod plugin;
+pub mod size;
 pub mod testkit;
 pub mod text;

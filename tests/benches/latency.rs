@@ -10,9 +10,10 @@
 
 use drydock_host::domain::LeaseStatus;
 use drydock_host::store::{ObjectId, Store};
+use drydock_tests::Env;
+use drydock_tests::api;
 use drydock_tests::measure::{Sections, quantile};
 use drydock_tests::postgres::{Cluster, Durability};
-use drydock_tests::{Env, TOKEN};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -61,7 +62,7 @@ async fn measure(backend: &str, env: Env) {
             let started = Instant::now();
             let lease = match via {
                 Via::Cli => env.request_one("host", &[]).await,
-                Via::Api => api_request(&client, &api).await,
+                Via::Api => api::request_host(&client, &api).await,
             };
             wait(&store, lease, LeaseStatus::Active).await;
             requests.push(started.elapsed());
@@ -72,7 +73,7 @@ async fn measure(backend: &str, env: Env) {
                 Via::Cli => {
                     env.ok(&["lease", "release", &lease.to_string()]).await;
                 }
-                Via::Api => api_release(&client, &api, lease).await,
+                Via::Api => api::release(&client, &api, lease).await,
             }
             wait(&store, lease, LeaseStatus::Destroyed).await;
             releases.push(started.elapsed());
@@ -130,33 +131,6 @@ async fn working_copy() {
 /// Lets the daemon go idle (waiting on its poll) before the next trial.
 async fn idle() {
     tokio::time::sleep(Duration::from_millis(20)).await;
-}
-
-async fn api_request(client: &reqwest::Client, api: &str) -> ObjectId {
-    let leases: serde_json::Value = client
-        .post(format!("{api}/api/v1/leases"))
-        .bearer_auth(TOKEN)
-        .json(&serde_json::json!({"type": "host"}))
-        .send()
-        .await
-        .unwrap()
-        .error_for_status()
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    leases[0]["id"].as_str().unwrap().parse().unwrap()
-}
-
-async fn api_release(client: &reqwest::Client, api: &str, lease: ObjectId) {
-    client
-        .post(format!("{api}/api/v1/leases/{lease}/release"))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .error_for_status()
-        .unwrap();
 }
 
 /// Polls the lease's status every 2 ms until it is `status`.

@@ -6,6 +6,7 @@
 //! Run: `cargo bench -p drydock-tests --bench lists`.
 
 use drydock_host::domain::LeaseStatus;
+use drydock_host::scheduler::Load;
 use drydock_host::store::{NewLease, Plan, Write};
 use drydock_tests::Env;
 use drydock_tests::measure::quantile;
@@ -33,7 +34,7 @@ async fn main() {
     }
     // Some failures, spread over the history.
     let claims = store
-        .work_item_claim("bench", FAILED, Duration::from_secs(600))
+        .work_item_claim("bench", FAILED, Duration::from_secs(600), &Load::default())
         .await
         .unwrap();
     for claim in &claims {

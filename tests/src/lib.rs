@@ -2,6 +2,7 @@
 //! the `drydock` binary, throwaway databases (SQLite files, PostgreSQL clusters in
 //! [`postgres`]), and daemons they can start, stop and kill.
 
+pub mod api;
 pub mod counting;
 pub mod git;
 pub mod measure;
@@ -228,14 +229,13 @@ impl Env {
 
     /// Runs `drydock ARGS…` and fails the test, with its output, unless it succeeds; returns stdout.
     pub async fn ok(&self, args: &[&str]) -> String {
-        let out = self.drydock(args).await;
-        assert!(
-            out.status.success(),
-            "drydock {args:?} failed:\n{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
+        succeeded(args, self.drydock(args).await)
+    }
+
+    /// [`Env::ok`] as the user `user`: what it requests is owned by `cli:USER`.
+    pub async fn ok_as(&self, user: &str, args: &[&str]) -> String {
+        let out = self.command(args).env("USER", user).output().await.unwrap();
+        succeeded(args, out)
     }
 
     /// Registers the example host-pool (`HOST_POOL_CONFIG`) with the grant it needs.
@@ -332,6 +332,17 @@ impl Env {
             .await
             .unwrap()
     }
+}
+
+/// `out`'s stdout, failing the test with the whole output unless `drydock ARGS…` succeeded.
+fn succeeded(args: &[&str], out: Output) -> String {
+    assert!(
+        out.status.success(),
+        "drydock {args:?} failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
 }
 
 /// The operator token test daemons accept.
@@ -470,6 +481,34 @@ pub async fn wait_lease(store: &Arc<dyn Store>, id: ObjectId, status: LeaseStatu
             );
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Waits until `object`'s audit trail holds three steps that `pick` chooses, then checks that
+/// those steps came at least the minimum yield (1 s, less 10 ms for rounding) apart; `what`
+/// names them in a failure.
+pub async fn steps_are_a_second_apart(
+    store: &Arc<dyn Store>,
+    object: ObjectId,
+    what: &str,
+    pick: impl Fn(&store::StepRecord) -> bool,
+) {
+    let times = wait_for(&format!("a few {what}"), || async {
+        let steps = store.step_list(object, 0, 1000).await.unwrap();
+        let times: Vec<u64> = steps
+            .iter()
+            .filter(|s| pick(s))
+            .map(|s| s.created_at)
+            .collect();
+        (times.len() >= 3).then_some(times)
+    })
+    .await;
+    for pair in times.windows(2) {
+        assert!(
+            pair[1] - pair[0] >= 990,
+            "one of the {what} came {} ms after the one before, under the 1 s minimum",
+            pair[1] - pair[0]
+        );
     }
 }
 

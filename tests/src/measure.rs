@@ -1,6 +1,7 @@
 //! Measurements the benchmarks share across backends: the cost of the queue's three basic
 //! operations, and percentiles.
 
+use drydock_host::scheduler::Load;
 use drydock_host::store::{CommandKind, ObjectId, Release, Store};
 use std::time::{Duration, Instant};
 
@@ -29,7 +30,7 @@ pub async fn queue_cost(store: &dyn Store, objects: usize, ops: usize) -> QueueC
         post += t.elapsed();
         let t = Instant::now();
         let claims = store
-            .work_item_claim("bench", 1, Duration::from_secs(30))
+            .work_item_claim("bench", 1, Duration::from_secs(30), &Load::default())
             .await
             .unwrap();
         claim += t.elapsed();

@@ -82,6 +82,27 @@ impl ShellRun {
         run
     }
 
+    /// Stops the first daemon (SIGSTOP) between two of its write transactions. A SQLite file
+    /// has one writer at a time: a daemon stopped inside a transaction would hold every other
+    /// process's writes until it is continued, which no takeover can get round. So the test
+    /// takes the write lock itself (`BEGIN IMMEDIATE`, waiting its turn), stops the daemon,
+    /// which then cannot be writing, and lets go.
+    pub async fn stop_first_between_writes(&self) {
+        use sqlx::Connection;
+        assert!(self.env.url.starts_with("sqlite:"), "SQLite only");
+        let options: sqlx::sqlite::SqliteConnectOptions = self.env.url.parse().unwrap();
+        let options = options.busy_timeout(crate::PATIENCE);
+        let mut writer = sqlx::SqliteConnection::connect_with(&options)
+            .await
+            .unwrap();
+        sqlx::query("BEGIN IMMEDIATE")
+            .execute(&mut writer)
+            .await
+            .unwrap();
+        self.first.signal("STOP");
+        sqlx::query("ROLLBACK").execute(&mut writer).await.unwrap();
+    }
+
     /// A second daemon on the same database.
     pub fn second(&self) -> Daemon {
         self.env.serve(&["--claim-ttl", self.ttl])

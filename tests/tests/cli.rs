@@ -2,12 +2,14 @@
 //! command opens the database: reads never create, lock or migrate it, writes never upgrade it,
 //! and a database that cannot be used is named with the reason.
 
+use drydock_host::scheduler::Load;
 use drydock_tests::postgres::Cluster;
 use drydock_tests::{Env, FUTURE_CONTRACT_WASM, HOST_POOL_CONFIG, HOST_POOL_WASM, drydock_binary};
 use sqlx::migrate::Migrator;
 use std::io::Write;
 use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
+use std::time::Duration;
 
 fn drydock(args: &[&str], stdin: Option<&str>) -> Output {
     // One compile cache for the whole test binary, so each component is compiled once.
@@ -177,8 +179,9 @@ async fn reads_answer_while_another_process_holds_the_write_lock() {
         .unwrap();
 }
 
-/// Sets up the database at `url` as the Drydock before the newest migration did.
-async fn migrate_all_but_the_last(url: &str) {
+/// Sets up the database at `url` as the Drydock before migration `description` did (before
+/// the newest, with `None`).
+async fn migrate_before(url: &str, description: Option<&str>) {
     use sqlx::sqlite::SqliteConnectOptions;
     use std::str::FromStr as _;
     if url.starts_with("sqlite:") {
@@ -187,31 +190,38 @@ async fn migrate_all_but_the_last(url: &str) {
             .await
             .unwrap();
         let migrator = sqlx::migrate!("../host/migrations/sqlite");
-        migrator
-            .run_to(all_but_the_last(&migrator), &db)
-            .await
-            .unwrap();
+        let version = version_before(&migrator, description);
+        migrator.run_to(version, &db).await.unwrap();
     } else {
         let db = sqlx::PgPool::connect(url).await.unwrap();
         let migrator = sqlx::migrate!("../host/migrations/postgres");
-        migrator
-            .run_to(all_but_the_last(&migrator), &db)
-            .await
-            .unwrap();
+        let version = version_before(&migrator, description);
+        migrator.run_to(version, &db).await.unwrap();
     }
 }
 
-/// The version of `migrator`'s migration before its newest.
-fn all_but_the_last(migrator: &Migrator) -> i64 {
-    let mut versions: Vec<i64> = migrator.iter().map(|m| m.version).collect();
+/// The version of `migrator`'s migration before the one called `description` (before its
+/// newest, with `None`).
+fn version_before(migrator: &Migrator, description: Option<&str>) -> i64 {
+    let mut versions: Vec<(i64, &str)> = migrator
+        .iter()
+        .map(|m| (m.version, m.description.as_ref()))
+        .collect();
     versions.sort();
-    versions[versions.len() - 2]
+    let at = match description {
+        Some(description) => versions
+            .iter()
+            .position(|(_, d)| *d == description)
+            .unwrap_or_else(|| panic!("no migration {description:?}: {versions:?}")),
+        None => versions.len() - 1,
+    };
+    versions[at - 1].0
 }
 
 /// A database an older Drydock set up: every command but `migrate` refuses it, naming
 /// `drydock migrate`, and changes nothing; after `drydock migrate` they work.
 async fn an_older_schema_waits_for_migrate(env: &Env) {
-    migrate_all_but_the_last(&env.url).await;
+    migrate_before(&env.url, None).await;
     for command in READS
         .iter()
         .chain(&[&["lease", "request", "--type", "host"][..]])
@@ -248,7 +258,7 @@ async fn execute(url: &str, sql: &'static str) {
 /// hosts and whose `waiting` blueprint waits for one of type `host`: after `drydock migrate`
 /// each is authorized for what it used (and nothing else), so nothing in use breaks.
 async fn an_upgrade_authorizes_what_supporting_leases_imply(env: &Env) {
-    migrate_all_but_the_last(&env.url).await;
+    migrate_before(&env.url, Some("authorizations")).await;
     execute(
         &env.url,
         r#"
@@ -290,6 +300,60 @@ async fn an_upgrade_authorizes_what_supporting_leases_imply(env: &Env) {
     assert_eq!(grants("idle").await, serde_json::json!([]));
 }
 
+/// A database from before fair share, with work items of resources, of a user's lease and of a
+/// supporting lease, and a step: after `drydock migrate` each work item has its tenant (the
+/// resource's blueprint, the owner, the requesting resource's blueprint) and the blueprint's
+/// step history counts its step.
+async fn an_upgrade_gives_every_work_item_its_tenant(env: &Env) {
+    migrate_before(&env.url, Some("fair share")).await;
+    execute(
+        &env.url,
+        r#"
+        INSERT INTO component (digest, wasm, created_at) VALUES ('d', 'x', 0);
+        INSERT INTO blueprint (name, component, component_name, resource_type, config, grants,
+                               created_at)
+        VALUES ('host-pool', 'd', 'h', 'host', '{}', '[]', 0),
+               ('working-copy', 'd', 'w', 'working-copy', '{}', '["use:host-pool"]', 0);
+        INSERT INTO resource (blueprint_id, resource_type, status, created_at, updated_at)
+        VALUES (1, 'host', 'active', 0, 0), (2, 'working-copy', 'pending', 0, 0);
+        INSERT INTO lease (resource_type, status, owner, resource_id, parent_resource_id,
+                           created_at, updated_at)
+        VALUES ('working-copy', 'acquired', 'cli:alice', 2, NULL, 0, 0),
+               ('host', 'pending', 'R2', NULL, 2, 0, 0);
+        INSERT INTO work_item (object, wake_at) VALUES ('R1', 0), ('R2', 0), ('L1', 0), ('L2', 0);
+        INSERT INTO step (object, blueprint_id, hook, step, verdict, duration_us, created_at)
+        VALUES ('R2', 2, 'allocate-resource', '{"actions":[]}', 'applied', 1, 0);
+        "#,
+    )
+    .await;
+    env.ok(&["migrate"]).await;
+    let store = env.store().await;
+    let claims = store
+        .work_item_claim("w", 10, Duration::from_secs(30), &Load::default())
+        .await
+        .unwrap();
+    let mut tenants: Vec<(String, String)> = claims
+        .into_iter()
+        .map(|c| (c.object.to_string(), c.tenant))
+        .collect();
+    tenants.sort();
+    let expected = [
+        ("L1", "owner:cli:alice"),
+        ("L2", "B2"),
+        ("R1", "B1"),
+        ("R2", "B2"),
+    ]
+    .map(|(object, tenant)| (object.to_string(), tenant.to_string()));
+    assert_eq!(tenants, expected);
+    let copies = store.blueprint_by_name("working-copy").await.unwrap();
+    assert_eq!(copies.step_bytes, 14, "the step's body, counted");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_sqlite_upgrade_gives_every_work_item_its_tenant() {
+    an_upgrade_gives_every_work_item_its_tenant(&Env::new()).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cli_newer_than_the_sqlite_schema_names_the_command_that_upgrades_it() {
     let env = Env::new();
@@ -310,6 +374,8 @@ async fn a_cli_newer_than_the_postgres_schema_names_the_command_that_upgrades_it
     an_older_schema_waits_for_migrate(&env).await;
     let upgraded = Env::with_url(cluster.database().await);
     an_upgrade_authorizes_what_supporting_leases_imply(&upgraded).await;
+    let upgraded = Env::with_url(cluster.database().await);
+    an_upgrade_gives_every_work_item_its_tenant(&upgraded).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

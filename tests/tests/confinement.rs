@@ -8,7 +8,7 @@
 
 use drydock_host::domain::LeaseStatus;
 use drydock_host::store::{Resource, Store};
-use drydock_tests::{Env, SHELL_WASM, TOKEN, USE_HOST_POOL, wait_for, wait_lease};
+use drydock_tests::{Env, MISBEHAVE_WASM, SHELL_WASM, TOKEN, USE_HOST_POOL, wait_for, wait_lease};
 use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -437,4 +437,85 @@ async fn a_supporting_lease_needs_an_authorization_that_the_refusal_names() {
     env.request("shell", &[]).await;
     let ran = ran(&store).await;
     assert_eq!(ran.attributes["exit"], "0", "{:?}", ran.attributes);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_supporting_lease_requested_while_activating_breaks_the_unauthorized_resource() {
+    let env = Env::new();
+    host_pool(&env, "").await;
+    let config = r#"{"mode": "borrow-on-activation"}"#;
+    env.add_blueprint("misbehave", MISBEHAVE_WASM, config, &[])
+        .await;
+    let store = env.store().await;
+    let _daemon = env.serve(&[]);
+    env.request("trouble", &[]).await;
+    let broken = wait_for("the resource to break, unauthorized", || async {
+        let resources = store.resource_list(None).await.unwrap();
+        resources.into_iter().find(|r| unauthorized(r.end.as_ref()))
+    })
+    .await;
+    let why = "misbehave is not authorized to hold \"host\" leases on host-pool: an operator \
+               allows it with `drydock blueprint authorize misbehave --use host-pool`";
+    let shown = env.ok(&["resource", "show", &broken.id.to_string()]).await;
+    assert!(shown.contains(why), "{shown}");
+    let resources = store.resource_list(None).await.unwrap();
+    assert!(
+        resources.iter().all(|r| r.resource_type != "host"),
+        "host-pool made a host for an unauthorized resource: {resources:?}"
+    );
+
+    // Authorized, the next resource activates and holds its host.
+    env.ok(&["blueprint", "authorize", "misbehave", "--use", "host-pool"])
+        .await;
+    let lease = env.request_one("trouble", &[]).await;
+    wait_lease(&store, lease, LeaseStatus::Active).await;
+    wait_for("a host for the authorized resource", || async {
+        let resources = store.resource_list(None).await.unwrap();
+        resources.into_iter().find(|r| r.resource_type == "host")
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_grant_runs_execs_as_its_unprivileged_user_with_its_variables() {
+    let nobody = drydock_host::exec::RunAs::resolve("nobody").expect("a nobody user");
+    let script = "id -u; echo \"$TOOLS|$PATH\"; echo made > made";
+    let shell = json!({"argv": ["sh", "-c", script]});
+    let options = ",user=nobody,env=TOOLS=/opt/tools,env=PATH=/opt/tools/bin:/usr/bin:/bin";
+    let env = Env::new();
+    let root = env.dir().join("host");
+    std::fs::create_dir_all(&root).unwrap();
+    std::os::unix::fs::chown(&root, Some(nobody.uid), Some(nobody.gid)).unwrap();
+    host_and_shell(&env, shell, options).await;
+    let store = env.store().await;
+    let _daemon = env.serve(&[]);
+    let lease = env.request_one("shell", &[]).await;
+    let resource = ran(&store).await;
+    let expected = format!("{}\n/opt/tools|/opt/tools/bin:/usr/bin:/bin\n", nobody.uid);
+    assert_eq!(
+        resource.attributes["stdout"], expected,
+        "the blueprint's exec"
+    );
+    let made = std::fs::metadata(root.join("made")).unwrap();
+    assert_eq!(std::os::unix::fs::MetadataExt::uid(&made), nobody.uid);
+
+    // `drydock exec` through the same lease runs as the same user, with the same variables.
+    wait_lease(&store, lease, LeaseStatus::Active).await;
+    let lease = lease.to_string();
+    let out = env
+        .ok(&["exec", "--lease", &lease, "--", "sh", "-c", script])
+        .await;
+    assert_eq!(out, expected, "drydock exec");
+    // A user the machine does not have is named when an exec would run as it.
+    let missing = format!("local:{},user=no-such-user-here", root.display());
+    env.ok(&["blueprint", "grant", "host-pool", &missing]).await;
+    let out = env
+        .drydock(&["exec", "--lease", &lease, "--", "true"])
+        .await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success()
+            && stderr.contains("\"no-such-user-here\", which this machine does not have"),
+        "{stderr}"
+    );
 }

@@ -168,7 +168,7 @@ async fn an_exec_dies_with_its_killed_daemon_before_another_runs_it() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_exec_dies_before_a_stopped_daemons_claim_can_expire() {
     let run = ShellRun::start(Env::new(), "3s", 8).await;
-    run.first.signal("STOP");
+    run.stop_first_between_writes().await;
     let _second = run.second();
     run.wait_runs("start", 2).await;
     run.first.signal("CONT");

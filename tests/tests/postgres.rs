@@ -4,6 +4,7 @@
 //! work, and a soak of daemons killed, connections cut and the server restarted.
 
 use drydock_host::domain::LeaseStatus;
+use drydock_host::scheduler::Load;
 use drydock_host::store::postgres::{PgOptions, PgStore, TimeSource};
 use drydock_host::store::{
     Claim, Clock, CommandKind, NewLease, ObjectId, Plan, ShiftedClock, Store, SystemClock, Write,
@@ -46,7 +47,7 @@ async fn one_lease(store: &dyn Store) -> ObjectId {
 
 async fn claim_one(store: &dyn Store, owner: &str) -> Option<Claim> {
     store
-        .work_item_claim(owner, 1, TTL)
+        .work_item_claim(owner, 1, TTL, &Load::default())
         .await
         .unwrap()
         .into_iter()
@@ -226,7 +227,7 @@ async fn a_connection_lost_mid_transaction_writes_nothing_and_the_retry_succeeds
     let store = PgStore::open(&url).await.unwrap();
     let (a, b) = (one_lease(&store).await, one_lease(&store).await);
     let claim = store
-        .work_item_claim("w", 2, Duration::from_secs(60))
+        .work_item_claim("w", 2, Duration::from_secs(60), &Load::default())
         .await
         .unwrap()
         .into_iter()

@@ -244,3 +244,45 @@ async fn blueprint_check_runs_a_working_copy_through_its_life_without_a_daemon()
     let said = fails(vec!["--supply".into(), supply.clone()]).await;
     assert!(said.contains("runs no exec without --exec run"), "{said}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twenty_requests_for_a_missing_repository_fail_alone_and_a_valid_one_is_served() {
+    let world = tempfile::tempdir().unwrap();
+    let (origin, hosts) = (world.path().join("origin"), world.path().join("hosts"));
+    std::fs::create_dir_all(&hosts).unwrap();
+    repository(&origin);
+    let env = Env::new();
+    env.add_working_copies(&hosts, &[&origin]).await;
+    let _daemon = env.serve(&[]);
+    let store = env.store().await;
+    let missing = format!("repository={}", world.path().join("missing").display());
+    let bad = env
+        .request("working-copy", &["--attr", &missing, "--count", "20"])
+        .await;
+    let repo = format!("repository={}", origin.display());
+    let good = env.request_one("working-copy", &["--attr", &repo]).await;
+    wait_lease(&store, good, LeaseStatus::Active).await;
+    let failed = wait_for("a bad request to fail", || async {
+        for lease in &bad {
+            let logs = store.log_list(Some(*lease), 0, 100).await.unwrap();
+            if let Some(end) = logs
+                .into_iter()
+                .find(|l| l.kind == "lease.allocation-failure")
+            {
+                return Some(end.message);
+            }
+        }
+        None
+    })
+    .await;
+    assert!(failed.contains("cloning"), "{failed}");
+    let blueprint = store.blueprint_by_name("working-copy").await.unwrap();
+    assert_eq!(
+        (blueprint.failures, blueprint.retry_at),
+        (0, None),
+        "one request's failures are not the blueprint's: {:?}",
+        blueprint.last_failure
+    );
+    let out = env.ok(&["blueprint", "show", "working-copy"]).await;
+    assert!(!out.contains("failing"), "{out}");
+}

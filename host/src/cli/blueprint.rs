@@ -1,9 +1,10 @@
 //! `drydock blueprint …`: registering and inspecting blueprints.
 
 use super::{Global, output, read_input};
+use crate::limits::Limit;
 use crate::ops;
 use crate::plugin::{Runtime, RuntimeConfig};
-use crate::store::{Access, Blueprint};
+use crate::store::{Access, Blueprint, BlueprintSwitch};
 use crate::testkit::scenario::Scenario;
 use crate::testkit::{Harness, Lifecycle};
 use anyhow::{Context as _, bail};
@@ -24,8 +25,10 @@ pub(super) enum BlueprintCommand {
         /// The JSON config (`-` for standard input); `{}` if omitted.
         #[arg(long)]
         config: Option<PathBuf>,
-        /// What its command interfaces may reach: `local:/DIR`, `ssh:USER@HOST[:PORT]` (`*`
-        /// matches any run of characters), `ssh-key:/DIR`; and which blueprints it may hold
+        /// What its command interfaces may reach: `local:/DIR` (with what its execs get:
+        /// `,ro=/PATH`, `,pids=N`, `,memory=SIZE`, `,user=NAME`, `,env=NAME=VALUE`),
+        /// `ssh:USER@HOST[:PORT]` (`*` matches any run of characters), `ssh-key:/DIR`; and
+        /// which blueprints it may hold
         /// supporting leases on: `use:NAME` (as `blueprint authorize`); repeatable. Without a
         /// grant the blueprint can run commands only through supporting leases it is
         /// authorized to hold.
@@ -90,6 +93,16 @@ pub(super) enum BlueprintCommand {
         #[arg(long = "use", value_name = "BLUEPRINT", required = true)]
         uses: Vec<String>,
     },
+    /// Set a blueprint's limits, as KEY=VALUE (`KEY=default` goes back to the default): how
+    /// fast and wide it grows and what it may write. `blueprint show` lists them all with their
+    /// values; docs/ARCHITECTURE.md has the defaults.
+    Limit {
+        /// Id or name.
+        blueprint: String,
+        /// Changes, such as `setting-up=4`, `log-per-minute=256K`, `log-total=default`.
+        #[arg(required = true, value_name = "KEY=VALUE")]
+        changes: Vec<String>,
+    },
     /// List blueprints.
     List {
         /// Print one JSON array.
@@ -104,8 +117,14 @@ pub(super) enum BlueprintCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Let the allocator use a blueprint again.
+    /// Let the allocator use a blueprint again, at once: clears its back-off too.
     Enable {
+        /// Id or name.
+        blueprint: String,
+    },
+    /// Clear a blueprint's failure streak and back-off, so that the leases waiting for it are
+    /// served at once (after fixing what made it fail).
+    Reset {
         /// Id or name.
         blueprint: String,
     },
@@ -239,14 +258,24 @@ pub(super) async fn run(global: &Global, command: BlueprintCommand) -> anyhow::R
         BlueprintCommand::Unauthorize { blueprint, uses } => {
             change_grants(global, &blueprint, &[], &use_grants(&uses)).await
         }
+        BlueprintCommand::Limit { blueprint, changes } => {
+            change_limits(global, &blueprint, &changes).await
+        }
         BlueprintCommand::List { json } => list(global, json).await,
         BlueprintCommand::Show { blueprint, json } => {
             let store = global.store(Access::Read).await?;
             let blueprint = ops::find_blueprint(store.as_ref(), &blueprint).await?;
             print_one(&blueprint, json)
         }
-        BlueprintCommand::Enable { blueprint } => set_enabled(global, &blueprint, true).await,
-        BlueprintCommand::Disable { blueprint } => set_enabled(global, &blueprint, false).await,
+        BlueprintCommand::Enable { blueprint } => {
+            switch(global, &blueprint, BlueprintSwitch::Enable).await
+        }
+        BlueprintCommand::Disable { blueprint } => {
+            switch(global, &blueprint, BlueprintSwitch::Disable).await
+        }
+        BlueprintCommand::Reset { blueprint } => {
+            switch(global, &blueprint, BlueprintSwitch::Reset).await
+        }
     }
 }
 
@@ -361,6 +390,41 @@ async fn change_grants(
     Ok(ExitCode::SUCCESS)
 }
 
+async fn change_limits(
+    global: &Global,
+    text: &str,
+    changes: &[String],
+) -> anyhow::Result<ExitCode> {
+    let store = global.store(Access::Write).await?;
+    let blueprint = ops::find_blueprint(store.as_ref(), text).await?;
+    let blueprint =
+        ops::change_limits(store.as_ref(), &blueprint, changes, &super::author()).await?;
+    println!("{} {} limits:", blueprint.id, blueprint.name);
+    print_limits(&blueprint);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Every limit with its value, marking the defaults, and what the quotas hold now.
+fn print_limits(blueprint: &Blueprint) {
+    for limit in Limit::ALL {
+        let value = limit.format(blueprint.limits.get(limit));
+        let default = if blueprint.limits.is_set(limit) {
+            ""
+        } else {
+            " (default)"
+        };
+        let kept = match limit {
+            Limit::LogTotal => Some(blueprint.log_bytes),
+            Limit::StepHistory => Some(blueprint.step_bytes),
+            _ => None,
+        };
+        let kept = kept.map_or(String::new(), |bytes| {
+            format!("; {} kept now", crate::size::format(bytes.max(0) as u64))
+        });
+        println!("  {:<24} {value}{default}{kept}", limit.key());
+    }
+}
+
 /// The authorizations `use:NAME` for blueprint names.
 fn use_grants(names: &[String]) -> Vec<String> {
     names.iter().map(|name| format!("use:{name}")).collect()
@@ -438,15 +502,17 @@ fn print_one(blueprint: &Blueprint, json: bool) -> anyhow::Result<ExitCode> {
     }
     println!("added:         {}", output::time(blueprint.created_at));
     println!("config:        {}", safe(&blueprint.config));
+    println!("limits:");
+    print_limits(blueprint);
     Ok(ExitCode::SUCCESS)
 }
 
-async fn set_enabled(global: &Global, text: &str, enabled: bool) -> anyhow::Result<ExitCode> {
+/// Enables, disables or resets a blueprint and says what it did (its log entry).
+async fn switch(global: &Global, text: &str, switch: BlueprintSwitch) -> anyhow::Result<ExitCode> {
     let store = global.store(Access::Write).await?;
-    let blueprint = ops::find_blueprint(store.as_ref(), text).await?;
-    let blueprint = store.blueprint_set_enabled(blueprint.id, enabled).await?;
-    let state = if enabled { "enabled" } else { "disabled" };
-    println!("{} {} {state}", blueprint.id, blueprint.name);
+    let before = ops::find_blueprint(store.as_ref(), text).await?;
+    let after = store.blueprint_switch(before.id, switch).await?;
+    println!("{} {} {}", after.id, after.name, switch.message(&before));
     Ok(ExitCode::SUCCESS)
 }
 

@@ -51,7 +51,7 @@ struct Global {
 #[derive(Debug, Subcommand)]
 enum Commands {
     /// Run the daemon: update workers that consume the command queue.
-    Serve(serve::ServeArgs),
+    Serve(Box<serve::ServeArgs>),
     /// Blueprints: register, inspect, enable and disable them.
     #[command(subcommand)]
     Blueprint(blueprint::BlueprintCommand),
@@ -127,7 +127,7 @@ fn guard(args: crate::exec::guard::GuardArgs) -> ExitCode {
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let global = cli.global;
     match cli.command {
-        Commands::Serve(args) => serve::run(&global, args).await,
+        Commands::Serve(args) => serve::run(&global, *args).await,
         Commands::Blueprint(command) => blueprint::run(&global, command).await,
         Commands::Lease(command) => lease::run(&global, command).await,
         Commands::Resource(command) => resource::run(&global, command).await,

@@ -6,7 +6,7 @@ use crate::plugin::{Runtime, RuntimeConfig, SeedSecret};
 use crate::queue::Queue;
 use crate::store::{self, Access, Store, Workload};
 use crate::web::{self, AppState, auth::Tokens};
-use crate::worker::{Plugins, WorkerConfig};
+use crate::worker::{Backoff, Plugins, WorkerConfig};
 use anyhow::Context as _;
 use clap::Args;
 use std::net::SocketAddr;
@@ -14,6 +14,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
+
+/// The longest a blueprint's back-off grows to, unless `--blueprint-backoff` starts longer.
+const BLUEPRINT_BACKOFF_CAP: Duration = Duration::from_secs(300);
 
 #[derive(Debug, Args)]
 pub(super) struct ServeArgs {
@@ -33,9 +36,10 @@ pub(super) struct ServeArgs {
     /// Failed runs in a row after which an object breaks with the last error.
     #[arg(long, default_value_t = 10)]
     max_attempts: u32,
-    /// Resources one blueprint may make per minute.
-    #[arg(long, default_value_t = 60)]
-    resources_per_minute: u32,
+    /// How long a blueprint blamed for a failure is left alone; each failure in a row doubles
+    /// it, up to five minutes (or this, if longer). `drydock blueprint reset` ends it early.
+    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+    blueprint_backoff: Duration,
     /// How long destroyed leases and resources are kept with their history (`0s` keeps them
     /// forever; live objects keep theirs regardless); `drydock gc` prunes on demand.
     #[arg(long, default_value = "30d", value_parser = humantime::parse_duration)]
@@ -148,7 +152,10 @@ pub(super) async fn run(global: &Global, args: ServeArgs) -> anyhow::Result<Exit
             resource_wait: args.capacity_wait,
             min_yield: args.min_yield,
             max_attempts: args.max_attempts.max(1),
-            resources_per_minute: args.resources_per_minute,
+            blueprint_backoff: Backoff::new(
+                args.blueprint_backoff,
+                args.blueprint_backoff.max(BLUEPRINT_BACKOFF_CAP),
+            ),
             ..WorkerConfig::default()
         },
         group_commit: args

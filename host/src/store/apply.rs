@@ -15,6 +15,7 @@ use super::{
     Write,
 };
 use crate::domain::{Attributes, ExecResult, LeaseStatus, Timestamp};
+use crate::limits::{Limit, Limits, NoRoom, Setup, room};
 
 /// The statements a backend runs inside a write transaction.
 #[async_trait::async_trait]
@@ -22,14 +23,31 @@ pub(crate) trait Statements: Send {
     /// Marks an object due at `at`, creating its work item if needed (never delays an earlier
     /// wake).
     async fn wake(&mut self, object: ObjectId, at: i64) -> Result<()>;
-    /// Appends a log entry.
+    /// Appends a log entry, counted against the log quota of `charged` if it is a blueprint's.
+    async fn insert_charged_log(
+        &mut self,
+        object: ObjectId,
+        kind: &str,
+        message: &str,
+        charged: Option<ObjectId>,
+        now: i64,
+    ) -> Result<()>;
+    /// Appends a log entry of the host's own.
     async fn insert_log(
         &mut self,
         object: ObjectId,
         kind: &str,
         message: &str,
         now: i64,
-    ) -> Result<()>;
+    ) -> Result<()> {
+        self.insert_charged_log(object, kind, message, None, now)
+            .await
+    }
+    /// The kind and text of an object's last log entry, if it has one.
+    async fn last_log(&mut self, object: ObjectId) -> Result<Option<(String, String)>>;
+    /// Makes the work item of a new object, belonging to `tenant` (`crate::scheduler`), due at
+    /// `at`.
+    async fn enqueue(&mut self, object: ObjectId, tenant: &str, at: i64) -> Result<()>;
     /// Inserts a command (without waking its target).
     async fn insert_command(
         &mut self,
@@ -70,21 +88,28 @@ pub(crate) trait Statements: Send {
     async fn take_lock(&mut self, name: &str, owner: ObjectId, now: i64) -> Result<String>;
     /// Frees every slot lock an object holds.
     async fn free_locks(&mut self, owner: ObjectId) -> Result<()>;
-    /// Resources a blueprint made after `since`.
-    async fn resources_made_since(&mut self, blueprint: ObjectId, since: i64) -> Result<i64>;
-    /// Inserts a pending resource; its number.
-    async fn insert_resource(
+    /// A blueprint's resources being set up (pending): all of them, and those made for leases
+    /// of `tenant`.
+    async fn resources_setting_up(
         &mut self,
         blueprint: ObjectId,
-        resource_type: &str,
-        depth: u32,
-        now: i64,
-    ) -> Result<i64>;
-    /// Inserts a pending supporting lease of `parent`, one deeper; its number, or `None` if
-    /// the parent does not exist.
+        tenant: &str,
+    ) -> Result<(i64, i64)>;
+    /// Supporting leases waiting (pending) that resources of `requester` asked for.
+    async fn supporting_waiting(&mut self, requester: ObjectId) -> Result<i64>;
+    /// A blueprint's name and its resource bucket (`limits::Rate`: the time, in µs, at which
+    /// it is full again), the row locked until the transaction ends.
+    async fn lock_resource_bucket(&mut self, blueprint: ObjectId) -> Result<Option<(String, i64)>>;
+    /// Stores a blueprint's resource bucket.
+    async fn set_resource_bucket(&mut self, blueprint: ObjectId, tat: i64) -> Result<()>;
+    /// Inserts a pending resource; its number.
+    async fn insert_resource(&mut self, new: &NewResource<'_>, now: i64) -> Result<i64>;
+    /// Inserts a pending supporting lease of `parent` (a resource of `requester`), one deeper;
+    /// its number, or `None` if the parent does not exist.
     async fn insert_supporting_lease(
         &mut self,
         parent: ObjectId,
+        requester: ObjectId,
         key: &str,
         resource_type: &str,
         attributes: &str,
@@ -246,6 +271,30 @@ impl Applier<'_> {
                 let object = self.resolve(*object)?;
                 self.st.insert_log(object, kind, message, now).await
             }
+            Write::LogIfNew {
+                object,
+                kind,
+                message,
+            } => {
+                let last = self.st.last_log(*object).await?;
+                if last.as_ref() == Some(&(kind.clone(), message.clone())) {
+                    return Ok(());
+                }
+                self.st.insert_log(*object, kind, message, now).await
+            }
+            Write::BlueprintLog {
+                object,
+                blueprint,
+                entries,
+            } => {
+                let object = self.resolve(*object)?;
+                for (kind, message) in entries {
+                    self.st
+                        .insert_charged_log(object, kind, message, Some(*blueprint), now)
+                        .await?;
+                }
+                Ok(())
+            }
             Write::PostCommand {
                 target,
                 kind,
@@ -269,20 +318,34 @@ impl Applier<'_> {
                 blueprint,
                 resource_type,
                 depth,
-                per_minute,
+                made_for,
+                limits,
             } => {
-                self.insert_resource(*blueprint, resource_type, *depth, *per_minute)
-                    .await
+                let new = NewResource {
+                    blueprint: *blueprint,
+                    resource_type,
+                    depth: *depth,
+                    made_for,
+                };
+                self.insert_resource(new, limits).await
             }
             Write::InsertSupportingLease {
                 parent,
+                requester,
+                waiting_limit,
                 key,
                 resource_type,
                 attributes,
             } => {
                 let parent = self.resolve(*parent)?;
-                self.insert_supporting_lease(parent, key, resource_type, attributes)
-                    .await
+                let lease = NewSupporting {
+                    parent,
+                    requester: *requester,
+                    key,
+                    resource_type,
+                    attributes,
+                };
+                self.insert_supporting_lease(lease, *waiting_limit).await
             }
             Write::Reclaim {
                 resource,
@@ -459,52 +522,82 @@ impl Applier<'_> {
         release_claim(self.st, self.claim, release).await
     }
 
-    async fn insert_resource(
-        &mut self,
-        blueprint: ObjectId,
-        resource_type: &str,
-        depth: u32,
-        per_minute: u32,
-    ) -> Result<()> {
-        let made = self
+    async fn insert_resource(&mut self, new: NewResource<'_>, limits: &Limits) -> Result<()> {
+        let blueprint = new.blueprint;
+        let (name, tat) = self.resource_bucket(blueprint).await?;
+        let (setting_up, mine) = self
             .st
-            .resources_made_since(blueprint, self.now - 60_000)
+            .resources_setting_up(blueprint, new.made_for)
             .await?;
-        if made >= i64::from(per_minute) {
-            return Err(Error::RateLimited(format!(
-                "{blueprint} made {made} resources in the last minute, its limit"
-            )));
-        }
-        let id = self
-            .st
-            .insert_resource(blueprint, resource_type, depth, self.now)
-            .await?;
+        let setup = Setup {
+            setting_up: setting_up as u64,
+            mine: mine as u64,
+            tat,
+        };
+        let tat = match room(limits, setup, self.now) {
+            Ok(tat) => tat,
+            Err(no_room) => {
+                let reason = no_room.reason(&name, limits, setup, new.made_for);
+                let retry_at = match no_room {
+                    NoRoom::Bucket { retry_at } => retry_at.map(|at| at as Timestamp),
+                    NoRoom::SettingUp { .. } => None,
+                };
+                return Err(limited(&name, no_room.limit(), reason, retry_at));
+            }
+        };
+        self.st.set_resource_bucket(blueprint, tat).await?;
+        let id = self.st.insert_resource(&new, self.now).await?;
         let resource = ObjectId::Resource(id);
-        self.st.wake(resource, self.now).await?;
+        let tenant = crate::scheduler::blueprint_tenant(blueprint);
+        self.st.enqueue(resource, &tenant, self.now).await?;
         self.applied.inserted.push(resource);
         Ok(())
     }
 
     async fn insert_supporting_lease(
         &mut self,
-        parent: ObjectId,
-        key: &str,
-        resource_type: &str,
-        attributes: &Attributes,
+        new: NewSupporting<'_>,
+        waiting_limit: u64,
     ) -> Result<()> {
+        let waiting = self.st.supporting_waiting(new.requester).await?;
+        if waiting as u64 >= waiting_limit {
+            let (name, _) = self.resource_bucket(new.requester).await?;
+            let reason = format!(
+                "{name}'s resources have {waiting} supporting leases waiting, its limit \
+                 (pending-supporting={waiting_limit}); {} asks again later",
+                new.parent
+            );
+            return Err(limited(&name, Limit::PendingSupporting, reason, None));
+        }
         let id = self
             .st
-            .insert_supporting_lease(parent, key, resource_type, &json(attributes), self.now)
+            .insert_supporting_lease(
+                new.parent,
+                new.requester,
+                new.key,
+                new.resource_type,
+                &json(new.attributes),
+                self.now,
+            )
             .await?
-            .ok_or_else(|| Error::NotFound(parent.to_string()))?;
+            .ok_or_else(|| Error::NotFound(new.parent.to_string()))?;
         let lease = ObjectId::Lease(id);
-        self.st.wake(lease, self.now).await?;
-        let message = format!("requested by {parent} as {key:?}");
+        let tenant = crate::scheduler::blueprint_tenant(new.requester);
+        self.st.enqueue(lease, &tenant, self.now).await?;
+        let message = format!("requested by {} as {:?}", new.parent, new.key);
         self.st
             .insert_log(lease, "lease.queued", &message, self.now)
             .await?;
         self.applied.inserted.push(lease);
         Ok(())
+    }
+
+    /// A blueprint's name and resource bucket, locked for the rest of the transaction.
+    async fn resource_bucket(&mut self, blueprint: ObjectId) -> Result<(String, i64)> {
+        self.st
+            .lock_resource_bucket(blueprint)
+            .await?
+            .ok_or_else(|| Error::NotFound(blueprint.to_string()))
     }
 
     /// Moves the type's capacity generation on and wakes the leases waiting for it, each due at
@@ -563,6 +656,43 @@ impl Applier<'_> {
                 .await?;
         }
         Ok(())
+    }
+}
+
+/// A resource a plan inserts.
+pub(crate) struct NewResource<'a> {
+    /// Its blueprint.
+    pub blueprint: ObjectId,
+    /// Its type.
+    pub resource_type: &'a str,
+    /// Its depth.
+    pub depth: u32,
+    /// The tenant of the lease it is made for.
+    pub made_for: &'a str,
+}
+
+/// A supporting lease a plan inserts.
+struct NewSupporting<'a> {
+    parent: ObjectId,
+    requester: ObjectId,
+    key: &'a str,
+    resource_type: &'a str,
+    attributes: &'a Attributes,
+}
+
+/// The refusal of a limit of `blueprint`'s, counted in the metrics.
+pub(crate) fn limited(
+    blueprint: &str,
+    limit: Limit,
+    reason: String,
+    retry_at: Option<Timestamp>,
+) -> Error {
+    crate::metrics::global().limit_refused(blueprint, limit);
+    Error::Limited {
+        blueprint: blueprint.to_string(),
+        limit,
+        reason,
+        retry_at,
     }
 }
 

@@ -114,34 +114,45 @@ macro_rules! impl_store {
             $crate::store::rows::all(rows, $crate::store::rows::blueprint)
         }
 
-        async fn blueprint_set_enabled(
+        async fn blueprint_switch(
             &self,
             id: $crate::store::ObjectId,
-            enabled: bool,
+            switch: $crate::store::BlueprintSwitch,
         ) -> $crate::store::Result<$crate::store::Blueprint> {
             use $crate::store::apply::Statements as _;
             let mut tx = self.begin().await?;
             let result = async {
                 let now = $crate::store::Store::now(self) as i64;
-                let row = $w::query("UPDATE blueprint SET enabled = $1 WHERE id = $2 RETURNING *")
-                    .bind(enabled)
-                    .bind(id.number())
-                    .fetch_optional(&mut *tx)
+                let before = Self::statements(&mut tx)
+                    .lock_blueprint(id)
                     .await?
                     .ok_or_else(|| $crate::store::Error::NotFound(id.to_string()))?;
-                let kind = if enabled {
-                    "blueprint.enabled"
-                } else {
-                    "blueprint.disabled"
-                };
-                let message = kind.trim_start_matches("blueprint.");
-                Self::statements(&mut tx)
-                    .insert_log(id, kind, message, now)
+                let clears = switch.clears_back_off();
+                let row = $w::query(
+                    "UPDATE blueprint SET enabled = COALESCE($1, enabled),
+                            failures = CASE WHEN $2 THEN 0 ELSE failures END,
+                            retry_at = CASE WHEN $2 THEN NULL ELSE retry_at END,
+                            last_failure = CASE WHEN $2 THEN NULL ELSE last_failure END
+                      WHERE id = $3 RETURNING *",
+                )
+                .bind(switch.enabled())
+                .bind(clears)
+                .bind(id.number())
+                .fetch_one(&mut *tx)
+                .await?;
+                let mut st = Self::statements(&mut tx);
+                st.insert_log(id, switch.log_kind(), &switch.message(&before), now)
                     .await?;
+                if clears {
+                    // Leases waiting while it backed off may be served at once.
+                    $crate::store::apply::capacity_changed(&mut st, &before.resource_type).await?;
+                }
                 $crate::store::rows::blueprint(&row)
             }
             .await;
-            tx.finish(result).await
+            let switched = tx.finish(result).await?;
+            self.announce();
+            Ok(switched)
         }
 
         async fn blueprint_change_grants(
@@ -180,6 +191,75 @@ macro_rules! impl_store {
                     .insert_log(id, "blueprint.grants", &message, now)
                     .await?;
                 rows::blueprint(&row)
+            }
+            .await;
+            tx.finish(result).await
+        }
+
+        async fn blueprint_change_limits(
+            &self,
+            id: $crate::store::ObjectId,
+            changes: &[$crate::limits::Change],
+            author: &str,
+        ) -> $crate::store::Result<$crate::store::Blueprint> {
+            use $crate::store::apply::Statements as _;
+            use $crate::store::rows;
+            let mut tx = self.begin().await?;
+            let result = async {
+                let now = $crate::store::Store::now(self) as i64;
+                let before = Self::statements(&mut tx)
+                    .lock_blueprint(id)
+                    .await?
+                    .ok_or_else(|| $crate::store::Error::NotFound(id.to_string()))?;
+                let mut limits = before.limits.clone();
+                limits.apply(changes);
+                let row = $w::query(
+                    "UPDATE blueprint SET limits = $1, resource_tat = 0 WHERE id = $2 RETURNING *",
+                )
+                .bind(rows::json(&limits))
+                    .bind(id.number())
+                    .fetch_one(&mut *tx)
+                    .await?;
+                let shown = |limits: &$crate::limits::Limits| match limits.overrides() {
+                    set if set.is_empty() => "the defaults".to_string(),
+                    set => format!("[{}]", set.join(", ")),
+                };
+                let message = format!(
+                    "limits changed by {author} from {} to {}",
+                    shown(&before.limits),
+                    shown(&limits)
+                );
+                let mut st = Self::statements(&mut tx);
+                st.insert_log(id, "blueprint.limits", &message, now).await?;
+                // Leases waiting on a limit that was raised may be served at once.
+                $crate::store::apply::capacity_changed(&mut st, &before.resource_type).await?;
+                rows::blueprint(&row)
+            }
+            .await;
+            let changed = tx.finish(result).await?;
+            self.announce();
+            Ok(changed)
+        }
+
+        async fn blueprint_add_kept(
+            &self,
+            kept: &[($crate::store::ObjectId, $crate::quota::Kept)],
+        ) -> $crate::store::Result<()> {
+            let mut tx = self.begin().await?;
+            let result = async {
+                for (blueprint, kept) in kept {
+                    $w::query(
+                        "UPDATE blueprint SET log_bytes = log_bytes + $1,
+                                step_bytes = step_bytes + $2
+                          WHERE id = $3",
+                    )
+                    .bind(kept.log)
+                    .bind(kept.steps)
+                    .bind(blueprint.number())
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                Ok(())
             }
             .await;
             tx.finish(result).await
@@ -281,6 +361,27 @@ macro_rules! impl_store {
             }
             .await;
             tx.finish(result).await
+        }
+
+        async fn resource_setup(
+            &self,
+            blueprint: $crate::store::ObjectId,
+            tenant: &str,
+        ) -> $crate::store::Result<$crate::limits::Setup> {
+            let (setting_up, mine, tat): (i64, i64, Option<i64>) = sqlx::query_as(
+                "SELECT count(*), count(*) FILTER (WHERE made_for = $2),
+                        (SELECT resource_tat FROM blueprint WHERE id = $1)
+                   FROM resource WHERE blueprint_id = $1 AND status = 'pending'",
+            )
+            .bind(blueprint.number())
+            .bind(tenant)
+            .fetch_one(self.reader())
+            .await?;
+            Ok($crate::limits::Setup {
+                setting_up: setting_up as u64,
+                mine: mine as u64,
+                tat: tat.ok_or_else(|| $crate::store::Error::NotFound(blueprint.to_string()))?,
+            })
         }
 
         async fn resource_get(
@@ -410,6 +511,29 @@ macro_rules! impl_store {
             let mut tx = self.begin().await?;
             let result = async {
                 let now = $crate::store::Store::now(self) as i64;
+                if let Some((most, blueprint)) = &new.waiting_limit {
+                    let waiting: i64 = $w::query_scalar(
+                        "SELECT count(*) FROM lease
+                          WHERE owner = $1 AND resource_type = $2
+                            AND status IN ('pending', 'acquired')",
+                    )
+                    .bind(&new.owner)
+                    .bind(&new.resource_type)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                    if waiting as u64 + count as u64 > *most {
+                        let reason = format!(
+                            "{} has {waiting} {:?} leases waiting to become active; {count} more \
+                             would pass {blueprint}'s limit of {most} per owner \
+                             (pending-per-owner): wait for some to become active, or release \
+                             some",
+                            new.owner, new.resource_type
+                        );
+                        let limit = $crate::limits::Limit::PendingPerOwner;
+                        return Err($crate::store::apply::limited(blueprint, limit, reason, None));
+                    }
+                }
+                let tenant = $crate::scheduler::owner_tenant(&new.owner);
                 let mut leases = Vec::with_capacity(count);
                 for _ in 0..count {
                     let row = $w::query(
@@ -427,7 +551,7 @@ macro_rules! impl_store {
                     .await?;
                     let lease = rows::lease(&row)?;
                     let mut st = Self::statements(&mut tx);
-                    st.wake(lease.id, now).await?;
+                    st.enqueue(lease.id, &tenant, now).await?;
                     let message =
                         format!("requested by {} for a {}", new.owner, new.resource_type);
                     st.insert_log(lease.id, "lease.queued", &message, now)
@@ -528,6 +652,9 @@ macro_rules! impl_store {
             let claimed = sqlx::query_scalar("SELECT count(*) FROM work_item WHERE owner IS NOT NULL")
                 .fetch_one(self.reader())
                 .await?;
+            let kept = sqlx::query_as("SELECT name, log_bytes, step_bytes FROM blueprint ORDER BY id")
+                .fetch_all(self.reader())
+                .await?;
             Ok($crate::store::Counts {
                 leases,
                 resources,
@@ -536,6 +663,7 @@ macro_rules! impl_store {
                 due,
                 claimed,
                 oldest_due: oldest_due.map(|t| t as $crate::domain::Timestamp),
+                kept,
             })
         }
 
@@ -602,18 +730,102 @@ macro_rules! impl_statements {
         impl $crate::store::apply::Statements for $backend {
         $($own)*
 
-        async fn insert_log(
+        async fn insert_charged_log(
             &mut self,
             object: $crate::store::ObjectId,
             kind: &str,
             message: &str,
+            charged: Option<$crate::store::ObjectId>,
             now: i64,
         ) -> $crate::store::Result<()> {
-            $q::query("INSERT INTO log (object, kind, message, created_at) VALUES ($1, $2, $3, $4)")
+            $q::query(
+                "INSERT INTO log (object, kind, message, charged, created_at)
+                 VALUES ($1, $2, $3, $4, $5)",
+            )
+            .bind(object.to_string())
+            .bind(kind)
+            .bind(message)
+            .bind(charged.map(|b| b.number()))
+            .bind(now)
+            .execute(&mut *self.0)
+            .await?;
+            Ok(())
+        }
+
+        async fn last_log(
+            &mut self,
+            object: $crate::store::ObjectId,
+        ) -> $crate::store::Result<Option<(String, String)>> {
+            Ok($q::query_as(
+                "SELECT kind, message FROM log WHERE object = $1 ORDER BY id DESC LIMIT 1",
+            )
+            .bind(object.to_string())
+            .fetch_optional(&mut *self.0)
+            .await?)
+        }
+
+        async fn enqueue(
+            &mut self,
+            object: $crate::store::ObjectId,
+            tenant: &str,
+            at: i64,
+        ) -> $crate::store::Result<()> {
+            $q::query("INSERT INTO work_item (object, tenant) VALUES ($1, $2)")
                 .bind(object.to_string())
-                .bind(kind)
-                .bind(message)
-                .bind(now)
+                .bind(tenant)
+                .execute(&mut *self.0)
+                .await?;
+            self.wake(object, at).await
+        }
+
+        async fn resources_setting_up(
+            &mut self,
+            blueprint: $crate::store::ObjectId,
+            tenant: &str,
+        ) -> $crate::store::Result<(i64, i64)> {
+            Ok($q::query_as(
+                "SELECT count(*), count(*) FILTER (WHERE made_for = $2) FROM resource
+                  WHERE blueprint_id = $1 AND status = 'pending'",
+            )
+            .bind(blueprint.number())
+            .bind(tenant)
+            .fetch_one(&mut *self.0)
+            .await?)
+        }
+
+        async fn supporting_waiting(
+            &mut self,
+            requester: $crate::store::ObjectId,
+        ) -> $crate::store::Result<i64> {
+            Ok($q::query_scalar(
+                "SELECT count(*) FROM lease WHERE requester = $1 AND status = 'pending'",
+            )
+            .bind(requester.number())
+            .fetch_one(&mut *self.0)
+            .await?)
+        }
+
+        async fn lock_resource_bucket(
+            &mut self,
+            blueprint: $crate::store::ObjectId,
+        ) -> $crate::store::Result<Option<(String, i64)>> {
+            Ok($q::query_as(concat!(
+                "SELECT name, resource_tat FROM blueprint WHERE id = $1",
+                $for_update
+            ))
+            .bind(blueprint.number())
+            .fetch_optional(&mut *self.0)
+            .await?)
+        }
+
+        async fn set_resource_bucket(
+            &mut self,
+            blueprint: $crate::store::ObjectId,
+            tat: i64,
+        ) -> $crate::store::Result<()> {
+            $q::query("UPDATE blueprint SET resource_tat = $1 WHERE id = $2")
+                .bind(tat)
+                .bind(blueprint.number())
                 .execute(&mut *self.0)
                 .await?;
             Ok(())
@@ -743,6 +955,7 @@ macro_rules! impl_statements {
         async fn insert_supporting_lease(
             &mut self,
             parent: $crate::store::ObjectId,
+            requester: $crate::store::ObjectId,
             key: &str,
             resource_type: &str,
             attributes: &str,
@@ -750,8 +963,9 @@ macro_rules! impl_statements {
         ) -> $crate::store::Result<Option<i64>> {
             let id: Option<i64> = $q::query_scalar(
                 "INSERT INTO lease (resource_type, status, attributes, owner, parent_resource_id,
-                                    parent_key, depth, created_at, updated_at)
-                 SELECT $1, 'pending', $2, $3, $4, $5, depth + 1, $6, $6 FROM resource WHERE id = $4
+                                    parent_key, requester, depth, created_at, updated_at)
+                 SELECT $1, 'pending', $2, $3, $4, $5, $6, depth + 1, $7, $7
+                   FROM resource WHERE id = $4
                  RETURNING id",
             )
             .bind(resource_type)
@@ -759,6 +973,7 @@ macro_rules! impl_statements {
             .bind(parent.to_string())
             .bind(parent.number())
             .bind(key)
+            .bind(requester.number())
             .bind(now)
             .fetch_optional(&mut *self.0)
             .await?;
@@ -938,18 +1153,18 @@ macro_rules! impl_statements {
 
         async fn insert_resource(
             &mut self,
-            blueprint: $crate::store::ObjectId,
-            resource_type: &str,
-            depth: u32,
+            new: &$crate::store::apply::NewResource<'_>,
             now: i64,
         ) -> $crate::store::Result<i64> {
             Ok($q::query_scalar(
-                "INSERT INTO resource (blueprint_id, resource_type, status, depth, created_at, updated_at)
-                 VALUES ($1, $2, 'pending', $3, $4, $4) RETURNING id",
+                "INSERT INTO resource (blueprint_id, resource_type, status, depth, made_for,
+                                       created_at, updated_at)
+                 VALUES ($1, $2, 'pending', $3, $4, $5, $5) RETURNING id",
             )
-            .bind(blueprint.number())
-            .bind(resource_type)
-            .bind(i64::from(depth))
+            .bind(new.blueprint.number())
+            .bind(new.resource_type)
+            .bind(i64::from(new.depth))
+            .bind(new.made_for)
             .bind(now)
             .fetch_one(&mut *self.0)
             .await?)

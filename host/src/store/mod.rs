@@ -82,9 +82,19 @@ pub enum Error {
     /// A precondition of a plan no longer holds (for example the resource was released).
     #[error("{0}")]
     Precondition(String),
-    /// A blueprint made as many resources in the last minute as it may: a wait, not a failure.
-    #[error("{0}")]
-    RateLimited(String),
+    /// A blueprint is at one of its limits (`crate::limits`): a wait, or a refused request,
+    /// never a failure of what asked.
+    #[error("{reason}")]
+    Limited {
+        /// The blueprint's name.
+        blueprint: String,
+        /// Which limit.
+        limit: crate::limits::Limit,
+        /// Why, for people: what is at its limit and how to raise it.
+        reason: String,
+        /// When the request could go, for a rate (ms).
+        retry_at: Option<Timestamp>,
+    },
     /// The database failed.
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
@@ -136,7 +146,7 @@ impl Error {
             self,
             Error::SlotLockBusy { .. }
                 | Error::Precondition(_)
-                | Error::RateLimited(_)
+                | Error::Limited { .. }
                 | Error::Conflict(_)
                 | Error::Superseded { .. }
                 | Error::NotReleasable(_)
@@ -191,8 +201,69 @@ pub struct Blueprint {
     pub retry_at: Option<Timestamp>,
     /// The last failure, while it is failing.
     pub last_failure: Option<String>,
+    /// The operator's overrides of its limits (`crate::limits`); the rest have their defaults.
+    pub limits: crate::limits::Limits,
+    /// Bytes of its steps' log kept now (counted against `log-total`).
+    pub log_bytes: i64,
+    /// Bytes of its steps kept in the audit trail now (counted against `step-history`).
+    pub step_bytes: i64,
     /// When it was added.
     pub created_at: Timestamp,
+}
+
+/// What an operator does to a blueprint's state ([`Store::blueprint_switch`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BlueprintSwitch {
+    /// The allocator may use it again, at once: its back-off is cleared too.
+    Enable,
+    /// The allocator leaves it alone; its resources and leases stay.
+    Disable,
+    /// Its failure streak and back-off are cleared, so it is tried at once.
+    Reset,
+}
+
+impl BlueprintSwitch {
+    /// Whether it is enabled afterwards, or as before (`None`).
+    pub fn enabled(self) -> Option<bool> {
+        match self {
+            BlueprintSwitch::Enable => Some(true),
+            BlueprintSwitch::Disable => Some(false),
+            BlueprintSwitch::Reset => None,
+        }
+    }
+
+    /// Whether it clears the failure streak and back-off.
+    pub fn clears_back_off(self) -> bool {
+        self != BlueprintSwitch::Disable
+    }
+
+    /// The kind of its log entry on the blueprint.
+    pub fn log_kind(self) -> &'static str {
+        match self {
+            BlueprintSwitch::Enable => "blueprint.enabled",
+            BlueprintSwitch::Disable => "blueprint.disabled",
+            BlueprintSwitch::Reset => "blueprint.reset",
+        }
+    }
+
+    /// Its log entry, for a blueprint that was `before`: what was cleared, if anything.
+    pub fn message(self, before: &Blueprint) -> String {
+        let what = match self {
+            BlueprintSwitch::Enable => "enabled",
+            BlueprintSwitch::Disable => return "disabled".into(),
+            BlueprintSwitch::Reset => "reset",
+        };
+        match (&before.last_failure, before.failures) {
+            (Some(last), failures) if failures > 0 => {
+                let plural = if failures == 1 { "" } else { "s" };
+                format!(
+                    "{what}: cleared the back-off after {failures} failure{plural} in a row; \
+                     the last: {last}"
+                )
+            }
+            _ => format!("{what}: it had no failures to clear"),
+        }
+    }
 }
 
 /// Failures in a row after which a blueprint is shown as failing.
@@ -456,6 +527,9 @@ pub struct Counts {
     pub claimed: i64,
     /// When the longest-waiting due item became due.
     pub oldest_due: Option<Timestamp>,
+    /// `(blueprint, log bytes, step-history bytes)` each blueprint has kept, against its
+    /// quotas.
+    pub kept: Vec<(String, i64, i64)>,
 }
 
 /// One step a blueprint returned, as the audit trail keeps it.
@@ -494,6 +568,9 @@ pub struct NewLease {
     pub owner: String,
     /// Deadline.
     pub until: Option<Timestamp>,
+    /// The most leases of this type the owner may have waiting, and whose limit that is
+    /// (`pending-per-owner`); `None`: no limit.
+    pub waiting_limit: Option<(u64, String)>,
 }
 
 /// What a command asks for.
@@ -568,6 +645,8 @@ pub struct SlotLock {
 pub struct Claim {
     /// The object.
     pub object: ObjectId,
+    /// Whose work it is (`scheduler`): a blueprint (`B3`) or an owner (`owner:cli:alice`).
+    pub tenant: String,
     /// The worker.
     pub owner: String,
     /// Fencing token.
@@ -664,8 +743,10 @@ pub trait Store: Send + Sync + 'static {
     async fn blueprint_by_name(&self, name: &str) -> Result<Blueprint>;
     /// All blueprints, by id.
     async fn blueprint_list(&self) -> Result<Vec<Blueprint>>;
-    /// Enables or disables a blueprint.
-    async fn blueprint_set_enabled(&self, id: ObjectId, enabled: bool) -> Result<Blueprint>;
+    /// Enables, disables or resets a blueprint and logs it; enabling and resetting also clear
+    /// its failure streak and back-off and wake the leases waiting for its type: one
+    /// transaction.
+    async fn blueprint_switch(&self, id: ObjectId, switch: BlueprintSwitch) -> Result<Blueprint>;
     /// Switches a blueprint to another component and config (its resource type stays) as its
     /// next version, clears its failure streak and wakes the leases waiting for its type, so
     /// the change is tried at once, and logs who changed what: one transaction, which reads the
@@ -687,6 +768,19 @@ pub trait Store: Send + Sync + 'static {
         change: &GrantChange,
         author: &str,
     ) -> Result<Blueprint>;
+    /// Changes a blueprint's limits (the operator's overrides; `crate::limits`), logging who
+    /// changed them from what, fills its buckets again and wakes the leases waiting for its
+    /// type (a raised limit may serve them): one transaction, the changes applied to the limits read locked, so
+    /// concurrent changes all land.
+    async fn blueprint_change_limits(
+        &self,
+        id: ObjectId,
+        changes: &[crate::limits::Change],
+        author: &str,
+    ) -> Result<Blueprint>;
+    /// Adds what a daemon's workers kept of blueprints' log and step history since it last
+    /// did (`quota::Meters::unsettled`) to their totals: one transaction.
+    async fn blueprint_add_kept(&self, kept: &[(ObjectId, crate::quota::Kept)]) -> Result<()>;
     /// The wasm bytes of a component.
     async fn component_get(&self, digest: &str) -> Result<Vec<u8>>;
 
@@ -698,6 +792,14 @@ pub trait Store: Send + Sync + 'static {
     /// Never shown: no API, page or log prints it.
     async fn installation_secret(&self) -> Result<[u8; 32]>;
 
+    /// How `blueprint`'s resources stand for `tenant`, who would have it make one more
+    /// (`limits::room`): read outside any transaction, so the allocator can spare a call of
+    /// `allocate-resource` that the inserting transaction would refuse anyway.
+    async fn resource_setup(
+        &self,
+        blueprint: ObjectId,
+        tenant: &str,
+    ) -> Result<crate::limits::Setup>;
     /// A resource by id.
     async fn resource_get(&self, id: ObjectId) -> Result<Resource>;
     /// Resources, optionally of one status, by id.
@@ -761,8 +863,15 @@ pub trait Store: Send + Sync + 'static {
     async fn slot_lock_list(&self, owner: Option<ObjectId>) -> Result<Vec<SlotLock>>;
 
     /// Claims up to `limit` objects for `owner` for `ttl`: first those whose claim expired (a
-    /// crashed worker's), then due ones, oldest due first.
-    async fn work_item_claim(&self, owner: &str, limit: i64, ttl: Duration) -> Result<Vec<Claim>>;
+    /// crashed worker's), then due ones shared out fairly among their tenants given what
+    /// `running` already holds (`scheduler`), oldest due first within a tenant.
+    async fn work_item_claim(
+        &self,
+        owner: &str,
+        limit: i64,
+        ttl: Duration,
+        running: &crate::scheduler::Load,
+    ) -> Result<Vec<Claim>>;
     /// Extends a claim; [`Error::Fenced`] if it is no longer held.
     async fn work_item_heartbeat(&self, claim: &Claim, ttl: Duration) -> Result<()>;
     /// Gives a claim back, keeping any wake-up that arrived meanwhile.

@@ -3,6 +3,7 @@
 
 use super::{CommandKind, EndKind, ObjectId, StepRecord};
 use crate::domain::{Attributes, ExecResult, LeaseStatus, ResourceStatus, Timestamp};
+use crate::limits::Limits;
 
 /// The object a write is about: an existing one, or one inserted earlier in the same plan.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -106,6 +107,27 @@ pub enum Write {
         /// Text.
         message: String,
     },
+    /// Appends a log entry unless the object's last entry is the same (kind and text): a lease
+    /// that keeps waiting for the same reason says so once, not at every look.
+    LogIfNew {
+        /// About what.
+        object: ObjectId,
+        /// Typed kind.
+        kind: String,
+        /// Text.
+        message: String,
+    },
+    /// Appends the log entries a blueprint's step wrote (its log actions, what it printed),
+    /// counted against the blueprint's log quota: `quota::Meters::admit` keeps those it
+    /// admits before the plan is applied.
+    BlueprintLog {
+        /// About what.
+        object: Target,
+        /// The blueprint whose step wrote them.
+        blueprint: ObjectId,
+        /// Kind and text of each entry, in order.
+        entries: Vec<(String, String)>,
+    },
     /// Queues a command for another object and wakes it.
     PostCommand {
         /// Recipient.
@@ -147,8 +169,10 @@ pub enum Write {
         /// The resource.
         resource: ObjectId,
     },
-    /// Inserts a pending resource and queues it; fails with `RateLimited` if its blueprint made
-    /// `per_minute` resources in the last minute already.
+    /// Inserts a pending resource and queues it; fails with `Limited` if its blueprint has
+    /// as many resources being set up as its `setting-up` limit, or its resource bucket is
+    /// empty (`resources-per-minute`, `resource-burst`); a tenant with resources being set up
+    /// already finds both fuller by their reserve (`limits::reserve`).
     InsertResource {
         /// Its blueprint.
         blueprint: ObjectId,
@@ -156,8 +180,10 @@ pub enum Write {
         resource_type: String,
         /// Its depth: that of the lease it is made for.
         depth: u32,
-        /// The most resources the blueprint may make in a minute.
-        per_minute: u32,
+        /// The tenant of the lease it is made for (`crate::scheduler`).
+        made_for: String,
+        /// The blueprint's limits.
+        limits: Limits,
     },
     /// Consumes a reclaim command: applied (the resource is released) if the resource is active
     /// and no live lease holds it, checked inside the transaction; otherwise ignored with the
@@ -220,12 +246,19 @@ pub enum Write {
         /// Who released it, or why it broke.
         detail: Option<String>,
     },
-    /// Appends a step to the audit trail.
+    /// Appends a step to the audit trail (`quota::Meters::admit` drops the body of one over
+    /// its blueprint's step-history quota before the plan is applied).
     RecordStep(StepRecord),
-    /// Inserts a pending supporting lease owned by a resource, and queues it.
+    /// Inserts a pending supporting lease owned by a resource, and queues it; fails with
+    /// `Limited` if the resources of the requester's blueprint have as many supporting leases
+    /// waiting as its `pending-supporting` limit.
     InsertSupportingLease {
         /// The owning resource.
         parent: Target,
+        /// The blueprint of the owning resource.
+        requester: ObjectId,
+        /// The most supporting leases its resources may have waiting.
+        waiting_limit: u64,
         /// Key it was requested under.
         key: String,
         /// Wanted type.

@@ -2,6 +2,9 @@
 //! cutoff, each with its whole history (log entries, audit-trail steps, commands) and its work
 //! item (by trigger).
 //!
+//! A blueprint's meters of log and step-history bytes kept (`crate::limits`) are given back
+//! what each batch removes, in the batch's transaction, before the rows go.
+//!
 //! Retention goes object by object, never by the age of a history row alone: a live lease or
 //! resource keeps all of its history however old, and so does every blueprint (its log is the
 //! registration audit: who added, updated, granted, enabled or disabled it). A destroyed
@@ -29,12 +32,16 @@ struct Finished {
     count: fn(&mut GcReport) -> &mut u64,
 }
 
-/// One batch's deletes: log entries, steps, commands, then the objects themselves.
-pub(crate) type Deletes = [&'static str; 4];
+/// One batch's statements: the blueprints' meters given back the bytes of the log entries and
+/// steps about to go, then the deletes of log entries, steps, commands and the objects
+/// themselves.
+pub(crate) type Deletes = [&'static str; 6];
+/// The rows each of a batch's statements changed, in their order.
+pub(crate) type Deleted = [u64; 6];
 
 impl Finished {
     /// Adds what one batch's deletes removed (a count each, in their order) to `report`.
-    fn count(&self, report: &mut GcReport, [logs, steps, commands, objects]: [u64; 4]) {
+    fn count(&self, report: &mut GcReport, [_, _, logs, steps, commands, objects]: Deleted) {
         report.logs += logs;
         report.steps += steps;
         report.commands += commands;
@@ -54,6 +61,24 @@ macro_rules! finished {
                 $removable, " AND updated_at < $1 ORDER BY ", $table, ".id LIMIT $2) AS batch"
             ),
             deletes: [
+                concat!(
+                    "UPDATE blueprint SET log_bytes = log_bytes - coalesce((
+                         SELECT sum(octet_length(log.message)) FROM log
+                          WHERE log.charged = blueprint.id AND log.object IN ",
+                    finished!(@ids $table, $letter, $removable),
+                    "), 0) WHERE id IN (SELECT log.charged FROM log WHERE log.object IN ",
+                    finished!(@ids $table, $letter, $removable),
+                    ")"
+                ),
+                concat!(
+                    "UPDATE blueprint SET step_bytes = step_bytes - coalesce((
+                         SELECT sum(octet_length(step.step)) FROM step
+                          WHERE step.blueprint_id = blueprint.id AND step.object IN ",
+                    finished!(@ids $table, $letter, $removable),
+                    "), 0) WHERE id IN (SELECT step.blueprint_id FROM step WHERE step.object IN ",
+                    finished!(@ids $table, $letter, $removable),
+                    ")"
+                ),
                 concat!(
                     "DELETE FROM log WHERE object IN ",
                     finished!(@ids $table, $letter, $removable)
@@ -102,14 +127,14 @@ const FINISHED: [Finished; 2] = [
 pub(crate) trait Prune: Sync {
     /// In one transaction: reads the batch's bound with `bound` (binding the cutoff and the
     /// batch size) and, when there is a batch, runs each of `deletes` binding the cutoff and
-    /// that bound. The rows each delete removed, or `None` when nothing is left to prune.
+    /// that bound. The rows each statement changed, or `None` when nothing is left to prune.
     async fn prune_batch(
         &self,
         bound: &'static str,
         deletes: &Deletes,
         before: i64,
         batch: i64,
-    ) -> Result<Option<[u64; 4]>>;
+    ) -> Result<Option<Deleted>>;
 }
 
 /// Removes the leases and resources destroyed before `before` (ms), with their history.

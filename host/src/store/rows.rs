@@ -123,6 +123,9 @@ pub(crate) fn blueprint(row: &impl Columns) -> Result<Blueprint> {
         failures: row.int("failures")?,
         retry_at: maybe_time(row, "retry_at")?,
         last_failure: row.opt_text("last_failure")?,
+        limits: from_json(&row.text("limits")?)?,
+        log_bytes: row.int("log_bytes")?,
+        step_bytes: row.int("step_bytes")?,
         created_at: time(row, "created_at")?,
     })
 }
@@ -239,6 +242,7 @@ pub(crate) fn command(row: &impl Columns) -> Result<Command> {
 pub(crate) fn claim(row: &impl Columns, owner: &str, held_until: i64) -> Result<Claim> {
     Ok(Claim {
         object: object_id(&row.text("object")?)?,
+        tenant: row.text("tenant")?,
         owner: owner.to_string(),
         token: row.int("token")?,
         attempts: row.int("attempts")?,

@@ -3,10 +3,13 @@
 //! fresh stores from a factory. The clock is manual so expiry can be tested without sleeping.
 
 use super::{
-    Claim, Command, CommandFilter, CommandKind, EndKind, Error, ListQuery, ManualClock,
-    NewBlueprint, NewLease, ObjectId, Plan, PlanToApply, Release, StepRecord, Store, Target, Write,
+    BlueprintSwitch, Claim, Command, CommandFilter, CommandKind, EndKind, Error, ListQuery,
+    ManualClock, NewBlueprint, NewLease, ObjectId, Plan, PlanToApply, Release, StepRecord, Store,
+    Target, Write,
 };
 use crate::domain::{LeaseStatus, ResourceStatus};
+use crate::limits::{Limit, Limits};
+use crate::scheduler::Load;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -46,9 +49,17 @@ where
         apply_reclaims_only_an_idle_resource,
         apply_wakes_waiting_leases_in_request_order,
         apply_wakes_at_once_a_lease_that_missed_capacity,
-        apply_limits_new_resources_per_minute,
+        apply_limits_resources_by_bucket_and_setting_up,
+        apply_keeps_a_reserve_for_tenants_with_nothing_being_set_up,
+        apply_limits_the_supporting_leases_a_blueprint_has_waiting,
+        apply_logs_a_repeated_line_once,
+        blueprint_add_kept_counts_what_retention_gives_back,
+        work_item_claim_shares_workers_among_tenants,
+        lease_insert_refuses_more_waiting_leases_than_an_owner_may_have,
+        blueprint_change_limits_logs_and_keeps_concurrent_changes,
         apply_schedules_a_deadline,
         apply_records_blueprint_failures_and_recovery,
+        blueprint_switch_clears_a_back_off_and_wakes_waiting_leases,
         apply_nests_supporting_leases_one_deeper,
         apply_forgets_exec_results_of_another_acquisition,
         blueprint_change_grants_logs_the_change,
@@ -67,6 +78,21 @@ where
     );
 }
 
+/// Limits too high to stop any growth: what the checks that are not about limits use.
+pub fn unlimited() -> Limits {
+    limits(&[
+        "resources-per-minute=1000000",
+        "resource-burst=1000000",
+        "setting-up=1000000",
+        "pending-supporting=1000000",
+    ])
+}
+
+/// The default limits with `changes` (`setting-up=4`).
+fn limits(changes: &[&str]) -> Limits {
+    Limits::with_changes(changes).unwrap()
+}
+
 async fn post(
     store: &dyn Store,
     target: ObjectId,
@@ -78,7 +104,10 @@ async fn post(
 }
 
 async fn claim_of(store: &dyn Store, object: ObjectId) -> Claim {
-    let claims = store.work_item_claim("w", 100, TTL).await.unwrap();
+    let claims = store
+        .work_item_claim("w", 100, TTL, &Load::default())
+        .await
+        .unwrap();
     claims
         .into_iter()
         .find(|c| c.object == object)
@@ -97,7 +126,8 @@ async fn resource(
         blueprint,
         resource_type: "thing".into(),
         depth: 0,
-        per_minute: 1000,
+        made_for: "owner:test".into(),
+        limits: unlimited(),
     })
     .push(Write::ResourceStatus {
         resource: Target::Inserted(0),
@@ -129,7 +159,10 @@ async fn lease(store: &dyn Store) -> ObjectId {
 }
 
 async fn claim_one(store: &dyn Store, owner: &str) -> Option<Claim> {
-    let mut claims = store.work_item_claim(owner, 10, TTL).await.unwrap();
+    let mut claims = store
+        .work_item_claim(owner, 10, TTL, &Load::default())
+        .await
+        .unwrap();
     assert!(claims.len() <= 1, "more than one claim: {claims:?}");
     claims.pop()
 }
@@ -169,7 +202,10 @@ async fn lease_insert_queues_each_lease(store: Arc<dyn Store>, _: Arc<ManualCloc
         store.lease_get(leases[1].id).await.unwrap().attributes["repo"],
         "x"
     );
-    let claims = store.work_item_claim("w", 10, TTL).await.unwrap();
+    let claims = store
+        .work_item_claim("w", 10, TTL, &Load::default())
+        .await
+        .unwrap();
     assert_eq!(claims.len(), 3);
     let logs = store.log_list(Some(leases[0].id), 0, 10).await.unwrap();
     assert_eq!(logs[0].kind, "lease.queued");
@@ -231,7 +267,7 @@ async fn work_item_claim_coalesces_posts(store: Arc<dyn Store>, _: Arc<ManualClo
     assert_eq!(claim.object, lease);
     assert!(
         store
-            .work_item_claim("other", 10, TTL)
+            .work_item_claim("other", 10, TTL, &Load::default())
             .await
             .unwrap()
             .is_empty()
@@ -372,7 +408,10 @@ async fn apply_is_fenced_once_the_claim_is_taken_over(
 async fn apply_is_all_or_nothing(store: Arc<dyn Store>, _: Arc<ManualClock>) {
     let first = lease(store.as_ref()).await;
     let second = lease(store.as_ref()).await;
-    let claims = store.work_item_claim("w", 10, TTL).await.unwrap();
+    let claims = store
+        .work_item_claim("w", 10, TTL, &Load::default())
+        .await
+        .unwrap();
     let claim_of = |id| claims.iter().find(|c| c.object == id).unwrap().clone();
     let mut take = Plan::new();
     take.push(Write::TakeSlotLocks {
@@ -422,7 +461,8 @@ async fn apply_inserts_and_refers_to_new_objects(store: Arc<dyn Store>, _: Arc<M
         blueprint,
         resource_type: "thing".into(),
         depth: 0,
-        per_minute: 1000,
+        made_for: "owner:test".into(),
+        limits: unlimited(),
     })
     .push(Write::SetAttribute {
         object: Target::Inserted(0),
@@ -435,6 +475,8 @@ async fn apply_inserts_and_refers_to_new_objects(store: Arc<dyn Store>, _: Arc<M
     })
     .push(Write::InsertSupportingLease {
         parent: Target::Inserted(0),
+        requester: blueprint,
+        waiting_limit: 1000,
         key: "host".into(),
         resource_type: "host".into(),
         attributes: Default::default(),
@@ -454,7 +496,7 @@ async fn apply_inserts_and_refers_to_new_objects(store: Arc<dyn Store>, _: Arc<M
     assert_eq!(supporting[0].id, inserted[1]);
     assert_eq!(supporting[0].parent_key.as_deref(), Some("host"));
     let due: Vec<ObjectId> = store
-        .work_item_claim("w", 10, TTL)
+        .work_item_claim("w", 10, TTL, &Load::default())
         .await
         .unwrap()
         .into_iter()
@@ -534,7 +576,10 @@ async fn apply_cascades_a_release_only_when_it_would_change_something(
     let queued = lease(store.as_ref()).await;
     let fresh = lease(store.as_ref()).await;
     let released = lease(store.as_ref()).await;
-    let claims = store.work_item_claim("w", 10, TTL).await.unwrap();
+    let claims = store
+        .work_item_claim("w", 10, TTL, &Load::default())
+        .await
+        .unwrap();
     let claim_of = |id| claims.iter().find(|c| c.object == id).unwrap().clone();
     post(store.as_ref(), queued, CommandKind::Release, "holder")
         .await
@@ -593,7 +638,10 @@ async fn work_item_claim_takes_expired_claims_first(
         lease(store.as_ref()).await;
     }
     clock.advance(TTL + Duration::from_millis(1));
-    let next = store.work_item_claim("w", 1, TTL).await.unwrap();
+    let next = store
+        .work_item_claim("w", 1, TTL, &Load::default())
+        .await
+        .unwrap();
     assert_eq!(
         next.iter().map(|c| c.object).collect::<Vec<_>>(),
         [crashed],
@@ -641,6 +689,8 @@ async fn command_post_refuses_a_supporting_lease(store: Arc<dyn Store>, _: Arc<M
     let mut plan = Plan::new();
     plan.push(Write::InsertSupportingLease {
         parent: parent.into(),
+        requester: blueprint,
+        waiting_limit: 1000,
         key: "host".into(),
         resource_type: "host".into(),
         attributes: Default::default(),
@@ -724,7 +774,10 @@ async fn apply_reclaims_only_an_idle_resource(store: Arc<dyn Store>, _: Arc<Manu
 /// Two leases put to sleep waiting for capacity of their type, having read `generation`.
 async fn waiting_pair(store: &dyn Store, generation: i64) -> (ObjectId, ObjectId, Vec<Claim>) {
     let (older, newer) = (lease(store).await, lease(store).await);
-    let claims = store.work_item_claim("w", 10, TTL).await.unwrap();
+    let claims = store
+        .work_item_claim("w", 10, TTL, &Load::default())
+        .await
+        .unwrap();
     for claim in &claims {
         let mut plan = Plan::new();
         plan.push(Write::WaitForCapacity {
@@ -759,7 +812,12 @@ async fn apply_wakes_waiting_leases_in_request_order(
     );
     let mut order = Vec::new();
     for worker in ["a", "b"] {
-        order.extend(store.work_item_claim(worker, 1, TTL).await.unwrap());
+        order.extend(
+            store
+                .work_item_claim(worker, 1, TTL, &Load::default())
+                .await
+                .unwrap(),
+        );
     }
     let order: Vec<ObjectId> = order.into_iter().map(|c| c.object).collect();
     assert_eq!(order, [older, newer], "woken oldest request first");
@@ -772,7 +830,7 @@ async fn apply_wakes_at_once_a_lease_that_missed_capacity(
     let generation = store.capacity_generation("thing").await.unwrap();
     let (older, newer, _) = waiting_pair(store.as_ref(), generation - 1).await;
     let due: Vec<ObjectId> = store
-        .work_item_claim("w", 10, TTL)
+        .work_item_claim("w", 10, TTL, &Load::default())
         .await
         .unwrap()
         .into_iter()
@@ -781,30 +839,404 @@ async fn apply_wakes_at_once_a_lease_that_missed_capacity(
     assert_eq!(due, [older, newer], "capacity moved on before they slept");
 }
 
-async fn apply_limits_new_resources_per_minute(store: Arc<dyn Store>, clock: Arc<ManualClock>) {
+async fn apply_limits_resources_by_bucket_and_setting_up(
+    store: Arc<dyn Store>,
+    clock: Arc<ManualClock>,
+) {
     let blueprint = blueprint(store.as_ref(), "pool").await;
     let owner = lease(store.as_ref()).await;
     let claim = claim_of(store.as_ref(), owner).await;
-    let insert = || {
+    // Each for an owner of its own, so that no reserve applies (the next check has those).
+    let made = std::cell::Cell::new(0);
+    let insert = |changes: &[&str]| {
+        made.set(made.get() + 1);
         let mut plan = Plan::new();
         plan.push(Write::InsertResource {
             blueprint,
             resource_type: "thing".into(),
             depth: 0,
-            per_minute: 2,
+            made_for: format!("owner:{}", made.get()),
+            limits: limits(changes),
         });
         plan
     };
-    store.apply(&claim, &insert(), TTL).await.unwrap();
-    store.apply(&claim, &insert(), TTL).await.unwrap();
-    let error = store.apply(&claim, &insert(), TTL).await.unwrap_err();
+    // A burst of two, then one every 30 s.
+    let bucket = ["resources-per-minute=2", "resource-burst=2"];
+    store.apply(&claim, &insert(&bucket), TTL).await.unwrap();
+    store.apply(&claim, &insert(&bucket), TTL).await.unwrap();
+    let error = store
+        .apply(&claim, &insert(&bucket), TTL)
+        .await
+        .unwrap_err();
+    let next = store.now() + 30_000;
     assert!(
-        matches!(&error, Error::RateLimited(m) if m.contains("2 resources in the last minute")),
+        matches!(&error, Error::Limited { limit: Limit::ResourcesPerMinute, retry_at: Some(at), reason, .. }
+            if *at == next && reason.contains("pool made its share of resources for now")),
         "{error:?}"
     );
-    clock.advance(Duration::from_secs(61));
+    clock.advance(Duration::from_secs(30));
     let claim = claim_of(store.as_ref(), owner).await;
-    store.apply(&claim, &insert(), TTL).await.unwrap();
+    store.apply(&claim, &insert(&bucket), TTL).await.unwrap();
+    assert!(store.apply(&claim, &insert(&bucket), TTL).await.is_err());
+
+    // Three being set up: a fourth waits until one of them is active.
+    let roomy = ["setting-up=3", "resource-burst=100"];
+    let error = store.apply(&claim, &insert(&roomy), TTL).await.unwrap_err();
+    assert!(
+        matches!(&error, Error::Limited { limit: Limit::SettingUp, reason, .. }
+            if reason.contains("pool has 3 resources being set up, its limit (setting-up=3)")),
+        "{error:?}"
+    );
+    let setting_up = store
+        .resource_list(Some(ResourceStatus::Pending))
+        .await
+        .unwrap();
+    let mut activate = Plan::new();
+    activate.push(Write::ResourceStatus {
+        resource: setting_up[0].id.into(),
+        status: ResourceStatus::Active,
+    });
+    store.apply(&claim, &activate, TTL).await.unwrap();
+    store.apply(&claim, &insert(&roomy), TTL).await.unwrap();
+}
+
+async fn apply_keeps_a_reserve_for_tenants_with_nothing_being_set_up(
+    store: Arc<dyn Store>,
+    _: Arc<ManualClock>,
+) {
+    let blueprint = blueprint(store.as_ref(), "pool").await;
+    let owner = lease(store.as_ref()).await;
+    let claim = claim_of(store.as_ref(), owner).await;
+    let insert = |tenant: &str, changes: &[&str]| {
+        let mut plan = Plan::new();
+        plan.push(Write::InsertResource {
+            blueprint,
+            resource_type: "thing".into(),
+            depth: 0,
+            made_for: tenant.into(),
+            limits: limits(changes),
+        });
+        plan
+    };
+    // Four setup slots: a tenant with some being set up leaves the last one to the others.
+    let slots = ["setting-up=4", "resource-burst=100"];
+    for _ in 0..3 {
+        let plan = insert("owner:flood", &slots);
+        store.apply(&claim, &plan, TTL).await.unwrap();
+    }
+    let error = store
+        .apply(&claim, &insert("owner:flood", &slots), TTL)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&error, Error::Limited { limit: Limit::SettingUp, reason, .. }
+            if reason == "pool keeps its last 1 setup slots of 4 for requests with none being \
+                          set up; owner:flood has 3"),
+        "{error:?}"
+    );
+    // What the allocator reads before calling `allocate-resource` says the same.
+    let setup = store
+        .resource_setup(blueprint, "owner:flood")
+        .await
+        .unwrap();
+    assert_eq!((setup.setting_up, setup.mine), (3, 3));
+    let flood = limits(&slots);
+    assert!(crate::limits::room(&flood, setup, store.now() as i64).is_err());
+    let newcomer = store
+        .resource_setup(blueprint, "owner:valid")
+        .await
+        .unwrap();
+    assert_eq!((newcomer.setting_up, newcomer.mine), (3, 0));
+    assert!(crate::limits::room(&flood, newcomer, store.now() as i64).is_ok());
+    let valid = insert("owner:valid", &slots);
+    store.apply(&claim, &valid, TTL).await.unwrap();
+    let error = store.apply(&claim, &valid, TTL).await.unwrap_err();
+    assert!(
+        matches!(&error, Error::Limited { limit: Limit::SettingUp, reason, .. }
+            if reason.contains("pool has 4 resources being set up, its limit")),
+        "{error:?}"
+    );
+    // The same of the resource bucket: four tokens, the last one kept.
+    let other = self::blueprint(store.as_ref(), "other").await;
+    let bucket = |tenant: &str| {
+        let mut plan = Plan::new();
+        plan.push(Write::InsertResource {
+            blueprint: other,
+            resource_type: "thing".into(),
+            depth: 0,
+            made_for: tenant.into(),
+            limits: limits(&["resources-per-minute=60", "resource-burst=4"]),
+        });
+        plan
+    };
+    for _ in 0..3 {
+        store
+            .apply(&claim, &bucket("owner:flood"), TTL)
+            .await
+            .unwrap();
+    }
+    let error = store
+        .apply(&claim, &bucket("owner:flood"), TTL)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            &error,
+            Error::Limited {
+                limit: Limit::ResourcesPerMinute,
+                ..
+            }
+        ),
+        "{error:?}"
+    );
+    store
+        .apply(&claim, &bucket("owner:valid"), TTL)
+        .await
+        .unwrap();
+}
+
+async fn apply_limits_the_supporting_leases_a_blueprint_has_waiting(
+    store: Arc<dyn Store>,
+    _: Arc<ManualClock>,
+) {
+    let (blueprint, other) = (
+        self::blueprint(store.as_ref(), "fan").await,
+        self::blueprint(store.as_ref(), "calm").await,
+    );
+    let owner = lease(store.as_ref()).await;
+    let claim = claim_of(store.as_ref(), owner).await;
+    let parent = resource(store.as_ref(), &claim, blueprint, ResourceStatus::Active).await;
+    let sibling = resource(store.as_ref(), &claim, blueprint, ResourceStatus::Active).await;
+    let calm = resource(store.as_ref(), &claim, other, ResourceStatus::Active).await;
+    let request = |parent: ObjectId, requester, key: &str| {
+        let mut plan = Plan::new();
+        plan.push(Write::InsertSupportingLease {
+            parent: parent.into(),
+            requester,
+            waiting_limit: 2,
+            key: key.into(),
+            resource_type: "thing".into(),
+            attributes: Default::default(),
+        });
+        plan
+    };
+    store
+        .apply(&claim, &request(parent, blueprint, "a"), TTL)
+        .await
+        .unwrap();
+    let b = store
+        .apply(&claim, &request(sibling, blueprint, "b"), TTL)
+        .await
+        .unwrap()[0];
+    let error = store
+        .apply(&claim, &request(parent, blueprint, "c"), TTL)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&error, Error::Limited { limit: Limit::PendingSupporting, reason, .. }
+            if reason.contains("fan's resources have 2 supporting leases waiting, its limit")),
+        "{error:?}"
+    );
+    // Another blueprint's resources have their own.
+    store
+        .apply(&claim, &request(calm, other, "a"), TTL)
+        .await
+        .unwrap();
+    // One served: room for the next.
+    let mut served = Plan::new();
+    served.push(Write::LeaseStatus {
+        lease: b,
+        status: LeaseStatus::Active,
+    });
+    store.apply(&claim, &served, TTL).await.unwrap();
+    store
+        .apply(&claim, &request(parent, blueprint, "c"), TTL)
+        .await
+        .unwrap();
+}
+
+async fn apply_logs_a_repeated_line_once(store: Arc<dyn Store>, _: Arc<ManualClock>) {
+    let lease = lease(store.as_ref()).await;
+    let claim = claim_of(store.as_ref(), lease).await;
+    let waiting = |message: &str| {
+        let mut plan = Plan::new();
+        plan.push(Write::LogIfNew {
+            object: lease,
+            kind: "lease.waiting-for-resources".into(),
+            message: message.into(),
+        });
+        plan
+    };
+    for message in ["no room", "no room", "backing off", "no room", "no room"] {
+        store.apply(&claim, &waiting(message), TTL).await.unwrap();
+    }
+    let said: Vec<String> = store
+        .log_list(Some(lease), 0, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|l| l.kind == "lease.waiting-for-resources")
+        .map(|l| l.message)
+        .collect();
+    assert_eq!(said, ["no room", "backing off", "no room"]);
+}
+
+async fn blueprint_add_kept_counts_what_retention_gives_back(
+    store: Arc<dyn Store>,
+    clock: Arc<ManualClock>,
+) {
+    let blueprint = blueprint(store.as_ref(), "chatty").await;
+    let owner = lease(store.as_ref()).await;
+    let claim = claim_of(store.as_ref(), owner).await;
+    let mut plan = Plan::new();
+    plan.push(Write::BlueprintLog {
+        object: owner.into(),
+        blueprint,
+        entries: vec![("lease.blueprint".into(), "x".repeat(500))],
+    })
+    .push(Write::RecordStep(StepRecord {
+        id: 0,
+        object: owner,
+        blueprint,
+        hook: "release-lease".into(),
+        step: Some("y".repeat(300)),
+        verdict: "applied".into(),
+        duration_us: 1,
+        created_at: 0,
+    }))
+    .push(Write::LeaseStatus {
+        lease: owner,
+        status: LeaseStatus::Destroyed,
+    });
+    store.apply(&claim, &plan, TTL).await.unwrap();
+    let kept = crate::quota::Kept {
+        log: 500,
+        steps: 300,
+    };
+    store
+        .blueprint_add_kept(&[(blueprint, kept)])
+        .await
+        .unwrap();
+    store
+        .blueprint_add_kept(&[(blueprint, kept)])
+        .await
+        .unwrap();
+    let before = store.blueprint_get(blueprint).await.unwrap();
+    assert_eq!((before.log_bytes, before.step_bytes), (1000, 600));
+    // Retention gives back the bytes of what it prunes (the log entry counts against the
+    // blueprint that wrote it; the host's own entries against none).
+    clock.advance(Duration::from_secs(1));
+    store.gc(store.now()).await.unwrap();
+    let after = store.blueprint_get(blueprint).await.unwrap();
+    assert_eq!((after.log_bytes, after.step_bytes), (500, 300));
+}
+
+async fn work_item_claim_shares_workers_among_tenants(
+    store: Arc<dyn Store>,
+    clock: Arc<ManualClock>,
+) {
+    let flood = NewLease {
+        resource_type: "thing".into(),
+        owner: "flood".into(),
+        ..NewLease::default()
+    };
+    store.lease_insert(&flood, 50).await.unwrap();
+    clock.advance(Duration::from_millis(10));
+    let alice = NewLease {
+        owner: "alice".into(),
+        ..flood.clone()
+    };
+    let hers = store.lease_insert(&alice, 2).await.unwrap();
+    let claims = store
+        .work_item_claim("w", 4, TTL, &Load::default())
+        .await
+        .unwrap();
+    let tenants: Vec<&str> = claims.iter().map(|c| c.tenant.as_str()).collect();
+    assert_eq!(
+        tenants.iter().filter(|t| **t == "owner:alice").count(),
+        2,
+        "fifty older leases of one owner leave another their turns: {tenants:?}"
+    );
+    assert!(claims.iter().any(|c| c.object == hers[0].id));
+    // Whoever runs the most here waits for the others.
+    let mut busy = Load::default();
+    busy.add("owner:flood", 63);
+    let mut more = store.lease_insert(&alice, 1).await.unwrap();
+    let next = store.work_item_claim("w", 1, TTL, &busy).await.unwrap();
+    assert_eq!(next[0].object, more.remove(0).id);
+    // With no one else due, one tenant takes every worker.
+    let rest = store.work_item_claim("w", 100, TTL, &busy).await.unwrap();
+    assert_eq!(rest.len(), 48);
+    assert!(rest.iter().all(|c| c.tenant == "owner:flood"));
+}
+
+async fn lease_insert_refuses_more_waiting_leases_than_an_owner_may_have(
+    store: Arc<dyn Store>,
+    _: Arc<ManualClock>,
+) {
+    let limited = |owner: &str| NewLease {
+        resource_type: "thing".into(),
+        owner: owner.into(),
+        waiting_limit: Some((3, "pool".into())),
+        ..NewLease::default()
+    };
+    store.lease_insert(&limited("cli:flood"), 2).await.unwrap();
+    let error = store
+        .lease_insert(&limited("cli:flood"), 2)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&error, Error::Limited { limit: Limit::PendingPerOwner, reason, .. }
+            if reason.starts_with("cli:flood has 2 \"thing\" leases waiting to become active; \
+                2 more would pass pool's limit of 3 per owner")),
+        "{error:?}"
+    );
+    assert_eq!(
+        store.lease_list(None).await.unwrap().len(),
+        2,
+        "none of the two"
+    );
+    store.lease_insert(&limited("cli:flood"), 1).await.unwrap();
+    store.lease_insert(&limited("cli:alice"), 3).await.unwrap();
+}
+
+async fn blueprint_change_limits_logs_and_keeps_concurrent_changes(
+    store: Arc<dyn Store>,
+    _: Arc<ManualClock>,
+) {
+    let id = blueprint(store.as_ref(), "pool").await;
+    let change = |text: &str| [crate::limits::parse_change(text).unwrap()];
+    let (a, b) = (change("setting-up=4"), change("log-total=1M"));
+    let (first, second) = tokio::join!(
+        store.blueprint_change_limits(id, &a, "cli:alice"),
+        store.blueprint_change_limits(id, &b, "cli:bob"),
+    );
+    first.unwrap();
+    second.unwrap();
+    let limits = store.blueprint_get(id).await.unwrap().limits;
+    assert_eq!(
+        (limits.get(Limit::SettingUp), limits.get(Limit::LogTotal)),
+        (4, 1 << 20)
+    );
+    let back = change("setting-up=default");
+    let changed = store
+        .blueprint_change_limits(id, &back, "cli:alice")
+        .await
+        .unwrap();
+    assert!(!changed.limits.is_set(Limit::SettingUp));
+    let logs = store.log_list(Some(id), 0, 100).await.unwrap();
+    let said: Vec<&str> = logs
+        .iter()
+        .filter(|l| l.kind == "blueprint.limits")
+        .map(|l| l.message.as_str())
+        .collect();
+    assert_eq!(said.len(), 3, "{said:?}");
+    assert!(
+        said.contains(
+            &"limits changed by cli:alice from [setting-up=4, log-total=1M] to [log-total=1M]"
+        ),
+        "{said:?}"
+    );
 }
 
 async fn apply_schedules_a_deadline(store: Arc<dyn Store>, clock: Arc<ManualClock>) {
@@ -868,6 +1300,85 @@ async fn apply_records_blueprint_failures_and_recovery(store: Arc<dyn Store>, _:
     );
 }
 
+async fn blueprint_switch_clears_a_back_off_and_wakes_waiting_leases(
+    store: Arc<dyn Store>,
+    _: Arc<ManualClock>,
+) {
+    let blueprint = blueprint(store.as_ref(), "pool").await;
+    let fail = async |n: i64| {
+        let owner = lease(store.as_ref()).await;
+        let claim = claim_of(store.as_ref(), owner).await;
+        let mut plan = Plan::new();
+        plan.push(Write::BlueprintFailed {
+            blueprint,
+            reason: format!("failure {n}"),
+            retry_at: store.now() + 600_000,
+        });
+        plan.push(Write::ReleaseClaim { wake_at: None });
+        store.apply(&claim, &plan, TTL).await.unwrap();
+    };
+    fail(1).await;
+    fail(2).await;
+    let generation = store.capacity_generation("thing").await.unwrap();
+    let (older, newer, _) = waiting_pair(store.as_ref(), generation).await;
+    let disabled = store
+        .blueprint_switch(blueprint, BlueprintSwitch::Disable)
+        .await
+        .unwrap();
+    assert!(!disabled.enabled && disabled.is_backing_off(store.now()));
+    assert!(claim_one(store.as_ref(), "w").await.is_none(), "they sleep");
+
+    let reset = store
+        .blueprint_switch(blueprint, BlueprintSwitch::Reset)
+        .await
+        .unwrap();
+    assert_eq!(
+        (reset.failures, reset.retry_at, reset.enabled),
+        (0, None, false)
+    );
+    let due: Vec<ObjectId> = store
+        .work_item_claim("w", 10, TTL, &Load::default())
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| c.object)
+        .collect();
+    assert_eq!(
+        due,
+        [older, newer],
+        "the leases waiting for its type are woken"
+    );
+    fail(3).await;
+    let enabled = store
+        .blueprint_switch(blueprint, BlueprintSwitch::Enable)
+        .await
+        .unwrap();
+    assert_eq!(
+        (enabled.failures, enabled.retry_at, enabled.enabled),
+        (0, None, true)
+    );
+    let logs = store.log_list(Some(blueprint), 0, 20).await.unwrap();
+    let said: Vec<(&str, &str)> = logs
+        .iter()
+        .map(|l| (l.kind.as_str(), l.message.as_str()))
+        .filter(|(kind, _)| kind.starts_with("blueprint.") && *kind != "blueprint.added")
+        .collect();
+    assert_eq!(
+        said,
+        [
+            ("blueprint.disabled", "disabled"),
+            (
+                "blueprint.reset",
+                "reset: cleared the back-off after 2 failures in a row; the last: failure 2"
+            ),
+            (
+                "blueprint.enabled",
+                "enabled: cleared the back-off after 1 failure in a row; the last: failure 3"
+            ),
+        ]
+    );
+}
+
 async fn apply_nests_supporting_leases_one_deeper(store: Arc<dyn Store>, _: Arc<ManualClock>) {
     let blueprint = blueprint(store.as_ref(), "pool").await;
     let owner = lease(store.as_ref()).await;
@@ -877,10 +1388,13 @@ async fn apply_nests_supporting_leases_one_deeper(store: Arc<dyn Store>, _: Arc<
         blueprint,
         resource_type: "thing".into(),
         depth: 2,
-        per_minute: 1000,
+        made_for: "owner:test".into(),
+        limits: unlimited(),
     })
     .push(Write::InsertSupportingLease {
         parent: Target::Inserted(0),
+        requester: blueprint,
+        waiting_limit: 1000,
         key: "host".into(),
         resource_type: "host".into(),
         attributes: Default::default(),
@@ -1120,7 +1634,10 @@ async fn blueprint_update_refuses_an_update_prepared_from_a_replaced_version(
 async fn lease_list_on_resource_lists_live_leases_only(store: Arc<dyn Store>, _: Arc<ManualClock>) {
     let blueprint = blueprint(store.as_ref(), "pool").await;
     let (gone, live) = (lease(store.as_ref()).await, lease(store.as_ref()).await);
-    let claims = store.work_item_claim("w", 10, TTL).await.unwrap();
+    let claims = store
+        .work_item_claim("w", 10, TTL, &Load::default())
+        .await
+        .unwrap();
     let claim_of = |id| claims.iter().find(|c| c.object == id).unwrap().clone();
     let resource = resource(
         store.as_ref(),
@@ -1158,7 +1675,10 @@ async fn gc_prunes_only_what_finished_before_the_cutoff(
     clock: Arc<ManualClock>,
 ) {
     let (old, live) = (lease(store.as_ref()).await, lease(store.as_ref()).await);
-    let claims = store.work_item_claim("w", 10, TTL).await.unwrap();
+    let claims = store
+        .work_item_claim("w", 10, TTL, &Load::default())
+        .await
+        .unwrap();
     let claim_of = |id| claims.iter().find(|c| c.object == id).unwrap().clone();
     let consumed = post(store.as_ref(), old, CommandKind::Release, "cli")
         .await
@@ -1280,9 +1800,15 @@ async fn gc_keeps_the_history_of_live_objects_and_the_registration_audit(
         .blueprint_change_grants(bp, &granting(&grants), "cli:alice")
         .await
         .unwrap();
-    store.blueprint_set_enabled(bp, false).await.unwrap();
+    store
+        .blueprint_switch(bp, BlueprintSwitch::Disable)
+        .await
+        .unwrap();
     let (live, gone) = (lease(store.as_ref()).await, lease(store.as_ref()).await);
-    let claims = store.work_item_claim("w", 10, TTL).await.unwrap();
+    let claims = store
+        .work_item_claim("w", 10, TTL, &Load::default())
+        .await
+        .unwrap();
     let claim_of = |id| claims.iter().find(|c| c.object == id).unwrap().clone();
     let made = resource(store.as_ref(), &claim_of(live), bp, ResourceStatus::Active).await;
     give_history(store.as_ref(), &claim_of(live), (live, bp), false).await;
@@ -1369,7 +1895,10 @@ async fn spent_resource(store: &dyn Store, claim: &Claim, blueprint: ObjectId) -
 
 async fn apply_keeps_the_first_end_of_an_object(store: Arc<dyn Store>, _clock: Arc<ManualClock>) {
     let (broken, expired) = (lease(store.as_ref()).await, lease(store.as_ref()).await);
-    let claims = store.work_item_claim("w", 10, TTL).await.unwrap();
+    let claims = store
+        .work_item_claim("w", 10, TTL, &Load::default())
+        .await
+        .unwrap();
     let claim_of = |id| claims.iter().find(|c| c.object == id).unwrap().clone();
     let mut plan = Plan::new();
     plan.push(Write::broke(broken, "the repository does not exist"))
@@ -1577,7 +2106,10 @@ async fn apply_batch_keeps_each_plan_all_or_nothing(
     for _ in 0..4 {
         ids.push(lease(store.as_ref()).await);
     }
-    let claims = store.work_item_claim("w", 10, TTL).await.unwrap();
+    let claims = store
+        .work_item_claim("w", 10, TTL, &Load::default())
+        .await
+        .unwrap();
     let claim_of = |id| claims.iter().find(|c| c.object == id).unwrap().clone();
     let mark = |id: ObjectId| Write::SetAttribute {
         object: id.into(),

@@ -1,6 +1,7 @@
 //! `/api/v1/`: the CLI's operations as JSON. Mutations need `Authorization: Bearer <token>`.
 //! Errors are `{"error": "…"}` with 400 (bad input), 401 (no token), 403 (wrong token),
-//! 404 (unknown object) or 409 (not releasable, name taken).
+//! 404 (unknown object), 409 (not releasable, name taken) or 429 (over one of a blueprint's
+//! limits: a lease request past `pending-per-owner`).
 //!
 //! Lists (`/leases`, `/resources`) are newest first, a page at a time (`limit`, 50 by default),
 //! filtered by `status`, `type`, `blueprint`, `owner` and `failed`; when there is more, the
@@ -10,7 +11,7 @@ use super::AppState;
 use super::auth::bearer;
 use crate::domain::{LeaseStatus, ResourceStatus};
 use crate::ops::{self, parse_id};
-use crate::store::{CommandFilter, CommandKind, ObjectId, Page};
+use crate::store::{BlueprintSwitch, CommandFilter, CommandKind, ObjectId, Page};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -25,8 +26,10 @@ pub(super) fn router() -> Router<AppState> {
         .route("/blueprints", get(blueprints).post(add_blueprint))
         .route("/blueprints/{id}", get(blueprint))
         .route("/blueprints/{id}/enable", post(enable))
+        .route("/blueprints/{id}/reset", post(reset))
         .route("/blueprints/{id}/disable", post(disable))
         .route("/blueprints/{id}/grants", post(change_grants))
+        .route("/blueprints/{id}/limits", post(change_limits))
         .route("/blueprints/{id}/update", post(update_blueprint))
         .route("/leases", get(leases).post(request_leases))
         .route("/leases/{id}", get(lease))
@@ -288,12 +291,33 @@ async fn change_grants(
     Ok(Json(changed))
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LimitsBody {
+    /// Changes, as the CLI takes them: `setting-up=4`, `log-total=default`.
+    set: Vec<String>,
+}
+
+async fn change_limits(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(text): Path<String>,
+    body: Result<Json<LimitsBody>, axum::extract::rejection::JsonRejection>,
+) -> ApiResult<impl IntoResponse> {
+    let author = operator(&state, &headers)?;
+    let Json(body) = body.map_err(|r| bad_json(r, state.max_body))?;
+    let store = state.store();
+    let blueprint = ops::find_blueprint(store.as_ref(), &text).await?;
+    let changed = ops::change_limits(store.as_ref(), &blueprint, &body.set, &author).await?;
+    Ok(Json(changed))
+}
+
 async fn enable(
     state: State<AppState>,
     headers: HeaderMap,
     path: Path<String>,
 ) -> ApiResult<impl IntoResponse> {
-    set_enabled(state, headers, path, true).await
+    switch(state, headers, path, BlueprintSwitch::Enable).await
 }
 
 async fn disable(
@@ -301,21 +325,27 @@ async fn disable(
     headers: HeaderMap,
     path: Path<String>,
 ) -> ApiResult<impl IntoResponse> {
-    set_enabled(state, headers, path, false).await
+    switch(state, headers, path, BlueprintSwitch::Disable).await
 }
 
-async fn set_enabled(
+async fn reset(
+    state: State<AppState>,
+    headers: HeaderMap,
+    path: Path<String>,
+) -> ApiResult<impl IntoResponse> {
+    switch(state, headers, path, BlueprintSwitch::Reset).await
+}
+
+async fn switch(
     State(state): State<AppState>,
     headers: HeaderMap,
     Path(text): Path<String>,
-    enabled: bool,
+    switch: BlueprintSwitch,
 ) -> ApiResult<impl IntoResponse> {
     operator(&state, &headers)?;
     let store = state.store();
     let blueprint = ops::find_blueprint(store.as_ref(), &text).await?;
-    Ok(Json(
-        store.blueprint_set_enabled(blueprint.id, enabled).await?,
-    ))
+    Ok(Json(store.blueprint_switch(blueprint.id, switch).await?))
 }
 
 async fn leases(

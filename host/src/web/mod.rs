@@ -128,6 +128,7 @@ fn status_for(error: &crate::ops::Error) -> axum::http::StatusCode {
         crate::ops::Error::BadInput(_) => StatusCode::BAD_REQUEST,
         crate::ops::Error::NotFound(_) => StatusCode::NOT_FOUND,
         crate::ops::Error::Refused(_) => StatusCode::CONFLICT,
+        crate::ops::Error::OverLimit(_) => StatusCode::TOO_MANY_REQUESTS,
         crate::ops::Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }

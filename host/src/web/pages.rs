@@ -9,10 +9,11 @@
 use super::AppState;
 use super::auth::{Session, cleared_cookie, session_cookie};
 use crate::domain::{Attributes, LeaseStatus, ResourceStatus, format_time};
+use crate::limits::Limit;
 use crate::ops::{self, parse_id};
 use crate::store::{
-    Command, CommandFilter, CommandKind, End, Lease, ListQuery, LogEntry, ObjectId, Resource,
-    SlotLock, StepRecord,
+    Blueprint, BlueprintSwitch, Command, CommandFilter, CommandKind, End, Lease, ListQuery,
+    LogEntry, ObjectId, Resource, SlotLock, StepRecord,
 };
 use axum::Form;
 use axum::Router;
@@ -443,21 +444,26 @@ async fn blueprint(
         })
         .await?;
     let logs = store.log_list(Some(blueprint.id), 0, i64::MAX).await?;
-    let (action, label) = if blueprint.enabled {
-        ("disable", "Disable")
-    } else {
-        ("enable", "Enable")
-    };
+    let mut actions = vec![match blueprint.enabled {
+        true => ("disable", "Disable"),
+        false => ("enable", "Enable"),
+    }];
+    if blueprint.failures > 0 {
+        actions.push(("reset", "Reset back-off"));
+    }
     let body = html! {
         h1 { "Blueprint " (blueprint.id) " " (blueprint.name) }
         div.actions {
-            @match &session {
-                Some(s) => form method="post" action={"/blueprints/" (blueprint.id) "/" (action)} {
-                    input type="hidden" name="csrf" value=(s.csrf);
-                    button id=(action) { (label) }
-                },
-                None => { button id=(action) disabled { (label) } span.hint { "Sign in to change blueprints." } }
+            @for (action, label) in &actions {
+                @match &session {
+                    Some(s) => form method="post" action={"/blueprints/" (blueprint.id) "/" (action)} {
+                        input type="hidden" name="csrf" value=(s.csrf);
+                        button id=(action) { (label) }
+                    },
+                    None => { button id=(action) disabled { (label) } }
+                }
             }
+            @if session.is_none() { span.hint { "Sign in to change blueprints." } }
         }
         table #properties {
             tr { th { "Name" } td { (blueprint.name) } }
@@ -478,9 +484,37 @@ async fn blueprint(
         h2 { "Resources" }
         (resource_rows(&own.items))
         @if own.next.is_some() { p { a href={"/resources?blueprint=" (blueprint.id)} { "All of its resources »" } } }
+        (limits_table(&blueprint))
         (logs_table(&logs))
     };
     Ok(page(&blueprint.name, &session, None, body).into_response())
+}
+
+/// A blueprint's limits, which are the operator's and which the defaults, and what its quotas
+/// hold now (`drydock blueprint limit` changes them).
+fn limits_table(blueprint: &Blueprint) -> Markup {
+    let kept = |limit| match limit {
+        Limit::LogTotal => Some(blueprint.log_bytes),
+        Limit::StepHistory => Some(blueprint.step_bytes),
+        _ => None,
+    };
+    html! {
+        h2 { "Limits" }
+        table #limits {
+            tr { th { "Limit" } th { "Value" } th { "Kept now" } }
+            @for limit in Limit::ALL {
+                tr {
+                    td { code { (limit.key()) } }
+                    td {
+                        (limit.format(blueprint.limits.get(limit)))
+                        @if !blueprint.limits.is_set(limit) { " " span.hint { "(default)" } }
+                    }
+                    td { @if let Some(bytes) = kept(limit) { (crate::size::format(bytes.max(0) as u64)) } }
+                }
+            }
+        }
+        p.hint { "Set with " code { "drydock blueprint limit " (blueprint.name) " KEY=VALUE" } "." }
+    }
 }
 
 #[derive(Deserialize)]
@@ -516,9 +550,10 @@ async fn blueprint_action(
     Form(form): Form<CsrfForm>,
 ) -> PageResult {
     authorized(&state, &headers, &form)?;
-    let enabled = match action.as_str() {
-        "enable" => true,
-        "disable" => false,
+    let switch = match action.as_str() {
+        "enable" => BlueprintSwitch::Enable,
+        "disable" => BlueprintSwitch::Disable,
+        "reset" => BlueprintSwitch::Reset,
         other => {
             return Err(PageError(
                 StatusCode::NOT_FOUND,
@@ -528,7 +563,7 @@ async fn blueprint_action(
     };
     let store = state.store();
     let blueprint = ops::find_blueprint(store.as_ref(), &text).await?;
-    store.blueprint_set_enabled(blueprint.id, enabled).await?;
+    store.blueprint_switch(blueprint.id, switch).await?;
     Ok(Redirect::to(&format!("/blueprints/{}", blueprint.id)).into_response())
 }
 

@@ -1,7 +1,9 @@
 //! Calling a blueprint's step hooks: the exec round trip, and turning a step into writes.
 
+use super::blame::Blame;
 use super::{RunError, Workers};
-use crate::domain::{Action, ExecRequest, ExecResult, Step, SupportingLease};
+use crate::domain::{Action, ExecRequest, ExecResult, Outcome, Step, SupportingLease};
+use crate::limits::Limit;
 use crate::lock::Held;
 use crate::plugin::Hook;
 use crate::store::{Blueprint, CommandKind, Lease, ObjectId, Plan, Resource, Target, Write};
@@ -30,6 +32,13 @@ pub(crate) enum Called {
     Failed(String),
 }
 
+impl Called {
+    /// Whether the phase is complete: the blueprint served the request.
+    pub fn is_done(&self) -> bool {
+        matches!(self, Called::Step(step, ..) if step.outcome == Outcome::Done)
+    }
+}
+
 impl HookCall {
     fn subject(&self) -> ObjectId {
         match self.hook {
@@ -48,7 +57,10 @@ impl HookCall {
 
 impl Workers {
     /// Calls the hook; while it asks for execs, applies its other actions, runs the execs under
-    /// a kept-alive claim, records their results and calls again.
+    /// a kept-alive claim, records their results and calls again: at once while the step is
+    /// `done` and the phase ran no execs before this run; otherwise (the step yields, or the
+    /// phase is resumed after a wait) the next call waits at least the minimum yield, as a
+    /// yield does, so a blueprint cannot run execs faster than it could yield.
     ///
     /// `unsaved` holds writes decided before the call and not yet committed (consumed commands,
     /// an acquisition): they go into the first transaction the call makes, if it makes one, and
@@ -60,6 +72,7 @@ impl Workers {
         unsaved: &mut Plan,
     ) -> Result<Called, RunError> {
         let subject = call.subject();
+        let mut resumed = false;
         for round in 0..MAX_EXEC_ROUNDS {
             let ctx = self
                 .context(
@@ -71,6 +84,7 @@ impl Workers {
                 .await?;
             let supporting = ctx.supporting_leases.clone();
             let exec_results = ctx.exec_results.clone();
+            resumed |= round == 0 && !exec_results.is_empty();
             let called = match self
                 .call_step(held, &call.blueprint, call.hook, subject, ctx)
                 .await?
@@ -88,10 +102,10 @@ impl Workers {
             let on = Subject {
                 target: subject.into(),
                 kind: subject.kind(),
-                blueprint: call.blueprint.id,
+                blueprint: &call.blueprint,
             };
             plan_actions(&mut plan, &on, &step, &supporting);
-            plan_output(&mut plan, subject.into(), subject.kind(), &called.output);
+            plan_output(&mut plan, &on, &called.output);
             held.apply(&plan).await?;
 
             let new_results = self.run_execs(held, &execs, &supporting).await?;
@@ -103,7 +117,11 @@ impl Workers {
                 results,
             });
             held.apply(&record).await?;
-            self.reload(&mut call, subject).await?;
+            match step.outcome {
+                Outcome::Yield(ms) => return Ok(paced(ms)),
+                _ if resumed => return Ok(paced(0)),
+                _ => self.reload(&mut call, subject).await?,
+            }
         }
         Ok(Called::Failed(format!(
             "{} asked for exec actions {MAX_EXEC_ROUNDS} times without finishing",
@@ -118,6 +136,17 @@ impl Workers {
         }
         Ok(())
     }
+}
+
+/// An exec round that waits before the next call: a yield of `ms` (at least the minimum,
+/// which `Settle` applies) with nothing more to apply, the step's actions being applied and
+/// its execs' results recorded already.
+fn paced(ms: u32) -> Called {
+    let wait = Step {
+        actions: Vec::new(),
+        outcome: Outcome::Yield(ms),
+    };
+    Called::Step(wait, String::new(), true)
 }
 
 impl Workers {
@@ -209,8 +238,20 @@ pub(crate) struct Subject<'a> {
     pub target: Target,
     /// `lease` or `resource`, for log kinds.
     pub kind: &'a str,
-    /// The blueprint whose component returned the step: its slot locks are its own.
-    pub blueprint: ObjectId,
+    /// The blueprint whose component returned the step: its slot locks are its own, and what
+    /// the step logs or asks for counts against its limits.
+    pub blueprint: &'a Blueprint,
+}
+
+impl Subject<'_> {
+    /// The write of log entries the step wrote, counted against its blueprint's log quota.
+    fn blueprint_log(&self, entries: Vec<(String, String)>) -> Write {
+        Write::BlueprintLog {
+            object: self.target,
+            blueprint: self.blueprint.id,
+            entries,
+        }
+    }
 }
 
 /// A slot lock's name in its blueprint's namespace: no blueprint can take another's locks.
@@ -218,7 +259,8 @@ pub(crate) fn namespaced(blueprint: ObjectId, name: &str) -> String {
     format!("{blueprint}:{name}")
 }
 
-/// Translates a validated step's actions (all but `exec`) into writes on the subject.
+/// Translates a validated step's actions (all but `exec`) into writes on the subject; its log
+/// entries go last, in one write charged to the blueprint's log quota.
 pub(crate) fn plan_actions(
     plan: &mut Plan,
     on: &Subject<'_>,
@@ -226,6 +268,7 @@ pub(crate) fn plan_actions(
     supporting: &[SupportingLease],
 ) {
     let (subject, kind) = (on.target, on.kind);
+    let mut logged = Vec::new();
     for action in &step.actions {
         let write = match action {
             Action::SetAttribute { key, value } => Write::SetAttribute {
@@ -237,17 +280,21 @@ pub(crate) fn plan_actions(
                 object: subject,
                 key: key.clone(),
             },
-            Action::Log(message) => Write::Log {
-                object: subject,
-                kind: format!("{kind}.blueprint"),
-                message: message.clone(),
-            },
+            Action::Log(message) => {
+                logged.push((format!("{kind}.blueprint"), message.clone()));
+                continue;
+            }
             Action::TakeSlotLocks(names) => Write::TakeSlotLocks {
                 owner: subject,
-                names: names.iter().map(|n| namespaced(on.blueprint, n)).collect(),
+                names: names
+                    .iter()
+                    .map(|n| namespaced(on.blueprint.id, n))
+                    .collect(),
             },
             Action::RequestLease(request) => Write::InsertSupportingLease {
                 parent: subject,
+                requester: on.blueprint.id,
+                waiting_limit: on.blueprint.limits.get(Limit::PendingSupporting),
                 key: request.key.clone(),
                 resource_type: request.resource_type.clone(),
                 attributes: request.attributes.clone(),
@@ -270,12 +317,16 @@ pub(crate) fn plan_actions(
         };
         plan.push(write);
     }
+    if !logged.is_empty() {
+        plan.push(on.blueprint_log(logged));
+    }
 }
 
-/// Adds what the guest printed to the object's log.
-pub(crate) fn plan_output(plan: &mut Plan, subject: Target, kind: &str, output: &str) {
+/// Adds what the guest printed to the object's log, charged to its blueprint's log quota.
+pub(crate) fn plan_output(plan: &mut Plan, on: &Subject<'_>, output: &str) {
     if !output.is_empty() {
-        plan.log(subject, &format!("{kind}.output"), output.trim_end());
+        let entry = (format!("{}.output", on.kind), output.trim_end().to_string());
+        plan.push(on.blueprint_log(vec![entry]));
     }
 }
 
@@ -295,7 +346,8 @@ fn author_of(subject: Target) -> String {
 
 /// Turns a called hook into writes: on `done` the step's actions plus `on_done`; on `yield`
 /// its actions and a wait (at least the minimum yield); on a failure a log entry plus what
-/// `on_fail` makes of the reason (it breaks the object).
+/// `on_fail` makes of the reason and of whom it blames (it breaks the object): the request
+/// when the step reported the failure, the blueprint when its component failed (`blame`).
 pub(crate) struct Settle<'a> {
     /// The object under call.
     pub subject: Subject<'a>,
@@ -313,22 +365,22 @@ impl Settle<'_> {
         &self,
         called: Called,
         on_done: Vec<Write>,
-        on_fail: impl FnOnce(&str) -> Vec<Write>,
+        on_fail: impl FnOnce(&str, Blame) -> Vec<Write>,
         now: u64,
     ) -> (Plan, super::Next) {
         let mut plan = Plan::new();
         let (target, kind, phase) = (self.subject.target, self.subject.kind, self.phase);
-        let failure = |plan: &mut Plan, reason: &str| {
+        let failure = |plan: &mut Plan, reason: &str, blame| {
             plan.log(target, &format!("{kind}.{phase}-failure"), reason);
-            for write in on_fail(reason) {
+            for write in on_fail(reason, blame) {
                 plan.push(write);
             }
         };
         let next = match called {
             Called::Step(step, output, ran_execs) => {
-                plan_output(&mut plan, target, kind, &output);
+                plan_output(&mut plan, &self.subject, &output);
                 match &step.outcome {
-                    crate::domain::Outcome::Done => {
+                    Outcome::Done => {
                         plan_actions(&mut plan, &self.subject, &step, self.supporting);
                         clear_exec_results(&mut plan, target, ran_execs);
                         for write in on_done {
@@ -336,7 +388,7 @@ impl Settle<'_> {
                         }
                         super::Next::Continue
                     }
-                    crate::domain::Outcome::Yield(ms) => {
+                    Outcome::Yield(ms) => {
                         plan_actions(&mut plan, &self.subject, &step, self.supporting);
                         let wait = (u64::from(*ms)).max(self.min_yield.as_millis() as u64);
                         plan.log(
@@ -346,15 +398,15 @@ impl Settle<'_> {
                         );
                         super::Next::Wait(Some(now + wait))
                     }
-                    crate::domain::Outcome::Fail(reason) => {
+                    Outcome::Fail(reason) => {
                         clear_exec_results(&mut plan, target, ran_execs);
-                        failure(&mut plan, reason);
+                        failure(&mut plan, reason, Blame::Request);
                         super::Next::Continue
                     }
                 }
             }
             Called::Failed(reason) => {
-                failure(&mut plan, &reason);
+                failure(&mut plan, &reason, Blame::Blueprint);
                 super::Next::Continue
             }
         };

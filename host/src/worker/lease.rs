@@ -1,7 +1,7 @@
 //! The lease state machine: pending → acquired → active → released → destroyed (or broken).
 
 use super::hooks::{Decision, HookCall, Settle, Subject, consume};
-use super::{Next, RunError, Workers};
+use super::{Next, RunError, Shape, Workers};
 use crate::domain::{LeaseStatus, ResourceStatus};
 use crate::lock::Held;
 use crate::plugin::Hook;
@@ -86,8 +86,9 @@ async fn activate(w: &Workers, held: &Held, lease: Lease) -> Result<Next, RunErr
 const RESOURCES_BROKEN_PER_LEASE: usize = 3;
 
 /// The lease's resource broke before the lease was active: the lease says why (the resource's
-/// own last failure), and looks for another resource, or breaks once
-/// [`RESOURCES_BROKEN_PER_LEASE`] resources have broken under it.
+/// own last failure), and looks for another resource after a back-off of its own (the
+/// blueprint serves other requests meanwhile), or breaks once [`RESOURCES_BROKEN_PER_LEASE`]
+/// resources have broken under it.
 async fn resource_broke(
     w: &Workers,
     held: &Held,
@@ -115,10 +116,14 @@ async fn resource_broke(
             .await?;
         return Ok(Next::Continue);
     }
-    let why = format!("{resource} broke: {reason}");
+    let retry_at = w.after(w.config.retry.delay(broke as u32));
+    let why = format!(
+        "{resource} broke: {reason}; another resource is tried from {}",
+        crate::domain::format_time(retry_at)
+    );
     held.apply(&reacquisition(lease, RESOURCE_BROKE, &why))
         .await?;
-    Ok(Next::Continue)
+    Ok(Next::Wait(Some(retry_at)))
 }
 
 /// The log kind of a lease whose resource broke under it.
@@ -156,20 +161,21 @@ pub(crate) async fn activation(
         },
     ];
     on_done.extend(wake_parent(&lease));
-    on_done.extend(w.blueprint_worked(blueprint));
+    on_done.extend(w.blueprint_worked(blueprint, &called));
     let settle = Settle {
         subject: Subject {
             target: lease.id.into(),
             kind: "lease",
-            blueprint: blueprint.id,
+            blueprint,
         },
         phase: "activation",
         supporting: &[],
         min_yield: w.config.min_yield,
     };
-    let on_fail = |reason: &str| {
+    let shape = Shape::of(&lease.resource_type, &lease.attributes);
+    let on_fail = |reason: &str, blame| {
         let mut writes = broken(&lease, reason);
-        writes.push(w.blueprint_failed(blueprint, reason));
+        writes.extend(w.blueprint_failed(blueprint, reason, blame, shape));
         writes
     };
     let (plan, next) = settle.plan(called, on_done, on_fail, w.store.now());
@@ -259,14 +265,15 @@ async fn destroy(
             subject: Subject {
                 target: lease.id.into(),
                 kind: "lease",
-                blueprint: blueprint.id,
+                blueprint: &blueprint,
             },
             phase: "release",
             supporting: &[],
             min_yield: w.config.min_yield,
         };
         // A failing release hook is logged; the lease is destroyed all the same.
-        let (release_plan, next) = settle.plan(called, Vec::new(), |_| Vec::new(), w.store.now());
+        let (release_plan, next) =
+            settle.plan(called, Vec::new(), |_, _| Vec::new(), w.store.now());
         if let Next::Wait(at) = next {
             held.apply(unsaved.append(release_plan)).await?;
             return Ok(Next::Wait(at));

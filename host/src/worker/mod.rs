@@ -14,12 +14,14 @@
 //! last error as its reason, so no object and no command waits forever. One already released
 //! or broken keeps trying after the longest back-off: no object is ever left without a wake-up.
 
+mod blame;
 mod context;
 mod hooks;
 mod lease;
 mod resource;
 mod retry;
 
+pub use blame::{Blame, RequestFailures, Shape};
 pub use context::{Plugins, lease_snapshot, resource_snapshot};
 pub(crate) use hooks::{Called, HookCall, Settle, Subject, confinement_now};
 pub(crate) use lease::{activation, break_lease, broken as broken_lease, planned};
@@ -51,10 +53,9 @@ pub struct WorkerConfig {
     pub max_attempts: u32,
     /// Retry delay when a run stepped aside for shared capacity.
     pub busy_retry: Duration,
-    /// The shortest yield a blueprint gets: `yield(0)` waits this long.
+    /// The shortest yield a blueprint gets: `yield(0)` waits this long; a step put off by one
+    /// of its blueprint's limits waits as long.
     pub min_yield: Duration,
-    /// Resources one blueprint may make per minute.
-    pub resources_per_minute: u32,
     /// Delays before a blueprint whose allocations or activations fail is used again.
     pub blueprint_backoff: Backoff,
 }
@@ -69,7 +70,6 @@ impl Default for WorkerConfig {
             max_attempts: 10,
             busy_retry: Duration::from_millis(250),
             min_yield: Duration::from_secs(1),
-            resources_per_minute: 60,
             blueprint_backoff: Backoff::new(Duration::from_secs(1), Duration::from_secs(300)),
         }
     }
@@ -117,6 +117,8 @@ pub struct Workers {
     pub execs: Execs,
     /// Tunables.
     pub config: WorkerConfig,
+    /// Which requests failed on which blueprint lately (`blame`).
+    pub request_failures: Arc<RequestFailures>,
 }
 
 /// Why a run stopped early.
@@ -129,6 +131,10 @@ pub enum RunError {
     /// its resource rate): retried soon, not counted as a failure.
     #[error("{0}")]
     Busy(String),
+    /// A step was put off by one of its blueprint's limits (`crate::limits`): retried after
+    /// the minimum yield, not counted.
+    #[error("{0}")]
+    Limited(String),
     /// The store failed (full, locked, unreachable): retried with back-off, not counted.
     #[error("{0}")]
     Unavailable(String),
@@ -141,9 +147,8 @@ impl From<store::Error> for RunError {
     fn from(error: store::Error) -> Self {
         match error {
             store::Error::Fenced { .. } => RunError::Fenced(error),
-            store::Error::SlotLockBusy { .. } | store::Error::RateLimited(_) => {
-                RunError::Busy(error.to_string())
-            }
+            store::Error::SlotLockBusy { .. } => RunError::Busy(error.to_string()),
+            store::Error::Limited { reason, .. } => RunError::Limited(reason),
             // A failed group commit is the store's trouble, shared by every plan of the batch,
             // not the failure of any one object.
             store::Error::Database(_)
@@ -208,6 +213,11 @@ impl Workers {
             Err(RunError::Busy(reason)) => {
                 tracing::debug!(%object, %reason, "stepping aside; retrying soon");
                 self.retry_at(self.config.busy_retry, reason, false)
+            }
+            Err(RunError::Limited(reason)) => {
+                tracing::debug!(%object, %reason, "at a limit; retrying later");
+                let pause = self.config.min_yield.max(self.config.busy_retry);
+                self.retry_at(pause, reason, false)
             }
             Err(RunError::Unavailable(reason)) => {
                 tracing::warn!(%object, %reason, "the store failed; retrying later");
@@ -340,25 +350,50 @@ impl Workers {
         Ok(true)
     }
 
-    /// The write that ends a blueprint's failure streak, if it has one.
-    pub(crate) fn blueprint_worked(&self, blueprint: &store::Blueprint) -> Option<store::Write> {
+    /// When `called` (an activation) served the request: the write that ends the blueprint's failure streak,
+    /// if it has one (and the end of its failing requests' streak).
+    pub(crate) fn blueprint_worked(
+        &self,
+        blueprint: &store::Blueprint,
+        called: &Called,
+    ) -> Option<store::Write> {
+        if !called.is_done() {
+            return None;
+        }
+        self.request_failures.worked(blueprint.id);
         (blueprint.failures > 0).then_some(store::Write::BlueprintRecovered {
             blueprint: blueprint.id,
         })
     }
 
-    /// The write that records a failed allocation or activation: the blueprint backs off.
+    /// The write that records a failed allocation or activation of a request of `shape`, if
+    /// it counts against the blueprint (`blame`): then the blueprint backs off, with the cause.
     pub(crate) fn blueprint_failed(
         &self,
         blueprint: &store::Blueprint,
         reason: &str,
-    ) -> store::Write {
+        blame: Blame,
+        shape: Shape,
+    ) -> Option<store::Write> {
+        let reason = match blame {
+            Blame::Blueprint => reason.to_string(),
+            Blame::Request => {
+                let distinct = self.request_failures.failed(blueprint.id, shape);
+                if distinct < blame::DISTINCT_SHAPES {
+                    return None;
+                }
+                format!(
+                    "requests of {distinct} different kinds failed in a row, so the cause \
+                     looks like the blueprint's, not theirs; the last: {reason}"
+                )
+            }
+        };
         let attempt = blueprint.failures as u32 + 1;
-        store::Write::BlueprintFailed {
+        Some(store::Write::BlueprintFailed {
             blueprint: blueprint.id,
-            reason: crate::text::clip(reason, 500),
+            reason: crate::text::clip(&reason, 500),
             retry_at: self.after(self.config.blueprint_backoff.delay(attempt)),
-        }
+        })
     }
 
     /// `now + delay`, in store time.

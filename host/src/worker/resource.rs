@@ -1,7 +1,7 @@
 //! The resource state machine: pending → active → released → destroyed (or broken).
 
 use super::hooks::{Decision, HookCall, Settle, Subject, consume};
-use super::{Next, RunError, Workers};
+use super::{Next, RunError, Shape, Workers};
 use crate::domain::{LeaseStatus, ResourceStatus};
 use crate::lock::Held;
 use crate::plugin::Hook;
@@ -30,6 +30,16 @@ pub(super) async fn step(w: &Workers, held: &Held) -> Result<Next, RunError> {
 
 async fn live_leases(w: &Workers, resource: &Resource) -> Result<Vec<Lease>, RunError> {
     Ok(w.store.lease_list_on_resource(resource.id).await?)
+}
+
+/// The shape of the request a resource is being set up for: that of the first lease on it
+/// (the one it was made for), or of its type alone when none is left.
+async fn request_shape(w: &Workers, resource: &Resource) -> Result<Shape, RunError> {
+    let leases = live_leases(w, resource).await?;
+    Ok(match leases.first() {
+        Some(lease) => Shape::of(&lease.resource_type, &lease.attributes),
+        None => Shape::of(&resource.resource_type, &Default::default()),
+    })
 }
 
 /// Consumes queued commands in order up to the first reclaim, which is decided inside the
@@ -95,11 +105,12 @@ async fn activate(w: &Workers, held: &Held, resource: Resource) -> Result<Next, 
     on_done.push(Write::WakeWaiting {
         resource_type: resource.resource_type.clone(),
     });
-    on_done.extend(w.blueprint_worked(&blueprint));
+    on_done.extend(w.blueprint_worked(&blueprint, &called));
     let settle = resource_settle(w, &resource, &blueprint, "activation", &supporting);
-    let on_fail = |reason: &str| {
+    let shape = request_shape(w, &resource).await?;
+    let on_fail = |reason: &str, blame| {
         let mut writes = broken(&resource, reason);
-        writes.push(w.blueprint_failed(&blueprint, reason));
+        writes.extend(w.blueprint_failed(&blueprint, reason, blame, shape));
         writes
     };
     let (plan, next) = settle.plan(called, on_done, on_fail, w.store.now());
@@ -110,7 +121,7 @@ async fn activate(w: &Workers, held: &Held, resource: Resource) -> Result<Next, 
 fn resource_settle<'a>(
     w: &Workers,
     resource: &Resource,
-    blueprint: &Blueprint,
+    blueprint: &'a Blueprint,
     phase: &'a str,
     supporting: &'a [crate::domain::SupportingLease],
 ) -> Settle<'a> {
@@ -118,7 +129,7 @@ fn resource_settle<'a>(
         subject: Subject {
             target: resource.id.into(),
             kind: "resource",
-            blueprint: blueprint.id,
+            blueprint,
         },
         phase,
         supporting,
@@ -148,7 +159,7 @@ async fn destroy(w: &Workers, held: &Held, resource: Resource) -> Result<Next, R
     };
     let called = w.call_hook(held, call, &mut Plan::new()).await?;
     let settle = resource_settle(w, &resource, &blueprint, "destroy", &supporting);
-    let (mut plan, next) = settle.plan(called, Vec::new(), |_| Vec::new(), w.store.now());
+    let (mut plan, next) = settle.plan(called, Vec::new(), |_, _| Vec::new(), w.store.now());
     if let Next::Wait(at) = next {
         held.apply(&plan).await?;
         return Ok(Next::Wait(at));

@@ -45,7 +45,8 @@
 //!   (`local:/srv/hosts,pids=256,memory=1G`). Where no cgroup can be made the daemon says so at
 //!   start and in `drydock doctor`, and execs run without caps, confined all the same.
 //! - **Shared with the machine**: the network (a `git clone` over HTTPS works), the user (the
-//!   daemon's, without capabilities), and the clocks.
+//!   daemon's, without capabilities, or the unprivileged one its grant names with `user=`, in a
+//!   user namespace of its own: `exec::user`), and the clocks.
 //!
 //! Where bubblewrap is missing or cannot build this sandbox (no user or PID namespaces),
 //! [`Confinement::detect`] says why, the daemon says so at start and in `drydock doctor`, and

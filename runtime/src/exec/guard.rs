@@ -63,6 +63,13 @@ pub struct GuardArgs {
     /// Milliseconds a paused command waits for its claim to be confirmed before it is killed.
     #[arg(long, default_value_t = 0)]
     pub pause_limit: i64,
+    /// The user id the command runs as (its grant's `user=`); the guard keeps its own, so it
+    /// can still stop the command.
+    #[arg(long, requires = "gid")]
+    pub uid: Option<u32>,
+    /// The group id the command runs as, with `--uid`.
+    #[arg(long, requires = "uid")]
+    pub gid: Option<u32>,
     /// The command and its arguments.
     #[arg(last = true, required = true)]
     pub argv: Vec<OsString>,
@@ -80,7 +87,14 @@ pub async fn run(args: GuardArgs) -> i32 {
         return KILLED;
     }
     let (program, rest) = args.argv.split_first().expect("clap requires the command");
-    let mut child = match tokio::process::Command::new(program)
+    let mut command = tokio::process::Command::new(program);
+    if let (Some(uid), Some(gid)) = (args.uid, args.gid) {
+        // SAFETY: the dropper makes async-signal-safe system calls only.
+        unsafe {
+            command.pre_exec(super::RunAs { uid, gid }.dropper());
+        }
+    }
+    let mut child = match command
         .args(rest)
         .stdin(match args.tether {
             true => Stdio::piped(),

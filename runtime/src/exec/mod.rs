@@ -25,8 +25,10 @@ mod cgroup;
 pub mod confine;
 mod dir;
 pub mod guard;
+mod user;
 
 pub use confine::Confinement;
+pub use user::RunAs;
 
 use crate::domain::{CommandInterface, ExecRequest, ExecResult, SupportingLease};
 use crate::grant::Authorized;
@@ -96,7 +98,9 @@ pub struct Interrupted;
 pub struct Prepared {
     program: OsString,
     args: Vec<OsString>,
-    env: Vec<(&'static str, OsString)>,
+    env: Vec<(String, OsString)>,
+    /// The user it runs as, when its grant names one (`user`).
+    run_as: Option<RunAs>,
     /// Unconfined: the directory it starts in.
     dir: Option<OwnedFd>,
     /// Confined: the root, inherited by bubblewrap (which binds it and closes it).
@@ -148,31 +152,37 @@ impl From<&SupportingLease> for Ids {
 }
 
 /// The whole environment of an exec, nothing inherited: [`EXEC_PATH`], [`EXEC_LOCALE`] as
-/// `LANG` and `LC_ALL`, `HOME` (a local interface's root), `DRYDOCK_LEASE` and
-/// `DRYDOCK_RESOURCE` (`ids`), and `TERM` only when `drydock exec` passes a terminal through.
-/// [`prepare`] adds `PWD`, a local exec's working directory (the sandbox sets it anyway).
-pub fn environment(
-    interface: &CommandInterface,
-    ids: &Ids,
-    stdin: Stdin,
-) -> Vec<(&'static str, OsString)> {
-    let mut env = vec![
-        ("PATH", EXEC_PATH.into()),
-        ("LANG", EXEC_LOCALE.into()),
-        ("LC_ALL", EXEC_LOCALE.into()),
-    ];
-    if let CommandInterface::Local { root } = interface {
-        env.push(("HOME", root.into()));
+/// `LANG` and `LC_ALL`, then for a local interface the variables its grant sets (`env=`, which
+/// may replace those three) and `HOME` (its root), `DRYDOCK_LEASE` and `DRYDOCK_RESOURCE`
+/// (`ids`), and `TERM` only when `drydock exec` passes a terminal through. [`prepare`] adds
+/// `PWD`, a local exec's working directory (the sandbox sets it anyway).
+pub fn environment(reach: &Authorized, ids: &Ids, stdin: Stdin) -> Vec<(String, OsString)> {
+    let mut env: Vec<(String, OsString)> = [
+        ("PATH", EXEC_PATH),
+        ("LANG", EXEC_LOCALE),
+        ("LC_ALL", EXEC_LOCALE),
+    ]
+    .map(|(name, value)| (name.into(), value.into()))
+    .into();
+    let mut set = |name: &str, value: OsString| match env.iter_mut().find(|(n, _)| n == name) {
+        Some(old) => old.1 = value,
+        None => env.push((name.into(), value)),
+    };
+    if let CommandInterface::Local { root } = &reach.interface {
+        for (name, value) in &reach.options.env {
+            set(name, value.into());
+        }
+        set("HOME", root.into());
     }
-    env.extend(ids.lease.as_ref().map(|id| ("DRYDOCK_LEASE", id.into())));
-    env.extend(
-        ids.resource
-            .as_ref()
-            .map(|id| ("DRYDOCK_RESOURCE", id.into())),
-    );
+    if let Some(id) = &ids.lease {
+        set("DRYDOCK_LEASE", id.into());
+    }
+    if let Some(id) = &ids.resource {
+        set("DRYDOCK_RESOURCE", id.into());
+    }
     let terminal = stdin == Stdin::Passed && std::io::IsTerminal::is_terminal(&std::io::stdin());
     if terminal && let Some(term) = std::env::var_os("TERM") {
-        env.push(("TERM", term));
+        set("TERM", term);
     }
     env
 }
@@ -193,7 +203,7 @@ pub fn prepare(
     confinement: &Confinement,
 ) -> Result<Prepared, String> {
     let (program, args) = argv.split_first().ok_or("empty argv")?;
-    let env = environment(&reach.interface, ids, stdin);
+    let mut env = environment(reach, ids, stdin);
     match &reach.interface {
         CommandInterface::Local { root } => {
             let anchor = reach
@@ -207,14 +217,16 @@ pub fn prepare(
                      unconfined"
                 ));
             }
+            let run_as = reach.options.user.as_deref().map(RunAs::resolve);
+            let run_as = run_as.transpose()?;
             let opened = dir::open(anchor, root, cwd)?;
-            let mut env = env;
-            env.push(("PWD", opened.cwd_path.clone().into()));
+            env.push(("PWD".into(), opened.cwd_path.clone().into()));
             let Confinement::Sandboxed(sandbox) = confinement else {
                 return Ok(Prepared {
                     program: program.into(),
                     args: args.iter().map(OsString::from).collect(),
                     env,
+                    run_as,
                     dir: Some(opened.cwd),
                     root: None,
                     cgroup: None,
@@ -229,6 +241,7 @@ pub fn prepare(
                 program: wrapped.program,
                 args: wrapped.args,
                 env,
+                run_as,
                 dir: None,
                 root: Some(opened.root),
                 cgroup: wrapped.cgroup,
@@ -269,6 +282,7 @@ pub fn prepare(
                 program: "ssh".into(),
                 args,
                 env,
+                run_as: None,
                 dir: None,
                 root: None,
                 cgroup: None,
@@ -319,6 +333,13 @@ impl Prepared {
         let mut command = Command::new(&self.program);
         command.args(&self.args);
         self.setup(&mut command);
+        if let Some(run_as) = self.run_as {
+            // SAFETY: the dropper makes async-signal-safe system calls only; it comes last, so
+            // the cgroup is joined and the directory entered with the daemon's rights.
+            unsafe {
+                command.pre_exec(run_as.dropper());
+            }
+        }
         command
     }
 
@@ -337,6 +358,15 @@ impl Prepared {
             .arg("--pause-limit")
             .arg(watchdog.pause_limit.as_millis().to_string())
             .args(self.tethered.then_some("--tether"))
+            .args(self.run_as.iter().flat_map(|run_as| {
+                [
+                    "--uid",
+                    &run_as.uid.to_string(),
+                    "--gid",
+                    &run_as.gid.to_string(),
+                ]
+                .map(OsString::from)
+            }))
             .arg("--")
             .arg(&self.program)
             .args(&self.args);
@@ -740,6 +770,40 @@ mod tests {
             pwd.as_str(),
         ];
         assert_eq!(seen, expected, "this test process's own variables stay out");
+    }
+
+    #[tokio::test]
+    async fn a_grant_sets_variables_and_the_user_execs_run_as_confined_or_not() {
+        let nobody = RunAs::resolve("nobody").expect("the machine has a nobody user");
+        let root = tempfile::tempdir().unwrap();
+        std::os::unix::fs::chown(root.path(), Some(nobody.uid), Some(nobody.gid)).unwrap();
+        let mut reach = local(root.path());
+        reach.options = "user=nobody,env=TOOLS=/opt/tools,env=PATH=/opt/tools/bin:/usr/bin:/bin"
+            .parse()
+            .unwrap();
+        let script = "id -u; id -G; echo $TOOLS $PATH; touch mine";
+        let argv = ["sh", "-c", script];
+        for (how, confinement) in [("unconfined", UNCONFINED), ("confined", sandbox(vec![]))] {
+            let result = run(&reach, &request(&argv), &Ids::default(), &confinement).await;
+            assert_eq!(result.exit_code, Some(0), "{how}: {}", result.stderr);
+            let expected = format!(
+                "{uid}\n{gid}\n/opt/tools /opt/tools/bin:/usr/bin:/bin\n",
+                uid = nobody.uid,
+                gid = nobody.gid
+            );
+            assert_eq!(result.stdout, expected, "{how}");
+            let made = std::fs::metadata(root.path().join("mine")).unwrap();
+            let owner = std::os::unix::fs::MetadataExt::uid(&made);
+            assert_eq!(owner, nobody.uid, "{how}: what it made is the user's");
+            std::fs::remove_file(root.path().join("mine")).unwrap();
+        }
+        reach.options = "user=no-such-user-here".parse().unwrap();
+        let result = run(&reach, &request(&["true"]), &Ids::default(), &UNCONFINED).await;
+        assert!(
+            result.stderr.contains("does not have"),
+            "a missing user is named: {}",
+            result.stderr
+        );
     }
 
     /// The sandbox, hiding `hidden`: bubblewrap must work here (`scripts/test.sh` installs it).

@@ -29,6 +29,7 @@ use super::{
     Release, Resource, Result, SystemClock, WorkItem,
 };
 use crate::domain::Timestamp;
+use crate::scheduler::{Due, Load, TenantClaims, claim_fairly};
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRow};
 use sqlx::{Connection as _, Row};
 use statements::{PgStatements, db_now, guard, millis};
@@ -247,24 +248,26 @@ impl PgStore {
 
     /// Claims up to `limit` items that `claim` finds (binding `$1` owner, `$2` the time it
     /// compares with, `$3` limit, `$4` the time-to-live, `$5` the claim time; a `NULL` time is
-    /// the database's), in queue order.
+    /// the database's; and `$6` the tenant, if there is one), in queue order.
     async fn claim_where(
         tx: &mut PgTx,
         claim: &'static str,
-        owner: &str,
+        (owner, tenant): (&str, Option<&str>),
         (at, claim_now): (Option<i64>, Option<i64>),
         limit: i64,
         ttl: Duration,
     ) -> Result<Vec<Claim>> {
         let held_until = super::boottime_ms() + millis(ttl);
-        let mut rows = sqlx::query(claim)
+        let mut query = sqlx::query(claim)
             .bind(owner)
             .bind(at)
             .bind(limit)
             .bind(millis(ttl))
-            .bind(claim_now)
-            .fetch_all(&mut **tx)
-            .await?;
+            .bind(claim_now);
+        if let Some(tenant) = tenant {
+            query = query.bind(tenant);
+        }
+        let mut rows = query.fetch_all(&mut **tx).await?;
         // RETURNING comes in the update's order; hand claims out in the queue's.
         rows.sort_by_cached_key(|row| {
             let since: i64 = row.try_get("since").unwrap_or_default();
@@ -315,21 +318,48 @@ impl Store for PgStore {
         rows::all(query.fetch_all(&self.pool).await?, rows::command)
     }
 
-    async fn work_item_claim(&self, owner: &str, limit: i64, ttl: Duration) -> Result<Vec<Claim>> {
+    async fn work_item_claim(
+        &self,
+        owner: &str,
+        limit: i64,
+        ttl: Duration,
+        running: &Load,
+    ) -> Result<Vec<Claim>> {
         let mut tx = PgTx::begin(&self.pool, Durability::Relaxed).await?;
         let result = async {
             self.time.follow_database(&mut tx).await?;
             let claim_now = self.time.claim_param();
             // A crashed worker's objects first: recovery is bounded by the claim TTL, not by
-            // the backlog. Then due objects, oldest due first.
+            // the backlog. Then due objects, shared out among their tenants.
             let expired = (claim_now, claim_now);
             let mut claims =
-                Self::claim_where(&mut tx, CLAIM_EXPIRED, owner, expired, limit, ttl).await?;
+                Self::claim_where(&mut tx, CLAIM_EXPIRED, (owner, None), expired, limit, ttl)
+                    .await?;
             let taken_over = claims.len();
             let left = limit - claims.len() as i64;
             if left > 0 {
-                let due = (self.time.wall_param(), claim_now);
-                claims.extend(Self::claim_where(&mut tx, CLAIM_DUE, owner, due, left, ttl).await?);
+                let due: Vec<(String, i64)> = sqlx::query_as(DUE_TENANTS)
+                    .bind(self.time.wall_param())
+                    .fetch_all(&mut *tx)
+                    .await?;
+                let due = due
+                    .into_iter()
+                    .map(|(tenant, oldest)| Due {
+                        tenant,
+                        oldest: oldest.max(0) as Timestamp,
+                    })
+                    .collect();
+                let mut load = running.clone();
+                for claim in &claims {
+                    load.add(&claim.tenant, 1);
+                }
+                let mut tenants = Tenants {
+                    tx: &mut tx,
+                    owner,
+                    at: (self.time.wall_param(), claim_now),
+                    ttl,
+                };
+                claims.extend(claim_fairly(&mut tenants, left as usize, due, load).await?);
             }
             Ok((claims, taken_over))
         }
@@ -450,7 +480,7 @@ impl super::retention::Prune for PgStore {
         deletes: &super::retention::Deletes,
         before: i64,
         batch: i64,
-    ) -> Result<Option<[u64; 4]>> {
+    ) -> Result<Option<super::retention::Deleted>> {
         let mut tx = self.begin().await?;
         let result = async {
             let bound: Option<i64> = sqlx::query_scalar(bound)
@@ -459,7 +489,7 @@ impl super::retention::Prune for PgStore {
                 .fetch_one(&mut *tx)
                 .await?;
             let Some(bound) = bound else { return Ok(None) };
-            let mut deleted = [0; 4];
+            let mut deleted = [0; 6];
             for (count, delete) in deleted.iter_mut().zip(deletes) {
                 // Planned for this batch's values each time (not prepared once): a generic plan
                 // cannot know how few objects the bound leaves and may scan a history table.
@@ -489,17 +519,59 @@ const CLAIM_EXPIRED: &str = "WITH t AS (SELECT coalesce($2::BIGINT, drydock_now(
         SET owner = $1, token = token + 1, wake_at = NULL,
             lease_until = coalesce($5::BIGINT, drydock_now()) + $4
        FROM picked WHERE w.object = picked.object
-     RETURNING w.object, w.token, w.attempts, picked.since";
+     RETURNING w.object, w.tenant, w.token, w.attempts, picked.since";
 
-/// Unclaimed items that are due, oldest due first, ties in a stable order (binds: see
-/// `claim_where`).
+/// Unclaimed items of tenant `$6` that are due, oldest due first, ties in a stable order
+/// (binds: see `claim_where`).
 const CLAIM_DUE: &str = "WITH t AS (SELECT coalesce($2::BIGINT, drydock_now()) AS now),
      picked AS (
          SELECT object, wake_at AS since FROM work_item, t
-          WHERE owner IS NULL AND wake_at <= t.now
+          WHERE owner IS NULL AND wake_at IS NOT NULL AND tenant = $6 AND wake_at <= t.now
           ORDER BY wake_at, object LIMIT $3 FOR UPDATE OF work_item SKIP LOCKED)
      UPDATE work_item w
         SET owner = $1, token = token + 1, wake_at = NULL,
             lease_until = coalesce($5::BIGINT, drydock_now()) + $4
        FROM picked WHERE w.object = picked.object
-     RETURNING w.object, w.token, w.attempts, picked.since";
+     RETURNING w.object, w.tenant, w.token, w.attempts, picked.since";
+
+/// The tenants with objects due at `$1` (`NULL`: the database's time), and when the oldest of
+/// each became due: a skip scan over `work_item_due_by_tenant`, one index probe per tenant with
+/// anything scheduled, whatever the backlog.
+const DUE_TENANTS: &str = "WITH RECURSIVE tenants(tenant) AS (
+         SELECT min(tenant) FROM work_item WHERE owner IS NULL AND wake_at IS NOT NULL
+         UNION ALL
+         SELECT (SELECT min(w.tenant) FROM work_item AS w
+                  WHERE w.owner IS NULL AND w.wake_at IS NOT NULL AND w.tenant > tenants.tenant)
+           FROM tenants WHERE tenants.tenant IS NOT NULL)
+     SELECT tenant, oldest FROM (
+         SELECT tenant,
+                (SELECT min(w.wake_at) FROM work_item AS w
+                  WHERE w.owner IS NULL AND w.wake_at IS NOT NULL AND w.tenant = tenants.tenant)
+                    AS oldest
+           FROM tenants WHERE tenant IS NOT NULL) AS due
+      WHERE oldest <= coalesce($1::BIGINT, drydock_now())";
+
+/// A claim's due objects of one tenant at a time, inside its transaction.
+struct Tenants<'a> {
+    tx: &'a mut PgTx,
+    owner: &'a str,
+    at: (Option<i64>, Option<i64>),
+    ttl: Duration,
+}
+
+#[async_trait::async_trait]
+impl TenantClaims for Tenants<'_> {
+    async fn claim_shares(&mut self, shares: &[(String, usize)]) -> Result<Vec<Claim>> {
+        // One statement per tenant: measured faster than one statement picking every share
+        // (`unnest` and `LATERAL`), whose plan PostgreSQL makes worse.
+        let mut claims = Vec::new();
+        for (tenant, count) in shares {
+            let who = (self.owner, Some(tenant.as_str()));
+            let limit = *count as i64;
+            claims.extend(
+                PgStore::claim_where(self.tx, CLAIM_DUE, who, self.at, limit, self.ttl).await?,
+            );
+        }
+        Ok(claims)
+    }
+}

@@ -5,7 +5,7 @@
 //! `drydock_wake` channel; PostgreSQL delivers one notification per channel per transaction, at
 //! commit.
 
-use super::super::{Claim, Error, ObjectId, Release, Result};
+use super::super::{Claim, ObjectId, Release, Result};
 use sqlx::PgConnection;
 use std::time::Duration;
 
@@ -98,19 +98,6 @@ super::super::common::impl_statements! {
             .bind(resource.number())
             .fetch_all(&mut *self.0)
             .await?)
-        }
-
-        async fn resources_made_since(&mut self, blueprint: ObjectId, since: i64) -> Result<i64> {
-            // Locks the blueprint's row: daemons allocating on it at once count one after another.
-            let made: Option<i64> = sqlx::query_scalar(
-                "SELECT (SELECT count(*) FROM resource WHERE blueprint_id = b.id AND created_at > $2)
-                   FROM blueprint b WHERE b.id = $1 FOR UPDATE",
-            )
-            .bind(blueprint.number())
-            .bind(since)
-            .fetch_optional(&mut *self.0)
-            .await?;
-            made.ok_or_else(|| Error::NotFound(blueprint.to_string()))
         }
 
         async fn capacity(&mut self, resource_type: &str) -> Result<i64> {

@@ -184,6 +184,11 @@ impl<'q, T: FromColumns> As<'q, T> {
         self
     }
 
+    /// Runs the statement; its first row, which must be there.
+    pub async fn fetch_one(self, conn: &mut Connection) -> Result<T> {
+        one(self.fetch_optional(conn).await?)
+    }
+
     /// Runs the statement; its first row, if any.
     pub async fn fetch_optional(self, conn: &mut Connection) -> Result<Option<T>> {
         Ok(self.fetch_all(conn).await?.into_iter().next())

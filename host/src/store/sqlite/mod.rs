@@ -31,6 +31,7 @@ use super::{
 };
 use super::{apply, schema};
 use crate::domain::Timestamp;
+use crate::scheduler::{Due, Load, TenantClaims, claim_fairly};
 use sqlx::Row;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
@@ -161,12 +162,12 @@ impl SqliteStore {
     }
 
     /// Claims up to `limit` items that `select` finds (binding `?1` owner, `?2` boot, `?3` claim
-    /// time, `?4` wall time, `?5` limit).
+    /// time, `?4` wall time, `?5` limit, `?6` the claim's expiry, `?7` the tenant).
     async fn claim_where(
         &self,
         tx: &mut WriteTx,
         select: &'static str,
-        owner: &str,
+        (owner, tenant): (&str, &str),
         limit: i64,
         ttl: Duration,
     ) -> Result<Vec<Claim>> {
@@ -179,6 +180,7 @@ impl SqliteStore {
             .bind(self.clock.now())
             .bind(limit)
             .bind(at.ms + millis(ttl))
+            .bind(tenant)
             .fetch_all(tx)
             .await?;
         rows.iter()
@@ -310,21 +312,45 @@ impl Store for SqliteStore {
         rows::all(query.fetch_all(self.reader()).await?, rows::command)
     }
 
-    async fn work_item_claim(&self, owner: &str, limit: i64, ttl: Duration) -> Result<Vec<Claim>> {
+    async fn work_item_claim(
+        &self,
+        owner: &str,
+        limit: i64,
+        ttl: Duration,
+        running: &Load,
+    ) -> Result<Vec<Claim>> {
         let mut tx = self.begin_with(Durability::Relaxed).await?;
         let result = async {
             // A crashed worker's objects first: recovery is bounded by the claim TTL, not by
-            // the backlog. Then due objects, oldest due first.
+            // the backlog. Then due objects, shared out among their tenants.
             let mut claims = self
-                .claim_where(&mut tx, CLAIM_EXPIRED, owner, limit, ttl)
+                .claim_where(&mut tx, CLAIM_EXPIRED, (owner, ""), limit, ttl)
                 .await?;
             let taken_over = claims.len();
             let left = limit - claims.len() as i64;
             if left > 0 {
-                claims.extend(
-                    self.claim_where(&mut tx, CLAIM_DUE, owner, left, ttl)
-                        .await?,
-                );
+                let due: Vec<(String, i64)> = direct::query_as(DUE_TENANTS)
+                    .bind(self.clock.now())
+                    .fetch_all(&mut tx)
+                    .await?;
+                let due = due
+                    .into_iter()
+                    .map(|(tenant, oldest)| Due {
+                        tenant,
+                        oldest: oldest as Timestamp,
+                    })
+                    .collect();
+                let mut load = running.clone();
+                for claim in &claims {
+                    load.add(&claim.tenant, 1);
+                }
+                let mut tenants = Tenants {
+                    store: self,
+                    tx: &mut tx,
+                    owner,
+                    ttl,
+                };
+                claims.extend(claim_fairly(&mut tenants, left as usize, due, load).await?);
             }
             Ok((claims, taken_over))
         }
@@ -455,7 +481,7 @@ impl super::retention::Prune for SqliteStore {
         deletes: &super::retention::Deletes,
         before: i64,
         batch: i64,
-    ) -> Result<Option<[u64; 4]>> {
+    ) -> Result<Option<super::retention::Deleted>> {
         let mut tx = self.begin().await?;
         let result = async {
             let bound: Option<i64> = direct::query_scalar(bound)
@@ -464,7 +490,7 @@ impl super::retention::Prune for SqliteStore {
                 .fetch_one(&mut tx)
                 .await?;
             let Some(bound) = bound else { return Ok(None) };
-            let mut deleted = [0; 4];
+            let mut deleted = [0; 6];
             for (count, delete) in deleted.iter_mut().zip(deletes) {
                 *count = direct::query(delete)
                     .bind(before)
@@ -493,20 +519,66 @@ impl SqliteStore {
     }
 }
 
+/// A claim's due objects of one tenant at a time, inside its transaction.
+struct Tenants<'a> {
+    store: &'a SqliteStore,
+    tx: &'a mut WriteTx,
+    owner: &'a str,
+    ttl: Duration,
+}
+
+#[async_trait::async_trait]
+impl TenantClaims for Tenants<'_> {
+    async fn claim_shares(&mut self, shares: &[(String, usize)]) -> Result<Vec<Claim>> {
+        // One statement per tenant: SQLite runs them in this process, no round trips.
+        let mut claims = Vec::new();
+        for (tenant, count) in shares {
+            let who = (self.owner, tenant.as_str());
+            let limit = *count as i64;
+            claims.extend(
+                self.store
+                    .claim_where(self.tx, CLAIM_DUE, who, limit, self.ttl)
+                    .await?,
+            );
+        }
+        Ok(claims)
+    }
+}
+
 /// Items whose claim expired: taken over, token bumped (binds: see `claim_where`).
 const CLAIM_EXPIRED: &str = "UPDATE work_item
         SET owner = ?1, token = token + 1, claim_boot = ?2, lease_until = ?6, wake_at = NULL
       WHERE object IN (SELECT object FROM work_item INDEXED BY work_item_claimed
                         WHERE owner IS NOT NULL AND (claim_boot IS NOT ?2 OR lease_until <= ?3)
                         LIMIT ?5)
-      RETURNING object, token, attempts";
+      RETURNING object, tenant, token, attempts";
 
-/// Unclaimed items that are due, oldest due first (binds: see `claim_where`).
+/// Unclaimed items of tenant `?7` that are due, oldest due first (binds: see `claim_where`).
 const CLAIM_DUE: &str = "UPDATE work_item
         SET owner = ?1, token = token + 1, claim_boot = ?2, lease_until = ?6, wake_at = NULL
-      WHERE object IN (SELECT object FROM work_item INDEXED BY work_item_due
-                        WHERE owner IS NULL AND wake_at <= ?4 ORDER BY wake_at LIMIT ?5)
-      RETURNING object, token, attempts";
+      WHERE object IN (SELECT object FROM work_item INDEXED BY work_item_due_by_tenant
+                        WHERE owner IS NULL AND wake_at IS NOT NULL AND tenant = ?7
+                          AND wake_at <= ?4
+                        ORDER BY wake_at LIMIT ?5)
+      RETURNING object, tenant, token, attempts";
+
+/// The tenants with objects due at `?1`, and when the oldest of each became due: a skip scan
+/// over `work_item_due_by_tenant`, one seek per tenant with anything scheduled, whatever the
+/// backlog.
+const DUE_TENANTS: &str = "WITH RECURSIVE tenants(tenant) AS (
+         SELECT min(tenant) FROM work_item INDEXED BY work_item_due_by_tenant
+          WHERE owner IS NULL AND wake_at IS NOT NULL
+         UNION ALL
+         SELECT (SELECT min(w.tenant) FROM work_item AS w INDEXED BY work_item_due_by_tenant
+                  WHERE w.owner IS NULL AND w.wake_at IS NOT NULL AND w.tenant > tenants.tenant)
+           FROM tenants WHERE tenants.tenant IS NOT NULL)
+     SELECT tenant, oldest FROM (
+         SELECT tenant,
+                (SELECT min(w.wake_at) FROM work_item AS w INDEXED BY work_item_due_by_tenant
+                  WHERE w.owner IS NULL AND w.wake_at IS NOT NULL AND w.tenant = tenants.tenant)
+                    AS oldest
+           FROM tenants WHERE tenant IS NOT NULL)
+      WHERE oldest <= ?1";
 
 #[cfg(test)]
 mod tests {

@@ -81,16 +81,6 @@ super::super::common::impl_statements! {
             .await?)
         }
 
-        async fn resources_made_since(&mut self, blueprint: ObjectId, since: i64) -> Result<i64> {
-            Ok(direct::query_scalar(
-                "SELECT count(*) FROM resource WHERE blueprint_id = ?1 AND created_at > ?2",
-            )
-            .bind(blueprint.number())
-            .bind(since)
-            .fetch_one(&mut *self.0)
-            .await?)
-        }
-
         async fn capacity(&mut self, resource_type: &str) -> Result<i64> {
             Ok(direct::query_scalar(
                 "SELECT coalesce((SELECT generation FROM capacity WHERE resource_type = ?1), 0)",

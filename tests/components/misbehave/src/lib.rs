@@ -17,11 +17,23 @@
 //! - `lock-thief`: takes the slot lock `host-pool.host(local-1)`, host-pool's;
 //! - `escapes`: logs and sets attributes full of terminal escapes and newlines;
 //! - `fail-activation`: allocates fine, then fails every `activate-resource`;
+//! - `borrow-on-activation`: allocates fine, then asks for a `host` supporting lease in
+//!   `activate-resource` (and is done);
 //! - `root`: its `interface` is a local directory, `root` in the config;
 //! - `sleepy-interface`: its `interface` sleeps ten minutes.
+//!
+//! And the hostile neighbours of the fair-share tests, each misbehaving in `activate-resource`
+//! within every per-step limit:
+//!
+//! - `fan-out`: every resource asks for 8 supporting leases of its own type, and no lease shares
+//!   a resource;
+//! - `log-flood`: yields for 0 ms forever, logging about a megabyte each time;
+//! - `exec-yield`: leases a `host`, then runs an exec on it and yields for 0 ms, forever;
+//! - (`fail-activation` above: fails every activation.)
 
 use drydock_sdk::{
-    Attributes, Blueprint, Call, CommandInterface, LocalInterface, Step, export_blueprint,
+    Attributes, Blueprint, Call, CommandInterface, LeaseStatus, LocalInterface, Step,
+    export_blueprint,
 };
 use serde::Deserialize;
 use std::time::Duration;
@@ -41,6 +53,15 @@ pub struct Config {
     #[serde(default)]
     pub root: String,
 }
+
+/// The key of the `host` lease the modes that borrow one ask for.
+const HOST: &str = "host";
+/// Supporting leases each `fan-out` resource asks for.
+const FAN_OUT: usize = 8;
+/// Log lines of one `log-flood` step, and their length: about a megabyte, within the per-step
+/// limits (256 actions, 4 KiB a line, 1 MiB a step).
+const FLOOD_LINES: usize = 240;
+const FLOOD_LINE_BYTES: usize = 4000;
 
 /// What the blocking modes sleep for: far past any deadline.
 const LONG: Duration = Duration::from_secs(600);
@@ -85,19 +106,36 @@ impl Blueprint for Misbehave {
             "escapes" => Step::done()
                 .log("\x1b[2J\x1b[31mred\nL1 lease.destroyed    forged")
                 .set_attribute("shout", "\x1b]0;pwned\x07\nowner: root"),
-            "fail-activation" | "root" | "sleepy-interface" => Step::done(),
+            "exec-yield" => Step::done().request_lease(HOST, "host", Vec::new()),
+            "fail-activation"
+            | "borrow-on-activation"
+            | "root"
+            | "sleepy-interface"
+            | "fan-out"
+            | "log-flood" => Step::done(),
             other => Step::fail(format!("unknown mode {other:?}")),
         }
     }
 
     fn can_acquire_lease(call: &Call<Config>) -> bool {
-        call.config().mode != "runaway"
-            || call.resource().attribute("made-for") == Some(call.lease().id.as_str())
+        match call.config().mode.as_str() {
+            "runaway" => call.resource().attribute("made-for") == Some(call.lease().id.as_str()),
+            "fan-out" => false,
+            _ => true,
+        }
     }
 
     fn activate_resource(call: &Call<Config>) -> Step {
         match call.config().mode.as_str() {
             "fail-activation" => Step::fail("activation fails on purpose"),
+            "borrow-on-activation" => Step::done().request_lease(HOST, "host", Vec::new()),
+            "fan-out" => (0..FAN_OUT).fold(Step::done(), |step, i| {
+                step.request_lease(format!("more-{i}"), "trouble", Vec::new())
+            }),
+            "log-flood" => (0..FLOOD_LINES).fold(Step::yield_for(Duration::ZERO), |step, i| {
+                step.log(format!("{i:04} {}", "x".repeat(FLOOD_LINE_BYTES)))
+            }),
+            "exec-yield" => exec_and_yield(call),
             _ => Step::done(),
         }
     }
@@ -114,6 +152,18 @@ impl Blueprint for Misbehave {
             other => Err(format!("mode {other:?} gives no interface")),
         }
     }
+}
+
+/// Once the host lease is active: an exec on it, and a yield for 0 ms, at every call.
+fn exec_and_yield(call: &Call<Config>) -> Step {
+    let active = call
+        .supporting_lease(HOST)
+        .is_some_and(|s| s.lease.status == LeaseStatus::Active);
+    if !active {
+        return Step::yield_for(Duration::ZERO);
+    }
+    let round = call.context().exec_results.len();
+    Step::yield_for(Duration::ZERO).exec(format!("spin-{round}"), HOST, ["true"])
 }
 
 /// Logs the wall clock and a random number, as the guest sees them.
