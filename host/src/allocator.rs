@@ -377,6 +377,7 @@ async fn try_allocate(
         resource_type: lease.resource_type.clone(),
         depth: lease.depth,
         made_for: held.claim().tenant.clone(),
+        made_for_lease: Some(lease.id),
         limits: blueprint.limits.clone(),
     });
     let on_done = vec![Write::Log {

@@ -135,6 +135,7 @@ async fn a_reclaim_never_releases_a_resource_a_lease_just_acquired() {
             resource_type: "thing".into(),
             depth: 0,
             made_for: "owner:test".into(),
+            made_for_lease: None,
             limits: testing::unlimited(),
         })
         .push(Write::ResourceStatus {

@@ -21,6 +21,9 @@ CREATE INDEX work_item_due_by_tenant ON work_item(tenant, wake_at)
 -- the last of its blueprint's setup slots and resource tokens to tenants with none. Resources
 -- made before this migration count as made for no one.
 ALTER TABLE resource ADD COLUMN made_for TEXT NOT NULL DEFAULT '';
+-- The lease itself: a failed activation counts against that request's shape (worker::blame)
+-- even when it runs before the lease has acquired the resource.
+ALTER TABLE resource ADD COLUMN made_for_lease INTEGER;
 
 -- A supporting lease's requester: the blueprint of the resource that asked for it. A blueprint's
 -- resources may have so many supporting leases waiting at once (its `pending-supporting`).

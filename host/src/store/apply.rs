@@ -319,6 +319,7 @@ impl Applier<'_> {
                 resource_type,
                 depth,
                 made_for,
+                made_for_lease,
                 limits,
             } => {
                 let new = NewResource {
@@ -326,6 +327,7 @@ impl Applier<'_> {
                     resource_type,
                     depth: *depth,
                     made_for,
+                    made_for_lease: *made_for_lease,
                 };
                 self.insert_resource(new, limits).await
             }
@@ -669,6 +671,8 @@ pub(crate) struct NewResource<'a> {
     pub depth: u32,
     /// The tenant of the lease it is made for.
     pub made_for: &'a str,
+    /// The lease it is made for.
+    pub made_for_lease: Option<ObjectId>,
 }
 
 /// A supporting lease a plan inserts.

@@ -1158,13 +1158,14 @@ macro_rules! impl_statements {
         ) -> $crate::store::Result<i64> {
             Ok($q::query_scalar(
                 "INSERT INTO resource (blueprint_id, resource_type, status, depth, made_for,
-                                       created_at, updated_at)
-                 VALUES ($1, $2, 'pending', $3, $4, $5, $5) RETURNING id",
+                                       made_for_lease, created_at, updated_at)
+                 VALUES ($1, $2, 'pending', $3, $4, $5, $6, $6) RETURNING id",
             )
             .bind(new.blueprint.number())
             .bind(new.resource_type)
             .bind(i64::from(new.depth))
             .bind(new.made_for)
+            .bind(new.made_for_lease.map($crate::store::ObjectId::number))
             .bind(now)
             .fetch_one(&mut *self.0)
             .await?)

@@ -336,6 +336,10 @@ pub struct Resource {
     pub until: Option<Timestamp>,
     /// How deep it sits in a chain of supporting leases (that of the lease it was made for).
     pub depth: u32,
+    /// The lease it was made for, if it was made after fair share came in (migration 0009);
+    /// that lease may hold another resource by now, or be gone.
+    #[serde(skip)]
+    pub made_for_lease: Option<ObjectId>,
     /// Supporting leases it has requested, destroyed ones included: with none, there are none
     /// to look up for its snapshots.
     #[serde(skip)]

@@ -182,6 +182,8 @@ pub enum Write {
         depth: u32,
         /// The tenant of the lease it is made for (`crate::scheduler`).
         made_for: String,
+        /// The lease it is made for.
+        made_for_lease: Option<ObjectId>,
         /// The blueprint's limits.
         limits: Limits,
     },

@@ -140,6 +140,7 @@ pub(crate) fn resource(row: &impl Columns) -> Result<Resource> {
         attributes: from_json(&row.text("attributes")?)?,
         until: maybe_time(row, "until")?,
         depth: row.int("depth")? as u32,
+        made_for_lease: row.opt_int("made_for_lease")?.map(ObjectId::Lease),
         supporting: row.int("supporting")? as u32,
         end: end(row)?,
         exec_results: exec_results_from_json(&row.text("exec_results")?)?,

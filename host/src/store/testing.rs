@@ -127,13 +127,26 @@ async fn resource(
         resource_type: "thing".into(),
         depth: 0,
         made_for: "owner:test".into(),
+        made_for_lease: made_for_lease(claim),
         limits: unlimited(),
     })
     .push(Write::ResourceStatus {
         resource: Target::Inserted(0),
         status,
     });
-    store.apply(claim, &plan, TTL).await.unwrap()[0]
+    let id = store.apply(claim, &plan, TTL).await.unwrap()[0];
+    let made = store.resource_get(id).await.unwrap();
+    assert_eq!(
+        made.made_for_lease,
+        made_for_lease(claim),
+        "the lease it was made for"
+    );
+    id
+}
+
+/// The lease a resource inserted under `claim` is made for: the claimed object, if a lease.
+fn made_for_lease(claim: &Claim) -> Option<ObjectId> {
+    matches!(claim.object, ObjectId::Lease(_)).then_some(claim.object)
 }
 
 async fn blueprint(store: &dyn Store, name: &str) -> ObjectId {
@@ -462,6 +475,7 @@ async fn apply_inserts_and_refers_to_new_objects(store: Arc<dyn Store>, _: Arc<M
         resource_type: "thing".into(),
         depth: 0,
         made_for: "owner:test".into(),
+        made_for_lease: None,
         limits: unlimited(),
     })
     .push(Write::SetAttribute {
@@ -856,6 +870,7 @@ async fn apply_limits_resources_by_bucket_and_setting_up(
             resource_type: "thing".into(),
             depth: 0,
             made_for: format!("owner:{}", made.get()),
+            made_for_lease: None,
             limits: limits(changes),
         });
         plan
@@ -914,6 +929,7 @@ async fn apply_keeps_a_reserve_for_tenants_with_nothing_being_set_up(
             resource_type: "thing".into(),
             depth: 0,
             made_for: tenant.into(),
+            made_for_lease: None,
             limits: limits(changes),
         });
         plan
@@ -965,6 +981,7 @@ async fn apply_keeps_a_reserve_for_tenants_with_nothing_being_set_up(
             resource_type: "thing".into(),
             depth: 0,
             made_for: tenant.into(),
+            made_for_lease: None,
             limits: limits(&["resources-per-minute=60", "resource-burst=4"]),
         });
         plan
@@ -1389,6 +1406,7 @@ async fn apply_nests_supporting_leases_one_deeper(store: Arc<dyn Store>, _: Arc<
         resource_type: "thing".into(),
         depth: 2,
         made_for: "owner:test".into(),
+        made_for_lease: None,
         limits: unlimited(),
     })
     .push(Write::InsertSupportingLease {

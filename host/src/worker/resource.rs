@@ -32,11 +32,23 @@ async fn live_leases(w: &Workers, resource: &Resource) -> Result<Vec<Lease>, Run
     Ok(w.store.lease_list_on_resource(resource.id).await?)
 }
 
-/// The shape of the request a resource is being set up for: that of the first lease on it
-/// (the one it was made for), or of its type alone when none is left.
+/// The shape of the request a resource is being set up for: that of the lease it was made for
+/// (which may not hold it yet: the resource's activation can run before that lease's
+/// acquisition), else of the first lease on it, or of its type alone when none is known.
 async fn request_shape(w: &Workers, resource: &Resource) -> Result<Shape, RunError> {
-    let leases = live_leases(w, resource).await?;
-    Ok(match leases.first() {
+    let made_for = match resource.made_for_lease {
+        Some(id) => match w.store.lease_get(id).await {
+            Ok(lease) => Some(lease),
+            Err(crate::store::Error::NotFound(_)) => None,
+            Err(error) => return Err(error.into()),
+        },
+        None => None,
+    };
+    let lease = match made_for {
+        Some(lease) => Some(lease),
+        None => live_leases(w, resource).await?.into_iter().next(),
+    };
+    Ok(match lease {
         Some(lease) => Shape::of(&lease.resource_type, &lease.attributes),
         None => Shape::of(&resource.resource_type, &Default::default()),
     })
