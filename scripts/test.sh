@@ -1,24 +1,92 @@
 #!/usr/bin/env bash
 # Runs the whole test suite on a fresh machine: installs what the tests need (the wasm target,
-# the Python and JavaScript componentizers, Chromium and chromedriver, PostgreSQL's server
-# binaries, bubblewrap), then checks formatting, lints and runs every test. Fails loudly when
-# something is missing.
+# the Python and JavaScript componentizers, cargo-nextest, Chromium and chromedriver,
+# PostgreSQL's server binaries, bubblewrap), then checks formatting, builds, lints and runs every
+# test. Fails loudly when something is missing.
+#
+#   scripts/test.sh                  # everything, as CI runs it
+#   scripts/test.sh --quick [NAME…]  # the edit-test loop, on a warm build: every unit test, and
+#                                    # the end-to-end tests NAME (tests/tests/NAME.rs), by default
+#                                    # those whose files changed since the last commit
+#
+# Tests run under cargo-nextest (.config/nextest.toml): one process per test, binaries side by
+# side, and a test that runs for four minutes is killed and fails with its name. The last lines
+# say which stage failed and which tests, or list the slowest tests of a passing run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/common.sh
 
-# Prints how long each stage took, so a slow one shows in CI's log.
+quick=false
+if [ "${1:-}" = "--quick" ]; then
+    quick=true
+    shift
+fi
+
+# What nextest printed, for the closing summary.
+results=$(mktemp)
 stage_started=$SECONDS
+current_stage="start"
+
+# Prints how long each stage took, so a slow one shows in CI's log.
 stage() {
+    current_stage=$1
     echo "== $1 (after $((SECONDS - stage_started)) s)"
 }
-trap 'echo "== done in $((SECONDS - stage_started)) s"' EXIT
+
+# The closing lines: on failure the stage and the failed tests; on success the slowest tests.
+finish() {
+    local status=$?
+    if [ "$status" -ne 0 ]; then
+        echo "== FAILED in stage \"$current_stage\" (exit $status) after $((SECONDS - stage_started)) s"
+        grep -E '^ *(FAIL|TIMEOUT|SIGABRT|SIGKILL|SIGSEGV|ABORT|LEAK-FAIL) \[' "$results" | sort -u |
+            sed -E 's/^ */   /' || true
+    else
+        echo "== the slowest tests"
+        slowest_tests "$results" 10
+        echo "== done in $((SECONDS - stage_started)) s"
+    fi
+    rm -f "$results"
+}
+trap finish EXIT
+
+# The N slowest passing tests in nextest's output FILE, slowest first.
+slowest_tests() {
+    sed -nE 's/^ *PASS \[ *([0-9.]+)s\] (\( *[0-9]+\/[0-9]+\) )?(.*)$/\1 \3/p' "$1" |
+        sort -rn | head -n "$2" | awk '{ printf "   %7.1f s  %s\n", $1, substr($0, index($0, " ") + 1) }'
+}
+
+# Runs nextest with ARGS, its output also kept for the summary.
+nextest() {
+    cargo nextest run --workspace --no-tests=warn "$@" 2>&1 | tee -a "$results"
+}
+
+# The end-to-end test binaries whose files changed since the last commit (tests/tests/NAME.rs).
+changed_end_to_end_tests() {
+    { git diff --name-only HEAD; git ls-files --others --exclude-standard; } |
+        sed -nE 's|^tests/tests/([a-z_]+)\.rs$|\1|p' | sort -u
+}
+
+if $quick; then
+    stage "quick"
+    names=("$@")
+    [ ${#names[@]} -gt 0 ] || mapfile -t names < <(changed_end_to_end_tests)
+    targets=(--lib --bins)
+    for name in "${names[@]}"; do
+        targets+=(--test "$name")
+    done
+    echo "unit tests, and end-to-end: ${names[*]:-none}"
+    nextest "${targets[@]}"
+    exit 0
+fi
 
 stage "toolchains"
 
 # tests/build.rs builds the Rust guests; tests/tests/languages.rs the Python and JS blueprints.
 install_blueprint_toolchains
 rustup component add rustfmt clippy
+# The test runner (per-test timeouts, binaries in parallel).
+command -v cargo-nextest >/dev/null 2>&1 || cargo install --locked cargo-nextest
+need cargo-nextest
 
 # The browser tests drive Debian's Chromium through chromedriver.
 install_if_missing /usr/bin/chromium chromium chromium-driver
@@ -47,9 +115,13 @@ need flock
 
 stage "fmt"
 cargo fmt --all --check
+# The build comes before clippy: it compiles the build scripts, the proc macros and the guest
+# components (tests/build.rs) that clippy's check then reuses.
+stage "build the tests"
+cargo nextest run --workspace --no-run
 stage "clippy"
 cargo clippy --workspace --all-targets -- -D warnings
-stage "build the tests"
-cargo test --workspace --no-run
 stage "test"
-cargo test --workspace
+nextest
+stage "doctests"
+cargo test --workspace --doc

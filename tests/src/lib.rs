@@ -55,6 +55,11 @@ pub const LIFECYCLE_HOOKS: [&str; 6] = [
     "destroy-resource",
 ];
 
+/// `drydock serve` flags that retry a failed run, and use a failing blueprint again, after 20 ms
+/// rather than a second (each still doubling): a test that waits for an object to give up
+/// takes the same path as a daemon with the defaults, on a faster clock.
+pub const FAST_RETRIES: [&str; 4] = ["--retry-backoff", "20ms", "--blueprint-backoff", "20ms"];
+
 /// How long a test waits for a condition before it fails. Generous: CI machines are slow.
 pub const PATIENCE: Duration = Duration::from_secs(90);
 

@@ -2,8 +2,8 @@
 
 use base64::Engine as _;
 use drydock_tests::{
-    COUNTING_WASM, Env, HOST_POOL_CONFIG, HOST_POOL_GRANT, HOST_POOL_WASM, MISBEHAVE_WASM, TOKEN,
-    wait_for,
+    COUNTING_WASM, Env, FAST_RETRIES, HOST_POOL_CONFIG, HOST_POOL_GRANT, HOST_POOL_WASM,
+    MISBEHAVE_WASM, TOKEN, wait_for,
 };
 use reqwest::{Client, Method, StatusCode};
 use serde_json::{Value, json};
@@ -705,7 +705,7 @@ async fn a_failed_lease_keeps_its_end_and_its_steps() {
         .await;
     env.add_blueprint("counting", COUNTING_WASM, r#"{"release_delay_ms": 0}"#, &[])
         .await;
-    let mut daemon = env.serve(&[]);
+    let mut daemon = env.serve(&FAST_RETRIES);
     let api = api(&env, &mut daemon).await;
     let failed = env.request_one("trouble", &[]).await;
     let lease = wait_for("the lease to end", || async {
@@ -783,7 +783,7 @@ async fn metrics_are_scraped_and_move() {
         .await;
     env.add_blueprint("misbehave", MISBEHAVE_WASM, r#"{"mode": "trap"}"#, &[])
         .await;
-    let mut daemon = env.serve(&[]);
+    let mut daemon = env.serve(&FAST_RETRIES);
     let base = daemon.url().await;
     let scrape = || async {
         let response = reqwest::get(format!("{base}/metrics")).await.unwrap();

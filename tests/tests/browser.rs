@@ -2,7 +2,7 @@
 //! over WebDriver: Drydock's original test plan, done for real. Screenshots of the lease page
 //! before and after the release are saved under `target/screenshots/`.
 
-use drydock_tests::{COUNTING_WASM, Daemon, Env, MISBEHAVE_WASM, TOKEN, wait_for};
+use drydock_tests::{COUNTING_WASM, Daemon, Env, FAST_RETRIES, MISBEHAVE_WASM, TOKEN, wait_for};
 use fantoccini::{Client, ClientBuilder, Locator};
 use hyper_util::client::legacy::connect::HttpConnector;
 use serde_json::json;
@@ -434,7 +434,7 @@ async fn a_trap_shows_the_guests_words_first_and_folds_the_backtrace() {
     let env = Env::new();
     env.add_blueprint("misbehave", MISBEHAVE_WASM, r#"{"mode": "trap"}"#, &[])
         .await;
-    let mut daemon = env.serve(&[]);
+    let mut daemon = env.serve(&FAST_RETRIES);
     let base = daemon.url().await;
     env.request_one("trouble", &[]).await;
     let store = env.store().await;
@@ -492,7 +492,7 @@ async fn a_failed_lease_stays_visible_and_lists_page() {
         .await;
     env.add_blueprint("misbehave", MISBEHAVE_WASM, r#"{"mode": "trap"}"#, &[])
         .await;
-    let mut daemon = env.serve(&[]);
+    let mut daemon = env.serve(&FAST_RETRIES);
     let base = daemon.url().await;
     let failed = env.request_one("trouble", &[]).await;
     env.ok(&[

@@ -15,8 +15,8 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// The longest a blueprint's back-off grows to, unless `--blueprint-backoff` starts longer.
-const BLUEPRINT_BACKOFF_CAP: Duration = Duration::from_secs(300);
+/// The longest an object's or a blueprint's back-off grows to, unless its flag starts longer.
+const BACKOFF_CAP: Duration = Duration::from_secs(300);
 
 #[derive(Debug, Args)]
 pub(super) struct ServeArgs {
@@ -36,6 +36,10 @@ pub(super) struct ServeArgs {
     /// Failed runs in a row after which an object breaks with the last error.
     #[arg(long, default_value_t = 10)]
     max_attempts: u32,
+    /// How long an object waits after a failed run before it is tried again; each failure in a
+    /// row doubles it, up to five minutes (or this, if longer).
+    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+    retry_backoff: Duration,
     /// How long a blueprint blamed for a failure is left alone; each failure in a row doubles
     /// it, up to five minutes (or this, if longer). `drydock blueprint reset` ends it early.
     #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
@@ -152,9 +156,10 @@ pub(super) async fn run(global: &Global, args: ServeArgs) -> anyhow::Result<Exit
             resource_wait: args.capacity_wait,
             min_yield: args.min_yield,
             max_attempts: args.max_attempts.max(1),
+            retry: Backoff::new(args.retry_backoff, args.retry_backoff.max(BACKOFF_CAP)),
             blueprint_backoff: Backoff::new(
                 args.blueprint_backoff,
-                args.blueprint_backoff.max(BLUEPRINT_BACKOFF_CAP),
+                args.blueprint_backoff.max(BACKOFF_CAP),
             ),
             ..WorkerConfig::default()
         },
