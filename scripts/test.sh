@@ -60,6 +60,15 @@ nextest() {
     cargo nextest run --workspace --no-tests=warn "$@" 2>&1 | tee -a "$results"
 }
 
+# Names the drydock binary the end-to-end tests run in DRYDOCK_BINARY (tests/src/lib.rs), so
+# that no test process builds it under its own clock. The workspace's test build makes it (the
+# host's own integration tests need it); --build builds it alone, for a run of some tests.
+use_drydock_binary() {
+    [ "${1:-}" != "--build" ] || cargo build -p drydock-host --bin drydock
+    export DRYDOCK_BINARY="$PWD/${CARGO_TARGET_DIR:-target}/debug/drydock"
+    [ -x "$DRYDOCK_BINARY" ] || { echo "error: $DRYDOCK_BINARY was not built" >&2; exit 1; }
+}
+
 # The end-to-end test binaries whose files changed since the last commit (tests/tests/NAME.rs).
 changed_end_to_end_tests() {
     { git diff --name-only HEAD; git ls-files --others --exclude-standard; } |
@@ -75,6 +84,7 @@ if $quick; then
         targets+=(--test "$name")
     done
     echo "unit tests, and end-to-end: ${names[*]:-none}"
+    use_drydock_binary --build
     nextest "${targets[@]}"
     exit 0
 fi
@@ -119,6 +129,7 @@ cargo fmt --all --check
 # components (tests/build.rs) that clippy's check then reuses.
 stage "build the tests"
 cargo nextest run --workspace --no-run
+use_drydock_binary
 stage "clippy"
 cargo clippy --workspace --all-targets -- -D warnings
 stage "test"

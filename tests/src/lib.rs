@@ -65,8 +65,12 @@ pub const PATIENCE: Duration = Duration::from_secs(90);
 
 /// The `drydock` binary, freshly built in the same profile as the running test.
 ///
-/// Another package's binary is not rebuilt by `cargo test -p drydock-tests`, so the first call in
-/// each test process runs `cargo build --bin drydock` (cargo holds no lock while tests run).
+/// `scripts/test.sh` names it in `DRYDOCK_BINARY`, built before any test starts. Without that
+/// (a test run by hand), another package's binary is not rebuilt by `cargo test -p
+/// drydock-tests`, so the first call in each test process runs `cargo build --bin drydock`
+/// (cargo holds no lock while tests run). That build selects other packages than the
+/// workspace's test build, so its features differ and it may compile the host again: minutes
+/// on a cold target, which is why the script does it once, before any test's clock starts.
 pub fn drydock_binary() -> anyhow::Result<PathBuf> {
     static BINARY: OnceLock<Result<PathBuf, String>> = OnceLock::new();
     BINARY
@@ -76,6 +80,15 @@ pub fn drydock_binary() -> anyhow::Result<PathBuf> {
 }
 
 fn build_binary() -> anyhow::Result<PathBuf> {
+    if let Some(built) = std::env::var_os("DRYDOCK_BINARY") {
+        let built = PathBuf::from(built);
+        anyhow::ensure!(
+            built.is_file(),
+            "DRYDOCK_BINARY names {}, which is not a file",
+            built.display()
+        );
+        return Ok(built);
+    }
     let exe = std::env::current_exe()?;
     let profile_dir = exe
         .parent()
