@@ -98,6 +98,7 @@ pub async fn add_blueprint(
     action::check_key("blueprint name", &request.name).map_err(Error::BadInput)?;
     let grants = parse_grants(&request.grants)?;
     check_authorizations(store, &grants, &request.name).await?;
+    check_read_only_paths(store, &request.name, &grants).await?;
     let plugin = load(runtime, request.wasm.clone()).await?;
     let description = plugin
         .describe()
@@ -268,6 +269,16 @@ pub fn parse_grants(texts: &[String]) -> Result<Vec<Grant>> {
         .collect()
 }
 
+/// Refuses `grants` for the blueprint `own` when a read-only path (`ro=`) of any blueprint's
+/// would lie in a directory a local grant makes writable (`grant::check_read_only_paths`).
+async fn check_read_only_paths(store: &dyn Store, own: &str, grants: &[Grant]) -> Result<()> {
+    let blueprints = store.blueprint_list().await?;
+    let mut all: Vec<(&str, &[Grant])> = vec![(own, grants)];
+    let others = blueprints.iter().filter(|b| b.name != own);
+    all.extend(others.map(|b| (b.name.as_str(), b.grants.as_slice())));
+    crate::grant::check_read_only_paths(&all).map_err(Error::BadInput)
+}
+
 /// Refuses an authorization (`use:NAME`) that names no registered blueprint, other than `own`
 /// (the blueprint given it, which may lease from itself).
 async fn check_authorizations(store: &dyn Store, grants: &[Grant], own: &str) -> Result<()> {
@@ -309,6 +320,9 @@ pub async fn change_grants(
         revoke: parse_grants(revoke)?,
     };
     check_authorizations(store, &change.grant, &blueprint.name).await?;
+    if let Ok(grants) = change.apply(&blueprint.grants) {
+        check_read_only_paths(store, &blueprint.name, &grants).await?;
+    }
     match store
         .blueprint_change_grants(blueprint.id, &change, author)
         .await

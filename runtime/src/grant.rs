@@ -92,7 +92,7 @@ impl FromStr for Grant {
 
     fn from_str(text: &str) -> Result<Self, String> {
         let usage = "use local:/DIR[,ro=/PATH]…[,pids=N][,memory=SIZE][,user=NAME]\
-                     [,env=NAME=VALUE]…, ssh:USER@HOST[:PORT] \
+                     [,env=NAME=VALUE]…[,net=none|host], ssh:USER@HOST[:PORT] \
                      (`*` matches any run of characters), ssh-key:/DIR or use:BLUEPRINT";
         let (kind, rest) = text
             .split_once(':')
@@ -137,6 +137,19 @@ impl From<Grant> for String {
 }
 
 impl Grant {
+    /// What the operator should know this grant allows beyond the usual, if anything: execs on
+    /// the machine's network (`net=host`). Shown by `drydock doctor` and the blueprint's page.
+    pub fn warning(&self) -> Option<String> {
+        match self {
+            Grant::Local { options, .. } if options.network() == Network::Host => Some(format!(
+                "{self}: its execs share the machine's network (net=host), so they reach every \
+                 service listening on it (the store, the daemon's API, a cloud's metadata \
+                 address) and the outside"
+            )),
+            _ => None,
+        }
+    }
+
     /// Whether granting `self` replaces `other` rather than adding to it: the same local
     /// directory with other options (granting it again changes them), or the same grant.
     pub fn replaces(&self, other: &Grant) -> bool {
@@ -197,6 +210,37 @@ pub struct LocalOptions {
     /// Variables set in every exec, in order (`env=GOPATH=/srv/go`); a later one of the same
     /// name wins, and one may replace `PATH`, `LANG` or `LC_ALL`.
     pub env: Vec<(String, String)>,
+    /// The network execs have (`net=none`, `net=host`); [`Network::None`] when not named.
+    pub net: Option<Network>,
+}
+
+impl LocalOptions {
+    /// The network its execs have: what `net=` says, else none.
+    pub fn network(&self) -> Network {
+        self.net.unwrap_or_default()
+    }
+}
+
+/// The network a local grant's execs have (`net=`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Network {
+    /// A network namespace of their own with only a loopback of its own: nothing of the
+    /// machine's network, its local services (the store, the daemon's API) nor the outside.
+    #[default]
+    None,
+    /// The machine's own network, every local service included: the operator's explicit choice,
+    /// shown as a warning by `drydock doctor` and on the blueprint's page.
+    Host,
+}
+
+impl Network {
+    /// As written after `net=`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Network::None => "none",
+            Network::Host => "host",
+        }
+    }
 }
 
 /// The variables of an exec that a grant may not set: the host sets them for each exec.
@@ -214,8 +258,8 @@ const MIN_MEMORY: u64 = 16 << 20;
 impl FromStr for LocalOptions {
     type Err = String;
 
-    /// `ro=/PATH`, `pids=N`, `memory=SIZE`, `user=NAME` and `env=NAME=VALUE`, separated by
-    /// commas (none: the empty string).
+    /// `ro=/PATH`, `pids=N`, `memory=SIZE`, `user=NAME`, `env=NAME=VALUE` and `net=NETWORK`,
+    /// separated by commas (none: the empty string).
     fn from_str(text: &str) -> Result<Self, String> {
         let mut options = LocalOptions::default();
         for option in text.split(',').filter(|o| !o.is_empty()) {
@@ -242,9 +286,22 @@ impl FromStr for LocalOptions {
                 }
                 "user" => options.user = Some(check_user(value)?),
                 "env" => options.env.push(check_variable(value)?),
+                "net" => {
+                    options.net = Some(match value {
+                        "none" => Network::None,
+                        "host" => Network::Host,
+                        other => {
+                            return Err(format!(
+                                "net={other:?} is not a network: none (the default: a loopback \
+                                 of its own) or host (the machine's network, every local \
+                                 service included)"
+                            ));
+                        }
+                    });
+                }
                 other => {
                     return Err(format!(
-                        "{other:?} is not an option (ro, pids, memory, user, env)"
+                        "{other:?} is not an option (ro, pids, memory, user, env, net)"
                     ));
                 }
             }
@@ -270,6 +327,9 @@ impl fmt::Display for LocalOptions {
         }
         for (name, value) in &self.env {
             write!(f, ",env={name}={value}")?;
+        }
+        if let Some(net) = self.net {
+            write!(f, ",net={}", net.as_str())?;
         }
         Ok(())
     }
@@ -619,6 +679,36 @@ fn check_name(what: &str, name: &str, pattern: bool) -> Result<(), String> {
     Ok(())
 }
 
+/// Refuses a read-only path (`ro=`) that lies in a directory a local grant makes writable,
+/// among `blueprints` (each one's name and grants, a change already applied): an exec there
+/// could replace it, or a directory on its way, with whatever it likes, and every exec given
+/// that path would read it. The error names both grants. (Execs bind what they open without
+/// following links whatever this says: `exec::confine`.)
+pub fn check_read_only_paths(blueprints: &[(&str, &[Grant])]) -> Result<(), String> {
+    let locals = || {
+        blueprints.iter().flat_map(|(name, grants)| {
+            grants.iter().filter_map(move |g| match g {
+                Grant::Local { dir, options } => Some((*name, g, dir, options)),
+                _ => None,
+            })
+        })
+    };
+    for (reader, grant, _, options) in locals() {
+        for path in &options.read_only {
+            if let Some((writer, writable, ..)) =
+                locals().find(|(.., dir, _)| is_beneath(path, dir))
+            {
+                return Err(format!(
+                    "ro={path} (in {reader}'s grant {grant}) lies in a directory the grant \
+                     {writable} of {writer} makes writable: an exec there could replace it; \
+                     name a path no grant makes writable"
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Whether `path` is `dir` or beneath it, component by component (both checked paths).
 fn is_beneath(path: &str, dir: &str) -> bool {
     Path::new(path).starts_with(Path::new(dir))
@@ -752,6 +842,42 @@ mod tests {
         assert!(!grant.replaces(&"local:/h/x".parse().unwrap()));
         let err = "local:/h,ro=x".parse::<Grant>().unwrap_err();
         assert!(err.contains("a read-only path (ro=)"), "{err}");
+    }
+
+    #[test]
+    fn a_grant_names_its_network_and_warns_about_the_machines() {
+        let none: Grant = "local:/h".parse().unwrap();
+        let Grant::Local { options, .. } = &none else {
+            panic!("{none:?}")
+        };
+        assert_eq!(options.network(), Network::None);
+        assert_eq!(none.warning(), None);
+        let host: Grant = "local:/h,net=host".parse().unwrap();
+        assert_eq!(host.to_string(), "local:/h,net=host");
+        assert!(host.warning().unwrap().contains("net=host"));
+        let err = "local:/h,net=outbound".parse::<Grant>().unwrap_err();
+        assert!(err.contains("none") && err.contains("host"), "{err}");
+    }
+
+    #[test]
+    fn a_read_only_path_in_a_writable_directory_is_refused_naming_both_grants() {
+        let reader = grants(&["local:/srv/hosts,ro=/srv/git", "use:host-pool"]);
+        let writer = grants(&["local:/srv/git/incoming"]);
+        let beside = grants(&["local:/srv/gitlab"]);
+        assert_eq!(
+            check_read_only_paths(&[("pool", &reader), ("other", &writer), ("b", &beside)]),
+            Ok(())
+        );
+        let around = grants(&["local:/srv"]);
+        let err = check_read_only_paths(&[("pool", &reader), ("tmp", &around)]).unwrap_err();
+        assert!(
+            err.contains("ro=/srv/git")
+                && err.contains("pool")
+                && err.contains("local:/srv of tmp"),
+            "{err}"
+        );
+        let own = grants(&["local:/srv/hosts,ro=/srv/hosts/mirror"]);
+        assert!(check_read_only_paths(&[("pool", &own)]).is_err());
     }
 
     #[test]

@@ -201,7 +201,8 @@ impl Env {
         self.dir.path()
     }
 
-    fn command(&self, args: &[&str]) -> Command {
+    /// `drydock ARGS…` on this database, ready to start (stdin from `/dev/null`).
+    pub fn command(&self, args: &[&str]) -> Command {
         let mut command = Command::new(drydock_binary().unwrap());
         command
             .args(args)

@@ -519,3 +519,203 @@ async fn a_grant_runs_execs_as_its_unprivileged_user_with_its_variables() {
         "{stderr}"
     );
 }
+
+/// A bash line that connects to `port` on the loopback and says so.
+fn connects(port: u16) -> String {
+    format!("exec 3<>/dev/tcp/127.0.0.1/{port} && echo connected; true")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn execs_reach_no_service_on_the_machines_loopback_unless_granted_net_host() {
+    // Stands for any local service: a PostgreSQL with trust auth, a cloud's metadata proxy.
+    let service = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = service.local_addr().unwrap().port();
+    let shell = json!({"argv": ["bash", "-c", connects(port)]});
+    let (env, root) = env_with(shell, "").await;
+    let store = env.store().await;
+    let mut daemon = env.serve(&[]);
+    let lease = env.request_one("shell", &[]).await;
+    let resource = ran(&store).await;
+    assert!(
+        !resource.attributes["stdout"].contains("connected"),
+        "the blueprint's exec reached the service: {:?}",
+        resource.attributes
+    );
+
+    // `drydock exec`, to the daemon's own API.
+    let url = daemon.url().await;
+    let api: u16 = url.rsplit(':').next().unwrap().parse().unwrap();
+    wait_lease(&store, lease, LeaseStatus::Active).await;
+    let lease = lease.to_string();
+    for port in [port, api] {
+        let line = connects(port);
+        let out = env
+            .ok(&["exec", "--lease", &lease, "--", "bash", "-c", &line])
+            .await;
+        assert!(
+            !out.contains("connected"),
+            "drydock exec reached port {port}"
+        );
+    }
+
+    // With the machine's network, granted and warned about.
+    let grant = format!("local:{},net=host", root.display());
+    env.ok(&["blueprint", "grant", "host-pool", &grant]).await;
+    let line = connects(api);
+    let out = env
+        .ok(&["exec", "--lease", &lease, "--", "bash", "-c", &line])
+        .await;
+    assert_eq!(out, "connected\n", "net=host reaches the daemon's API");
+    let doctor = env.drydock(&["doctor"]).await;
+    let report = String::from_utf8_lossy(&doctor.stdout);
+    assert!(
+        report.contains("share the machine's network (net=host)"),
+        "{report}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_exec_inherits_no_descriptor_the_daemon_was_started_with() {
+    let listing = json!({"argv": ["sh", "-c", "ls /proc/$$/fd; true"]});
+    let (env, _root) = env_with(listing, "").await;
+    // A directory the launcher left open and inheritable: every drydock process started from
+    // now on holds it, at the same number.
+    let stray = std::fs::File::open(env.dir()).unwrap();
+    rustix::io::fcntl_setfd(&stray, rustix::io::FdFlags::empty()).unwrap();
+    let fd = std::os::fd::AsRawFd::as_raw_fd(&stray);
+    let store = env.store().await;
+    let daemon = env.serve(&[]);
+    let fdinfo = format!("/proc/{}/fdinfo/{fd}", daemon.pid());
+    wait_for(
+        "the daemon to mark its inherited descriptor close-on-exec",
+        || async {
+            let info = std::fs::read_to_string(&fdinfo).ok()?;
+            let flags = info.lines().find_map(|l| l.strip_prefix("flags:"))?;
+            let flags = u32::from_str_radix(flags.trim(), 8).ok()?;
+            (flags & 0o2_000_000 != 0).then_some(())
+        },
+    )
+    .await;
+    let lease = env.request_one("shell", &[]).await;
+    let resource = ran(&store).await;
+    assert_eq!(
+        resource.attributes["stdout"], "0\n1\n2\n",
+        "the blueprint's exec"
+    );
+    wait_lease(&store, lease, LeaseStatus::Active).await;
+    let lease = lease.to_string();
+    let script = "ls /proc/$$/fd; true";
+    let out = env
+        .ok(&["exec", "--lease", &lease, "--", "sh", "-c", script])
+        .await;
+    assert_eq!(out, "0\n1\n2\n", "drydock exec");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drydock_exec_at_a_terminal_types_nothing_into_the_callers() {
+    use rustix::pty::OpenptFlags;
+    let (env, _root) = env_with(json!({"argv": ["true"]}), "").await;
+    let store = env.store().await;
+    let _daemon = env.serve(&[]);
+    let lease = env.request_one("host", &[]).await;
+    wait_lease(&store, lease, LeaseStatus::Active).await;
+
+    // The operator's terminal: a pseudo-terminal whose other side the test holds.
+    let flags = OpenptFlags::RDWR | OpenptFlags::NOCTTY | OpenptFlags::CLOEXEC;
+    let master = rustix::pty::openpt(flags).unwrap();
+    rustix::pty::grantpt(&master).unwrap();
+    rustix::pty::unlockpt(&master).unwrap();
+    let caller = rustix::pty::ioctl_tiocgptpeer(&master, flags).unwrap();
+    // The command pushes a line into its terminal's input, then says which terminal controls it
+    // (the device number in /proc/self/stat).
+    let inject = "import fcntl, termios\n\
+                  for c in 'echo typed-by-the-exec\\n': fcntl.ioctl(0, termios.TIOCSTI, c.encode())\n\
+                  print('tty', open('/proc/self/stat').read().rsplit(')', 1)[1].split()[4])\n";
+    let lease = lease.to_string();
+    let mut command = env.command(&["exec", "--lease", &lease, "--", "python3", "-c", inject]);
+    command
+        .stdin(std::fs::File::from(caller.try_clone().unwrap()))
+        .stdout(std::fs::File::from(caller.try_clone().unwrap()))
+        .stderr(std::fs::File::from(caller.try_clone().unwrap()));
+    // SAFETY: `setsid` and `ioctl` are async-signal-safe; stdin is the terminal by then.
+    unsafe {
+        command.pre_exec(|| {
+            rustix::process::setsid()?;
+            rustix::process::ioctl_tiocsctty(std::os::fd::BorrowedFd::borrow_raw(0))?;
+            Ok(())
+        });
+    }
+    let mut child = command.spawn().unwrap();
+    // Only the child holds the caller's side now (and the test, `caller`).
+    drop(command);
+    let screen = std::thread::spawn({
+        let mut master = std::fs::File::from(master.try_clone().unwrap());
+        move || {
+            let mut shown = Vec::new();
+            let _ = std::io::Read::read_to_end(&mut master, &mut shown);
+            String::from_utf8_lossy(&shown).into_owned()
+        }
+    });
+    let status = child.wait().await.unwrap();
+
+    // Whatever the command typed would wait in the caller's input for its shell to read.
+    let mut termios = rustix::termios::tcgetattr(&caller).unwrap();
+    termios.make_raw();
+    rustix::termios::tcsetattr(&caller, rustix::termios::OptionalActions::Now, &termios).unwrap();
+    let waiting = rustix::io::ioctl_fionread(&caller).unwrap();
+    let device = rustix::fs::fstat(&caller).unwrap().st_rdev;
+    let (major, minor) = (rustix::fs::major(device), rustix::fs::minor(device));
+    let callers_tty = (minor & 0xff) | (major << 8) | ((minor & !0xff) << 12);
+    drop(caller);
+    let shown = screen.join().unwrap();
+    assert!(status.success(), "{shown}");
+    assert_eq!(
+        waiting, 0,
+        "the exec typed into the caller's terminal: {shown}"
+    );
+    let tty = shown
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("tty "))
+        .unwrap_or_else(|| panic!("no terminal reported: {shown}"));
+    assert_ne!(tty, "0", "the command has a terminal of its own: {shown}");
+    assert_ne!(
+        tty,
+        callers_tty.to_string(),
+        "the caller's terminal controls the command"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_only_path_inside_a_writable_grant_is_refused_when_granted() {
+    let (env, root) = env_with(json!({"argv": ["true"]}), "").await;
+    let inside = root.join("mirror");
+    let grant = format!(
+        "local:{}/other,ro={}",
+        env.dir().display(),
+        inside.display()
+    );
+    let out = env.drydock(&["blueprint", "grant", "shell", &grant]).await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!("ro={}", inside.display())) && stderr.contains("makes writable"),
+        "{stderr}"
+    );
+    // Nor is a writable directory granted around a path already read-only elsewhere.
+    let mirror = env.dir().join("mirror");
+    let reader = format!(
+        "local:{}/reader,ro={}",
+        env.dir().display(),
+        mirror.display()
+    );
+    env.ok(&["blueprint", "grant", "shell", &reader]).await;
+    let around = format!("local:{}", env.dir().display());
+    let out = env
+        .drydock(&["blueprint", "grant", "host-pool", &around])
+        .await;
+    assert!(
+        !out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

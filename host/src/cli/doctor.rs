@@ -95,7 +95,8 @@ pub(super) async fn run(global: &Global, args: DoctorArgs) -> anyhow::Result<Exi
 /// The paths each blueprint's grants name: a local directory or a read-only path that does not
 /// exist is a warning (an exec makes the directory; a missing read-only path is left out of the
 /// sandbox), a missing key directory a failure (its SSH execs cannot work); an authorization
-/// naming no blueprint a warning.
+/// naming no blueprint a warning; so is a grant that lets execs reach further than usual
+/// (`Grant::warning`: the machine's network).
 fn grants(report: &mut Report, blueprints: &[Blueprint]) {
     if blueprints.is_empty() {
         report.line(Verdict::Ok, "grants", "no blueprints yet");
@@ -125,9 +126,10 @@ fn grants(report: &mut Report, blueprints: &[Blueprint]) {
                     (vec![], Verdict::Ok)
                 }
             };
-            match missing.as_slice() {
-                [] => report.line(Verdict::Ok, &check, &grant.to_string()),
-                paths => report.line(
+            match (missing.as_slice(), grant.warning()) {
+                ([], Some(warning)) => report.line(Verdict::Warn, &check, &warning),
+                ([], None) => report.line(Verdict::Ok, &check, &grant.to_string()),
+                (paths, _) => report.line(
                     verdict,
                     &check,
                     &format!("{grant}: {} does not exist", paths.join(", ")),

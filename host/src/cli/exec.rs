@@ -1,12 +1,15 @@
 //! `drydock exec`: runs a command on the resource an active lease holds, through the command
 //! interface its blueprint gives (`local` or `ssh`) once it passes the blueprint's grants, with
-//! the terminal's stdio and an exec's environment (`exec::environment`: none of the caller's
-//! variables but `TERM` at a terminal). A local command runs in the daemon's sandbox
+//! the caller's stdio and an exec's environment (`exec::environment`: none of the caller's
+//! variables but `TERM` at a terminal). At a terminal, a local command gets a pseudo-terminal of
+//! its own, relayed to the caller's (`exec::terminal`), so it can type nothing into the
+//! caller's shell; otherwise it runs in a session of its own, with no terminal. A local command runs in the daemon's sandbox
 //! (`exec::confine`), or not at all where the machine cannot confine it, unless
 //! `--unconfined-exec`.
 
 use super::Global;
-use crate::domain::LeaseStatus;
+use crate::domain::{CommandInterface, LeaseStatus};
+use crate::exec::terminal::Terminal;
 use crate::exec::{Ids, Stdin};
 use crate::ops::parse_id;
 use crate::plugin::{Runtime, RuntimeConfig};
@@ -59,22 +62,38 @@ pub(super) async fn run(global: &Global, args: ExecArgs) -> anyhow::Result<ExitC
     };
     let cwd = args.cwd.as_deref();
     let confinement = match &reach.interface {
-        crate::domain::CommandInterface::Local { .. } => {
+        CommandInterface::Local { .. } => {
             let found = args.confine.detect(&global.database, None);
             crate::worker::confinement_now(store.as_ref(), &found).await?
         }
-        crate::domain::CommandInterface::Ssh { .. } => crate::exec::Confinement::Unconfined,
+        CommandInterface::Ssh { .. } => crate::exec::Confinement::Unconfined,
     };
-    let prepared = crate::exec::prepare(&reach, &args.argv, cwd, &ids, Stdin::Passed, &confinement)
+    // A local command at a terminal gets one of its own, relayed; over SSH the remote side
+    // cannot reach the caller's terminal.
+    let local = matches!(reach.interface, CommandInterface::Local { .. });
+    let stdin = match local && Terminal::at_one() {
+        true => Stdin::Terminal,
+        false => Stdin::Passed,
+    };
+    let prepared = crate::exec::prepare(&reach, &args.argv, cwd, &ids, stdin, &confinement)
         .map_err(anyhow::Error::msg)?;
-    let status = prepared
-        .command()
-        .stdin(Stdio::inherit())
-        .stdout(Stdio::inherit())
-        .stderr(Stdio::inherit())
-        .status()
-        .await
-        .with_context(|| format!("running {:?} on {}", args.argv[0], resource.id))?;
+    let mut command = prepared.command();
+    let running = format!("running {:?} on {}", args.argv[0], resource.id);
+    let status = match stdin {
+        Stdin::Terminal => {
+            let terminal = Terminal::open().context("opening a terminal for the command")?;
+            terminal.attach(&mut command)?;
+            let child = command.spawn().context(running.clone())?;
+            terminal.relay(child).await.context(running)?
+        }
+        _ => command
+            .stdin(Stdio::inherit())
+            .stdout(Stdio::inherit())
+            .stderr(Stdio::inherit())
+            .status()
+            .await
+            .context(running)?,
+    };
     Ok(match status.code() {
         Some(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
         None => {

@@ -88,7 +88,13 @@ pub fn main() -> ExitCode {
     init_tracing();
     let cli = Cli::parse();
     if let Commands::ExecGuard(args) = cli.command {
+        // Started by the daemon with what it hands on to bubblewrap alone: nothing to seal.
         return guard(args);
+    }
+    // Whatever started this process may have left it descriptors: none may reach an exec.
+    if let Err(error) = crate::exec::descriptors::seal_inherited() {
+        eprintln!("error: marking inherited descriptors close-on-exec: {error}");
+        return ExitCode::FAILURE;
     }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,

@@ -474,7 +474,10 @@ async fn blueprint(
             tr { th { "Config" } td { code { (blueprint.config) } } }
             tr { th { "Grants" } td {
                 @if blueprint.grants.is_empty() { "none: it runs commands only through its resources' supporting leases" }
-                @for grant in &blueprint.grants { code { (grant) } " " } } }
+                @for grant in &blueprint.grants { code { (grant) } " " }
+                @for warning in blueprint.grants.iter().filter_map(|g| g.warning()) {
+                    div.banner.grant-warning role="alert" { strong { "Warning: " } (warning) }
+                } } }
             @if blueprint.failures > 0 {
                 tr #failures { th { "Failures" } td {
                     (blueprint.failures) " in a row; the last: " (blueprint.last_failure.as_deref().unwrap_or("-"))

@@ -11,21 +11,34 @@
 //!   timeout, a lost claim, the daemon stopping), and when the guard dies (the daemon killed with
 //!   SIGKILL takes its guards with it: `PR_SET_PDEATHSIG`, bubblewrap's `--die-with-parent`).
 //!   No capabilities, even for root (`--cap-drop ALL`, `no_new_privs`): it cannot mount, make
-//!   devices or gain privileges through a setuid program. Its own IPC and UTS namespaces, a new
-//!   session with no controlling terminal (but `drydock exec` at a terminal, which passes it
-//!   through to the command).
+//!   devices or gain privileges through a setuid program. Its own IPC and UTS namespaces, and a
+//!   new session with no controlling terminal; `drydock exec` at a terminal gives it a
+//!   pseudo-terminal of its own instead, relayed to the caller's (`exec::terminal`), so nothing
+//!   it types there (`TIOCSTI`) reaches the caller's shell.
+//! - **Network.** A network namespace of its own with a loopback of its own and nothing else
+//!   (`net=none`, the default): neither the machine's local services (the store, the daemon's
+//!   API) nor anything beyond. A grant of `net=host` shares the machine's network instead, and
+//!   is shown as a warning (`Grant::warning`).
+//! - **Descriptors.** Stdio alone: whatever else the daemon or `drydock exec` holds is marked
+//!   close-on-exec before bubblewrap starts (`exec::descriptors`), but the descriptors of what
+//!   it binds, which bubblewrap closes once they are mounted.
 //! - **Files.** A mount namespace on an empty root, read-only, holding only:
 //!   - read-only: the system's `/usr`, `/bin`, `/sbin`, `/lib`, `/lib32`, `/lib64`, `/libx32`
-//!     and `/etc` (those that exist; a link such as `/bin → usr/bin` stays a link), and the
+//!     (those that exist; a link such as `/bin → usr/bin` stays a link), what programs need of
+//!     `/etc` ([`ETC_ALLOWED`]: users and groups, name resolution, the CA certificates, the
+//!     linker's cache, the time zone; not its keys nor other programs' configuration), and the
 //!     paths its grant names with `ro=` (`local:/srv/hosts,ro=/srv/mirrors`; one that does not
-//!     exist is left out);
+//!     exist is left out). Each is opened once without following any link
+//!     (`dir::open_exact`) and bound from that descriptor, so what was checked is what is
+//!     mounted: an `ro=` path swapped for a link is refused, not followed;
 //!   - read-write: the interface's root, at its own path, bound from the directory `exec::dir`
 //!     opened beneath the grant (a link planted in its place is never followed); it is `HOME`,
 //!     and the command starts in its `cwd` beneath it. **The root is the only writable place
 //!     that outlives the exec**;
 //!   - private, empty and gone with the exec: `/tmp` (at most the memory cap) and `/dev/shm`
 //!     (a grant of `/tmp` or `/` itself shows the machine's `/tmp` instead, and a grant of `/`
-//!     leaves the whole machine writable but for the system directories above);
+//!     leaves the whole machine writable but for the system directories above, and shows all
+//!     of `/etc`, read-only);
 //!   - its own `/proc` (`/proc/sys` read-only) and a minimal `/dev` (`null`, `zero`, `full`,
 //!     `random`, `urandom`, `tty`, `pts`);
 //!   - nothing else of the machine: not `/home`, `/root`, `/var`, `/srv`, `/run`, `/sys`,
@@ -44,9 +57,9 @@
 //!   [`DEFAULT_MEMORY`] of memory (`/tmp` included) unless its grant says otherwise
 //!   (`local:/srv/hosts,pids=256,memory=1G`). Where no cgroup can be made the daemon says so at
 //!   start and in `drydock doctor`, and execs run without caps, confined all the same.
-//! - **Shared with the machine**: the network (a `git clone` over HTTPS works), the user (the
-//!   daemon's, without capabilities, or the unprivileged one its grant names with `user=`, in a
-//!   user namespace of its own: `exec::user`), and the clocks.
+//! - **Shared with the machine**: the user (the daemon's, without capabilities, or the
+//!   unprivileged one its grant names with `user=`, in a user namespace of its own:
+//!   `exec::user`), the clocks, and with `net=host` the network.
 //!
 //! Where bubblewrap is missing or cannot build this sandbox (no user or PID namespaces),
 //! [`Confinement::detect`] says why, the daemon says so at start and in `drydock doctor`, and
@@ -59,9 +72,9 @@
 
 use super::cgroup::{Cgroups, ExecCgroup};
 use super::dir::Opened;
-use crate::grant::LocalOptions;
+use crate::grant::{LocalOptions, Network};
 use std::ffi::OsString;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -101,8 +114,46 @@ impl Limits {
 }
 
 /// The system directories every exec may read.
-const SYSTEM_DIRS: [&str; 8] = [
-    "/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc",
+const SYSTEM_DIRS: [&str; 7] = [
+    "/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32",
+];
+/// What every exec may read of `/etc` (those that exist): users and groups, name resolution,
+/// the CA certificates, the dynamic linker's cache, the time zone, the alternatives programs
+/// are reached through, the shells' defaults. Nothing else of it (keys, credentials, other
+/// programs' configuration) is there.
+pub(super) const ETC_ALLOWED: [&str; 32] = [
+    "passwd",
+    "group",
+    "hosts",
+    "hostname",
+    "resolv.conf",
+    "nsswitch.conf",
+    "host.conf",
+    "gai.conf",
+    "services",
+    "protocols",
+    "networks",
+    "ssl/certs",
+    "ssl/openssl.cnf",
+    "ca-certificates",
+    "ca-certificates.conf",
+    "pki/tls/certs",
+    "pki/ca-trust",
+    "ld.so.cache",
+    "ld.so.conf",
+    "ld.so.conf.d",
+    "localtime",
+    "timezone",
+    "alternatives",
+    "os-release",
+    "debian_version",
+    "mime.types",
+    "profile",
+    "bash.bashrc",
+    "inputrc",
+    "shells",
+    "terminfo",
+    "gitconfig",
 ];
 /// What is hidden in `/etc` from every exec (with the SSH host keys): the machine's password
 /// hashes, and Drydock's own configuration directory (the conventional place of its token file
@@ -190,6 +241,9 @@ pub(super) struct Wrapped {
     pub program: OsString,
     pub args: Vec<OsString>,
     pub cgroup: Option<ExecCgroup>,
+    /// The descriptors of what it binds (but the root), which bubblewrap must inherit
+    /// ([`hand_on`]) and closes before the command starts.
+    pub fds: Vec<OwnedFd>,
 }
 
 impl Sandbox {
@@ -267,10 +321,12 @@ impl Sandbox {
                 .env_clear()
                 .env("PATH", super::EXEC_PATH)
                 .stdin(std::process::Stdio::null());
-            let root = opened.root.as_raw_fd();
-            // SAFETY: `fcntl` is async-signal-safe; `root` stays open until the spawn returns.
+            let fds = std::iter::once(&opened.root).chain(&wrapped.fds);
+            let handed = hand_on(fds.map(AsRawFd::as_raw_fd).collect());
+            // SAFETY: async-signal-safe calls only; the descriptors stay open until the spawn
+            // returns.
             unsafe {
-                std::os::unix::process::CommandExt::pre_exec(&mut command, move || inherit(root));
+                std::os::unix::process::CommandExt::pre_exec(&mut command, handed);
             }
             let out = command
                 .output()
@@ -301,8 +357,9 @@ impl Sandbox {
             Err(why) => format!("WITHOUT process and memory caps ({why})"),
         };
         format!(
-            "local execs are confined by {} ({}): their own PID and mount namespaces, their \
-             root the only writable path; {caps}",
+            "local execs are confined by {} ({}): their own PID, mount and network namespaces \
+             (a grant's net=host shares the machine's network), their root the only writable \
+             path; {caps}",
             self.version,
             self.bwrap.display()
         )
@@ -315,8 +372,8 @@ impl Sandbox {
 
     /// bubblewrap's command line for `argv` in the sandbox of a local interface rooted at
     /// `root` (`opened` beneath its grant, whose `options` apply), and the exec's cgroup. The
-    /// root's descriptor must be inherited by bubblewrap ([`inherit`]), which closes it before
-    /// the command starts. `new_session` detaches the command from any terminal.
+    /// root's descriptor, and [`Wrapped::fds`], must be inherited by bubblewrap ([`hand_on`]),
+    /// which closes them before the command starts. `new_session` detaches the command from any terminal.
     pub(super) fn wrap(
         &self,
         argv: &[String],
@@ -326,30 +383,22 @@ impl Sandbox {
         new_session: bool,
     ) -> Result<Wrapped, String> {
         let limits = Limits::of(options);
-        let root_fd = opened.root.as_raw_fd();
-        let root_real = std::fs::read_link(format!("/proc/self/fd/{root_fd}"))
-            .map_err(|e| format!("reading where {root:?} is: {e}"))?;
+        let mut shown = Shown::default();
         // What the grant shows: the paths it lets execs read, and the root.
-        let mut binds: Vec<Bind> = (options.read_only.iter())
-            .filter_map(|path| {
-                let real = std::fs::canonicalize(path).ok()?;
-                Some(Bind {
-                    dest: path.into(),
-                    real,
-                    source: None,
-                    rank: Rank::Granted,
-                })
-            })
-            .collect();
-        binds.push(Bind {
+        for path in &options.read_only {
+            shown.open(Path::new(path), Path::new(path), Rank::Granted)?;
+        }
+        let root_fd = opened.root.as_raw_fd();
+        shown.binds.push(Bind {
             dest: root.into(),
-            real: root_real,
-            source: Some(root_fd),
+            real: real_path(root_fd).map_err(|e| format!("reading where {root:?} is: {e}"))?,
+            fd: root_fd,
+            writable: true,
             rank: Rank::Granted,
         });
         // A grant of `/` (or of `/tmp`) shows the machine's own there: no private one on top.
-        let shown: Vec<PathBuf> = binds.iter().map(|b| b.dest.clone()).collect();
-        let granted = |dest: &str| shown.iter().any(|d| Path::new(dest).starts_with(d));
+        let granted_dests: Vec<PathBuf> = shown.binds.iter().map(|b| b.dest.clone()).collect();
+        let granted = |dest: &str| granted_dests.iter().any(|d| Path::new(dest).starts_with(d));
         let whole = granted("/");
         let mut mounts = vec![
             Mount::fixed(&["--proc", "/proc"], "/proc"),
@@ -379,15 +428,28 @@ impl Sandbox {
                         rank: Rank::System,
                     });
                 }
-                Ok(meta) if meta.is_dir() => binds.push(Bind {
-                    dest: dir.into(),
-                    real: std::fs::canonicalize(dir).map_err(|e| format!("{dir}: {e}"))?,
-                    source: None,
-                    rank: Rank::System,
-                }),
+                Ok(meta) if meta.is_dir() => {
+                    shown.open(Path::new(dir), Path::new(dir), Rank::System)?
+                }
                 _ => {}
             }
         }
+        // `/etc`: what programs need of it, unless a grant shows the machine's (then all of
+        // it, read-only, with its secrets masked as below).
+        match granted("/etc") {
+            true => shown.open(Path::new("/etc"), Path::new("/etc"), Rank::System)?,
+            false => {
+                for name in ETC_ALLOWED {
+                    let dest = Path::new("/etc").join(name);
+                    // The machine's own configuration, which only root changes: its links
+                    // (`localtime`, `os-release`, `resolv.conf`) are followed to what they name.
+                    if let Ok(real) = std::fs::canonicalize(&dest) {
+                        shown.open(&dest, &real, Rank::System)?;
+                    }
+                }
+            }
+        }
+        let Shown { binds, fds } = shown;
         let hidden = self.hidden_now();
         for bind in &binds {
             if let Some(secret) = hidden.iter().find(|h| bind.real.starts_with(h)) {
@@ -422,6 +484,9 @@ impl Sandbox {
         ]
         .map(OsString::from)
         .into();
+        if options.network() == Network::None {
+            args.push("--unshare-net".into());
+        }
         if new_session {
             args.push("--new-session".into());
         }
@@ -440,6 +505,7 @@ impl Sandbox {
             program: self.bwrap.clone().into(),
             args,
             cgroup,
+            fds,
         })
     }
 
@@ -468,12 +534,19 @@ impl Sandbox {
     }
 }
 
-/// Clears `FD_CLOEXEC` on `fd`, so that the program about to start inherits it. Called between
-/// `fork` and `exec`.
-pub(super) fn inherit(fd: std::os::fd::RawFd) -> std::io::Result<()> {
-    // SAFETY: the caller keeps `fd` open until the spawn returns.
-    let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
-    rustix::io::fcntl_setfd(fd, rustix::io::FdFlags::empty()).map_err(Into::into)
+/// What runs between `fork` and `exec` so that the program about to start (the guard or
+/// bubblewrap) inherits stdio and `fds` alone: everything else is marked close-on-exec, then
+/// `FD_CLOEXEC` is cleared on `fds`. The caller keeps them open until the spawn returns.
+pub(super) fn hand_on(fds: Vec<RawFd>) -> impl FnMut() -> std::io::Result<()> + Send + Sync {
+    move || {
+        super::descriptors::seal_above_stdio()?;
+        for &fd in &fds {
+            // SAFETY: the caller keeps `fd` open until the spawn returns.
+            let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+            rustix::io::fcntl_setfd(fd, rustix::io::FdFlags::empty())?;
+        }
+        Ok(())
+    }
 }
 
 /// In what order mounts at the same depth go: the system's, the grant's, then the masks.
@@ -527,31 +600,61 @@ impl Mount {
     }
 }
 
-/// A directory bound into the sandbox: where, what it really is, and from which descriptor (the
-/// root, writable) or path (read-only).
+/// What the sandbox shows of the machine, opened: the binds and the descriptors they are made
+/// from (but the root's, which the caller holds).
+#[derive(Default)]
+struct Shown {
+    binds: Vec<Bind>,
+    fds: Vec<OwnedFd>,
+}
+
+impl Shown {
+    /// Shows `real` read-only at `dest`, opened without following any link
+    /// (`dir::open_exact`); a path that does not exist is left out.
+    fn open(&mut self, dest: &Path, real: &Path, rank: Rank) -> Result<(), String> {
+        let Some(fd) = super::dir::open_exact(real)? else {
+            return Ok(());
+        };
+        let raw = fd.as_raw_fd();
+        self.binds.push(Bind {
+            dest: dest.into(),
+            real: real_path(raw).map_err(|e| format!("reading where {real:?} is: {e}"))?,
+            fd: raw,
+            writable: false,
+            rank,
+        });
+        self.fds.push(fd);
+        Ok(())
+    }
+}
+
+/// Where the descriptor `fd` really leads.
+fn real_path(fd: RawFd) -> std::io::Result<PathBuf> {
+    std::fs::read_link(format!("/proc/self/fd/{fd}"))
+}
+
+/// A path bound into the sandbox: where, what it really is, and from which descriptor; only the
+/// root is writable.
 struct Bind {
     dest: PathBuf,
     real: PathBuf,
-    source: Option<std::os::fd::RawFd>,
+    fd: RawFd,
+    writable: bool,
     rank: Rank,
 }
 
 impl Bind {
     fn mount(&self) -> Mount {
-        let args = match self.source {
-            Some(fd) => vec![
-                "--bind-fd".into(),
-                fd.to_string().into(),
-                self.dest.clone().into(),
-            ],
-            None => vec![
-                "--ro-bind".into(),
-                self.real.clone().into(),
-                self.dest.clone().into(),
-            ],
+        let how = match self.writable {
+            true => "--bind-fd",
+            false => "--ro-bind-fd",
         };
         Mount {
-            args,
+            args: vec![
+                how.into(),
+                self.fd.to_string().into(),
+                self.dest.clone().into(),
+            ],
             dest: self.dest.clone(),
             rank: self.rank,
         }

@@ -60,6 +60,24 @@ pub fn open(anchor: &str, root: &str, cwd: Option<&str>) -> Result<Opened, Strin
     })
 }
 
+/// Opens `path` (absolute, as the operator named it) to bind it into a sandbox, following no
+/// symbolic link on the way nor at its end (`openat2(RESOLVE_NO_SYMLINKS)`), so what is bound is
+/// what was opened, whatever is swapped in its place afterwards; `None` if it does not exist.
+pub fn open_exact(path: &Path) -> Result<Option<OwnedFd>, String> {
+    let flags = OFlags::PATH | OFlags::CLOEXEC;
+    let resolve = ResolveFlags::NO_SYMLINKS;
+    match rustix::fs::openat2(rustix::fs::CWD, path, flags, Mode::empty(), resolve) {
+        Ok(fd) => Ok(Some(fd)),
+        Err(Errno::NOENT) => Ok(None),
+        Err(Errno::LOOP) => Err(format!(
+            "{path:?} is a symbolic link or lies through one; execs are shown only what can be \
+             opened without following one: name the path it leads to"
+        )),
+        Err(Errno::NOSYS) => Err("this kernel lacks openat2 (Linux 5.6 or later is needed)".into()),
+        Err(e) => Err(format!("opening {path:?}: {e}")),
+    }
+}
+
 fn directory() -> OFlags {
     OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC
 }

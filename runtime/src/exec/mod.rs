@@ -23,8 +23,10 @@
 
 mod cgroup;
 pub mod confine;
+pub mod descriptors;
 mod dir;
 pub mod guard;
+pub mod terminal;
 mod user;
 
 pub use confine::Confinement;
@@ -103,8 +105,9 @@ pub struct Prepared {
     run_as: Option<RunAs>,
     /// Unconfined: the directory it starts in.
     dir: Option<OwnedFd>,
-    /// Confined: the root, inherited by bubblewrap (which binds it and closes it).
-    root: Option<OwnedFd>,
+    /// Confined: the root and what else the sandbox shows, inherited by bubblewrap (which binds
+    /// them and closes them).
+    handed: Vec<OwnedFd>,
     /// Confined: its caps, removed once it has ended (so kept until then).
     cgroup: Option<cgroup::ExecCgroup>,
     /// Its stdin must be a pipe held open until it exits ([`Stdin::Tether`] over SSH).
@@ -114,7 +117,12 @@ pub struct Prepared {
 /// What a command's stdin is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stdin {
-    /// The caller's (`drydock exec` at a terminal): passed through to the command.
+    /// A pseudo-terminal of the exec's own (`drydock exec` at a terminal, which relays the
+    /// caller's to it: [`terminal::Terminal`]): the command's controlling terminal, so nothing
+    /// it types there (`TIOCSTI`) reaches the caller's shell.
+    Terminal,
+    /// The caller's stdio, not a terminal (`drydock exec` in a pipe or a script), passed
+    /// through; the command runs in a session of its own, with no controlling terminal.
     Passed,
     /// Nothing (a blueprint's exec). Over SSH it carries the exec's life instead: the local
     /// `ssh` gets a pipe that stays open until it exits, and the remote side kills the
@@ -154,7 +162,7 @@ impl From<&SupportingLease> for Ids {
 /// The whole environment of an exec, nothing inherited: [`EXEC_PATH`], [`EXEC_LOCALE`] as
 /// `LANG` and `LC_ALL`, then for a local interface the variables its grant sets (`env=`, which
 /// may replace those three) and `HOME` (its root), `DRYDOCK_LEASE` and `DRYDOCK_RESOURCE`
-/// (`ids`), and `TERM` only when `drydock exec` passes a terminal through. [`prepare`] adds
+/// (`ids`), and `TERM` only when `drydock exec` relays a terminal. [`prepare`] adds
 /// `PWD`, a local exec's working directory (the sandbox sets it anyway).
 pub fn environment(reach: &Authorized, ids: &Ids, stdin: Stdin) -> Vec<(String, OsString)> {
     let mut env: Vec<(String, OsString)> = [
@@ -180,8 +188,9 @@ pub fn environment(reach: &Authorized, ids: &Ids, stdin: Stdin) -> Vec<(String, 
     if let Some(id) = &ids.resource {
         set("DRYDOCK_RESOURCE", id.into());
     }
-    let terminal = stdin == Stdin::Passed && std::io::IsTerminal::is_terminal(&std::io::stdin());
-    if terminal && let Some(term) = std::env::var_os("TERM") {
+    if stdin == Stdin::Terminal
+        && let Some(term) = std::env::var_os("TERM")
+    {
         set("TERM", term);
     }
     env
@@ -228,14 +237,14 @@ pub fn prepare(
                     env,
                     run_as,
                     dir: Some(opened.cwd),
-                    root: None,
+                    handed: Vec::new(),
                     cgroup: None,
                     tethered: false,
                 });
             };
-            // A terminal passed through stays the command's; anything else is cut off from it.
-            let terminal = std::io::IsTerminal::is_terminal(&std::io::stdin());
-            let new_session = stdin == Stdin::Tether || !terminal;
+            // A terminal of its own is its controlling terminal, in the session the caller
+            // made for it; anything else is cut off from every terminal.
+            let new_session = stdin != Stdin::Terminal;
             let wrapped = sandbox.wrap(argv, root, &opened, &reach.options, new_session)?;
             Ok(Prepared {
                 program: wrapped.program,
@@ -243,7 +252,7 @@ pub fn prepare(
                 env,
                 run_as,
                 dir: None,
-                root: Some(opened.root),
+                handed: std::iter::once(opened.root).chain(wrapped.fds).collect(),
                 cgroup: wrapped.cgroup,
                 tethered: false,
             })
@@ -284,7 +293,7 @@ pub fn prepare(
                 env,
                 run_as: None,
                 dir: None,
-                root: None,
+                handed: Vec::new(),
                 cgroup: None,
                 tethered: stdin == Stdin::Tether,
             })
@@ -301,7 +310,7 @@ fn remote_line(argv: &[String], cwd: Option<&str>, stdin: Stdin) -> String {
     let quoted: Vec<String> = argv.iter().map(|a| shell_quote(a)).collect();
     let command = quoted.join(" ");
     match stdin {
-        Stdin::Passed => match cwd {
+        Stdin::Terminal | Stdin::Passed => match cwd {
             Some(cwd) => format!("cd {} && {command}", shell_quote(cwd)),
             None => command,
         },
@@ -381,17 +390,16 @@ impl Prepared {
         command
             .env_clear()
             .envs(self.env.iter().map(|(k, v)| (k, v)));
+        let handed = self.handed.iter().map(AsRawFd::as_raw_fd).collect();
+        // SAFETY: async-signal-safe system calls only, on descriptors `self` holds open until
+        // the spawn. First, so that nothing but stdio and those is inherited.
+        unsafe {
+            command.pre_exec(confine::hand_on(handed));
+        }
         if let Some(cgroup) = &self.cgroup {
             // SAFETY: the joiner only writes to descriptors `self` holds open until the spawn.
             unsafe {
                 command.pre_exec(cgroup.joiner());
-            }
-        }
-        if let Some(root) = &self.root {
-            let raw = root.as_raw_fd();
-            // SAFETY: `fcntl` is async-signal-safe, and `raw` stays open until the spawn.
-            unsafe {
-                command.pre_exec(move || confine::inherit(raw));
             }
         }
         if let Some(dir) = &self.dir {
@@ -919,6 +927,134 @@ mod tests {
         .await;
         assert_ne!(result.exit_code, Some(0), "{result:?}");
         assert!(!result.stdout.contains("268435456"), "{result:?}");
+    }
+
+    /// Runs `script` with `sh -c` in a sandbox rooted at `reach`'s root.
+    async fn confined(reach: &Authorized, script: &str) -> ExecResult {
+        let asked = request(&["sh", "-c", script]);
+        run(reach, &asked, &Ids::default(), &sandbox(vec![])).await
+    }
+
+    #[tokio::test]
+    async fn a_confined_exec_sees_only_the_allowed_files_of_etc() {
+        let root = tempfile::tempdir().unwrap();
+        let result = confined(
+            &local(root.path()),
+            "ls /etc; echo --; ls /etc/ssl; head -c 5 /etc/passwd",
+        )
+        .await;
+        let (etc, rest) = result.stdout.split_once("--\n").expect("both listed");
+        let allowed = |dir: &str, name: &str| {
+            confine::ETC_ALLOWED.iter().any(|a| {
+                let path = std::path::Path::new(a);
+                let parent = path.parent().and_then(|p| p.to_str()).unwrap_or("");
+                let first = path.iter().next().and_then(|c| c.to_str());
+                (parent == dir && path.file_name().and_then(|n| n.to_str()) == Some(name))
+                    || (dir.is_empty() && first == Some(name))
+            })
+        };
+        for name in etc.lines() {
+            assert!(
+                allowed("", name),
+                "/etc/{name} is not on the allow-list: {etc}"
+            );
+        }
+        let (ssl, passwd) = rest.rsplit_once('\n').unwrap_or(("", rest));
+        for name in ssl.lines() {
+            assert!(
+                allowed("ssl", name),
+                "/etc/ssl/{name} is not on the allow-list"
+            );
+        }
+        assert!(etc.lines().any(|l| l == "passwd"), "{etc}");
+        assert_eq!(passwd, "root:", "{result:?}");
+        assert!(!ssl.lines().any(|l| l == "private"), "{ssl}");
+    }
+
+    #[tokio::test]
+    async fn a_confined_exec_reaches_the_hosts_loopback_only_with_net_host() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let root = tempfile::tempdir().unwrap();
+        let script = format!("exec 3<>/dev/tcp/127.0.0.1/{port} && echo connected");
+        for (options, reaches) in [("", false), ("net=none", false), ("net=host", true)] {
+            let mut reach = local(root.path());
+            reach.options = options.parse().unwrap();
+            let asked = request(&["bash", "-c", &script]);
+            let result = run(&reach, &asked, &Ids::default(), &sandbox(vec![])).await;
+            assert_eq!(
+                result.stdout.contains("connected"),
+                reaches,
+                "{options:?}: {result:?}"
+            );
+        }
+        // A loopback of its own is up: nothing listens there (refused, not unreachable).
+        let own = "bash -c 'exec 3<>/dev/tcp/127.0.0.1/1' 2>&1 | grep -q refused && echo refused";
+        let result = confined(&local(root.path()), own).await;
+        assert_eq!(result.stdout, "refused\n", "{result:?}");
+    }
+
+    #[tokio::test]
+    async fn a_confined_exec_inherits_no_descriptor_beyond_stdio() {
+        let stray = std::fs::File::open("/").unwrap();
+        // Inheritable, as a launcher's descriptor would be.
+        rustix::io::fcntl_setfd(&stray, rustix::io::FdFlags::empty()).unwrap();
+        let root = tempfile::tempdir().unwrap();
+        let result = confined(&local(root.path()), "ls /proc/$$/fd; true").await;
+        assert_eq!(result.stdout, "0\n1\n2\n", "{result:?}");
+    }
+
+    #[tokio::test]
+    async fn a_read_only_path_swapped_for_a_link_never_shows_what_the_link_leads_to() {
+        use rustix::fs::{CWD, RenameFlags, renameat_with};
+        let tmp = tempfile::tempdir().unwrap();
+        let (shown, outside, swap) = (
+            tmp.path().join("shown"),
+            tmp.path().join("outside"),
+            tmp.path().join("swap"),
+        );
+        std::fs::create_dir(&shown).unwrap();
+        std::fs::write(shown.join("inside"), "").unwrap();
+        std::fs::create_dir(&outside).unwrap();
+        std::fs::write(outside.join("marker"), "").unwrap();
+        std::os::unix::fs::symlink(&outside, &swap).unwrap();
+        let exchange = {
+            let (shown, swap) = (shown.clone(), swap.clone());
+            move || renameat_with(CWD, &shown, CWD, &swap, RenameFlags::EXCHANGE).unwrap()
+        };
+        let mut reach = local(&tmp.path().join("root"));
+        reach.options = format!("ro={}", shown.display()).parse().unwrap();
+        let script = format!("ls {}", shown.display());
+
+        // Left in place: refused, naming it.
+        exchange();
+        let result = confined(&reach, &script).await;
+        assert!(!result.stdout.contains("marker"), "{result:?}");
+        assert!(
+            result.stderr.contains("symbolic link") && result.stderr.contains("shown"),
+            "{result:?}"
+        );
+        exchange();
+
+        // Raced: swapped back and forth while execs start.
+        let stop = Arc::new(AtomicBool::new(false));
+        let swapper = std::thread::spawn({
+            let stop = stop.clone();
+            move || {
+                while !stop.load(Ordering::Relaxed) {
+                    exchange();
+                }
+            }
+        });
+        let mut inside = 0;
+        for _ in 0..200 {
+            let result = confined(&reach, &script).await;
+            assert!(!result.stdout.contains("marker"), "{result:?}");
+            inside += usize::from(result.stdout.contains("inside"));
+        }
+        stop.store(true, Ordering::Relaxed);
+        swapper.join().unwrap();
+        assert!(inside > 0, "no exec saw the path itself");
     }
 
     #[tokio::test]
