@@ -37,8 +37,12 @@ install_if_missing() {
 }
 
 # Local execs run under bubblewrap (runtime/src/exec/confine.rs): without it the daemon refuses
-# them unless started with --unconfined-exec.
+# them unless started with --unconfined-exec. Grants of net=outbound reach the outside through
+# slirp4netns, with routes set by iproute2's ip (runtime/src/exec/outbound.rs).
 install_exec_sandbox() {
     install_if_missing /usr/bin/bwrap bubblewrap
+    install_if_missing /usr/bin/slirp4netns slirp4netns
+    install_if_missing '/*bin/ip' iproute2
     need bwrap
+    need slirp4netns
 }

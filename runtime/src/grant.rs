@@ -92,7 +92,7 @@ impl FromStr for Grant {
 
     fn from_str(text: &str) -> Result<Self, String> {
         let usage = "use local:/DIR[,ro=/PATH]…[,pids=N][,memory=SIZE][,user=NAME]\
-                     [,env=NAME=VALUE]…[,net=none|host], ssh:USER@HOST[:PORT] \
+                     [,env=NAME=VALUE]…[,net=none|outbound|host], ssh:USER@HOST[:PORT] \
                      (`*` matches any run of characters), ssh-key:/DIR or use:BLUEPRINT";
         let (kind, rest) = text
             .split_once(':')
@@ -210,7 +210,8 @@ pub struct LocalOptions {
     /// Variables set in every exec, in order (`env=GOPATH=/srv/go`); a later one of the same
     /// name wins, and one may replace `PATH`, `LANG` or `LC_ALL`.
     pub env: Vec<(String, String)>,
-    /// The network execs have (`net=none`, `net=host`); [`Network::None`] when not named.
+    /// The network execs have (`net=none`, `net=outbound`, `net=host`); [`Network::None`] when
+    /// not named.
     pub net: Option<Network>,
 }
 
@@ -228,6 +229,10 @@ pub enum Network {
     /// machine's network, its local services (the store, the daemon's API) nor the outside.
     #[default]
     None,
+    /// The outside through user-mode networking (`exec::outbound`), and nothing of the machine:
+    /// neither its own addresses (loopback included) nor link-local ones (a cloud's metadata)
+    /// nor the store's.
+    Outbound,
     /// The machine's own network, every local service included: the operator's explicit choice,
     /// shown as a warning by `drydock doctor` and on the blueprint's page.
     Host,
@@ -238,6 +243,7 @@ impl Network {
     pub fn as_str(self) -> &'static str {
         match self {
             Network::None => "none",
+            Network::Outbound => "outbound",
             Network::Host => "host",
         }
     }
@@ -289,12 +295,13 @@ impl FromStr for LocalOptions {
                 "net" => {
                     options.net = Some(match value {
                         "none" => Network::None,
+                        "outbound" => Network::Outbound,
                         "host" => Network::Host,
                         other => {
                             return Err(format!(
                                 "net={other:?} is not a network: none (the default: a loopback \
-                                 of its own) or host (the machine's network, every local \
-                                 service included)"
+                                 of its own), outbound (the outside, nothing of the machine) or \
+                                 host (the machine's network, every local service included)"
                             ));
                         }
                     });
@@ -855,8 +862,11 @@ mod tests {
         let host: Grant = "local:/h,net=host".parse().unwrap();
         assert_eq!(host.to_string(), "local:/h,net=host");
         assert!(host.warning().unwrap().contains("net=host"));
-        let err = "local:/h,net=outbound".parse::<Grant>().unwrap_err();
-        assert!(err.contains("none") && err.contains("host"), "{err}");
+        let outbound: Grant = "local:/h,net=outbound".parse().unwrap();
+        assert_eq!(outbound.to_string(), "local:/h,net=outbound");
+        assert_eq!(outbound.warning(), None);
+        let err = "local:/h,net=all".parse::<Grant>().unwrap_err();
+        assert!(err.contains("none") && err.contains("outbound"), "{err}");
     }
 
     #[test]

@@ -542,20 +542,25 @@ async fn execs_reach_no_service_on_the_machines_loopback_unless_granted_net_host
         resource.attributes
     );
 
-    // `drydock exec`, to the daemon's own API.
+    // `drydock exec`, to the daemon's own API too; also through user-mode networking, which
+    // reaches the outside but nothing of the machine.
     let url = daemon.url().await;
     let api: u16 = url.rsplit(':').next().unwrap().parse().unwrap();
     wait_lease(&store, lease, LeaseStatus::Active).await;
     let lease = lease.to_string();
-    for port in [port, api] {
-        let line = connects(port);
-        let out = env
-            .ok(&["exec", "--lease", &lease, "--", "bash", "-c", &line])
-            .await;
-        assert!(
-            !out.contains("connected"),
-            "drydock exec reached port {port}"
-        );
+    for network in ["none", "outbound"] {
+        let grant = format!("local:{},net={network}", root.display());
+        env.ok(&["blueprint", "grant", "host-pool", &grant]).await;
+        for port in [port, api] {
+            let line = connects(port);
+            let out = env
+                .ok(&["exec", "--lease", &lease, "--", "bash", "-c", &line])
+                .await;
+            assert!(
+                !out.contains("connected"),
+                "drydock exec with net={network} reached port {port}"
+            );
+        }
     }
 
     // With the machine's network, granted and warned about.

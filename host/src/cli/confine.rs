@@ -1,6 +1,6 @@
 //! What `serve`, `exec` and `doctor` share about confining local execs (`exec::confine`): where
-//! bubblewrap is, whether the operator chose to run execs unconfined, and which of the daemon's
-//! own files the sandbox hides.
+//! bubblewrap is, whether the operator chose to run execs unconfined, which of the daemon's
+//! own files the sandbox hides, and which addresses (the store's) `net=outbound` refuses.
 
 use crate::exec::Confinement;
 use clap::Args;
@@ -27,12 +27,36 @@ pub(super) struct ConfineArgs {
 
 impl ConfineArgs {
     /// How local execs run here: confined if the machine can, hiding the database's files and
-    /// `token_file`; unconfined if asked; else refused.
+    /// `token_file` and refusing the store's addresses to `net=outbound`; unconfined if asked;
+    /// else refused.
     pub fn detect(&self, database: &str, token_file: Option<&Path>) -> Confinement {
         let mut hidden = daemon_files(database, token_file);
         hidden.extend(self.hide.iter().filter_map(|p| std::path::absolute(p).ok()));
         Confinement::detect(self.bwrap.as_deref(), hidden, self.unconfined_exec)
+            .denying(store_addresses(database))
     }
+}
+
+/// The IPv4 addresses of a PostgreSQL store's server (none for SQLite or a Unix socket), which
+/// no exec may reach, even with `net=outbound` (`exec::outbound`).
+pub(super) fn store_addresses(database: &str) -> Vec<std::net::Ipv4Addr> {
+    use std::net::{SocketAddr, ToSocketAddrs};
+    let Some(options) = (database.starts_with("postgres"))
+        .then(|| database.parse::<sqlx::postgres::PgConnectOptions>().ok())
+        .flatten()
+    else {
+        return Vec::new();
+    };
+    let host = options.get_host();
+    if host.starts_with('/') {
+        return Vec::new();
+    }
+    let resolved = (host, options.get_port()).to_socket_addrs();
+    let addresses = resolved.into_iter().flatten().filter_map(|a| match a {
+        SocketAddr::V4(v4) => Some(*v4.ip()),
+        SocketAddr::V6(_) => None,
+    });
+    addresses.collect()
 }
 
 /// The daemon's own files, which no exec may see: a SQLite database with its `-wal`, `-shm`,
@@ -81,5 +105,17 @@ mod tests {
         }
         let remote = daemon_files("postgres://u@h/db", None);
         assert!(remote.iter().all(|f| !f.starts_with("/srv")), "{remote:?}");
+    }
+
+    #[test]
+    fn a_postgresql_stores_addresses_are_refused_and_a_sqlite_or_socket_store_has_none() {
+        let loopback = std::net::Ipv4Addr::LOCALHOST;
+        assert_eq!(
+            store_addresses("postgres://u@127.0.0.1:5432/test"),
+            [loopback]
+        );
+        assert!(store_addresses("postgresql://localhost/test").contains(&loopback));
+        assert!(store_addresses("sqlite:drydock.db").is_empty());
+        assert!(store_addresses("postgres:///test?host=/run/postgresql").is_empty());
     }
 }

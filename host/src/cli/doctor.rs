@@ -149,6 +149,14 @@ fn confinement(report: &mut Report, global: &Global, bwrap: Option<&Path>) {
                 None => report.line(Verdict::Ok, "caps", "a cgroup per exec"),
                 Some(why) => report.line(Verdict::Warn, "caps", why),
             }
+            match sandbox.outbound_missing() {
+                None => report.line(
+                    Verdict::Ok,
+                    "net=outbound",
+                    "slirp4netns gives execs of net=outbound grants the outside",
+                ),
+                Some(why) => report.line(Verdict::Warn, "net=outbound", why),
+            }
         }
         refused => {
             let text = format!(

@@ -75,25 +75,43 @@ pub(super) async fn run(global: &Global, args: ExecArgs) -> anyhow::Result<ExitC
         true => Stdin::Terminal,
         false => Stdin::Passed,
     };
-    let prepared = crate::exec::prepare(&reach, &args.argv, cwd, &ids, stdin, &confinement)
+    let mut prepared = crate::exec::prepare(&reach, &args.argv, cwd, &ids, stdin, &confinement)
         .map_err(anyhow::Error::msg)?;
+    let network = prepared.take_network();
     let mut command = prepared.command();
     let running = format!("running {:?} on {}", args.argv[0], resource.id);
-    let status = match stdin {
+    let terminal = match stdin {
         Stdin::Terminal => {
             let terminal = Terminal::open().context("opening a terminal for the command")?;
             terminal.attach(&mut command)?;
-            let child = command.spawn().context(running.clone())?;
-            terminal.relay(child).await.context(running)?
+            Some(terminal)
         }
-        _ => command
-            .stdin(Stdio::inherit())
-            .stdout(Stdio::inherit())
-            .stderr(Stdio::inherit())
-            .status()
-            .await
-            .context(running)?,
+        _ => {
+            command
+                .stdin(Stdio::inherit())
+                .stdout(Stdio::inherit())
+                .stderr(Stdio::inherit());
+            None
+        }
     };
+    let mut child = command.spawn().context(running.clone())?;
+    drop(command);
+    prepared.close_handed();
+    let _link = match network {
+        None => None,
+        Some(network) => match network.connect().await {
+            Ok(link) => Some(link),
+            Err(why) => {
+                let _ = child.kill().await;
+                bail!("{}", crate::text::escape(&why));
+            }
+        },
+    };
+    let status = match terminal {
+        Some(terminal) => terminal.relay(child).await,
+        None => child.wait().await,
+    }
+    .context(running)?;
     Ok(match status.code() {
         Some(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
         None => {

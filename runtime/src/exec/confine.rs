@@ -17,8 +17,10 @@
 //!   it types there (`TIOCSTI`) reaches the caller's shell.
 //! - **Network.** A network namespace of its own with a loopback of its own and nothing else
 //!   (`net=none`, the default): neither the machine's local services (the store, the daemon's
-//!   API) nor anything beyond. A grant of `net=host` shares the machine's network instead, and
-//!   is shown as a warning (`Grant::warning`).
+//!   API) nor anything beyond. A grant of `net=outbound` connects it to the outside through
+//!   user-mode networking, with routes that refuse the machine's own addresses, link-local
+//!   ones and the store's (`exec::outbound`). A grant of `net=host` shares the machine's network
+//!   instead, and is shown as a warning (`Grant::warning`).
 //! - **Descriptors.** Stdio alone: whatever else the daemon or `drydock exec` holds is marked
 //!   close-on-exec before bubblewrap starts (`exec::descriptors`), but the descriptors of what
 //!   it binds, which bubblewrap closes once they are mounted.
@@ -72,6 +74,7 @@
 
 use super::cgroup::{Cgroups, ExecCgroup};
 use super::dir::Opened;
+use super::outbound::{Connection, Outbound};
 use crate::grant::{LocalOptions, Network};
 use std::ffi::OsString;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
@@ -213,6 +216,18 @@ impl Confinement {
         }
     }
 
+    /// The same, also refusing `addresses` to execs of `net=outbound` (the store's).
+    pub fn denying(&self, addresses: impl IntoIterator<Item = std::net::Ipv4Addr>) -> Confinement {
+        match self {
+            Confinement::Sandboxed(sandbox) => {
+                let mut sandbox = sandbox.clone();
+                sandbox.outbound = sandbox.outbound.map(|o| o.denying(addresses));
+                Confinement::Sandboxed(sandbox)
+            }
+            other => other.clone(),
+        }
+    }
+
     /// The same, also hiding `more` (the SSH key directories granted to blueprints now).
     pub fn hiding(&self, more: impl IntoIterator<Item = PathBuf>) -> Confinement {
         match self {
@@ -234,6 +249,8 @@ pub struct Sandbox {
     hidden: Vec<PathBuf>,
     /// Where the caps go, or why there are none.
     cgroups: Result<Arc<Cgroups>, String>,
+    /// What `net=outbound` needs, or why it cannot be had here.
+    outbound: Result<Outbound, String>,
 }
 
 /// A confined command: bubblewrap's program and arguments, and the exec's cgroup.
@@ -244,6 +261,8 @@ pub(super) struct Wrapped {
     /// The descriptors of what it binds (but the root), which bubblewrap must inherit
     /// ([`hand_on`]) and closes before the command starts.
     pub fds: Vec<OwnedFd>,
+    /// For `net=outbound`, its network, to connect once bubblewrap has started.
+    pub network: Option<Connection>,
 }
 
 impl Sandbox {
@@ -277,6 +296,7 @@ impl Sandbox {
             bwrap,
             hidden,
             cgroups: Cgroups::detect().map(Arc::new),
+            outbound: Outbound::find(),
         };
         sandbox.try_it()?;
         Ok(sandbox)
@@ -365,6 +385,11 @@ impl Sandbox {
         )
     }
 
+    /// Why a grant of `net=outbound` cannot work here, if it cannot.
+    pub fn outbound_missing(&self) -> Option<&str> {
+        self.outbound.as_ref().err().map(String::as_str)
+    }
+
     /// Why execs run without caps, if they do.
     pub fn caps_missing(&self) -> Option<&str> {
         self.cgroups.as_ref().err().map(String::as_str)
@@ -449,7 +474,7 @@ impl Sandbox {
                 }
             }
         }
-        let Shown { binds, fds } = shown;
+        let Shown { binds, mut fds } = shown;
         let hidden = self.hidden_now();
         for bind in &binds {
             if let Some(secret) = hidden.iter().find(|h| bind.real.starts_with(h)) {
@@ -484,9 +509,24 @@ impl Sandbox {
         ]
         .map(OsString::from)
         .into();
-        if options.network() == Network::None {
-            args.push("--unshare-net".into());
-        }
+        let network = match options.network() {
+            Network::Host => None,
+            Network::None => {
+                args.push("--unshare-net".into());
+                None
+            }
+            Network::Outbound => {
+                let outbound = self.outbound.as_ref().map_err(Clone::clone)?;
+                let (connection, [info, block]) = outbound
+                    .prepare()
+                    .map_err(|e| format!("preparing the exec's network: {e}"))?;
+                args.push("--unshare-net".into());
+                args.extend(["--info-fd".into(), info.as_raw_fd().to_string().into()]);
+                args.extend(["--block-fd".into(), block.as_raw_fd().to_string().into()]);
+                fds.extend([info, block]);
+                Some(connection)
+            }
+        };
         if new_session {
             args.push("--new-session".into());
         }
@@ -506,6 +546,7 @@ impl Sandbox {
             args,
             cgroup,
             fds,
+            network,
         })
     }
 

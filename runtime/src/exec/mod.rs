@@ -26,6 +26,7 @@ pub mod confine;
 pub mod descriptors;
 mod dir;
 pub mod guard;
+pub mod outbound;
 pub mod terminal;
 mod user;
 
@@ -110,6 +111,8 @@ pub struct Prepared {
     handed: Vec<OwnedFd>,
     /// Confined: its caps, removed once it has ended (so kept until then).
     cgroup: Option<cgroup::ExecCgroup>,
+    /// Confined with `net=outbound`: its network, connected once it has started.
+    network: Option<outbound::Connection>,
     /// Its stdin must be a pipe held open until it exits ([`Stdin::Tether`] over SSH).
     tethered: bool,
 }
@@ -239,6 +242,7 @@ pub fn prepare(
                     dir: Some(opened.cwd),
                     handed: Vec::new(),
                     cgroup: None,
+                    network: None,
                     tethered: false,
                 });
             };
@@ -254,6 +258,7 @@ pub fn prepare(
                 dir: None,
                 handed: std::iter::once(opened.root).chain(wrapped.fds).collect(),
                 cgroup: wrapped.cgroup,
+                network: wrapped.network,
                 tethered: false,
             })
         }
@@ -295,6 +300,7 @@ pub fn prepare(
                 dir: None,
                 handed: Vec::new(),
                 cgroup: None,
+                network: None,
                 tethered: stdin == Stdin::Tether,
             })
         }
@@ -336,6 +342,18 @@ fn remote_line(argv: &[String], cwd: Option<&str>, stdin: Stdin) -> String {
 }
 
 impl Prepared {
+    /// Closes this process's copies of the descriptors handed on to the command, once it has
+    /// started (so that bubblewrap's reports end when it does).
+    pub fn close_handed(&mut self) {
+        self.handed.clear();
+    }
+
+    /// Its network, when it must be connected once the command has started (`net=outbound`:
+    /// [`outbound::Connection::connect`], which lets it go on; until then it waits).
+    pub fn take_network(&mut self) -> Option<outbound::Connection> {
+        self.network.take()
+    }
+
     /// The command, run directly; stdio and process group are left to the caller, who keeps
     /// `self` until it has ended (its cgroup goes with it).
     pub fn command(&self) -> Command {
@@ -479,8 +497,21 @@ async fn execute(
     };
     // Its caps stay until it has ended; its descriptors are the child's alone now.
     let _cgroup = prepared.cgroup.take();
+    let network = prepared.take_network();
     drop(prepared);
     let group = Group::new(&child, watchdog.is_some());
+    let _link = match network.map(outbound::Connection::connect) {
+        None => None,
+        Some(connecting) => match connecting.await {
+            Ok(link) => Some(link),
+            Err(why) => {
+                group.stop();
+                let _ = tokio::time::timeout(Duration::from_secs(5), child.wait()).await;
+                group.reaped();
+                return Ok(failed(request, why));
+            }
+        },
+    };
     // The guard's renewals, or (unguarded) the tether, held open until the command is done.
     let stdin = child.stdin.take();
     let watchdog = watchdog.map(Arc::new);
@@ -649,6 +680,7 @@ pub(crate) fn failed(request: &ExecRequest, reason: String) -> ExecResult {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::Ipv4Addr;
 
     const UNCONFINED: Confinement = Confinement::Unconfined;
 
@@ -992,6 +1024,118 @@ mod tests {
         let own = "bash -c 'exec 3<>/dev/tcp/127.0.0.1/1' 2>&1 | grep -q refused && echo refused";
         let result = confined(&local(root.path()), own).await;
         assert_eq!(result.stdout, "refused\n", "{result:?}");
+    }
+
+    /// A network outside this machine, for the length of a test: a network namespace joined
+    /// to this one by a veth pair (this side `198.51.100.1`, that side `198.51.100.2`), which
+    /// also answers for the cloud metadata address `169.254.169.254`, routed there.
+    struct Outside {
+        name: String,
+    }
+
+    impl Outside {
+        fn new() -> Outside {
+            let name = format!("dd-out-{}", std::process::id());
+            let (here, there) = (
+                format!("dd-h{}", std::process::id() % 100_000),
+                format!("dd-o{}", std::process::id() % 100_000),
+            );
+            let outside = Outside { name: name.clone() };
+            let ip = |line: &str| {
+                let args: Vec<&str> = line.split_whitespace().collect();
+                let out = std::process::Command::new("ip")
+                    .args(&args)
+                    .output()
+                    .unwrap();
+                assert!(
+                    out.status.success(),
+                    "ip {line}: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            };
+            ip(&format!("netns add {name}"));
+            ip(&format!("link add {here} type veth peer name {there}"));
+            ip(&format!("link set {there} netns {name}"));
+            ip(&format!("addr add 198.51.100.1/30 dev {here}"));
+            ip(&format!("link set {here} up"));
+            ip(&format!("-n {name} addr add 198.51.100.2/30 dev {there}"));
+            ip(&format!("-n {name} addr add 169.254.169.254/32 dev lo"));
+            ip(&format!("-n {name} link set {there} up"));
+            ip(&format!("-n {name} link set lo up"));
+            ip("route add 169.254.169.254/32 via 198.51.100.2");
+            outside
+        }
+
+        /// A listener in the outside network, on every address of it.
+        fn listen(&self) -> std::net::TcpListener {
+            let path = format!("/run/netns/{}", self.name);
+            std::thread::spawn(move || {
+                let ns = std::fs::File::open(path).unwrap();
+                // SAFETY: moves this thread alone into the namespace.
+                let entered = unsafe {
+                    libc::setns(std::os::fd::AsRawFd::as_raw_fd(&ns), libc::CLONE_NEWNET)
+                };
+                assert_eq!(entered, 0, "{}", std::io::Error::last_os_error());
+                std::net::TcpListener::bind("0.0.0.0:0").unwrap()
+            })
+            .join()
+            .unwrap()
+        }
+    }
+
+    impl Drop for Outside {
+        fn drop(&mut self) {
+            // The veth pair and the route through it go with the namespace.
+            let _ = std::process::Command::new("ip")
+                .args(["netns", "del", &self.name])
+                .status();
+        }
+    }
+
+    #[tokio::test]
+    async fn net_outbound_reaches_the_outside_but_nothing_of_the_machine() {
+        let outside = Outside::new();
+        let there = outside.listen();
+        let far = there.local_addr().unwrap().port();
+        let here = std::net::TcpListener::bind("0.0.0.0:0").unwrap();
+        let near = here.local_addr().unwrap().port();
+        let root = tempfile::tempdir().unwrap();
+        let targets = [
+            ("198.51.100.2", far),
+            ("169.254.169.254", far),
+            ("127.0.0.1", near),
+            ("198.51.100.1", near),
+        ];
+        let script: String = targets
+            .iter()
+            .map(|(address, port)| {
+                format!("(exec 3<>/dev/tcp/{address}/{port}) && echo {address}; ")
+            })
+            .chain(["true".to_string()])
+            .collect();
+        let reached = |confinement: Confinement, options: &'static str| {
+            let script = script.clone();
+            let root = root.path().to_path_buf();
+            async move {
+                let mut reach = local(&root);
+                reach.options = options.parse().unwrap();
+                let asked = request(&["bash", "-c", &script]);
+                let result = run(&reach, &asked, &Ids::default(), &confinement).await;
+                assert_eq!(result.exit_code, Some(0), "{options}: {result:?}");
+                result.stdout.lines().map(String::from).collect::<Vec<_>>()
+            }
+        };
+        assert_eq!(
+            reached(sandbox(vec![]), "net=outbound").await,
+            ["198.51.100.2"]
+        );
+        // The store's address, when it is out there.
+        let store = Ipv4Addr::new(198, 51, 100, 2);
+        let denying = sandbox(vec![]).denying([store]);
+        assert!(reached(denying, "net=outbound").await.is_empty());
+        assert!(reached(sandbox(vec![]), "net=none").await.is_empty());
+        let all: Vec<&str> = targets.iter().map(|(address, _)| *address).collect();
+        assert_eq!(reached(sandbox(vec![]), "net=host").await, all);
     }
 
     #[tokio::test]
