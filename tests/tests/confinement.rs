@@ -479,7 +479,8 @@ async fn a_supporting_lease_requested_while_activating_breaks_the_unauthorized_r
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_grant_runs_execs_as_its_unprivileged_user_with_its_variables() {
     let nobody = drydock_host::exec::RunAs::resolve("nobody").expect("a nobody user");
-    let script = "id -u; echo \"$TOOLS|$PATH\"; echo made > made";
+    let script = "id -u; awk '/^Uid:/ {print $2}' /proc/self/status; \
+                  echo \"$TOOLS|$PATH\"; echo made > made";
     let shell = json!({"argv": ["sh", "-c", script]});
     let options = ",user=nobody,env=TOOLS=/opt/tools,env=PATH=/opt/tools/bin:/usr/bin:/bin";
     let env = Env::new();
@@ -491,7 +492,10 @@ async fn a_grant_runs_execs_as_its_unprivileged_user_with_its_variables() {
     let _daemon = env.serve(&[]);
     let lease = env.request_one("shell", &[]).await;
     let resource = ran(&store).await;
-    let expected = format!("{}\n/opt/tools|/opt/tools/bin:/usr/bin:/bin\n", nobody.uid);
+    let expected = format!(
+        "{0}\n{0}\n/opt/tools|/opt/tools/bin:/usr/bin:/bin\n",
+        nobody.uid
+    );
     assert_eq!(
         resource.attributes["stdout"], expected,
         "the blueprint's exec"
