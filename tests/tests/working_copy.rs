@@ -1,10 +1,10 @@
 //! Drydock's own use case end to end: `working-copy` leases over `host-pool` leases, on a local
 //! host, with a real git repository.
 
-use drydock_host::domain::LeaseStatus;
+use drydock_host::domain::{LeaseStatus, ResourceStatus};
 use drydock_host::store::{ObjectId, Store};
 use drydock_tests::git::repository;
-use drydock_tests::{Env, wait_for, wait_lease};
+use drydock_tests::{Env, wait_for, wait_lease, wait_resource};
 use std::sync::Arc;
 
 async fn attribute(store: &Arc<dyn Store>, lease: ObjectId, key: &str) -> Option<String> {
@@ -285,4 +285,69 @@ async fn twenty_requests_for_a_missing_repository_fail_alone_and_a_valid_one_is_
     );
     let out = env.ok(&["blueprint", "show", "working-copy"]).await;
     assert!(!out.contains("failing"), "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_working_copy_whose_host_is_released_breaks_and_the_next_lease_gets_a_new_one() {
+    let world = tempfile::tempdir().unwrap();
+    let (origin, hosts) = (world.path().join("origin"), world.path().join("hosts"));
+    std::fs::create_dir_all(&hosts).unwrap();
+    repository(&origin);
+    let env = Env::new();
+    env.add_working_copies(&hosts, &[&origin]).await;
+    let _daemon = env.serve(&[]);
+    let store = env.store().await;
+    let repo = format!("repository={}", origin.display());
+    let args = [
+        "--attr",
+        &repo,
+        "--attr",
+        "ref=main",
+        "--wait",
+        "--timeout",
+        "90s",
+    ];
+    let copy_of = |lease: ObjectId| {
+        let store = store.clone();
+        async move { store.lease_get(lease).await.unwrap().resource_id.unwrap() }
+    };
+    // The host a copy stands on, through its supporting lease.
+    let host_of = |copy: ObjectId| {
+        let store = store.clone();
+        async move {
+            let supporting = store.lease_list_supporting(copy).await.unwrap();
+            supporting[0].resource_id.unwrap()
+        }
+    };
+    // Releases the host under `copy`, and waits until the copy has broken for it.
+    let release_host_under = |copy: ObjectId| {
+        let (env, store) = (&env, store.clone());
+        async move {
+            let host = host_of(copy).await;
+            env.ok(&["resource", "release", &host.to_string()]).await;
+            wait_resource(&store, copy, ResourceStatus::Destroyed).await;
+            let end = store.resource_get(copy).await.unwrap().end.unwrap();
+            assert!(
+                end.is_failure() && end.to_string().contains("supporting lease"),
+                "{copy} ended {end}"
+            );
+        }
+    };
+
+    // An idle copy: its lease released, the copy kept for the next one.
+    let first = env.request("working-copy", &args).await[0];
+    let idle = copy_of(first).await;
+    env.ok(&["lease", "release", &first.to_string()]).await;
+    wait_lease(&store, first, LeaseStatus::Destroyed).await;
+    release_host_under(idle).await;
+    let second = env.request("working-copy", &args).await[0];
+    let leased = copy_of(second).await;
+    assert_ne!(leased, idle, "the next lease got a new copy");
+
+    // A leased copy: its lease ends with it, and the next lease gets a new copy again.
+    release_host_under(leased).await;
+    wait_lease(&store, second, LeaseStatus::Destroyed).await;
+    let third = env.request("working-copy", &args).await[0];
+    wait_lease(&store, third, LeaseStatus::Active).await;
+    assert_ne!(copy_of(third).await, leased);
 }

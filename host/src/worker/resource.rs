@@ -22,10 +22,51 @@ pub(super) async fn step(w: &Workers, held: &Held) -> Result<Next, RunError> {
     }
     match resource.status {
         ResourceStatus::Pending => activate(w, held, resource).await,
-        ResourceStatus::Active => Ok(Next::Wait(resource.until)),
+        ResourceStatus::Active => match lost_support(w, &resource).await? {
+            Some(reason) => {
+                let mut plan = Plan::new();
+                for write in broken(&resource, &reason) {
+                    plan.push(write);
+                }
+                plan.log(resource.id, "resource.support-lost", reason);
+                held.apply(&plan).await?;
+                Ok(Next::Continue)
+            }
+            None => Ok(Next::Wait(resource.until)),
+        },
         ResourceStatus::Released | ResourceStatus::Broken => destroy(w, held, resource).await,
         ResourceStatus::Destroyed => Ok(Next::Wait(None)),
     }
+}
+
+/// Why an active resource cannot go on: one of its supporting leases ended (its resource was
+/// released, it broke or expired, someone released it) other than by the resource's own
+/// `release-lease`. Such a resource stands on nothing (a working copy whose host is gone): it
+/// breaks, saying so, its leases go and the next request gets a new one. A supporting lease
+/// wakes its resource whenever it changes (`lease::wake_parent`), so this runs at once.
+async fn lost_support(w: &Workers, resource: &Resource) -> Result<Option<String>, RunError> {
+    if resource.supporting == 0 {
+        return Ok(None);
+    }
+    let own = resource.id.to_string();
+    let supporting = w.store.lease_list_supporting(resource.id).await?;
+    let lost = supporting.into_iter().find(|lease| {
+        let released_by_itself = lease.end.as_ref().is_some_and(|end| {
+            end.kind == crate::store::EndKind::Released && end.detail.as_deref() == Some(&own)
+        });
+        !lease.status.is_releasable() && !released_by_itself
+    });
+    Ok(lost.map(|lease| {
+        let key = lease.parent_key.as_deref().unwrap_or("?");
+        let end = match &lease.end {
+            Some(end) => end.to_string(),
+            None => lease.status.to_string(),
+        };
+        format!(
+            "its supporting lease {} ({key:?}) ended ({end}); it cannot go on without it",
+            lease.id
+        )
+    }))
 }
 
 async fn live_leases(w: &Workers, resource: &Resource) -> Result<Vec<Lease>, RunError> {
