@@ -291,6 +291,26 @@ impl Env {
 
     /// Registers a blueprint from a component, a JSON config and grants (`local:/DIR`…).
     pub async fn add_blueprint(&self, name: &str, wasm: &str, config: &str, grants: &[&str]) {
+        let out = self.try_add_blueprint(name, wasm, config, grants).await;
+        succeeded(&["blueprint", "add", name], out);
+    }
+
+    /// `drydock blueprint add` as [`Env::add_blueprint`] runs it, whatever its outcome.
+    pub async fn try_add_blueprint(
+        &self,
+        name: &str,
+        wasm: &str,
+        config: &str,
+        grants: &[&str],
+    ) -> Output {
+        self.blueprint_add(name, wasm, config, grants)
+            .output()
+            .await
+            .unwrap()
+    }
+
+    /// `drydock blueprint add` as [`Env::add_blueprint`] runs it, ready to start.
+    pub fn blueprint_add(&self, name: &str, wasm: &str, config: &str, grants: &[&str]) -> Command {
         let path = self.dir().join(format!("{name}.json"));
         std::fs::write(&path, config).unwrap();
         let mut args = vec![
@@ -305,7 +325,7 @@ impl Env {
         for grant in grants {
             args.extend(["--grant", grant]);
         }
-        self.ok(&args).await;
+        self.command(&args)
     }
 
     /// Starts `drydock serve` with quick polling and HTTP on a free loopback port (unless

@@ -144,25 +144,72 @@ const READS: [&[&str]; 7] = [
     &["exec", "--lease", "L1", "--", "true"],
 ];
 
+/// Commands that write but set nothing up: run in the wrong directory, they must not make a
+/// database of their own.
+const WRITES: [&[&str]; 5] = [
+    &["lease", "request", "--type", "host"],
+    &["lease", "request", "--type", "host", "--wait"],
+    &["lease", "release", "L1"],
+    &["resource", "release", "R1"],
+    &["blueprint", "grant", "host-pool", "local:/tmp/x"],
+];
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_read_of_a_missing_database_names_the_path_and_creates_nothing() {
+async fn a_command_on_a_missing_database_names_the_path_and_creates_nothing() {
     let env = Env::new();
     let path = env.dir().join("drydock.db");
-    for read in READS {
-        let stderr = refused(&env, read).await;
+    for command in READS.iter().chain(&WRITES) {
+        let stderr = refused(&env, command).await;
+        let last = stderr.lines().last().unwrap_or_default();
         assert!(
-            stderr.contains(&format!("no Drydock database at {}", path.display())),
-            "{read:?}: {stderr}"
+            last.contains(&format!("no Drydock database at {}", path.display())),
+            "{command:?}: {stderr}"
         );
     }
     let left: Vec<_> = std::fs::read_dir(env.dir()).unwrap().collect();
-    assert!(left.is_empty(), "a read created {left:?}");
+    assert!(left.is_empty(), "a command created {left:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn setup_says_it_made_a_database_and_a_wait_with_no_daemon_says_none_serves_it() {
+    let env = Env::new();
+    let path = env.dir().join("drydock.db");
+    let out = env
+        .try_add_blueprint("host-pool", HOST_POOL_WASM, HOST_POOL_CONFIG, &[])
+        .await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let created = format!("created a new database at {}", path.display());
+    assert!(
+        text(&out.stderr).contains(&created),
+        "{}",
+        text(&out.stderr)
+    );
+    let again = env
+        .try_add_blueprint("other", HOST_POOL_WASM, HOST_POOL_CONFIG, &[])
+        .await;
+    assert!(!text(&again.stderr).contains("created a new database"));
+
+    let wait = [
+        "lease",
+        "request",
+        "--type",
+        "host",
+        "--wait",
+        "--timeout",
+        "1s",
+    ];
+    let stderr = refused(&env, &wait).await;
+    assert!(
+        stderr.contains("no daemon is serving this database"),
+        "{stderr}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reads_answer_while_another_process_holds_the_write_lock() {
     use sqlx::Connection as _;
     let env = Env::new();
+    env.store().await;
     let lease = env.request_one("host", &[]).await;
     let mut writer = sqlx::SqliteConnection::connect(&env.url).await.unwrap();
     sqlx::raw_sql("BEGIN IMMEDIATE")

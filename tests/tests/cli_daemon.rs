@@ -414,6 +414,7 @@ async fn blueprints_can_be_listed_disabled_and_enabled() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deadlines_years_ahead_show_without_trouble() {
     let env = Env::new();
+    env.store().await;
     let out = env
         .ok(&["lease", "request", "--type", "host", "--until", "3000d"])
         .await;

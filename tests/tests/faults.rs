@@ -8,8 +8,9 @@ use drydock_host::domain::{LeaseStatus, ResourceStatus};
 use drydock_host::store::CommandFilter;
 use drydock_tests::counting::{active_leases, each_released_once};
 use drydock_tests::shell_run::ShellRun;
-use drydock_tests::{COUNTING_WASM, Env, wait_for, wait_lease};
+use drydock_tests::{COUNTING_WASM, Env, HOST_POOL_CONFIG, HOST_POOL_WASM, wait_for, wait_lease};
 use std::path::{Path, PathBuf};
+use std::process::Stdio;
 
 /// A tmpfs of `size` mounted on a fresh directory; unmounted when dropped.
 struct Tmpfs(PathBuf);
@@ -179,10 +180,17 @@ async fn an_exec_dies_before_a_stopped_daemons_claim_can_expire() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn any_number_of_processes_may_open_a_new_database_at_once() {
     let env = Env::new();
-    // Writes (a read never creates a database), half of them explicit migrations.
+    // The commands that may create one: migrations, and a few blueprints added.
     let opens: Vec<_> = (0..20)
-        .map(|n| match n % 2 {
-            0 => env.start(&["lease", "request", "--type", "host"]),
+        .map(|n| match n % 4 {
+            0 => {
+                let name = format!("pool-{n}");
+                let mut add = env.blueprint_add(&name, HOST_POOL_WASM, HOST_POOL_CONFIG, &[]);
+                add.stdout(Stdio::piped())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .unwrap()
+            }
             _ => env.start(&["migrate"]),
         })
         .collect();

@@ -114,12 +114,25 @@ async fn a_ref_that_does_not_exist_fails_the_lease_with_the_reason() {
     let _daemon = env.serve(&[]);
     let store = env.store().await;
     let repo = format!("repository={}", origin.display());
-    let lease = env
-        .request_one(
-            "working-copy",
-            &["--attr", &repo, "--attr", "ref=no-such-branch"],
-        )
-        .await;
+    let wanted = [
+        "lease",
+        "request",
+        "--type",
+        "working-copy",
+        "--attr",
+        &repo,
+    ];
+    let args = [&wanted[..], &["--attr", "ref=no-such-branch", "--wait"]].concat();
+    let out = env.drydock(&args).await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let last = stderr.lines().last().unwrap_or_default();
+    assert!(
+        !out.status.success()
+            && last.starts_with("error: L1 failed: broken: ")
+            && last.contains("no branch, tag or commit named no-such-branch"),
+        "the reason is on the last line: {stderr}"
+    );
+    let lease: ObjectId = "L1".parse().unwrap();
     wait_lease(&store, lease, LeaseStatus::Destroyed).await;
     let logs = store.log_list(Some(lease), 0, 100).await.unwrap();
     assert!(

@@ -307,7 +307,7 @@ async fn add(
         ..RuntimeConfig::default()
     })?;
     let bytes = read_component(&runtime, wasm)?;
-    let store = global.store(Access::Write).await?;
+    let store = global.store(Access::Setup).await?;
     let request = ops::BlueprintRequest {
         name,
         wasm: bytes,

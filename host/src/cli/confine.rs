@@ -64,13 +64,7 @@ pub(super) fn store_addresses(database: &str) -> Vec<std::net::Ipv4Addr> {
 /// configuration (`DRYDOCK_SSH_CONFIG`). Those that do not exist are skipped when an exec starts.
 pub(super) fn daemon_files(database: &str, token_file: Option<&Path>) -> Vec<PathBuf> {
     let mut files = Vec::new();
-    let sqlite = database
-        .starts_with("sqlite:")
-        .then(|| database.parse::<sqlx::sqlite::SqliteConnectOptions>().ok())
-        .flatten();
-    if let Some(options) = sqlite
-        && let Ok(db) = std::path::absolute(options.get_filename())
-    {
+    if let Some(db) = super::sqlite_file(database) {
         for suffix in ["", "-wal", "-shm", "-journal", ".wake"] {
             let mut name = db.clone().into_os_string();
             name.push(suffix);

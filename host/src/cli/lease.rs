@@ -173,6 +173,12 @@ async fn wait_until_active(
 ) -> anyhow::Result<()> {
     let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
     let mut seen = BTreeMap::new();
+    if store.listening_daemons().await == Some(0) {
+        eprintln!(
+            "warning: no daemon is serving this database (no `drydock serve` listens on it): the \
+             leases wait until one does"
+        );
+    }
     loop {
         let mut active = 0;
         for id in ids {
@@ -181,7 +187,10 @@ async fn wait_until_active(
             match lease.status {
                 LeaseStatus::Active => active += 1,
                 LeaseStatus::Broken | LeaseStatus::Released | LeaseStatus::Destroyed => {
-                    bail!("{id} failed: it is {}", lease.status)
+                    match &lease.end {
+                        Some(end) => bail!("{id} failed: {}", output::safe(&end.to_string())),
+                        None => bail!("{id} failed: it is {}", lease.status),
+                    }
                 }
                 _ => {}
             }

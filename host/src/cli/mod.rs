@@ -160,12 +160,18 @@ impl Global {
         self.open(Workload::Command, access).await
     }
 
-    /// The database, opened for `workload` and `access`.
+    /// The database, opened for `workload` and `access`; says so when it makes a new one.
     async fn open(&self, workload: Workload, access: Access) -> anyhow::Result<Arc<dyn Store>> {
         use anyhow::Context as _;
-        store::open(&self.database, workload, access)
+        let creates = matches!(access, Access::Setup | Access::Migrate);
+        let new_file = sqlite_file(&self.database).filter(|file| creates && !file.exists());
+        let store = store::open(&self.database, workload, access)
             .await
-            .with_context(|| format!("opening the database {}", self.database))
+            .with_context(|| format!("opening the database {}", self.database))?;
+        if let Some(file) = new_file {
+            eprintln!("created a new database at {}", file.display());
+        }
+        Ok(store)
     }
 }
 
@@ -185,6 +191,17 @@ fn read_input(path: &std::path::Path) -> anyhow::Result<String> {
         return std::io::read_to_string(std::io::stdin()).context("reading standard input");
     }
     std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))
+}
+
+/// The file of a SQLite database URL, made absolute; `None` for PostgreSQL or in memory.
+fn sqlite_file(database: &str) -> Option<std::path::PathBuf> {
+    let options = database.strip_prefix("sqlite:").and(database.parse().ok());
+    let options: sqlx::sqlite::SqliteConnectOptions = options?;
+    let file = options.get_filename();
+    let in_memory = file.as_os_str().is_empty() || file.to_string_lossy().starts_with(':');
+    (!in_memory)
+        .then(|| std::path::absolute(file).ok())
+        .flatten()
 }
 
 /// Who is acting, for command authors: `cli:$USER`.

@@ -114,10 +114,12 @@ pub enum Error {
     /// was not allowed to upgrade it ([`Access`]).
     #[error("{0}")]
     SchemaTooOld(String),
-    /// A read found no database file at the path (a mistyped path, say): reads create nothing.
+    /// No database file at the path (a mistyped path, a command run in another directory):
+    /// only the operator's setup commands create one.
     #[error(
-        "no Drydock database at {0}; nothing was created (a read never creates one: \
-         `drydock migrate`, `drydock serve` or a write such as `drydock blueprint add` does)"
+        "no Drydock database at {0}; nothing was created (only `drydock serve`, `drydock \
+         migrate` and `drydock blueprint add` create one): run this where the daemon's database \
+         is, or name it with --database or DRYDOCK_DATABASE_URL"
     )]
     NoDatabase(String),
     /// The database server could not be reached: refused, no such host, no answer in time.
@@ -904,6 +906,14 @@ pub trait Store: Send + Sync + 'static {
     /// until the returned guard is dropped. A hint that saves waiting for the poll: a lost
     /// notification only delays work until the next poll.
     async fn listen(&self, wake: Arc<Notify>) -> Result<Listening>;
+
+    /// How many daemons listen for this database's wake-ups now, where the store can tell
+    /// (SQLite: the sockets beside the file that someone is bound to); `None` where it cannot
+    /// (PostgreSQL, where another role's sessions may be hidden). `drydock lease request
+    /// --wait` says when no daemon serves the database.
+    async fn listening_daemons(&self) -> Option<usize> {
+        None
+    }
 }
 
 /// One plan of a group commit ([`Store::apply_batch`]), with the claim it is applied under.
@@ -953,9 +963,13 @@ pub enum Access {
     /// Reads only (`lease list`, `log`…): nothing is created, locked or migrated, the
     /// connections refuse writes, and the schema must be this build's.
     Read,
-    /// Reads and writes (`lease request`, `blueprint add`…): a database that does not exist
-    /// yet is created with this build's schema; an existing one must have it already.
+    /// Reads and writes on an existing database (`lease request`, `lease release`…): a missing
+    /// one is refused, naming it, so that a command run in the wrong directory creates nothing;
+    /// it must have this build's schema.
     Write,
+    /// Reads and writes, creating a database that does not exist yet with this build's schema
+    /// (`blueprint add`: the operator's setup); an existing one must have it already.
+    Setup,
     /// Reads, writes, and upgrades an older schema (`drydock serve`, `drydock migrate`).
     Migrate,
 }

@@ -24,13 +24,13 @@ pub(crate) fn must_migrate(
         return Ok(false);
     }
     match (access, applied.is_empty()) {
-        (Access::Migrate, _) | (Access::Write, true) => Ok(true),
-        (Access::Read, true) => Err(Error::SchemaTooOld(
-            "the database has no Drydock tables yet; `drydock migrate` (or `drydock serve`) \
-             creates them"
+        (Access::Migrate, _) | (Access::Setup, true) => Ok(true),
+        (Access::Read | Access::Write, true) => Err(Error::SchemaTooOld(
+            "the database has no Drydock tables yet; `drydock migrate`, `drydock serve` or \
+             `drydock blueprint add` creates them"
                 .into(),
         )),
-        (Access::Read | Access::Write, false) => Err(Error::SchemaTooOld(format!(
+        (Access::Read | Access::Write | Access::Setup, false) => Err(Error::SchemaTooOld(format!(
             "the database's schema is older than this drydock: it lacks migration {}; run \
              `drydock migrate` (or start this version's `drydock serve`) to upgrade it",
             missing.join(", ")
@@ -82,29 +82,29 @@ mod tests {
     }
 
     #[test]
-    fn only_a_migrating_open_upgrades_and_only_a_write_creates() {
+    fn only_a_migrating_open_upgrades_and_only_setup_creates() {
         let known = sqlx::migrate!("./migrations/sqlite");
         let ours: Vec<(i64, String)> = known
             .iter()
             .map(|m| (m.version, m.description.to_string()))
             .collect();
         let older = &ours[..ours.len() - 1];
-        for access in [Access::Read, Access::Write, Access::Migrate] {
+        for access in [Access::Read, Access::Write, Access::Setup, Access::Migrate] {
             assert!(!must_migrate(access, &ours, &known).unwrap(), "{access:?}");
         }
         assert!(must_migrate(Access::Migrate, older, &known).unwrap());
         assert!(must_migrate(Access::Migrate, &[], &known).unwrap());
-        assert!(must_migrate(Access::Write, &[], &known).unwrap());
-        for access in [Access::Read, Access::Write] {
+        assert!(must_migrate(Access::Setup, &[], &known).unwrap());
+        for access in [Access::Read, Access::Write, Access::Setup] {
             let error = must_migrate(access, older, &known).unwrap_err().to_string();
             assert!(
                 error.contains("older than this drydock") && error.contains("`drydock migrate`"),
                 "{error}"
             );
         }
-        let error = must_migrate(Access::Read, &[], &known)
-            .unwrap_err()
-            .to_string();
-        assert!(error.contains("no Drydock tables"), "{error}");
+        for access in [Access::Read, Access::Write] {
+            let error = must_migrate(access, &[], &known).unwrap_err().to_string();
+            assert!(error.contains("no Drydock tables"), "{error}");
+        }
     }
 }

@@ -75,8 +75,8 @@ impl SqliteStore {
     }
 
     /// Opens the database at `url` for `access`: a read opens an existing file read-only,
-    /// without waiting for another process's write lock; a write may create a new file; only
-    /// a migrating open upgrades an older schema.
+    /// without waiting for another process's write lock; a write needs an existing file, which
+    /// setup may create; only a migrating open upgrades an older schema.
     pub async fn open_with(url: &str, clock: Arc<dyn Clock>, access: Access) -> Result<Self> {
         let options = SqliteConnectOptions::from_str(url)?
             .synchronous(SqliteSynchronous::Full)
@@ -93,9 +93,12 @@ impl SqliteStore {
                 let reader = connect(readers, read_only).await?;
                 (reader.clone(), reader)
             }
-            Access::Write | Access::Migrate => {
+            Access::Write | Access::Setup | Access::Migrate => {
+                if access == Access::Write {
+                    refuse_missing(&file)?;
+                }
                 let options = options
-                    .create_if_missing(true)
+                    .create_if_missing(access != Access::Write)
                     .journal_mode(SqliteJournalMode::Wal);
                 let writer = connect(SqlitePoolOptions::new().max_connections(1), options).await?;
                 (writer, connect(readers, read_only).await?)
@@ -456,6 +459,10 @@ impl Store for SqliteStore {
 
     async fn gc(&self, before: Timestamp) -> Result<GcReport> {
         super::retention::gc(self, before as i64).await
+    }
+
+    async fn listening_daemons(&self) -> Option<usize> {
+        Some(self.wake_dir.as_deref().map_or(0, wake::listening))
     }
 
     async fn listen(&self, wake: Arc<Notify>) -> Result<Listening> {

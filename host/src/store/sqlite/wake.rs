@@ -54,6 +54,20 @@ pub(super) fn announce(dir: &Path) {
     }
 }
 
+/// How many daemons listen in `dir` now: the socket files someone is bound to (a connect,
+/// which sends nothing, is refused by one nobody is).
+pub(super) fn listening(dir: &Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    let bound = entries.flatten().filter(|entry| {
+        let path = entry.path();
+        path.extension().is_some_and(|ext| ext == "sock")
+            && UnixDatagram::unbound().is_ok_and(|socket| socket.connect(&path).is_ok())
+    });
+    bound.count()
+}
+
 /// A bound socket that removes its file when dropped.
 struct Bound {
     socket: tokio::net::UnixDatagram,
