@@ -189,6 +189,26 @@ async fn setup_says_it_made_a_database_and_a_wait_with_no_daemon_says_none_serve
         .await;
     assert!(!text(&again.stderr).contains("created a new database"));
 
+    // A type nothing makes is said so, naming those that are.
+    let out = env.drydock(&["lease", "request", "--type", "hots"]).await;
+    let stderr = text(&out.stderr);
+    let last = stderr.lines().last().unwrap_or_default();
+    assert!(
+        out.status.success()
+            && last.contains("no blueprint makes \"hots\" resources (the types made here: host)"),
+        "{stderr}"
+    );
+    // A config written over several lines shows on one.
+    let config = HOST_POOL_CONFIG.replace(", ", ",\n  ") + "\n";
+    env.add_blueprint("lines", HOST_POOL_WASM, &config, &[])
+        .await;
+    let shown = env.ok(&["blueprint", "show", "lines"]).await;
+    let line = shown.lines().find(|l| l.starts_with("config:")).unwrap();
+    assert!(
+        line.contains(r#""name":"local-1""#) && !line.contains("\\n"),
+        "{shown}"
+    );
+
     let wait = [
         "lease",
         "request",

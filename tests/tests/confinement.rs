@@ -408,6 +408,8 @@ async fn a_supporting_lease_needs_an_authorization_that_the_refusal_names() {
                it with `drydock blueprint authorize shell --use host-pool`";
     let shown = env.ok(&["lease", "show", &broken.id.to_string()]).await;
     assert!(shown.contains(why), "{shown}");
+    // The operator's decision, not a fault of the blueprint's.
+    assert!(!shown.contains("invalid step"), "{shown}");
     let answer = reqwest::get(format!("{api}/api/v1/leases/{}", broken.id))
         .await
         .unwrap()
@@ -726,5 +728,34 @@ async fn a_read_only_path_inside_a_writable_grant_is_refused_when_granted() {
         !out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_command_that_does_not_exist_exits_127_saying_so() {
+    let shell = json!({"argv": ["no-such-command-here", "--flag"]});
+    let (env, _root) = env_with(shell, "").await;
+    let store = env.store().await;
+    let _daemon = env.serve(&[]);
+    let lease = env.request_one("shell", &[]).await;
+    let resource = ran(&store).await;
+    assert_eq!(
+        resource.attributes["exit"], "127",
+        "{:?}",
+        resource.attributes
+    );
+    assert!(resource.attributes["stderr"].contains("no-such-command-here: command not found"));
+
+    wait_lease(&store, lease, LeaseStatus::Active).await;
+    let lease = lease.to_string();
+    let out = env
+        .drydock(&["exec", "--lease", &lease, "--", "no-such-command-here"])
+        .await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(127), "{stderr}");
+    let last = stderr.lines().last().unwrap_or_default();
+    assert!(
+        last.contains("no-such-command-here: command not found"),
+        "{stderr}"
     );
 }

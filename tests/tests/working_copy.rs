@@ -165,6 +165,8 @@ async fn a_repository_that_does_not_exist_fails_the_lease_with_gits_reason() {
     let cloning = format!("cloning {} exited with", missing.display());
     assert!(
         end.message.contains(&cloning)
+            && end.message.contains("is not visible on this host")
+            && end.message.contains(&format!("ro={}", missing.display()))
             && end.message.contains("3 resources broke under this lease"),
         "{}",
         end.message

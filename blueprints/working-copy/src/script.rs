@@ -2,9 +2,13 @@
 //! twice (the host runs an exec at least once): a second run finds the work done or redoes it.
 
 /// `$1` the copy's directory, `$2` the repository. A directory left by an interrupted clone
-/// (no `.git`) is cleared first.
+/// (no `.git`) is cleared first. A local repository the exec cannot see is named with the grant
+/// that would show it (execs see only the host's root and its grant's `ro=` paths).
 pub const CLONE: &str = r#"set -e
 [ -d "$1/.git" ] && exit 0
+case "$2" in /*)
+    [ -e "$2" ] || { echo "$2 does not exist or is not visible on this host: execs there see a local repository only if the host's grant lists it with ro= (drydock blueprint grant HOST-BLUEPRINT local:ROOT,ro=$2)" >&2; exit 1; }
+esac
 rm -rf -- "$1"
 mkdir -p -- "$(dirname -- "$1")"
 git clone --quiet --no-checkout -- "$2" "$1"

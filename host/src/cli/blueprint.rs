@@ -501,7 +501,10 @@ fn print_one(blueprint: &Blueprint, json: bool) -> anyhow::Result<ExitCode> {
         println!("next try:      {}", output::maybe_time(blueprint.retry_at));
     }
     println!("added:         {}", output::time(blueprint.created_at));
-    println!("config:        {}", safe(&blueprint.config));
+    // On one line: a config file's own line breaks would show as escapes.
+    let config = serde_json::from_str::<serde_json::Value>(&blueprint.config)
+        .map_or_else(|_| blueprint.config.clone(), |value| value.to_string());
+    println!("config:        {}", safe(&config));
     println!("limits:");
     print_limits(blueprint);
     Ok(ExitCode::SUCCESS)

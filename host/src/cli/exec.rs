@@ -75,6 +75,10 @@ pub(super) async fn run(global: &Global, args: ExecArgs) -> anyhow::Result<ExitC
         true => Stdin::Terminal,
         false => Stdin::Passed,
     };
+    if let Some(why) = crate::exec::missing_program(&reach, &args.argv) {
+        eprintln!("error: {}", crate::text::escape(&why));
+        return Ok(ExitCode::from(crate::exec::NOT_FOUND as u8));
+    }
     let mut prepared = crate::exec::prepare(&reach, &args.argv, cwd, &ids, stdin, &confinement)
         .map_err(anyhow::Error::msg)?;
     let network = prepared.take_network();

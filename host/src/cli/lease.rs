@@ -136,7 +136,26 @@ async fn request(store: Arc<dyn Store>, args: RequestArgs) -> anyhow::Result<Exi
         until: args.until,
         count: args.count,
     };
+    let resource_type = request.resource_type.clone();
     let leases = ops::request_leases(store.as_ref(), request, &author()).await?;
+    let blueprints = store.blueprint_list().await?;
+    if !blueprints.iter().any(|b| b.resource_type == resource_type) {
+        let mut made: Vec<&str> = blueprints
+            .iter()
+            .map(|b| b.resource_type.as_str())
+            .collect();
+        made.sort_unstable();
+        made.dedup();
+        let made = match made.is_empty() {
+            true => "none: no blueprint is registered".to_string(),
+            false => made.join(", "),
+        };
+        eprintln!(
+            "warning: no blueprint makes {} resources (the types made here: {made}); the lease \
+             waits until one is added",
+            output::safe(&format!("{resource_type:?}"))
+        );
+    }
     if args.json && !args.wait {
         output::json(&leases)?;
     } else if !args.json {

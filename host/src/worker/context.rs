@@ -238,9 +238,9 @@ impl Workers {
             })
             .await?;
         if let Ok(called) = &result
-            && let Some(violation) = self.unauthorized_request(blueprint, &called.value).await?
+            && let Some(reason) = self.unauthorized_request(blueprint, &called.value).await?
         {
-            result = Err(plugin::Error::InvalidStep { hook, violation });
+            result = Err(plugin::Error::NotAuthorized { hook, reason });
         }
         let (step, verdict) = match &result {
             Ok(called) => (
@@ -250,6 +250,9 @@ impl Workers {
             Err(error) if error.is_temporary() => return Ok(result),
             Err(plugin::Error::InvalidStep { violation, .. }) => {
                 (None, format!("refused: {violation}"))
+            }
+            Err(plugin::Error::NotAuthorized { reason, .. }) => {
+                (None, format!("refused: {reason}"))
             }
             Err(error) => {
                 let first_line = error.to_string().lines().next().unwrap_or("").to_string();
@@ -269,20 +272,20 @@ impl Workers {
         Ok(result)
     }
 
-    /// The first supporting lease `step` requests that `blueprint` is not authorized to hold
-    /// (see [`crate::authorization`]), checked against the grants as they stand now.
+    /// Why `blueprint` may not hold the first supporting lease `step` requests that it is not
+    /// authorized to (see [`crate::authorization`]), checked against the grants as they stand
+    /// now.
     async fn unauthorized_request(
         &self,
         blueprint: &Blueprint,
         step: &Step,
-    ) -> Result<Option<crate::action::Violation>, RunError> {
-        let requested: Vec<(usize, String)> = step
+    ) -> Result<Option<String>, RunError> {
+        let requested: Vec<&str> = step
             .actions
             .iter()
-            .enumerate()
-            .filter_map(|(at, action)| match action {
+            .filter_map(|action| match action {
                 crate::domain::Action::RequestLease(request) => {
-                    Some((at, request.resource_type.clone()))
+                    Some(request.resource_type.as_str())
                 }
                 _ => None,
             })
@@ -295,12 +298,8 @@ impl Workers {
             .iter()
             .find(|b| b.id == blueprint.id)
             .unwrap_or(blueprint);
-        Ok(requested.iter().find_map(|(at, resource_type)| {
-            let reason = crate::authorization::refusal(requester, resource_type, &blueprints)?;
-            Some(crate::action::Violation {
-                at: Some(*at),
-                reason,
-            })
+        Ok(requested.iter().find_map(|resource_type| {
+            crate::authorization::refusal(requester, resource_type, &blueprints)
         }))
     }
 

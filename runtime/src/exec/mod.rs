@@ -199,6 +199,31 @@ pub fn environment(reach: &Authorized, ids: &Ids, stdin: Stdin) -> Vec<(String, 
     env
 }
 
+/// The exit code of a command that could not be found, as a shell gives it.
+pub const NOT_FOUND: i32 = 127;
+
+/// Why the program of `argv` cannot run through the local interface of `reach`: a bare name
+/// that no directory of the exec's `PATH` (the grant's `env=PATH=…`, else [`EXEC_PATH`]) holds.
+/// Checked before the sandbox starts, whose directories are the machine's at the same paths,
+/// so that a missing command fails as a shell says it ([`NOT_FOUND`], `command not found`)
+/// rather than in bubblewrap's words. `None` for a path, an SSH interface, or a program found.
+pub fn missing_program(reach: &Authorized, argv: &[String]) -> Option<String> {
+    let CommandInterface::Local { .. } = reach.interface else {
+        return None;
+    };
+    let program = argv.first().filter(|p| !p.contains('/'))?;
+    let path = (reach.options.env.iter().rev())
+        .find(|(name, _)| name == "PATH")
+        .map_or(EXEC_PATH, |(_, value)| value.as_str());
+    let found = path.split(':').any(|dir| {
+        let candidate = std::path::Path::new(dir).join(program);
+        std::fs::metadata(&candidate).is_ok_and(|m| {
+            m.is_file() && std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o111 != 0
+        })
+    });
+    (!found).then(|| format!("{program}: command not found (looked in {path})"))
+}
+
 /// The environment variable naming an `ssh_config(5)` file for every SSH exec (`ssh -F`): known
 /// hosts, jump hosts, timeouts. Without it, ssh reads the daemon user's own configuration.
 pub const SSH_CONFIG_VAR: &str = "DRYDOCK_SSH_CONFIG";
@@ -468,6 +493,11 @@ async fn execute(
     confinement: &Confinement,
     watchdog: Option<Watchdog>,
 ) -> Result<ExecResult, Interrupted> {
+    if let Some(why) = missing_program(reach, &request.argv) {
+        let mut result = failed(request, why);
+        result.exit_code = Some(NOT_FOUND);
+        return Ok(result);
+    }
     let cwd = request.cwd.as_deref();
     let mut prepared = match prepare(reach, &request.argv, cwd, ids, Stdin::Tether, confinement) {
         Ok(prepared) => prepared,

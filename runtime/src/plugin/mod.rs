@@ -256,6 +256,16 @@ pub enum Error {
         /// What was wrong.
         violation: action::Violation,
     },
+    /// The guest asked for what its operator has not allowed it (a supporting lease on a
+    /// blueprint it is not authorized to use): the operator's decision, said as such, not a
+    /// fault of the component's.
+    #[error("{reason}")]
+    NotAuthorized {
+        /// Which export.
+        hook: Hook,
+        /// What is not allowed, and the command that would allow it.
+        reason: String,
+    },
     /// Every instance slot is in use; a temporary condition.
     #[error("no free instance slot for {hook}: {message}")]
     Busy {
@@ -268,13 +278,14 @@ pub enum Error {
 
 impl Error {
     /// A short name for how the call failed, for metrics: `trap`, `deadline`, `memory`,
-    /// `invalid_step`, `busy`, or `load` (the component could not be loaded or linked).
+    /// `invalid_step`, `unauthorized`, `busy`, or `load` (the component could not be loaded or linked).
     pub fn kind(&self) -> &'static str {
         match self {
             Error::Trap { .. } => "trap",
             Error::Timeout { .. } => "deadline",
             Error::MemoryLimit { .. } => "memory",
             Error::InvalidStep { .. } => "invalid_step",
+            Error::NotAuthorized { .. } => "unauthorized",
             Error::Busy { .. } => "busy",
             Error::TooLarge { .. }
             | Error::Compile(_)
