@@ -9,7 +9,9 @@
 #                             (authorized to lease host-pool's hosts; it narrows their interfaces)
 #   scratch-py  (Python)      type `scratch`, blueprints/scratch-py/example.json, local:/tmp/drydock-scratch
 #   scratch-js  (JavaScript)  type `scratch`, blueprints/scratch-js/example.json, local:/tmp/drydock-scratch
-# Extra arguments go to `drydock serve`.
+# The operator token (for the web UI and the API) is kept in target/operator-token; this script
+# prints the `export DRYDOCK_TOKEN=…` line to copy into another terminal. Extra arguments go to
+# `drydock serve`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,6 +21,8 @@ source scripts/common.sh
 mkdir -p target
 exec 9>target/serve.lock
 flock 9
+[ -x target/release/drydock ] ||
+    echo "serve.sh: the first build takes about 10 minutes on 2 cores (wasmtime); later ones seconds" >&2
 install_blueprint_toolchains
 install_exec_sandbox
 cargo build --release -p drydock-host
@@ -32,15 +36,18 @@ drydock=target/release/drydock
 # This build's schema first: the CLI never upgrades one that an older build made.
 "$drydock" migrate
 register() { # NAME WASM [GRANT] (another daemon starting on the same database may win the race)
-    if ! "$drydock" blueprint show "$1" >/dev/null 2>&1; then
+    local shown
+    if ! shown=$("$drydock" blueprint show "$1" --json 2>/dev/null); then
         "$drydock" blueprint add "$1" --wasm "$2" --config "blueprints/$1/example.json" ${3:+--grant "$3"} ||
             "$drydock" blueprint show "$1" >/dev/null
-    elif ! "$drydock" blueprint show "$1" --json | grep -q "$(sha256sum <"$2" | cut -d' ' -f1)"; then
+        return
+    fi
+    if ! grep -q "$(sha256sum <"$2" | cut -d' ' -f1)" <<<"$shown"; then
         # Registered from an older build (or contract): the daemon runs this checkout's.
         "$drydock" blueprint update "$1" --wasm "$2"
     fi
     # Registered with an older grant (before its options, say): this checkout's replaces it.
-    if [ -n "${3:-}" ] && ! "$drydock" blueprint show "$1" --json | grep -qF "\"$3\""; then
+    if [ -n "${3:-}" ] && ! grep -qF "\"$3\"" <<<"$shown"; then
         "$drydock" blueprint grant "$1" "$3"
     fi
 }
@@ -48,6 +55,16 @@ register host-pool target/guests/wasm32-wasip2/guest/host_pool.wasm local:/tmp/d
 register working-copy target/guests/wasm32-wasip2/guest/working_copy.wasm use:host-pool
 register scratch-py target/guests/scratch-py.wasm local:/tmp/drydock-scratch
 register scratch-js target/guests/scratch-js.wasm local:/tmp/drydock-scratch
-mkdir -p /tmp/drydock
+# What the grants name.
+mkdir -p /tmp/drydock /tmp/drydock-scratch
+token_file=target/operator-token
+if [ ! -s "$token_file" ]; then
+    (umask 077 && head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$token_file")
+fi
 exec 9>&- # releases the lock
-exec "$drydock" serve "$@"
+if [ -n "${DRYDOCK_TOKEN:-}" ] || [[ " $* " == *" --token-file"* ]]; then
+    exec "$drydock" serve "$@" # the operator's own token
+fi
+echo "serve.sh: the operator token, for the web UI and the API, is in $token_file; in another terminal:" >&2
+echo "    export DRYDOCK_TOKEN=$(cat "$token_file")" >&2
+exec "$drydock" serve --token-file "$token_file" "$@"

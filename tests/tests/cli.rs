@@ -466,3 +466,23 @@ async fn a_postgres_server_that_refuses_is_named_with_the_reason() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn output_cut_short_ends_the_command_quietly() {
+    let env = Env::new();
+    env.store().await;
+    // A reader that has gone already, as `| grep -q` or `| head -1` leave one.
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let mut doctor = env.command(&["doctor"]);
+    doctor.stdout(writer).stderr(Stdio::piped());
+    let out = doctor.spawn().unwrap().wait_with_output().await.unwrap();
+    let stderr = text(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    let signal = std::os::unix::process::ExitStatusExt::signal(&out.status);
+    assert_eq!(
+        signal,
+        Some(rustix::process::Signal::PIPE.as_raw()),
+        "{stderr}"
+    );
+}

@@ -91,6 +91,15 @@ pub fn main() -> ExitCode {
         // Started by the daemon with what it hands on to bubblewrap alone: nothing to seal.
         return guard(args);
     }
+    if !matches!(cli.command, Commands::Serve(_)) {
+        // A command whose output is cut short (`drydock lease list | head -1`) ends quietly, as
+        // Unix tools do, rather than report a broken pipe. The daemon keeps ignoring SIGPIPE:
+        // a client that hangs up is an error on that connection alone.
+        // SAFETY: sets a signal's disposition before any thread is started.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
     // Whatever started this process may have left it descriptors: none may reach an exec.
     if let Err(error) = crate::exec::descriptors::seal_inherited() {
         eprintln!("error: marking inherited descriptors close-on-exec: {error}");
