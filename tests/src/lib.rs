@@ -37,6 +37,26 @@ pub const SHELL_WASM: &str = env!("DRYDOCK_WASM_SHELL");
 /// The working-copy blueprint (type `working-copy`): git working copies on leased hosts.
 pub const WORKING_COPY_WASM: &str = env!("DRYDOCK_WASM_WORKING_COPY");
 
+/// Builds the blueprint in `blueprints/<folder>` with its `build.sh` (the Python and JavaScript
+/// ones, through their componentizers) into `out`; fails the test, with the reason, if it
+/// cannot.
+pub fn componentize(folder: &str, out: &Path) {
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    std::fs::create_dir_all(out.parent().unwrap()).unwrap();
+    let script = workspace.join("blueprints").join(folder).join("build.sh");
+    let built = std::process::Command::new("bash")
+        .arg(&script)
+        .arg(out)
+        .output()
+        .unwrap();
+    assert!(
+        built.status.success(),
+        "{} failed (scripts/test.sh installs the componentizers):\n{}",
+        script.display(),
+        String::from_utf8_lossy(&built.stderr)
+    );
+}
+
 /// The example host-pool configuration from the README.
 pub const HOST_POOL_CONFIG: &str =
     r#"{"hosts": [{"name": "local-1", "interface": {"type": "local", "root": "/tmp/drydock"}}]}"#;

@@ -13,19 +13,7 @@ fn build(folder: &str) -> PathBuf {
     let out = workspace
         .join("target/guests")
         .join(format!("{folder}.wasm"));
-    std::fs::create_dir_all(out.parent().unwrap()).unwrap();
-    let script = workspace.join("blueprints").join(folder).join("build.sh");
-    let built = std::process::Command::new("bash")
-        .arg(&script)
-        .arg(&out)
-        .output()
-        .unwrap();
-    assert!(
-        built.status.success(),
-        "{} failed (scripts/test.sh installs the componentizers):\n{}",
-        script.display(),
-        String::from_utf8_lossy(&built.stderr)
-    );
+    drydock_tests::componentize(folder, &out);
     out
 }
 
