@@ -583,6 +583,16 @@ async fn execs_reach_no_service_on_the_machines_loopback_unless_granted_net_host
         report.contains("share the machine's network (net=host)"),
         "{report}"
     );
+    let page = reqwest::get(format!("{url}/blueprints/B1"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains("Warning: ") && page.contains("share the machine's network (net=host)"),
+        "the blueprint's page warns: {page}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
