@@ -416,6 +416,10 @@ fn parse_ssh_grant(text: &str) -> Result<Grant, String> {
     })
 }
 
+/// How a refusal here names the command that would allow what was refused, before the grant
+/// itself: a registered blueprint's. `blueprint check` says `--grant ` in its place.
+pub const GRANT_COMMAND: &str = "drydock blueprint grant NAME ";
+
 /// An interface that passed the check, with what authorised it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Authorized {
@@ -480,7 +484,7 @@ fn local_anchor(
         format!(
             "the local root {root:?} is outside what the blueprint was granted ({}) and is not \
              beneath a supporting lease's root; an operator can allow it with \
-             `drydock blueprint grant NAME local:{root}`",
+             `{GRANT_COMMAND}local:{root}`",
             list(grants)
         )
     })
@@ -530,7 +534,7 @@ fn ssh_allowed(
         return Err(format!(
             "the SSH target {user}@{host}:{port} is outside what the blueprint was granted ({}) \
              and is not a supporting lease's target; an operator can allow it with \
-             `drydock blueprint grant NAME ssh:{user}@{host}`",
+             `{GRANT_COMMAND}ssh:{user}@{host}`",
             list(grants)
         ));
     }
@@ -541,8 +545,7 @@ fn ssh_allowed(
     if !key {
         return Err(format!(
             "the SSH key {key_path:?} is outside the key directories the blueprint was granted \
-             ({}); an operator can allow its directory with `drydock blueprint grant NAME \
-             ssh-key:DIR`",
+             ({}); an operator can allow its directory with `{GRANT_COMMAND}ssh-key:DIR`",
             list(grants)
         ));
     }

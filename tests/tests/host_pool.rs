@@ -236,6 +236,11 @@ fn the_kit_drives_the_whole_lifecycle_in_one_call() {
         failure.contains("the host would refuse it: the SSH target ci@build.example:2222"),
         "{failure}"
     );
+    // What would allow it is said as the check takes it.
+    assert!(
+        failure.contains("`--grant ssh:ci@build.example`") && !failure.contains("NAME"),
+        "{failure}"
+    );
 
     // A lease no host can serve stops at the first refusal, and says so.
     let run = harness(HOST_POOL_CONFIG).lifecycle("host", [("host", "nowhere")]);

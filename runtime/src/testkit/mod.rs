@@ -398,7 +398,11 @@ impl Harness {
         Ok(interface.and_then(|interface| {
             grant::authorize(&interface, &self.grants, &beneath)
                 .map(|authorized| authorized.interface)
-                .map_err(|why| format!("the host would refuse it: {why}"))
+                .map_err(|why| {
+                    // Here the grants are the check's own, given with `--grant`.
+                    let why = why.replace(grant::GRANT_COMMAND, "--grant ");
+                    format!("the host would refuse it: {why}")
+                })
         }))
     }
 
