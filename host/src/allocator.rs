@@ -368,7 +368,7 @@ async fn try_allocate(
     {
         Ok(called) => crate::worker::Called::Step(called.value, called.output, false),
         Err(error) if error.is_temporary() => return Err(error.into()),
-        Err(error) => crate::worker::Called::Failed(error.to_string()),
+        Err(error) => crate::worker::Called::failed(&error),
     };
     let new = Target::Inserted(0);
     let mut plan = Plan::new();

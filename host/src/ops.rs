@@ -292,7 +292,8 @@ async fn check_authorizations(store: &dyn Store, grants: &[Grant], own: &str) ->
         match store.blueprint_by_name(blueprint).await {
             Err(store::Error::NotFound(_)) => {
                 return Err(Error::BadInput(format!(
-                    "{grant} names no registered blueprint: add {blueprint:?} first                      (`drydock blueprint list` shows those there are)"
+                    "{grant} names no registered blueprint: add {blueprint:?} first \
+                     (`drydock blueprint list` shows those there are)"
                 )));
             }
             found => {

@@ -83,6 +83,10 @@ pub struct Violation {
     pub at: Option<usize>,
     /// What was wrong.
     pub reason: String,
+    /// Whether the step asked for supporting leases past their bounds (how deep they nest,
+    /// how many one resource owns): a resource made for the same request anywhere would be
+    /// refused the same, so the host does not try another.
+    pub growth: bool,
 }
 
 impl Violation {
@@ -90,6 +94,7 @@ impl Violation {
         Violation {
             at: None,
             reason: reason.into(),
+            growth: false,
         }
     }
 }
@@ -175,10 +180,19 @@ pub fn validate(step: &Step, scope: &Scope, limits: &Limits) -> Result<(), Viola
         exec_ids: BTreeSet::new(),
     };
     for (index, action) in step.actions.iter().enumerate() {
+        let at = Some(index);
         checker.check(action).map_err(|reason| Violation {
-            at: Some(index),
+            at,
             reason,
+            growth: false,
         })?;
+        if let Action::RequestLease(_) = action {
+            checker.check_growth().map_err(|reason| Violation {
+                at,
+                reason,
+                growth: true,
+            })?;
+        }
     }
     check_outcome(step, limits).map_err(Violation::step)
 }
@@ -242,6 +256,11 @@ impl<'a> Checker<'a> {
                 request.key
             ));
         }
+        Ok(())
+    }
+
+    /// The bounds on supporting leases, once a request has been counted in `requested`.
+    fn check_growth(&self) -> Result<(), String> {
         let owned = self.scope.supporting_leases.len() + self.requested.len();
         if owned > self.limits.max_supporting_leases {
             return Err(format!(
@@ -629,10 +648,12 @@ mod tests {
         let many: Vec<Action> = (0..8).map(|i| request(&format!("k{i}"))).collect();
         let err = check(many).unwrap_err();
         assert!(err.reason.contains("at most 8 supporting leases"), "{err}");
+        assert!(err.growth, "past a bound on growth");
         let mut deep = scope(Subject::Resource, &[]);
         deep.depth = limits.max_depth;
         let err = validate(&step(vec![request("a")], Outcome::Done), &deep, &limits).unwrap_err();
         assert!(err.reason.contains("nest at most 4 deep"), "{err}");
+        assert!(err.growth);
         deep.depth -= 1;
         validate(&step(vec![request("a")], Outcome::Done), &deep, &limits).unwrap();
     }

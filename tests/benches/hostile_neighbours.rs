@@ -1,10 +1,11 @@
-//! Hostile neighbours: a healthy `host` lease beside four hostile blueprints and a user flooding
+//! Hostile neighbours: a healthy `host` lease beside eight hostile blueprints and a user flooding
 //! bad requests, for five minutes; printed as Markdown for BENCHMARKS.md.
 //!
-//! One `drydock serve` with its defaults, host-pool (one local host), working-copy, and four
+//! One `drydock serve` with its defaults, host-pool (one local host), working-copy, and eight
 //! blueprints of the misbehaving test component, each misbehaving within every per-step limit:
 //!
-//! - `fan-out`: every resource asks for 8 supporting leases of its own type;
+//! - `fan-out-1` to `fan-out-5`, five fanning out at once: every resource asks for 8
+//!   supporting leases of its own type;
 //! - `log-flood`: yields for 0 ms forever, logging about a megabyte each time;
 //! - `exec-yield`: leases a host, then runs an exec on it and yields, at every call;
 //! - `fail-activation`: every activation fails.
@@ -37,7 +38,16 @@ const SPACING: Duration = Duration::from_secs(2);
 /// How often the hostile users come back for more.
 const WAVE: Duration = Duration::from_secs(10);
 /// The hostile blueprints: name and misbehaviour.
-const HOSTILE: [&str; 4] = ["fan-out", "log-flood", "exec-yield", "fail-activation"];
+const HOSTILE: [(&str, &str); 8] = [
+    ("fan-out-1", "fan-out"),
+    ("fan-out-2", "fan-out"),
+    ("fan-out-3", "fan-out"),
+    ("fan-out-4", "fan-out"),
+    ("fan-out-5", "fan-out"),
+    ("log-flood", "log-flood"),
+    ("exec-yield", "exec-yield"),
+    ("fail-activation", "fail-activation"),
+];
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
@@ -54,14 +64,14 @@ async fn main() {
     repository(&origin);
     let env = Env::new();
     env.add_working_copies(&hosts, &[&origin]).await;
-    for mode in HOSTILE {
+    for (name, mode) in HOSTILE {
         let config = format!(r#"{{"mode": "{mode}"}}"#);
         // Each may lease what its misbehaviour needs: its own type, or a host.
         let uses = match mode {
             "exec-yield" => "use:host-pool".to_string(),
-            _ => format!("use:{mode}"),
+            _ => format!("use:{name}"),
         };
-        env.add_blueprint(mode, MISBEHAVE_WASM, &config, &[&uses])
+        env.add_blueprint(name, MISBEHAVE_WASM, &config, &[&uses])
             .await;
     }
     let database = env.dir().join("drydock.db");
@@ -102,7 +112,7 @@ async fn main() {
     let wave = || {
         let (env, missing) = (&env, &missing);
         async move {
-            for name in HOSTILE {
+            for (name, _) in HOSTILE {
                 let args = ["lease", "request", "--type", "trouble", "--blueprint", name];
                 env.ok_as("hostile", &args).await;
             }

@@ -428,7 +428,11 @@ async fn a_supporting_lease_needs_an_authorization_that_the_refusal_names() {
         .await;
     let stderr = String::from_utf8_lossy(&wrong.stderr);
     assert!(
-        !wrong.status.success() && stderr.contains("use:host-poll names no registered blueprint"),
+        !wrong.status.success()
+            && stderr.contains(
+                "use:host-poll names no registered blueprint: add \"host-poll\" first \
+                 (`drydock blueprint list` shows those there are)"
+            ),
         "{stderr}"
     );
     let authorized = env

@@ -4,7 +4,7 @@
 //! visible where the issue says: on the object, in the error, in `/metrics`.
 
 use drydock_host::domain::{LeaseStatus, ResourceStatus};
-use drydock_host::store::{ObjectId, StepRecord, Store};
+use drydock_host::store::{ObjectId, Resource, StepRecord, Store};
 use drydock_tests::{
     Env, MISBEHAVE_WASM, TOKEN, USE_HOST_POOL, steps_are_a_second_apart, wait_for, wait_lease,
 };
@@ -227,4 +227,167 @@ async fn a_request_past_an_owners_waiting_leases_is_refused_naming_the_limit() {
         1.0,
         "the daemon counts its own"
     );
+}
+
+/// `fan-out` misbehave blueprints `names`, each asking for `fan_out` supporting leases of
+/// type `trouble` per resource and authorized to lease from all of them (so their leases
+/// cross: a cycle between blueprints), beside host-pool.
+async fn fan_outs(names: &[&str], fan_out: usize) -> Env {
+    let env = Env::new();
+    env.add_host_pool().await;
+    let config = format!(r#"{{"mode": "fan-out", "fan_out": {fan_out}}}"#);
+    for name in names {
+        let uses = format!("use:{name}");
+        env.add_blueprint(name, MISBEHAVE_WASM, &config, &[&uses])
+            .await;
+    }
+    for (name, other) in names.iter().flat_map(|a| names.iter().map(move |b| (a, b))) {
+        if name != other {
+            env.ok(&["blueprint", "authorize", name, "--use", other])
+                .await;
+        }
+    }
+    env
+}
+
+/// Waits until every `trouble` lease and resource has ended (destroyed), then returns the
+/// resources made.
+async fn all_ended(store: &Arc<dyn Store>) -> Vec<Resource> {
+    wait_for("every trouble lease and resource to end", || async {
+        let leases = store.lease_list(None).await.unwrap();
+        let resources = store.resource_list(None).await.unwrap();
+        let trouble: Vec<Resource> = resources
+            .into_iter()
+            .filter(|r| r.resource_type == "trouble")
+            .collect();
+        let live = leases
+            .iter()
+            .any(|l| l.resource_type == "trouble" && l.status != LeaseStatus::Destroyed)
+            || trouble
+                .iter()
+                .any(|r| r.status != ResourceStatus::Destroyed);
+        (!live).then_some(trouble)
+    })
+    .await
+}
+
+/// The resources whose own step was refused for `why` (not those that broke because one
+/// beneath them was).
+fn refused_for<'a>(resources: &'a [Resource], why: &str) -> Vec<&'a Resource> {
+    resources
+        .iter()
+        .filter(|r| {
+            r.end
+                .as_ref()
+                .and_then(|end| end.detail.as_deref())
+                .is_some_and(|detail| {
+                    detail.starts_with("activate-resource returned an invalid step")
+                        && detail.contains(why)
+                })
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chain_stops_at_the_depth_limit_with_one_resource_per_level() {
+    let env = fan_outs(&["misbehave"], 1).await;
+    let store = env.store().await;
+    let _daemon = env.serve(&[]);
+    let root = env.request_one("trouble", &[]).await;
+    let made = all_ended(&store).await;
+    // Depths 0 to 4; the deepest asked for one more and was refused, and its lease did not
+    // try another resource (which would be refused the same).
+    assert_eq!(made.len(), 5, "{made:#?}");
+    let mut depths: Vec<u32> = made.iter().map(|r| r.depth).collect();
+    depths.sort();
+    assert_eq!(depths, [0, 1, 2, 3, 4]);
+    assert_eq!(refused_for(&made, "nest at most 4 deep").len(), 1);
+    let refused = store.lease_list(None).await.unwrap();
+    let deepest = refused.iter().find(|l| l.depth == 4).unwrap();
+    let logs = store.log_list(Some(deepest.id), 0, 1000).await.unwrap();
+    assert!(
+        logs.iter().any(|l| l
+            .message
+            .contains("another resource would meet the same refusal")),
+        "{logs:#?}"
+    );
+    assert!(store.lease_get(root).await.unwrap().end.is_some());
+    healthy_lease_is_served(&env, &store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cycle_between_two_blueprints_stays_within_its_tree() {
+    let env = fan_outs(&["cycle-a", "cycle-b"], 2).await;
+    let store = env.store().await;
+    let _daemon = env.serve(&[]);
+    env.request_one("trouble", &[]).await;
+    healthy_lease_is_served(&env, &store).await;
+    let made = all_ended(&store).await;
+    // A binary tree 4 deep, at most: 1 + 2 + 4 + 8 + 16.
+    assert!(made.len() <= 31, "{} resources", made.len());
+    assert!(made.iter().all(|r| r.depth <= 4));
+    let blueprints: std::collections::BTreeSet<ObjectId> =
+        made.iter().map(|r| r.blueprint_id).collect();
+    assert_eq!(
+        blueprints.len(),
+        2,
+        "the leases crossed between the blueprints"
+    );
+    assert!(!refused_for(&made, "nest at most 4 deep").is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_step_asking_for_more_supporting_leases_than_allowed_makes_one_resource() {
+    let env = fan_outs(&["misbehave"], 9).await;
+    let store = env.store().await;
+    let _daemon = env.serve(&[]);
+    let lease = env.request_one("trouble", &[]).await;
+    let made = all_ended(&store).await;
+    assert_eq!(made.len(), 1, "{made:#?}");
+    assert_eq!(refused_for(&made, "at most 8 supporting leases").len(), 1);
+    let end = store.lease_get(lease).await.unwrap().end.unwrap();
+    let detail = end.detail.unwrap_or_default();
+    assert!(
+        detail.contains("at most 8 supporting leases")
+            && detail.contains("another resource would meet the same refusal"),
+        "{detail}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_fan_outs_at_once_keep_their_limits_and_a_healthy_lease_is_served() {
+    let names = ["fan-1", "fan-2", "fan-3", "fan-4", "fan-5"];
+    let env = fan_outs(&names, 8).await;
+    let store = env.store().await;
+    let _daemon = env.serve(&[]);
+    for _ in &names {
+        env.request_one("trouble", &[]).await;
+    }
+    wait_for("every fan-out to make resources", || async {
+        let resources = store.resource_list(None).await.unwrap();
+        let making: std::collections::BTreeSet<ObjectId> = resources
+            .iter()
+            .filter(|r| r.resource_type == "trouble")
+            .map(|r| r.blueprint_id)
+            .collect();
+        (making.len() == names.len()).then_some(())
+    })
+    .await;
+    for _ in 0..5 {
+        // More of the hostile load (a fan-out collapses once a leaf meets the depth limit).
+        env.request("trouble", &["--count", "5"]).await;
+        healthy_lease_is_served(&env, &store).await;
+        let resources = store.resource_list(None).await.unwrap();
+        for name in names {
+            let blueprint = store.blueprint_by_name(name).await.unwrap().id;
+            let setting_up = resources
+                .iter()
+                .filter(|r| r.blueprint_id == blueprint && r.status == ResourceStatus::Pending)
+                .count();
+            assert!(
+                setting_up <= 16,
+                "{name} has {setting_up} resources being set up"
+            );
+        }
+    }
 }

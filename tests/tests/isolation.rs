@@ -80,10 +80,9 @@ async fn a_blueprint_leasing_its_own_type_stops_at_the_depth_limit() {
         .iter()
         .filter(|r| r.resource_type == "trouble")
         .count();
-    assert!(
-        made <= 60,
-        "{made} resources: the per-minute cap did not hold"
-    );
+    // One per level, depths 0 to 3: the lease at depth 4 is refused at its allocation, which
+    // makes no resource.
+    assert!(made <= 4, "{made} resources for a chain 4 deep");
     let deepest = resources.iter().map(|r| r.depth).max().unwrap();
     assert!(deepest <= 4, "a resource at depth {deepest}");
     assert!(store.lease_get(root).await.is_ok());

@@ -30,9 +30,24 @@ pub(crate) enum Called {
     Step(Step, String, bool),
     /// A permanent failure: a trap, a limit, an invalid step. The object breaks.
     Failed(String),
+    /// A step the host refused that any resource made for the same request would meet
+    /// ([`crate::plugin::Error::is_lasting_refusal`]): the object breaks, and a lease waiting
+    /// on it breaks too instead of trying another resource.
+    Refused(String),
 }
 
+/// The log kind suffix of a failure that another resource would meet the same.
+pub(crate) const REFUSED: &str = "-refused";
+
 impl Called {
+    /// How a call that returned no step ended.
+    pub fn failed(error: &crate::plugin::Error) -> Called {
+        match error.is_lasting_refusal() {
+            true => Called::Refused(error.to_string()),
+            false => Called::Failed(error.to_string()),
+        }
+    }
+
     /// Whether the phase is complete: the blueprint served the request.
     pub fn is_done(&self) -> bool {
         matches!(self, Called::Step(step, ..) if step.outcome == Outcome::Done)
@@ -91,7 +106,7 @@ impl Workers {
             {
                 Ok(called) => called,
                 Err(error) if error.is_temporary() => return Err(error.into()),
-                Err(error) => return Ok(Called::Failed(error.to_string())),
+                Err(error) => return Ok(Called::failed(&error)),
             };
             let step = called.value;
             let execs = step.execs();
@@ -370,8 +385,8 @@ impl Settle<'_> {
     ) -> (Plan, super::Next) {
         let mut plan = Plan::new();
         let (target, kind, phase) = (self.subject.target, self.subject.kind, self.phase);
-        let failure = |plan: &mut Plan, reason: &str, blame| {
-            plan.log(target, &format!("{kind}.{phase}-failure"), reason);
+        let failure = |plan: &mut Plan, reason: &str, blame, suffix: &str| {
+            plan.log(target, &format!("{kind}.{phase}{suffix}"), reason);
             for write in on_fail(reason, blame) {
                 plan.push(write);
             }
@@ -400,13 +415,17 @@ impl Settle<'_> {
                     }
                     Outcome::Fail(reason) => {
                         clear_exec_results(&mut plan, target, ran_execs);
-                        failure(&mut plan, reason, Blame::Request);
+                        failure(&mut plan, reason, Blame::Request, "-failure");
                         super::Next::Continue
                     }
                 }
             }
             Called::Failed(reason) => {
-                failure(&mut plan, &reason, Blame::Blueprint);
+                failure(&mut plan, &reason, Blame::Blueprint, "-failure");
+                super::Next::Continue
+            }
+            Called::Refused(reason) => {
+                failure(&mut plan, &reason, Blame::Blueprint, REFUSED);
                 super::Next::Continue
             }
         };

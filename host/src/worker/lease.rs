@@ -1,11 +1,13 @@
 //! The lease state machine: pending → acquired → active → released → destroyed (or broken).
 
-use super::hooks::{Decision, HookCall, Settle, Subject, consume};
+use super::hooks::{Decision, HookCall, REFUSED, Settle, Subject, consume};
 use super::{Next, RunError, Shape, Workers};
 use crate::domain::{LeaseStatus, ResourceStatus};
 use crate::lock::Held;
 use crate::plugin::Hook;
-use crate::store::{Blueprint, CommandKind, Lease, ObjectId, Plan, Resource, Target, Write};
+use crate::store::{
+    Blueprint, CommandKind, EndKind, Lease, ObjectId, Plan, Resource, Target, Write,
+};
 
 /// One step of a lease's life.
 pub(super) async fn step(w: &Workers, held: &Held) -> Result<Next, RunError> {
@@ -76,7 +78,15 @@ async fn activate(w: &Workers, held: &Held, lease: Lease) -> Result<Next, RunErr
             held.apply(&plan).await?;
             Ok(next)
         }
-        ResourceStatus::Broken => resource_broke(w, held, &lease, resource_id).await,
+        // Broken, or broken and already torn down.
+        _ if resource.status == ResourceStatus::Broken
+            || resource
+                .end
+                .as_ref()
+                .is_some_and(|end| end.kind == EndKind::Broken) =>
+        {
+            resource_broke(w, held, &lease, resource_id).await
+        }
         dead => reacquire(held, &lease, &format!("{resource_id} is {dead}")).await,
     }
 }
@@ -88,30 +98,40 @@ const RESOURCES_BROKEN_PER_LEASE: usize = 3;
 /// The lease's resource broke before the lease was active: the lease says why (the resource's
 /// own last failure), and looks for another resource after a back-off of its own (the
 /// blueprint serves other requests meanwhile), or breaks once [`RESOURCES_BROKEN_PER_LEASE`]
-/// resources have broken under it.
+/// resources have broken under it, or at once when the host refused the resource's step in a
+/// way any other resource would meet too (a supporting lease past its bounds, or one its
+/// blueprint may not use): so a refused request makes one resource, not one per retry.
 async fn resource_broke(
     w: &Workers,
     held: &Held,
     lease: &Lease,
     resource: ObjectId,
 ) -> Result<Next, RunError> {
-    let reason = w
+    let failure = w
         .store
         .log_list(Some(resource), 0, i64::MAX)
         .await?
         .into_iter()
         .rev()
-        .find(|l| l.kind.ends_with("-failure") || l.kind == "resource.gave-up")
-        .map_or_else(|| "no reason was logged".to_string(), |l| l.message);
+        .find(|l| {
+            l.kind.ends_with("-failure")
+                || l.kind.ends_with(REFUSED)
+                || l.kind == "resource.gave-up"
+        });
+    let refused = failure.as_ref().is_some_and(|l| l.kind.ends_with(REFUSED));
+    let reason = failure.map_or_else(|| "no reason was logged".to_string(), |l| l.message);
     let lease_logs = w.store.log_list(Some(lease.id), 0, i64::MAX).await?;
     let broke = 1 + lease_logs
         .iter()
         .filter(|l| l.kind == RESOURCE_BROKE)
         .count();
-    if broke >= RESOURCES_BROKEN_PER_LEASE {
-        let why = format!(
-            "{resource} broke: {reason}; {broke} resources broke under this lease, so it is broken too"
-        );
+    let last = match (refused, broke >= RESOURCES_BROKEN_PER_LEASE) {
+        (true, _) => Some("another resource would meet the same refusal".to_string()),
+        (false, true) => Some(format!("{broke} resources broke under this lease")),
+        (false, false) => None,
+    };
+    if let Some(last) = last {
+        let why = format!("{resource} broke: {reason}; {last}, so it is broken too");
         held.apply(&break_lease(lease, "lease.allocation-failure", why))
             .await?;
         return Ok(Next::Continue);

@@ -9,12 +9,44 @@
 //! (the exec's guard, or bubblewrap) joins the cgroups between `fork` and `exec`, so everything
 //! the exec starts is counted from the first process on.
 
-use super::confine::Limits;
+use crate::grant::LocalOptions;
 use rustix::fs::{Mode, OFlags};
 use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
+
+/// Processes (threads included) one exec may run at once unless its grant says `pids=`.
+pub const DEFAULT_PIDS: u32 = 512;
+/// Memory one exec may use, in bytes, unless its grant says `memory=`: 2 GiB.
+pub const DEFAULT_MEMORY: u64 = 2 << 30;
+/// The caps of one exec.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Processes at once, threads included.
+    pub pids: u32,
+    /// Bytes of memory.
+    pub memory: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            pids: DEFAULT_PIDS,
+            memory: DEFAULT_MEMORY,
+        }
+    }
+}
+
+impl Limits {
+    /// A grant's caps, the defaults where it names none.
+    pub fn of(options: &LocalOptions) -> Limits {
+        Limits {
+            pids: options.pids.unwrap_or(DEFAULT_PIDS),
+            memory: options.memory.unwrap_or(DEFAULT_MEMORY),
+        }
+    }
+}
 
 /// A controller the caps need.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

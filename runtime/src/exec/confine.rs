@@ -73,6 +73,8 @@
 //! killed as a whole when the exec ends (`exec::remote_line`).
 
 use super::cgroup::{Cgroups, ExecCgroup};
+pub use super::cgroup::{DEFAULT_MEMORY, DEFAULT_PIDS, Limits};
+use super::descriptors::hand_on;
 use super::dir::Opened;
 use super::outbound::{Connection, Outbound};
 use crate::grant::{LocalOptions, Network};
@@ -81,40 +83,8 @@ use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-/// Processes (threads included) one exec may run at once unless its grant says `pids=`.
-pub const DEFAULT_PIDS: u32 = 512;
-/// Memory one exec may use, in bytes, unless its grant says `memory=`: 2 GiB.
-pub const DEFAULT_MEMORY: u64 = 2 << 30;
 /// The environment variable naming the bubblewrap program (`drydock serve --bwrap`).
 pub const BWRAP_VAR: &str = "DRYDOCK_BWRAP";
-
-/// The caps of one exec.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Limits {
-    /// Processes at once, threads included.
-    pub pids: u32,
-    /// Bytes of memory.
-    pub memory: u64,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Limits {
-            pids: DEFAULT_PIDS,
-            memory: DEFAULT_MEMORY,
-        }
-    }
-}
-
-impl Limits {
-    /// A grant's caps, the defaults where it names none.
-    pub fn of(options: &LocalOptions) -> Limits {
-        Limits {
-            pids: options.pids.unwrap_or(DEFAULT_PIDS),
-            memory: options.memory.unwrap_or(DEFAULT_MEMORY),
-        }
-    }
-}
 
 /// The system directories every exec may read.
 const SYSTEM_DIRS: [&str; 7] = [
@@ -572,21 +542,6 @@ impl Sandbox {
         hidden.sort();
         hidden.dedup();
         hidden
-    }
-}
-
-/// What runs between `fork` and `exec` so that the program about to start (the guard or
-/// bubblewrap) inherits stdio and `fds` alone: everything else is marked close-on-exec, then
-/// `FD_CLOEXEC` is cleared on `fds`. The caller keeps them open until the spawn returns.
-pub(super) fn hand_on(fds: Vec<RawFd>) -> impl FnMut() -> std::io::Result<()> + Send + Sync {
-    move || {
-        super::descriptors::seal_above_stdio()?;
-        for &fd in &fds {
-            // SAFETY: the caller keeps `fd` open until the spawn returns.
-            let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
-            rustix::io::fcntl_setfd(fd, rustix::io::FdFlags::empty())?;
-        }
-        Ok(())
     }
 }
 

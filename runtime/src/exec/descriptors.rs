@@ -6,10 +6,11 @@
 //! (`/proc/self/fd/7/..` lists the directory behind it, in any mount namespace). So each
 //! `drydock` process marks what it inherited close-on-exec as it starts
 //! ([`seal_inherited`]), and every process started for an exec (the guard, bubblewrap, the
-//! command) begins from stdio alone ([`seal_above_stdio`], before `confine::inherit` hands on
-//! the descriptors bubblewrap binds, which it closes before the command starts).
+//! command) begins from stdio and what is handed to it on purpose alone ([`hand_on`]: the
+//! descriptors bubblewrap binds, which it closes before the command starts).
 
 use std::io;
+use std::os::fd::RawFd;
 
 /// The first descriptor that is not stdio.
 const FIRST: u32 = 3;
@@ -35,7 +36,7 @@ pub fn seal_inherited() -> io::Result<()> {
 /// The same between `fork` and `exec`, where only async-signal-safe calls may be made: marks
 /// every descriptor beyond stdio close-on-exec, so the program about to start gets stdio and
 /// what is then handed on alone.
-pub(super) fn seal_above_stdio() -> io::Result<()> {
+fn seal_above_stdio() -> io::Result<()> {
     if close_range_cloexec().is_ok() {
         return Ok(());
     }
@@ -52,6 +53,21 @@ pub(super) fn seal_above_stdio() -> io::Result<()> {
         set_cloexec(fd);
     }
     Ok(())
+}
+
+/// What runs between `fork` and `exec` so that the program about to start (the guard or
+/// bubblewrap) inherits stdio and `fds` alone: everything else is marked close-on-exec, then
+/// `FD_CLOEXEC` is cleared on `fds`. The caller keeps them open until the spawn returns.
+pub(super) fn hand_on(fds: Vec<RawFd>) -> impl FnMut() -> std::io::Result<()> + Send + Sync {
+    move || {
+        seal_above_stdio()?;
+        for &fd in &fds {
+            // SAFETY: the caller keeps `fd` open until the spawn returns.
+            let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+            rustix::io::fcntl_setfd(fd, rustix::io::FdFlags::empty())?;
+        }
+        Ok(())
+    }
 }
 
 /// `close_range(3, ~0, CLOSE_RANGE_CLOEXEC)`: every descriptor beyond stdio, in one call.

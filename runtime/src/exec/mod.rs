@@ -437,7 +437,7 @@ impl Prepared {
         // SAFETY: async-signal-safe system calls only, on descriptors `self` holds open until
         // the spawn. First, so that nothing but stdio and those is inherited.
         unsafe {
-            command.pre_exec(confine::hand_on(handed));
+            command.pre_exec(descriptors::hand_on(handed));
         }
         if let Some(cgroup) = &self.cgroup {
             // SAFETY: the joiner only writes to descriptors `self` holds open until the spawn.
@@ -538,6 +538,15 @@ async fn execute(
                 group.stop();
                 let _ = tokio::time::timeout(Duration::from_secs(5), child.wait()).await;
                 group.reaped();
+                // What bubblewrap said, if its sandbox ended early (a mount it could not make).
+                let said = tokio::time::timeout(
+                    Duration::from_secs(2),
+                    read_capped(child.stderr.take(), 1000),
+                );
+                let why = match said.await.unwrap_or_default().trim() {
+                    "" => why,
+                    said => format!("{why} (bubblewrap: {said})"),
+                };
                 return Ok(failed(request, why));
             }
         },
@@ -1157,6 +1166,11 @@ mod tests {
         };
         assert_eq!(
             reached(sandbox(vec![]), "net=outbound").await,
+            ["198.51.100.2"]
+        );
+        // As another user, in a user namespace of its own, the same.
+        assert_eq!(
+            reached(sandbox(vec![]), "net=outbound,user=nobody").await,
             ["198.51.100.2"]
         );
         // The store's address, when it is out there.

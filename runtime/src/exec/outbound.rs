@@ -18,12 +18,18 @@
 //!
 //! The command has no capabilities, so it cannot change those routes. Only IPv4 is offered.
 //!
+//! slirp4netns only makes the namespace's `tap0`; the same `ip` batch that adds the routes
+//! gives it its address (slirp4netns's default network, `10.0.2.100/24` behind `10.0.2.2`).
+//! Left to configure it, slirp4netns would bring `lo` up, and the kernel give it `127.0.0.1`,
+//! while bubblewrap may still be adding that address itself, which bubblewrap then takes for
+//! a failure and gives up the sandbox.
+//!
 //! [slirp4netns]: https://github.com/rootless-containers/slirp4netns
 
-use std::ffi::OsString;
+use rustix::thread;
 use std::io::{self, Read, Write};
 use std::net::Ipv4Addr;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
@@ -32,6 +38,12 @@ use std::time::Duration;
 const SLIRP4NETNS: &str = "slirp4netns";
 /// How long bubblewrap and slirp4netns each have to get ready.
 const READY_WITHIN: Duration = Duration::from_secs(20);
+/// The sandbox's interface to slirp4netns, its MTU, its address and the gateway (slirp4netns's
+/// defaults).
+const TAP: &str = "tap0";
+const MTU: u32 = 65520;
+const GUEST: &str = "10.0.2.100/24";
+const GATEWAY: &str = "10.0.2.2";
 /// Link-local addresses: clouds' instance metadata.
 const LINK_LOCAL: (Ipv4Addr, u8) = (Ipv4Addr::new(169, 254, 0, 0), 16);
 
@@ -73,28 +85,25 @@ impl Outbound {
         outbound
     }
 
-    /// Adds routes to the namespace of `pid` (entered through its user namespace `userns` when
-    /// that is not ours) that refuse the machine's addresses, link-local ones and the denied.
-    async fn refuse_the_machine(&self, pid: u32, userns: Option<&Path>) -> Result<(), String> {
-        let mut routes = format!("route add unreachable {}/{}\n", LINK_LOCAL.0, LINK_LOCAL.1);
+    /// Configures `tap0` in the sandbox's network namespace (entered through its user
+    /// namespace when that is not ours), with routes that refuse the machine's addresses,
+    /// link-local ones and the denied.
+    async fn configure(&self, namespaces: &Namespaces) -> Result<(), String> {
+        let mut routes = format!(
+            "link set {TAP} mtu {MTU} up\n\
+             addr add {GUEST} dev {TAP}\n\
+             route add default via {GATEWAY} dev {TAP}\n\
+             route add unreachable {}/{}\n",
+            LINK_LOCAL.0, LINK_LOCAL.1
+        );
         for address in machine_addresses()
             .into_iter()
             .chain(self.denied.iter().copied())
         {
             routes.push_str(&format!("route add unreachable {address}/32\n"));
         }
-        let open = |kind: &str| {
-            std::fs::File::open(format!("/proc/{pid}/ns/{kind}"))
-                .map_err(|e| format!("opening the exec's {kind} namespace: {e}"))
-        };
-        let net = OwnedFd::from(open("net")?);
-        let user = match userns {
-            Some(path) => Some(OwnedFd::from(
-                std::fs::File::open(path).map_err(|e| format!("opening {path:?}: {e}"))?,
-            )),
-            None => None,
-        };
-        let (net_fd, user_fd) = (net.as_raw_fd(), user.as_ref().map(AsRawFd::as_raw_fd));
+        let net_fd = namespaces.net.as_raw_fd();
+        let user_fd = namespaces.user.as_ref().map(AsRawFd::as_raw_fd);
         let mut command = tokio::process::Command::new(&self.ip);
         command
             .args(["-4", "-batch", "-"])
@@ -103,21 +112,24 @@ impl Outbound {
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
-        // SAFETY: `setns` is async-signal-safe, and the child has one thread; both descriptors
-        // stay open until the spawn.
+        // SAFETY: `setns`, `capset` and `prctl` are async-signal-safe, and the child has one
+        // thread; both descriptors stay open until the spawn.
         unsafe {
             command.pre_exec(move || {
-                for (fd, kind) in [
-                    (user_fd, libc::CLONE_NEWUSER),
-                    (Some(net_fd), libc::CLONE_NEWNET),
-                ] {
-                    if let Some(fd) = fd
-                        && libc::setns(fd, kind) != 0
-                    {
-                        return Err(io::Error::last_os_error());
-                    }
+                if let Some(user_fd) = user_fd {
+                    // Every capability in the owning namespace, where this process's user may
+                    // map to no one: `ip` keeps the one it needs across `exec` as an ambient
+                    // capability.
+                    setns(user_fd, libc::CLONE_NEWUSER)?;
+                    let mut sets = thread::capabilities(None)?;
+                    sets.inheritable |= thread::CapabilitySet::NET_ADMIN;
+                    thread::set_capabilities(None, sets)?;
+                    thread::configure_capability_in_ambient_set(
+                        thread::CapabilitySet::NET_ADMIN,
+                        true,
+                    )?;
                 }
-                Ok(())
+                setns(net_fd, libc::CLONE_NEWNET)
             });
         }
         let mut child = command
@@ -184,37 +196,40 @@ impl Connection {
             .await
             .map_err(|_| "bubblewrap did not start the sandbox in time".to_string())?
             .map_err(|e| e.to_string())??;
-        let userns = other_user_namespace(pid);
+        // From here on the sandbox is known by these descriptors, not by its pid.
+        let namespaces = Namespaces::of(pid)?;
         let (ready, ready_for_slirp) = std::io::pipe().map_err(|e| e.to_string())?;
         let (exit_for_slirp, exit) = std::io::pipe().map_err(|e| e.to_string())?;
         let mut command = tokio::process::Command::new(&outbound.slirp4netns);
         command
             .args([
-                "--configure",
-                "--mtu=65520",
                 "--disable-host-loopback",
                 "--enable-sandbox",
                 "--enable-seccomp",
+                "--netns-type=path",
             ])
+            .arg(format!("--mtu={MTU}"))
             .arg(format!("--ready-fd={}", ready_for_slirp.as_raw_fd()))
             .arg(format!("--exit-fd={}", exit_for_slirp.as_raw_fd()))
-            .args(userns.iter().map(|path| {
-                let mut arg = OsString::from("--userns-path=");
-                arg.push(path);
-                arg
-            }))
-            .arg(pid.to_string())
-            .arg("tap0")
+            .args(
+                namespaces
+                    .user
+                    .as_ref()
+                    .map(|user| format!("--userns-path=/proc/self/fd/{}", user.as_raw_fd())),
+            )
+            .arg(format!("/proc/self/fd/{}", namespaces.net.as_raw_fd()))
+            .arg(TAP)
             .env_clear()
             .env("PATH", super::EXEC_PATH)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .kill_on_drop(true);
-        let handed = vec![ready_for_slirp.as_raw_fd(), exit_for_slirp.as_raw_fd()];
-        // SAFETY: async-signal-safe calls only; both descriptors stay open until the spawn.
+        let mut handed = vec![ready_for_slirp.as_raw_fd(), exit_for_slirp.as_raw_fd()];
+        handed.extend(namespaces.fds());
+        // SAFETY: async-signal-safe calls only; every descriptor stays open until the spawn.
         unsafe {
-            command.pre_exec(super::confine::hand_on(handed));
+            command.pre_exec(super::descriptors::hand_on(handed));
         }
         let mut slirp4netns = command
             .spawn()
@@ -241,7 +256,7 @@ impl Connection {
         if let Some(mut stderr) = slirp4netns.stderr.take() {
             tokio::spawn(async move { tokio::io::copy(&mut stderr, &mut tokio::io::sink()).await });
         }
-        outbound.refuse_the_machine(pid, userns.as_deref()).await?;
+        outbound.configure(&namespaces).await?;
         let mut block = std::fs::File::from(block);
         block
             .write_all(b"1")
@@ -250,6 +265,15 @@ impl Connection {
             _slirp4netns: slirp4netns,
             _exit: exit,
         })
+    }
+}
+
+/// `setns(fd, kind)`, between `fork` and `exec`.
+fn setns(fd: RawFd, kind: libc::c_int) -> io::Result<()> {
+    // SAFETY: `setns` only changes this process's namespaces; `fd` is open.
+    match unsafe { libc::setns(fd, kind) } {
+        0 => Ok(()),
+        _ => Err(io::Error::last_os_error()),
     }
 }
 
@@ -275,13 +299,56 @@ fn read_child_pid(info: OwnedFd) -> Result<u32, String> {
     }
 }
 
-/// The user namespace of `pid`, when it is not this process's (bubblewrap made one: the exec
-/// runs as another user, or the daemon is not root).
-fn other_user_namespace(pid: u32) -> Option<PathBuf> {
-    let theirs = PathBuf::from(format!("/proc/{pid}/ns/user"));
-    let same =
-        std::fs::read_link(&theirs).ok()? == std::fs::read_link("/proc/self/ns/user").ok()?;
-    (!same).then_some(theirs)
+/// The sandbox's network namespace, and the user namespace that owns it when that is not this
+/// process's (bubblewrap made one: the exec runs as another user, or the daemon is not root),
+/// held open from the moment bubblewrap names the process: slirp4netns and `ip` enter them
+/// through these descriptors, so neither can reach another process's namespaces should the
+/// sandbox's pid go and be given to another process meanwhile. The owner is asked of the
+/// network namespace itself (`NS_GET_USERNS`): bubblewrap may nest a second user namespace
+/// inside the first as it sets up, and only the owner's capabilities reach the routes.
+struct Namespaces {
+    net: OwnedFd,
+    user: Option<OwnedFd>,
+}
+
+impl Namespaces {
+    /// Opens the namespaces of `pid`; the error says the sandbox ended if it has.
+    fn of(pid: u32) -> Result<Namespaces, String> {
+        let net = std::fs::File::open(format!("/proc/{pid}/ns/net"))
+            .map(OwnedFd::from)
+            .map_err(|e| match e.kind() {
+                io::ErrorKind::NotFound => {
+                    "bubblewrap's sandbox ended before its network was connected".to_string()
+                }
+                _ => format!("opening the exec's network namespace: {e}"),
+            })?;
+        // SAFETY: `NS_GET_USERNS` takes no argument and returns a new descriptor, or -1.
+        let owner = unsafe { libc::ioctl(net.as_raw_fd(), libc::NS_GET_USERNS) };
+        if owner < 0 {
+            let error = io::Error::last_os_error();
+            return Err(format!("finding the owner of the exec's network: {error}"));
+        }
+        // SAFETY: the ioctl returned a descriptor of our own.
+        let owner = unsafe { OwnedFd::from_raw_fd(owner) };
+        let ours = std::fs::File::open("/proc/self/ns/user")
+            .map_err(|e| format!("opening this process's user namespace: {e}"))?;
+        let same = same_namespace(&owner, &ours)?;
+        Ok(Namespaces {
+            net,
+            user: (!same).then_some(owner),
+        })
+    }
+    /// Their descriptors, to hand on to a program that enters them.
+    fn fds(&self) -> impl Iterator<Item = RawFd> + '_ {
+        std::iter::once(self.net.as_raw_fd()).chain(self.user.as_ref().map(AsRawFd::as_raw_fd))
+    }
+}
+
+/// Whether two namespace descriptors name the same namespace (the same inode of `nsfs`).
+fn same_namespace(a: &impl AsFd, b: &impl AsFd) -> Result<bool, String> {
+    let stat = |fd| rustix::fs::fstat(fd).map_err(|e| format!("reading a namespace: {e}"));
+    let (a, b) = (stat(a.as_fd())?, stat(b.as_fd())?);
+    Ok((a.st_dev, a.st_ino) == (b.st_dev, b.st_ino))
 }
 
 /// Every IPv4 address of this machine's interfaces.

@@ -296,6 +296,17 @@ impl Error {
         }
     }
 
+    /// Whether a resource made for the same request anywhere would meet the same refusal: a
+    /// step asking for supporting leases past their bounds, or for one its blueprint may not
+    /// use. The lease it was for then fails instead of trying another resource.
+    pub fn is_lasting_refusal(&self) -> bool {
+        match self {
+            Error::InvalidStep { violation, .. } => violation.growth,
+            Error::NotAuthorized { .. } => true,
+            _ => false,
+        }
+    }
+
     /// Whether retrying later could succeed.
     pub fn is_temporary(&self) -> bool {
         matches!(self, Error::Busy { .. })

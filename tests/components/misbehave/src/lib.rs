@@ -25,8 +25,9 @@
 //! And the hostile neighbours of the fair-share tests, each misbehaving in `activate-resource`
 //! within every per-step limit:
 //!
-//! - `fan-out`: every resource asks for 8 supporting leases of its own type, and no lease shares
-//!   a resource;
+//! - `fan-out`: every resource asks for `fan_out` supporting leases of its own type (8 unless
+//!   the config says), and no lease shares a resource: with `"fan_out": 1` a chain, with 9
+//!   more than a resource may own;
 //! - `log-flood`: yields for 0 ms forever, logging about a megabyte each time;
 //! - `exec-yield`: leases a `host`, then runs an exec on it and yields for 0 ms, forever;
 //! - (`fail-activation` above: fails every activation.)
@@ -52,11 +53,18 @@ pub struct Config {
     /// The local root the `root` mode's interface gives.
     #[serde(default)]
     pub root: String,
+    /// Supporting leases each `fan-out` resource asks for.
+    #[serde(default = "default_fan_out")]
+    pub fan_out: usize,
+}
+
+fn default_fan_out() -> usize {
+    FAN_OUT
 }
 
 /// The key of the `host` lease the modes that borrow one ask for.
 const HOST: &str = "host";
-/// Supporting leases each `fan-out` resource asks for.
+/// Supporting leases each `fan-out` resource asks for unless the config says.
 const FAN_OUT: usize = 8;
 /// Log lines of one `log-flood` step, and their length: about a megabyte, within the per-step
 /// limits (256 actions, 4 KiB a line, 1 MiB a step).
@@ -129,7 +137,7 @@ impl Blueprint for Misbehave {
         match call.config().mode.as_str() {
             "fail-activation" => Step::fail("activation fails on purpose"),
             "borrow-on-activation" => Step::done().request_lease(HOST, "host", Vec::new()),
-            "fan-out" => (0..FAN_OUT).fold(Step::done(), |step, i| {
+            "fan-out" => (0..call.config().fan_out).fold(Step::done(), |step, i| {
                 step.request_lease(format!("more-{i}"), "trouble", Vec::new())
             }),
             "log-flood" => (0..FLOOD_LINES).fold(Step::yield_for(Duration::ZERO), |step, i| {
