@@ -176,23 +176,33 @@ fn blueprint_of<'a>(blueprints: &'a [Blueprint], resource: &Resource) -> &'a Blu
         .expect("live resources come from the candidate blueprints")
 }
 
-/// Goes back to the resource an unfinished acquisition is about; forgets it if that resource
-/// can no longer be acquired. `None`: allocate as usual.
+/// Goes back to the resource an unfinished acquisition is about (one made for the lease is
+/// remembered from the moment it is inserted): acquires it while it is being set up or
+/// active, counts it against the lease if it broke first (`worker::resource_broke`: a refused
+/// resource breaks the lease rather than make another), and otherwise forgets it. `None`:
+/// allocate as usual.
 async fn resume_acquisition(
     w: &Workers,
     held: &Held,
     lease: &Lease,
     blueprints: &[Blueprint],
 ) -> Result<Option<Next>, RunError> {
-    let Some(resource) = lease.acquiring else {
+    let Some(id) = lease.acquiring else {
         return Ok(None);
     };
-    let resource = w.store.resource_get(resource).await?;
+    let resource = w.store.resource_get(id).await?;
     let blueprint = blueprints.iter().find(|b| b.id == resource.blueprint_id);
-    if let (ResourceStatus::Active, Some(blueprint)) = (resource.status, blueprint)
+    if let (ResourceStatus::Pending | ResourceStatus::Active, Some(blueprint)) =
+        (resource.status, blueprint)
         && let Some(next) = acquire(w, held, lease, blueprint, &resource).await?
     {
         return Ok(Some(next));
+    }
+    // The acquisition may have failed because the resource broke while the hook ran.
+    if crate::worker::broke(&w.store.resource_get(id).await?) {
+        return crate::worker::resource_broke(w, held, lease, id)
+            .await
+            .map(Some);
     }
     let mut forget = Plan::new();
     forget.push(Write::SetAcquiring {
@@ -270,7 +280,7 @@ async fn acquire(
     let mut unsaved = Plan::new();
     unsaved.push(Write::SetAcquiring {
         lease: lease.id,
-        resource: Some(resource.id),
+        resource: Some(resource.id.into()),
     });
     let called = w.call_hook(held, call, &mut unsaved).await?;
     let on_done = vec![
@@ -379,6 +389,13 @@ async fn try_allocate(
         made_for: held.claim().tenant.clone(),
         made_for_lease: Some(lease.id),
         limits: blueprint.limits.clone(),
+    })
+    // Remembered at once: should the new resource break before the lease acquires it (its
+    // worker may run first), or the daemon stop in between, the lease goes back to it
+    // (`resume_acquisition`) instead of making another.
+    .push(Write::SetAcquiring {
+        lease: lease.id,
+        resource: Some(new),
     });
     let on_done = vec![Write::Log {
         object: new,
@@ -430,10 +447,11 @@ async fn try_allocate(
     };
     w.queue.wake_workers();
     let resource = w.store.resource_get(resource_id).await?;
-    Ok(match acquire(w, held, lease, blueprint, &resource).await? {
-        Some(next) => Allocated::Done(next),
-        None => Allocated::Done(Next::Continue),
-    })
+    Ok(Allocated::Done(
+        acquire(w, held, lease, blueprint, &resource)
+            .await?
+            .unwrap_or(Next::Continue),
+    ))
 }
 
 /// Why not now, when `blueprint` is at one of its limits on making resources for this lease's

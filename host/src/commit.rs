@@ -13,7 +13,7 @@
 //! the same, [`Committer::ended`] says so, and the daemon stops with that reason rather than
 //! run on with every plan failing.
 
-use crate::store::{self, Claim, ObjectId, Plan, PlanToApply, Store};
+use crate::store::{self, Applied, Claim, Plan, PlanToApply, Store};
 use futures_util::FutureExt;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
@@ -28,8 +28,8 @@ struct Waiting {
     outcome: oneshot::Sender<Outcome>,
 }
 
-/// What a plan comes to: the ids it inserted, or why it was not written.
-type Outcome = store::Result<Vec<ObjectId>>;
+/// What a plan comes to: what it did, or why it was not written.
+type Outcome = store::Result<Applied>;
 
 /// The front of the group-commit task; cheap to clone. The task ends when every clone is gone.
 #[derive(Clone, Debug)]
@@ -168,6 +168,7 @@ async fn commit(commits: &dyn Commits, batch: &[Waiting]) -> store::Result<Vec<O
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::ObjectId;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     /// Commits that panic on the first batch and succeed after, counting the plans written.
@@ -186,7 +187,7 @@ mod tests {
             if self.batches.fetch_add(1, Ordering::SeqCst) == 0 {
                 panic!("injected");
             }
-            Ok(plans.iter().map(|_| Ok(Vec::new())).collect())
+            Ok(plans.iter().map(|_| Ok(Applied::default())).collect())
         }
     }
 
@@ -198,6 +199,7 @@ mod tests {
             token: 1,
             attempts: 0,
             held_until: 0,
+            taken_over: false,
         }
     }
 

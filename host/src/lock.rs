@@ -167,21 +167,30 @@ impl Held {
         applied
     }
 
+    /// Commits `plan` and counts in the metrics what it did, or why it was refused.
     async fn commit(&self, plan: &Plan) -> store::Result<Vec<ObjectId>> {
         let began = store::boottime_ms();
         let applied = match &self.committer {
             Some(committer) => committer.apply(&self.claim, plan, self.ttl).await,
             None => self.store.apply(&self.claim, plan, self.ttl).await,
         };
-        let inserted = match applied {
-            Ok(inserted) => inserted,
+        let metrics = crate::metrics::global();
+        let applied = match applied {
+            Ok(applied) => applied,
             Err(error) => {
-                if matches!(error, store::Error::Fenced { .. }) {
-                    crate::metrics::global().write_fenced();
+                match &error {
+                    store::Error::Fenced { .. } => metrics.write_fenced(),
+                    store::Error::Limited {
+                        blueprint, limit, ..
+                    } => metrics.limit_refused(blueprint, *limit),
+                    _ => {}
                 }
                 return Err(error);
             }
         };
+        for &(kind, applied) in &applied.consumed {
+            metrics.command_consumed(kind, applied);
+        }
         tracing::debug!(object = %self.claim.object, writes = plan.writes().len(), "applied");
         if plan.releases_claim() {
             self.given_back.store(true, Ordering::SeqCst);
@@ -189,7 +198,7 @@ impl Held {
         } else {
             extend(&self.held_until, began, self.ttl);
         }
-        Ok(inserted)
+        Ok(applied.inserted)
     }
 
     /// What ties an exec run by `program` (`drydock exec-guard`) to this claim: the time until

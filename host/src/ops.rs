@@ -414,7 +414,14 @@ pub async fn request_leases(
         until,
         waiting_limit,
     };
-    Ok(store.lease_insert(&new, request.count as usize).await?)
+    let inserted = store.lease_insert(&new, request.count as usize).await;
+    if let Err(store::Error::Limited {
+        blueprint, limit, ..
+    }) = &inserted
+    {
+        crate::metrics::global().limit_refused(blueprint, *limit);
+    }
+    Ok(inserted?)
 }
 
 /// Queues `kind` for `target` on behalf of `author`.

@@ -77,9 +77,13 @@ impl Queue {
         ttl: Duration,
         running: &crate::scheduler::Load,
     ) -> store::Result<Vec<Claim>> {
-        self.store
+        let claims = self
+            .store
             .work_item_claim(owner, limit as i64, ttl, running)
-            .await
+            .await?;
+        let taken_over = claims.iter().filter(|c| c.taken_over).count();
+        crate::metrics::global().claims_taken_over(taken_over);
+        Ok(claims)
     }
 
     /// Waits until woken (locally or by another process), until the next due time, or at most

@@ -202,6 +202,7 @@ mod tests {
             token: 1,
             attempts: 0,
             held_until: 0,
+            taken_over: false,
         }
     }
 

@@ -142,7 +142,11 @@ async fn a_reclaim_never_releases_a_resource_a_lease_just_acquired() {
             resource: Target::Inserted(0),
             status: ResourceStatus::Active,
         });
-        let resource = store.apply(&claim_of(maker), &make, TTL).await.unwrap()[0];
+        let resource = store
+            .apply(&claim_of(maker), &make, TTL)
+            .await
+            .unwrap()
+            .inserted[0];
         let reclaim = store
             .command_post(&[resource], CommandKind::Reclaim, "L0")
             .await

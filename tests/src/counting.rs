@@ -2,7 +2,7 @@
 //! its release and destroy logic was applied, how commands ended. Shared by the daemon tests on
 //! SQLite and on PostgreSQL.
 
-use crate::{Env, wait_for};
+use crate::{Env, wait_commands_consumed};
 use drydock_host::domain::LeaseStatus;
 use drydock_host::store::{Command, CommandFilter, EndKind, ObjectId, Store};
 use std::sync::Arc;
@@ -38,19 +38,7 @@ pub async fn count_kind(store: &Arc<dyn Store>, object: ObjectId, kind: &str) ->
 
 /// Waits until no command is pending, then returns every command for `target`.
 pub async fn settled_commands(store: &Arc<dyn Store>, target: ObjectId) -> Vec<Command> {
-    wait_for("every command to be consumed", || async {
-        let pending = CommandFilter {
-            target: None,
-            pending: true,
-        };
-        store
-            .command_list(&pending)
-            .await
-            .unwrap()
-            .is_empty()
-            .then_some(())
-    })
-    .await;
+    wait_commands_consumed(store).await;
     let filter = CommandFilter {
         target: Some(target),
         pending: false,

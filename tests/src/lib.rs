@@ -9,6 +9,7 @@ pub mod measure;
 pub mod postgres;
 pub mod shell_run;
 pub mod ssh;
+pub mod upgrade;
 
 use drydock_host::domain::{LeaseStatus, ResourceStatus};
 use drydock_host::store::{self, ObjectId, Store};
@@ -154,8 +155,10 @@ pub fn component_cache() -> &'static Path {
     static CACHE: OnceLock<PathBuf> = OnceLock::new();
     CACHE.get_or_init(|| {
         let exe = std::env::current_exe().unwrap();
-        // target/<profile>/deps/<test binary>: the cache sits beside the profile directories.
-        let target = exe.ancestors().nth(3).unwrap().to_path_buf();
+        // target/<profile>/deps/<test binary> (or target/<profile>/<binary>, such as
+        // `upgrade-fixtures`): the cache sits beside the profile directories.
+        let in_deps = exe.parent().is_some_and(|dir| dir.ends_with("deps"));
+        let target = exe.ancestors().nth(if in_deps { 3 } else { 2 }).unwrap();
         let dir = target.join("component-cache");
         std::fs::create_dir_all(&dir).unwrap();
         dir
@@ -516,6 +519,23 @@ where
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// Waits until no command is queued any more: the daemon has consumed them all.
+pub async fn wait_commands_consumed(store: &Arc<dyn Store>) {
+    let pending = store::CommandFilter {
+        target: None,
+        pending: true,
+    };
+    wait_for("every queued command to be consumed", || async {
+        store
+            .command_list(&pending)
+            .await
+            .unwrap()
+            .is_empty()
+            .then_some(())
+    })
+    .await;
 }
 
 /// Waits until the lease has `status`; on timeout, says where it stands and why.

@@ -158,6 +158,42 @@ impl Cluster {
         self.url(&name)
     }
 
+    /// Writes `url`'s database (one of [`Cluster::database`]'s) to `out` as a plain SQL dump,
+    /// without owners or privileges, so that any role loads it.
+    pub fn dump(&self, url: &str, out: &Path) {
+        let out = out.display().to_string();
+        let mut args = self.client_args();
+        args.extend(["--no-owner", "--no-privileges", "-f"].map(String::from));
+        args.extend([out, "-d".into(), database_name(url).into()]);
+        self.client("pg_dump", &args);
+    }
+
+    /// A new database holding what the plain SQL dump `dump` holds; its URL.
+    pub async fn database_from(&self, dump: &Path) -> String {
+        let url = self.database().await;
+        let mut args = self.client_args();
+        args.extend(["-q", "-v", "ON_ERROR_STOP=1", "-f"].map(String::from));
+        args.extend([dump.display().to_string(), "-d".into()]);
+        args.push(database_name(&url).into());
+        self.client("psql", &args);
+        url
+    }
+
+    /// Runs a client program (`psql`, `pg_dump`) of the cluster's version; fails with what it
+    /// said unless it succeeds.
+    fn client(&self, program: &str, args: &[String]) {
+        let out = Command::new(self.binary(program))
+            .args(args)
+            .output()
+            .unwrap_or_else(|e| panic!("running {program}: {e}"));
+        assert!(
+            out.status.success(),
+            "{program} {args:?} failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
     /// Runs one statement as the superuser in the `postgres` database.
     pub async fn sql(&self, statement: &str) {
         use sqlx::Connection;
@@ -216,6 +252,12 @@ impl Drop for Cluster {
         .stderr(std::process::Stdio::null())
         .status();
     }
+}
+
+/// The database a [`Cluster::url`] names.
+fn database_name(url: &str) -> &str {
+    let path = url.split('?').next().unwrap_or(url);
+    path.rsplit('/').next().unwrap_or(path)
 }
 
 /// The newest installed server's `bin` directory; panics naming the package when none is.

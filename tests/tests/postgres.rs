@@ -17,6 +17,7 @@ use drydock_tests::counting::{
 use drydock_tests::postgres::Cluster;
 use drydock_tests::shell_run::ShellRun;
 use drydock_tests::{COUNTING_WASM, Daemon, Env, wait_for, wait_lease};
+use std::cell::Cell;
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
@@ -518,12 +519,15 @@ async fn destroyed(watcher: &sqlx::PgPool) -> i64 {
 }
 
 /// The group commit's shared transaction fails again and again (every Drydock connection is cut
-/// every 0.2 s while 400 releases are applied, 64 plans to a transaction) on a daemon that gives
-/// up after two failed runs: a failed batch is the store's trouble, not the leases', so every
-/// release still ends as a release, applied once.
+/// each time ten more leases are destroyed, while 400 releases are applied, 64 plans to a
+/// transaction) on a daemon that gives up after two failed runs: a failed batch is the store's
+/// trouble, not the leases', so every release still ends as a release, applied once. The cuts
+/// follow progress, not the clock: however slow the machine, the daemon gets to finish.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn releases_end_as_releases_while_group_commits_keep_failing() {
     const LEASES: i64 = 400;
+    /// Leases destroyed between two cuts.
+    const PROGRESS_PER_CUT: i64 = 10;
     let cluster = Cluster::start();
     let env = counting_env(&cluster, r#"{"max_resources": 4, "release_delay_ms": 20}"#).await;
     let _daemon = env.serve(&["--group-commit", "64", "--max-attempts", "2"]);
@@ -531,20 +535,28 @@ async fn releases_end_as_releases_while_group_commits_keep_failing() {
     env.ok(&["lease", "release", "--all"]).await;
 
     let watcher = sqlx::PgPool::connect(&env.url).await.unwrap();
-    let mut cuts = 0;
+    let (cuts, destroyed_at_last_cut) = (Cell::new(0), Cell::new(-PROGRESS_PER_CUT));
     wait_for(
         "every lease to be destroyed while connections are cut",
         || {
             let (cluster, watcher) = (&cluster, &watcher);
-            cuts += 1;
+            let (cuts, destroyed_at_last_cut) = (&cuts, &destroyed_at_last_cut);
             async move {
-                cluster.terminate_drydock_connections().await;
-                tokio::time::sleep(Duration::from_millis(200)).await;
-                (destroyed(watcher).await == LEASES).then_some(())
+                let done = destroyed(watcher).await;
+                if done == LEASES {
+                    return Some(());
+                }
+                if done >= destroyed_at_last_cut.get() + PROGRESS_PER_CUT {
+                    cluster.terminate_drydock_connections().await;
+                    cuts.set(cuts.get() + 1);
+                    destroyed_at_last_cut.set(done);
+                }
+                None
             }
         },
     )
     .await;
+    let cuts = cuts.get();
     assert!(cuts > 3, "the releases were over before the cuts began");
     each_released_once(&env.store().await, &leases).await;
 }

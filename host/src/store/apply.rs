@@ -11,8 +11,8 @@
 
 use super::rows::{exec_results_to_json, from_json, json};
 use super::{
-    Claim, Command, CommandKind, Error, FAILING_AFTER, ObjectId, Plan, Release, Result, Target,
-    Write,
+    Applied, Claim, Command, CommandKind, Error, FAILING_AFTER, ObjectId, Plan, Release, Result,
+    Target, Write,
 };
 use crate::domain::{Attributes, ExecResult, LeaseStatus, Timestamp};
 use crate::limits::{Limit, Limits, NoRoom, Setup, room};
@@ -163,26 +163,6 @@ struct Applier<'a> {
     now: i64,
     /// What the plan did so far.
     applied: Applied,
-}
-
-/// What applying a plan did, for the caller and for metrics once it commits.
-#[derive(Debug, Default)]
-pub(crate) struct Applied {
-    /// Objects the plan inserted, in order.
-    pub inserted: Vec<ObjectId>,
-    /// Commands it consumed: their kind, and whether they were applied.
-    pub consumed: Vec<(CommandKind, bool)>,
-}
-
-impl Applied {
-    /// Counts what a committed plan did; the ids it inserted.
-    pub fn committed(self) -> Vec<ObjectId> {
-        let metrics = crate::metrics::global();
-        for (kind, applied) in self.consumed {
-            metrics.command_consumed(kind, applied);
-        }
-        self.inserted
-    }
 }
 
 /// Applies every write of `plan` under `claim`, at `now`, inside the transaction `st` runs in
@@ -361,7 +341,8 @@ impl Applier<'_> {
                 seen,
             } => self.wait_for_capacity(*lease, resource_type, *seen).await,
             Write::SetAcquiring { lease, resource } => {
-                self.st.set_acquiring(*lease, *resource).await
+                let resource = resource.map(|r| self.resolve(r)).transpose()?;
+                self.st.set_acquiring(*lease, resource).await
             }
             Write::BlueprintFailed {
                 blueprint,
@@ -684,14 +665,13 @@ struct NewSupporting<'a> {
     attributes: &'a Attributes,
 }
 
-/// The refusal of a limit of `blueprint`'s, counted in the metrics.
+/// The refusal of a limit of `blueprint`'s (counted in the metrics by whoever meets it).
 pub(crate) fn limited(
     blueprint: &str,
     limit: Limit,
     reason: String,
     retry_at: Option<Timestamp>,
 ) -> Error {
-    crate::metrics::global().limit_refused(blueprint, limit);
     Error::Limited {
         blueprint: blueprint.to_string(),
         limit,

@@ -662,6 +662,19 @@ pub struct Claim {
     /// Boot-clock milliseconds (on this host) until which the claim is surely held: its
     /// time-to-live counted from before the claim's transaction began.
     pub held_until: i64,
+    /// Whether it was taken over from a worker whose claim had expired (a crashed or stalled
+    /// daemon's), for the metrics.
+    pub taken_over: bool,
+}
+
+/// What a committed plan did, returned for the caller to count: the store records nothing
+/// itself.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Applied {
+    /// Objects the plan inserted, in order.
+    pub inserted: Vec<ObjectId>,
+    /// Commands it consumed: their kind, and whether they were applied.
+    pub consumed: Vec<(CommandKind, bool)>,
 }
 
 /// Where an object stands in the work queue: what operators look at when it seems stuck.
@@ -888,14 +901,14 @@ pub trait Store: Send + Sync + 'static {
     async fn work_item_next_due(&self) -> Result<Option<Timestamp>>;
 
     /// Applies a plan in one transaction guarded by `claim`, and extends the claim by `ttl`.
-    /// Returns the ids of objects the plan inserted, in order.
-    async fn apply(&self, claim: &Claim, plan: &Plan, ttl: Duration) -> Result<Vec<ObjectId>>;
+    /// Returns what it did: the objects it inserted, in order, and the commands it consumed.
+    async fn apply(&self, claim: &Claim, plan: &Plan, ttl: Duration) -> Result<Applied>;
     /// Applies several plans in one durable transaction (group commit), each as [`Store::apply`]
     /// would: guarded by its own claim, and all or nothing on its own (a savepoint each), so a
     /// plan that is fenced or refused leaves its neighbours be. The outer error is the
     /// transaction's (nothing was written); otherwise one outcome per plan, in order, known
     /// only once the transaction committed.
-    async fn apply_batch(&self, batch: &[PlanToApply<'_>]) -> Result<Vec<Result<Vec<ObjectId>>>>;
+    async fn apply_batch(&self, batch: &[PlanToApply<'_>]) -> Result<Vec<Result<Applied>>>;
 
     /// Removes the leases and resources destroyed before `before`, each with its whole history
     /// (log entries, steps, commands) and its work item. Live objects and blueprints keep all

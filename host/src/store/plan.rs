@@ -220,8 +220,9 @@ pub enum Write {
     SetAcquiring {
         /// The lease.
         lease: ObjectId,
-        /// The resource, or `None` to forget it (and the exec results that belonged to it).
-        resource: Option<ObjectId>,
+        /// The resource (one this plan inserts, when the allocator makes it for the lease), or
+        /// `None` to forget it (and the exec results that belonged to it).
+        resource: Option<Target>,
     },
     /// Records a failed allocation or activation of a blueprint: it backs off until
     /// `retry_at`, and is shown failing after a few in a row.

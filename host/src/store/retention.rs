@@ -16,6 +16,7 @@
 //! `$2`).
 
 use super::{GcReport, Result};
+use std::sync::LazyLock;
 
 /// Objects one transaction removes at most, with their history.
 const BATCH: i64 = 500;
@@ -25,7 +26,7 @@ struct Finished {
     /// The highest id among the `$2` lowest-numbered removable objects that changed before the
     /// cutoff `$1`: the batch is every removable object that changed before the cutoff and is
     /// numbered no higher.
-    bound: &'static str,
+    bound: String,
     /// The deletes of one batch (binding the cutoff as `$1` and the bound as `$2`).
     deletes: Deletes,
     /// Where the report counts the objects.
@@ -35,11 +36,51 @@ struct Finished {
 /// One batch's statements: the blueprints' meters given back the bytes of the log entries and
 /// steps about to go, then the deletes of log entries, steps, commands and the objects
 /// themselves.
-pub(crate) type Deletes = [&'static str; 6];
+pub(crate) type Deletes = [String; 6];
 /// The rows each of a batch's statements changed, in their order.
 pub(crate) type Deleted = [u64; 6];
 
 impl Finished {
+    /// The statements of one kind of object: its `table`, the letter its ids carry in history
+    /// rows, the condition (on `table`'s row) under which a row may go once old enough, and the
+    /// report's field that counts it. Batches go in id order, along the `(status, id)`
+    /// indexes, so that no batch sorts the backlog.
+    fn new(
+        table: &str,
+        letter: char,
+        removable: &str,
+        count: fn(&mut GcReport) -> &mut u64,
+    ) -> Self {
+        let in_batch = format!("{removable} AND updated_at < $1 AND {table}.id <= $2");
+        // The ids the batch's history rows name.
+        let ids = format!("(SELECT '{letter}' || {table}.id FROM {table} WHERE {in_batch})");
+        let give_back = |meter: &str, history: &str, size: &str, charged: &str| {
+            format!(
+                "UPDATE blueprint SET {meter} = {meter} - coalesce((
+                     SELECT sum(octet_length({history}.{size})) FROM {history}
+                      WHERE {history}.{charged} = blueprint.id AND {history}.object IN {ids}
+                 ), 0)
+                 WHERE id IN (SELECT {history}.{charged} FROM {history}
+                               WHERE {history}.object IN {ids})"
+            )
+        };
+        Finished {
+            bound: format!(
+                "SELECT max(id) FROM (SELECT {table}.id FROM {table}
+                  WHERE {removable} AND updated_at < $1 ORDER BY {table}.id LIMIT $2) AS batch"
+            ),
+            deletes: [
+                give_back("log_bytes", "log", "message", "charged"),
+                give_back("step_bytes", "step", "step", "blueprint_id"),
+                format!("DELETE FROM log WHERE object IN {ids}"),
+                format!("DELETE FROM step WHERE object IN {ids}"),
+                format!("DELETE FROM command WHERE target IN {ids}"),
+                format!("DELETE FROM {table} WHERE {in_batch}"),
+            ],
+            count,
+        }
+    }
+
     /// Adds what one batch's deletes removed (a count each, in their order) to `report`.
     fn count(&self, report: &mut GcReport, [_, _, logs, steps, commands, objects]: Deleted) {
         report.logs += logs;
@@ -49,78 +90,24 @@ impl Finished {
     }
 }
 
-/// The statements of one kind of object: its `table`, the letter its ids carry in history
-/// rows, the condition (on `table`'s row) under which a row may go once old enough, and the
-/// report's field that counts it. Batches go in id order, along the `(status, id)` indexes, so
-/// that no batch sorts the backlog.
-macro_rules! finished {
-    ($table:literal, $letter:literal, $removable:literal, $count:ident) => {
-        Finished {
-            bound: concat!(
-                "SELECT max(id) FROM (SELECT ", $table, ".id FROM ", $table, " WHERE ",
-                $removable, " AND updated_at < $1 ORDER BY ", $table, ".id LIMIT $2) AS batch"
-            ),
-            deletes: [
-                concat!(
-                    "UPDATE blueprint SET log_bytes = log_bytes - coalesce((
-                         SELECT sum(octet_length(log.message)) FROM log
-                          WHERE log.charged = blueprint.id AND log.object IN ",
-                    finished!(@ids $table, $letter, $removable),
-                    "), 0) WHERE id IN (SELECT log.charged FROM log WHERE log.object IN ",
-                    finished!(@ids $table, $letter, $removable),
-                    ")"
-                ),
-                concat!(
-                    "UPDATE blueprint SET step_bytes = step_bytes - coalesce((
-                         SELECT sum(octet_length(step.step)) FROM step
-                          WHERE step.blueprint_id = blueprint.id AND step.object IN ",
-                    finished!(@ids $table, $letter, $removable),
-                    "), 0) WHERE id IN (SELECT step.blueprint_id FROM step WHERE step.object IN ",
-                    finished!(@ids $table, $letter, $removable),
-                    ")"
-                ),
-                concat!(
-                    "DELETE FROM log WHERE object IN ",
-                    finished!(@ids $table, $letter, $removable)
-                ),
-                concat!(
-                    "DELETE FROM step WHERE object IN ",
-                    finished!(@ids $table, $letter, $removable)
-                ),
-                concat!(
-                    "DELETE FROM command WHERE target IN ",
-                    finished!(@ids $table, $letter, $removable)
-                ),
-                concat!(
-                    "DELETE FROM ", $table, " WHERE ", $removable,
-                    " AND updated_at < $1 AND ", $table, ".id <= $2"
-                ),
-            ],
-            count: |report| &mut report.$count,
-        }
-    };
-    // The ids the batch's history rows name.
-    (@ids $table:literal, $letter:literal, $removable:literal) => {
-        concat!(
-            "(SELECT '", $letter, "' || ", $table, ".id FROM ", $table, " WHERE ", $removable,
-            " AND updated_at < $1 AND ", $table, ".id <= $2)"
-        )
-    };
-}
-
-/// Leases first, so that the resources they referred to can go in the same run.
-const FINISHED: [Finished; 2] = [
-    finished!("lease", "L", "lease.status = 'destroyed'", leases),
-    finished!(
-        "resource",
-        "R",
-        "resource.status = 'destroyed'
-           AND NOT EXISTS (SELECT 1 FROM lease WHERE lease.resource_id = resource.id)
-           AND NOT EXISTS (SELECT 1 FROM lease WHERE lease.parent_resource_id = resource.id)
-           AND NOT EXISTS (SELECT 1 FROM lease WHERE lease.acquiring = resource.id)",
-        resources
-    ),
-];
+/// Leases first, so that the resources they referred to can go in the same run. Built once:
+/// the statements are `'static` text for the SQL libraries.
+static FINISHED: LazyLock<[Finished; 2]> = LazyLock::new(|| {
+    [
+        Finished::new("lease", 'L', "lease.status = 'destroyed'", |r| {
+            &mut r.leases
+        }),
+        Finished::new(
+            "resource",
+            'R',
+            "resource.status = 'destroyed'
+               AND NOT EXISTS (SELECT 1 FROM lease WHERE lease.resource_id = resource.id)
+               AND NOT EXISTS (SELECT 1 FROM lease WHERE lease.parent_resource_id = resource.id)
+               AND NOT EXISTS (SELECT 1 FROM lease WHERE lease.acquiring = resource.id)",
+            |r| &mut r.resources,
+        ),
+    ]
+});
 
 /// A backend that runs one batch of pruning in a transaction of its own.
 #[async_trait::async_trait]
@@ -131,7 +118,7 @@ pub(crate) trait Prune: Sync {
     async fn prune_batch(
         &self,
         bound: &'static str,
-        deletes: &Deletes,
+        deletes: &'static Deletes,
         before: i64,
         batch: i64,
     ) -> Result<Option<Deleted>>;
@@ -140,9 +127,9 @@ pub(crate) trait Prune: Sync {
 /// Removes the leases and resources destroyed before `before` (ms), with their history.
 pub(crate) async fn gc(store: &dyn Prune, before: i64) -> Result<GcReport> {
     let mut report = GcReport::default();
-    for finished in &FINISHED {
+    for finished in FINISHED.iter() {
         while let Some(deleted) = store
-            .prune_batch(finished.bound, &finished.deletes, before, BATCH)
+            .prune_batch(&finished.bound, &finished.deletes, before, BATCH)
             .await?
         {
             finished.count(&mut report, deleted);

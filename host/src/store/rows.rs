@@ -248,6 +248,7 @@ pub(crate) fn claim(row: &impl Columns, owner: &str, held_until: i64) -> Result<
         token: row.int("token")?,
         attempts: row.int("attempts")?,
         held_until,
+        taken_over: false,
     })
 }
 

@@ -134,7 +134,7 @@ async fn resource(
         resource: Target::Inserted(0),
         status,
     });
-    let id = store.apply(claim, &plan, TTL).await.unwrap()[0];
+    let id = store.apply(claim, &plan, TTL).await.unwrap().inserted[0];
     let made = store.resource_get(id).await.unwrap();
     assert_eq!(
         made.made_for_lease,
@@ -389,6 +389,7 @@ async fn apply_is_fenced_once_the_claim_is_taken_over(
     clock.advance(TTL + Duration::from_millis(1));
     let next = claim_one(store.as_ref(), "next").await.unwrap();
     assert_eq!(next.token, stalled.token + 1);
+    assert!(next.taken_over && !stalled.taken_over, "a takeover says so");
     assert!(matches!(
         store.apply(&stalled, &plan, TTL).await,
         Err(Error::Fenced { .. })
@@ -495,7 +496,7 @@ async fn apply_inserts_and_refers_to_new_objects(store: Arc<dyn Store>, _: Arc<M
         resource_type: "host".into(),
         attributes: Default::default(),
     });
-    let inserted = store.apply(&claim, &plan, TTL).await.unwrap();
+    let inserted = store.apply(&claim, &plan, TTL).await.unwrap().inserted;
     let resource = store.resource_get(inserted[0]).await.unwrap();
     assert_eq!(
         (resource.status, resource.attributes["name"].as_str()),
@@ -709,7 +710,7 @@ async fn command_post_refuses_a_supporting_lease(store: Arc<dyn Store>, _: Arc<M
         resource_type: "host".into(),
         attributes: Default::default(),
     });
-    let supporting = store.apply(&claim, &plan, TTL).await.unwrap()[0];
+    let supporting = store.apply(&claim, &plan, TTL).await.unwrap().inserted[0];
     let error = post(store.as_ref(), supporting, CommandKind::Release, "cli")
         .await
         .unwrap_err();
@@ -1044,7 +1045,8 @@ async fn apply_limits_the_supporting_leases_a_blueprint_has_waiting(
     let b = store
         .apply(&claim, &request(sibling, blueprint, "b"), TTL)
         .await
-        .unwrap()[0];
+        .unwrap()
+        .inserted[0];
     let error = store
         .apply(&claim, &request(parent, blueprint, "c"), TTL)
         .await
@@ -1417,7 +1419,7 @@ async fn apply_nests_supporting_leases_one_deeper(store: Arc<dyn Store>, _: Arc<
         resource_type: "host".into(),
         attributes: Default::default(),
     });
-    let inserted = store.apply(&claim, &plan, TTL).await.unwrap();
+    let inserted = store.apply(&claim, &plan, TTL).await.unwrap().inserted;
     assert_eq!(store.resource_get(inserted[0]).await.unwrap().depth, 2);
     assert_eq!(store.lease_get(inserted[1]).await.unwrap().depth, 3);
 }
@@ -1440,18 +1442,18 @@ async fn apply_forgets_exec_results_of_another_acquisition(
     let mut plan = Plan::new();
     plan.push(Write::SetAcquiring {
         lease,
-        resource: Some(first),
+        resource: Some(first.into()),
     })
     .push(Write::SetExecResults {
         object: lease,
         results: vec![result],
     });
     store.apply(&claim, &plan, TTL).await.unwrap();
-    let again = |resource| {
+    let again = |resource: ObjectId| {
         let mut plan = Plan::new();
         plan.push(Write::SetAcquiring {
             lease,
-            resource: Some(resource),
+            resource: Some(resource.into()),
         });
         plan
     };
@@ -1805,7 +1807,8 @@ async fn give_history(
             status: LeaseStatus::Destroyed,
         });
     }
-    store.apply(claim, &plan, TTL).await.unwrap();
+    let applied = store.apply(claim, &plan, TTL).await.unwrap();
+    assert_eq!(applied.consumed, [(CommandKind::Release, destroy)]);
 }
 
 async fn gc_keeps_the_history_of_live_objects_and_the_registration_audit(

@@ -78,30 +78,32 @@ async fn activate(w: &Workers, held: &Held, lease: Lease) -> Result<Next, RunErr
             held.apply(&plan).await?;
             Ok(next)
         }
-        // Broken, or broken and already torn down.
-        _ if resource.status == ResourceStatus::Broken
-            || resource
-                .end
-                .as_ref()
-                .is_some_and(|end| end.kind == EndKind::Broken) =>
-        {
-            resource_broke(w, held, &lease, resource_id).await
-        }
+        _ if broke(&resource) => resource_broke(w, held, &lease, resource_id).await,
         dead => reacquire(held, &lease, &format!("{resource_id} is {dead}")).await,
     }
+}
+
+/// Whether `resource` broke: it is broken, or was broken and is already torn down.
+pub(crate) fn broke(resource: &Resource) -> bool {
+    resource.status == ResourceStatus::Broken
+        || resource
+            .end
+            .as_ref()
+            .is_some_and(|end| end.kind == EndKind::Broken)
 }
 
 /// Resources that may break under one lease before the lease breaks too: a resource that keeps
 /// failing for this lease (a repository that does not exist) ends the lease with the reason.
 const RESOURCES_BROKEN_PER_LEASE: usize = 3;
 
-/// The lease's resource broke before the lease was active: the lease says why (the resource's
+/// The lease's resource (or the one being made for it) broke before the lease was active: the
+/// lease says why (the resource's
 /// own last failure), and looks for another resource after a back-off of its own (the
 /// blueprint serves other requests meanwhile), or breaks once [`RESOURCES_BROKEN_PER_LEASE`]
 /// resources have broken under it, or at once when the host refused the resource's step in a
 /// way any other resource would meet too (a supporting lease past its bounds, or one its
 /// blueprint may not use): so a refused request makes one resource, not one per retry.
-async fn resource_broke(
+pub(crate) async fn resource_broke(
     w: &Workers,
     held: &Held,
     lease: &Lease,

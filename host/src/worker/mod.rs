@@ -24,7 +24,9 @@ mod retry;
 pub use blame::{Blame, RequestFailures, Shape};
 pub use context::{Plugins, lease_snapshot, resource_snapshot};
 pub(crate) use hooks::{Called, HookCall, Settle, Subject, confinement_now};
-pub(crate) use lease::{activation, break_lease, broken as broken_lease, planned};
+pub(crate) use lease::{
+    activation, break_lease, broke, broken as broken_lease, planned, resource_broke,
+};
 pub use retry::Backoff;
 
 use crate::domain::Timestamp;

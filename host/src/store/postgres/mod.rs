@@ -19,14 +19,15 @@
 //! an open that may migrate ([`Access::Migrate`]) upgrades the schema.
 
 mod listen;
+mod migrate;
 mod statements;
 mod tx;
 
 use super::apply;
 use super::rows::{self, columns_for};
 use super::{
-    Access, Claim, Clock, Command, CommandFilter, Error, GcReport, Listening, ObjectId, Plan,
-    Release, Resource, Result, SystemClock, WorkItem,
+    Access, Applied, Claim, Clock, Command, CommandFilter, Error, GcReport, Listening, ObjectId,
+    Plan, Release, Resource, Result, SystemClock, WorkItem,
 };
 use crate::domain::Timestamp;
 use crate::scheduler::{Due, Load, TenantClaims, claim_fairly};
@@ -207,7 +208,7 @@ impl PgStore {
             connect = connect.options([("default_transaction_read_only", "on")]);
         }
         let mut first = first_connection(&connect, options.connect_timeout).await?;
-        tx::migrate(&mut first, options.access).await?;
+        migrate::migrate(&mut first, options.access).await?;
         let time = Time {
             source: options.time,
             offset: AtomicI64::new(0),
@@ -335,7 +336,9 @@ impl Store for PgStore {
             let mut claims =
                 Self::claim_where(&mut tx, CLAIM_EXPIRED, (owner, None), expired, limit, ttl)
                     .await?;
-            let taken_over = claims.len();
+            for claim in &mut claims {
+                claim.taken_over = true;
+            }
             let left = limit - claims.len() as i64;
             if left > 0 {
                 let due: Vec<(String, i64)> = sqlx::query_as(DUE_TENANTS)
@@ -361,12 +364,10 @@ impl Store for PgStore {
                 };
                 claims.extend(claim_fairly(&mut tenants, left as usize, due, load).await?);
             }
-            Ok((claims, taken_over))
+            Ok(claims)
         }
         .await;
-        let (claims, taken_over) = tx.finish(result).await?;
-        crate::metrics::global().claims_taken_over(taken_over);
-        Ok(claims)
+        tx.finish(result).await
     }
 
     async fn work_item_heartbeat(&self, claim: &Claim, ttl: Duration) -> Result<()> {
@@ -418,7 +419,7 @@ impl Store for PgStore {
             .min())
     }
 
-    async fn apply(&self, claim: &Claim, plan: &Plan, ttl: Duration) -> Result<Vec<ObjectId>> {
+    async fn apply(&self, claim: &Claim, plan: &Plan, ttl: Duration) -> Result<Applied> {
         let mut tx = self.begin().await?;
         let result = async {
             guard(&mut tx, claim, self.time.claim_param(), ttl).await?;
@@ -426,13 +427,13 @@ impl Store for PgStore {
             apply::apply_plan(&mut PgStatements(&mut tx), claim, plan, now).await
         }
         .await;
-        Ok(tx.finish(result).await?.committed())
+        tx.finish(result).await
     }
 
     async fn apply_batch(
         &self,
         batch: &[super::PlanToApply<'_>],
-    ) -> Result<Vec<Result<Vec<ObjectId>>>> {
+    ) -> Result<Vec<Result<Applied>>> {
         let mut tx = self.begin().await?;
         let result = async {
             let now = self.time.now();
@@ -459,7 +460,7 @@ impl Store for PgStore {
         }
         .await;
         let outcomes = tx.finish(result).await?;
-        Ok(outcomes.into_iter().map(|o| o.map(apply::Applied::committed)).collect())
+        Ok(outcomes)
     }
 
     async fn gc(&self, before: Timestamp) -> Result<GcReport> {
@@ -477,7 +478,7 @@ impl super::retention::Prune for PgStore {
     async fn prune_batch(
         &self,
         bound: &'static str,
-        deletes: &super::retention::Deletes,
+        deletes: &'static super::retention::Deletes,
         before: i64,
         batch: i64,
     ) -> Result<Option<super::retention::Deleted>> {
@@ -493,7 +494,7 @@ impl super::retention::Prune for PgStore {
             for (count, delete) in deleted.iter_mut().zip(deletes) {
                 // Planned for this batch's values each time (not prepared once): a generic plan
                 // cannot know how few objects the bound leaves and may scan a history table.
-                *count = sqlx::query(*delete)
+                *count = sqlx::query(delete.as_str())
                     .persistent(false)
                     .bind(before)
                     .bind(bound)

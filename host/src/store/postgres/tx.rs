@@ -11,7 +11,7 @@
 //! `synchronous_commit = off`: it is flushed with the next durable commit, and a crash of the
 //! server before that can only forget a claim.
 
-use super::super::{Access, Result, schema};
+use super::super::Result;
 use sqlx::pool::PoolConnection;
 use sqlx::postgres::{PgConnection, PgPool, Postgres};
 use std::ops::{Deref, DerefMut};
@@ -85,28 +85,4 @@ impl Drop for PgTx {
             self.conn.close_on_drop();
         }
     }
-}
-
-/// Applies the migrations not yet applied, when `access` may (`schema::must_migrate`): an
-/// up-to-date schema is checked without a lock (every CLI run opens the store). sqlx holds an
-/// advisory lock while it migrates, so daemons starting together migrate once; a database
-/// with a migration this build does not know is refused first.
-pub(super) async fn migrate(conn: &mut PgConnection, access: Access) -> Result<()> {
-    let migrator = sqlx::migrate!("./migrations/postgres");
-    let applied: Vec<(i64, String)> =
-        match sqlx::query_as("SELECT version, description FROM _sqlx_migrations WHERE success")
-            .fetch_all(&mut *conn)
-            .await
-        {
-            Ok(applied) => applied,
-            // undefined_table: a new database
-            Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("42P01") => Vec::new(),
-            Err(error) => return Err(error.into()),
-        };
-    if schema::must_migrate(access, &applied, &migrator)? {
-        // `run` on a `&mut PgConnection` makes the future not `Send` (sqlx's `Acquire` is
-        // not general enough); `run_direct` is what it calls.
-        migrator.run_direct(None, conn, false).await?;
-    }
-    Ok(())
 }

@@ -26,8 +26,8 @@ mod wake;
 
 use super::rows::{self, columns_for, json};
 use super::{
-    Access, Claim, Clock, Command, CommandFilter, Error, GcReport, Listening, ObjectId, Plan,
-    Release, Resource, Result, WorkItem,
+    Access, Applied, Claim, Clock, Command, CommandFilter, Error, GcReport, Listening, ObjectId,
+    Plan, Release, Resource, Result, WorkItem,
 };
 use super::{apply, schema};
 use crate::domain::Timestamp;
@@ -329,7 +329,9 @@ impl Store for SqliteStore {
             let mut claims = self
                 .claim_where(&mut tx, CLAIM_EXPIRED, (owner, ""), limit, ttl)
                 .await?;
-            let taken_over = claims.len();
+            for claim in &mut claims {
+                claim.taken_over = true;
+            }
             let left = limit - claims.len() as i64;
             if left > 0 {
                 let due: Vec<(String, i64)> = direct::query_as(DUE_TENANTS)
@@ -355,12 +357,10 @@ impl Store for SqliteStore {
                 };
                 claims.extend(claim_fairly(&mut tenants, left as usize, due, load).await?);
             }
-            Ok((claims, taken_over))
+            Ok(claims)
         }
         .await;
-        let (claims, taken_over) = tx.finish(result).await?;
-        crate::metrics::global().claims_taken_over(taken_over);
-        Ok(claims)
+        tx.finish(result).await
     }
 
     async fn work_item_heartbeat(&self, claim: &Claim, ttl: Duration) -> Result<()> {
@@ -416,7 +416,7 @@ impl Store for SqliteStore {
             .min())
     }
 
-    async fn apply(&self, claim: &Claim, plan: &Plan, ttl: Duration) -> Result<Vec<ObjectId>> {
+    async fn apply(&self, claim: &Claim, plan: &Plan, ttl: Duration) -> Result<Applied> {
         let now = self.clock.now();
         let mut tx = self.begin().await?;
         let result = async {
@@ -424,13 +424,13 @@ impl Store for SqliteStore {
             apply::apply_plan(&mut SqliteStatements(&mut tx), claim, plan, now).await
         }
         .await;
-        Ok(tx.finish(result).await?.committed())
+        tx.finish(result).await
     }
 
     async fn apply_batch(
         &self,
         batch: &[super::PlanToApply<'_>],
-    ) -> Result<Vec<Result<Vec<ObjectId>>>> {
+    ) -> Result<Vec<Result<Applied>>> {
         let now = self.clock.now();
         let mut tx = self.begin().await?;
         let result = async {
@@ -454,7 +454,7 @@ impl Store for SqliteStore {
         }
         .await;
         let outcomes = tx.finish(result).await?;
-        Ok(outcomes.into_iter().map(|o| o.map(apply::Applied::committed)).collect())
+        Ok(outcomes)
     }
 
     async fn gc(&self, before: Timestamp) -> Result<GcReport> {
@@ -485,7 +485,7 @@ impl super::retention::Prune for SqliteStore {
     async fn prune_batch(
         &self,
         bound: &'static str,
-        deletes: &super::retention::Deletes,
+        deletes: &'static super::retention::Deletes,
         before: i64,
         batch: i64,
     ) -> Result<Option<super::retention::Deleted>> {
