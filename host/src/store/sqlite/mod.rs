@@ -1,21 +1,23 @@
-//! The embedded default: SQLite through sqlx.
+//! The embedded default: SQLite, written through rusqlite and read through sqlx.
 //!
 //! WAL with `synchronous=FULL` (a resource manager must not forget a destroy), `BEGIN IMMEDIATE`
 //! for every read-then-write transaction (a deferred BEGIN under contention fails with
-//! SQLITE_BUSY), and one pooled connection for writes so that writers in this process queue in
-//! the pool instead of sleeping in SQLite's busy handler. Other processes (the CLI, a second
-//! daemon) wait on the busy timeout. A failed write never leaves that connection inside a
-//! transaction (`tx::WriteTx`).
+//! SQLITE_BUSY), and one write connection that this process's writers take in turn
+//! (`writer::Writer`) instead of sleeping in SQLite's busy handler. Other processes (the CLI, a
+//! second daemon) wait on the busy timeout. A failed write never leaves that connection inside
+//! a transaction (`tx::WriteTx`).
 //!
 //! SQLite serves one host: its locks do not work across a network file system, so a database
-//! there is refused at open. Several hosts need PostgreSQL.
+//! there is refused at open. Several hosts need PostgreSQL. An in-memory database is refused
+//! too: no other process could share it.
 //!
 //! A read ([`Access::Read`]) opens an existing file read-only: it creates nothing, takes no
 //! lock a writer could hold, and cannot write by accident.
 //!
-//! Modules: `statements` (the statements plans are applied with, and the guard), `tx`
-//! (transactions and migrations), `direct` (running a write transaction's statements on the
-//! calling thread), `wake` (waking daemons in other processes after a commit).
+//! Modules: `writer` (the write connection), `tx` (transactions and migrations), `direct`
+//! (running a write transaction's statements on the calling thread), `statements` (the
+//! statements plans are applied with, and the guard), `wake` (waking daemons in other
+//! processes after a commit).
 //! The queries, row conversions, plan logic and retention are shared with every backend
 //! (`store::common`, `store::rows`, `store::apply`, `store::retention`).
 
@@ -23,6 +25,7 @@ mod direct;
 mod statements;
 mod tx;
 mod wake;
+mod writer;
 
 use super::rows::{self, columns_for, json};
 use super::{
@@ -34,8 +37,7 @@ use crate::domain::Timestamp;
 use crate::scheduler::{Due, Load, TenantClaims, claim_fairly};
 use sqlx::Row;
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
-    SqliteSynchronous,
+    SqliteConnectOptions, SqlitePool, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
 };
 use statements::{SqliteStatements, guard, millis};
 
@@ -56,7 +58,7 @@ const READ_CONNECTIONS: u32 = 4;
 /// A SQLite database file.
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
-    writer: SqlitePool,
+    writer: writer::Writer,
     reader: SqlitePool,
     clock: Arc<dyn Clock>,
     write_transactions: Arc<AtomicU64>,
@@ -83,27 +85,29 @@ impl SqliteStore {
             .busy_timeout(BUSY_TIMEOUT)
             .foreign_keys(true);
         let file = options.get_filename().to_path_buf();
+        if in_memory(&file) {
+            return Err(Error::Conflict(format!(
+                "{url} is an in-memory database, which no other process (the CLI, a second \
+                 daemon) could share: name a file (sqlite://PATH)"
+            )));
+        }
         refuse_network_fs(&file)?;
         let readers = SqlitePoolOptions::new().max_connections(READ_CONNECTIONS);
-        let read_only = options.clone().read_only(true);
-        let (writer, reader) = match access {
-            Access::Read => {
-                refuse_missing(&file)?;
-                // Writes through it fail: SQLite refuses them on a read-only connection.
-                let reader = connect(readers, read_only).await?;
-                (reader.clone(), reader)
-            }
-            Access::Write | Access::Setup | Access::Migrate => {
-                if access == Access::Write {
-                    refuse_missing(&file)?;
-                }
-                let options = options
-                    .create_if_missing(access != Access::Write)
-                    .journal_mode(SqliteJournalMode::Wal);
-                let writer = connect(SqlitePoolOptions::new().max_connections(1), options).await?;
-                (writer, connect(readers, read_only).await?)
-            }
+        let read_only = options.read_only(true);
+        let mode = match access {
+            Access::Read => writer::Mode::ReadOnly,
+            Access::Write => writer::Mode::ReadWrite,
+            Access::Setup | Access::Migrate => writer::Mode::Create,
         };
+        if mode != writer::Mode::Create {
+            refuse_missing(&file)?;
+        }
+        let writer = writer::Writer::new(file.clone(), mode, BUSY_TIMEOUT);
+        if mode == writer::Mode::Create {
+            // The file, in WAL mode, before the read-only readers open it.
+            drop(writer.take().await?);
+        }
+        let reader = connect(readers, read_only).await?;
         if schema::must_migrate(access, &tx::applied(&reader).await?, &tx::MIGRATOR)? {
             tx::migrate(&writer, clock.now(), BUSY_TIMEOUT, access).await?;
         }

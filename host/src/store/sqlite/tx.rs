@@ -1,14 +1,13 @@
 //! Write transactions that never leave a connection in a bad state, and migrations that any
 //! number of processes may run at once.
 //!
-//! A [`WriteTx`] is `BEGIN IMMEDIATE` on the one write connection, whose handle it takes from
-//! sqlx's connection thread for its whole life: its statements run through rusqlite on the
-//! task's own thread ([`super::direct`]), one hand-off per transaction instead of two per
-//! statement. [`WriteTx::finish`] commits a body that succeeded and rolls back one that failed;
-//! a transaction dropped half-way (its task was cancelled) is rolled back as it drops. If a
-//! rollback itself fails (a full disk, an I/O error), the connection is closed instead of being
-//! returned to the pool, so the next writer always starts on a fresh connection outside any
-//! transaction.
+//! A [`WriteTx`] is `BEGIN IMMEDIATE` on the process's one write connection
+//! ([`super::writer::Writer`]), taken for its whole life; its statements run through rusqlite
+//! on the task's own thread ([`super::direct`]). [`WriteTx::finish`] commits a body that
+//! succeeded and rolls back one that failed; a transaction dropped half-way (its task was
+//! cancelled) is rolled back as it drops. If a rollback itself fails (a full disk, an I/O
+//! error), the connection is closed, which rolls back what it held, and the next writer opens
+//! a fresh one, so every writer starts outside any transaction.
 //!
 //! Most transactions are durable (`synchronous=FULL`: fsync'd at commit). Queue bookkeeping
 //! alone (claims, heartbeats, giving a claim back without a state change) is committed without
@@ -17,9 +16,9 @@
 
 use super::super::{Access, Error, Result, schema};
 use super::direct;
+use super::writer::{Taken, Writer, is_busy};
 use sqlx::migrate::Migrator;
-use sqlx::pool::PoolConnection;
-use sqlx::sqlite::{LockedSqliteHandle, Sqlite, SqlitePool};
+use sqlx::sqlite::SqlitePool;
 use std::ops::{Deref, DerefMut};
 use std::time::{Duration, Instant};
 
@@ -32,21 +31,10 @@ pub(super) enum Durability {
     Relaxed,
 }
 
-/// A pooled connection whose SQLite handle is locked out of sqlx's connection thread.
-#[ouroboros::self_referencing]
-struct Locked {
-    conn: PoolConnection<Sqlite>,
-    #[borrows(mut conn)]
-    #[not_covariant]
-    handle: LockedSqliteHandle<'this>,
-}
-
 /// An open `BEGIN IMMEDIATE` transaction on the write connection.
 pub(super) struct WriteTx {
-    /// rusqlite's view of the locked handle. It never closes the handle, and it is dropped
-    /// (finalizing the statements it prepared) before the handle goes back to sqlx.
-    sql: Option<rusqlite::Connection>,
-    locked: Option<Locked>,
+    /// The write connection; `Some` until a failed rollback closes it.
+    conn: Taken,
     open: bool,
     relaxed: bool,
 }
@@ -55,21 +43,13 @@ impl WriteTx {
     /// Takes the write connection and begins, waiting up to `busy_timeout` for another
     /// process's write transaction to end.
     pub async fn begin(
-        pool: &SqlitePool,
+        writer: &Writer,
         durability: Durability,
         busy_timeout: Duration,
     ) -> Result<Self> {
-        let conn = pool.acquire().await?;
-        let mut locked =
-            Locked::try_new_async_send(conn, |conn| Box::pin(conn.lock_handle())).await?;
-        let raw = locked.with_handle_mut(|handle| handle.as_raw_handle());
-        // SAFETY: sqlx's thread makes no call on the handle while `locked` lives, and `sql`
-        // (which does not close the handle) is dropped before `locked` (see `Drop`).
-        let sql = unsafe { rusqlite::Connection::from_handle(raw.as_ptr()) }?;
         let relaxed = durability == Durability::Relaxed;
         let tx = WriteTx {
-            sql: Some(sql),
-            locked: Some(locked),
+            conn: writer.take().await?,
             // Until BEGIN is known to have worked: a failed switch of durability is undone by
             // closing the connection.
             open: true,
@@ -124,22 +104,17 @@ impl WriteTx {
     }
 }
 
-/// SQLITE_BUSY: another connection holds the lock.
-fn is_busy(error: &rusqlite::Error) -> bool {
-    error.sqlite_error_code() == Some(rusqlite::ErrorCode::DatabaseBusy)
-}
-
 impl Deref for WriteTx {
     type Target = rusqlite::Connection;
 
     fn deref(&self) -> &rusqlite::Connection {
-        self.sql.as_ref().expect("the connection lives until drop")
+        self.conn.as_ref().expect("the connection lives until drop")
     }
 }
 
 impl DerefMut for WriteTx {
     fn deref_mut(&mut self) -> &mut rusqlite::Connection {
-        self.sql.as_mut().expect("the connection lives until drop")
+        self.conn.as_mut().expect("the connection lives until drop")
     }
 }
 
@@ -147,14 +122,10 @@ impl Drop for WriteTx {
     fn drop(&mut self) {
         // A transaction still open (a failed commit, a cancelled task) is rolled back; one that
         // cannot be is closed with its connection (closing rolls it back in SQLite), since a
-        // pooled connection left inside a transaction would fail every later BEGIN.
+        // connection left inside a transaction would fail every later BEGIN.
         let clean = !self.open || self.end(false).is_ok();
-        drop(self.sql.take());
-        if let Some(locked) = self.locked.take() {
-            let mut conn = locked.into_heads().conn;
-            if !clean {
-                conn.close_on_drop();
-            }
+        if !clean {
+            *self.conn = None;
         }
     }
 }
@@ -189,12 +160,12 @@ pub(super) async fn applied(reader: &SqlitePool) -> Result<Vec<(i64, String)>> {
 /// against `access` (`schema::must_migrate`): a newer one is refused, and so is an older one
 /// that `access` may not upgrade.
 pub(super) async fn migrate(
-    pool: &SqlitePool,
+    writer: &Writer,
     now: i64,
     busy_timeout: Duration,
     access: Access,
 ) -> Result<()> {
-    let mut tx = WriteTx::begin(pool, Durability::Full, busy_timeout).await?;
+    let mut tx = WriteTx::begin(writer, Durability::Full, busy_timeout).await?;
     let result = async {
         direct::query(
             "CREATE TABLE IF NOT EXISTS schema_migration (
