@@ -196,7 +196,7 @@ async fn main() {
         mib(growth),
         mib(wal)
     );
-    let pool = sqlx::SqlitePool::connect(&env.url).await.unwrap();
+    let db = drydock_tests::sqlite(&env.url);
     let mut held = Vec::new();
     for (what, query) in [
         (
@@ -212,7 +212,9 @@ async fn main() {
             "SELECT count(*), coalesce(sum(length(step)), 0) FROM step",
         ),
     ] {
-        let (rows, bytes): (i64, i64) = sqlx::query_as(query).fetch_one(&pool).await.unwrap();
+        let (rows, bytes): (i64, i64) = db
+            .query_row(query, [], |row| Ok((row.get(0)?, row.get(1)?)))
+            .unwrap();
         held.push(format!("{what}: {rows} ({:.1} MiB)", mib(bytes as u64)));
     }
     println!(

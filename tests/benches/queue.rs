@@ -321,7 +321,7 @@ async fn retention_cost(dir: &std::path::Path) {
     let watcher = open(dir, "retention.db").await;
     let (empty, _) = lifecycles(&store, &watcher, &queue, 300).await;
     let url = format!("sqlite://{}", dir.join("retention.db").display());
-    let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+    let db = drydock_tests::sqlite(&url);
     for statement in [
         "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?1)
          INSERT INTO resource (blueprint_id, resource_type, status, created_at, updated_at)
@@ -334,13 +334,9 @@ async fn retention_cost(dir: &std::path::Path) {
         "INSERT INTO log (object, kind, message, created_at)
          SELECT 'L' || id, 'lease.destroyed', 'destroyed', 0 FROM lease WHERE status = 'destroyed'",
     ] {
-        sqlx::query(statement)
-            .bind(FINISHED_KEPT as i64)
-            .execute(&pool)
-            .await
-            .unwrap();
+        let statement = statement.replace("?1", &FINISHED_KEPT.to_string());
+        db.execute_batch(&statement).unwrap();
     }
-    pool.close().await;
     let (full, _) = lifecycles(&store, &watcher, &queue, 300).await;
     println!(
         "| lifecycles/s with an empty database / with {FINISHED_KEPT} finished lifecycles kept (300 each) | {empty:.0} / {full:.0} ({:.2}×) |",
@@ -353,21 +349,17 @@ async fn queue_ops(dir: &std::path::Path, objects: usize) {
     let name = format!("queue-{objects}.db");
     let store = open(dir, &name).await;
     let url = format!("sqlite://{}", dir.join(&name).display());
-    let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
-    sqlx::query(
+    let db = drydock_tests::sqlite(&url);
+    db.execute(
         "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?1)
          INSERT INTO lease (resource_type, status, owner, created_at, updated_at)
          SELECT 'host', 'active', 'bench', 0, 0 FROM n",
+        [objects as i64],
     )
-    .bind(objects as i64)
-    .execute(&pool)
-    .await
     .unwrap();
-    sqlx::query("INSERT INTO work_item (object) SELECT 'L' || id FROM lease")
-        .execute(&pool)
-        .await
+    db.execute_batch("INSERT INTO work_item (object) SELECT 'L' || id FROM lease")
         .unwrap();
-    pool.close().await;
+    drop(db);
 
     let cost = queue_cost(&*store, objects, QUEUE_OPS).await;
     let us = |d: Duration| d.as_secs_f64() * 1e6;

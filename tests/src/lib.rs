@@ -521,6 +521,16 @@ where
     }
 }
 
+/// A connection of the test's own to the SQLite database at `url` (another process, as far as
+/// the daemon can tell), creating the file if it is missing; it waits up to [`PATIENCE`] for a
+/// lock.
+pub fn sqlite(url: &str) -> rusqlite::Connection {
+    let file = store::sqlite::file_of(url).unwrap();
+    let conn = rusqlite::Connection::open(file).unwrap();
+    conn.busy_timeout(PATIENCE).unwrap();
+    conn
+}
+
 /// Waits until no command is queued any more: the daemon has consumed them all.
 pub async fn wait_commands_consumed(store: &Arc<dyn Store>) {
     let pending = store::CommandFilter {

@@ -88,19 +88,11 @@ impl ShellRun {
     /// takes the write lock itself (`BEGIN IMMEDIATE`, waiting its turn), stops the daemon,
     /// which then cannot be writing, and lets go.
     pub async fn stop_first_between_writes(&self) {
-        use sqlx::Connection;
         assert!(self.env.url.starts_with("sqlite:"), "SQLite only");
-        let options: sqlx::sqlite::SqliteConnectOptions = self.env.url.parse().unwrap();
-        let options = options.busy_timeout(crate::PATIENCE);
-        let mut writer = sqlx::SqliteConnection::connect_with(&options)
-            .await
-            .unwrap();
-        sqlx::query("BEGIN IMMEDIATE")
-            .execute(&mut writer)
-            .await
-            .unwrap();
+        let writer = crate::sqlite(&self.env.url);
+        writer.execute_batch("BEGIN IMMEDIATE").unwrap();
         self.first.signal("STOP");
-        sqlx::query("ROLLBACK").execute(&mut writer).await.unwrap();
+        writer.execute_batch("ROLLBACK").unwrap();
     }
 
     /// A second daemon on the same database.

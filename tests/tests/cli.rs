@@ -227,43 +227,55 @@ async fn setup_says_it_made_a_database_and_a_wait_with_no_daemon_says_none_serve
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reads_answer_while_another_process_holds_the_write_lock() {
-    use sqlx::Connection as _;
     let env = Env::new();
     env.store().await;
     let lease = env.request_one("host", &[]).await;
-    let mut writer = sqlx::SqliteConnection::connect(&env.url).await.unwrap();
-    sqlx::raw_sql("BEGIN IMMEDIATE")
-        .execute(&mut writer)
-        .await
-        .unwrap();
+    let writer = drydock_tests::sqlite(&env.url);
+    writer.execute_batch("BEGIN IMMEDIATE").unwrap();
     let listed = env.ok(&["lease", "list"]).await;
     assert!(listed.contains(&lease.to_string()), "{listed}");
     env.ok(&["lease", "show", &lease.to_string()]).await;
     env.ok(&["log", "--object", &lease.to_string()]).await;
-    sqlx::raw_sql("ROLLBACK")
-        .execute(&mut writer)
-        .await
-        .unwrap();
+    writer.execute_batch("ROLLBACK").unwrap();
 }
 
 /// Sets up the database at `url` as the Drydock before migration `description` did (before
 /// the newest, with `None`).
 async fn migrate_before(url: &str, description: Option<&str>) {
-    use sqlx::sqlite::SqliteConnectOptions;
-    use std::str::FromStr as _;
     if url.starts_with("sqlite:") {
-        let options = SqliteConnectOptions::from_str(url).unwrap();
-        let db = sqlx::SqlitePool::connect_with(options.create_if_missing(true))
-            .await
-            .unwrap();
         let migrator = sqlx::migrate!("../host/migrations/sqlite");
         let version = version_before(&migrator, description);
-        migrator.run_to(version, &db).await.unwrap();
+        sqlx_ran_to(&drydock_tests::sqlite(url), &migrator, version);
     } else {
         let db = sqlx::PgPool::connect(url).await.unwrap();
         let migrator = sqlx::migrate!("../host/migrations/postgres");
         let version = version_before(&migrator, description);
         migrator.run_to(version, &db).await.unwrap();
+    }
+}
+
+/// Applies `migrator`'s migrations up to `version` to a SQLite database and records them as
+/// sqlx's runner did for the Drydocks that used it (`_sqlx_migrations`).
+fn sqlx_ran_to(db: &rusqlite::Connection, migrator: &Migrator, version: i64) {
+    db.execute_batch(
+        "CREATE TABLE _sqlx_migrations (
+             version BIGINT PRIMARY KEY, description TEXT NOT NULL,
+             installed_on TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP, success BOOLEAN NOT NULL,
+             checksum BLOB NOT NULL, execution_time BIGINT NOT NULL)",
+    )
+    .unwrap();
+    for migration in migrator.iter().filter(|m| m.version <= version) {
+        db.execute_batch(migration.sql.as_str()).unwrap();
+        db.execute(
+            "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time)
+             VALUES (?1, ?2, TRUE, ?3, 0)",
+            (
+                migration.version,
+                migration.description.as_ref(),
+                migration.checksum.as_ref(),
+            ),
+        )
+        .unwrap();
     }
 }
 
@@ -313,8 +325,7 @@ async fn an_older_schema_waits_for_migrate(env: &Env) {
 /// Runs `sql` on the database at `url`.
 async fn execute(url: &str, sql: &'static str) {
     if url.starts_with("sqlite:") {
-        let db = sqlx::SqlitePool::connect(url).await.unwrap();
-        sqlx::raw_sql(sql).execute(&db).await.unwrap();
+        drydock_tests::sqlite(url).execute_batch(sql).unwrap();
     } else {
         let db = sqlx::PgPool::connect(url).await.unwrap();
         sqlx::raw_sql(sql).execute(&db).await.unwrap();

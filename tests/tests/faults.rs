@@ -97,11 +97,13 @@ async fn a_full_disk_never_wedges_the_daemon() {
 }
 
 /// How many leases are destroyed, read on a connection of the test's own.
-async fn destroyed(conn: &mut sqlx::SqliteConnection) -> i64 {
-    sqlx::query_scalar("SELECT count(*) FROM lease WHERE status = 'destroyed'")
-        .fetch_one(conn)
-        .await
-        .unwrap()
+fn destroyed(conn: &rusqlite::Connection) -> i64 {
+    conn.query_row(
+        "SELECT count(*) FROM lease WHERE status = 'destroyed'",
+        [],
+        |row| row.get(0),
+    )
+    .unwrap()
 }
 
 /// The disk fills and empties again and again while 100 releases are applied, 64 plans to a
@@ -111,7 +113,6 @@ async fn destroyed(conn: &mut sqlx::SqliteConnection) -> i64 {
 /// release, applied once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn releases_end_as_releases_while_the_disk_keeps_filling_under_group_commits() {
-    use sqlx::Connection;
     let base = Env::new();
     let disk = Tmpfs::mount(&base.dir().join("disk"), "32m");
     let env = Env::at(&disk.0.join("drydock.db"));
@@ -123,21 +124,17 @@ async fn releases_end_as_releases_while_the_disk_keeps_filling_under_group_commi
     let leases = active_leases(&env, 100).await;
     env.ok(&["lease", "release", "--all"]).await;
 
-    let mut other = sqlx::SqliteConnection::connect(&env.url).await.unwrap();
-    sqlx::query("PRAGMA busy_timeout = 60000")
-        .execute(&mut other)
-        .await
+    let other = drydock_tests::sqlite(&env.url);
+    other
+        .busy_timeout(std::time::Duration::from_secs(60))
         .unwrap();
     let filler = disk.0.join("filler");
     let deadline = tokio::time::Instant::now() + drydock_tests::PATIENCE;
     let mut fills = 0;
-    while destroyed(&mut other).await < leases.len() as i64
-        && tokio::time::Instant::now() < deadline
-    {
+    while destroyed(&other) < leases.len() as i64 && tokio::time::Instant::now() < deadline {
         fills += 1;
-        sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
-            .execute(&mut other)
-            .await
+        other
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
             .unwrap();
         fill(&filler);
         // Full for 0.3 s, then room for a second.
@@ -277,12 +274,9 @@ async fn an_object_that_keeps_failing_breaks_and_its_commands_are_consumed() {
     wait_lease(&store, lease, LeaseStatus::Active).await;
     assert!(daemon.terminate().await);
     // The component's bytes go bad: every run that needs the blueprint fails to load it.
-    let pool = sqlx::SqlitePool::connect(&env.url).await.unwrap();
-    sqlx::query("UPDATE component SET wasm = x'0061736d0d000100'")
-        .execute(&pool)
-        .await
+    drydock_tests::sqlite(&env.url)
+        .execute_batch("UPDATE component SET wasm = x'0061736d0d000100'")
         .unwrap();
-    pool.close().await;
     env.ok(&["lease", "release", &lease.to_string()]).await;
     let _daemon = env.serve(&["--max-attempts", "3"]);
     let filter = CommandFilter {
@@ -341,16 +335,12 @@ async fn leases_waiting_for_capacity_are_woken_when_it_appears() {
 /// 9 s claim. The daemon is alive, only its store stalls, and nobody else can take the claim:
 /// the exec is paused at most, never killed, and the blueprint sees its real result.
 async fn a_store_stall_neither_kills_nor_breaks_a_running_exec(stall: std::time::Duration) {
-    use sqlx::Connection;
     let run = ShellRun::start(Env::new(), "9s", 10).await;
-    let mut other = sqlx::SqliteConnection::connect(&run.env.url).await.unwrap();
-    sqlx::query("BEGIN IMMEDIATE")
-        .execute(&mut other)
-        .await
-        .unwrap();
+    let other = drydock_tests::sqlite(&run.env.url);
+    other.execute_batch("BEGIN IMMEDIATE").unwrap();
     // The stall itself: how long the other process keeps the lock.
     tokio::time::sleep(stall).await;
-    sqlx::query("COMMIT").execute(&mut other).await.unwrap();
+    other.execute_batch("COMMIT").unwrap();
     run.ran_once_to_its_end().await;
 }
 

@@ -204,13 +204,8 @@ fn read_input(path: &std::path::Path) -> anyhow::Result<String> {
 
 /// The file of a SQLite database URL, made absolute; `None` for PostgreSQL or in memory.
 fn sqlite_file(database: &str) -> Option<std::path::PathBuf> {
-    let options = database.strip_prefix("sqlite:").and(database.parse().ok());
-    let options: sqlx::sqlite::SqliteConnectOptions = options?;
-    let file = options.get_filename();
-    let in_memory = file.as_os_str().is_empty() || file.to_string_lossy().starts_with(':');
-    (!in_memory)
-        .then(|| std::path::absolute(file).ok())
-        .flatten()
+    let file = crate::store::sqlite::file_of(database).ok()?;
+    std::path::absolute(file).ok()
 }
 
 /// Who is acting, for command authors: `cli:$USER`.

@@ -8,23 +8,26 @@
 //! a backend's `impl Store`;
 //! the backend provides the few inherent methods they need:
 //!
-//! - `reader(&self) -> &Pool<…>`: the pool reads go to;
+//! - `reader(&self)`: where reads run (a pool of connections);
+//! - `page_rows(&self, sql, binds)`: the rows of one page of a list ([`page_sql`]), whose SQL
+//!   is made at run time;
 //! - `begin(&self) -> Result<Tx>`: a durable write transaction, where `Tx` derefs to the
 //!   connection and has `finish(self, Result<T>) -> Result<T>`;
 //! - `statements(tx: &mut Tx) -> impl Statements`;
 //! - `announce(&self)`: tells other processes that something became due, after a commit.
 //!
-//! Statements inside a write transaction are built with the module the backend names
-//! (`write_query` / `query`): `sqlx` on PostgreSQL, `direct` on SQLite, whose write
-//! transactions run their statements through rusqlite on the task's own thread
-//! (`store::sqlite::direct`); both offer `query`, `query_scalar` and `query_as` with sqlx's
-//! shape. Reads always go through sqlx.
+//! Statements are built with the modules the backend names (`write_query` for a write
+//! transaction's, `read_query` for reads, `query` for the plan statements): `sqlx` on
+//! PostgreSQL, `direct` on SQLite, which runs every statement through rusqlite on the task's
+//! own thread (`store::sqlite::direct`); both offer `query`, `query_scalar` and `query_as` with
+//! sqlx's shape.
 
-/// `write_query = module; impl Store for $backend { … }` with the shared methods added to the
-/// backend's own (see the module documentation): `module` builds the statements run on a write
-/// transaction. The whole impl goes through the macro so that `async_trait` sees every method.
+/// `write_query = module; read_query = module; impl Store for $backend { … }` with the shared
+/// methods added to the backend's own (see the module documentation): the modules build the
+/// statements run on a write transaction and on the backend's readers. The whole impl goes
+/// through the macro so that `async_trait` sees every method.
 macro_rules! impl_store {
-    (write_query = $w:ident; impl Store for $backend:ty { $($own:tt)* }) => {
+    (write_query = $w:ident; read_query = $r:ident; impl Store for $backend:ty { $($own:tt)* }) => {
         #[async_trait::async_trait]
         impl $crate::store::Store for $backend {
         $($own)*
@@ -87,7 +90,7 @@ macro_rules! impl_store {
             &self,
             id: $crate::store::ObjectId,
         ) -> $crate::store::Result<$crate::store::Blueprint> {
-            let row = sqlx::query("SELECT * FROM blueprint WHERE id = $1")
+            let row = $r::query("SELECT * FROM blueprint WHERE id = $1")
                 .bind(id.number())
                 .fetch_optional(self.reader())
                 .await?
@@ -99,7 +102,7 @@ macro_rules! impl_store {
             &self,
             name: &str,
         ) -> $crate::store::Result<$crate::store::Blueprint> {
-            let row = sqlx::query("SELECT * FROM blueprint WHERE name = $1")
+            let row = $r::query("SELECT * FROM blueprint WHERE name = $1")
                 .bind(name)
                 .fetch_optional(self.reader())
                 .await?
@@ -108,7 +111,7 @@ macro_rules! impl_store {
         }
 
         async fn blueprint_list(&self) -> $crate::store::Result<Vec<$crate::store::Blueprint>> {
-            let rows = sqlx::query("SELECT * FROM blueprint ORDER BY id")
+            let rows = $r::query("SELECT * FROM blueprint ORDER BY id")
                 .fetch_all(self.reader())
                 .await?;
             $crate::store::rows::all(rows, $crate::store::rows::blueprint)
@@ -324,7 +327,7 @@ macro_rules! impl_store {
         }
 
         async fn component_get(&self, digest: &str) -> $crate::store::Result<Vec<u8>> {
-            sqlx::query_scalar("SELECT wasm FROM component WHERE digest = $1")
+            $r::query_scalar("SELECT wasm FROM component WHERE digest = $1")
                 .bind(digest)
                 .fetch_optional(self.reader())
                 .await?
@@ -334,7 +337,7 @@ macro_rules! impl_store {
         async fn installation_secret(&self) -> $crate::store::Result<[u8; 32]> {
             use $crate::store::common::{SEED_SECRET_KEY, secret_bytes};
             let stored: Option<Vec<u8>> =
-                sqlx::query_scalar("SELECT value FROM installation WHERE key = $1")
+                $r::query_scalar("SELECT value FROM installation WHERE key = $1")
                     .bind(SEED_SECRET_KEY)
                     .fetch_optional(self.reader())
                     .await?;
@@ -368,7 +371,7 @@ macro_rules! impl_store {
             blueprint: $crate::store::ObjectId,
             tenant: &str,
         ) -> $crate::store::Result<$crate::limits::Setup> {
-            let (setting_up, mine, tat): (i64, i64, Option<i64>) = sqlx::query_as(
+            let (setting_up, mine, tat): (i64, i64, Option<i64>) = $r::query_as(
                 "SELECT count(*), count(*) FILTER (WHERE made_for = $2),
                         (SELECT resource_tat FROM blueprint WHERE id = $1)
                    FROM resource WHERE blueprint_id = $1 AND status = 'pending'",
@@ -388,7 +391,7 @@ macro_rules! impl_store {
             &self,
             id: $crate::store::ObjectId,
         ) -> $crate::store::Result<$crate::store::Resource> {
-            let row = sqlx::query("SELECT * FROM resource WHERE id = $1")
+            let row = $r::query("SELECT * FROM resource WHERE id = $1")
                 .bind(id.number())
                 .fetch_optional(self.reader())
                 .await?
@@ -400,7 +403,7 @@ macro_rules! impl_store {
             &self,
             status: Option<$crate::domain::ResourceStatus>,
         ) -> $crate::store::Result<Vec<$crate::store::Resource>> {
-            let rows = sqlx::query(
+            let rows = $r::query(
                 "SELECT * FROM resource WHERE CAST($1 AS TEXT) IS NULL OR status = $1 ORDER BY id",
             )
             .bind(status.map($crate::domain::ResourceStatus::as_str))
@@ -413,7 +416,7 @@ macro_rules! impl_store {
             &self,
             id: $crate::store::ObjectId,
         ) -> $crate::store::Result<$crate::store::Lease> {
-            let row = sqlx::query("SELECT * FROM lease WHERE id = $1")
+            let row = $r::query("SELECT * FROM lease WHERE id = $1")
                 .bind(id.number())
                 .fetch_optional(self.reader())
                 .await?
@@ -427,7 +430,7 @@ macro_rules! impl_store {
         ) -> $crate::store::Result<($crate::store::Lease, Vec<$crate::store::Command>)> {
             use $crate::store::rows::{self, Columns as _};
             // One row per pending command (or one without a command), in one round trip.
-            let rows = sqlx::query(
+            let rows = $r::query(
                 "SELECT lease.*, command.id AS command_id, command.target AS command_target,
                         command.kind AS command_kind, command.author AS command_author,
                         command.created_at AS command_created_at,
@@ -458,7 +461,7 @@ macro_rules! impl_store {
             &self,
             status: Option<$crate::domain::LeaseStatus>,
         ) -> $crate::store::Result<Vec<$crate::store::Lease>> {
-            let rows = sqlx::query(
+            let rows = $r::query(
                 "SELECT * FROM lease WHERE CAST($1 AS TEXT) IS NULL OR status = $1 ORDER BY id",
             )
             .bind(status.map($crate::domain::LeaseStatus::as_str))
@@ -471,7 +474,7 @@ macro_rules! impl_store {
             &self,
             resource: $crate::store::ObjectId,
         ) -> $crate::store::Result<Vec<$crate::store::Lease>> {
-            let rows = sqlx::query(
+            let rows = $r::query(
                 "SELECT * FROM lease WHERE resource_id = $1 AND status != 'destroyed' ORDER BY id",
             )
             .bind(resource.number())
@@ -484,7 +487,7 @@ macro_rules! impl_store {
             &self,
             resource: $crate::store::ObjectId,
         ) -> $crate::store::Result<Vec<$crate::store::Lease>> {
-            let rows = sqlx::query("SELECT * FROM lease WHERE parent_resource_id = $1 ORDER BY id")
+            let rows = $r::query("SELECT * FROM lease WHERE parent_resource_id = $1 ORDER BY id")
                 .bind(resource.number())
                 .fetch_all(self.reader())
                 .await?;
@@ -492,7 +495,7 @@ macro_rules! impl_store {
         }
 
         async fn capacity_generation(&self, resource_type: &str) -> $crate::store::Result<i64> {
-            Ok(sqlx::query_scalar(
+            Ok($r::query_scalar(
                 "SELECT coalesce((SELECT generation FROM capacity WHERE resource_type = $1), 0)",
             )
             .bind(resource_type)
@@ -591,13 +594,13 @@ macro_rules! impl_store {
             limit: i64,
         ) -> $crate::store::Result<Vec<$crate::store::LogEntry>> {
             let query = match object {
-                Some(object) => sqlx::query(
+                Some(object) => $r::query(
                     "SELECT * FROM log WHERE object = $1 AND id > $2 ORDER BY id LIMIT $3",
                 )
                 .bind(object.to_string())
                 .bind(after_id)
                 .bind(limit),
-                None => sqlx::query("SELECT * FROM log WHERE id > $1 ORDER BY id LIMIT $2")
+                None => $r::query("SELECT * FROM log WHERE id > $1 ORDER BY id LIMIT $2")
                     .bind(after_id)
                     .bind(limit),
             };
@@ -622,37 +625,44 @@ macro_rules! impl_store {
         async fn counts(&self) -> $crate::store::Result<$crate::store::Counts> {
             let now = $crate::store::Store::now(self) as i64;
             let (hour, day) = (now - 3_600_000, now - 86_400_000);
-            let by_status = |table| {
-                // In the order of the (status, resource_type) index, which it scans.
-                format!("SELECT resource_type, status, count(*) FROM {table} GROUP BY status, resource_type")
-            };
-            let leases = sqlx::query_as(sqlx::AssertSqlSafe(by_status("lease"))).fetch_all(self.reader()).await?;
-            let resources = sqlx::query_as(sqlx::AssertSqlSafe(by_status("resource"))).fetch_all(self.reader()).await?;
-            let failed = |table| {
-                format!("SELECT (SELECT count(*) FROM {table} WHERE end_kind = 'broken' AND ended_at >= $1),
-                                (SELECT count(*) FROM {table} WHERE end_kind = 'broken' AND ended_at >= $2)")
-            };
-            let leases_failed = sqlx::query_as(sqlx::AssertSqlSafe(failed("lease")))
-                .bind(hour)
-                .bind(day)
-                .fetch_one(self.reader())
-                .await?;
-            let resources_failed = sqlx::query_as(sqlx::AssertSqlSafe(failed("resource")))
-                .bind(hour)
-                .bind(day)
-                .fetch_one(self.reader())
-                .await?;
-            let (due, oldest_due): (i64, Option<i64>) = sqlx::query_as(
+            // In the order of the (status, resource_type) index, which they scan.
+            let leases = $r::query_as(
+                "SELECT resource_type, status, count(*) FROM lease GROUP BY status, resource_type",
+            )
+            .fetch_all(self.reader())
+            .await?;
+            let resources = $r::query_as(
+                "SELECT resource_type, status, count(*) FROM resource GROUP BY status, resource_type",
+            )
+            .fetch_all(self.reader())
+            .await?;
+            let leases_failed = $r::query_as(
+                "SELECT (SELECT count(*) FROM lease WHERE end_kind = 'broken' AND ended_at >= $1),
+                        (SELECT count(*) FROM lease WHERE end_kind = 'broken' AND ended_at >= $2)",
+            )
+            .bind(hour)
+            .bind(day)
+            .fetch_one(self.reader())
+            .await?;
+            let resources_failed = $r::query_as(
+                "SELECT (SELECT count(*) FROM resource WHERE end_kind = 'broken' AND ended_at >= $1),
+                        (SELECT count(*) FROM resource WHERE end_kind = 'broken' AND ended_at >= $2)",
+            )
+            .bind(hour)
+            .bind(day)
+            .fetch_one(self.reader())
+            .await?;
+            let (due, oldest_due): (i64, Option<i64>) = $r::query_as(
                 "SELECT count(*), min(wake_at) FROM work_item
                   WHERE owner IS NULL AND wake_at IS NOT NULL AND wake_at <= $1",
             )
             .bind(now)
             .fetch_one(self.reader())
             .await?;
-            let claimed = sqlx::query_scalar("SELECT count(*) FROM work_item WHERE owner IS NOT NULL")
+            let claimed = $r::query_scalar("SELECT count(*) FROM work_item WHERE owner IS NOT NULL")
                 .fetch_one(self.reader())
                 .await?;
-            let kept = sqlx::query_as("SELECT name, log_bytes, step_bytes FROM blueprint ORDER BY id")
+            let kept = $r::query_as("SELECT name, log_bytes, step_bytes FROM blueprint ORDER BY id")
                 .fetch_all(self.reader())
                 .await?;
             Ok($crate::store::Counts {
@@ -671,7 +681,7 @@ macro_rules! impl_store {
             &self,
             limit: i64,
         ) -> $crate::store::Result<Vec<$crate::store::LogEntry>> {
-            let rows = sqlx::query(
+            let rows = $r::query(
                 "SELECT * FROM (SELECT * FROM log ORDER BY id DESC LIMIT $1) AS recent ORDER BY id",
             )
             .bind(limit)
@@ -686,7 +696,7 @@ macro_rules! impl_store {
             after_id: i64,
             limit: i64,
         ) -> $crate::store::Result<Vec<$crate::store::StepRecord>> {
-            let rows = sqlx::query(
+            let rows = $r::query(
                 "SELECT * FROM step WHERE object = $1 AND id > $2 ORDER BY id LIMIT $3",
             )
             .bind(object.to_string())
@@ -703,10 +713,10 @@ macro_rules! impl_store {
         ) -> $crate::store::Result<Vec<$crate::store::SlotLock>> {
             let query = match owner {
                 Some(owner) => {
-                    sqlx::query("SELECT * FROM slot_lock WHERE owner = $1 ORDER BY name")
+                    $r::query("SELECT * FROM slot_lock WHERE owner = $1 ORDER BY name")
                         .bind(owner.to_string())
                 }
-                None => sqlx::query("SELECT * FROM slot_lock ORDER BY name"),
+                None => $r::query("SELECT * FROM slot_lock ORDER BY name"),
             };
             let rows = query.fetch_all(self.reader()).await?;
             $crate::store::rows::all(rows, $crate::store::rows::slot_lock)
@@ -1180,14 +1190,7 @@ pub(crate) use impl_statements;
 macro_rules! fetch_page {
     ($store:expr, $table:literal, $query:expr, $convert:path) => {{
         let (sql, binds) = $crate::store::common::page_sql($table, $query);
-        let mut select = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for bind in binds {
-            select = match bind {
-                $crate::store::common::Bind::Text(text) => select.bind(text),
-                $crate::store::common::Bind::Int(int) => select.bind(int),
-            };
-        }
-        let rows = select.fetch_all($store.reader()).await?;
+        let rows = $store.page_rows(sql, binds).await?;
         let items = $crate::store::rows::all(rows, $convert)?;
         Ok($crate::store::common::paged(items, $query.limit, |item| {
             item.id.number()

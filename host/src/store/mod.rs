@@ -95,10 +95,10 @@ pub enum Error {
         /// When the request could go, for a rate (ms).
         retry_at: Option<Timestamp>,
     },
-    /// The database failed.
+    /// The PostgreSQL database failed.
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
-    /// The database failed, in a SQLite write transaction (run through rusqlite).
+    /// The SQLite database failed.
     #[error("database error: {0}")]
     Sqlite(#[from] rusqlite::Error),
     /// A migration failed.

@@ -32,9 +32,7 @@ async fn main() -> anyhow::Result<()> {
     manifest(&out.join("sqlite.json"), &populated, snapshot(&store).await)?;
     // One file, without its write-ahead log: what `VACUUM INTO` writes.
     let copy = out.join("sqlite.db").display().to_string();
-    sqlx::query(sqlx::AssertSqlSafe(format!("VACUUM INTO '{copy}'")))
-        .execute(&sqlx::SqlitePool::connect(&env.url).await?)
-        .await?;
+    drydock_tests::sqlite(&env.url).execute_batch(&format!("VACUUM INTO '{copy}'"))?;
 
     let cluster = Cluster::start();
     let env = Env::with_url(cluster.database().await);

@@ -23,12 +23,12 @@ mod migrate;
 mod statements;
 mod tx;
 
-use super::apply;
 use super::rows::{self, columns_for};
 use super::{
     Access, Applied, Claim, Clock, Command, CommandFilter, Error, GcReport, Listening, ObjectId,
     Plan, Release, Resource, Result, SystemClock, WorkItem,
 };
+use super::{apply, common};
 use crate::domain::Timestamp;
 use crate::scheduler::{Due, Load, TenantClaims, claim_fairly};
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRow};
@@ -234,6 +234,18 @@ impl PgStore {
         &self.pool
     }
 
+    /// The rows of one page of a list (`common::page_sql`).
+    async fn page_rows(&self, sql: String, binds: Vec<common::Bind>) -> Result<Vec<PgRow>> {
+        let mut select = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for bind in binds {
+            select = match bind {
+                common::Bind::Text(text) => select.bind(text),
+                common::Bind::Int(int) => select.bind(int),
+            };
+        }
+        Ok(select.fetch_all(self.reader()).await?)
+    }
+
     /// A durable write transaction.
     async fn begin(&self) -> Result<PgTx> {
         PgTx::begin(&self.pool, Durability::Full).await
@@ -283,6 +295,7 @@ impl PgStore {
 
 super::common::impl_store! {
 write_query = sqlx;
+read_query = sqlx;
 impl Store for PgStore {
     fn now(&self) -> Timestamp {
         self.time.now().max(0) as Timestamp

@@ -1,11 +1,11 @@
-//! Statements of SQLite write transactions, run on the calling thread.
+//! Statements of SQLite, run through rusqlite on the calling task's own thread: a write
+//! transaction's, and reads.
 //!
-//! sqlx runs each SQLite connection on a thread of its own and hands it every statement, and
+//! sqlx ran each SQLite connection on a thread of its own and handed it every statement, and
 //! every row back, over channels: two thread wake-ups per statement, which cost more than the
-//! statements themselves and kept the one write connection idle between them. A write
-//! transaction ([`super::tx::WriteTx`]) instead takes the write connection's handle from that
-//! thread once, runs all its statements through rusqlite on the task's own thread, and gives
-//! the handle back.
+//! statements themselves. Here a statement runs where it is called, on the connection its
+//! [`Runner`] gives: a write transaction's ([`super::tx::WriteTx`]) or a read connection
+//! ([`super::readers::Readers`]).
 //!
 //! [`query`], [`query_scalar`] and [`query_as`] are shaped like sqlx's, so that the statements
 //! shared with PostgreSQL (`store::common`) are written once for both. Parameters are numbered
@@ -56,6 +56,19 @@ pub(crate) struct Row {
     values: Vec<Value>,
 }
 
+/// Where a statement runs: the connection of a write transaction, or a read connection taken
+/// for the statement (`store::sqlite::readers`).
+pub(crate) trait Runner {
+    /// Runs `f` on the connection.
+    fn run<T>(self, f: impl FnOnce(&mut Connection) -> Result<T>) -> Result<T>;
+}
+
+impl Runner for &mut Connection {
+    fn run<T>(self, f: impl FnOnce(&mut Connection) -> Result<T>) -> Result<T> {
+        f(self)
+    }
+}
+
 /// A statement returning rows read by column name.
 pub(crate) fn query(sql: &str) -> Query<'_> {
     Query {
@@ -92,25 +105,25 @@ impl<'q> Query<'q> {
     }
 
     /// Runs the statement for its effect.
-    pub async fn execute(self, conn: &mut Connection) -> Result<Done> {
-        let (_, rows) = self.run(conn, |_| Ok(()))?;
+    pub async fn execute(self, on: impl Runner) -> Result<Done> {
+        let (_, rows) = self.run(on, |_| Ok(()))?;
         Ok(Done { rows })
     }
 
     /// Runs the statement; its one row.
-    pub async fn fetch_one(self, conn: &mut Connection) -> Result<Row> {
-        one(self.fetch_optional(conn).await?)
+    pub async fn fetch_one(self, on: impl Runner) -> Result<Row> {
+        one(self.fetch_optional(on).await?)
     }
 
     /// Runs the statement; its first row, if any.
-    pub async fn fetch_optional(self, conn: &mut Connection) -> Result<Option<Row>> {
-        Ok(self.fetch_all(conn).await?.into_iter().next())
+    pub async fn fetch_optional(self, on: impl Runner) -> Result<Option<Row>> {
+        Ok(self.fetch_all(on).await?.into_iter().next())
     }
 
     /// Runs the statement; all its rows.
-    pub async fn fetch_all(self, conn: &mut Connection) -> Result<Vec<Row>> {
+    pub async fn fetch_all(self, on: impl Runner) -> Result<Vec<Row>> {
         let mut names: Option<Arc<[String]>> = None;
-        self.run(conn, |row| {
+        self.run(on, |row| {
             let names = names
                 .get_or_insert_with(|| {
                     let statement: &Statement<'_> = row.as_ref();
@@ -133,24 +146,26 @@ impl<'q> Query<'q> {
     /// each with `each`; the rows, and the rows the statement changed.
     fn run<T>(
         self,
-        conn: &mut Connection,
+        on: impl Runner,
         mut each: impl FnMut(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
     ) -> Result<(Vec<T>, u64)> {
         if let Some(error) = self.bad_arg {
             return Err(error.into());
         }
-        let mut stmt = conn.prepare_cached(self.sql)?;
-        bind(&mut stmt, &self.args)?;
-        let changes = !stmt.readonly();
-        let mut rows = stmt.raw_query();
-        let mut out = Vec::new();
-        while let Some(row) = rows.next()? {
-            out.push(each(row)?);
-        }
-        drop(rows);
-        drop(stmt);
-        // SQLite counts the last statement that changed rows; one that cannot changed none.
-        Ok((out, if changes { conn.changes() } else { 0 }))
+        on.run(|conn| {
+            let mut stmt = conn.prepare_cached(self.sql)?;
+            bind(&mut stmt, &self.args)?;
+            let changes = !stmt.readonly();
+            let mut rows = stmt.raw_query();
+            let mut out = Vec::new();
+            while let Some(row) = rows.next()? {
+                out.push(each(row)?);
+            }
+            drop(rows);
+            drop(stmt);
+            // SQLite counts the last statement that changed rows; one that cannot changed none.
+            Ok((out, if changes { conn.changes() } else { 0 }))
+        })
     }
 }
 
@@ -162,18 +177,18 @@ impl<'q, T: FromSql> Scalar<'q, T> {
     }
 
     /// Runs the statement; its one value.
-    pub async fn fetch_one(self, conn: &mut Connection) -> Result<T> {
-        one(self.fetch_optional(conn).await?)
+    pub async fn fetch_one(self, on: impl Runner) -> Result<T> {
+        one(self.fetch_optional(on).await?)
     }
 
     /// Runs the statement; its first value, if it returned a row.
-    pub async fn fetch_optional(self, conn: &mut Connection) -> Result<Option<T>> {
-        Ok(self.fetch_all(conn).await?.into_iter().next())
+    pub async fn fetch_optional(self, on: impl Runner) -> Result<Option<T>> {
+        Ok(self.fetch_all(on).await?.into_iter().next())
     }
 
     /// Runs the statement; every row's value.
-    pub async fn fetch_all(self, conn: &mut Connection) -> Result<Vec<T>> {
-        Ok(self.query.run(conn, |row| row.get(0))?.0)
+    pub async fn fetch_all(self, on: impl Runner) -> Result<Vec<T>> {
+        Ok(self.query.run(on, |row| row.get(0))?.0)
     }
 }
 
@@ -185,18 +200,18 @@ impl<'q, T: FromColumns> As<'q, T> {
     }
 
     /// Runs the statement; its first row, which must be there.
-    pub async fn fetch_one(self, conn: &mut Connection) -> Result<T> {
-        one(self.fetch_optional(conn).await?)
+    pub async fn fetch_one(self, on: impl Runner) -> Result<T> {
+        one(self.fetch_optional(on).await?)
     }
 
     /// Runs the statement; its first row, if any.
-    pub async fn fetch_optional(self, conn: &mut Connection) -> Result<Option<T>> {
-        Ok(self.fetch_all(conn).await?.into_iter().next())
+    pub async fn fetch_optional(self, on: impl Runner) -> Result<Option<T>> {
+        Ok(self.fetch_all(on).await?.into_iter().next())
     }
 
     /// Runs the statement; all its rows.
-    pub async fn fetch_all(self, conn: &mut Connection) -> Result<Vec<T>> {
-        Ok(self.query.run(conn, T::from_columns)?.0)
+    pub async fn fetch_all(self, on: impl Runner) -> Result<Vec<T>> {
+        Ok(self.query.run(on, T::from_columns)?.0)
     }
 }
 

@@ -1,4 +1,4 @@
-//! The embedded default: SQLite, written through rusqlite and read through sqlx.
+//! The embedded default: SQLite, through rusqlite.
 //!
 //! WAL with `synchronous=FULL` (a resource manager must not forget a destroy), `BEGIN IMMEDIATE`
 //! for every read-then-write transaction (a deferred BEGIN under contention fails with
@@ -22,12 +22,13 @@
 //! (`store::common`, `store::rows`, `store::apply`, `store::retention`).
 
 mod direct;
+mod readers;
 mod statements;
 mod tx;
 mod wake;
 mod writer;
 
-use super::rows::{self, columns_for, json};
+use super::rows::{self, Columns as _, json};
 use super::{
     Access, Applied, Claim, Clock, Command, CommandFilter, Error, GcReport, Listening, ObjectId,
     Plan, Release, Resource, Result, WorkItem,
@@ -35,15 +36,9 @@ use super::{
 use super::{apply, schema};
 use crate::domain::Timestamp;
 use crate::scheduler::{Due, Load, TenantClaims, claim_fairly};
-use sqlx::Row;
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqlitePool, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
-};
+use readers::Readers;
 use statements::{SqliteStatements, guard, millis};
-
-columns_for!(SqliteRow);
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -52,14 +47,12 @@ use tx::{Durability, WriteTx};
 
 /// How long a connection waits for another process's write lock.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
-/// Connections for reads (WAL lets them run beside the writer).
-const READ_CONNECTIONS: u32 = 4;
 
 /// A SQLite database file.
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     writer: writer::Writer,
-    reader: SqlitePool,
+    reader: Arc<Readers>,
     clock: Arc<dyn Clock>,
     write_transactions: Arc<AtomicU64>,
     durable_transactions: Arc<AtomicU64>,
@@ -80,20 +73,8 @@ impl SqliteStore {
     /// without waiting for another process's write lock; a write needs an existing file, which
     /// setup may create; only a migrating open upgrades an older schema.
     pub async fn open_with(url: &str, clock: Arc<dyn Clock>, access: Access) -> Result<Self> {
-        let options = SqliteConnectOptions::from_str(url)?
-            .synchronous(SqliteSynchronous::Full)
-            .busy_timeout(BUSY_TIMEOUT)
-            .foreign_keys(true);
-        let file = options.get_filename().to_path_buf();
-        if in_memory(&file) {
-            return Err(Error::Conflict(format!(
-                "{url} is an in-memory database, which no other process (the CLI, a second \
-                 daemon) could share: name a file (sqlite://PATH)"
-            )));
-        }
+        let file = file_of(url)?;
         refuse_network_fs(&file)?;
-        let readers = SqlitePoolOptions::new().max_connections(READ_CONNECTIONS);
-        let read_only = options.read_only(true);
         let mode = match access {
             Access::Read => writer::Mode::ReadOnly,
             Access::Write => writer::Mode::ReadWrite,
@@ -107,7 +88,7 @@ impl SqliteStore {
             // The file, in WAL mode, before the read-only readers open it.
             drop(writer.take().await?);
         }
-        let reader = connect(readers, read_only).await?;
+        let reader = Arc::new(Readers::new(file.clone(), BUSY_TIMEOUT));
         if schema::must_migrate(access, &tx::applied(&reader).await?, &tx::MIGRATOR)? {
             tx::migrate(&writer, clock.now(), BUSY_TIMEOUT, access).await?;
         }
@@ -150,10 +131,26 @@ impl SqliteStore {
         self.reads.load(Ordering::Relaxed)
     }
 
-    /// The pool reads go to (each use is one read statement).
-    fn reader(&self) -> &SqlitePool {
+    /// Where reads run (each use is one read statement).
+    fn reader(&self) -> &Readers {
         self.reads.fetch_add(1, Ordering::Relaxed);
         &self.reader
+    }
+
+    /// The rows of one page of a list (`common::page_sql`).
+    async fn page_rows(
+        &self,
+        sql: String,
+        binds: Vec<super::common::Bind>,
+    ) -> Result<Vec<direct::Row>> {
+        let mut select = direct::query(&sql);
+        for bind in binds {
+            select = match bind {
+                super::common::Bind::Text(text) => select.bind(text),
+                super::common::Bind::Int(int) => select.bind(int),
+            };
+        }
+        select.fetch_all(self.reader()).await
     }
 
     /// The statements plans are applied with, on `tx`'s connection.
@@ -214,42 +211,32 @@ fn network_fs_name(magic: i64) -> Option<&'static str> {
     })
 }
 
-/// Connects a pool, retrying while another process holds a lock SQLite will not wait for.
-///
-/// The first connection to a new database switches it to WAL; a process doing the same at that
-/// moment gets SQLITE_BUSY at once (SQLite refuses to wait where waiting could deadlock), so
-/// the connect is retried, with a growing pause, for as long as the busy timeout.
-async fn connect(pool: SqlitePoolOptions, options: SqliteConnectOptions) -> Result<SqlitePool> {
-    let started = std::time::Instant::now();
-    let mut pause = Duration::from_millis(5);
-    loop {
-        match pool.clone().connect_with(options.clone()).await {
-            Err(e) if is_busy(&e) && started.elapsed() < BUSY_TIMEOUT => {
-                tokio::time::sleep(pause).await;
-                pause = (pause * 2).min(Duration::from_millis(200));
-            }
-            result => return Ok(result?),
-        }
+/// The file a `sqlite://PATH` (or `sqlite:PATH`) URL names. An in-memory database is refused:
+/// no other process (the CLI, a second daemon) could share it; so are URL options, which the
+/// store sets itself.
+pub fn file_of(url: &str) -> Result<PathBuf> {
+    let path = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+        .ok_or_else(|| Error::Conflict(format!("{url} is not a sqlite:// URL")))?;
+    if path.is_empty() || path.starts_with(':') || path.contains("mode=memory") {
+        return Err(Error::Conflict(format!(
+            "{url} is an in-memory database, which no other process (the CLI, a second daemon) \
+             could share: name a file (sqlite://PATH)"
+        )));
     }
-}
-
-/// SQLITE_BUSY or one of its extended codes.
-fn is_busy(error: &sqlx::Error) -> bool {
-    let code = error.as_database_error().and_then(|e| e.code());
-    code.and_then(|code| code.parse::<i32>().ok())
-        .is_some_and(|code| code & 0xff == 5)
-}
-
-/// Whether `file` names an in-memory database rather than a file.
-fn in_memory(file: &Path) -> bool {
-    let name = file.to_string_lossy();
-    name.is_empty() || name.starts_with(':')
+    if path.contains('?') {
+        return Err(Error::Conflict(format!(
+            "{url} has options; Drydock sets SQLite's own: name the file alone (sqlite://PATH)"
+        )));
+    }
+    Ok(PathBuf::from(path))
 }
 
 /// Refuses to read a database file that is not there: a mistyped path is an error naming it,
 /// not a new empty database.
 fn refuse_missing(file: &Path) -> Result<()> {
-    match in_memory(file) || file.exists() {
+    match file.exists() {
         true => Ok(()),
         false => Err(Error::NoDatabase(file.display().to_string())),
     }
@@ -257,9 +244,6 @@ fn refuse_missing(file: &Path) -> Result<()> {
 
 /// Refuses a database file on a network file system, naming it.
 fn refuse_network_fs(file: &Path) -> Result<()> {
-    if in_memory(file) {
-        return Ok(());
-    }
     let dir = match file.parent() {
         Some(dir) if !dir.as_os_str().is_empty() => dir,
         _ => Path::new("."),
@@ -279,6 +263,7 @@ fn refuse_network_fs(file: &Path) -> Result<()> {
 
 super::common::impl_store! {
 write_query = direct;
+read_query = direct;
 impl Store for SqliteStore {
     fn now(&self) -> Timestamp {
         self.clock.now() as Timestamp
@@ -286,7 +271,7 @@ impl Store for SqliteStore {
 
     async fn resource_live_of_blueprints(&self, blueprints: &[ObjectId]) -> Result<Vec<Resource>> {
         let ids: Vec<i64> = blueprints.iter().map(|b| b.number()).collect();
-        let rows = sqlx::query(
+        let rows = direct::query(
             "SELECT * FROM resource INDEXED BY resource_live_of_blueprint
               WHERE status != 'destroyed' AND blueprint_id IN (SELECT value FROM json_each(?1))
               ORDER BY id",
@@ -301,20 +286,20 @@ impl Store for SqliteStore {
         // One statement per filter, each pinned to its index (SQLite's planner would scan for
         // the pending ones): the table keeps every consumed command until retention prunes it.
         let query = match (filter.target, filter.pending) {
-            (Some(target), true) => sqlx::query(
+            (Some(target), true) => direct::query(
                 "SELECT * FROM command INDEXED BY command_pending
                   WHERE target = ?1 AND consumed_at IS NULL ORDER BY id",
             )
             .bind(target.to_string()),
-            (Some(target), false) => sqlx::query(
+            (Some(target), false) => direct::query(
                 "SELECT * FROM command INDEXED BY command_by_target WHERE target = ?1 ORDER BY id",
             )
             .bind(target.to_string()),
-            (None, true) => sqlx::query(
+            (None, true) => direct::query(
                 "SELECT * FROM command INDEXED BY command_pending
                   WHERE consumed_at IS NULL ORDER BY id",
             ),
-            (None, false) => sqlx::query("SELECT * FROM command ORDER BY id"),
+            (None, false) => direct::query("SELECT * FROM command ORDER BY id"),
         };
         rows::all(query.fetch_all(self.reader()).await?, rows::command)
     }
@@ -380,32 +365,27 @@ impl Store for SqliteStore {
     }
 
     async fn work_item_get(&self, object: ObjectId) -> Result<WorkItem> {
-        let row = sqlx::query("SELECT * FROM work_item WHERE object = ?1")
+        let row = direct::query("SELECT * FROM work_item WHERE object = ?1")
             .bind(object.to_string())
             .fetch_optional(self.reader())
             .await?
             .ok_or_else(|| Error::NotFound(object.to_string()))?;
-        let boot: Option<String> = row.try_get("claim_boot")?;
-        let time = |column| {
-            Ok::<_, Error>(
-                row.try_get::<Option<i64>, _>(column)?
-                    .map(|t| t as Timestamp),
-            )
-        };
+        let boot = row.opt_text("claim_boot")?;
+        let time = |column| Ok::<_, Error>(row.opt_int(column)?.map(|t| t as Timestamp));
         let claim_until = time("lease_until")?.map(|until| self.claim_to_wall(until, boot));
         Ok(WorkItem {
             object,
             wake_at: time("wake_at")?,
-            owner: row.try_get("owner")?,
-            token: row.try_get("token")?,
+            owner: row.opt_text("owner")?,
+            token: row.int("token")?,
             claim_until,
-            attempts: row.try_get("attempts")?,
-            last_error: row.try_get("last_error")?,
+            attempts: row.int("attempts")?,
+            last_error: row.opt_text("last_error")?,
         })
     }
 
     async fn work_item_next_due(&self) -> Result<Option<Timestamp>> {
-        let (due, expiry, boot): (Option<i64>, Option<i64>, Option<String>) = sqlx::query_as(
+        let (due, expiry, boot): (Option<i64>, Option<i64>, Option<String>) = direct::query_as(
             "SELECT (SELECT min(wake_at) FROM work_item WHERE owner IS NULL AND wake_at IS NOT NULL),
                     (SELECT min(lease_until) FROM work_item WHERE owner IS NOT NULL),
                     (SELECT claim_boot FROM work_item WHERE owner IS NOT NULL

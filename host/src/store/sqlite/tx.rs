@@ -16,9 +16,9 @@
 
 use super::super::{Access, Error, Result, schema};
 use super::direct;
+use super::readers::Readers;
 use super::writer::{Taken, Writer, is_busy};
 use sqlx::migrate::Migrator;
-use sqlx::sqlite::SqlitePool;
 use std::ops::{Deref, DerefMut};
 use std::time::{Duration, Instant};
 
@@ -118,6 +118,12 @@ impl DerefMut for WriteTx {
     }
 }
 
+impl direct::Runner for &mut WriteTx {
+    fn run<T>(self, f: impl FnOnce(&mut rusqlite::Connection) -> Result<T>) -> Result<T> {
+        f(self)
+    }
+}
+
 impl Drop for WriteTx {
     fn drop(&mut self) {
         // A transaction still open (a failed commit, a cancelled task) is rolled back; one that
@@ -136,12 +142,12 @@ pub(super) static MIGRATOR: Migrator = sqlx::migrate!("./migrations/sqlite");
 /// The migrations the database records (version, description), read without writing
 /// anything; none for a new database. Databases made before `schema_migration` existed
 /// recorded them in sqlx's table.
-pub(super) async fn applied(reader: &SqlitePool) -> Result<Vec<(i64, String)>> {
-    let tables: Vec<String> = sqlx::query_scalar(
+pub(super) async fn applied(readers: &Readers) -> Result<Vec<(i64, String)>> {
+    let tables: Vec<String> = direct::query_scalar(
         "SELECT name FROM sqlite_master
           WHERE type = 'table' AND name IN ('schema_migration', '_sqlx_migrations')",
     )
-    .fetch_all(reader)
+    .fetch_all(readers)
     .await?;
     let has = |name: &str| tables.iter().any(|table| table == name);
     let recorded = if has("schema_migration") {
@@ -151,7 +157,7 @@ pub(super) async fn applied(reader: &SqlitePool) -> Result<Vec<(i64, String)>> {
     } else {
         return Ok(Vec::new());
     };
-    Ok(sqlx::query_as(recorded).fetch_all(reader).await?)
+    direct::query_as(recorded).fetch_all(readers).await
 }
 
 /// Applies the migrations not yet applied, in one `BEGIN IMMEDIATE` transaction: a second
@@ -204,7 +210,7 @@ async fn adopt_sqlx_history(tx: &mut WriteTx) -> Result<()> {
     let old: bool = direct::query_scalar(
         "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE name = '_sqlx_migrations')",
     )
-    .fetch_one(tx)
+    .fetch_one(&mut *tx)
     .await?;
     if old {
         direct::query(
