@@ -51,8 +51,10 @@ trap finish EXIT
 
 # The N slowest passing tests in nextest's output FILE, slowest first.
 slowest_tests() {
+    # awk reads the whole sorted list (head would stop early, and sort, still writing, would
+    # die of SIGPIPE: under pipefail, a passing run reported as failed).
     sed -nE 's/^ *PASS \[ *([0-9.]+)s\] (\( *[0-9]+\/[0-9]+\) )?(.*)$/\1 \3/p' "$1" |
-        sort -rn | head -n "$2" | awk '{ printf "   %7.1f s  %s\n", $1, substr($0, index($0, " ") + 1) }'
+        sort -rn | awk -v n="$2" 'NR <= n { printf "   %7.1f s  %s\n", $1, substr($0, index($0, " ") + 1) }'
 }
 
 # Runs nextest with ARGS, its output also kept for the summary.

@@ -17,26 +17,10 @@
 
 use crate::domain::Timestamp;
 use crate::limits::{Limit, Limits};
-use crate::store::{Blueprint, ObjectId, Plan, StepRecord, Write};
+use crate::store::{Blueprint, Kept, ObjectId, Plan, StepRecord, Write};
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Mutex;
-
-/// Bytes of log and step history.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Kept {
-    /// Log bytes.
-    pub log: i64,
-    /// Step-history bytes.
-    pub steps: i64,
-}
-
-impl Kept {
-    fn add(&mut self, other: Kept) {
-        self.log += other.log;
-        self.steps += other.steps;
-    }
-}
 
 /// What a plan that passed [`Meters::admit`] keeps, per blueprint: added to the unsettled bytes
 /// once it commits ([`Meters::committed`]).
@@ -61,8 +45,8 @@ struct Meter {
 impl Meter {
     fn kept(&self) -> Kept {
         let mut kept = self.stored;
-        kept.add(self.unsettled);
-        kept.add(self.pending);
+        kept += self.unsettled;
+        kept += self.pending;
         kept
     }
 }
@@ -138,7 +122,7 @@ impl Meters {
             }
         }
         for (blueprint, kept) in &charge.0 {
-            meters.entry(*blueprint).or_default().pending.add(*kept);
+            meters.entry(*blueprint).or_default().pending += *kept;
         }
         (Cow::Owned(admitted), charge)
     }
@@ -148,12 +132,12 @@ impl Meters {
         let mut meters = self.meters.lock().unwrap_or_else(|e| e.into_inner());
         for (blueprint, kept) in charge.0 {
             let meter = meters.entry(blueprint).or_default();
-            meter.pending.add(Kept {
+            meter.pending += Kept {
                 log: -kept.log,
                 steps: -kept.steps,
-            });
+            };
             if committed {
-                meter.unsettled.add(kept);
+                meter.unsettled += kept;
             }
         }
     }
@@ -173,7 +157,7 @@ impl Meters {
     pub fn unsettle(&self, kept: &[(ObjectId, Kept)]) {
         let mut meters = self.meters.lock().unwrap_or_else(|e| e.into_inner());
         for (blueprint, kept) in kept {
-            meters.entry(*blueprint).or_default().unsettled.add(*kept);
+            meters.entry(*blueprint).or_default().unsettled += *kept;
         }
     }
 }

@@ -246,7 +246,7 @@ macro_rules! impl_store {
 
         async fn blueprint_add_kept(
             &self,
-            kept: &[($crate::store::ObjectId, $crate::quota::Kept)],
+            kept: &[($crate::store::ObjectId, $crate::store::Kept)],
         ) -> $crate::store::Result<()> {
             let mut tx = self.begin().await?;
             let result = async {

@@ -599,6 +599,22 @@ impl CommandKind {
     }
 }
 
+/// Bytes of log and step history a blueprint keeps (`crate::quota` meters them).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Kept {
+    /// Log bytes.
+    pub log: i64,
+    /// Step-history bytes.
+    pub steps: i64,
+}
+
+impl std::ops::AddAssign for Kept {
+    fn add_assign(&mut self, other: Kept) {
+        self.log += other.log;
+        self.steps += other.steps;
+    }
+}
+
 /// A queued or consumed command.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Command {
@@ -799,7 +815,7 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Blueprint>;
     /// Adds what a daemon's workers kept of blueprints' log and step history since it last
     /// did (`quota::Meters::unsettled`) to their totals: one transaction.
-    async fn blueprint_add_kept(&self, kept: &[(ObjectId, crate::quota::Kept)]) -> Result<()>;
+    async fn blueprint_add_kept(&self, kept: &[(ObjectId, Kept)]) -> Result<()>;
     /// The wasm bytes of a component.
     async fn component_get(&self, digest: &str) -> Result<Vec<u8>>;
 

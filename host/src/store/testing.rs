@@ -1128,7 +1128,7 @@ async fn blueprint_add_kept_counts_what_retention_gives_back(
         status: LeaseStatus::Destroyed,
     });
     store.apply(&claim, &plan, TTL).await.unwrap();
-    let kept = crate::quota::Kept {
+    let kept = crate::store::Kept {
         log: 500,
         steps: 300,
     };
