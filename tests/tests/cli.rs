@@ -195,7 +195,8 @@ async fn setup_says_it_made_a_database_and_a_wait_with_no_daemon_says_none_serve
     let last = stderr.lines().last().unwrap_or_default();
     assert!(
         out.status.success()
-            && last.contains("no blueprint makes \"hots\" resources (the types made here: host)"),
+            && last.contains("no blueprint makes \"hots\" resources (the types made here: host)")
+            && last.ends_with("a daemon breaks the lease, since nothing can serve it: add a blueprint of that type first"),
         "{stderr}"
     );
     // A config written over several lines shows on one.

@@ -151,8 +151,8 @@ async fn request(store: Arc<dyn Store>, args: RequestArgs) -> anyhow::Result<Exi
             false => made.join(", "),
         };
         eprintln!(
-            "warning: no blueprint makes {} resources (the types made here: {made}); the lease \
-             waits until one is added",
+            "warning: no blueprint makes {} resources (the types made here: {made}); a daemon \
+             breaks the lease, since nothing can serve it: add a blueprint of that type first",
             output::safe(&format!("{resource_type:?}"))
         );
     }
