@@ -1,7 +1,7 @@
 //! Applying a worker's [`Plan`] inside one guarded transaction, written once for every backend.
 //!
-//! A backend provides [`Statements`]: one SQL statement each, run on the transaction's
-//! connection. [`Applier`] builds every [`Write`] from them, including the decisions that depend
+//! [`Applier`] builds every [`Write`] from the statements of `store::queries`, run on the
+//! transaction's connection, including the decisions that depend
 //! on other objects and must be taken inside the transaction that writes them: whether a
 //! reclaimed resource is still idle, whether a cascaded lease still takes a release, whether a
 //! resource can still be acquired, which leases hold a resource that just became active, whether
@@ -9,6 +9,10 @@
 //! resource this minute. The backend makes those reads safe (SQLite serialises write
 //! transactions; PostgreSQL locks the rows it reads).
 
+use super::conn::Conn;
+use super::queries::{
+    blueprint, capacity, command, lease, log, object, resource, slot_lock, step, work_item,
+};
 use super::rows::{exec_results_to_json, from_json, json};
 use super::{
     Applied, Claim, Command, CommandKind, Error, FAILING_AFTER, ObjectId, Plan, Release, Result,
@@ -17,146 +21,10 @@ use super::{
 use crate::domain::{Attributes, ExecResult, LeaseStatus, Timestamp};
 use crate::limits::{Limit, Limits, NoRoom, Setup, room};
 
-/// The statements a backend runs inside a write transaction.
-#[async_trait::async_trait]
-pub(crate) trait Statements: Send {
-    /// Marks an object due at `at`, creating its work item if needed (never delays an earlier
-    /// wake).
-    async fn wake(&mut self, object: ObjectId, at: i64) -> Result<()>;
-    /// Appends a log entry, counted against the log quota of `charged` if it is a blueprint's.
-    async fn insert_charged_log(
-        &mut self,
-        object: ObjectId,
-        kind: &str,
-        message: &str,
-        charged: Option<ObjectId>,
-        now: i64,
-    ) -> Result<()>;
-    /// Appends a log entry of the host's own.
-    async fn insert_log(
-        &mut self,
-        object: ObjectId,
-        kind: &str,
-        message: &str,
-        now: i64,
-    ) -> Result<()> {
-        self.insert_charged_log(object, kind, message, None, now)
-            .await
-    }
-    /// The kind and text of an object's last log entry, if it has one.
-    async fn last_log(&mut self, object: ObjectId) -> Result<Option<(String, String)>>;
-    /// Makes the work item of a new object, belonging to `tenant` (`crate::scheduler`), due at
-    /// `at`.
-    async fn enqueue(&mut self, object: ObjectId, tenant: &str, at: i64) -> Result<()>;
-    /// Inserts a command (without waking its target).
-    async fn insert_command(
-        &mut self,
-        target: ObjectId,
-        kind: CommandKind,
-        author: &str,
-        now: i64,
-    ) -> Result<Command>;
-    /// A resource's or lease's status and, for a supporting lease, its owner's number; the row
-    /// cannot change before the transaction ends (a shared lock where the backend needs one).
-    async fn status_of(&mut self, object: ObjectId) -> Result<Option<(String, Option<i64>)>>;
-    /// A resource's status, the row locked for update: the transaction is about to change it
-    /// on what it reads.
-    async fn lock_status(&mut self, resource: ObjectId) -> Result<Option<String>>;
-    /// Records a command's outcome; the command's kind, or `None` if it was consumed already.
-    async fn consume(&mut self, id: i64, outcome: &str, now: i64) -> Result<Option<String>>;
-    /// Sets a resource's or lease's status (a lease stops waiting for capacity).
-    async fn set_status(&mut self, object: ObjectId, status: &str, now: i64) -> Result<()>;
-    /// Whether a release for the lease is queued.
-    async fn release_queued(&mut self, lease: ObjectId) -> Result<bool>;
-    /// Numbers of the live leases holding a resource.
-    async fn holders(&mut self, resource: ObjectId) -> Result<Vec<i64>>;
-    /// Makes a lease acquired on a resource.
-    async fn acquire(&mut self, lease: ObjectId, resource: ObjectId, now: i64) -> Result<()>;
-    /// Sends an acquired lease back to pending, forgetting its resource and exec results.
-    async fn reacquire(&mut self, lease: ObjectId, now: i64) -> Result<()>;
-    /// Remembers the resource an acquisition is about; exec results of another are forgotten.
-    async fn set_acquiring(&mut self, lease: ObjectId, resource: Option<ObjectId>) -> Result<()>;
-    /// An object's attributes as stored.
-    async fn attributes(&mut self, object: ObjectId) -> Result<Option<String>>;
-    /// Replaces an object's attributes.
-    async fn set_attributes(&mut self, object: ObjectId, json: &str, now: i64) -> Result<()>;
-    /// Sets or clears an object's deadline.
-    async fn set_until(&mut self, object: ObjectId, until: Option<i64>, now: i64) -> Result<()>;
-    /// Replaces an object's exec results.
-    async fn set_exec_results(&mut self, object: ObjectId, json: &str) -> Result<()>;
-    /// Takes a slot lock if it is free; returns its holder (the owner if it took it).
-    async fn take_lock(&mut self, name: &str, owner: ObjectId, now: i64) -> Result<String>;
-    /// Frees every slot lock an object holds.
-    async fn free_locks(&mut self, owner: ObjectId) -> Result<()>;
-    /// A blueprint's resources being set up (pending): all of them, and those made for leases
-    /// of `tenant`.
-    async fn resources_setting_up(
-        &mut self,
-        blueprint: ObjectId,
-        tenant: &str,
-    ) -> Result<(i64, i64)>;
-    /// Supporting leases waiting (pending) that resources of `requester` asked for.
-    async fn supporting_waiting(&mut self, requester: ObjectId) -> Result<i64>;
-    /// A blueprint's name and its resource bucket (`limits::Rate`: the time, in µs, at which
-    /// it is full again), the row locked until the transaction ends.
-    async fn lock_resource_bucket(&mut self, blueprint: ObjectId) -> Result<Option<(String, i64)>>;
-    /// Stores a blueprint's resource bucket.
-    async fn set_resource_bucket(&mut self, blueprint: ObjectId, tat: i64) -> Result<()>;
-    /// Inserts a pending resource; its number.
-    async fn insert_resource(&mut self, new: &NewResource<'_>, now: i64) -> Result<i64>;
-    /// Inserts a pending supporting lease of `parent` (a resource of `requester`), one deeper;
-    /// its number, or `None` if the parent does not exist.
-    async fn insert_supporting_lease(
-        &mut self,
-        parent: ObjectId,
-        requester: ObjectId,
-        key: &str,
-        resource_type: &str,
-        attributes: &str,
-        now: i64,
-    ) -> Result<Option<i64>>;
-    /// Moves a type's capacity generation on.
-    async fn bump_capacity(&mut self, resource_type: &str) -> Result<()>;
-    /// A type's capacity generation.
-    async fn capacity(&mut self, resource_type: &str) -> Result<i64>;
-    /// Stops the leases waiting for capacity of a type from waiting; their numbers and request
-    /// times.
-    async fn take_waiting(&mut self, resource_type: &str) -> Result<Vec<(i64, i64)>>;
-    /// Marks a lease as waiting for capacity.
-    async fn mark_waiting(&mut self, lease: ObjectId) -> Result<()>;
-    /// A blueprint's failures in a row.
-    async fn failures(&mut self, blueprint: ObjectId) -> Result<Option<i64>>;
-    /// A blueprint, locked until the transaction ends: what a change computed from it starts
-    /// from.
-    async fn lock_blueprint(&mut self, blueprint: ObjectId) -> Result<Option<super::Blueprint>>;
-    /// Adds a failure to a blueprint's streak; the streak's length.
-    async fn add_failure(
-        &mut self,
-        blueprint: ObjectId,
-        reason: &str,
-        retry_at: i64,
-    ) -> Result<i64>;
-    /// Records how an object ended, unless an end is recorded already.
-    async fn set_end(
-        &mut self,
-        object: ObjectId,
-        kind: &str,
-        detail: Option<&str>,
-        now: i64,
-    ) -> Result<()>;
-    /// Appends a step to the audit trail.
-    async fn insert_step(&mut self, step: &super::StepRecord, now: i64) -> Result<()>;
-    /// Ends a blueprint's failure streak.
-    async fn clear_failures(&mut self, blueprint: ObjectId) -> Result<()>;
-    /// Gives a claim back, keeping a wake-up that arrived during the run; the rows it changed
-    /// (0 if the claim was not held).
-    async fn release_claim(&mut self, claim: &Claim, release: &Release) -> Result<u64>;
-}
-
-/// Applies the writes of one plan, in order, through a backend's [`Statements`].
+/// Applies the writes of one plan, in order, on a write transaction's connection.
 struct Applier<'a> {
-    /// The transaction's statements.
-    st: &'a mut dyn Statements,
+    /// The transaction's connection.
+    st: &'a mut dyn Conn,
     /// The claim the plan is applied under.
     claim: &'a Claim,
     /// The transaction's time.
@@ -168,7 +36,7 @@ struct Applier<'a> {
 /// Applies every write of `plan` under `claim`, at `now`, inside the transaction `st` runs in
 /// (whose guard the caller has passed); what it did, to be counted once it commits.
 pub(crate) async fn apply_plan(
-    st: &mut dyn Statements,
+    st: &mut dyn Conn,
     claim: &Claim,
     plan: &Plan,
     now: i64,
@@ -206,17 +74,17 @@ impl Applier<'_> {
         match write {
             Write::ConsumeCommand { id, outcome } => self.consume(*id, outcome).await,
             Write::LeaseStatus { lease, status } => {
-                self.st.set_status(*lease, status.as_str(), now).await
+                object::set_status(self.st, *lease, status.as_str(), now).await
             }
             Write::ResourceStatus { resource, status } => {
                 let resource = self.resolve(*resource)?;
-                self.st.set_status(resource, status.as_str(), now).await
+                object::set_status(self.st, resource, status.as_str(), now).await
             }
             Write::LeaseAcquire { lease, resource } => {
                 let resource = self.resolve(*resource)?;
                 self.acquire(*lease, resource).await
             }
-            Write::LeaseReacquire { lease } => self.st.reacquire(*lease, now).await,
+            Write::LeaseReacquire { lease } => lease::reacquire(self.st, *lease, now).await,
             Write::SetAttribute { object, key, value } => {
                 let object = self.resolve(*object)?;
                 self.edit_attributes(object, |a| {
@@ -242,25 +110,25 @@ impl Applier<'_> {
                 let owner = self.resolve(*owner)?;
                 self.take_locks(owner, names).await
             }
-            Write::FreeSlotLocks { owner } => self.st.free_locks(*owner).await,
+            Write::FreeSlotLocks { owner } => slot_lock::free(self.st, *owner).await,
             Write::Log {
                 object,
                 kind,
                 message,
             } => {
                 let object = self.resolve(*object)?;
-                self.st.insert_log(object, kind, message, now).await
+                log::add(self.st, object, kind, message, now).await
             }
             Write::LogIfNew {
                 object,
                 kind,
                 message,
             } => {
-                let last = self.st.last_log(*object).await?;
+                let last = log::last(self.st, *object).await?;
                 if last.as_ref() == Some(&(kind.clone(), message.clone())) {
                     return Ok(());
                 }
-                self.st.insert_log(*object, kind, message, now).await
+                log::add(self.st, *object, kind, message, now).await
             }
             Write::BlueprintLog {
                 object,
@@ -269,9 +137,7 @@ impl Applier<'_> {
             } => {
                 let object = self.resolve(*object)?;
                 for (kind, message) in entries {
-                    self.st
-                        .insert_charged_log(object, kind, message, Some(*blueprint), now)
-                        .await?;
+                    log::add_charged(self.st, object, kind, message, Some(*blueprint), now).await?;
                 }
                 Ok(())
             }
@@ -282,7 +148,7 @@ impl Applier<'_> {
             } => self.post(*target, *kind, author).await.map(drop),
             Write::Wake { object } => {
                 let object = self.resolve(*object)?;
-                self.st.wake(object, now).await
+                work_item::wake(self.st, object, now).await
             }
             Write::CascadeRelease { lease, author } => self.cascade_release(*lease, author).await,
             Write::WakeHolders { resource } => self.wake_holders(*resource).await,
@@ -342,7 +208,7 @@ impl Applier<'_> {
             } => self.wait_for_capacity(*lease, resource_type, *seen).await,
             Write::SetAcquiring { lease, resource } => {
                 let resource = resource.map(|r| self.resolve(r)).transpose()?;
-                self.st.set_acquiring(*lease, resource).await
+                lease::set_acquiring(self.st, *lease, resource).await
             }
             Write::BlueprintFailed {
                 blueprint,
@@ -356,11 +222,9 @@ impl Applier<'_> {
                 detail,
             } => {
                 let object = self.resolve(*object)?;
-                self.st
-                    .set_end(object, kind.as_str(), detail.as_deref(), now)
-                    .await
+                object::set_end(self.st, object, kind.as_str(), detail.as_deref(), now).await
             }
-            Write::RecordStep(step) => self.st.insert_step(step, now).await,
+            Write::RecordStep(step) => step::insert(self.st, step, now).await,
         }
     }
 
@@ -369,7 +233,7 @@ impl Applier<'_> {
     }
 
     async fn consume(&mut self, id: i64, outcome: &str) -> Result<()> {
-        let Some(kind) = self.st.consume(id, outcome, self.now).await? else {
+        let Some(kind) = command::consume(self.st, id, outcome, self.now).await? else {
             return Err(Error::Precondition(format!(
                 "command {id} was already consumed"
             )));
@@ -383,9 +247,7 @@ impl Applier<'_> {
     }
 
     async fn status(&mut self, object: ObjectId) -> Result<String> {
-        Ok(self
-            .st
-            .status_of(object)
+        Ok(object::status(self.st, object)
             .await?
             .ok_or_else(|| Error::NotFound(object.to_string()))?
             .0)
@@ -398,7 +260,7 @@ impl Applier<'_> {
                 "{resource} is {status}; it cannot be acquired"
             )));
         }
-        self.st.acquire(lease, resource, self.now).await
+        lease::acquire(self.st, lease, resource, self.now).await
     }
 
     async fn cascade_release(&mut self, lease: ObjectId, author: &str) -> Result<()> {
@@ -406,42 +268,36 @@ impl Applier<'_> {
         let releasable = status
             .parse::<LeaseStatus>()
             .is_ok_and(LeaseStatus::is_releasable);
-        if releasable && !self.st.release_queued(lease).await? {
+        if releasable && !command::release_queued(self.st, lease).await? {
             self.post(lease, CommandKind::Release, author).await?;
         }
         Ok(())
     }
 
     async fn reclaim(&mut self, resource: ObjectId, command: i64, author: &str) -> Result<()> {
-        let status = self
-            .st
-            .lock_status(resource)
+        let status = resource::lock_status(self.st, resource)
             .await?
             .ok_or_else(|| Error::NotFound(resource.to_string()))?;
-        let holders = self.st.holders(resource).await?;
+        let holders = lease::holders(self.st, resource).await?;
         let outcome = if status != "active" {
             format!("ignored: the resource is already {status}")
         } else if !holders.is_empty() {
             let ids: Vec<String> = holders.iter().map(|n| format!("L{n}")).collect();
             format!("ignored: the resource is in use by {}", ids.join(", "))
         } else {
-            self.st.set_status(resource, "released", self.now).await?;
+            object::set_status(self.st, resource, "released", self.now).await?;
             let reclaimer = format!("reclaim by {author}");
-            self.st
-                .set_end(resource, "released", Some(&reclaimer), self.now)
-                .await?;
+            object::set_end(self.st, resource, "released", Some(&reclaimer), self.now).await?;
             let message = format!("reclaimed by {author}");
-            self.st
-                .insert_log(resource, "resource.reclaim", &message, self.now)
-                .await?;
+            log::add(self.st, resource, "resource.reclaim", &message, self.now).await?;
             "applied".to_string()
         };
         self.consume(command, &outcome).await
     }
 
     async fn wake_holders(&mut self, resource: ObjectId) -> Result<()> {
-        for lease in self.st.holders(resource).await? {
-            self.st.wake(ObjectId::Lease(lease), self.now).await?;
+        for lease in lease::holders(self.st, resource).await? {
+            work_item::wake(self.st, ObjectId::Lease(lease), self.now).await?;
         }
         Ok(())
     }
@@ -449,7 +305,7 @@ impl Applier<'_> {
     async fn wake_if_destroying(&mut self, resource: ObjectId) -> Result<()> {
         let status = self.status(resource).await?;
         if status == "released" || status == "broken" {
-            self.st.wake(resource, self.now).await?;
+            work_item::wake(self.st, resource, self.now).await?;
         }
         Ok(())
     }
@@ -459,38 +315,32 @@ impl Applier<'_> {
         object: ObjectId,
         edit: impl FnOnce(&mut Attributes),
     ) -> Result<()> {
-        let text = self
-            .st
-            .attributes(object)
+        let text = object::attributes(self.st, object)
             .await?
             .ok_or_else(|| Error::NotFound(object.to_string()))?;
         let mut attributes: Attributes = from_json(&text)?;
         edit(&mut attributes);
-        self.st
-            .set_attributes(object, &json(&attributes), self.now)
-            .await
+        object::set_attributes(self.st, object, &json(&attributes), self.now).await
     }
 
     /// Sets a deadline and schedules the object for it (its claim, if it is the claimed object,
     /// is given back with the wake-up in place).
     async fn set_until(&mut self, object: ObjectId, until: Option<Timestamp>) -> Result<()> {
         let until = until.map(|t| t as i64);
-        self.st.set_until(object, until, self.now).await?;
+        object::set_until(self.st, object, until, self.now).await?;
         if let Some(until) = until {
-            self.st.wake(object, until).await?;
+            work_item::wake(self.st, object, until).await?;
         }
         Ok(())
     }
 
     async fn set_exec_results(&mut self, object: ObjectId, results: &[ExecResult]) -> Result<()> {
-        self.st
-            .set_exec_results(object, &exec_results_to_json(results))
-            .await
+        object::set_exec_results(self.st, object, &exec_results_to_json(results)).await
     }
 
     async fn take_locks(&mut self, owner: ObjectId, names: &[String]) -> Result<()> {
         for name in names {
-            let holder = self.st.take_lock(name, owner, self.now).await?;
+            let holder = slot_lock::take(self.st, name, owner, self.now).await?;
             if holder != owner.to_string() {
                 return Err(Error::SlotLockBusy {
                     name: name.clone(),
@@ -502,20 +352,15 @@ impl Applier<'_> {
     }
 
     async fn release_claim(&mut self, release: &Release) -> Result<()> {
-        release_claim(self.st, self.claim, release).await
+        work_item::release(self.st, self.claim, release).await
     }
 
     async fn insert_resource(&mut self, new: NewResource<'_>, limits: &Limits) -> Result<()> {
         let blueprint = new.blueprint;
-        let (name, tat) = self.resource_bucket(blueprint).await?;
-        let (setting_up, mine) = self
-            .st
-            .resources_setting_up(blueprint, new.made_for)
-            .await?;
+        let (name, tat) = blueprint::lock_bucket(self.st, blueprint).await?;
         let setup = Setup {
-            setting_up: setting_up as u64,
-            mine: mine as u64,
             tat,
+            ..resource::setup(self.st, blueprint, new.made_for).await?
         };
         let tat = match room(limits, setup, self.now) {
             Ok(tat) => tat,
@@ -528,11 +373,11 @@ impl Applier<'_> {
                 return Err(limited(&name, no_room.limit(), reason, retry_at));
             }
         };
-        self.st.set_resource_bucket(blueprint, tat).await?;
-        let id = self.st.insert_resource(&new, self.now).await?;
+        blueprint::set_bucket(self.st, blueprint, tat).await?;
+        let id = resource::insert(self.st, &new, self.now).await?;
         let resource = ObjectId::Resource(id);
         let tenant = crate::scheduler::blueprint_tenant(blueprint);
-        self.st.enqueue(resource, &tenant, self.now).await?;
+        work_item::enqueue(self.st, resource, &tenant, self.now).await?;
         self.applied.inserted.push(resource);
         Ok(())
     }
@@ -542,9 +387,9 @@ impl Applier<'_> {
         new: NewSupporting<'_>,
         waiting_limit: u64,
     ) -> Result<()> {
-        let waiting = self.st.supporting_waiting(new.requester).await?;
+        let waiting = lease::supporting_waiting(self.st, new.requester).await?;
         if waiting as u64 >= waiting_limit {
-            let (name, _) = self.resource_bucket(new.requester).await?;
+            let (name, _) = blueprint::lock_bucket(self.st, new.requester).await?;
             let reason = format!(
                 "{name}'s resources have {waiting} supporting leases waiting, its limit \
                  (pending-supporting={waiting_limit}); {} asks again later",
@@ -552,41 +397,30 @@ impl Applier<'_> {
             );
             return Err(limited(&name, Limit::PendingSupporting, reason, None));
         }
-        let id = self
-            .st
-            .insert_supporting_lease(
-                new.parent,
-                new.requester,
-                new.key,
-                new.resource_type,
-                &json(new.attributes),
-                self.now,
-            )
-            .await?
-            .ok_or_else(|| Error::NotFound(new.parent.to_string()))?;
+        let id = lease::insert_supporting(
+            self.st,
+            new.parent,
+            new.requester,
+            new.key,
+            new.resource_type,
+            &json(new.attributes),
+            self.now,
+        )
+        .await?
+        .ok_or_else(|| Error::NotFound(new.parent.to_string()))?;
         let lease = ObjectId::Lease(id);
         let tenant = crate::scheduler::blueprint_tenant(new.requester);
-        self.st.enqueue(lease, &tenant, self.now).await?;
+        work_item::enqueue(self.st, lease, &tenant, self.now).await?;
         let message = format!("requested by {} as {:?}", new.parent, new.key);
-        self.st
-            .insert_log(lease, "lease.queued", &message, self.now)
-            .await?;
+        log::add(self.st, lease, "lease.queued", &message, self.now).await?;
         self.applied.inserted.push(lease);
         Ok(())
-    }
-
-    /// A blueprint's name and resource bucket, locked for the rest of the transaction.
-    async fn resource_bucket(&mut self, blueprint: ObjectId) -> Result<(String, i64)> {
-        self.st
-            .lock_resource_bucket(blueprint)
-            .await?
-            .ok_or_else(|| Error::NotFound(blueprint.to_string()))
     }
 
     /// Moves the type's capacity generation on and wakes the leases waiting for it, each due at
     /// its request time so that they are claimed oldest first.
     async fn wake_waiting(&mut self, resource_type: &str) -> Result<()> {
-        capacity_changed(self.st, resource_type).await
+        capacity::changed(self.st, resource_type).await
     }
 
     async fn wait_for_capacity(
@@ -595,10 +429,10 @@ impl Applier<'_> {
         resource_type: &str,
         seen: i64,
     ) -> Result<()> {
-        if self.st.capacity(resource_type).await? != seen {
-            return self.st.wake(lease, self.now).await;
+        if capacity::lock_generation(self.st, resource_type).await? != seen {
+            return work_item::wake(self.st, lease, self.now).await;
         }
-        self.st.mark_waiting(lease).await
+        lease::mark_waiting(self.st, lease).await
     }
 
     async fn blueprint_failed(
@@ -607,36 +441,25 @@ impl Applier<'_> {
         reason: &str,
         retry_at: Timestamp,
     ) -> Result<()> {
-        let failures = self
-            .st
-            .add_failure(blueprint, reason, retry_at as i64)
-            .await?;
+        let failures = blueprint::add_failure(self.st, blueprint, reason, retry_at as i64).await?;
         if failures == FAILING_AFTER {
             let message = format!(
                 "failing: {failures} allocations or activations in a row failed; the last: {reason}"
             );
-            self.st
-                .insert_log(blueprint, "blueprint.failing", &message, self.now)
-                .await?;
+            log::add(self.st, blueprint, "blueprint.failing", &message, self.now).await?;
         }
         Ok(())
     }
 
     async fn blueprint_recovered(&mut self, blueprint: ObjectId) -> Result<()> {
-        let failures = self
-            .st
-            .failures(blueprint)
-            .await?
-            .ok_or_else(|| Error::NotFound(blueprint.to_string()))?;
+        let failures = blueprint::failures(self.st, blueprint).await?;
         if failures == 0 {
             return Ok(());
         }
-        self.st.clear_failures(blueprint).await?;
+        blueprint::clear_failures(self.st, blueprint).await?;
         if failures >= FAILING_AFTER {
             let message = "working again: an allocation or activation succeeded";
-            self.st
-                .insert_log(blueprint, "blueprint.recovered", message, self.now)
-                .await?;
+            log::add(self.st, blueprint, "blueprint.recovered", message, self.now).await?;
         }
         Ok(())
     }
@@ -707,49 +530,17 @@ pub(crate) fn refusal(
     }
 }
 
-/// Capacity for `resource_type` may have appeared: a new generation, and every lease waiting
-/// for it woken, in request order.
-pub(crate) async fn capacity_changed(st: &mut dyn Statements, resource_type: &str) -> Result<()> {
-    st.bump_capacity(resource_type).await?;
-    for (id, requested) in st.take_waiting(resource_type).await? {
-        st.wake(ObjectId::Lease(id), requested).await?;
-    }
-    Ok(())
-}
-
-/// Gives a claim back; `Error::Fenced` if it was no longer held.
-pub(crate) async fn release_claim(
-    st: &mut dyn Statements,
-    claim: &Claim,
-    release: &Release,
-) -> Result<()> {
-    held_if_one(st.release_claim(claim, release).await?, claim)
-}
-
-/// A guard or claim release touches the claim's one row while the claim is held; no row means
-/// someone else may be the writer: `Error::Fenced`.
-pub(crate) fn held_if_one(rows: u64, claim: &Claim) -> Result<()> {
-    if rows != 1 {
-        return Err(Error::Fenced {
-            object: claim.object,
-            token: claim.token,
-        });
-    }
-    Ok(())
-}
-
 /// Queues `kind` for every target, all or none: every target is checked before any command is
 /// inserted.
 pub(crate) async fn post_all(
-    st: &mut dyn Statements,
+    st: &mut dyn Conn,
     targets: &[ObjectId],
     kind: CommandKind,
     author: &str,
     now: i64,
 ) -> Result<Vec<Command>> {
     for target in targets {
-        let (status, parent) = st
-            .status_of(*target)
+        let (status, parent) = object::status(st, *target)
             .await?
             .ok_or_else(|| Error::NotFound(target.to_string()))?;
         if let Some(reason) = refusal(*target, kind, &status, parent) {
@@ -765,13 +556,13 @@ pub(crate) async fn post_all(
 
 /// Queues a command and wakes its target.
 async fn post(
-    st: &mut dyn Statements,
+    st: &mut dyn Conn,
     target: ObjectId,
     kind: CommandKind,
     author: &str,
     now: i64,
 ) -> Result<Command> {
-    let command = st.insert_command(target, kind, author, now).await?;
-    st.wake(target, now).await?;
+    let command = command::insert(st, target, kind, author, now).await?;
+    work_item::wake(st, target, now).await?;
     Ok(command)
 }

@@ -16,10 +16,11 @@
 
 mod apply;
 mod clock;
-mod common;
+mod conn;
 mod ids;
 mod plan;
 pub mod postgres;
+mod queries;
 mod retention;
 mod rows;
 mod schema;
@@ -764,24 +765,49 @@ pub struct CommandFilter {
     pub pending: bool,
 }
 
-/// The database. One implementation per backend; all pass [`testing::exercise`].
+/// The database. One implementation per backend; all pass [`testing::exercise`]. A backend
+/// implements the methods whose logic is its own (claims, plans, listening); the rest are
+/// written once here, over the reads and write transactions it provides.
 #[async_trait::async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Store: conn::Backend + Send + Sync + 'static {
     /// The store's clock.
     fn now(&self) -> Timestamp;
 
     /// Records a component and a blueprint using it, in one transaction.
-    async fn blueprint_insert(&self, new: NewBlueprint) -> Result<Blueprint>;
+    async fn blueprint_insert(&self, new: NewBlueprint) -> Result<Blueprint> {
+        let now = self.now() as i64;
+        let mut tx = self.transaction().await?;
+        let result = queries::blueprint::insert(&mut *tx, &new, now).await;
+        conn::finish(tx, result).await
+    }
+
     /// A blueprint by id.
-    async fn blueprint_get(&self, id: ObjectId) -> Result<Blueprint>;
+    async fn blueprint_get(&self, id: ObjectId) -> Result<Blueprint> {
+        queries::blueprint::get(&mut *self.reader(), id).await
+    }
+
     /// A blueprint by name.
-    async fn blueprint_by_name(&self, name: &str) -> Result<Blueprint>;
+    async fn blueprint_by_name(&self, name: &str) -> Result<Blueprint> {
+        queries::blueprint::by_name(&mut *self.reader(), name).await
+    }
+
     /// All blueprints, by id.
-    async fn blueprint_list(&self) -> Result<Vec<Blueprint>>;
+    async fn blueprint_list(&self) -> Result<Vec<Blueprint>> {
+        queries::blueprint::list(&mut *self.reader()).await
+    }
+
     /// Enables, disables or resets a blueprint and logs it; enabling and resetting also clear
     /// its failure streak and back-off and wake the leases waiting for its type: one
     /// transaction.
-    async fn blueprint_switch(&self, id: ObjectId, switch: BlueprintSwitch) -> Result<Blueprint>;
+    async fn blueprint_switch(&self, id: ObjectId, switch: BlueprintSwitch) -> Result<Blueprint> {
+        let now = self.now() as i64;
+        let mut tx = self.transaction().await?;
+        let result = queries::blueprint::switch(&mut *tx, id, switch, now).await;
+        let done = conn::finish(tx, result).await?;
+        self.announce();
+        Ok(done)
+    }
+
     /// Switches a blueprint to another component and config (its resource type stays) as its
     /// next version, clears its failure streak and wakes the leases waiting for its type, so
     /// the change is tried at once, and logs who changed what: one transaction, which reads the
@@ -792,7 +818,15 @@ pub trait Store: Send + Sync + 'static {
         id: ObjectId,
         update: BlueprintUpdate,
         author: &str,
-    ) -> Result<Blueprint>;
+    ) -> Result<Blueprint> {
+        let now = self.now() as i64;
+        let mut tx = self.transaction().await?;
+        let result = queries::blueprint::update(&mut *tx, id, &update, author, now).await;
+        let done = conn::finish(tx, result).await?;
+        self.announce();
+        Ok(done)
+    }
+
     /// Changes a blueprint's grants, logging who changed them from what. The change is applied
     /// to the grants read in the same transaction (the row locked), so concurrent changes all
     /// land; revoking a grant the blueprint does not hold is refused
@@ -802,7 +836,13 @@ pub trait Store: Send + Sync + 'static {
         id: ObjectId,
         change: &GrantChange,
         author: &str,
-    ) -> Result<Blueprint>;
+    ) -> Result<Blueprint> {
+        let now = self.now() as i64;
+        let mut tx = self.transaction().await?;
+        let result = queries::blueprint::change_grants(&mut *tx, id, change, author, now).await;
+        conn::finish(tx, result).await
+    }
+
     /// Changes a blueprint's limits (the operator's overrides; `crate::limits`), logging who
     /// changed them from what, fills its buckets again and wakes the leases waiting for its
     /// type (a raised limit may serve them): one transaction, the changes applied to the limits read locked, so
@@ -812,12 +852,27 @@ pub trait Store: Send + Sync + 'static {
         id: ObjectId,
         changes: &[crate::limits::Change],
         author: &str,
-    ) -> Result<Blueprint>;
+    ) -> Result<Blueprint> {
+        let now = self.now() as i64;
+        let mut tx = self.transaction().await?;
+        let result = queries::blueprint::change_limits(&mut *tx, id, changes, author, now).await;
+        let done = conn::finish(tx, result).await?;
+        self.announce();
+        Ok(done)
+    }
+
     /// Adds what a daemon's workers kept of blueprints' log and step history since it last
     /// did (`quota::Meters::unsettled`) to their totals: one transaction.
-    async fn blueprint_add_kept(&self, kept: &[(ObjectId, Kept)]) -> Result<()>;
+    async fn blueprint_add_kept(&self, kept: &[(ObjectId, Kept)]) -> Result<()> {
+        let mut tx = self.transaction().await?;
+        let result = queries::blueprint::add_kept(&mut *tx, kept).await;
+        conn::finish(tx, result).await
+    }
+
     /// The wasm bytes of a component.
-    async fn component_get(&self, digest: &str) -> Result<Vec<u8>>;
+    async fn component_get(&self, digest: &str) -> Result<Vec<u8>> {
+        queries::component::get(&mut *self.reader(), digest).await
+    }
 
     /// The installation's secret: 32 random bytes the daemon mixes into every blueprint call's
     /// random seed (`plugin::SeedSecret`). Read if it exists; otherwise made and stored in one
@@ -825,7 +880,16 @@ pub trait Store: Send + Sync + 'static {
     /// and every other handle on the database gets the same. Making it writes, so a store
     /// opened for reading ([`Access::Read`]) fails where none exists yet, and creates nothing.
     /// Never shown: no API, page or log prints it.
-    async fn installation_secret(&self) -> Result<[u8; 32]>;
+    async fn installation_secret(&self) -> Result<[u8; 32]> {
+        use queries::installation::{SEED_SECRET_KEY, get, get_or_insert, secret_bytes};
+        if let Some(stored) = get(&mut *self.reader(), SEED_SECRET_KEY).await? {
+            return secret_bytes(&stored);
+        }
+        let fresh: [u8; 32] = rand::random();
+        let mut tx = self.transaction().await?;
+        let stored = get_or_insert(&mut *tx, SEED_SECRET_KEY, &fresh).await;
+        secret_bytes(&conn::finish(tx, stored).await?)
+    }
 
     /// How `blueprint`'s resources stand for `tenant`, who would have it make one more
     /// (`limits::room`): read outside any transaction, so the allocator can spare a call of
@@ -834,30 +898,66 @@ pub trait Store: Send + Sync + 'static {
         &self,
         blueprint: ObjectId,
         tenant: &str,
-    ) -> Result<crate::limits::Setup>;
+    ) -> Result<crate::limits::Setup> {
+        queries::resource::setup(&mut *self.reader(), blueprint, tenant).await
+    }
+
     /// A resource by id.
-    async fn resource_get(&self, id: ObjectId) -> Result<Resource>;
+    async fn resource_get(&self, id: ObjectId) -> Result<Resource> {
+        queries::resource::get(&mut *self.reader(), id).await
+    }
+
     /// Resources, optionally of one status, by id.
-    async fn resource_list(&self, status: Option<ResourceStatus>) -> Result<Vec<Resource>>;
+    async fn resource_list(&self, status: Option<ResourceStatus>) -> Result<Vec<Resource>> {
+        queries::resource::list(&mut *self.reader(), status).await
+    }
+
     /// Live (not destroyed) resources of these blueprints.
-    async fn resource_live_of_blueprints(&self, blueprints: &[ObjectId]) -> Result<Vec<Resource>>;
+    async fn resource_live_of_blueprints(&self, blueprints: &[ObjectId]) -> Result<Vec<Resource>> {
+        queries::resource::live_of_blueprints(&mut *self.reader(), blueprints).await
+    }
 
     /// A lease by id.
-    async fn lease_get(&self, id: ObjectId) -> Result<Lease>;
+    async fn lease_get(&self, id: ObjectId) -> Result<Lease> {
+        queries::lease::get(&mut *self.reader(), id).await
+    }
+
     /// A lease and its queued commands, oldest first, read together: what a worker's step
     /// starts from.
-    async fn lease_with_commands(&self, id: ObjectId) -> Result<(Lease, Vec<Command>)>;
+    async fn lease_with_commands(&self, id: ObjectId) -> Result<(Lease, Vec<Command>)> {
+        queries::lease::with_commands(&mut *self.reader(), id).await
+    }
+
     /// Leases, optionally of one status, by id.
-    async fn lease_list(&self, status: Option<LeaseStatus>) -> Result<Vec<Lease>>;
+    async fn lease_list(&self, status: Option<LeaseStatus>) -> Result<Vec<Lease>> {
+        queries::lease::list(&mut *self.reader(), status).await
+    }
+
     /// Live (not destroyed) leases that hold a resource.
-    async fn lease_list_on_resource(&self, resource: ObjectId) -> Result<Vec<Lease>>;
+    async fn lease_list_on_resource(&self, resource: ObjectId) -> Result<Vec<Lease>> {
+        queries::lease::on_resource(&mut *self.reader(), resource).await
+    }
+
     /// Supporting leases a resource owns.
-    async fn lease_list_supporting(&self, resource: ObjectId) -> Result<Vec<Lease>>;
+    async fn lease_list_supporting(&self, resource: ObjectId) -> Result<Vec<Lease>> {
+        queries::lease::supporting(&mut *self.reader(), resource).await
+    }
+
     /// The capacity generation of a resource type: it moves on whenever capacity of the type
     /// may have appeared (see [`Write::WaitForCapacity`]).
-    async fn capacity_generation(&self, resource_type: &str) -> Result<i64>;
+    async fn capacity_generation(&self, resource_type: &str) -> Result<i64> {
+        queries::capacity::generation(&mut *self.reader(), resource_type).await
+    }
+
     /// Records `count` pending leases and queues them, in one transaction.
-    async fn lease_insert(&self, new: &NewLease, count: usize) -> Result<Vec<Lease>>;
+    async fn lease_insert(&self, new: &NewLease, count: usize) -> Result<Vec<Lease>> {
+        let now = self.now() as i64;
+        let mut tx = self.transaction().await?;
+        let result = queries::lease::insert(&mut *tx, new, count, now).await;
+        let done = conn::finish(tx, result).await?;
+        self.announce();
+        Ok(done)
+    }
 
     /// Queues a command for each target and wakes them, in one transaction, all or nothing:
     /// refuses (with the reason) when any target cannot take it.
@@ -866,18 +966,40 @@ pub trait Store: Send + Sync + 'static {
         targets: &[ObjectId],
         kind: CommandKind,
         author: &str,
-    ) -> Result<Vec<Command>>;
+    ) -> Result<Vec<Command>> {
+        let now = self.now() as i64;
+        let mut tx = self.transaction().await?;
+        let result = apply::post_all(&mut *tx, targets, kind, author, now).await;
+        let done = conn::finish(tx, result).await?;
+        self.announce();
+        Ok(done)
+    }
+
     /// Commands, newest last.
-    async fn command_list(&self, filter: &CommandFilter) -> Result<Vec<Command>>;
+    async fn command_list(&self, filter: &CommandFilter) -> Result<Vec<Command>> {
+        queries::command::list(&mut *self.reader(), filter).await
+    }
 
     /// One page of leases under `query`, newest first.
-    async fn lease_page(&self, query: &ListQuery) -> Result<Page<Lease>>;
+    async fn lease_page(&self, query: &ListQuery) -> Result<Page<Lease>> {
+        queries::lease::page(&mut *self.reader(), query).await
+    }
+
     /// One page of resources under `query`, newest first (`owner` does not apply).
-    async fn resource_page(&self, query: &ListQuery) -> Result<Page<Resource>>;
+    async fn resource_page(&self, query: &ListQuery) -> Result<Page<Resource>> {
+        queries::resource::page(&mut *self.reader(), query).await
+    }
+
     /// Objects by type and status, recent failures and the work queue's depth, as of `now`.
-    async fn counts(&self) -> Result<Counts>;
+    async fn counts(&self) -> Result<Counts> {
+        queries::counts::counts(&mut *self.reader(), self.now() as i64).await
+    }
+
     /// The most recent `limit` log entries of all objects, oldest first.
-    async fn log_recent(&self, limit: i64) -> Result<Vec<LogEntry>>;
+    async fn log_recent(&self, limit: i64) -> Result<Vec<LogEntry>> {
+        queries::log::recent(&mut *self.reader(), limit).await
+    }
+
     /// An object's audit trail (every step its blueprint returned), oldest first, after
     /// `after_id`, at most `limit`.
     async fn step_list(
@@ -885,7 +1007,9 @@ pub trait Store: Send + Sync + 'static {
         object: ObjectId,
         after_id: i64,
         limit: i64,
-    ) -> Result<Vec<StepRecord>>;
+    ) -> Result<Vec<StepRecord>> {
+        queries::step::list(&mut *self.reader(), object, after_id, limit).await
+    }
 
     /// Log entries of one object or all, oldest first, after `after_id`, at most `limit`.
     async fn log_list(
@@ -893,9 +1017,14 @@ pub trait Store: Send + Sync + 'static {
         object: Option<ObjectId>,
         after_id: i64,
         limit: i64,
-    ) -> Result<Vec<LogEntry>>;
+    ) -> Result<Vec<LogEntry>> {
+        queries::log::list(&mut *self.reader(), object, after_id, limit).await
+    }
+
     /// Slot locks, of one owner or all.
-    async fn slot_lock_list(&self, owner: Option<ObjectId>) -> Result<Vec<SlotLock>>;
+    async fn slot_lock_list(&self, owner: Option<ObjectId>) -> Result<Vec<SlotLock>> {
+        queries::slot_lock::list(&mut *self.reader(), owner).await
+    }
 
     /// Claims up to `limit` objects for `owner` for `ttl`: first those whose claim expired (a
     /// crashed worker's), then due ones shared out fairly among their tenants given what
@@ -929,7 +1058,9 @@ pub trait Store: Send + Sync + 'static {
     /// Removes the leases and resources destroyed before `before`, each with its whole history
     /// (log entries, steps, commands) and its work item. Live objects and blueprints keep all
     /// of theirs, however old. Works in batches, each its own transaction.
-    async fn gc(&self, before: Timestamp) -> Result<GcReport>;
+    async fn gc(&self, before: Timestamp) -> Result<GcReport> {
+        retention::gc(&|| self.transaction(), before as i64).await
+    }
 
     /// Notifies `wake` whenever another process (the CLI, another daemon) makes something due,
     /// until the returned guard is dropped. A hint that saves waiting for the poll: a lost

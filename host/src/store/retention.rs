@@ -15,7 +15,9 @@
 //! `command_by_target`). The statements are the same text on SQLite and PostgreSQL (`$1`,
 //! `$2`).
 
+use super::conn::{self, Conn, Transaction, query};
 use super::{GcReport, Result};
+use futures_util::future::BoxFuture;
 use std::sync::LazyLock;
 
 /// Objects one transaction removes at most, with their history.
@@ -36,9 +38,9 @@ struct Finished {
 /// One batch's statements: the blueprints' meters given back the bytes of the log entries and
 /// steps about to go, then the deletes of log entries, steps, commands and the objects
 /// themselves.
-pub(crate) type Deletes = [String; 6];
+type Deletes = [String; 6];
 /// The rows each of a batch's statements changed, in their order.
-pub(crate) type Deleted = [u64; 6];
+type Deleted = [u64; 6];
 
 impl Finished {
     /// The statements of one kind of object: its `table`, the letter its ids carry in history
@@ -66,7 +68,7 @@ impl Finished {
         };
         Finished {
             bound: format!(
-                "SELECT max(id) FROM (SELECT {table}.id FROM {table}
+                "SELECT max(id) AS bound FROM (SELECT {table}.id FROM {table}
                   WHERE {removable} AND updated_at < $1 ORDER BY {table}.id LIMIT $2) AS batch"
             ),
             deletes: [
@@ -79,6 +81,23 @@ impl Finished {
             ],
             count,
         }
+    }
+
+    /// In one transaction's connection: reads the batch's bound and, when there is a batch,
+    /// runs each delete; the rows each changed, or `None` when nothing is left to prune.
+    async fn prune_batch(&'static self, c: &mut dyn Conn, before: i64) -> Result<Option<Deleted>> {
+        let bound = query(self.bound.as_str()).bind(before).bind(BATCH);
+        let Some(bound) = c.one(bound, |row| row.opt_int("bound")).await? else {
+            return Ok(None);
+        };
+        let mut deleted = [0; 6];
+        for (count, delete) in deleted.iter_mut().zip(&self.deletes) {
+            // Planned for this batch's values each time (not prepared once): a generic plan
+            // cannot know how few objects the bound leaves and may scan a history table.
+            let delete = query(delete.as_str()).unprepared();
+            *count = c.execute(delete.bind(before).bind(bound)).await?;
+        }
+        Ok(Some(deleted))
     }
 
     /// Adds what one batch's deletes removed (a count each, in their order) to `report`.
@@ -109,30 +128,21 @@ static FINISHED: LazyLock<[Finished; 2]> = LazyLock::new(|| {
     ]
 });
 
-/// A backend that runs one batch of pruning in a transaction of its own.
-#[async_trait::async_trait]
-pub(crate) trait Prune: Sync {
-    /// In one transaction: reads the batch's bound with `bound` (binding the cutoff and the
-    /// batch size) and, when there is a batch, runs each of `deletes` binding the cutoff and
-    /// that bound. The rows each statement changed, or `None` when nothing is left to prune.
-    async fn prune_batch(
-        &self,
-        bound: &'static str,
-        deletes: &'static Deletes,
-        before: i64,
-        batch: i64,
-    ) -> Result<Option<Deleted>>;
-}
+/// Begins a durable write transaction (`conn::Backend::transaction`).
+pub(crate) type Begin<'a> = &'a (dyn Fn() -> BoxFuture<'a, Result<Box<dyn Transaction>>> + Sync);
 
-/// Removes the leases and resources destroyed before `before` (ms), with their history.
-pub(crate) async fn gc(store: &dyn Prune, before: i64) -> Result<GcReport> {
+/// Removes the leases and resources destroyed before `before` (ms), with their history: a
+/// transaction per batch, each begun with `begin`.
+pub(crate) async fn gc(begin: Begin<'_>, before: i64) -> Result<GcReport> {
     let mut report = GcReport::default();
     for finished in FINISHED.iter() {
-        while let Some(deleted) = store
-            .prune_batch(&finished.bound, &finished.deletes, before, BATCH)
-            .await?
-        {
-            finished.count(&mut report, deleted);
+        loop {
+            let mut tx = begin().await?;
+            let batch = finished.prune_batch(&mut *tx, before).await;
+            match conn::finish(tx, batch).await? {
+                Some(deleted) => finished.count(&mut report, deleted),
+                None => break,
+            }
         }
     }
     Ok(report)

@@ -10,7 +10,7 @@ use crate::domain::{ExecResult, Timestamp};
 use std::str::FromStr;
 
 /// Reading typed columns by name from one row.
-pub(crate) trait Columns {
+pub trait Columns {
     /// A 64-bit integer.
     fn int(&self, column: &str) -> Result<i64>;
     /// A nullable 64-bit integer.
@@ -21,19 +21,21 @@ pub(crate) trait Columns {
     fn opt_text(&self, column: &str) -> Result<Option<String>>;
     /// A boolean.
     fn flag(&self, column: &str) -> Result<bool>;
+    /// Bytes.
+    fn bytes(&self, column: &str) -> Result<Vec<u8>>;
 }
 
 /// A row's columns under a prefix: `Prefixed(row, "command_")` reads `command_id` as `id`
 /// (for a join that names one table's columns apart).
-pub(crate) struct Prefixed<'r, R>(pub &'r R, pub &'static str);
+pub(crate) struct Prefixed<'r>(pub &'r dyn Columns, pub &'static str);
 
-impl<R: Columns> Prefixed<'_, R> {
+impl Prefixed<'_> {
     fn name(&self, column: &str) -> String {
         format!("{}{column}", self.1)
     }
 }
 
-impl<R: Columns> Columns for Prefixed<'_, R> {
+impl Columns for Prefixed<'_> {
     fn int(&self, column: &str) -> Result<i64> {
         self.0.int(&self.name(column))
     }
@@ -49,31 +51,10 @@ impl<R: Columns> Columns for Prefixed<'_, R> {
     fn flag(&self, column: &str) -> Result<bool> {
         self.0.flag(&self.name(column))
     }
+    fn bytes(&self, column: &str) -> Result<Vec<u8>> {
+        self.0.bytes(&self.name(column))
+    }
 }
-
-/// Implements [`Columns`] for a sqlx row type.
-macro_rules! columns_for {
-    ($row:ty) => {
-        impl $crate::store::rows::Columns for $row {
-            fn int(&self, column: &str) -> $crate::store::Result<i64> {
-                Ok(sqlx::Row::try_get(self, column)?)
-            }
-            fn opt_int(&self, column: &str) -> $crate::store::Result<Option<i64>> {
-                Ok(sqlx::Row::try_get(self, column)?)
-            }
-            fn text(&self, column: &str) -> $crate::store::Result<String> {
-                Ok(sqlx::Row::try_get(self, column)?)
-            }
-            fn opt_text(&self, column: &str) -> $crate::store::Result<Option<String>> {
-                Ok(sqlx::Row::try_get(self, column)?)
-            }
-            fn flag(&self, column: &str) -> $crate::store::Result<bool> {
-                Ok(sqlx::Row::try_get(self, column)?)
-            }
-        }
-    };
-}
-pub(crate) use columns_for;
 
 /// JSON text of a value.
 pub(crate) fn json<T: serde::Serialize>(value: &T) -> String {
@@ -100,16 +81,16 @@ fn ids_from_json(text: &str, make: fn(i64) -> ObjectId) -> Result<Vec<ObjectId>>
     Ok(from_json::<Vec<i64>>(text)?.into_iter().map(make).collect())
 }
 
-fn time(row: &impl Columns, column: &str) -> Result<Timestamp> {
+fn time(row: &dyn Columns, column: &str) -> Result<Timestamp> {
     Ok(row.int(column)? as Timestamp)
 }
 
-fn maybe_time(row: &impl Columns, column: &str) -> Result<Option<Timestamp>> {
+fn maybe_time(row: &dyn Columns, column: &str) -> Result<Option<Timestamp>> {
     Ok(row.opt_int(column)?.map(|t| t as Timestamp))
 }
 
 /// A blueprint row.
-pub(crate) fn blueprint(row: &impl Columns) -> Result<Blueprint> {
+pub(crate) fn blueprint(row: &dyn Columns) -> Result<Blueprint> {
     Ok(Blueprint {
         id: ObjectId::Blueprint(row.int("id")?),
         name: row.text("name")?,
@@ -131,7 +112,7 @@ pub(crate) fn blueprint(row: &impl Columns) -> Result<Blueprint> {
 }
 
 /// A resource row.
-pub(crate) fn resource(row: &impl Columns) -> Result<Resource> {
+pub(crate) fn resource(row: &dyn Columns) -> Result<Resource> {
     Ok(Resource {
         id: ObjectId::Resource(row.int("id")?),
         blueprint_id: ObjectId::Blueprint(row.int("blueprint_id")?),
@@ -150,7 +131,7 @@ pub(crate) fn resource(row: &impl Columns) -> Result<Resource> {
 }
 
 /// How a lease or resource row ended, if it did.
-fn end(row: &impl Columns) -> Result<Option<End>> {
+fn end(row: &dyn Columns) -> Result<Option<End>> {
     let Some(kind) = row.opt_text("end_kind")? else {
         return Ok(None);
     };
@@ -162,7 +143,7 @@ fn end(row: &impl Columns) -> Result<Option<End>> {
 }
 
 /// An audit-trail row.
-pub(crate) fn step(row: &impl Columns) -> Result<StepRecord> {
+pub(crate) fn step(row: &dyn Columns) -> Result<StepRecord> {
     Ok(StepRecord {
         id: row.int("id")?,
         object: object_id(&row.text("object")?)?,
@@ -176,7 +157,7 @@ pub(crate) fn step(row: &impl Columns) -> Result<StepRecord> {
 }
 
 /// A lease row.
-pub(crate) fn lease(row: &impl Columns) -> Result<Lease> {
+pub(crate) fn lease(row: &dyn Columns) -> Result<Lease> {
     let resource = |column| Ok::<_, Error>(row.opt_int(column)?.map(ObjectId::Resource));
     Ok(Lease {
         id: ObjectId::Lease(row.int("id")?),
@@ -222,7 +203,7 @@ pub(crate) fn exec_results_to_json(results: &[ExecResult]) -> String {
 }
 
 /// A command row.
-pub(crate) fn command(row: &impl Columns) -> Result<Command> {
+pub(crate) fn command(row: &dyn Columns) -> Result<Command> {
     let kind = match row.text("kind")?.as_str() {
         "release" => CommandKind::Release,
         "reclaim" => CommandKind::Reclaim,
@@ -240,7 +221,7 @@ pub(crate) fn command(row: &impl Columns) -> Result<Command> {
 }
 
 /// A work item row just claimed by `owner`, held until `held_until` (claim time).
-pub(crate) fn claim(row: &impl Columns, owner: &str, held_until: i64) -> Result<Claim> {
+pub(crate) fn claim(row: &dyn Columns, owner: &str, held_until: i64) -> Result<Claim> {
     Ok(Claim {
         object: object_id(&row.text("object")?)?,
         tenant: row.text("tenant")?,
@@ -253,7 +234,7 @@ pub(crate) fn claim(row: &impl Columns, owner: &str, held_until: i64) -> Result<
 }
 
 /// A log row.
-pub(crate) fn log(row: &impl Columns) -> Result<LogEntry> {
+pub(crate) fn log(row: &dyn Columns) -> Result<LogEntry> {
     Ok(LogEntry {
         id: row.int("id")?,
         object: object_id(&row.text("object")?)?,
@@ -264,15 +245,10 @@ pub(crate) fn log(row: &impl Columns) -> Result<LogEntry> {
 }
 
 /// A slot lock row.
-pub(crate) fn slot_lock(row: &impl Columns) -> Result<SlotLock> {
+pub(crate) fn slot_lock(row: &dyn Columns) -> Result<SlotLock> {
     Ok(SlotLock {
         name: row.text("name")?,
         owner: object_id(&row.text("owner")?)?,
         created_at: time(row, "created_at")?,
     })
-}
-
-/// Every row converted, or the first error.
-pub(crate) fn all<R: Columns, T>(rows: Vec<R>, convert: fn(&R) -> Result<T>) -> Result<Vec<T>> {
-    rows.iter().map(convert).collect()
 }

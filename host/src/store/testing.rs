@@ -11,6 +11,7 @@ use crate::domain::{LeaseStatus, ResourceStatus};
 use crate::limits::{Limit, Limits};
 use crate::scheduler::Load;
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,61 +23,114 @@ where
     F: Fn(Arc<ManualClock>) -> Fut,
     Fut: Future<Output = Arc<dyn Store>>,
 {
-    macro_rules! run {
-        ($($check:ident),* $(,)?) => {$(
-            let clock = ManualClock::new(1_700_000_000_000);
-            $check(open(clock.clone()).await, clock).await;
-        )*};
+    for check in CHECKS {
+        let clock = ManualClock::new(1_700_000_000_000);
+        check(open(clock.clone()).await, clock).await;
     }
-    run!(
-        blueprint_insert_refuses_a_taken_name,
-        lease_insert_queues_each_lease,
-        command_post_wakes_and_refuses_the_destroyed,
-        work_item_claim_coalesces_posts,
-        work_item_release_keeps_a_post_made_during_a_run,
-        work_item_release_schedules_the_next_wake,
-        work_item_claim_takes_back_expired_claims,
-        apply_is_fenced_once_the_claim_is_taken_over,
-        apply_is_all_or_nothing,
-        apply_inserts_and_refers_to_new_objects,
-        apply_refuses_to_acquire_a_dead_resource,
-        apply_can_give_the_claim_back_in_the_same_transaction,
-        apply_cascades_a_release_only_when_it_would_change_something,
-        work_item_claim_takes_expired_claims_first,
-        work_item_claim_ignores_a_wall_clock_step,
-        command_post_is_all_or_nothing,
-        command_post_refuses_a_supporting_lease,
-        apply_reclaims_only_an_idle_resource,
-        apply_wakes_waiting_leases_in_request_order,
-        apply_wakes_at_once_a_lease_that_missed_capacity,
-        apply_limits_resources_by_bucket_and_setting_up,
-        apply_keeps_a_reserve_for_tenants_with_nothing_being_set_up,
-        apply_limits_the_supporting_leases_a_blueprint_has_waiting,
-        apply_logs_a_repeated_line_once,
-        blueprint_add_kept_counts_what_retention_gives_back,
-        work_item_claim_shares_workers_among_tenants,
-        lease_insert_refuses_more_waiting_leases_than_an_owner_may_have,
-        blueprint_change_limits_logs_and_keeps_concurrent_changes,
-        apply_schedules_a_deadline,
-        apply_records_blueprint_failures_and_recovery,
-        blueprint_switch_clears_a_back_off_and_wakes_waiting_leases,
-        apply_nests_supporting_leases_one_deeper,
-        apply_forgets_exec_results_of_another_acquisition,
-        blueprint_change_grants_logs_the_change,
-        blueprint_update_switches_component_and_config_and_clears_failures,
-        blueprint_update_refuses_an_update_prepared_from_a_replaced_version,
-        lease_list_on_resource_lists_live_leases_only,
-        gc_prunes_only_what_finished_before_the_cutoff,
-        gc_keeps_the_history_of_live_objects_and_the_registration_audit,
-        apply_keeps_the_first_end_of_an_object,
-        lease_page_filters_and_pages_newest_first,
-        counts_count_by_status_and_recent_failures,
-        step_list_keeps_the_audit_trail_in_order,
-        apply_batch_keeps_each_plan_all_or_nothing,
-        lease_with_commands_reads_the_pending_ones,
-        installation_secret_is_made_once_and_kept,
-    );
 }
+
+/// One check of the suite, on a fresh store and its clock.
+type Check = fn(Arc<dyn Store>, Arc<ManualClock>) -> Pin<Box<dyn Future<Output = ()>>>;
+
+/// Every check, in the order they run.
+const CHECKS: &[Check] = &[
+    |store, clock| Box::pin(blueprint_insert_refuses_a_taken_name(store, clock)),
+    |store, clock| Box::pin(lease_insert_queues_each_lease(store, clock)),
+    |store, clock| Box::pin(command_post_wakes_and_refuses_the_destroyed(store, clock)),
+    |store, clock| Box::pin(work_item_claim_coalesces_posts(store, clock)),
+    |store, clock| {
+        Box::pin(work_item_release_keeps_a_post_made_during_a_run(
+            store, clock,
+        ))
+    },
+    |store, clock| Box::pin(work_item_release_schedules_the_next_wake(store, clock)),
+    |store, clock| Box::pin(work_item_claim_takes_back_expired_claims(store, clock)),
+    |store, clock| Box::pin(apply_is_fenced_once_the_claim_is_taken_over(store, clock)),
+    |store, clock| Box::pin(apply_is_all_or_nothing(store, clock)),
+    |store, clock| Box::pin(apply_inserts_and_refers_to_new_objects(store, clock)),
+    |store, clock| Box::pin(apply_refuses_to_acquire_a_dead_resource(store, clock)),
+    |store, clock| {
+        Box::pin(apply_can_give_the_claim_back_in_the_same_transaction(
+            store, clock,
+        ))
+    },
+    |store, clock| {
+        Box::pin(apply_cascades_a_release_only_when_it_would_change_something(store, clock))
+    },
+    |store, clock| Box::pin(work_item_claim_takes_expired_claims_first(store, clock)),
+    |store, clock| Box::pin(work_item_claim_ignores_a_wall_clock_step(store, clock)),
+    |store, clock| Box::pin(command_post_is_all_or_nothing(store, clock)),
+    |store, clock| Box::pin(command_post_refuses_a_supporting_lease(store, clock)),
+    |store, clock| Box::pin(apply_reclaims_only_an_idle_resource(store, clock)),
+    |store, clock| Box::pin(apply_wakes_waiting_leases_in_request_order(store, clock)),
+    |store, clock| {
+        Box::pin(apply_wakes_at_once_a_lease_that_missed_capacity(
+            store, clock,
+        ))
+    },
+    |store, clock| {
+        Box::pin(apply_limits_resources_by_bucket_and_setting_up(
+            store, clock,
+        ))
+    },
+    |store, clock| {
+        Box::pin(apply_keeps_a_reserve_for_tenants_with_nothing_being_set_up(
+            store, clock,
+        ))
+    },
+    |store, clock| {
+        Box::pin(apply_limits_the_supporting_leases_a_blueprint_has_waiting(
+            store, clock,
+        ))
+    },
+    |store, clock| Box::pin(apply_logs_a_repeated_line_once(store, clock)),
+    |store, clock| {
+        Box::pin(blueprint_add_kept_counts_what_retention_gives_back(
+            store, clock,
+        ))
+    },
+    |store, clock| Box::pin(work_item_claim_shares_workers_among_tenants(store, clock)),
+    |store, clock| {
+        Box::pin(lease_insert_refuses_more_waiting_leases_than_an_owner_may_have(store, clock))
+    },
+    |store, clock| {
+        Box::pin(blueprint_change_limits_logs_and_keeps_concurrent_changes(
+            store, clock,
+        ))
+    },
+    |store, clock| Box::pin(apply_schedules_a_deadline(store, clock)),
+    |store, clock| Box::pin(apply_records_blueprint_failures_and_recovery(store, clock)),
+    |store, clock| {
+        Box::pin(blueprint_switch_clears_a_back_off_and_wakes_waiting_leases(
+            store, clock,
+        ))
+    },
+    |store, clock| Box::pin(apply_nests_supporting_leases_one_deeper(store, clock)),
+    |store, clock| {
+        Box::pin(apply_forgets_exec_results_of_another_acquisition(
+            store, clock,
+        ))
+    },
+    |store, clock| Box::pin(blueprint_change_grants_logs_the_change(store, clock)),
+    |store, clock| {
+        Box::pin(blueprint_update_switches_component_and_config_and_clears_failures(store, clock))
+    },
+    |store, clock| {
+        Box::pin(blueprint_update_refuses_an_update_prepared_from_a_replaced_version(store, clock))
+    },
+    |store, clock| Box::pin(lease_list_on_resource_lists_live_leases_only(store, clock)),
+    |store, clock| Box::pin(gc_prunes_only_what_finished_before_the_cutoff(store, clock)),
+    |store, clock| {
+        Box::pin(gc_keeps_the_history_of_live_objects_and_the_registration_audit(store, clock))
+    },
+    |store, clock| Box::pin(apply_keeps_the_first_end_of_an_object(store, clock)),
+    |store, clock| Box::pin(lease_page_filters_and_pages_newest_first(store, clock)),
+    |store, clock| Box::pin(counts_count_by_status_and_recent_failures(store, clock)),
+    |store, clock| Box::pin(step_list_keeps_the_audit_trail_in_order(store, clock)),
+    |store, clock| Box::pin(apply_batch_keeps_each_plan_all_or_nothing(store, clock)),
+    |store, clock| Box::pin(lease_with_commands_reads_the_pending_ones(store, clock)),
+    |store, clock| Box::pin(installation_secret_is_made_once_and_kept(store, clock)),
+];
 
 /// Limits too high to stop any growth: what the checks that are not about limits use.
 pub fn unlimited() -> Limits {

@@ -18,30 +18,33 @@
 //! Migrations run under sqlx's advisory lock, so daemons starting together migrate once; only
 //! an open that may migrate ([`Access::Migrate`]) upgrades the schema.
 
+mod conn;
 mod listen;
 mod migrate;
 mod statements;
 mod tx;
 
-use super::rows::{self, columns_for};
+use super::apply;
+use super::conn::{Backend, Conn, Transaction};
+use super::queries::work_item;
+use super::rows;
 use super::{
-    Access, Applied, Claim, Clock, Command, CommandFilter, Error, GcReport, Listening, ObjectId,
-    Plan, Release, Resource, Result, SystemClock, WorkItem,
+    Access, Applied, Claim, Clock, Error, Listening, ObjectId, Plan, Release, Result, Store,
+    SystemClock, WorkItem,
 };
-use super::{apply, common};
 use crate::domain::Timestamp;
 use crate::scheduler::{Due, Load, TenantClaims, claim_fairly};
-use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRow};
+use conn::Pooled;
+use futures_util::future::BoxFuture;
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
 use sqlx::{Connection as _, Row};
-use statements::{PgStatements, db_now, guard, millis};
+use statements::{db_now, guard, millis};
 use std::str::FromStr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 use tokio::sync::Notify;
 use tx::{Durability, PgTx};
-
-columns_for!(PgRow);
 
 /// How long a transaction waits for a connection before failing (and being retried).
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -229,35 +232,10 @@ impl PgStore {
         })
     }
 
-    /// The pool reads go to.
-    fn reader(&self) -> &PgPool {
-        &self.pool
-    }
-
-    /// The rows of one page of a list (`common::page_sql`).
-    async fn page_rows(&self, sql: String, binds: Vec<common::Bind>) -> Result<Vec<PgRow>> {
-        let mut select = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for bind in binds {
-            select = match bind {
-                common::Bind::Text(text) => select.bind(text),
-                common::Bind::Int(int) => select.bind(int),
-            };
-        }
-        Ok(select.fetch_all(self.reader()).await?)
-    }
-
     /// A durable write transaction.
     async fn begin(&self) -> Result<PgTx> {
         PgTx::begin(&self.pool, Durability::Full).await
     }
-
-    /// The statements plans are applied with, on `tx`'s connection.
-    fn statements(tx: &mut PgTx) -> PgStatements<'_> {
-        PgStatements(tx)
-    }
-
-    /// Nothing to do: every wake-up notifies listeners from inside its transaction.
-    fn announce(&self) {}
 
     /// Claims up to `limit` items that `claim` finds (binding `$1` owner, `$2` the time it
     /// compares with, `$3` limit, `$4` the time-to-live, `$5` the claim time; a `NULL` time is
@@ -293,43 +271,23 @@ impl PgStore {
     }
 }
 
-super::common::impl_store! {
-write_query = sqlx;
-read_query = sqlx;
+impl Backend for PgStore {
+    fn reader(&self) -> Box<dyn Conn + '_> {
+        Box::new(Pooled(&self.pool))
+    }
+
+    fn transaction(&self) -> BoxFuture<'_, Result<Box<dyn Transaction>>> {
+        Box::pin(async move { Ok(Box::new(self.begin().await?) as Box<dyn Transaction>) })
+    }
+
+    /// Nothing to do: every wake-up notifies listeners from inside its transaction.
+    fn announce(&self) {}
+}
+
+#[async_trait::async_trait]
 impl Store for PgStore {
     fn now(&self) -> Timestamp {
         self.time.now().max(0) as Timestamp
-    }
-
-    async fn resource_live_of_blueprints(&self, blueprints: &[ObjectId]) -> Result<Vec<Resource>> {
-        let ids: Vec<i64> = blueprints.iter().map(|b| b.number()).collect();
-        let rows = sqlx::query(
-            "SELECT * FROM resource WHERE status <> 'destroyed' AND blueprint_id = ANY($1)
-              ORDER BY id",
-        )
-        .bind(ids)
-        .fetch_all(&self.pool)
-        .await?;
-        rows::all(rows, rows::resource)
-    }
-
-    async fn command_list(&self, filter: &CommandFilter) -> Result<Vec<Command>> {
-        // One statement per filter, so that each can use its index.
-        let query = match (filter.target, filter.pending) {
-            (Some(target), true) => sqlx::query(
-                "SELECT * FROM command WHERE target = $1 AND consumed_at IS NULL ORDER BY id",
-            )
-            .bind(target.to_string()),
-            (Some(target), false) => {
-                sqlx::query("SELECT * FROM command WHERE target = $1 ORDER BY id")
-                    .bind(target.to_string())
-            }
-            (None, true) => {
-                sqlx::query("SELECT * FROM command WHERE consumed_at IS NULL ORDER BY id")
-            }
-            (None, false) => sqlx::query("SELECT * FROM command ORDER BY id"),
-        };
-        rows::all(query.fetch_all(&self.pool).await?, rows::command)
     }
 
     async fn work_item_claim(
@@ -391,7 +349,7 @@ impl Store for PgStore {
 
     async fn work_item_release(&self, claim: &Claim, release: &Release) -> Result<()> {
         let mut tx = PgTx::begin(&self.pool, Durability::Relaxed).await?;
-        let result = apply::release_claim(&mut PgStatements(&mut tx), claim, release).await;
+        let result = work_item::release(&mut tx, claim, release).await;
         tx.finish(result).await
     }
 
@@ -437,16 +395,13 @@ impl Store for PgStore {
         let result = async {
             guard(&mut tx, claim, self.time.claim_param(), ttl).await?;
             let now = self.time.now();
-            apply::apply_plan(&mut PgStatements(&mut tx), claim, plan, now).await
+            apply::apply_plan(&mut tx, claim, plan, now).await
         }
         .await;
         tx.finish(result).await
     }
 
-    async fn apply_batch(
-        &self,
-        batch: &[super::PlanToApply<'_>],
-    ) -> Result<Vec<Result<Applied>>> {
+    async fn apply_batch(&self, batch: &[super::PlanToApply<'_>]) -> Result<Vec<Result<Applied>>> {
         let mut tx = self.begin().await?;
         let result = async {
             let now = self.time.now();
@@ -455,8 +410,7 @@ impl Store for PgStore {
                 sqlx::query("SAVEPOINT plan").execute(&mut *tx).await?;
                 let applied = async {
                     guard(&mut tx, item.claim, self.time.claim_param(), item.ttl).await?;
-                    let mut st = PgStatements(&mut tx);
-                    apply::apply_plan(&mut st, item.claim, item.plan, now).await
+                    apply::apply_plan(&mut tx, item.claim, item.plan, now).await
                 }
                 .await;
                 if applied.is_err() {
@@ -476,49 +430,8 @@ impl Store for PgStore {
         Ok(outcomes)
     }
 
-    async fn gc(&self, before: Timestamp) -> Result<GcReport> {
-        super::retention::gc(self, before as i64).await
-    }
-
     async fn listen(&self, wake: Arc<Notify>) -> Result<Listening> {
         Ok(Listening::by(listen::spawn(self.options.clone(), wake)))
-    }
-}
-}
-
-#[async_trait::async_trait]
-impl super::retention::Prune for PgStore {
-    async fn prune_batch(
-        &self,
-        bound: &'static str,
-        deletes: &'static super::retention::Deletes,
-        before: i64,
-        batch: i64,
-    ) -> Result<Option<super::retention::Deleted>> {
-        let mut tx = self.begin().await?;
-        let result = async {
-            let bound: Option<i64> = sqlx::query_scalar(bound)
-                .bind(before)
-                .bind(batch)
-                .fetch_one(&mut *tx)
-                .await?;
-            let Some(bound) = bound else { return Ok(None) };
-            let mut deleted = [0; 6];
-            for (count, delete) in deleted.iter_mut().zip(deletes) {
-                // Planned for this batch's values each time (not prepared once): a generic plan
-                // cannot know how few objects the bound leaves and may scan a history table.
-                *count = sqlx::query(delete.as_str())
-                    .persistent(false)
-                    .bind(before)
-                    .bind(bound)
-                    .execute(&mut *tx)
-                    .await?
-                    .rows_affected();
-            }
-            Ok(Some(deleted))
-        }
-        .await;
-        tx.finish(result).await
     }
 }
 

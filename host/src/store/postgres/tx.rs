@@ -12,6 +12,8 @@
 //! server before that can only forget a claim.
 
 use super::super::Result;
+use super::super::conn::{Conn, Dialect, Each, Query, Transaction};
+use futures_util::future::BoxFuture;
 use sqlx::pool::PoolConnection;
 use sqlx::postgres::{PgConnection, PgPool, Postgres};
 use std::ops::{Deref, DerefMut};
@@ -51,17 +53,22 @@ impl PgTx {
     /// Commits if `result` is a success, rolls back otherwise; returns `result` (or the
     /// commit's error).
     pub async fn finish<T>(mut self, result: Result<T>) -> Result<T> {
-        let end = match &result {
-            Ok(_) => "COMMIT",
-            Err(_) => "ROLLBACK",
-        };
-        let ended = sqlx::query(end).execute(&mut *self.conn).await;
-        self.open = ended.is_err();
+        let ended = self.end(result.is_ok()).await;
         match (result, ended) {
-            (Ok(value), Ok(_)) => Ok(value),
-            (Ok(_), Err(error)) => Err(error.into()),
+            (Ok(value), Ok(())) => Ok(value),
+            (Ok(_), Err(error)) => Err(error),
             (Err(error), _) => Err(error),
         }
+    }
+
+    /// Commits or rolls back; a connection where that failed is closed when the transaction
+    /// drops.
+    async fn end(&mut self, commit: bool) -> Result<()> {
+        let end = if commit { "COMMIT" } else { "ROLLBACK" };
+        let ended = sqlx::query(end).execute(&mut *self.conn).await;
+        self.open = ended.is_err();
+        ended?;
+        Ok(())
     }
 }
 
@@ -76,6 +83,26 @@ impl Deref for PgTx {
 impl DerefMut for PgTx {
     fn deref_mut(&mut self) -> &mut PgConnection {
         &mut self.conn
+    }
+}
+
+impl Conn for PgTx {
+    fn dialect(&self) -> Dialect {
+        Dialect::Postgres
+    }
+
+    fn execute(&mut self, query: Query) -> BoxFuture<'_, Result<u64>> {
+        Conn::execute(&mut **self, query)
+    }
+
+    fn fetch<'a>(&'a mut self, query: Query, each: Each<'a>) -> BoxFuture<'a, Result<()>> {
+        Conn::fetch(&mut **self, query, each)
+    }
+}
+
+impl Transaction for PgTx {
+    fn end(mut self: Box<Self>, commit: bool) -> BoxFuture<'static, Result<()>> {
+        Box::pin(async move { PgTx::end(&mut self, commit).await })
     }
 }
 

@@ -14,30 +14,33 @@
 //! A read ([`Access::Read`]) opens an existing file read-only: it creates nothing, takes no
 //! lock a writer could hold, and cannot write by accident.
 //!
-//! Modules: `writer` (the write connection), `tx` (transactions and migrations), `direct`
-//! (running a write transaction's statements on the calling thread), `statements` (the
-//! statements plans are applied with, and the guard), `wake` (waking daemons in other
-//! processes after a commit).
+//! Modules: `writer` (the write connection), `readers` (the read connections), `conn` (running
+//! statements on the calling thread), `tx` (transactions and migrations), `statements` (the
+//! fencing guard), `wake` (waking daemons in other processes after a commit).
 //! The queries, row conversions, plan logic and retention are shared with every backend
-//! (`store::common`, `store::rows`, `store::apply`, `store::retention`).
+//! (`store::queries`, `store::rows`, `store::apply`, `store::retention`).
 
-mod direct;
+mod conn;
 mod readers;
 mod statements;
 mod tx;
 mod wake;
 mod writer;
 
-use super::rows::{self, Columns as _, json};
+use super::conn::{Backend, Conn, Transaction, query};
+use super::queries::work_item;
+use super::rows;
 use super::{
-    Access, Applied, Claim, Clock, Command, CommandFilter, Error, GcReport, Listening, ObjectId,
-    Plan, Release, Resource, Result, WorkItem,
+    Access, Applied, Claim, Clock, Error, Listening, ObjectId, Plan, Release, Result, Store,
+    WorkItem,
 };
 use super::{apply, schema};
 use crate::domain::Timestamp;
 use crate::scheduler::{Due, Load, TenantClaims, claim_fairly};
+use conn::Reading;
+use futures_util::future::BoxFuture;
 use readers::Readers;
-use statements::{SqliteStatements, guard, millis};
+use statements::{guard, millis};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -89,7 +92,12 @@ impl SqliteStore {
             drop(writer.take().await?);
         }
         let reader = Arc::new(Readers::new(file.clone(), BUSY_TIMEOUT));
-        if schema::must_migrate(access, &tx::applied(&reader).await?, &tx::MIGRATOR)? {
+        let reads = AtomicU64::default();
+        let mut reading = Reading {
+            readers: &reader,
+            reads: &reads,
+        };
+        if schema::must_migrate(access, &tx::applied(&mut reading).await?, &tx::MIGRATOR)? {
             tx::migrate(&writer, clock.now(), BUSY_TIMEOUT, access).await?;
         }
         Ok(SqliteStore {
@@ -131,40 +139,6 @@ impl SqliteStore {
         self.reads.load(Ordering::Relaxed)
     }
 
-    /// Where reads run (each use is one read statement).
-    fn reader(&self) -> &Readers {
-        self.reads.fetch_add(1, Ordering::Relaxed);
-        &self.reader
-    }
-
-    /// The rows of one page of a list (`common::page_sql`).
-    async fn page_rows(
-        &self,
-        sql: String,
-        binds: Vec<super::common::Bind>,
-    ) -> Result<Vec<direct::Row>> {
-        let mut select = direct::query(&sql);
-        for bind in binds {
-            select = match bind {
-                super::common::Bind::Text(text) => select.bind(text),
-                super::common::Bind::Int(int) => select.bind(int),
-            };
-        }
-        select.fetch_all(self.reader()).await
-    }
-
-    /// The statements plans are applied with, on `tx`'s connection.
-    fn statements(tx: &mut WriteTx) -> SqliteStatements<'_> {
-        SqliteStatements(tx)
-    }
-
-    /// Pokes the daemons listening on this database (after a commit that made something due).
-    fn announce(&self) {
-        if let Some(dir) = &self.wake_dir {
-            wake::announce(dir);
-        }
-    }
-
     /// Claims up to `limit` items that `select` finds (binding `?1` owner, `?2` boot, `?3` claim
     /// time, `?4` wall time, `?5` limit, `?6` the claim's expiry, `?7` the tenant).
     async fn claim_where(
@@ -177,19 +151,17 @@ impl SqliteStore {
     ) -> Result<Vec<Claim>> {
         let at = self.clock.claim_time();
         let held_until = super::boottime_ms() + millis(ttl);
-        let rows = direct::query(select)
+        let claim = query(select)
             .bind(owner)
             .bind(&at.boot)
             .bind(at.ms)
             .bind(self.clock.now())
             .bind(limit)
             .bind(at.ms + millis(ttl))
-            .bind(tenant)
-            .fetch_all(tx)
-            .await?;
-        rows.iter()
-            .map(|row| rows::claim(row, owner, held_until))
-            .collect()
+            .bind(tenant);
+        let tx: &mut dyn Conn = tx;
+        tx.all(claim, |row| rows::claim(row, owner, held_until))
+            .await
     }
 }
 
@@ -261,47 +233,30 @@ fn refuse_network_fs(file: &Path) -> Result<()> {
     Ok(())
 }
 
-super::common::impl_store! {
-write_query = direct;
-read_query = direct;
+impl Backend for SqliteStore {
+    fn reader(&self) -> Box<dyn Conn + '_> {
+        Box::new(Reading {
+            readers: &self.reader,
+            reads: &self.reads,
+        })
+    }
+
+    fn transaction(&self) -> BoxFuture<'_, Result<Box<dyn Transaction>>> {
+        Box::pin(async move { Ok(Box::new(self.begin().await?) as Box<dyn Transaction>) })
+    }
+
+    /// Pokes the daemons listening on this database.
+    fn announce(&self) {
+        if let Some(dir) = &self.wake_dir {
+            wake::announce(dir);
+        }
+    }
+}
+
+#[async_trait::async_trait]
 impl Store for SqliteStore {
     fn now(&self) -> Timestamp {
         self.clock.now() as Timestamp
-    }
-
-    async fn resource_live_of_blueprints(&self, blueprints: &[ObjectId]) -> Result<Vec<Resource>> {
-        let ids: Vec<i64> = blueprints.iter().map(|b| b.number()).collect();
-        let rows = direct::query(
-            "SELECT * FROM resource INDEXED BY resource_live_of_blueprint
-              WHERE status != 'destroyed' AND blueprint_id IN (SELECT value FROM json_each(?1))
-              ORDER BY id",
-        )
-        .bind(json(&ids))
-        .fetch_all(self.reader())
-        .await?;
-        rows::all(rows, rows::resource)
-    }
-
-    async fn command_list(&self, filter: &CommandFilter) -> Result<Vec<Command>> {
-        // One statement per filter, each pinned to its index (SQLite's planner would scan for
-        // the pending ones): the table keeps every consumed command until retention prunes it.
-        let query = match (filter.target, filter.pending) {
-            (Some(target), true) => direct::query(
-                "SELECT * FROM command INDEXED BY command_pending
-                  WHERE target = ?1 AND consumed_at IS NULL ORDER BY id",
-            )
-            .bind(target.to_string()),
-            (Some(target), false) => direct::query(
-                "SELECT * FROM command INDEXED BY command_by_target WHERE target = ?1 ORDER BY id",
-            )
-            .bind(target.to_string()),
-            (None, true) => direct::query(
-                "SELECT * FROM command INDEXED BY command_pending
-                  WHERE consumed_at IS NULL ORDER BY id",
-            ),
-            (None, false) => direct::query("SELECT * FROM command ORDER BY id"),
-        };
-        rows::all(query.fetch_all(self.reader()).await?, rows::command)
     }
 
     async fn work_item_claim(
@@ -323,17 +278,15 @@ impl Store for SqliteStore {
             }
             let left = limit - claims.len() as i64;
             if left > 0 {
-                let due: Vec<(String, i64)> = direct::query_as(DUE_TENANTS)
-                    .bind(self.clock.now())
-                    .fetch_all(&mut tx)
-                    .await?;
-                let due = due
-                    .into_iter()
-                    .map(|(tenant, oldest)| Due {
-                        tenant,
-                        oldest: oldest as Timestamp,
+                let due_tenants = query(DUE_TENANTS).bind(self.clock.now());
+                let due = (&mut tx as &mut dyn Conn)
+                    .all(due_tenants, |row| {
+                        Ok(Due {
+                            tenant: row.text("tenant")?,
+                            oldest: row.int("oldest")? as Timestamp,
+                        })
                     })
-                    .collect();
+                    .await?;
                 let mut load = running.clone();
                 for claim in &claims {
                     load.add(&claim.tenant, 1);
@@ -360,39 +313,49 @@ impl Store for SqliteStore {
 
     async fn work_item_release(&self, claim: &Claim, release: &Release) -> Result<()> {
         let mut tx = self.begin_with(Durability::Relaxed).await?;
-        let result = apply::release_claim(&mut SqliteStatements(&mut tx), claim, release).await;
+        let result = work_item::release(&mut tx, claim, release).await;
         tx.finish(result).await
     }
 
     async fn work_item_get(&self, object: ObjectId) -> Result<WorkItem> {
-        let row = direct::query("SELECT * FROM work_item WHERE object = ?1")
-            .bind(object.to_string())
-            .fetch_optional(self.reader())
+        let select = query("SELECT * FROM work_item WHERE object = ?1").bind(object.to_string());
+        self.reader()
+            .optional(select, |row| {
+                let boot = row.opt_text("claim_boot")?;
+                let time = |column| Ok::<_, Error>(row.opt_int(column)?.map(|t| t as Timestamp));
+                let claim_until = time("lease_until")?.map(|until| self.claim_to_wall(until, boot));
+                Ok(WorkItem {
+                    object,
+                    wake_at: time("wake_at")?,
+                    owner: row.opt_text("owner")?,
+                    token: row.int("token")?,
+                    claim_until,
+                    attempts: row.int("attempts")?,
+                    last_error: row.opt_text("last_error")?,
+                })
+            })
             .await?
-            .ok_or_else(|| Error::NotFound(object.to_string()))?;
-        let boot = row.opt_text("claim_boot")?;
-        let time = |column| Ok::<_, Error>(row.opt_int(column)?.map(|t| t as Timestamp));
-        let claim_until = time("lease_until")?.map(|until| self.claim_to_wall(until, boot));
-        Ok(WorkItem {
-            object,
-            wake_at: time("wake_at")?,
-            owner: row.opt_text("owner")?,
-            token: row.int("token")?,
-            claim_until,
-            attempts: row.int("attempts")?,
-            last_error: row.opt_text("last_error")?,
-        })
+            .ok_or_else(|| Error::NotFound(object.to_string()))
     }
 
     async fn work_item_next_due(&self) -> Result<Option<Timestamp>> {
-        let (due, expiry, boot): (Option<i64>, Option<i64>, Option<String>) = direct::query_as(
-            "SELECT (SELECT min(wake_at) FROM work_item WHERE owner IS NULL AND wake_at IS NOT NULL),
-                    (SELECT min(lease_until) FROM work_item WHERE owner IS NOT NULL),
+        let select = query(
+            "SELECT (SELECT min(wake_at) FROM work_item WHERE owner IS NULL AND wake_at IS NOT NULL)
+                        AS due,
+                    (SELECT min(lease_until) FROM work_item WHERE owner IS NOT NULL) AS expiry,
                     (SELECT claim_boot FROM work_item WHERE owner IS NOT NULL
-                      ORDER BY lease_until LIMIT 1)",
-        )
-        .fetch_one(self.reader())
-        .await?;
+                      ORDER BY lease_until LIMIT 1) AS boot",
+        );
+        let (due, expiry, boot) = self
+            .reader()
+            .one(select, |row| {
+                Ok((
+                    row.opt_int("due")?,
+                    row.opt_int("expiry")?,
+                    row.opt_text("boot")?,
+                ))
+            })
+            .await?;
         let expiry = expiry.map(|until| self.claim_to_wall(until as Timestamp, boot));
         Ok([due.map(|t| t as Timestamp), expiry]
             .into_iter()
@@ -405,33 +368,29 @@ impl Store for SqliteStore {
         let mut tx = self.begin().await?;
         let result = async {
             guard(&mut tx, claim, &self.clock.claim_time(), ttl).await?;
-            apply::apply_plan(&mut SqliteStatements(&mut tx), claim, plan, now).await
+            apply::apply_plan(&mut tx, claim, plan, now).await
         }
         .await;
         tx.finish(result).await
     }
 
-    async fn apply_batch(
-        &self,
-        batch: &[super::PlanToApply<'_>],
-    ) -> Result<Vec<Result<Applied>>> {
+    async fn apply_batch(&self, batch: &[super::PlanToApply<'_>]) -> Result<Vec<Result<Applied>>> {
         let now = self.clock.now();
         let mut tx = self.begin().await?;
         let result = async {
             let at = self.clock.claim_time();
             let mut outcomes = Vec::with_capacity(batch.len());
             for item in batch {
-                direct::query("SAVEPOINT plan").execute(&mut tx).await?;
+                tx.execute(query("SAVEPOINT plan")).await?;
                 let applied = async {
                     guard(&mut tx, item.claim, &at, item.ttl).await?;
-                    let mut st = SqliteStatements(&mut tx);
-                    apply::apply_plan(&mut st, item.claim, item.plan, now).await
+                    apply::apply_plan(&mut tx, item.claim, item.plan, now).await
                 }
                 .await;
                 if applied.is_err() {
-                    direct::query("ROLLBACK TO plan").execute(&mut tx).await?;
+                    tx.execute(query("ROLLBACK TO plan")).await?;
                 }
-                direct::query("RELEASE plan").execute(&mut tx).await?;
+                tx.execute(query("RELEASE plan")).await?;
                 outcomes.push(applied);
             }
             Ok(outcomes)
@@ -439,10 +398,6 @@ impl Store for SqliteStore {
         .await;
         let outcomes = tx.finish(result).await?;
         Ok(outcomes)
-    }
-
-    async fn gc(&self, before: Timestamp) -> Result<GcReport> {
-        super::retention::gc(self, before as i64).await
     }
 
     async fn listening_daemons(&self) -> Option<usize> {
@@ -460,40 +415,6 @@ impl Store for SqliteStore {
             ))
         })?;
         Ok(Listening::by(task))
-    }
-}
-}
-
-#[async_trait::async_trait]
-impl super::retention::Prune for SqliteStore {
-    async fn prune_batch(
-        &self,
-        bound: &'static str,
-        deletes: &'static super::retention::Deletes,
-        before: i64,
-        batch: i64,
-    ) -> Result<Option<super::retention::Deleted>> {
-        let mut tx = self.begin().await?;
-        let result = async {
-            let bound: Option<i64> = direct::query_scalar(bound)
-                .bind(before)
-                .bind(batch)
-                .fetch_one(&mut tx)
-                .await?;
-            let Some(bound) = bound else { return Ok(None) };
-            let mut deleted = [0; 6];
-            for (count, delete) in deleted.iter_mut().zip(deletes) {
-                *count = direct::query(delete)
-                    .bind(before)
-                    .bind(bound)
-                    .execute(&mut tx)
-                    .await?
-                    .rows_affected();
-            }
-            Ok(Some(deleted))
-        }
-        .await;
-        tx.finish(result).await
     }
 }
 

@@ -1,12 +1,11 @@
 //! The read connections of a process: read-only rusqlite connections, each taken for one
-//! statement (`store::sqlite::direct`) and given back, opened as they are first needed and
+//! statement (`store::sqlite::conn`) and given back, opened as they are first needed and
 //! kept up to [`KEPT`] (WAL lets them read beside the writer, each from the last commit).
 //!
 //! A read-only connection creates nothing, takes no lock a writer could hold, and cannot write
 //! by accident.
 
 use super::super::Result;
-use super::direct::Runner;
 use rusqlite::{Connection, OpenFlags};
 use std::path::PathBuf;
 use std::sync::Mutex;
@@ -43,20 +42,19 @@ impl Readers {
         conn.set_prepared_statement_cache_capacity(PREPARED_STATEMENTS);
         Ok(conn)
     }
-}
 
-impl Runner for &Readers {
-    fn run<T>(self, f: impl FnOnce(&mut Connection) -> Result<T>) -> Result<T> {
+    /// Runs `f` on an idle read connection (or a new one), then keeps it for the next.
+    pub fn with<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
         let idle = self
             .idle
             .lock()
             .expect("no statement panics holding the list")
             .pop();
-        let mut conn = match idle {
+        let conn = match idle {
             Some(conn) => conn,
             None => self.open()?,
         };
-        let result = f(&mut conn);
+        let result = f(&conn);
         let mut idle = self
             .idle
             .lock()

@@ -3,7 +3,7 @@
 //!
 //! A [`WriteTx`] is `BEGIN IMMEDIATE` on the process's one write connection
 //! ([`super::writer::Writer`]), taken for its whole life; its statements run through rusqlite
-//! on the task's own thread ([`super::direct`]). [`WriteTx::finish`] commits a body that
+//! on the task's own thread ([`super::conn`]). [`WriteTx::finish`] commits a body that
 //! succeeded and rolls back one that failed; a transaction dropped half-way (its task was
 //! cancelled) is rolled back as it drops. If a rollback itself fails (a full disk, an I/O
 //! error), the connection is closed, which rolls back what it held, and the next writer opens
@@ -14,10 +14,10 @@
 //! its own fsync ([`Durability::Relaxed`]): the next durable commit flushes it with its own, and
 //! a power loss before that can only forget a claim, which leaves the object due as it was.
 
+use super::super::conn::{Conn, Dialect, Each, Query, Transaction, query};
 use super::super::{Access, Error, Result, schema};
-use super::direct;
-use super::readers::Readers;
 use super::writer::{Taken, Writer, is_busy};
+use futures_util::future::{self, BoxFuture};
 use sqlx::migrate::Migrator;
 use std::ops::{Deref, DerefMut};
 use std::time::{Duration, Instant};
@@ -118,9 +118,24 @@ impl DerefMut for WriteTx {
     }
 }
 
-impl direct::Runner for &mut WriteTx {
-    fn run<T>(self, f: impl FnOnce(&mut rusqlite::Connection) -> Result<T>) -> Result<T> {
-        f(self)
+impl Conn for WriteTx {
+    fn dialect(&self) -> Dialect {
+        Dialect::Sqlite
+    }
+
+    fn execute(&mut self, query: Query) -> BoxFuture<'_, Result<u64>> {
+        Conn::execute(&mut **self, query)
+    }
+
+    fn fetch<'a>(&'a mut self, query: Query, each: Each<'a>) -> BoxFuture<'a, Result<()>> {
+        Conn::fetch(&mut **self, query, each)
+    }
+}
+
+impl Transaction for WriteTx {
+    fn end(mut self: Box<Self>, commit: bool) -> BoxFuture<'static, Result<()>> {
+        // A durable commit waits for the disk on this thread (see `finish`).
+        Box::pin(future::ready(WriteTx::end(&mut self, commit)))
     }
 }
 
@@ -142,13 +157,12 @@ pub(super) static MIGRATOR: Migrator = sqlx::migrate!("./migrations/sqlite");
 /// The migrations the database records (version, description), read without writing
 /// anything; none for a new database. Databases made before `schema_migration` existed
 /// recorded them in sqlx's table.
-pub(super) async fn applied(readers: &Readers) -> Result<Vec<(i64, String)>> {
-    let tables: Vec<String> = direct::query_scalar(
+pub(super) async fn applied(reads: &mut dyn Conn) -> Result<Vec<(i64, String)>> {
+    let tables = query(
         "SELECT name FROM sqlite_master
           WHERE type = 'table' AND name IN ('schema_migration', '_sqlx_migrations')",
-    )
-    .fetch_all(readers)
-    .await?;
+    );
+    let tables = reads.all(tables, |row| row.text("name")).await?;
     let has = |name: &str| tables.iter().any(|table| table == name);
     let recorded = if has("schema_migration") {
         "SELECT version, description FROM schema_migration"
@@ -157,7 +171,15 @@ pub(super) async fn applied(readers: &Readers) -> Result<Vec<(i64, String)>> {
     } else {
         return Ok(Vec::new());
     };
-    direct::query_as(recorded).fetch_all(readers).await
+    recorded_in(reads, recorded).await
+}
+
+/// The (version, description) rows of `select`.
+async fn recorded_in(c: &mut dyn Conn, select: &'static str) -> Result<Vec<(i64, String)>> {
+    c.all(query(select), |row| {
+        Ok((row.int("version")?, row.text("description")?))
+    })
+    .await
 }
 
 /// Applies the migrations not yet applied, in one `BEGIN IMMEDIATE` transaction: a second
@@ -173,17 +195,14 @@ pub(super) async fn migrate(
 ) -> Result<()> {
     let mut tx = WriteTx::begin(writer, Durability::Full, busy_timeout).await?;
     let result = async {
-        direct::query(
+        let create = query(
             "CREATE TABLE IF NOT EXISTS schema_migration (
                  version INTEGER PRIMARY KEY, description TEXT NOT NULL, applied_at INTEGER NOT NULL)",
-        )
-        .execute(&mut tx)
-        .await?;
+        );
+        tx.execute(create).await?;
         adopt_sqlx_history(&mut tx).await?;
-        let applied: Vec<(i64, String)> =
-            direct::query_as("SELECT version, description FROM schema_migration")
-                .fetch_all(&mut tx)
-                .await?;
+        let recorded = "SELECT version, description FROM schema_migration";
+        let applied = recorded_in(&mut tx, recorded).await?;
         if !schema::must_migrate(access, &applied, &MIGRATOR)? {
             return Ok(());
         }
@@ -192,12 +211,11 @@ pub(super) async fn migrate(
             tx.execute_batch(migration.sql.as_str()).map_err(|e| {
                 Error::Corrupt(format!("migration {}: {e}", migration.description))
             })?;
-            direct::query("INSERT INTO schema_migration VALUES (?1, ?2, ?3)")
+            let record = query("INSERT INTO schema_migration VALUES (?1, ?2, ?3)")
                 .bind(migration.version)
                 .bind(migration.description.as_ref())
-                .bind(now)
-                .execute(&mut tx)
-                .await?;
+                .bind(now);
+            tx.execute(record).await?;
         }
         Ok(())
     }
@@ -206,19 +224,15 @@ pub(super) async fn migrate(
 }
 
 /// Databases made before `schema_migration` existed recorded their migrations in sqlx's table.
-async fn adopt_sqlx_history(tx: &mut WriteTx) -> Result<()> {
-    let old: bool = direct::query_scalar(
-        "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE name = '_sqlx_migrations')",
-    )
-    .fetch_one(&mut *tx)
-    .await?;
-    if old {
-        direct::query(
+async fn adopt_sqlx_history(tx: &mut dyn Conn) -> Result<()> {
+    let old =
+        query("SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE name = '_sqlx_migrations') AS old");
+    if tx.one(old, |row| row.flag("old")).await? {
+        let adopt = query(
             "INSERT OR IGNORE INTO schema_migration
              SELECT version, description, 0 FROM _sqlx_migrations WHERE success",
-        )
-        .execute(tx)
-        .await?;
+        );
+        tx.execute(adopt).await?;
     }
     Ok(())
 }

@@ -1,6 +1,6 @@
 //! The one write connection of a process: a rusqlite connection of its own, which writers
 //! take in turn (tokio's mutex queues them first come, first served) and whose statements run
-//! on the writer's own thread (`store::sqlite::direct`), its prepared statements kept from one
+//! on the writer's own thread (`store::sqlite::conn`), its prepared statements kept from one
 //! transaction to the next.
 //!
 //! It is opened when first needed (a CLI that only reads never opens it), and opened again
