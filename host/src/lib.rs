@@ -30,6 +30,7 @@
 
 pub use drydock_runtime::{action, domain, exec, grant, plugin, size, testkit, text};
 
+pub mod access;
 pub mod allocator;
 pub mod authorization;
 pub mod cli;

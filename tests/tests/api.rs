@@ -1,6 +1,7 @@
 //! The HTTP API of a real `drydock serve`: every endpoint, the auth refusals and bad input.
 
 use base64::Engine as _;
+use drydock_tests::api::Api;
 use drydock_tests::{
     COUNTING_WASM, Env, FAST_RETRIES, HOST_POOL_CONFIG, HOST_POOL_GRANT, HOST_POOL_WASM,
     MISBEHAVE_WASM, TOKEN, wait_for,
@@ -8,52 +9,9 @@ use drydock_tests::{
 use reqwest::{Client, Method, StatusCode};
 use serde_json::{Value, json};
 
-struct Api {
-    client: Client,
-    base: String,
-}
-
-impl Api {
-    async fn call(
-        &self,
-        method: Method,
-        path: &str,
-        token: Option<&str>,
-        body: Option<Value>,
-    ) -> (StatusCode, Value) {
-        let mut request = self
-            .client
-            .request(method, format!("{}/api/v1{path}", self.base));
-        if let Some(token) = token {
-            request = request.bearer_auth(token);
-        }
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        let response = request.send().await.unwrap();
-        let status = response.status();
-        let text = response.text().await.unwrap();
-        (
-            status,
-            serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        )
-    }
-
-    async fn get(&self, path: &str) -> (StatusCode, Value) {
-        self.call(Method::GET, path, None, None).await
-    }
-
-    async fn post(&self, path: &str, body: Option<Value>) -> (StatusCode, Value) {
-        self.call(Method::POST, path, Some(TOKEN), body).await
-    }
-}
-
 async fn api(env: &Env, daemon: &mut drydock_tests::Daemon) -> Api {
     let _ = env;
-    Api {
-        client: Client::new(),
-        base: daemon.url().await,
-    }
+    Api::new(daemon.url().await)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -247,7 +205,11 @@ async fn mutations_need_a_valid_token_and_bad_input_is_refused() {
                 Some(json!({})),
             )
             .await;
-        assert_eq!(status, StatusCode::FORBIDDEN, "{path}: {body}");
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{path}: {body}");
+        assert!(
+            body["error"].as_str().unwrap().contains("not valid"),
+            "{body}"
+        );
     }
     let commands = store.command_list(&Default::default()).await.unwrap();
     assert!(
@@ -349,8 +311,7 @@ async fn mutations_need_a_valid_token_and_bad_input_is_refused() {
         ),
     ];
     for (method, path, body, expected, message) in bad {
-        let token = (method == Method::POST).then_some(TOKEN);
-        let (status, answer) = api.call(method, path, token, body).await;
+        let (status, answer) = api.call(method, path, Some(TOKEN), body).await;
         assert_eq!(status, expected, "{path}: {answer}");
         assert!(
             answer["error"]
@@ -639,7 +600,10 @@ async fn slow_clients_cannot_hold_the_server() {
     // answered, the server has cut off a slow client.
     let response = tokio::time::timeout(
         drydock_tests::PATIENCE,
-        reqwest::get(format!("{base}/api/v1/leases")),
+        Client::new()
+            .get(format!("{base}/api/v1/leases"))
+            .bearer_auth(TOKEN)
+            .send(),
     )
     .await
     .expect("slow clients held every connection")
@@ -674,6 +638,7 @@ async fn lists_page_newest_first_with_a_next_link_and_filters() {
     let response = api
         .client
         .get(format!("{}/api/v1/leases?limit=2&owner=nobody", api.base))
+        .bearer_auth(TOKEN)
         .send()
         .await
         .unwrap();
@@ -683,7 +648,13 @@ async fn lists_page_newest_first_with_a_next_link_and_filters() {
     let mut seen = Vec::new();
     let mut url = format!("{}/api/v1/leases?type=host&limit=2", api.base);
     loop {
-        let response = api.client.get(&url).send().await.unwrap();
+        let response = api
+            .client
+            .get(&url)
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(response.status(), StatusCode::OK);
         let next = response
             .headers()

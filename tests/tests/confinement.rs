@@ -410,7 +410,10 @@ async fn a_supporting_lease_needs_an_authorization_that_the_refusal_names() {
     assert!(shown.contains(why), "{shown}");
     // The operator's decision, not a fault of the blueprint's.
     assert!(!shown.contains("invalid step"), "{shown}");
-    let answer = reqwest::get(format!("{api}/api/v1/leases/{}", broken.id))
+    let answer = reqwest::Client::new()
+        .get(format!("{api}/api/v1/leases/{}", broken.id))
+        .bearer_auth(TOKEN)
+        .send()
         .await
         .unwrap()
         .text()

@@ -18,6 +18,7 @@ mod lease;
 mod output;
 mod resource;
 mod serve;
+mod token;
 
 use crate::store::{self, Access, Store, Workload};
 use clap::{Args, Parser, Subcommand};
@@ -66,6 +67,9 @@ enum Commands {
     Command(command::CommandCommand),
     /// Show log entries, of one object or all.
     Log(command::LogArgs),
+    /// API tokens with roles: make, list and revoke them.
+    #[command(subcommand)]
+    Token(token::TokenCommand),
     /// Run a command on the resource an active lease holds: `drydock exec --lease L1 -- make`.
     Exec(exec::ExecArgs),
     /// Remove what finished long ago: leases and resources destroyed before the retention, with
@@ -148,6 +152,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Commands::Resource(command) => resource::run(&global, command).await,
         Commands::Command(command) => command::run(&global, command).await,
         Commands::Log(args) => command::log(&global, args).await,
+        Commands::Token(command) => token::run(&global, command).await,
         Commands::Exec(args) => exec::run(&global, args).await,
         Commands::Gc(args) => command::gc(&global, args).await,
         Commands::Migrate => migrate(&global).await,

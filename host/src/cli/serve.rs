@@ -98,6 +98,10 @@ pub(super) struct ServeArgs {
     /// One operator token (prefer --token-file: the environment is visible to other processes).
     #[arg(long, env = "DRYDOCK_TOKEN", hide_env_values = true)]
     token: Option<String>,
+    /// Let the API's lists and show reads of blueprints, leases and resources go without a
+    /// token (logs, steps and commands still need one). Tokens: `drydock token create`.
+    #[arg(long)]
+    public_reads: bool,
     #[command(flatten)]
     confine: super::confine::ConfineArgs,
 }
@@ -280,6 +284,7 @@ async fn start_web(
         queue,
         runtime,
         tokens: Arc::new(tokens),
+        public_reads: args.public_reads,
         sessions: Arc::default(),
         max_body: max_body_bytes(args),
         counts: Arc::default(),

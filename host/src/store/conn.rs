@@ -84,6 +84,12 @@ impl From<Option<&str>> for Arg {
     }
 }
 
+impl From<Option<String>> for Arg {
+    fn from(value: Option<String>) -> Self {
+        Arg::Text(value)
+    }
+}
+
 impl From<&Option<String>> for Arg {
     fn from(value: &Option<String>) -> Self {
         Arg::Text(value.clone())

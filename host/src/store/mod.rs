@@ -652,6 +652,56 @@ pub struct LogEntry {
     pub created_at: Timestamp,
 }
 
+/// An API token as the store keeps it: never its secret (see [`crate::access`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Token {
+    /// Sequence number.
+    pub id: i64,
+    /// Its name: the owner of the leases it requests.
+    pub name: String,
+    /// What it may do.
+    pub role: crate::access::Role,
+    /// The resource types it may lease; `None` for any.
+    pub resource_types: Option<Vec<String>>,
+    /// When it stops working, if it does.
+    pub expires_at: Option<Timestamp>,
+    /// Who made it.
+    pub created_by: String,
+    /// When it was made.
+    pub created_at: Timestamp,
+    /// When it was revoked, if it was.
+    pub revoked_at: Option<Timestamp>,
+}
+
+impl Token {
+    /// Who the token speaks for, if it works at `now` (neither revoked nor expired).
+    pub fn principal(&self, now: Timestamp) -> Option<crate::access::Principal> {
+        let live = self.revoked_at.is_none() && crate::access::unexpired(self.expires_at, now);
+        live.then(|| crate::access::Principal {
+            name: self.name.clone(),
+            role: self.role,
+            resource_types: self.resource_types.clone(),
+        })
+    }
+}
+
+/// A token to store ([`Store::token_insert`]).
+#[derive(Debug, Clone)]
+pub struct NewToken {
+    /// Its name, unique among the tokens not revoked.
+    pub name: String,
+    /// What it may do.
+    pub role: crate::access::Role,
+    /// The SHA-256 of its secret ([`crate::access::secret_hash`]).
+    pub secret_hash: String,
+    /// The resource types it may lease; `None` for any.
+    pub resource_types: Option<Vec<String>>,
+    /// When it stops working, if it does.
+    pub expires_at: Option<Timestamp>,
+    /// Who made it.
+    pub created_by: String,
+}
+
 /// A held slot lock.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct SlotLock {
@@ -1024,6 +1074,33 @@ pub trait Store: conn::Backend + Send + Sync + 'static {
     /// Slot locks, of one owner or all.
     async fn slot_lock_list(&self, owner: Option<ObjectId>) -> Result<Vec<SlotLock>> {
         queries::slot_lock::list(&mut *self.reader(), owner).await
+    }
+
+    /// Stores an API token: one transaction; a name a token not revoked has is a
+    /// [`Error::Conflict`].
+    async fn token_insert(&self, new: &NewToken) -> Result<Token> {
+        let now = self.now() as i64;
+        let mut tx = self.transaction().await?;
+        let result = queries::token::insert(&mut *tx, new, now).await;
+        conn::finish(tx, result).await
+    }
+
+    /// Every API token, revoked ones too, oldest first.
+    async fn token_list(&self) -> Result<Vec<Token>> {
+        queries::token::list(&mut *self.reader()).await
+    }
+
+    /// Revokes the token named `name`: every daemon refuses it from the commit on.
+    async fn token_revoke(&self, name: &str) -> Result<Token> {
+        let now = self.now() as i64;
+        let mut tx = self.transaction().await?;
+        let result = queries::token::revoke(&mut *tx, name, now).await;
+        conn::finish(tx, result).await
+    }
+
+    /// The token whose secret hashes to `secret_hash`, revoked or not.
+    async fn token_by_secret_hash(&self, secret_hash: &str) -> Result<Option<Token>> {
+        queries::token::by_secret_hash(&mut *self.reader(), secret_hash).await
     }
 
     /// Claims up to `limit` objects for `owner` for `ttl`: first those whose claim expired (a

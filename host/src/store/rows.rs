@@ -4,7 +4,7 @@
 
 use super::{
     Blueprint, Claim, Command, CommandKind, End, EndKind, Error, Lease, LogEntry, ObjectId,
-    ParseIdError, Resource, Result, SlotLock, StepRecord,
+    ParseIdError, Resource, Result, SlotLock, StepRecord, Token,
 };
 use crate::domain::{ExecResult, Timestamp};
 use std::str::FromStr;
@@ -250,5 +250,20 @@ pub(crate) fn slot_lock(row: &dyn Columns) -> Result<SlotLock> {
         name: row.text("name")?,
         owner: object_id(&row.text("owner")?)?,
         created_at: time(row, "created_at")?,
+    })
+}
+
+/// A token row (never its secret's hash).
+pub(crate) fn token(row: &dyn Columns) -> Result<Token> {
+    let types = row.opt_text("resource_types")?;
+    Ok(Token {
+        id: row.int("id")?,
+        name: row.text("name")?,
+        role: parse(&row.text("role")?)?,
+        resource_types: types.as_deref().map(from_json).transpose()?,
+        expires_at: maybe_time(row, "expires_at")?,
+        created_by: row.text("created_by")?,
+        created_at: time(row, "created_at")?,
+        revoked_at: maybe_time(row, "revoked_at")?,
     })
 }

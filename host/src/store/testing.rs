@@ -130,6 +130,11 @@ const CHECKS: &[Check] = &[
     |store, clock| Box::pin(apply_batch_keeps_each_plan_all_or_nothing(store, clock)),
     |store, clock| Box::pin(lease_with_commands_reads_the_pending_ones(store, clock)),
     |store, clock| Box::pin(installation_secret_is_made_once_and_kept(store, clock)),
+    |store, clock| {
+        Box::pin(token_insert_keeps_names_unique_among_live_tokens(
+            store, clock,
+        ))
+    },
 ];
 
 /// Limits too high to stop any growth: what the checks that are not about limits use.
@@ -2331,4 +2336,67 @@ async fn installation_secret_is_made_once_and_kept(store: Arc<dyn Store>, _: Arc
     );
     let logs = store.log_list(None, 0, 1000).await.unwrap();
     assert!(logs.is_empty(), "making it logs nothing: {logs:?}");
+}
+
+async fn token_insert_keeps_names_unique_among_live_tokens(
+    store: Arc<dyn Store>,
+    clock: Arc<ManualClock>,
+) {
+    use crate::access::Role;
+    let new = |name: &str, secret: &str, expires_at| super::NewToken {
+        name: name.into(),
+        role: Role::Requester,
+        secret_hash: crate::access::secret_hash(secret),
+        resource_types: Some(vec!["host".into()]),
+        expires_at,
+        created_by: "cli:tester".into(),
+    };
+    let made = store.token_insert(&new("ci", "s1", None)).await.unwrap();
+    assert_eq!(
+        made.resource_types.as_deref(),
+        Some(&["host".to_string()][..])
+    );
+    let taken = store
+        .token_insert(&new("ci", "s2", None))
+        .await
+        .unwrap_err();
+    assert!(matches!(taken, Error::Conflict(_)), "{taken}");
+    let found = store
+        .token_by_secret_hash(&crate::access::secret_hash("s1"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(found, made);
+    let now = store.now();
+    assert_eq!(found.principal(now).unwrap().name, "ci");
+    assert!(
+        store
+            .token_by_secret_hash(&crate::access::secret_hash("s2"))
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    let revoked = store.token_revoke("ci").await.unwrap();
+    assert!(revoked.revoked_at.is_some() && revoked.principal(now).is_none());
+    assert!(matches!(
+        store.token_revoke("ci").await,
+        Err(Error::NotFound(_))
+    ));
+    // The name is free again; the revoked token stays listed.
+    let again = store
+        .token_insert(&new("ci", "s3", Some(now + 1_000)))
+        .await
+        .unwrap();
+    assert!(again.principal(now).is_some());
+    clock.advance(Duration::from_secs(1));
+    assert!(again.principal(store.now()).is_none(), "expired");
+    let names: Vec<_> = store
+        .token_list()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| (t.name, t.revoked_at.is_some()))
+        .collect();
+    assert_eq!(names, [("ci".into(), true), ("ci".into(), false)]);
 }

@@ -1,5 +1,10 @@
-//! `/api/v1/`: the CLI's operations as JSON. Mutations need `Authorization: Bearer <token>`.
-//! Errors are `{"error": "…"}` with 400 (bad input), 401 (no token), 403 (wrong token),
+//! `/api/v1/`: the CLI's operations as JSON. Every request sends `Authorization: Bearer
+//! <token>`: a token from the store (`drydock token create`, with a role: `crate::access`) or
+//! one of the daemon's operator tokens. A viewer reads; a requester also requests leases and
+//! releases its own; an operator does everything. With `serve --public-reads`, the lists and
+//! show reads of blueprints, leases and resources need no token (logs, steps and commands
+//! always do). Errors are `{"error": "…"}` with 400 (bad input), 401 (no token, or one that is
+//! unknown, revoked or expired), 403 (a role that may not: the message names the one needed),
 //! 404 (unknown object), 409 (not releasable, name taken) or 429 (over one of a blueprint's
 //! limits: a lease request past `pending-per-owner`).
 //!
@@ -9,6 +14,7 @@
 
 use super::AppState;
 use super::auth::bearer;
+use crate::access::{Denied, Principal, Role, secret_hash};
 use crate::domain::{LeaseStatus, ResourceStatus};
 use crate::ops::{self, parse_id};
 use crate::store::{BlueprintSwitch, CommandFilter, CommandKind, ObjectId, Page};
@@ -115,19 +121,68 @@ impl From<crate::store::Error> for ApiError {
 
 type ApiResult<T> = Result<T, ApiError>;
 
-/// The operator behind the request's bearer token: 401 without one, 403 for a wrong one.
-fn operator(state: &AppState, headers: &HeaderMap) -> ApiResult<String> {
-    let token = bearer(headers).ok_or_else(|| {
-        ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "this request changes something: send Authorization: Bearer <token>",
-        )
-    })?;
-    let name = state
-        .tokens
-        .operator(token)
-        .ok_or_else(|| ApiError::new(StatusCode::FORBIDDEN, "the bearer token is not valid"))?;
-    Ok(format!("api:{name}"))
+impl From<Denied> for ApiError {
+    fn from(denied: Denied) -> Self {
+        ApiError::new(StatusCode::FORBIDDEN, denied.0)
+    }
+}
+
+/// Who sent the request: one of the daemon's operator tokens (`api:NAME`), or a token from the
+/// store, looked up by its secret's hash. 401 without a token, or with one that is unknown,
+/// revoked or expired.
+async fn principal(state: &AppState, headers: &HeaderMap) -> ApiResult<Principal> {
+    let unauthorized = |why: &str| ApiError::new(StatusCode::UNAUTHORIZED, why);
+    let secret =
+        bearer(headers).ok_or_else(|| unauthorized("send Authorization: Bearer <token>"))?;
+    if let Some(name) = state.tokens.operator(secret) {
+        return Ok(Principal::operator(&format!("api:{name}")));
+    }
+    let store = state.store();
+    let token = store
+        .token_by_secret_hash(&secret_hash(secret))
+        .await?
+        .ok_or_else(|| unauthorized("the bearer token is not valid"))?;
+    token.principal(store.now()).ok_or_else(|| {
+        let why = match token.revoked_at {
+            Some(_) => format!("the token {:?} was revoked", token.name),
+            None => format!("the token {:?} expired", token.name),
+        };
+        unauthorized(&why)
+    })
+}
+
+/// Who sent the request, if it has at least `role` for `what`.
+async fn with_role(
+    state: &AppState,
+    headers: &HeaderMap,
+    role: Role,
+    what: &str,
+) -> ApiResult<Principal> {
+    let principal = principal(state, headers).await?;
+    principal.needs(role, what)?;
+    Ok(principal)
+}
+
+/// What a read shows: the objects themselves (open to all with `--public-reads`), or their
+/// history (logs, steps, commands: always a viewer's at least).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Shows {
+    Objects,
+    History,
+}
+
+/// Whether the request may read what `shows`.
+async fn may_read(state: &AppState, headers: &HeaderMap, shows: Shows) -> ApiResult<()> {
+    if shows == Shows::Objects && state.public_reads && bearer(headers).is_none() {
+        return Ok(());
+    }
+    with_role(state, headers, Role::Viewer, "reading").await?;
+    Ok(())
+}
+
+/// An operator's name, for a request only operators may make (`what`).
+async fn operator(state: &AppState, headers: &HeaderMap, what: &str) -> ApiResult<String> {
+    Ok(with_role(state, headers, Role::Operator, what).await?.name)
 }
 
 fn id(text: &str, kind: &str) -> ApiResult<ObjectId> {
@@ -160,14 +215,20 @@ fn page<T: serde::Serialize>(
     response
 }
 
-async fn blueprints(State(state): State<AppState>) -> ApiResult<impl IntoResponse> {
+async fn blueprints(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> ApiResult<impl IntoResponse> {
+    may_read(&state, &headers, Shows::Objects).await?;
     Ok(Json(state.store().blueprint_list().await?))
 }
 
 async fn blueprint(
     State(state): State<AppState>,
+    headers: HeaderMap,
     Path(text): Path<String>,
 ) -> ApiResult<impl IntoResponse> {
+    may_read(&state, &headers, Shows::Objects).await?;
     Ok(Json(
         ops::find_blueprint(state.store().as_ref(), &text).await?,
     ))
@@ -193,7 +254,7 @@ async fn add_blueprint(
     headers: HeaderMap,
     body: Result<Json<NewBlueprintBody>, axum::extract::rejection::JsonRejection>,
 ) -> ApiResult<impl IntoResponse> {
-    operator(&state, &headers)?;
+    operator(&state, &headers, "adding a blueprint").await?;
     let Json(body) = body.map_err(|r| bad_json(r, state.max_body))?;
     let request = ops::BlueprintRequest {
         name: body.name,
@@ -242,7 +303,7 @@ async fn update_blueprint(
     Path(text): Path<String>,
     body: Result<Json<BlueprintUpdateBody>, axum::extract::rejection::JsonRejection>,
 ) -> ApiResult<impl IntoResponse> {
-    let author = operator(&state, &headers)?;
+    let author = operator(&state, &headers, "updating a blueprint").await?;
     let Json(body) = body.map_err(|r| bad_json(r, state.max_body))?;
     let wasm = body.wasm.as_deref().map(decode_wasm).transpose()?;
     let config = body.config.map(config_text);
@@ -276,7 +337,7 @@ async fn change_grants(
     Path(text): Path<String>,
     body: Result<Json<GrantsBody>, axum::extract::rejection::JsonRejection>,
 ) -> ApiResult<impl IntoResponse> {
-    let author = operator(&state, &headers)?;
+    let author = operator(&state, &headers, "changing grants").await?;
     let Json(body) = body.map_err(|r| bad_json(r, state.max_body))?;
     let store = state.store();
     let blueprint = ops::find_blueprint(store.as_ref(), &text).await?;
@@ -304,7 +365,7 @@ async fn change_limits(
     Path(text): Path<String>,
     body: Result<Json<LimitsBody>, axum::extract::rejection::JsonRejection>,
 ) -> ApiResult<impl IntoResponse> {
-    let author = operator(&state, &headers)?;
+    let author = operator(&state, &headers, "changing limits").await?;
     let Json(body) = body.map_err(|r| bad_json(r, state.max_body))?;
     let store = state.store();
     let blueprint = ops::find_blueprint(store.as_ref(), &text).await?;
@@ -342,7 +403,7 @@ async fn switch(
     Path(text): Path<String>,
     switch: BlueprintSwitch,
 ) -> ApiResult<impl IntoResponse> {
-    operator(&state, &headers)?;
+    operator(&state, &headers, "switching a blueprint").await?;
     let store = state.store();
     let blueprint = ops::find_blueprint(store.as_ref(), &text).await?;
     Ok(Json(store.blueprint_switch(blueprint.id, switch).await?))
@@ -350,8 +411,10 @@ async fn switch(
 
 async fn leases(
     State(state): State<AppState>,
+    headers: HeaderMap,
     Query(filter): Query<ops::ListFilter>,
 ) -> ApiResult<Response> {
+    may_read(&state, &headers, Shows::Objects).await?;
     let store = state.store().as_ref();
     let query = ops::list_query::<LeaseStatus>(store, &filter, "lease").await?;
     let leases = store.lease_page(&query).await?;
@@ -366,8 +429,10 @@ async fn leases(
 
 async fn lease(
     State(state): State<AppState>,
+    headers: HeaderMap,
     Path(text): Path<String>,
 ) -> ApiResult<impl IntoResponse> {
+    may_read(&state, &headers, Shows::Objects).await?;
     Ok(Json(
         ops::lease_detail(state.store().as_ref(), id(&text, "lease")?).await?,
     ))
@@ -412,8 +477,10 @@ async fn request_leases(
     headers: HeaderMap,
     body: Result<Json<LeaseRequestBody>, axum::extract::rejection::JsonRejection>,
 ) -> ApiResult<impl IntoResponse> {
-    let owner = operator(&state, &headers)?;
+    let principal = principal(&state, &headers).await?;
     let Json(body) = body.map_err(|r| bad_json(r, state.max_body))?;
+    principal.may_request(&body.resource_type)?;
+    let owner = principal.name;
     let until = body
         .until
         .as_deref()
@@ -437,29 +504,38 @@ async fn request_leases(
     Ok((StatusCode::CREATED, Json(leases)))
 }
 
+/// Queues `kind` for `target`, as `author`.
 async fn post_command(
     state: &AppState,
-    headers: &HeaderMap,
+    author: &str,
     target: ObjectId,
     kind: CommandKind,
 ) -> ApiResult<Response> {
-    let author = operator(state, headers)?;
-    let command = ops::post(&state.queue, target, kind, &author).await?;
+    let command = ops::post(&state.queue, target, kind, author).await?;
     Ok((StatusCode::ACCEPTED, Json(command)).into_response())
 }
 
+/// A release of a lease: its owner's (a requester's own), or an operator's.
 async fn release_lease(
     State(state): State<AppState>,
     headers: HeaderMap,
     Path(text): Path<String>,
 ) -> ApiResult<Response> {
-    post_command(&state, &headers, id(&text, "lease")?, CommandKind::Release).await
+    let principal = principal(&state, &headers).await?;
+    let lease = id(&text, "lease")?;
+    if principal.role < Role::Operator {
+        let owner = state.store().lease_get(lease).await?.owner;
+        principal.may_act_on_lease(&lease.to_string(), &owner, "releasing")?;
+    }
+    post_command(&state, &principal.name, lease, CommandKind::Release).await
 }
 
 async fn resources(
     State(state): State<AppState>,
+    headers: HeaderMap,
     Query(filter): Query<ops::ListFilter>,
 ) -> ApiResult<Response> {
+    may_read(&state, &headers, Shows::Objects).await?;
     let store = state.store().as_ref();
     let query = ops::list_query::<ResourceStatus>(store, &filter, "resource").await?;
     let resources = store.resource_page(&query).await?;
@@ -474,8 +550,10 @@ async fn resources(
 
 async fn resource(
     State(state): State<AppState>,
+    headers: HeaderMap,
     Path(text): Path<String>,
 ) -> ApiResult<impl IntoResponse> {
+    may_read(&state, &headers, Shows::Objects).await?;
     Ok(Json(
         ops::resource_detail(state.store().as_ref(), id(&text, "resource")?).await?,
     ))
@@ -486,13 +564,9 @@ async fn release_resource(
     headers: HeaderMap,
     Path(text): Path<String>,
 ) -> ApiResult<Response> {
-    post_command(
-        &state,
-        &headers,
-        id(&text, "resource")?,
-        CommandKind::Release,
-    )
-    .await
+    let author = operator(&state, &headers, "releasing a resource").await?;
+    let resource = id(&text, "resource")?;
+    post_command(&state, &author, resource, CommandKind::Release).await
 }
 
 async fn reclaim_resource(
@@ -500,13 +574,9 @@ async fn reclaim_resource(
     headers: HeaderMap,
     Path(text): Path<String>,
 ) -> ApiResult<Response> {
-    post_command(
-        &state,
-        &headers,
-        id(&text, "resource")?,
-        CommandKind::Reclaim,
-    )
-    .await
+    let author = operator(&state, &headers, "reclaiming a resource").await?;
+    let resource = id(&text, "resource")?;
+    post_command(&state, &author, resource, CommandKind::Reclaim).await
 }
 
 #[derive(Deserialize)]
@@ -530,8 +600,10 @@ fn optional_id(text: Option<&str>) -> ApiResult<Option<ObjectId>> {
 
 async fn commands(
     State(state): State<AppState>,
+    headers: HeaderMap,
     Query(query): Query<CommandQuery>,
 ) -> ApiResult<impl IntoResponse> {
+    may_read(&state, &headers, Shows::History).await?;
     let target = optional_id(query.target.as_deref())?;
     let filter = CommandFilter {
         target,
@@ -555,8 +627,10 @@ fn log_limit() -> i64 {
 
 async fn logs(
     State(state): State<AppState>,
+    headers: HeaderMap,
     Query(query): Query<LogQuery>,
 ) -> ApiResult<impl IntoResponse> {
+    may_read(&state, &headers, Shows::History).await?;
     let object = optional_id(query.object.as_deref())?;
     let limit = query.limit.clamp(1, 10_000);
     Ok(Json(
@@ -576,8 +650,10 @@ struct StepQuery {
 /// An object's audit trail: every step its blueprint returned and what the host did with it.
 async fn steps(
     State(state): State<AppState>,
+    headers: HeaderMap,
     Query(query): Query<StepQuery>,
 ) -> ApiResult<impl IntoResponse> {
+    may_read(&state, &headers, Shows::History).await?;
     let object = object_id(&query.object)?;
     let limit = query.limit.clamp(1, 10_000);
     Ok(Json(

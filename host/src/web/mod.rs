@@ -27,8 +27,10 @@ pub struct AppState {
     pub queue: Queue,
     /// For validating blueprints added through the API.
     pub runtime: Runtime,
-    /// Operator tokens.
+    /// This daemon's operator tokens (the store's tokens are looked up per request).
     pub tokens: Arc<Tokens>,
+    /// Whether the API's lists and show reads of objects need no token (`--public-reads`).
+    pub public_reads: bool,
     /// Signed-in UI sessions.
     pub sessions: Arc<Sessions>,
     /// The largest request body accepted, in bytes; larger ones get 413.

@@ -24,4 +24,5 @@ pub(crate) mod page;
 pub(crate) mod resource;
 pub(crate) mod slot_lock;
 pub(crate) mod step;
+pub(crate) mod token;
 pub(crate) mod work_item;

@@ -1,0 +1,187 @@
+//! API tokens with roles, kept in the database (`drydock token …`): what each role may do over
+//! the API of a real `drydock serve`, and a revoked token refused by two daemons on the same
+//! database at once, on SQLite and on PostgreSQL.
+
+use drydock_tests::api::Api;
+use drydock_tests::postgres::Cluster;
+use drydock_tests::{Env, wait_for};
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+/// `GET /api/v1PATH` with `secret` as the bearer, if any.
+async fn get(api: &Api, path: &str, secret: Option<&str>) -> (StatusCode, Value) {
+    api.call(Method::GET, path, secret, None).await
+}
+
+/// `POST /api/v1PATH` with `secret` as the bearer.
+async fn post(api: &Api, path: &str, secret: &str, body: Option<Value>) -> (StatusCode, Value) {
+    api.call(Method::POST, path, Some(secret), body).await
+}
+
+/// `drydock token create NAME --role ROLE EXTRA…`; the token's secret.
+async fn token(env: &Env, name: &str, role: &str, extra: &[&str]) -> String {
+    let mut args = vec!["token", "create", name, "--role", role, "--json"];
+    args.extend_from_slice(extra);
+    let made: Value = serde_json::from_str(&env.ok(&args).await).unwrap();
+    assert_eq!(made["token"]["role"], role, "{made}");
+    made["secret"].as_str().unwrap().to_string()
+}
+
+/// The error message of a refused request.
+fn error(body: &Value) -> &str {
+    body["error"].as_str().unwrap_or_default()
+}
+
+async fn roles_decide_what_the_api_allows(env: Env) {
+    let viewer = token(&env, "dashboard", "viewer", &[]).await;
+    let ci = token(&env, "ci", "requester", &[]).await;
+    let other = token(&env, "other-team", "requester", &[]).await;
+    let hosts_only = token(&env, "hosts-only", "requester", &["--type", "host"]).await;
+    let taken = env
+        .drydock(&["token", "create", "ci", "--role", "viewer"])
+        .await;
+    let stderr = String::from_utf8_lossy(&taken.stderr);
+    assert!(
+        !taken.status.success() && stderr.contains("a token named \"ci\" exists"),
+        "{stderr}"
+    );
+
+    // No worker runs: leases stay as requested, whatever makes them.
+    let mut first = env.serve(&["--workers", "0"]);
+    let mut second = env.serve(&["--workers", "0", "--public-reads"]);
+    let one = Api::new(first.url().await);
+    let two = Api::new(second.url().await);
+
+    // Reads need a token; --public-reads opens the objects, never their history.
+    let (status, body) = get(&one, "/leases", None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    assert!(error(&body).contains("Bearer"), "{body}");
+    let (status, body) = get(&one, "/leases", Some("ddt_not-a-token")).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    assert!(error(&body).contains("not valid"), "{body}");
+    assert_eq!(get(&one, "/leases", Some(&viewer)).await.0, StatusCode::OK);
+    assert_eq!(get(&two, "/leases", None).await.0, StatusCode::OK);
+    for history in ["/logs", "/commands", "/steps?object=L1"] {
+        let (status, body) = get(&two, history, None).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{history}: {body}");
+        assert_eq!(get(&two, history, Some(&viewer)).await.0, StatusCode::OK);
+    }
+
+    // A viewer reads only; a requester's leases are owned by the token's name.
+    let host = json!({"type": "host"});
+    let (status, body) = post(&one, "/leases", &viewer, Some(host.clone())).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert_eq!(
+        error(&body),
+        "requesting a lease needs the requester role; the token \"dashboard\" is a viewer"
+    );
+    let (status, body) = post(&one, "/leases", &ci, Some(host.clone())).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let lease = body[0]["id"].as_str().unwrap().to_string();
+    assert_eq!(body[0]["owner"], "ci", "{body}");
+    let (status, body) = post(&one, "/leases", &hosts_only, Some(json!({"type": "vm"}))).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert_eq!(
+        error(&body),
+        "the token \"hosts-only\" may lease \"host\" only, not \"vm\""
+    );
+    let (status, _) = post(&one, "/leases", &hosts_only, Some(host)).await;
+    assert_eq!(status, StatusCode::CREATED);
+
+    // Only its owner (or an operator) releases a lease; only operators touch resources and
+    // blueprints.
+    let release = format!("/leases/{lease}/release");
+    for (secret, role) in [(&viewer, "requester role"), (&other, "operator role")] {
+        let (status, body) = post(&two, &release, secret, None).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+        assert!(error(&body).contains(role), "{body}");
+    }
+    let (status, body) = post(&one, "/resources/R1/release", &ci, None).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert_eq!(
+        error(&body),
+        "releasing a resource needs the operator role; the token \"ci\" is a requester"
+    );
+    let (status, body) = post(&one, "/blueprints/B1/disable", &ci, None).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    let nothing_queued = env.ok(&["command", "list"]).await;
+    assert!(!nothing_queued.contains(&lease), "{nothing_queued}");
+    let (status, body) = post(&two, &release, &ci, None).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    assert_eq!(body["author"], "ci", "{body}");
+
+    // A revoked token is refused by both daemons from the revocation on; the list keeps it,
+    // and no secret.
+    assert_eq!(get(&one, "/leases", Some(&other)).await.0, StatusCode::OK);
+    env.ok(&["token", "revoke", "other-team"]).await;
+    for api in [&one, &two] {
+        let (status, body) = get(api, "/leases", Some(&other)).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+        assert_eq!(error(&body), "the token \"other-team\" was revoked");
+    }
+    let listed = env.ok(&["token", "list", "--json"]).await;
+    let listed: Value = serde_json::from_str(&listed).unwrap();
+    let revoked = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "other-team")
+        .unwrap();
+    assert!(revoked["revoked_at"].is_number(), "{revoked}");
+    let text = listed.to_string();
+    assert!(!text.contains("ddt_") && !text.contains("secret"), "{text}");
+    // The name is free again once revoked; the new token is another secret.
+    let again = token(&env, "other-team", "viewer", &[]).await;
+    assert_ne!(again, other);
+    assert_eq!(get(&two, "/leases", Some(&again)).await.0, StatusCode::OK);
+
+    // A token that expired is refused, saying so.
+    let brief = token(&env, "brief", "viewer", &["--expires", "1ms"]).await;
+    wait_for("the brief token to expire", || async {
+        let (status, body) = get(&one, "/leases", Some(&brief)).await;
+        (status == StatusCode::UNAUTHORIZED).then_some(body)
+    })
+    .await;
+    let (_, body) = get(&one, "/leases", Some(&brief)).await;
+    assert_eq!(error(&body), "the token \"brief\" expired");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn roles_decide_what_the_api_allows_on_sqlite() {
+    let env = Env::new();
+    env.ok(&["migrate"]).await;
+    roles_decide_what_the_api_allows(env).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn roles_decide_what_the_api_allows_on_postgres() {
+    let cluster = Cluster::start();
+    let env = Env::with_url(cluster.database().await);
+    env.ok(&["migrate"]).await;
+    roles_decide_what_the_api_allows(env).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_token_requests_say_what_was_wrong() {
+    let env = Env::new();
+    env.ok(&["migrate"]).await;
+    for (args, why) in [
+        (
+            &["token", "create", "has space", "--role", "viewer"][..],
+            "cannot name a token",
+        ),
+        (
+            &["token", "create", "x", "--role", "admin"][..],
+            "unknown role \"admin\": one of viewer, requester, operator",
+        ),
+        (
+            &["token", "revoke", "nobody"][..],
+            "a token named \"nobody\" that is not revoked does not exist",
+        ),
+    ] {
+        let out = env.drydock(args).await;
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?} succeeded");
+        assert!(stderr.contains(why), "{args:?}: {stderr}");
+    }
+}
