@@ -185,3 +185,94 @@ async fn bad_token_requests_say_what_was_wrong() {
         assert!(stderr.contains(why), "{args:?}: {stderr}");
     }
 }
+
+/// Lines of the daemon's log that contain every one of `words`.
+fn logged(daemon: &drydock_tests::Daemon, words: &[&str]) -> usize {
+    let lines = daemon.log_lines();
+    let matching = lines.iter().filter(|l| words.iter().all(|w| l.contains(w)));
+    matching.count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn guessing_tokens_is_logged_and_throttled() {
+    use drydock_tests::TOKEN;
+    let env = Env::new();
+    env.ok(&["migrate"]).await;
+    let mut daemon = env.serve(&["--workers", "0"]);
+    let api = Api::new(daemon.url().await);
+    let guess = "ddt_0123456789abcdef0123456789abcdef01234567";
+    for _ in 0..10 {
+        let (status, body) = get(&api, "/leases", Some(guess)).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    }
+    let response = api
+        .client
+        .get(format!("{}/api/v1/leases", api.base))
+        .bearer_auth(guess)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+    let retry: u64 = response.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=60).contains(&retry), "Retry-After: {retry}");
+    let body: Value = response.json().await.unwrap();
+    assert!(error(&body).starts_with("too many failed authentications from 127.0.0.1"));
+    // The address is held back whatever it sends now, a good token too.
+    assert_eq!(
+        get(&api, "/leases", Some(TOKEN)).await.0,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    // A request without a token is no guess: it is answered as before.
+    assert_eq!(get(&api, "/leases", None).await.0, StatusCode::UNAUTHORIZED);
+    wait_for("the refusals to be logged", || async {
+        let refused = [
+            "refused an authentication",
+            "unknown API token",
+            "127.0.0.1",
+        ];
+        (logged(&daemon, &refused) == 10 && logged(&daemon, &["throttled"]) == 2).then_some(())
+    })
+    .await;
+    assert_eq!(logged(&daemon, &[guess]), 0, "a secret was logged");
+
+    // Sign-ins in the web UI: 50 wrong tokens in a row, the first ten refused, the rest held
+    // back.
+    let mut web = env.serve(&["--workers", "0"]);
+    let base = web.url().await;
+    let client = reqwest::Client::new();
+    let mut statuses = Vec::new();
+    for n in 0..50 {
+        let form = [("token", format!("wrong-{n}")), ("next", "/".into())];
+        let answer = client
+            .post(format!("{base}/signin"))
+            .form(&form)
+            .send()
+            .await
+            .unwrap();
+        statuses.push(answer.status());
+    }
+    let refused = statuses.iter().filter(|s| **s == StatusCode::UNAUTHORIZED);
+    let held = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!((refused.count(), held.count()), (10, 40), "{statuses:?}");
+    assert!(
+        statuses[..10]
+            .iter()
+            .all(|s| *s == StatusCode::UNAUTHORIZED)
+    );
+    wait_for("the sign-ins to be logged", || async {
+        let refused = [
+            "refused an authentication",
+            "a sign-in with a wrong token",
+            "127.0.0.1",
+        ];
+        (logged(&web, &refused) == 10 && logged(&web, &["throttled"]) == 40).then_some(())
+    })
+    .await;
+    assert_eq!(logged(&web, &["wrong-"]), 0, "a guessed token was logged");
+}

@@ -85,6 +85,8 @@ async fn json_errors(response: Response) -> Response {
 pub(super) struct ApiError {
     status: StatusCode,
     message: String,
+    /// A refused token, for the log (`super::AuthRefusal`).
+    refusal: Option<String>,
 }
 
 impl ApiError {
@@ -92,6 +94,16 @@ impl ApiError {
         ApiError {
             status,
             message: message.into(),
+            refusal: None,
+        }
+    }
+
+    /// 401 for a token that does not authenticate: `message` for the client, `refusal` for
+    /// the daemon's log (and the count of failures from the client's address).
+    fn refused_token(message: String, refusal: String) -> Self {
+        ApiError {
+            refusal: Some(refusal),
+            ..ApiError::new(StatusCode::UNAUTHORIZED, message)
         }
     }
 }
@@ -99,7 +111,13 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = Json(serde_json::json!({ "error": self.message }));
-        (self.status, body).into_response()
+        let mut response = (self.status, body).into_response();
+        if let Some(refusal) = self.refusal {
+            response
+                .extensions_mut()
+                .insert(super::AuthRefusal(refusal));
+        }
+        response
     }
 }
 
@@ -131,23 +149,29 @@ impl From<Denied> for ApiError {
 /// store, looked up by its secret's hash. 401 without a token, or with one that is unknown,
 /// revoked or expired.
 async fn principal(state: &AppState, headers: &HeaderMap) -> ApiResult<Principal> {
-    let unauthorized = |why: &str| ApiError::new(StatusCode::UNAUTHORIZED, why);
-    let secret =
-        bearer(headers).ok_or_else(|| unauthorized("send Authorization: Bearer <token>"))?;
+    let secret = bearer(headers).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "send Authorization: Bearer <token>",
+        )
+    })?;
     if let Some(name) = state.tokens.operator(secret) {
         return Ok(Principal::operator(&format!("api:{name}")));
     }
     let store = state.store();
-    let token = store
-        .token_by_secret_hash(&secret_hash(secret))
-        .await?
-        .ok_or_else(|| unauthorized("the bearer token is not valid"))?;
+    let hash = secret_hash(secret);
+    let Some(token) = store.token_by_secret_hash(&hash).await? else {
+        return Err(ApiError::refused_token(
+            "the bearer token is not valid".into(),
+            format!("an unknown API token (its SHA-256 begins {})", &hash[..12]),
+        ));
+    };
     token.principal(store.now()).ok_or_else(|| {
         let why = match token.revoked_at {
             Some(_) => format!("the token {:?} was revoked", token.name),
             None => format!("the token {:?} expired", token.name),
         };
-        unauthorized(&why)
+        ApiError::refused_token(why.clone(), why)
     })
 }
 

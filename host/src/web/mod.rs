@@ -8,6 +8,7 @@
 mod api;
 pub mod auth;
 mod pages;
+pub mod throttle;
 
 use crate::plugin::Runtime;
 use crate::queue::Queue;
@@ -33,6 +34,8 @@ pub struct AppState {
     pub public_reads: bool,
     /// Signed-in UI sessions.
     pub sessions: Arc<Sessions>,
+    /// Failed authentications per client address.
+    pub throttle: Arc<throttle::Throttle>,
     /// The largest request body accepted, in bytes; larger ones get 413.
     pub max_body: usize,
     /// The console's and `/metrics`' counts, read at most once a second however many pages
@@ -73,9 +76,59 @@ pub fn router(state: AppState) -> Router {
         .nest("/api/v1", api::router())
         .route("/metrics", axum::routing::get(metrics))
         .merge(pages::router())
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            throttle_guessers,
+        ))
         .with_state(state)
         .layer(axum::extract::DefaultBodyLimit::max(max_body))
         .layer(axum::middleware::map_response(secure_headers))
+}
+
+/// Why an authentication failed, for the daemon's log (never the secret): a refused
+/// response carries it, and [`throttle_guessers`] logs it with the client's address.
+#[derive(Debug, Clone)]
+pub struct AuthRefusal(pub String);
+
+/// Refuses (429) an authentication attempt from an address that failed too often
+/// ([`throttle::Throttle`]); counts and logs the attempts that fail. An attempt is a request
+/// with a bearer token, or a sign-in.
+async fn throttle_guessers(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<SocketAddr>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse as _;
+    let attempt = auth::bearer(request.headers()).is_some()
+        || (request.method() == axum::http::Method::POST && request.uri().path() == "/signin");
+    if !attempt {
+        return next.run(request).await;
+    }
+    let address = peer.ip();
+    if let Err(wait) = state.throttle.check(address) {
+        tracing::warn!(%address, "throttled an authentication attempt: too many failed");
+        let seconds = wait.as_secs().max(1);
+        let message =
+            format!("too many failed authentications from {address}: try again in {seconds} s");
+        let status = axum::http::StatusCode::TOO_MANY_REQUESTS;
+        let retry = [(axum::http::header::RETRY_AFTER, seconds.to_string())];
+        return match request.uri().path().starts_with("/api/") {
+            true => (
+                status,
+                retry,
+                axum::Json(serde_json::json!({ "error": message })),
+            )
+                .into_response(),
+            false => (status, retry, message).into_response(),
+        };
+    }
+    let response = next.run(request).await;
+    if let Some(AuthRefusal(why)) = response.extensions().get::<AuthRefusal>() {
+        state.throttle.failed(address);
+        tracing::warn!(%address, "refused an authentication: {why}");
+    }
+    response
 }
 
 /// `/metrics`: Prometheus metrics in the text format (see [`crate::metrics`]).
@@ -190,10 +243,10 @@ pub async fn serve(
             _ = &mut shutdown => break,
             permit = slots.clone().acquire_owned() => permit?,
         };
-        let stream = tokio::select! {
+        let (stream, peer) = tokio::select! {
             _ = &mut shutdown => break,
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
+                Ok(accepted) => accepted,
                 Err(error) => {
                     // Out of descriptors, say: wait rather than spin.
                     tracing::warn!(%error, "accepting a connection failed");
@@ -202,7 +255,12 @@ pub async fn serve(
                 }
             },
         };
-        let service = hyper_util::service::TowerToHyperService::new(app.clone());
+        // Each request knows its client's address (for `throttle_guessers`).
+        let with_peer = tower::Layer::layer(
+            &axum::Extension(axum::extract::ConnectInfo(peer)),
+            app.clone(),
+        );
+        let service = hyper_util::service::TowerToHyperService::new(with_peer);
         let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
         tokio::spawn(async move {
             let _ = connection.await;

@@ -1006,7 +1006,10 @@ async fn signin(State(state): State<AppState>, Form(form): Form<SigninForm>) -> 
     let next = safe_next(form.next.as_deref());
     let Some(operator) = state.tokens.operator(form.token.trim()) else {
         let page = signin_page(&None, &next, Some("That token is not valid."));
-        return (StatusCode::UNAUTHORIZED, page).into_response();
+        let mut refused = (StatusCode::UNAUTHORIZED, page).into_response();
+        let refusal = super::AuthRefusal("a sign-in with a wrong token".into());
+        refused.extensions_mut().insert(refusal);
+        return refused;
     };
     let id = state.sessions.start(operator);
     (
