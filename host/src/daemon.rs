@@ -17,7 +17,7 @@ use crate::lock::{Held, WorkerSlot};
 use crate::queue::Queue;
 use crate::quota::Meters;
 use crate::scheduler::Load;
-use crate::store::{Claim, Release, Store};
+use crate::store::{Claim, DaemonRecord, Release, Store};
 use crate::worker::{Execs, Plugins, WorkerConfig, Workers};
 use futures_util::FutureExt;
 use std::collections::HashMap;
@@ -83,6 +83,9 @@ impl Default for DaemonConfig {
     }
 }
 
+/// How often a daemon refreshes its row in the registry ([`Store::daemon_seen`]).
+pub const SEEN_EVERY: Duration = Duration::from_secs(5);
+
 fn default_name() -> String {
     let host = std::fs::read_to_string("/etc/hostname").unwrap_or_default();
     format!("{}:{}", host.trim(), std::process::id())
@@ -127,6 +130,7 @@ pub async fn run(
     let retention = config
         .retention
         .map(|keep| tokio::spawn(prune_forever(store.clone(), keep)));
+    let registered = tokio::spawn(seen_forever(store.clone(), config.name.clone()));
     let meters = Arc::new(Meters::default());
     settle(store.as_ref(), &meters).await;
     let settling = tokio::spawn(settle_forever(store.clone(), meters.clone()));
@@ -229,6 +233,10 @@ pub async fn run(
         retention.abort();
     }
     drain(&config, store.as_ref(), tasks, running).await;
+    registered.abort();
+    if let Err(error) = store.daemon_gone(&config.name).await {
+        tracing::warn!(%error, "could not remove this daemon from the registry");
+    }
     settling.abort();
     settle(store.as_ref(), &meters).await;
     if let Some(reason) = failed.lock().unwrap().take() {
@@ -276,6 +284,24 @@ async fn drain(config: &DaemonConfig, store: &dyn Store, mut tasks: JoinSet<()>,
         };
         if let Err(error) = store.work_item_release(&claim, &release).await {
             tracing::warn!(object = %claim.object, %error, "could not give back a claim");
+        }
+    }
+}
+
+/// Keeps this daemon's row in the registry fresh, every [`SEEN_EVERY`].
+async fn seen_forever(store: Arc<dyn Store>, name: String) {
+    let mut daemon = DaemonRecord {
+        name,
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        started_at: store.now(),
+        seen_at: store.now(),
+    };
+    let mut every = tokio::time::interval(SEEN_EVERY);
+    loop {
+        every.tick().await;
+        daemon.seen_at = store.now();
+        if let Err(error) = store.daemon_seen(&daemon).await {
+            tracing::warn!(%error, "could not refresh this daemon's row in the registry");
         }
     }
 }

@@ -194,8 +194,8 @@ async fn wait_until_active(
     let mut seen = BTreeMap::new();
     if store.listening_daemons().await == Some(0) {
         eprintln!(
-            "warning: no daemon is serving this database (no `drydock serve` listens on it): the \
-             leases wait until one does"
+            "warning: no daemon is serving this database (none listens on it or has been seen \
+             lately: `drydock daemon list`): the leases wait until one does"
         );
     }
     loop {

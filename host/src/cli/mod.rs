@@ -12,6 +12,7 @@
 mod blueprint;
 mod command;
 mod confine;
+mod daemons;
 mod doctor;
 mod exec;
 mod lease;
@@ -67,6 +68,9 @@ enum Commands {
     Command(command::CommandCommand),
     /// Show log entries, of one object or all.
     Log(command::LogArgs),
+    /// The daemons serving the database.
+    #[command(subcommand)]
+    Daemon(daemons::DaemonCommand),
     /// API tokens with roles: make, list and revoke them.
     #[command(subcommand)]
     Token(token::TokenCommand),
@@ -153,6 +157,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Commands::Command(command) => command::run(&global, command).await,
         Commands::Log(args) => command::log(&global, args).await,
         Commands::Token(command) => token::run(&global, command).await,
+        Commands::Daemon(command) => daemons::run(&global, command).await,
         Commands::Exec(args) => exec::run(&global, args).await,
         Commands::Gc(args) => command::gc(&global, args).await,
         Commands::Migrate => migrate(&global).await,

@@ -652,6 +652,31 @@ pub struct LogEntry {
     pub created_at: Timestamp,
 }
 
+/// A daemon serving the database, as its row in the registry says ([`Store::daemon_seen`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DaemonRecord {
+    /// Its name in claims (host and process id by default).
+    pub name: String,
+    /// Its version of Drydock.
+    pub version: String,
+    /// When it started.
+    pub started_at: Timestamp,
+    /// When it was last seen running.
+    pub seen_at: Timestamp,
+}
+
+impl DaemonRecord {
+    /// How many of `daemons` serve at `now`: those seen in the last [`DAEMON_SILENT_AFTER`].
+    pub fn serving(daemons: &[DaemonRecord], now: Timestamp) -> usize {
+        let since = now.saturating_sub(DAEMON_SILENT_AFTER.as_millis() as u64);
+        daemons.iter().filter(|d| d.seen_at >= since).count()
+    }
+}
+
+/// A daemon not seen for this long has stopped (it refreshes its row every
+/// `daemon::SEEN_EVERY`).
+pub const DAEMON_SILENT_AFTER: Duration = Duration::from_secs(15);
+
 /// An API token as the store keeps it: never its secret (see [`crate::access`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Token {
@@ -1144,12 +1169,33 @@ pub trait Store: conn::Backend + Send + Sync + 'static {
     /// notification only delays work until the next poll.
     async fn listen(&self, wake: Arc<Notify>) -> Result<Listening>;
 
-    /// How many daemons listen for this database's wake-ups now, where the store can tell
-    /// (SQLite: the sockets beside the file that someone is bound to); `None` where it cannot
-    /// (PostgreSQL, where another role's sessions may be hidden). `drydock lease request
-    /// --wait` says when no daemon serves the database.
+    /// Records that a daemon runs: its row written, or refreshed with when it was seen.
+    async fn daemon_seen(&self, daemon: &DaemonRecord) -> Result<()> {
+        let mut tx = self.transaction().await?;
+        let result = queries::daemon::seen(&mut *tx, daemon).await;
+        conn::finish(tx, result).await
+    }
+
+    /// Removes a daemon's row: it stopped.
+    async fn daemon_gone(&self, name: &str) -> Result<()> {
+        let mut tx = self.transaction().await?;
+        let result = queries::daemon::gone(&mut *tx, name).await;
+        conn::finish(tx, result).await
+    }
+
+    /// Every daemon that wrote a row and did not remove it, the most recently seen first
+    /// (those silent for [`DAEMON_SILENT_AFTER`] have stopped without saying so).
+    async fn daemon_list(&self) -> Result<Vec<DaemonRecord>> {
+        queries::daemon::list(&mut *self.reader()).await
+    }
+
+    /// How many daemons serve this database now, where the store can tell: those seen in the
+    /// last [`DAEMON_SILENT_AFTER`] (SQLite counts the wake-up sockets beside the file that
+    /// someone is bound to instead); `None` when the registry cannot be read. `drydock lease
+    /// request --wait` says when no daemon serves the database.
     async fn listening_daemons(&self) -> Option<usize> {
-        None
+        let daemons = self.daemon_list().await.ok()?;
+        Some(DaemonRecord::serving(&daemons, self.now()))
     }
 }
 

@@ -135,6 +135,7 @@ const CHECKS: &[Check] = &[
             store, clock,
         ))
     },
+    |store, clock| Box::pin(daemon_seen_keeps_one_row_per_daemon(store, clock)),
 ];
 
 /// Limits too high to stop any growth: what the checks that are not about limits use.
@@ -2399,4 +2400,34 @@ async fn token_insert_keeps_names_unique_among_live_tokens(
         .map(|t| (t.name, t.revoked_at.is_some()))
         .collect();
     assert_eq!(names, [("ci".into(), true), ("ci".into(), false)]);
+}
+
+async fn daemon_seen_keeps_one_row_per_daemon(store: Arc<dyn Store>, clock: Arc<ManualClock>) {
+    use super::{DAEMON_SILENT_AFTER, DaemonRecord};
+    let started = store.now();
+    let record = |name: &str, seen_at| DaemonRecord {
+        name: name.into(),
+        version: "0.1.0".into(),
+        started_at: started,
+        seen_at,
+    };
+    store.daemon_seen(&record("a:1", started)).await.unwrap();
+    store.daemon_seen(&record("b:2", started)).await.unwrap();
+    clock.advance(DAEMON_SILENT_AFTER);
+    let now = store.now();
+    store.daemon_seen(&record("a:1", now)).await.unwrap();
+    let daemons = store.daemon_list().await.unwrap();
+    assert_eq!(daemons, [record("a:1", now), record("b:2", started)]);
+    assert_eq!(
+        DaemonRecord::serving(&daemons, now),
+        2,
+        "b is silent just now"
+    );
+    assert_eq!(
+        DaemonRecord::serving(&daemons, now + 1),
+        1,
+        "then no longer"
+    );
+    store.daemon_gone("a:1").await.unwrap();
+    assert_eq!(store.daemon_list().await.unwrap(), [record("b:2", started)]);
 }

@@ -16,6 +16,7 @@ pub(crate) mod capacity;
 pub(crate) mod command;
 pub(crate) mod component;
 pub(crate) mod counts;
+pub(crate) mod daemon;
 pub(crate) mod installation;
 pub(crate) mod lease;
 pub(crate) mod log;
