@@ -75,7 +75,10 @@ async fn main() {
         let mut size = 0;
         for _ in 0..TRIALS {
             let began = Instant::now();
-            let response = client.get(format!("{base}{path}")).send().await.unwrap();
+            let request = client
+                .get(format!("{base}{path}"))
+                .bearer_auth(drydock_tests::TOKEN);
+            let response = request.send().await.unwrap();
             assert!(
                 response.status().is_success(),
                 "{path}: {}",

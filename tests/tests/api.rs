@@ -775,10 +775,40 @@ async fn metrics_are_scraped_and_move() {
         .await;
     env.add_blueprint("misbehave", MISBEHAVE_WASM, r#"{"mode": "trap"}"#, &[])
         .await;
-    let mut daemon = env.serve(&FAST_RETRIES);
+    let mut args = FAST_RETRIES.to_vec();
+    args.extend(["--metrics-listen", "127.0.0.1:0"]);
+    let mut daemon = env.serve(&args);
     let base = daemon.url().await;
+    // On the API's address a scrape sends a token, as any read does; the metrics listener of
+    // its own serves /metrics alone, without one.
+    let client = Client::new();
+    let unscraped = client.get(format!("{base}/metrics")).send().await.unwrap();
+    assert_eq!(unscraped.status(), StatusCode::UNAUTHORIZED);
+    let own = wait_for("the metrics listener's address", || async {
+        let lines = daemon.log_lines();
+        let line = lines
+            .iter()
+            .find_map(|l| l.strip_prefix("drydock: metrics on "))?;
+        Some(line.trim().to_string())
+    })
+    .await;
+    let open = client.get(&own).send().await.unwrap();
+    assert_eq!(open.status(), StatusCode::OK);
+    let text = open.text().await.unwrap();
+    assert!(
+        text.contains("# TYPE drydock_") && text.ends_with("# EOF\n"),
+        "{text}"
+    );
+    let elsewhere = own.replace("/metrics", "/api/v1/leases");
+    let refused = client.get(&elsewhere).send().await.unwrap();
+    assert_eq!(
+        refused.status(),
+        StatusCode::NOT_FOUND,
+        "the metrics listener serves metrics only"
+    );
     let scrape = || async {
-        let response = reqwest::get(format!("{base}/metrics")).await.unwrap();
+        let request = client.get(format!("{base}/metrics")).bearer_auth(TOKEN);
+        let response = request.send().await.unwrap();
         assert_eq!(response.status(), StatusCode::OK);
         let kind = response.headers()["content-type"]
             .to_str()
@@ -946,6 +976,7 @@ async fn the_installation_secret_is_made_by_the_daemon_once_kept_and_never_shown
         shown.push_str(
             &api.client
                 .get(url)
+                .bearer_auth(TOKEN)
                 .send()
                 .await
                 .unwrap()

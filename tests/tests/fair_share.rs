@@ -40,7 +40,10 @@ async fn healthy_lease_is_served(env: &Env, store: &Arc<dyn Store>) {
 
 /// The value of one series of the daemon's `/metrics`, 0 if it is not there yet.
 async fn metric(base: &str, series: &str) -> f64 {
-    let text = reqwest::get(format!("{base}/metrics"))
+    let text = reqwest::Client::new()
+        .get(format!("{base}/metrics"))
+        .bearer_auth(drydock_tests::TOKEN)
+        .send()
         .await
         .unwrap()
         .text()

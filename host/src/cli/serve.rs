@@ -102,6 +102,10 @@ pub(super) struct ServeArgs {
     /// token (logs, steps and commands still need one). Tokens: `drydock token create`.
     #[arg(long)]
     public_reads: bool,
+    /// Also serve `/metrics` alone, with no token, on this address (one only the scraper
+    /// reaches). On `--listen`, `/metrics` needs a token, as every read does.
+    #[arg(long)]
+    metrics_listen: Option<String>,
     #[command(flatten)]
     confine: super::confine::ConfineArgs,
 }
@@ -179,31 +183,19 @@ pub(super) async fn run(global: &Global, args: ServeArgs) -> anyhow::Result<Exit
     );
     let queue = Queue::new(store);
     let (stop, stopped) = tokio::sync::watch::channel(false);
-    let wait = move |mut stopped: tokio::sync::watch::Receiver<bool>| async move {
-        let _ = stopped.wait_for(|stop| *stop).await;
-    };
     let web = match args.listen.as_str() {
         "off" => None,
-        addr => Some(
-            start_web(
-                addr,
-                &args,
-                queue.clone(),
-                runtime.clone(),
-                wait(stopped.clone()),
-            )
-            .await?,
-        ),
+        addr => Some(start_web(addr, &args, queue.clone(), runtime.clone(), &stopped).await?),
     };
     tokio::spawn(async move {
         shutdown_signal().await;
         let _ = stop.send(true);
     });
     if config.workers == 0 {
-        wait(stopped).await;
+        stopping(stopped).await;
     } else {
         let plugins = Plugins::new(runtime, blueprint_calls);
-        daemon::run(config, queue, plugins, wait(stopped)).await?;
+        daemon::run(config, queue, plugins, stopping(stopped)).await?;
     }
     if let Some(web) = web {
         web.await??;
@@ -250,17 +242,27 @@ async fn open_store(global: &Global) -> anyhow::Result<Arc<dyn Store>> {
 /// The longest pause between attempts to open an unreachable database.
 const MAX_OPEN_PAUSE: Duration = Duration::from_secs(5);
 
-/// Binds the HTTP server and starts it; returns its task.
+/// Completes once `stopped` says the daemon stops.
+async fn stopping(mut stopped: tokio::sync::watch::Receiver<bool>) {
+    let _ = stopped.wait_for(|stop| *stop).await;
+}
+
+/// An address to listen on, from the flag `flag`.
+fn listen_address(flag: &str, addr: &str) -> anyhow::Result<SocketAddr> {
+    addr.parse()
+        .with_context(|| format!("{flag} {addr:?} is not an address such as 127.0.0.1:6080"))
+}
+
+/// Binds the HTTP server (and the metrics listener, if asked for) and starts them, until
+/// `stopped`; returns the task that ends with them.
 async fn start_web(
     addr: &str,
     args: &ServeArgs,
     queue: Queue,
     runtime: Runtime,
-    shutdown: impl Future<Output = ()> + Send + 'static,
+    stopped: &tokio::sync::watch::Receiver<bool>,
 ) -> anyhow::Result<tokio::task::JoinHandle<anyhow::Result<()>>> {
-    let addr: SocketAddr = addr
-        .parse()
-        .with_context(|| format!("--listen {addr:?} is not an address such as 127.0.0.1:6080"))?;
+    let addr = listen_address("--listen", addr)?;
     let tokens = match (&args.token_file, &args.token) {
         (Some(path), _) => {
             let text = std::fs::read_to_string(path)
@@ -294,7 +296,31 @@ async fn start_web(
         max_connections: args.max_connections,
         header_timeout: args.header_timeout,
     };
-    Ok(tokio::spawn(web::serve(listener, state, limits, shutdown)))
+    let metrics = match &args.metrics_listen {
+        Some(addr) => {
+            let addr = listen_address("--metrics-listen", addr)?;
+            let metrics = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("listening on {addr} for /metrics"))?;
+            eprintln!(
+                "drydock: metrics on http://{}/metrics",
+                metrics.local_addr()?
+            );
+            let app = web::metrics_router(state.clone());
+            let stop = stopping(stopped.clone());
+            Some(tokio::spawn(web::serve(metrics, app, limits, stop)))
+        }
+        None => None,
+    };
+    let app = web::router(state);
+    let main = tokio::spawn(web::serve(listener, app, limits, stopping(stopped.clone())));
+    Ok(tokio::spawn(async move {
+        main.await??;
+        if let Some(metrics) = metrics {
+            metrics.await??;
+        }
+        Ok(())
+    }))
 }
 
 /// Completes on SIGINT or SIGTERM.

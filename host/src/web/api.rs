@@ -204,6 +204,13 @@ async fn may_read(state: &AppState, headers: &HeaderMap, shows: Shows) -> ApiRes
     Ok(())
 }
 
+/// Whether the request may scrape `/metrics` (a viewer's token at least): the refusal as an
+/// API error otherwise.
+pub(super) async fn may_scrape(state: &AppState, headers: &HeaderMap) -> ApiResult<()> {
+    with_role(state, headers, Role::Viewer, "scraping /metrics").await?;
+    Ok(())
+}
+
 /// An operator's name, for a request only operators may make (`what`).
 async fn operator(state: &AppState, headers: &HeaderMap, what: &str) -> ApiResult<String> {
     Ok(with_role(state, headers, Role::Operator, what).await?.name)

@@ -74,7 +74,7 @@ pub fn router(state: AppState) -> Router {
     let max_body = state.max_body;
     Router::new()
         .nest("/api/v1", api::router())
-        .route("/metrics", axum::routing::get(metrics))
+        .route("/metrics", axum::routing::get(scraped_with_a_token))
         .merge(pages::router())
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
@@ -129,6 +129,28 @@ async fn throttle_guessers(
         tracing::warn!(%address, "refused an authentication: {why}");
     }
     response
+}
+
+/// `/metrics` alone, with no token: for `serve --metrics-listen`, an address of its own that
+/// only the scraper reaches.
+pub fn metrics_router(state: AppState) -> Router {
+    Router::new()
+        .route("/metrics", axum::routing::get(metrics))
+        .with_state(state)
+        .layer(axum::middleware::map_response(secure_headers))
+}
+
+/// `/metrics` beside the API and the pages: a scrape sends a token, as any read does (a viewer's
+/// is enough: `drydock token create prometheus --role viewer`).
+async fn scraped_with_a_token(
+    state: axum::extract::State<AppState>,
+    headers: axum::http::HeaderMap,
+) -> axum::response::Response {
+    use axum::response::IntoResponse as _;
+    match api::may_scrape(&state, &headers).await {
+        Ok(()) => metrics(state).await,
+        Err(refused) => refused.into_response(),
+    }
 }
 
 /// `/metrics`: Prometheus metrics in the text format (see [`crate::metrics`]).
@@ -222,16 +244,16 @@ impl Default for ConnectionLimits {
 /// How long requests in flight may take to finish once shutdown begins.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
-/// Serves HTTP/1.1 on `listener` within `limits` until `shutdown` completes, then lets
-/// requests in flight finish (for a grace period).
+/// Serves `app` (the whole [`router`], or the [`metrics_router`]) over HTTP/1.1 on `listener`
+/// within `limits` until `shutdown` completes, then lets requests in flight finish (for a grace
+/// period).
 pub async fn serve(
     listener: tokio::net::TcpListener,
-    state: AppState,
+    app: Router,
     limits: ConnectionLimits,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     use hyper_util::rt::{TokioIo, TokioTimer};
-    let app = router(state);
     let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let mut http = hyper::server::conn::http1::Builder::new();
