@@ -231,7 +231,7 @@ async fn guessing_tokens_is_logged_and_throttled() {
     wait_for("the refusals to be logged", || async {
         let refused = [
             "refused an authentication",
-            "unknown API token",
+            "API: an unknown token",
             "127.0.0.1",
         ];
         (logged(&daemon, &refused) == 10 && logged(&daemon, &["throttled"]) == 2).then_some(())
@@ -275,4 +275,152 @@ async fn guessing_tokens_is_logged_and_throttled() {
     })
     .await;
     assert_eq!(logged(&web, &["wrong-"]), 0, "a guessed token was logged");
+}
+
+/// Signs in to the web UI with `secret`; the session cookie (`name=value`).
+async fn sign_in(client: &reqwest::Client, base: &str, secret: &str) -> String {
+    let form = [("token", secret), ("next", "/")];
+    let answer = client
+        .post(format!("{base}/signin"))
+        .form(&form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), StatusCode::SEE_OTHER, "signing in");
+    let cookie = answer.headers()["set-cookie"].to_str().unwrap();
+    cookie.split(';').next().unwrap().to_string()
+}
+
+/// A page of the UI, as the session `cookie` sees it.
+async fn page(client: &reqwest::Client, url: &str, cookie: &str) -> String {
+    let answer = client
+        .get(url)
+        .header("cookie", cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), StatusCode::OK, "{url}");
+    answer.text().await.unwrap()
+}
+
+/// POSTs a form of the UI with the session's CSRF token (read from `page`); the status and
+/// the answer's text.
+async fn submit(
+    client: &reqwest::Client,
+    url: &str,
+    cookie: &str,
+    page: &str,
+) -> (StatusCode, String) {
+    let csrf = page
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("a signed-in page carries the CSRF token");
+    let answer = client
+        .post(url)
+        .header("cookie", cookie)
+        .form(&[("csrf", csrf)])
+        .send()
+        .await
+        .unwrap();
+    (answer.status(), answer.text().await.unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_web_ui_signs_in_with_the_stores_tokens_and_allows_what_the_role_does() {
+    use drydock_tests::TOKEN;
+    let env = Env::new();
+    env.ok(&["migrate"]).await;
+    let looker = token(&env, "looker", "viewer", &[]).await;
+    let ci = token(&env, "ci", "requester", &[]).await;
+    let mut daemon = env.serve(&["--workers", "0"]);
+    let api = Api::new(daemon.url().await);
+    let host = Some(json!({"type": "host"}));
+    let (_, own) = post(&api, "/leases", &ci, host.clone()).await;
+    let own = own[0]["id"].as_str().unwrap().to_string();
+    let (_, others) = post(&api, "/leases", TOKEN, host).await;
+    let others = others[0]["id"].as_str().unwrap().to_string();
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let base = &api.base;
+
+    let cookie = sign_in(&client, base, &ci).await;
+    let mine = page(&client, &format!("{base}/leases/{own}"), &cookie).await;
+    assert!(mine.contains("Signed in as ci (requester)"), "{mine}");
+    assert!(
+        mine.contains(&format!("action=\"/leases/{own}/release\"")),
+        "{mine}"
+    );
+    let theirs = page(&client, &format!("{base}/leases/{others}"), &cookie).await;
+    assert!(
+        !theirs.contains(&format!("action=\"/leases/{others}/release\"")),
+        "{theirs}"
+    );
+    assert!(theirs.contains("needs the operator role"), "{theirs}");
+    let (status, answer) = submit(
+        &client,
+        &format!("{base}/leases/{others}/release"),
+        &cookie,
+        &theirs,
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{answer}");
+    assert!(answer.contains("needs the operator role"), "{answer}");
+    let (status, answer) = submit(
+        &client,
+        &format!("{base}/blueprints/B1/disable"),
+        &cookie,
+        &theirs,
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{answer}");
+    assert!(
+        answer.contains("changing a blueprint needs the operator role"),
+        "{answer}"
+    );
+    let (status, _) = submit(
+        &client,
+        &format!("{base}/leases/{own}/release"),
+        &cookie,
+        &mine,
+    )
+    .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let commands = env.ok(&["command", "list", "--target", &own]).await;
+    assert!(
+        commands.contains("ci"),
+        "released by the token's name: {commands}"
+    );
+
+    let cookie = sign_in(&client, base, &looker).await;
+    let seen = page(&client, &format!("{base}/leases/{others}"), &cookie).await;
+    assert!(seen.contains("Signed in as looker (viewer)"), "{seen}");
+    let (status, answer) = submit(
+        &client,
+        &format!("{base}/leases/{others}/release"),
+        &cookie,
+        &seen,
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{answer}");
+    assert!(answer.contains("needs the requester role"), "{answer}");
+
+    env.ok(&["token", "revoke", "looker"]).await;
+    let form = [("token", looker.as_str()), ("next", "/")];
+    let refused = client
+        .post(format!("{base}/signin"))
+        .form(&form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
+    assert!(
+        refused
+            .text()
+            .await
+            .unwrap()
+            .contains("That token is not valid.")
+    );
 }

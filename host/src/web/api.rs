@@ -14,7 +14,7 @@
 
 use super::AppState;
 use super::auth::bearer;
-use crate::access::{Denied, Principal, Role, secret_hash};
+use crate::access::{Denied, Principal, Role};
 use crate::domain::{LeaseStatus, ResourceStatus};
 use crate::ops::{self, parse_id};
 use crate::store::{BlueprintSwitch, CommandFilter, CommandKind, ObjectId, Page};
@@ -155,24 +155,14 @@ async fn principal(state: &AppState, headers: &HeaderMap) -> ApiResult<Principal
             "send Authorization: Bearer <token>",
         )
     })?;
-    if let Some(name) = state.tokens.operator(secret) {
-        return Ok(Principal::operator(&format!("api:{name}")));
+    match super::authenticate(state, secret, "api").await {
+        Ok(principal) => Ok(principal),
+        Err(super::AuthError::Refused { message, logged }) => Err(ApiError::refused_token(
+            message.replace("the token is", "the bearer token is"),
+            format!("API: {logged}"),
+        )),
+        Err(super::AuthError::Store(error)) => Err(error.into()),
     }
-    let store = state.store();
-    let hash = secret_hash(secret);
-    let Some(token) = store.token_by_secret_hash(&hash).await? else {
-        return Err(ApiError::refused_token(
-            "the bearer token is not valid".into(),
-            format!("an unknown API token (its SHA-256 begins {})", &hash[..12]),
-        ));
-    };
-    token.principal(store.now()).ok_or_else(|| {
-        let why = match token.revoked_at {
-            Some(_) => format!("the token {:?} was revoked", token.name),
-            None => format!("the token {:?} expired", token.name),
-        };
-        ApiError::refused_token(why.clone(), why)
-    })
 }
 
 /// Who sent the request, if it has at least `role` for `what`.

@@ -98,11 +98,11 @@ pub fn random_hex(bytes: usize) -> String {
         .collect()
 }
 
-/// A signed-in operator.
+/// A signed-in user.
 #[derive(Debug, Clone)]
 pub struct Session {
-    /// Who.
-    pub operator: String,
+    /// Who, and what they may do.
+    pub principal: crate::access::Principal,
     /// The token every form of this session must carry.
     pub csrf: String,
     started: Instant,
@@ -116,10 +116,10 @@ pub struct Sessions {
 
 impl Sessions {
     /// Starts a session; returns its id for the cookie.
-    pub fn start(&self, operator: &str) -> String {
+    pub fn start(&self, principal: crate::access::Principal) -> String {
         let id = random_hex(32);
         let session = Session {
-            operator: operator.to_string(),
+            principal,
             csrf: random_hex(16),
             started: Instant::now(),
         };
@@ -206,13 +206,14 @@ mod tests {
     #[test]
     fn sessions_come_from_the_cookie() {
         let sessions = Sessions::default();
-        let id = sessions.start("alice");
+        let id = sessions.start(crate::access::Principal::operator("alice"));
         let mut headers = HeaderMap::new();
         headers.insert(
             "cookie",
             format!("other=1; {SESSION_COOKIE}={id}").parse().unwrap(),
         );
-        assert_eq!(sessions.from_headers(&headers).unwrap().operator, "alice");
+        let session = sessions.from_headers(&headers).unwrap();
+        assert_eq!(session.principal.name, "alice");
         sessions.end(&headers);
         assert!(sessions.from_headers(&headers).is_none());
     }

@@ -85,6 +85,57 @@ pub fn router(state: AppState) -> Router {
         .layer(axum::middleware::map_response(secure_headers))
 }
 
+/// Why a token does not authenticate.
+#[derive(Debug)]
+pub enum AuthError {
+    /// The token is unknown, revoked or expired: what the client is told, and what the log
+    /// says (never the secret).
+    Refused {
+        /// For the client.
+        message: String,
+        /// For the daemon's log.
+        logged: String,
+    },
+    /// The store could not be read.
+    Store(crate::store::Error),
+}
+
+/// Who a token speaks for: one of this daemon's operator tokens (an operator named
+/// `CHANNEL:NAME`, `api:operator` say), or a token from the store that is neither revoked nor
+/// expired, looked up by its secret's hash (its own name).
+pub async fn authenticate(
+    state: &AppState,
+    secret: &str,
+    channel: &str,
+) -> Result<crate::access::Principal, AuthError> {
+    use crate::access::{Principal, secret_hash};
+    if let Some(name) = state.tokens.operator(secret) {
+        return Ok(Principal::operator(&format!("{channel}:{name}")));
+    }
+    let store = state.store();
+    let hash = secret_hash(secret);
+    let token = store
+        .token_by_secret_hash(&hash)
+        .await
+        .map_err(AuthError::Store)?;
+    let Some(token) = token else {
+        return Err(AuthError::Refused {
+            message: "the token is not valid".into(),
+            logged: format!("an unknown token (its SHA-256 begins {})", &hash[..12]),
+        });
+    };
+    token.principal(store.now()).ok_or_else(|| {
+        let why = match token.revoked_at {
+            Some(_) => format!("the token {:?} was revoked", token.name),
+            None => format!("the token {:?} expired", token.name),
+        };
+        AuthError::Refused {
+            message: why.clone(),
+            logged: why,
+        }
+    })
+}
+
 /// Why an authentication failed, for the daemon's log (never the secret): a refused
 /// response carries it, and [`throttle_guessers`] logs it with the client's address.
 #[derive(Debug, Clone)]

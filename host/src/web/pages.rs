@@ -8,6 +8,7 @@
 
 use super::AppState;
 use super::auth::{Session, cleared_cookie, session_cookie};
+use crate::access::Role;
 use crate::domain::{Attributes, LeaseStatus, ResourceStatus, format_time};
 use crate::limits::Limit;
 use crate::ops::{self, parse_id};
@@ -179,7 +180,7 @@ fn page(title: &str, session: &Option<Session>, live: Option<u32>, body: Markup)
                     span.who {
                         @match session {
                             Some(s) => {
-                                "Signed in as " (s.operator) " "
+                                "Signed in as " (s.principal.name) " (" (s.principal.role) ") "
                                 form.inline method="post" action="/signout" {
                                     input type="hidden" name="csrf" value=(s.csrf);
                                     button id="signout" { "Sign out" }
@@ -451,11 +452,14 @@ async fn blueprint(
     if blueprint.failures > 0 {
         actions.push(("reset", "Reset back-off"));
     }
+    let operator = session
+        .as_ref()
+        .filter(|s| s.principal.role == Role::Operator);
     let body = html! {
         h1 { "Blueprint " (blueprint.id) " " (blueprint.name) }
         div.actions {
             @for (action, label) in &actions {
-                @match &session {
+                @match operator {
                     Some(s) => form method="post" action={"/blueprints/" (blueprint.id) "/" (action)} {
                         input type="hidden" name="csrf" value=(s.csrf);
                         button id=(action) { (label) }
@@ -463,7 +467,7 @@ async fn blueprint(
                     None => { button id=(action) disabled { (label) } }
                 }
             }
-            @if session.is_none() { span.hint { "Sign in to change blueprints." } }
+            @if operator.is_none() { span.hint { "Sign in as an operator to change blueprints." } }
         }
         table #properties {
             tr { th { "Name" } td { (blueprint.name) } }
@@ -534,7 +538,7 @@ fn authorized(
     let session = state.sessions.from_headers(headers).ok_or_else(|| {
         PageError(
             StatusCode::FORBIDDEN,
-            "Sign in first: only signed-in operators can change things.".into(),
+            "Sign in first: only signed-in users can change things.".into(),
         )
     })?;
     if form.csrf != session.csrf {
@@ -552,7 +556,11 @@ async fn blueprint_action(
     Path((text, action)): Path<(String, String)>,
     Form(form): Form<CsrfForm>,
 ) -> PageResult {
-    authorized(&state, &headers, &form)?;
+    let session = authorized(&state, &headers, &form)?;
+    session
+        .principal
+        .needs(Role::Operator, "changing a blueprint")
+        .map_err(|denied| PageError(StatusCode::FORBIDDEN, denied.0))?;
     let switch = match action.as_str() {
         "enable" => BlueprintSwitch::Enable,
         "disable" => BlueprintSwitch::Disable,
@@ -688,9 +696,12 @@ fn button(
     }
 }
 
+/// The buttons of a lease (owned by `owner`) or a resource (`owner` is `None`), enabled when
+/// the signed-in user's role allows them.
 fn object_actions(
     session: &Option<Session>,
     object: ObjectId,
+    owner: Option<&str>,
     state: &ButtonState,
     reclaim: Option<bool>,
 ) -> Markup {
@@ -698,11 +709,22 @@ fn object_actions(
         ObjectId::Resource(_) => format!("/resources/{object}"),
         _ => format!("/leases/{object}"),
     };
-    let why_not = |verb: &str, only: &str| match (session, state.releasing) {
-        (None, _) => format!("Sign in to {verb}"),
-        (Some(_), true) => "A release is already queued".to_string(),
-        (Some(_), false) => only.to_string(),
+    let denied = session.as_ref().and_then(|s| {
+        let may = match owner {
+            Some(owner) => s
+                .principal
+                .may_act_on_lease(&object.to_string(), owner, "releasing"),
+            None => s.principal.needs(Role::Operator, "releasing a resource"),
+        };
+        may.err().map(|denied| denied.0)
+    });
+    let why_not = |verb: &str, only: &str| match (session, &denied, state.releasing) {
+        (None, _, _) => format!("Sign in to {verb}"),
+        (Some(_), Some(denied), _) => denied.clone(),
+        (Some(_), None, true) => "A release is already queued".to_string(),
+        (Some(_), None, false) => only.to_string(),
     };
+    let allowed = denied.is_none();
     let release_why = why_not("release", "Only pending or active objects can be released");
     let reclaim_why = why_not(
         "reclaim",
@@ -710,9 +732,9 @@ fn object_actions(
     );
     html! {
         div.actions {
-            (button(session, "release", "Release", &format!("{base}/release"), state.releasable && !state.releasing, &release_why))
+            (button(session, "release", "Release", &format!("{base}/release"), allowed && state.releasable && !state.releasing, &release_why))
             @if let Some(reclaimable) = reclaim {
-                (button(session, "reclaim", "Reclaim", &format!("{base}/reclaim"), reclaimable && !state.releasing, &reclaim_why))
+                (button(session, "reclaim", "Reclaim", &format!("{base}/reclaim"), allowed && reclaimable && !state.releasing, &reclaim_why))
             }
             @if state.releasing { span.tag.releasing #releasing { "Releasing" } }
             @if session.is_none() { span.hint { a href={"/signin?next=" (base)} { "Sign in" } " to release." } }
@@ -780,7 +802,7 @@ async fn lease(
         lease.status != LeaseStatus::Destroyed || commands.iter().any(|c| c.consumed_at.is_none());
     let body = html! {
         h1 { "Lease " (lease.id) " " span #status { (status_tags(lease.status.as_str(), lease.end.as_ref())) } }
-        (object_actions(&session, lease.id, &buttons, None))
+        (object_actions(&session, lease.id, Some(&lease.owner), &buttons, None))
         table #properties {
             tr { th { "Status" } td { (lease.status) } }
             tr { th { "Resource type" } td { (lease.resource_type) } }
@@ -839,7 +861,7 @@ async fn resource(
         || commands.iter().any(|c| c.consumed_at.is_none());
     let body = html! {
         h1 { "Resource " (resource.id) " " span #status { (status_tags(resource.status.as_str(), resource.end.as_ref())) } }
-        (object_actions(&session, resource.id, &buttons, Some(idle)))
+        (object_actions(&session, resource.id, None, &buttons, Some(idle)))
         table #properties {
             tr { th { "Status" } td { (resource.status) } }
             tr { th { "Type" } td { (resource.resource_type) } }
@@ -891,7 +913,7 @@ fn confirmation(
                 }
                 a id="cancel" href=(base) { "Cancel" }
             },
-            None => p { a href={"/signin?next=" (base)} { "Sign in" } " first: only signed-in operators can " (verb) "." },
+            None => p { a href={"/signin?next=" (base)} { "Sign in" } " first: only signed-in users whose role allows it can " (verb) "." },
         }
     };
     page(&format!("{verb} {object}"), session, None, body)
@@ -923,6 +945,31 @@ fn command_target(
     Ok((id, kind, format!("/{object_kind}s/{id}")))
 }
 
+/// Whether the signed-in user may send `kind` to `object`: a requester releases its own
+/// leases; everything else is an operator's.
+async fn may_command(
+    state: &AppState,
+    session: &Session,
+    object: ObjectId,
+    kind: CommandKind,
+) -> Result<(), PageError> {
+    let principal = &session.principal;
+    let allowed = match object {
+        ObjectId::Lease(_) if principal.role < Role::Operator => {
+            let owner = state.store().lease_get(object).await?.owner;
+            principal.may_act_on_lease(&object.to_string(), &owner, "releasing")
+        }
+        _ => {
+            let verb = match kind {
+                CommandKind::Release => "releasing",
+                CommandKind::Reclaim => "reclaiming",
+            };
+            principal.needs(Role::Operator, &format!("{verb} a {}", object.kind()))
+        }
+    };
+    allowed.map_err(|denied| PageError(StatusCode::FORBIDDEN, denied.0))
+}
+
 async fn confirm_command(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -947,7 +994,8 @@ async fn post_command(
 ) -> PageResult {
     let session = authorized(&state, &headers, &form)?;
     let (id, kind, base) = command_target(&uri, &text, &kind)?;
-    ops::post(&state.queue, id, kind, &format!("web:{}", session.operator)).await?;
+    may_command(&state, &session, id, kind).await?;
+    ops::post(&state.queue, id, kind, &session.principal.name).await?;
     Ok(Redirect::to(&base).into_response())
 }
 
@@ -979,10 +1027,10 @@ fn signin_page(session: &Option<Session>, next: &str, error: Option<&str>) -> Ma
         @if let Some(error) = error { p.error #signin-error { (error) } }
         form method="post" action="/signin" {
             input type="hidden" name="next" value=(next);
-            p { label { "Operator token " input #token type="password" name="token" autocomplete="current-password" required; } }
+            p { label { "Token " input #token type="password" name="token" autocomplete="current-password" required; } }
             button #submit { "Sign in" }
         }
-        p.hint { "The token is the one given to " code { "drydock serve" } " (--token-file or DRYDOCK_TOKEN)." }
+        p.hint { "An operator token given to " code { "drydock serve" } " (--token-file or DRYDOCK_TOKEN), or one made with " code { "drydock token create" } ": a viewer looks, a requester releases its own leases, an operator does everything." }
     };
     page("Sign in", session, None, body)
 }
@@ -1004,14 +1052,18 @@ struct SigninForm {
 
 async fn signin(State(state): State<AppState>, Form(form): Form<SigninForm>) -> Response {
     let next = safe_next(form.next.as_deref());
-    let Some(operator) = state.tokens.operator(form.token.trim()) else {
-        let page = signin_page(&None, &next, Some("That token is not valid."));
-        let mut refused = (StatusCode::UNAUTHORIZED, page).into_response();
-        let refusal = super::AuthRefusal("a sign-in with a wrong token".into());
-        refused.extensions_mut().insert(refusal);
-        return refused;
+    let principal = match super::authenticate(&state, form.token.trim(), "web").await {
+        Ok(principal) => principal,
+        Err(super::AuthError::Refused { logged, .. }) => {
+            let page = signin_page(&None, &next, Some("That token is not valid."));
+            let mut refused = (StatusCode::UNAUTHORIZED, page).into_response();
+            let refusal = super::AuthRefusal(format!("a sign-in with a wrong token: {logged}"));
+            refused.extensions_mut().insert(refusal);
+            return refused;
+        }
+        Err(super::AuthError::Store(error)) => return PageError::from(error).into_response(),
     };
-    let id = state.sessions.start(operator);
+    let id = state.sessions.start(principal);
     (
         [(header::SET_COOKIE, session_cookie(&id))],
         Redirect::to(&next),
