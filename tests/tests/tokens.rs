@@ -246,13 +246,7 @@ async fn guessing_tokens_is_logged_and_throttled() {
     let client = reqwest::Client::new();
     let mut statuses = Vec::new();
     for n in 0..50 {
-        let form = [("token", format!("wrong-{n}")), ("next", "/".into())];
-        let answer = client
-            .post(format!("{base}/signin"))
-            .form(&form)
-            .send()
-            .await
-            .unwrap();
+        let answer = sign_in_answer(&client, &base, &format!("wrong-{n}")).await;
         statuses.push(answer.status());
     }
     let refused = statuses.iter().filter(|s| **s == StatusCode::UNAUTHORIZED);
@@ -277,15 +271,16 @@ async fn guessing_tokens_is_logged_and_throttled() {
     assert_eq!(logged(&web, &["wrong-"]), 0, "a guessed token was logged");
 }
 
+/// The web UI's answer to signing in with `secret`.
+async fn sign_in_answer(client: &reqwest::Client, base: &str, secret: &str) -> reqwest::Response {
+    let form = [("token", secret), ("next", "/")];
+    let request = client.post(format!("{base}/signin")).form(&form);
+    request.send().await.unwrap()
+}
+
 /// Signs in to the web UI with `secret`; the session cookie (`name=value`).
 async fn sign_in(client: &reqwest::Client, base: &str, secret: &str) -> String {
-    let form = [("token", secret), ("next", "/")];
-    let answer = client
-        .post(format!("{base}/signin"))
-        .form(&form)
-        .send()
-        .await
-        .unwrap();
+    let answer = sign_in_answer(client, base, secret).await;
     assert_eq!(answer.status(), StatusCode::SEE_OTHER, "signing in");
     let cookie = answer.headers()["set-cookie"].to_str().unwrap();
     cookie.split(';').next().unwrap().to_string()
@@ -408,13 +403,7 @@ async fn the_web_ui_signs_in_with_the_stores_tokens_and_allows_what_the_role_doe
     assert!(answer.contains("needs the requester role"), "{answer}");
 
     env.ok(&["token", "revoke", "looker"]).await;
-    let form = [("token", looker.as_str()), ("next", "/")];
-    let refused = client
-        .post(format!("{base}/signin"))
-        .form(&form)
-        .send()
-        .await
-        .unwrap();
+    let refused = sign_in_answer(&client, base, &looker).await;
     assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
     assert!(
         refused
