@@ -30,9 +30,18 @@ pub enum Error {
     /// One of a blueprint's limits refuses it (429): `crate::limits`.
     #[error("{0}")]
     OverLimit(String),
+    /// The token's role may not do this (403): `crate::access`.
+    #[error("{0}")]
+    Forbidden(String),
     /// Something broke on our side (500).
     #[error(transparent)]
     Internal(anyhow::Error),
+}
+
+impl From<crate::access::Denied> for Error {
+    fn from(denied: crate::access::Denied) -> Self {
+        Error::Forbidden(denied.0)
+    }
 }
 
 impl From<store::Error> for Error {

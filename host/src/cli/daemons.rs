@@ -2,7 +2,7 @@
 //! row in while it runs.
 
 use super::{Global, output};
-use crate::store::{Access, DAEMON_SILENT_AFTER};
+use crate::store::Access;
 use clap::Subcommand;
 use std::process::ExitCode;
 
@@ -25,13 +25,11 @@ pub(super) async fn run(global: &Global, command: DaemonCommand) -> anyhow::Resu
         output::json(&daemons)?;
         return Ok(ExitCode::SUCCESS);
     }
-    let silent_since = store
-        .now()
-        .saturating_sub(DAEMON_SILENT_AFTER.as_millis() as u64);
+    let now = store.now();
     let rows: Vec<Vec<String>> = daemons
         .iter()
         .map(|d| {
-            let state = match d.seen_at >= silent_since {
+            let state = match d.is_serving(now) {
                 true => "serving",
                 false => "silent",
             };

@@ -214,6 +214,12 @@ pub trait Transaction: Conn {
 /// commit's error).
 pub async fn finish<T>(tx: Box<dyn Transaction>, result: Result<T>) -> Result<T> {
     let ended = tx.end(result.is_ok()).await;
+    settle(result, ended)
+}
+
+/// A transaction's outcome: its body's `result`, unless the body succeeded and the commit
+/// (`ended`) failed; a failed body's error wins over its rollback's.
+pub fn settle<T>(result: Result<T>, ended: Result<()>) -> Result<T> {
     match (result, ended) {
         (Ok(value), Ok(())) => Ok(value),
         (Ok(_), Err(error)) => Err(error),

@@ -666,10 +666,14 @@ pub struct DaemonRecord {
 }
 
 impl DaemonRecord {
-    /// How many of `daemons` serve at `now`: those seen in the last [`DAEMON_SILENT_AFTER`].
+    /// Whether it serves at `now`: seen in the last [`DAEMON_SILENT_AFTER`].
+    pub fn is_serving(&self, now: Timestamp) -> bool {
+        self.seen_at >= now.saturating_sub(DAEMON_SILENT_AFTER.as_millis() as u64)
+    }
+
+    /// How many of `daemons` serve at `now`.
     pub fn serving(daemons: &[DaemonRecord], now: Timestamp) -> usize {
-        let since = now.saturating_sub(DAEMON_SILENT_AFTER.as_millis() as u64);
-        daemons.iter().filter(|d| d.seen_at >= since).count()
+        daemons.iter().filter(|d| d.is_serving(now)).count()
     }
 }
 

@@ -141,7 +141,7 @@ type ApiResult<T> = Result<T, ApiError>;
 
 impl From<Denied> for ApiError {
     fn from(denied: Denied) -> Self {
-        ApiError::new(StatusCode::FORBIDDEN, denied.0)
+        ops::Error::from(denied).into()
     }
 }
 
@@ -157,10 +157,9 @@ async fn principal(state: &AppState, headers: &HeaderMap) -> ApiResult<Principal
     })?;
     match super::authenticate(state, secret, "api").await {
         Ok(principal) => Ok(principal),
-        Err(super::AuthError::Refused { message, logged }) => Err(ApiError::refused_token(
-            message.replace("the token is", "the bearer token is"),
-            format!("API: {logged}"),
-        )),
+        Err(super::AuthError::Refused { message, logged }) => {
+            Err(ApiError::refused_token(message, format!("API: {logged}")))
+        }
         Err(super::AuthError::Store(error)) => Err(error.into()),
     }
 }
@@ -525,14 +524,16 @@ async fn request_leases(
     Ok((StatusCode::CREATED, Json(leases)))
 }
 
-/// Queues `kind` for `target`, as `author`.
+/// Queues `kind` for `target`, if the request's token may (`super::may_command`).
 async fn post_command(
     state: &AppState,
-    author: &str,
+    headers: &HeaderMap,
     target: ObjectId,
     kind: CommandKind,
 ) -> ApiResult<Response> {
-    let command = ops::post(&state.queue, target, kind, author).await?;
+    let principal = principal(state, headers).await?;
+    super::may_command(state, &principal, target, kind).await?;
+    let command = ops::post(&state.queue, target, kind, &principal.name).await?;
     Ok((StatusCode::ACCEPTED, Json(command)).into_response())
 }
 
@@ -542,13 +543,8 @@ async fn release_lease(
     headers: HeaderMap,
     Path(text): Path<String>,
 ) -> ApiResult<Response> {
-    let principal = principal(&state, &headers).await?;
     let lease = id(&text, "lease")?;
-    if principal.role < Role::Operator {
-        let owner = state.store().lease_get(lease).await?.owner;
-        principal.may_act_on_lease(&lease.to_string(), &owner, "releasing")?;
-    }
-    post_command(&state, &principal.name, lease, CommandKind::Release).await
+    post_command(&state, &headers, lease, CommandKind::Release).await
 }
 
 async fn resources(
@@ -585,9 +581,8 @@ async fn release_resource(
     headers: HeaderMap,
     Path(text): Path<String>,
 ) -> ApiResult<Response> {
-    let author = operator(&state, &headers, "releasing a resource").await?;
     let resource = id(&text, "resource")?;
-    post_command(&state, &author, resource, CommandKind::Release).await
+    post_command(&state, &headers, resource, CommandKind::Release).await
 }
 
 async fn reclaim_resource(
@@ -595,9 +590,8 @@ async fn reclaim_resource(
     headers: HeaderMap,
     Path(text): Path<String>,
 ) -> ApiResult<Response> {
-    let author = operator(&state, &headers, "reclaiming a resource").await?;
     let resource = id(&text, "resource")?;
-    post_command(&state, &author, resource, CommandKind::Reclaim).await
+    post_command(&state, &headers, resource, CommandKind::Reclaim).await
 }
 
 #[derive(Deserialize)]

@@ -136,6 +136,31 @@ pub async fn authenticate(
     })
 }
 
+/// Whether `principal` may send `kind` to `object`, from the API or the UI: a requester
+/// releases the leases it owns; everything else is an operator's.
+pub async fn may_command(
+    state: &AppState,
+    principal: &crate::access::Principal,
+    object: crate::store::ObjectId,
+    kind: crate::store::CommandKind,
+) -> crate::ops::Result<()> {
+    use crate::access::Role;
+    use crate::store::{CommandKind, ObjectId};
+    if let ObjectId::Lease(_) = object
+        && principal.role < Role::Operator
+    {
+        let owner = state.store().lease_get(object).await?.owner;
+        principal.may_act_on_lease(&object.to_string(), &owner, "releasing")?;
+        return Ok(());
+    }
+    let verb = match kind {
+        CommandKind::Release => "releasing",
+        CommandKind::Reclaim => "reclaiming",
+    };
+    principal.needs(Role::Operator, &format!("{verb} a {}", object.kind()))?;
+    Ok(())
+}
+
 /// Why an authentication failed, for the daemon's log (never the secret): a refused
 /// response carries it, and [`throttle_guessers`] logs it with the client's address.
 #[derive(Debug, Clone)]
@@ -257,6 +282,7 @@ fn status_for(error: &crate::ops::Error) -> axum::http::StatusCode {
         crate::ops::Error::NotFound(_) => StatusCode::NOT_FOUND,
         crate::ops::Error::Refused(_) => StatusCode::CONFLICT,
         crate::ops::Error::OverLimit(_) => StatusCode::TOO_MANY_REQUESTS,
+        crate::ops::Error::Forbidden(_) => StatusCode::FORBIDDEN,
         crate::ops::Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }

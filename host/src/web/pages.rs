@@ -560,7 +560,7 @@ async fn blueprint_action(
     session
         .principal
         .needs(Role::Operator, "changing a blueprint")
-        .map_err(|denied| PageError(StatusCode::FORBIDDEN, denied.0))?;
+        .map_err(ops::Error::from)?;
     let switch = match action.as_str() {
         "enable" => BlueprintSwitch::Enable,
         "disable" => BlueprintSwitch::Disable,
@@ -945,31 +945,6 @@ fn command_target(
     Ok((id, kind, format!("/{object_kind}s/{id}")))
 }
 
-/// Whether the signed-in user may send `kind` to `object`: a requester releases its own
-/// leases; everything else is an operator's.
-async fn may_command(
-    state: &AppState,
-    session: &Session,
-    object: ObjectId,
-    kind: CommandKind,
-) -> Result<(), PageError> {
-    let principal = &session.principal;
-    let allowed = match object {
-        ObjectId::Lease(_) if principal.role < Role::Operator => {
-            let owner = state.store().lease_get(object).await?.owner;
-            principal.may_act_on_lease(&object.to_string(), &owner, "releasing")
-        }
-        _ => {
-            let verb = match kind {
-                CommandKind::Release => "releasing",
-                CommandKind::Reclaim => "reclaiming",
-            };
-            principal.needs(Role::Operator, &format!("{verb} a {}", object.kind()))
-        }
-    };
-    allowed.map_err(|denied| PageError(StatusCode::FORBIDDEN, denied.0))
-}
-
 async fn confirm_command(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -994,7 +969,7 @@ async fn post_command(
 ) -> PageResult {
     let session = authorized(&state, &headers, &form)?;
     let (id, kind, base) = command_target(&uri, &text, &kind)?;
-    may_command(&state, &session, id, kind).await?;
+    super::may_command(&state, &session.principal, id, kind).await?;
     ops::post(&state.queue, id, kind, &session.principal.name).await?;
     Ok(Redirect::to(&base).into_response())
 }

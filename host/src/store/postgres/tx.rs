@@ -54,11 +54,7 @@ impl PgTx {
     /// commit's error).
     pub async fn finish<T>(mut self, result: Result<T>) -> Result<T> {
         let ended = self.end(result.is_ok()).await;
-        match (result, ended) {
-            (Ok(value), Ok(())) => Ok(value),
-            (Ok(_), Err(error)) => Err(error),
-            (Err(error), _) => Err(error),
-        }
+        super::super::conn::settle(result, ended)
     }
 
     /// Commits or rolls back; a connection where that failed is closed when the transaction

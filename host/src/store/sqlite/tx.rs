@@ -82,11 +82,7 @@ impl WriteTx {
         // A durable commit waits for the disk on this thread: handing it to a blocking thread
         // measured slower (two more thread wake-ups per commit) than the fsync itself.
         let ended = self.end(result.is_ok());
-        match (result, ended) {
-            (Ok(value), Ok(())) => Ok(value),
-            (Ok(_), Err(error)) => Err(error),
-            (Err(error), _) => Err(error),
-        }
+        super::super::conn::settle(result, ended)
     }
 
     /// Commits or rolls back, and goes back to full durability; on failure the transaction
