@@ -20,6 +20,7 @@
 //! - [`daemon`]: the dispatcher behind `drydock serve`.
 //! - [`ops`]: the operations users ask for, shared by the CLI and the HTTP API.
 //! - [`web`]: the HTTP API and the server-rendered web UI.
+//! - [`exec_stream`]: the wire format of a command's output streamed over the API.
 //! - [`metrics`]: the Prometheus metrics served at `/metrics`.
 //! - [`cli`]: the `drydock` command line.
 //!
@@ -36,6 +37,7 @@ pub mod authorization;
 pub mod cli;
 pub mod commit;
 pub mod daemon;
+pub mod exec_stream;
 pub mod limits;
 pub mod lock;
 pub mod metrics;

@@ -454,7 +454,7 @@ pub async fn post_all(
 }
 
 /// A resource with its leases and slot locks.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct ResourceDetail {
     /// The resource.
     #[serde(flatten)]
@@ -478,13 +478,41 @@ pub async fn resource_detail(store: &dyn Store, id: ObjectId) -> Result<Resource
 }
 
 /// A lease with its work queue state.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct LeaseDetail {
     /// The lease.
     #[serde(flatten)]
     pub lease: Lease,
     /// Its place in the work queue.
     pub work: WorkItem,
+}
+
+/// The newest `limit` log entries of `object` (of every object when `None`), oldest first.
+pub async fn log_last(
+    store: &dyn Store,
+    object: Option<ObjectId>,
+    limit: i64,
+) -> Result<Vec<crate::store::LogEntry>> {
+    let limit = limit.max(0);
+    Ok(match object {
+        Some(object) => {
+            let mut entries = store.log_list(Some(object), 0, i64::MAX).await?;
+            entries.drain(..entries.len().saturating_sub(limit as usize));
+            entries
+        }
+        None => store.log_recent(limit).await?,
+    })
+}
+
+/// The newest `limit` steps of `object`'s audit trail, oldest first.
+pub async fn steps_last(
+    store: &dyn Store,
+    object: ObjectId,
+    limit: i64,
+) -> Result<Vec<crate::store::StepRecord>> {
+    let mut steps = store.step_list(object, 0, i64::MAX).await?;
+    steps.drain(..steps.len().saturating_sub(limit.max(0) as usize));
+    Ok(steps)
 }
 
 /// A lease with its work queue state.

@@ -4,7 +4,7 @@
 //! generated bindings to and from them at the boundary, so the rest of the host (the action
 //! validator, the test kit, the workers) never depends on a contract version.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 /// Milliseconds since the Unix epoch.
@@ -14,7 +14,7 @@ pub type Timestamp = u64;
 pub type Attributes = BTreeMap<String, String>;
 
 /// Where a resource is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ResourceStatus {
     /// Allocated, not yet usable.
@@ -30,7 +30,7 @@ pub enum ResourceStatus {
 }
 
 /// Where a lease is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LeaseStatus {
     /// Waiting for the allocator.

@@ -1,12 +1,15 @@
 //! Latency as a user sees it: a running `drydock serve` (default 250 ms poll) with the
-//! host-pool blueprint; leases requested and released by the CLI (another process) or through
-//! the HTTP API (the daemon's own process, the reference); the lease's status polled every
-//! 2 ms from the database. On SQLite and on PostgreSQL (a throwaway cluster with PostgreSQL's
-//! default durability). Printed as Markdown for BENCHMARKS.md.
+//! host-pool blueprint; leases requested and released by the CLI (another process) on the
+//! database, by the CLI through the daemon's API (`--server`), or through the HTTP API (the
+//! daemon's own process, the reference); the lease's status polled every 2 ms from the
+//! database. On SQLite and on PostgreSQL (a throwaway cluster with PostgreSQL's default
+//! durability). Printed as Markdown for BENCHMARKS.md.
 //!
-//! Also a working-copy lease on a warm copy (fetch, checkout and clean by git on a local host).
+//! Also a working-copy lease on a warm copy (fetch, checkout and clean by git on a local host),
+//! and `drydock exec` from its start to the command's first byte of output, on the database's
+//! machine and through the API.
 //!
-//! Run: `cargo bench -p drydock-tests --bench latency [-- sqlite|working-copy|postgres]`.
+//! Run: `cargo bench -p drydock-tests --bench latency [-- sqlite|working-copy|postgres|exec]`.
 
 use drydock_host::domain::LeaseStatus;
 use drydock_host::store::{ObjectId, Store};
@@ -31,6 +34,9 @@ async fn main() {
     if sections.run("working-copy") {
         working_copy().await;
     }
+    if sections.run("exec") {
+        exec().await;
+    }
     if sections.run("postgres") {
         let cluster = Cluster::start_with(Durability::Default);
         measure("PostgreSQL", Env::with_url(cluster.database().await)).await;
@@ -40,8 +46,28 @@ async fn main() {
 /// Where a request or release comes from.
 #[derive(Clone, Copy)]
 enum Via {
+    /// The CLI on the database.
     Cli,
+    /// The CLI through the daemon's API (`--server`).
+    Remote,
+    /// An HTTP client in this process.
     Api,
+}
+
+/// `drydock ARGS…` through the daemon at `server`, with the operator token.
+fn remote(env: &Env, server: &str, args: &[&str]) -> tokio::process::Command {
+    let mut command = env.command(args);
+    command
+        .env("DRYDOCK_SERVER", server)
+        .env("DRYDOCK_TOKEN", drydock_tests::TOKEN);
+    command
+}
+
+/// Runs `command` to a successful end; its stdout.
+async fn succeed(mut command: tokio::process::Command) -> String {
+    let out = command.output().await.unwrap();
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8(out.stdout).unwrap()
 }
 
 async fn measure(backend: &str, env: Env) {
@@ -55,13 +81,21 @@ async fn measure(backend: &str, env: Env) {
     let warm = env.request_one("host", &[]).await;
     wait(&store, warm, LeaseStatus::Active).await;
 
-    for via in [Via::Cli, Via::Api] {
+    for via in [Via::Cli, Via::Remote, Via::Api] {
         let (mut requests, mut releases) = (Vec::new(), Vec::new());
         for _ in 0..TRIALS {
             idle().await;
             let started = Instant::now();
             let lease = match via {
                 Via::Cli => env.request_one("host", &[]).await,
+                Via::Remote => {
+                    let args = ["lease", "request", "--type", "host"];
+                    succeed(remote(&env, &api, &args))
+                        .await
+                        .trim()
+                        .parse()
+                        .unwrap()
+                }
                 Via::Api => api::request_host(&client, &api).await,
             };
             wait(&store, lease, LeaseStatus::Active).await;
@@ -73,6 +107,10 @@ async fn measure(backend: &str, env: Env) {
                 Via::Cli => {
                     env.ok(&["lease", "release", &lease.to_string()]).await;
                 }
+                Via::Remote => {
+                    let args = ["lease", "release", &lease.to_string()];
+                    succeed(remote(&env, &api, &args)).await;
+                }
                 Via::Api => api::release(&client, &api, lease).await,
             }
             wait(&store, lease, LeaseStatus::Destroyed).await;
@@ -80,6 +118,7 @@ async fn measure(backend: &str, env: Env) {
         }
         let path = match via {
             Via::Cli => "CLI (another process)",
+            Via::Remote => "CLI through the API (`--server`)",
             Via::Api => "HTTP API (the daemon's process)",
         };
         row(&format!("{backend}, {path}: request → active"), requests);
@@ -126,6 +165,47 @@ async fn working_copy() {
         "SQLite, CLI: working-copy release → destroyed (cleaned)",
         releases,
     );
+}
+
+/// `drydock exec --lease L -- echo ready` on an active host lease, from the process's start to
+/// the first byte of the command's output: on the database's machine (the CLI runs it) and
+/// through the API (the daemon runs it and streams it back), on SQLite.
+async fn exec() {
+    use tokio::io::AsyncReadExt;
+    let env = Env::new();
+    env.add_host_pool().await;
+    std::fs::create_dir_all("/tmp/drydock").unwrap();
+    let mut daemon = env.serve(&[]);
+    let server = daemon.url().await;
+    let store = env.store().await;
+    let lease = env.request_one("host", &[]).await;
+    wait(&store, lease, LeaseStatus::Active).await;
+    let lease = lease.to_string();
+    let args = ["exec", "--lease", lease.as_str(), "--", "echo", "ready"];
+    for (path, through_api) in [
+        ("on the database's machine", false),
+        ("through the API", true),
+    ] {
+        let mut samples = Vec::new();
+        for _ in 0..TRIALS {
+            let mut command = match through_api {
+                true => remote(&env, &server, &args),
+                false => env.command(&args),
+            };
+            command.stdout(std::process::Stdio::piped());
+            let started = Instant::now();
+            let mut child = command.spawn().unwrap();
+            let mut first = [0u8; 1];
+            let stdout = child.stdout.as_mut().unwrap();
+            assert_eq!(stdout.read(&mut first).await.unwrap(), 1, "no output");
+            samples.push(started.elapsed());
+            assert!(child.wait().await.unwrap().success());
+        }
+        row(
+            &format!("SQLite, `drydock exec` {path}: start → first output byte"),
+            samples,
+        );
+    }
 }
 
 /// Lets the daemon go idle (waiting on its poll) before the next trial.

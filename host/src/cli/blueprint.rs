@@ -263,9 +263,8 @@ pub(super) async fn run(global: &Global, command: BlueprintCommand) -> anyhow::R
         }
         BlueprintCommand::List { json } => list(global, json).await,
         BlueprintCommand::Show { blueprint, json } => {
-            let store = global.store(Access::Read).await?;
-            let blueprint = ops::find_blueprint(store.as_ref(), &blueprint).await?;
-            print_one(&blueprint, json)
+            let service = global.service(Access::Read).await?;
+            print_one(&service.blueprint(&blueprint).await?, json)
         }
         BlueprintCommand::Enable { blueprint } => {
             switch(global, &blueprint, BlueprintSwitch::Enable).await
@@ -279,14 +278,19 @@ pub(super) async fn run(global: &Global, command: BlueprintCommand) -> anyhow::R
     }
 }
 
-/// Reads a component file, refusing one over the runtime's size cap before reading it.
-fn read_component(runtime: &Runtime, wasm: &Path) -> anyhow::Result<Vec<u8>> {
+/// Reads a component file, refusing one over `max_bytes` before reading it.
+fn read_component(max_bytes: usize, wasm: &Path) -> anyhow::Result<Vec<u8>> {
     let size = std::fs::metadata(wasm)
         .with_context(|| format!("reading {}", wasm.display()))?
         .len();
-    runtime
-        .check_size(usize::try_from(size).unwrap_or(usize::MAX))
-        .with_context(|| format!("refusing {}", wasm.display()))?;
+    let size = usize::try_from(size).unwrap_or(usize::MAX);
+    if size > max_bytes {
+        let too_large = crate::plugin::Error::TooLarge {
+            size,
+            limit: max_bytes,
+        };
+        return Err(anyhow::Error::new(too_large).context(format!("refusing {}", wasm.display())));
+    }
     std::fs::read(wasm).with_context(|| format!("reading {}", wasm.display()))
 }
 
@@ -302,19 +306,16 @@ async fn add(
         Some(path) => read_input(path)?,
         None => "{}".to_string(),
     };
-    let runtime = Runtime::new(RuntimeConfig {
-        max_component_bytes,
-        ..RuntimeConfig::default()
-    })?;
-    let bytes = read_component(&runtime, wasm)?;
-    let store = global.store(Access::Setup).await?;
+    let bytes = read_component(max_component_bytes, wasm)?;
+    let service = global.service(Access::Setup).await?;
     let request = ops::BlueprintRequest {
         name,
         wasm: bytes,
         config: config_text,
         grants,
     };
-    let blueprint = ops::add_blueprint(store.as_ref(), &runtime, request)
+    let blueprint = service
+        .add_blueprint(request, max_component_bytes)
         .await
         .with_context(|| format!("adding {}", wasm.display()))?;
     if json {
@@ -339,23 +340,15 @@ async fn update(
     max_component_bytes: usize,
     json: bool,
 ) -> anyhow::Result<ExitCode> {
-    let runtime = Runtime::new(RuntimeConfig {
-        max_component_bytes,
-        ..RuntimeConfig::default()
-    })?;
-    let bytes = wasm.map(|w| read_component(&runtime, w)).transpose()?;
+    let bytes = wasm
+        .map(|w| read_component(max_component_bytes, w))
+        .transpose()?;
     let config = config.map(read_input).transpose()?;
-    let store = global.store(Access::Write).await?;
-    let blueprint = ops::find_blueprint(store.as_ref(), text).await?;
-    let updated = ops::update_blueprint(
-        store.as_ref(),
-        &runtime,
-        &blueprint,
-        (bytes, config),
-        &super::author(),
-    )
-    .await
-    .with_context(|| format!("updating {}", blueprint.name))?;
+    let service = global.service(Access::Write).await?;
+    let updated = service
+        .update_blueprint(text, (bytes, config), max_component_bytes)
+        .await
+        .with_context(|| format!("updating {}", output::safe(text)))?;
     if json {
         output::json(&updated)?;
     } else {
@@ -377,10 +370,8 @@ async fn change_grants(
     grant: &[String],
     revoke: &[String],
 ) -> anyhow::Result<ExitCode> {
-    let store = global.store(Access::Write).await?;
-    let blueprint = ops::find_blueprint(store.as_ref(), text).await?;
-    let blueprint =
-        ops::change_grants(store.as_ref(), &blueprint, grant, revoke, &super::author()).await?;
+    let service = global.service(Access::Write).await?;
+    let blueprint = service.change_grants(text, grant, revoke).await?;
     println!(
         "{} {} grants: {}",
         blueprint.id,
@@ -395,10 +386,8 @@ async fn change_limits(
     text: &str,
     changes: &[String],
 ) -> anyhow::Result<ExitCode> {
-    let store = global.store(Access::Write).await?;
-    let blueprint = ops::find_blueprint(store.as_ref(), text).await?;
-    let blueprint =
-        ops::change_limits(store.as_ref(), &blueprint, changes, &super::author()).await?;
+    let service = global.service(Access::Write).await?;
+    let blueprint = service.change_limits(text, changes).await?;
     println!("{} {} limits:", blueprint.id, blueprint.name);
     print_limits(&blueprint);
     Ok(ExitCode::SUCCESS)
@@ -455,7 +444,7 @@ fn state(blueprint: &Blueprint) -> String {
 }
 
 async fn list(global: &Global, json: bool) -> anyhow::Result<ExitCode> {
-    let blueprints = global.store(Access::Read).await?.blueprint_list().await?;
+    let blueprints = global.service(Access::Read).await?.blueprints().await?;
     if json {
         output::json(&blueprints)?;
         return Ok(ExitCode::SUCCESS);
@@ -512,9 +501,11 @@ fn print_one(blueprint: &Blueprint, json: bool) -> anyhow::Result<ExitCode> {
 
 /// Enables, disables or resets a blueprint and says what it did (its log entry).
 async fn switch(global: &Global, text: &str, switch: BlueprintSwitch) -> anyhow::Result<ExitCode> {
-    let store = global.store(Access::Write).await?;
-    let before = ops::find_blueprint(store.as_ref(), text).await?;
-    let after = store.blueprint_switch(before.id, switch).await?;
+    let service = global.service(Access::Write).await?;
+    let before = service.blueprint(text).await?;
+    let after = service
+        .switch_blueprint(&before.id.to_string(), switch)
+        .await?;
     println!("{} {} {}", after.id, after.name, switch.message(&before));
     Ok(ExitCode::SUCCESS)
 }
@@ -550,7 +541,7 @@ fn check(
     json: bool,
 ) -> anyhow::Result<ExitCode> {
     let runtime = Runtime::new(RuntimeConfig::default())?;
-    let bytes = read_component(&runtime, wasm)?;
+    let bytes = read_component(runtime.max_component_bytes(), wasm)?;
     let plugin = runtime
         .load(&bytes)
         .with_context(|| format!("loading {}", wasm.display()))?;
@@ -633,7 +624,7 @@ fn test(paths: &[PathBuf], wasm: Option<&Path>) -> anyhow::Result<ExitCode> {
         let scenario = Scenario::load(path)?;
         let component = scenario.component_path(path, wasm)?;
         let plugin = runtime
-            .load(&read_component(&runtime, &component)?)
+            .load(&read_component(runtime.max_component_bytes(), &component)?)
             .with_context(|| format!("loading {}", component.display()))?;
         let report = scenario
             .run(plugin)

@@ -1,7 +1,7 @@
 //! `drydock command list`, `drydock log` (and its `--steps` audit trail) and `drydock gc`.
 
 use super::{Global, output};
-use crate::store::{Access, CommandFilter, ObjectId};
+use crate::store::{Access, CommandFilter, ObjectId, StepRecord};
 use clap::{Args, Subcommand};
 use std::process::ExitCode;
 
@@ -44,10 +44,8 @@ pub(super) async fn run(global: &Global, command: CommandCommand) -> anyhow::Res
         pending,
         json,
     } = command;
-    let store = global.store(Access::Read).await?;
-    let commands = store
-        .command_list(&CommandFilter { target, pending })
-        .await?;
+    let service = global.service(Access::Read).await?;
+    let commands = service.commands(&CommandFilter { target, pending }).await?;
     if json {
         output::json(&commands)?;
         return Ok(ExitCode::SUCCESS);
@@ -73,19 +71,12 @@ pub(super) async fn run(global: &Global, command: CommandCommand) -> anyhow::Res
 }
 
 pub(super) async fn log(global: &Global, args: LogArgs) -> anyhow::Result<ExitCode> {
-    let store = global.store(Access::Read).await?;
+    let service = global.service(Access::Read).await?;
     let limit = args.limit.max(0);
     if let Some(object) = args.steps {
-        return steps(store.as_ref(), object, limit, args.json).await;
+        return steps(service.steps_last(object, limit).await?, object, args.json);
     }
-    let entries = match args.object {
-        Some(object) => {
-            let mut entries = store.log_list(Some(object), 0, i64::MAX).await?;
-            entries.drain(..entries.len().saturating_sub(limit as usize));
-            entries
-        }
-        None => store.log_recent(limit).await?,
-    };
+    let entries = service.log_last(args.object, limit).await?;
     if args.json {
         output::json(&entries)?;
         return Ok(ExitCode::SUCCESS);
@@ -102,15 +93,8 @@ pub(super) async fn log(global: &Global, args: LogArgs) -> anyhow::Result<ExitCo
     Ok(ExitCode::SUCCESS)
 }
 
-/// Prints an object's audit trail: the steps its blueprint returned, the newest `limit`.
-async fn steps(
-    store: &dyn crate::store::Store,
-    object: ObjectId,
-    limit: i64,
-    json: bool,
-) -> anyhow::Result<ExitCode> {
-    let mut steps = store.step_list(object, 0, i64::MAX).await?;
-    steps.drain(..steps.len().saturating_sub(limit as usize));
+/// Prints an object's audit trail: the steps its blueprint returned.
+fn steps(steps: Vec<StepRecord>, object: ObjectId, json: bool) -> anyhow::Result<ExitCode> {
     if json {
         output::json(&steps)?;
         return Ok(ExitCode::SUCCESS);

@@ -6,6 +6,10 @@
 //! caller's shell; otherwise it runs in a session of its own, with no terminal. A local command runs in the daemon's sandbox
 //! (`exec::confine`), or not at all where the machine cannot confine it, unless
 //! `--unconfined-exec`.
+//!
+//! Through `--server`, the command runs on the server instead, under the same rules (the
+//! server's `POST /api/v1/leases/{id}/exec`), with no stdin; its output is streamed back as it
+//! comes, and Ctrl-C stops it there.
 
 use super::Global;
 use crate::domain::{CommandInterface, LeaseStatus};
@@ -35,10 +39,15 @@ pub struct ExecArgs {
     confine: super::confine::ConfineArgs,
 }
 
-/// Runs the command and exits with its exit code.
+/// Runs the command and exits with its exit code: here, or through `--server` on the server,
+/// streamed.
 pub(super) async fn run(global: &Global, args: ExecArgs) -> anyhow::Result<ExitCode> {
+    let lease = parse_id(&args.lease, "lease")?;
+    if let Some(remote) = global.remote()? {
+        return remote.exec(lease, &args.argv, args.cwd.as_deref()).await;
+    }
     let store = global.store(Access::Read).await?;
-    let lease = store.lease_get(parse_id(&args.lease, "lease")?).await?;
+    let lease = store.lease_get(lease).await?;
     let (LeaseStatus::Active, Some(resource)) = (lease.status, lease.resource_id) else {
         bail!(
             "{} is {}: only an active lease can run commands",

@@ -1,15 +1,14 @@
 //! `drydock lease …`: requesting, inspecting and releasing leases.
 
-use super::{Global, author, output};
+use super::service::Service;
+use super::{Global, output};
 use crate::domain::LeaseStatus;
 use crate::ops::{self, parse_id};
-use crate::queue::Queue;
-use crate::store::{Access, CommandKind, Lease, ObjectId, Page, Store};
+use crate::store::{Access, CommandKind, Lease, ObjectId, Page};
 use anyhow::{Context as _, bail};
 use clap::Subcommand;
 use std::collections::BTreeMap;
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::Duration;
 
 #[derive(Debug, Subcommand)]
@@ -94,41 +93,28 @@ impl LeaseCommand {
 }
 
 pub(super) async fn run(global: &Global, command: LeaseCommand) -> anyhow::Result<ExitCode> {
-    let store = global.store(command.access()).await?;
+    let service = global.service(command.access()).await?;
+    let service = service.as_ref();
     match command {
-        LeaseCommand::Request(args) => request(store, args).await,
+        LeaseCommand::Request(args) => request(service, args).await,
         LeaseCommand::Show { id, json } => {
-            let detail = ops::lease_detail(store.as_ref(), parse_id(&id, "lease")?).await?;
-            show(&detail, json)
+            show(&service.lease(parse_id(&id, "lease")?).await?, json)
         }
-        LeaseCommand::List { filter, json } => {
-            let query = ops::list_query::<LeaseStatus>(store.as_ref(), &filter, "lease").await?;
-            list(store.lease_page(&query).await?, json)
-        }
+        LeaseCommand::List { filter, json } => list(service.leases(&filter).await?, json),
         LeaseCommand::Release { ids, all } => {
             let targets: Vec<ObjectId> = match all {
-                true => releasable(store.as_ref()).await?,
+                true => service.releasable_leases().await?,
                 false => ids
                     .iter()
                     .map(|id| parse_id(id, "lease"))
                     .collect::<Result<_, _>>()?,
             };
-            super::resource::post_all(&Queue::new(store), &targets, CommandKind::Release).await
+            super::resource::post_all(service, &targets, CommandKind::Release).await
         }
     }
 }
 
-/// Leases `--all` releases: those that can still take a release and are not supporting leases.
-async fn releasable(store: &dyn Store) -> anyhow::Result<Vec<ObjectId>> {
-    let leases = store.lease_list(None).await?;
-    Ok(leases
-        .into_iter()
-        .filter(|l| l.status.is_releasable() && l.parent_resource_id.is_none())
-        .map(|l| l.id)
-        .collect())
-}
-
-async fn request(store: Arc<dyn Store>, args: RequestArgs) -> anyhow::Result<ExitCode> {
+async fn request(service: &dyn Service, args: RequestArgs) -> anyhow::Result<ExitCode> {
     let request = ops::LeaseRequest {
         resource_type: args.resource_type,
         attributes: args.attributes.into_iter().collect(),
@@ -137,25 +123,8 @@ async fn request(store: Arc<dyn Store>, args: RequestArgs) -> anyhow::Result<Exi
         count: args.count,
     };
     let resource_type = request.resource_type.clone();
-    let leases = ops::request_leases(store.as_ref(), request, &author()).await?;
-    let blueprints = store.blueprint_list().await?;
-    if !blueprints.iter().any(|b| b.resource_type == resource_type) {
-        let mut made: Vec<&str> = blueprints
-            .iter()
-            .map(|b| b.resource_type.as_str())
-            .collect();
-        made.sort_unstable();
-        made.dedup();
-        let made = match made.is_empty() {
-            true => "none: no blueprint is registered".to_string(),
-            false => made.join(", "),
-        };
-        eprintln!(
-            "warning: no blueprint makes {} resources (the types made here: {made}); a daemon \
-             breaks the lease, since nothing can serve it: add a blueprint of that type first",
-            output::safe(&format!("{resource_type:?}"))
-        );
-    }
+    let leases = service.request_leases(request).await?;
+    warn_if_nothing_makes(service, &resource_type).await?;
     if args.json && !args.wait {
         output::json(&leases)?;
     } else if !args.json {
@@ -167,32 +136,59 @@ async fn request(store: Arc<dyn Store>, args: RequestArgs) -> anyhow::Result<Exi
         return Ok(ExitCode::SUCCESS);
     }
     let ids: Vec<ObjectId> = leases.iter().map(|l| l.id).collect();
-    let outcome = wait_until_active(store.as_ref(), &ids, args.timeout).await;
+    let outcome = wait_until_active(service, &ids, args.timeout).await;
     if args.json {
         let mut latest = Vec::new();
         for id in &ids {
-            latest.push(store.lease_get(*id).await?);
+            latest.push(service.lease(*id).await?.lease);
         }
         output::json(&latest)?;
     }
     match outcome {
         Ok(()) => Ok(ExitCode::SUCCESS),
         Err(error) => {
-            release_quietly(store, &ids).await;
+            // Each released on its own: one that already ended refuses, the rest still go.
+            for id in &ids {
+                let _ = service.post_all(&[*id], CommandKind::Release).await;
+            }
             Err(error)
         }
     }
 }
 
+/// Warns when no blueprint makes `resource_type`: nothing can serve the lease.
+async fn warn_if_nothing_makes(service: &dyn Service, resource_type: &str) -> anyhow::Result<()> {
+    let blueprints = service.blueprints().await?;
+    if blueprints.iter().any(|b| b.resource_type == resource_type) {
+        return Ok(());
+    }
+    let mut made: Vec<&str> = blueprints
+        .iter()
+        .map(|b| b.resource_type.as_str())
+        .collect();
+    made.sort_unstable();
+    made.dedup();
+    let made = match made.is_empty() {
+        true => "none: no blueprint is registered".to_string(),
+        false => made.join(", "),
+    };
+    eprintln!(
+        "warning: no blueprint makes {} resources (the types made here: {made}); a daemon \
+         breaks the lease, since nothing can serve it: add a blueprint of that type first",
+        output::safe(&format!("{resource_type:?}"))
+    );
+    Ok(())
+}
+
 /// Follows the leases' logs until all are active; fails when one fails or the time runs out.
 async fn wait_until_active(
-    store: &dyn Store,
+    service: &dyn Service,
     ids: &[ObjectId],
     timeout: Option<Duration>,
 ) -> anyhow::Result<()> {
     let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
     let mut seen = BTreeMap::new();
-    if store.listening_daemons().await == Some(0) {
+    if service.serving_daemons().await == Some(0) {
         eprintln!(
             "warning: no daemon is serving this database (none listens on it or has been seen \
              lately: `drydock daemon list`): the leases wait until one does"
@@ -201,8 +197,8 @@ async fn wait_until_active(
     loop {
         let mut active = 0;
         for id in ids {
-            let lease = store.lease_get(*id).await?;
-            print_new_logs(store, *id, &mut seen).await?;
+            let lease = service.lease(*id).await?.lease;
+            print_new_logs(service, *id, &mut seen).await?;
             match lease.status {
                 LeaseStatus::Active => active += 1,
                 LeaseStatus::Broken | LeaseStatus::Released | LeaseStatus::Destroyed => {
@@ -234,24 +230,17 @@ async fn sleep_until(deadline: Option<tokio::time::Instant>) {
 }
 
 async fn print_new_logs(
-    store: &dyn Store,
+    service: &dyn Service,
     id: ObjectId,
     seen: &mut BTreeMap<ObjectId, i64>,
 ) -> anyhow::Result<()> {
     let after = seen.get(&id).copied().unwrap_or(0);
-    for entry in store.log_list(Some(id), after, 1000).await? {
+    for entry in service.log_after(id, after).await? {
         let (kind, message) = (output::safe(&entry.kind), output::safe(&entry.message));
         eprintln!("{} {kind:<28} {message}", entry.object);
         seen.insert(id, entry.id);
     }
     Ok(())
-}
-
-async fn release_quietly(store: Arc<dyn Store>, ids: &[ObjectId]) {
-    let queue = Queue::new(store);
-    for id in ids {
-        let _ = queue.post(*id, CommandKind::Release, &author()).await;
-    }
 }
 
 fn show(detail: &ops::LeaseDetail, json: bool) -> anyhow::Result<ExitCode> {

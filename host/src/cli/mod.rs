@@ -5,6 +5,11 @@
 //! it next starts) consumes. Read commands print text, or one JSON document with `--json`.
 //! Every failure exits non-zero with a message naming what was wrong.
 //!
+//! With `--server URL` (or `DRYDOCK_SERVER`) the lease, resource, blueprint, command, log and
+//! exec commands go through that daemon's HTTP API instead, with a token ([`remote`]): the same
+//! commands, the same output, on a machine with no access to the database. They are written
+//! once, against [`service::Service`].
+//!
 //! Each command opens the database for what it does ([`Access`]): reads never create, lock or
 //! change it; writes may create a new database but never upgrade an existing one; only `serve`
 //! and `migrate` change the schema.
@@ -17,8 +22,10 @@ mod doctor;
 mod exec;
 mod lease;
 mod output;
+mod remote;
 mod resource;
 mod serve;
+mod service;
 mod token;
 
 use crate::store::{self, Access, Store, Workload};
@@ -48,6 +55,15 @@ struct Global {
         default_value = "sqlite://drydock.db"
     )]
     database: String,
+    /// A daemon's URL, such as `https://drydock.example.com`: lease, resource, blueprint,
+    /// command, log and exec commands go through its HTTP API with a token (`DRYDOCK_TOKEN` or
+    /// `--token-file`) rather than to the database.
+    #[arg(long, global = true, env = "DRYDOCK_SERVER")]
+    server: Option<String>,
+    /// With `--server`: a file holding the token to send (instead of `DRYDOCK_TOKEN`). Given
+    /// before the subcommand: `drydock --server URL --token-file F lease list`.
+    #[arg(long, env = "DRYDOCK_TOKEN_FILE")]
+    token_file: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -174,9 +190,45 @@ async fn migrate(global: &Global) -> anyhow::Result<ExitCode> {
 }
 
 impl Global {
-    /// The database, for a one-shot command that does `access` to it.
+    /// The database, for a one-shot command that does `access` to it; refused with a server,
+    /// for a command that works on the database alone.
     async fn store(&self, access: Access) -> anyhow::Result<Arc<dyn Store>> {
+        if let Some(server) = &self.server {
+            anyhow::bail!(
+                "this command works on the database itself, not through a server (--server \
+                 {server:?}, or DRYDOCK_SERVER): run it where the database is, with \
+                 --database"
+            );
+        }
         self.open(Workload::Command, access).await
+    }
+
+    /// Where a remote-capable command does its work: the server's API when there is one, else
+    /// the database, opened for `access`.
+    async fn service(&self, access: Access) -> anyhow::Result<Box<dyn service::Service>> {
+        Ok(match self.remote()? {
+            Some(remote) => Box::new(remote),
+            None => Box::new(service::Direct::new(self.store(access).await?)),
+        })
+    }
+
+    /// The server's API, with the token to send, when `--server` names one.
+    fn remote(&self) -> anyhow::Result<Option<remote::Remote>> {
+        use anyhow::Context as _;
+        let Some(server) = &self.server else {
+            return Ok(None);
+        };
+        let token = match &self.token_file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("reading the token file {}", path.display()))?;
+                Some(text.trim().to_string()).filter(|t| !t.is_empty())
+            }
+            None => std::env::var("DRYDOCK_TOKEN")
+                .ok()
+                .filter(|t| !t.is_empty()),
+        };
+        Ok(Some(remote::Remote::new(server, token)?))
     }
 
     /// The database, opened for `workload` and `access`; says so when it makes a new one.

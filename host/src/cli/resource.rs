@@ -1,9 +1,8 @@
 //! `drydock resource …`: inspecting, releasing and reclaiming resources.
 
-use super::{Global, author, output};
-use crate::domain::ResourceStatus;
+use super::service::Service;
+use super::{Global, output};
 use crate::ops::{self, parse_id};
-use crate::queue::Queue;
 use crate::store::{Access, CommandKind, ObjectId, Page, Resource};
 use clap::Subcommand;
 use std::borrow::Cow;
@@ -56,15 +55,12 @@ impl ResourceCommand {
 }
 
 pub(super) async fn run(global: &Global, command: ResourceCommand) -> anyhow::Result<ExitCode> {
-    let store = global.store(command.access()).await?;
+    let service = global.service(command.access()).await?;
+    let service = service.as_ref();
     match command {
-        ResourceCommand::List { filter, json } => {
-            let query =
-                ops::list_query::<ResourceStatus>(store.as_ref(), &filter, "resource").await?;
-            list(store.resource_page(&query).await?, json)
-        }
+        ResourceCommand::List { filter, json } => list(service.resources(&filter).await?, json),
         ResourceCommand::Show { id, json } => {
-            let detail = ops::resource_detail(store.as_ref(), parse_id(&id, "resource")?).await?;
+            let detail = service.resource(parse_id(&id, "resource")?).await?;
             if json {
                 output::json(&detail)?;
             } else {
@@ -74,26 +70,20 @@ pub(super) async fn run(global: &Global, command: ResourceCommand) -> anyhow::Re
         }
         ResourceCommand::Release { ids, all } => {
             let targets: Vec<ObjectId> = match all {
-                true => store
-                    .resource_list(None)
-                    .await?
-                    .into_iter()
-                    .filter(|r| r.status.is_releasable())
-                    .map(|r| r.id)
-                    .collect(),
+                true => service.releasable_resources().await?,
                 false => ids
                     .iter()
                     .map(|id| parse_id(id, "resource"))
                     .collect::<Result<_, _>>()?,
             };
-            post_all(&Queue::new(store), &targets, CommandKind::Release).await
+            post_all(service, &targets, CommandKind::Release).await
         }
         ResourceCommand::Reclaim { ids } => {
             let targets: Vec<ObjectId> = ids
                 .iter()
                 .map(|id| parse_id(id, "resource"))
                 .collect::<Result<_, _>>()?;
-            post_all(&Queue::new(store), &targets, CommandKind::Reclaim).await
+            post_all(service, &targets, CommandKind::Reclaim).await
         }
     }
 }
@@ -101,19 +91,16 @@ pub(super) async fn run(global: &Global, command: ResourceCommand) -> anyhow::Re
 /// Queues `kind` for every target, all or none: one refused target (named, with why) means
 /// nothing is queued and the exit is non-zero.
 pub(super) async fn post_all(
-    queue: &Queue,
+    service: &dyn Service,
     targets: &[ObjectId],
     kind: CommandKind,
 ) -> anyhow::Result<ExitCode> {
-    let verb = match kind {
-        CommandKind::Release => "release",
-        CommandKind::Reclaim => "reclaim",
-    };
+    let verb = kind.as_str();
     if targets.is_empty() {
         println!("nothing to {verb}");
         return Ok(ExitCode::SUCCESS);
     }
-    match ops::post_all(queue, targets, kind, &author()).await {
+    match service.post_all(targets, kind).await {
         Ok(commands) => {
             for command in commands {
                 println!("{}: {verb} queued (command {})", command.target, command.id);
@@ -121,7 +108,7 @@ pub(super) async fn post_all(
             Ok(ExitCode::SUCCESS)
         }
         Err(error) => {
-            let error = crate::text::escape(&error.to_string()).into_owned();
+            let error = crate::text::escape(&format!("{error:#}")).into_owned();
             eprintln!("error: {error}; nothing was queued");
             Ok(ExitCode::FAILURE)
         }

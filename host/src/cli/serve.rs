@@ -155,7 +155,7 @@ pub(super) async fn run(global: &Global, args: ServeArgs) -> anyhow::Result<Exit
         workers: args.workers,
         exec_slots: args.exec_slots,
         exec_guard: Some(std::env::current_exe().context("finding the drydock binary")?),
-        exec_confinement: confinement,
+        exec_confinement: confinement.clone(),
         poll: args.poll,
         retention: (!args.retention.is_zero()).then_some(args.retention),
         worker: WorkerConfig {
@@ -183,9 +183,14 @@ pub(super) async fn run(global: &Global, args: ServeArgs) -> anyhow::Result<Exit
     );
     let queue = Queue::new(store);
     let (stop, stopped) = tokio::sync::watch::channel(false);
+    // One cache of compiled components for the workers and the API (its execs, its checks).
+    let plugins = Plugins::new(runtime, blueprint_calls);
     let web = match args.listen.as_str() {
         "off" => None,
-        addr => Some(start_web(addr, &args, queue.clone(), runtime.clone(), &stopped).await?),
+        addr => {
+            let shared = (queue.clone(), plugins.clone(), confinement);
+            Some(start_web(addr, &args, shared, &stopped).await?)
+        }
     };
     tokio::spawn(async move {
         shutdown_signal().await;
@@ -194,7 +199,6 @@ pub(super) async fn run(global: &Global, args: ServeArgs) -> anyhow::Result<Exit
     if config.workers == 0 {
         stopping(stopped).await;
     } else {
-        let plugins = Plugins::new(runtime, blueprint_calls);
         daemon::run(config, queue, plugins, stopping(stopped)).await?;
     }
     if let Some(web) = web {
@@ -258,8 +262,7 @@ fn listen_address(flag: &str, addr: &str) -> anyhow::Result<SocketAddr> {
 async fn start_web(
     addr: &str,
     args: &ServeArgs,
-    queue: Queue,
-    runtime: Runtime,
+    (queue, plugins, confinement): (Queue, Plugins, crate::exec::Confinement),
     stopped: &tokio::sync::watch::Receiver<bool>,
 ) -> anyhow::Result<tokio::task::JoinHandle<anyhow::Result<()>>> {
     let addr = listen_address("--listen", addr)?;
@@ -284,7 +287,8 @@ async fn start_web(
     eprintln!("drydock: listening on http://{}", listener.local_addr()?);
     let state = AppState {
         queue,
-        runtime,
+        plugins,
+        confinement,
         tokens: Arc::new(tokens),
         public_reads: args.public_reads,
         sessions: Arc::default(),

@@ -238,10 +238,7 @@ impl Applier<'_> {
                 "command {id} was already consumed"
             )));
         };
-        let kind = match kind.as_str() {
-            "reclaim" => CommandKind::Reclaim,
-            _ => CommandKind::Release,
-        };
+        let kind = CommandKind::parse(&kind).unwrap_or(CommandKind::Release);
         self.applied.consumed.push((kind, outcome == "applied"));
         Ok(())
     }

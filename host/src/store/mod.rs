@@ -33,7 +33,7 @@ pub use plan::{Plan, Target, Write};
 
 use crate::domain::{Attributes, ExecResult, LeaseStatus, ResourceStatus, Timestamp};
 use crate::grant::{Grant, GrantChange};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Notify;
@@ -178,7 +178,7 @@ impl Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// A registered blueprint: a component plus a validated config.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Blueprint {
     /// `B<n>`.
     pub id: ObjectId,
@@ -323,7 +323,7 @@ pub struct BlueprintUpdate {
 }
 
 /// A resource row.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Resource {
     /// `R<n>`.
     pub id: ObjectId,
@@ -359,7 +359,7 @@ pub struct Resource {
 }
 
 /// A lease row.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Lease {
     /// `L<n>`.
     pub id: ObjectId,
@@ -398,7 +398,7 @@ pub struct Lease {
 
 /// How a lease or resource stopped being live: kept on it, so that a failure stays visible
 /// after the object is destroyed.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct End {
     /// Released, broken or expired.
     pub kind: EndKind,
@@ -410,7 +410,7 @@ pub struct End {
 }
 
 /// The ways an object ends.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum EndKind {
     /// Someone (a user, a parent resource, a reclaim) released it.
@@ -540,7 +540,7 @@ pub struct Counts {
 }
 
 /// One step a blueprint returned, as the audit trail keeps it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StepRecord {
     /// Sequence number (0 until stored).
     pub id: i64,
@@ -581,7 +581,7 @@ pub struct NewLease {
 }
 
 /// What a command asks for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum CommandKind {
     /// Release a lease or a resource.
@@ -597,6 +597,13 @@ impl CommandKind {
             CommandKind::Release => "release",
             CommandKind::Reclaim => "reclaim",
         }
+    }
+
+    /// The kind named `text`, as stored.
+    pub fn parse(text: &str) -> Option<Self> {
+        [CommandKind::Release, CommandKind::Reclaim]
+            .into_iter()
+            .find(|kind| kind.as_str() == text)
     }
 }
 
@@ -617,7 +624,7 @@ impl std::ops::AddAssign for Kept {
 }
 
 /// A queued or consumed command.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Command {
     /// Sequence number.
     pub id: i64,
@@ -636,7 +643,7 @@ pub struct Command {
 }
 
 /// A log entry.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LogEntry {
     /// Sequence number.
     pub id: i64,
@@ -732,7 +739,7 @@ pub struct NewToken {
 }
 
 /// A held slot lock.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SlotLock {
     /// Lock name.
     pub name: String,
@@ -774,7 +781,7 @@ pub struct Applied {
 }
 
 /// Where an object stands in the work queue: what operators look at when it seems stuck.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct WorkItem {
     /// The object.
     pub object: ObjectId,

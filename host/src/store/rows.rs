@@ -204,11 +204,9 @@ pub(crate) fn exec_results_to_json(results: &[ExecResult]) -> String {
 
 /// A command row.
 pub(crate) fn command(row: &dyn Columns) -> Result<Command> {
-    let kind = match row.text("kind")?.as_str() {
-        "release" => CommandKind::Release,
-        "reclaim" => CommandKind::Reclaim,
-        other => return Err(Error::Corrupt(format!("command kind {other:?}"))),
-    };
+    let kind = row.text("kind")?;
+    let kind = CommandKind::parse(&kind)
+        .ok_or_else(|| Error::Corrupt(format!("command kind {kind:?}")))?;
     Ok(Command {
         id: row.int("id")?,
         target: object_id(&row.text("target")?)?,

@@ -12,6 +12,8 @@
 //! filtered by `status`, `type`, `blueprint`, `owner` and `failed`; when there is more, the
 //! `Link` header carries the next page's URL (`rel="next"`).
 
+mod exec;
+
 use super::AppState;
 use super::auth::bearer;
 use crate::access::{Denied, Principal, Role};
@@ -40,11 +42,13 @@ pub(super) fn router() -> Router<AppState> {
         .route("/leases", get(leases).post(request_leases))
         .route("/leases/{id}", get(lease))
         .route("/leases/{id}/release", post(release_lease))
+        .route("/leases/{id}/exec", post(exec::exec))
         .route("/resources", get(resources))
         .route("/resources/{id}", get(resource))
         .route("/resources/{id}/release", post(release_resource))
         .route("/resources/{id}/reclaim", post(reclaim_resource))
-        .route("/commands", get(commands))
+        .route("/commands", get(commands).post(post_commands))
+        .route("/whoami", get(whoami))
         .route("/logs", get(logs))
         .route("/steps", get(steps))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such API endpoint") })
@@ -209,6 +213,11 @@ fn id(text: &str, kind: &str) -> ApiResult<ObjectId> {
     Ok(parse_id(text, kind)?)
 }
 
+/// A lease's id from a path; 400 when it is not one.
+fn lease_id(text: &str) -> ApiResult<ObjectId> {
+    id(text, "lease")
+}
+
 /// A page of a list as JSON, with a `Link` header to the next page when there is one.
 fn page<T: serde::Serialize>(
     path: &str,
@@ -282,7 +291,8 @@ async fn add_blueprint(
         config: body.config.map_or_else(|| "{}".to_string(), config_text),
         grants: body.grants,
     };
-    let added = ops::add_blueprint(state.store().as_ref(), &state.runtime, request).await?;
+    let added =
+        ops::add_blueprint(state.store().as_ref(), state.plugins.runtime(), request).await?;
     Ok((StatusCode::CREATED, Json(added)))
 }
 
@@ -331,7 +341,7 @@ async fn update_blueprint(
     let blueprint = ops::find_blueprint(store.as_ref(), &text).await?;
     let updated = ops::update_blueprint(
         store.as_ref(),
-        &state.runtime,
+        state.plugins.runtime(),
         &blueprint,
         (wasm, config),
         &author,
@@ -594,6 +604,54 @@ async fn reclaim_resource(
     post_command(&state, &headers, resource, CommandKind::Reclaim).await
 }
 
+/// Who the request's token is: its name (the owner of the leases it requests), role and the
+/// resource types it may request (all when absent). `drydock login` checks a token with it.
+async fn whoami(State(state): State<AppState>, headers: HeaderMap) -> ApiResult<impl IntoResponse> {
+    let principal = principal(&state, &headers).await?;
+    Ok(Json(serde_json::json!({
+        "name": principal.name,
+        "role": principal.role.as_str(),
+        "types": principal.resource_types,
+    })))
+}
+
+/// Commands for several objects at once, all or none.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CommandsBody {
+    /// `release` or `reclaim`.
+    kind: String,
+    /// Object ids: leases or resources.
+    targets: Vec<String>,
+}
+
+/// Queues one command for each target, all or none: when the token may not command one of
+/// them (403, naming it) or one cannot take it (409), nothing is queued.
+async fn post_commands(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Json<CommandsBody>, axum::extract::rejection::JsonRejection>,
+) -> ApiResult<Response> {
+    let principal = principal(&state, &headers).await?;
+    let Json(body) = body.map_err(|r| bad_json(r, state.max_body))?;
+    let kind = CommandKind::parse(&body.kind).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("`kind` {:?} is neither release nor reclaim", body.kind),
+        )
+    })?;
+    let targets: Vec<ObjectId> = body
+        .targets
+        .iter()
+        .map(|text| object_id(text))
+        .collect::<ApiResult<_>>()?;
+    for target in &targets {
+        super::may_command(&state, &principal, *target, kind).await?;
+    }
+    let commands = ops::post_all(&state.queue, &targets, kind, &principal.name).await?;
+    Ok((StatusCode::ACCEPTED, Json(commands)).into_response())
+}
+
 #[derive(Deserialize)]
 struct CommandQuery {
     target: Option<String>,
@@ -634,12 +692,16 @@ struct LogQuery {
     after: i64,
     #[serde(default = "log_limit")]
     limit: i64,
+    /// Instead of those after `after`: the newest this many, oldest first.
+    last: Option<i64>,
 }
 
 fn log_limit() -> i64 {
     1000
 }
 
+/// Log entries: those after the entry `after` (at most `limit`), or the newest `last`; of one
+/// object, or all. Oldest first.
 async fn logs(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -647,10 +709,14 @@ async fn logs(
 ) -> ApiResult<impl IntoResponse> {
     may_read(&state, &headers, Shows::History).await?;
     let object = optional_id(query.object.as_deref())?;
+    let store = state.store().as_ref();
+    if let Some(last) = query.last {
+        return Ok(Json(
+            ops::log_last(store, object, last.clamp(0, 100_000)).await?,
+        ));
+    }
     let limit = query.limit.clamp(1, 10_000);
-    Ok(Json(
-        state.store().log_list(object, query.after, limit).await?,
-    ))
+    Ok(Json(store.log_list(object, query.after, limit).await?))
 }
 
 #[derive(Deserialize)]
@@ -660,6 +726,8 @@ struct StepQuery {
     after: i64,
     #[serde(default = "log_limit")]
     limit: i64,
+    /// Instead of those after `after`: the newest this many, oldest first.
+    last: Option<i64>,
 }
 
 /// An object's audit trail: every step its blueprint returned and what the host did with it.
@@ -670,8 +738,12 @@ async fn steps(
 ) -> ApiResult<impl IntoResponse> {
     may_read(&state, &headers, Shows::History).await?;
     let object = object_id(&query.object)?;
+    let store = state.store().as_ref();
+    if let Some(last) = query.last {
+        return Ok(Json(
+            ops::steps_last(store, object, last.clamp(0, 100_000)).await?,
+        ));
+    }
     let limit = query.limit.clamp(1, 10_000);
-    Ok(Json(
-        state.store().step_list(object, query.after, limit).await?,
-    ))
+    Ok(Json(store.step_list(object, query.after, limit).await?))
 }

@@ -10,9 +10,10 @@ pub mod auth;
 mod pages;
 pub mod throttle;
 
-use crate::plugin::Runtime;
+use crate::exec::Confinement;
 use crate::queue::Queue;
 use crate::store::{Counts, Store};
+use crate::worker::Plugins;
 use auth::{Sessions, Tokens};
 use axum::Router;
 pub use pages::warn_about_execs;
@@ -26,8 +27,11 @@ use tokio::sync::Semaphore;
 pub struct AppState {
     /// Posting commands (wakes this process's workers at once).
     pub queue: Queue,
-    /// For validating blueprints added through the API.
-    pub runtime: Runtime,
+    /// The components, shared with this daemon's workers: for validating blueprints added
+    /// through the API, and for the command interface of an exec over it.
+    pub plugins: Plugins,
+    /// How a local exec over the API is confined: as the workers' execs are.
+    pub confinement: Confinement,
     /// This daemon's operator tokens (the store's tokens are looked up per request).
     pub tokens: Arc<Tokens>,
     /// Whether the API's lists and show reads of objects need no token (`--public-reads`).

@@ -15,7 +15,9 @@
 //! following any link (`dir`).
 //!
 //! Output is read while the command runs and capped as it is read ([`OUTPUT_LIMIT`] per
-//! stream): a command that prints gigabytes costs the daemon 64 KiB.
+//! stream): a command that prints gigabytes costs the daemon 64 KiB. Or it is handed on as it
+//! comes ([`stream`], `drydock exec` over the API), at the pace the receiver takes it; the
+//! command is stopped when the receiver goes away.
 //!
 //! An exec inherits nothing of the daemon's environment (its tokens, database URLs, cloud
 //! keys): the process started (the command, the local `ssh` of a remote one, or the guard that
@@ -45,7 +47,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::process::Command;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 
 /// Milliseconds on `CLOCK_BOOTTIME`: monotonic, shared by the host's processes, counting
 /// suspended time, never stepped. Exec deadlines and the daemon's claims are both on it.
@@ -466,7 +468,41 @@ pub async fn run(
     ids: &Ids,
     confinement: &Confinement,
 ) -> ExecResult {
-    execute(reach, request, ids, confinement, None)
+    execute(reach, request, ids, confinement, None, None)
+        .await
+        .unwrap_or_else(|interrupted| failed(request, interrupted.to_string()))
+}
+
+/// Which of a command's outputs a [`Chunk`] comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pipe {
+    /// Its standard output.
+    Stdout,
+    /// Its standard error.
+    Stderr,
+}
+
+/// Bytes a streamed command wrote, as they came.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Chunk {
+    /// Where it wrote them.
+    pub pipe: Pipe,
+    /// What it wrote.
+    pub bytes: Vec<u8>,
+}
+
+/// Runs `request` like [`run`], but hands its output to `sink` as it comes instead of keeping
+/// it, at the pace `sink` is read: the result's `stdout` is empty and its `stderr` holds only
+/// what the host says (a timeout, a signal, a command that could not start). When `sink`'s
+/// receiver is dropped, the command is stopped (its process group killed) and the run ends.
+pub async fn stream(
+    reach: &Authorized,
+    request: &ExecRequest,
+    ids: &Ids,
+    confinement: &Confinement,
+    sink: mpsc::Sender<Chunk>,
+) -> ExecResult {
+    execute(reach, request, ids, confinement, None, Some(&sink))
         .await
         .unwrap_or_else(|interrupted| failed(request, interrupted.to_string()))
 }
@@ -482,16 +518,18 @@ pub async fn run_guarded(
     confinement: &Confinement,
     watchdog: Watchdog,
 ) -> Result<ExecResult, Interrupted> {
-    execute(reach, request, ids, confinement, Some(watchdog)).await
+    execute(reach, request, ids, confinement, Some(watchdog), None).await
 }
 
-/// Runs the command, under the guard when there is a `watchdog`.
+/// Runs the command, under the guard when there is a `watchdog`; its output kept, or handed
+/// to `sink` as it comes.
 async fn execute(
     reach: &Authorized,
     request: &ExecRequest,
     ids: &Ids,
     confinement: &Confinement,
     watchdog: Option<Watchdog>,
+    sink: Option<&mpsc::Sender<Chunk>>,
 ) -> Result<ExecResult, Interrupted> {
     if let Some(why) = missing_program(reach, &request.argv) {
         let mut result = failed(request, why);
@@ -561,44 +599,72 @@ async fn execute(
         ),
         None => (None, stdin),
     };
-    let stdout = read_capped(child.stdout.take(), OUTPUT_LIMIT);
-    let stderr = read_capped(child.stderr.take(), OUTPUT_LIMIT);
+    let (stdout, stderr) = (child.stdout.take(), child.stderr.take());
+    let output = async {
+        match sink {
+            None => tokio::join!(
+                read_capped(stdout, OUTPUT_LIMIT),
+                read_capped(stderr, OUTPUT_LIMIT)
+            ),
+            Some(sink) => {
+                tokio::join!(
+                    forward(stdout, Pipe::Stdout, sink),
+                    forward(stderr, Pipe::Stderr, sink)
+                );
+                (String::new(), String::new())
+            }
+        }
+    };
     let exited = async {
         let status = child.wait().await;
         group.sweep();
         status
     };
+    let abandoned = async {
+        match sink {
+            Some(sink) => sink.closed().await,
+            None => std::future::pending().await,
+        }
+    };
     let limit = Duration::from_millis(u64::from(request.timeout_ms));
-    let finished =
-        tokio::time::timeout(limit, async { tokio::join!(exited, stdout, stderr) }).await;
+    let finished = tokio::time::timeout(limit, async {
+        tokio::select! {
+            (status, (stdout, stderr)) = async { tokio::join!(exited, output) } => Some((status, stdout, stderr)),
+            () = abandoned => None,
+        }
+    })
+    .await;
     drop(feeder);
     if watchdog.is_some_and(|w| !w.vouches_now()) {
         // The guard may have paused and killed it: whatever it left is not its result.
         group.stop();
         return Err(Interrupted);
     }
-    Ok(match finished {
-        Err(_) => {
+    let (status, stdout, mut stderr) = match finished {
+        Ok(Some(finished)) => finished,
+        ended_early => {
+            let why = match ended_early {
+                Err(_) => format!("timed out after {}", humantime::format_duration(limit)),
+                _ => "stopped: nobody reads its output any more".to_string(),
+            };
             group.stop();
             let _ = tokio::time::timeout(Duration::from_secs(5), child.wait()).await;
             group.reaped();
-            failed(
-                request,
-                format!("timed out after {}", humantime::format_duration(limit)),
-            )
+            return Ok(failed(request, why));
         }
-        Ok((Err(error), _, _)) => failed(request, format!("waiting for the command: {error}")),
-        Ok((Ok(status), stdout, mut stderr)) => {
-            if let Some(signal) = std::os::unix::process::ExitStatusExt::signal(&status) {
-                stderr.push_str(&format!("\n(killed by signal {signal})"));
-            }
-            ExecResult {
-                id: request.id.clone(),
-                exit_code: status.code(),
-                stdout,
-                stderr,
-            }
-        }
+    };
+    let status = match status {
+        Ok(status) => status,
+        Err(error) => return Ok(failed(request, format!("waiting for the command: {error}"))),
+    };
+    if let Some(signal) = std::os::unix::process::ExitStatusExt::signal(&status) {
+        stderr.push_str(&format!("\n(killed by signal {signal})"));
+    }
+    Ok(ExecResult {
+        id: request.id.clone(),
+        exit_code: status.code(),
+        stdout,
+        stderr,
     })
 }
 
@@ -700,6 +766,25 @@ async fn read_capped(pipe: Option<impl AsyncRead + Unpin>, cap: usize) -> String
         text.push_str(&format!("\n… ({dropped} more bytes dropped)"));
     }
     text
+}
+
+/// Hands a stream on to `sink` as it is read, until its end or until nobody receives.
+async fn forward(pipe: Option<impl AsyncRead + Unpin>, from: Pipe, sink: &mpsc::Sender<Chunk>) {
+    let Some(mut pipe) = pipe else { return };
+    let mut buf = vec![0u8; 16 << 10];
+    loop {
+        let n = match pipe.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        let chunk = Chunk {
+            pipe: from,
+            bytes: buf[..n].to_vec(),
+        };
+        if sink.send(chunk).await.is_err() {
+            return;
+        }
+    }
 }
 
 /// Quotes one word for a POSIX shell.

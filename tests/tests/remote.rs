@@ -1,0 +1,343 @@
+//! The CLI through a daemon's API (`--server`): a client with a token and no access to the
+//! database requests a working copy and waits for it, streams commands run on it, stops one
+//! with Ctrl-C, and releases it; other tokens are refused what their roles do not allow. On
+//! SQLite with one daemon, and on PostgreSQL with two (the client's calls alternate).
+
+use drydock_tests::git::repository;
+use drydock_tests::postgres::Cluster;
+use drydock_tests::{Env, TOKEN, wait_for};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Output, Stdio};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+/// `drydock` on a machine that reaches Drydock only through `server`, with `token` if any: the
+/// database URL it is given leads nowhere.
+fn client(server: &str, token: Option<&str>, args: &[&str]) -> Command {
+    let mut command = Command::new(drydock_tests::drydock_binary().unwrap());
+    command
+        .args(args)
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("DRYDOCK_DATABASE_URL", "sqlite:///nonexistent/drydock.db")
+        .env("DRYDOCK_SERVER", server)
+        .stdin(Stdio::null())
+        .kill_on_drop(true);
+    if let Some(token) = token {
+        command.env("DRYDOCK_TOKEN", token);
+    }
+    command
+}
+
+/// Runs the client to its end.
+async fn run(server: &str, token: Option<&str>, args: &[&str]) -> Output {
+    client(server, token, args).output().await.unwrap()
+}
+
+/// Runs the client and fails the test unless it succeeds; its stdout.
+async fn ok(server: &str, token: &str, args: &[&str]) -> String {
+    let out = run(server, Some(token), args).await;
+    assert!(
+        out.status.success(),
+        "drydock {args:?} through {server} failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// Runs the client, which must fail saying `why`.
+async fn refused(server: &str, token: Option<&str>, args: &[&str], why: &[&str]) {
+    let out = run(server, token, args).await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "drydock {args:?} succeeded: {stderr}"
+    );
+    for words in why {
+        assert!(stderr.contains(words), "drydock {args:?}: {stderr}");
+    }
+}
+
+/// `drydock token create NAME --role ROLE`, on the database; the secret.
+async fn token(env: &Env, name: &str, role: &str) -> String {
+    let made = env
+        .ok(&["token", "create", name, "--role", role, "--json"])
+        .await;
+    let made: Value = serde_json::from_str(&made).unwrap();
+    made["secret"].as_str().unwrap().to_string()
+}
+
+/// Starts `drydock exec` through `server`, its stdout piped.
+fn start_exec(server: &str, token: &str, lease: &str, script: &str) -> Child {
+    let args = ["exec", "--lease", lease, "--", "sh", "-c", script];
+    client(server, Some(token), &args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// The next line a running client prints.
+async fn next_line(lines: &mut tokio::io::Lines<BufReader<tokio::process::ChildStdout>>) -> String {
+    tokio::time::timeout(drydock_tests::PATIENCE, lines.next_line())
+        .await
+        .expect("a line in time")
+        .unwrap()
+        .expect("a line before the end")
+}
+
+/// Whether nobody holds the lock on `file` (`flock -n`).
+fn unlocked(file: &Path) -> bool {
+    std::process::Command::new("flock")
+        .args(["-n", file.to_str().unwrap(), "true"])
+        .status()
+        .unwrap()
+        .success()
+}
+
+/// The client's whole life with a working copy, its calls going to `servers` in turn.
+async fn a_client_works_through_the_api(env: &Env, servers: &[String], origin: &Path) {
+    let ci = token(env, "ci", "requester").await;
+    let other = token(env, "other-team", "requester").await;
+    let viewer = token(env, "dashboard", "viewer").await;
+    let server = |n: usize| servers[n % servers.len()].as_str();
+
+    // Nothing without a token, and the client says what is missing.
+    refused(
+        server(0),
+        None,
+        &["lease", "list"],
+        &["401", "no token was sent: set DRYDOCK_TOKEN"],
+    )
+    .await;
+    // Commands that need the database say so rather than open a database here.
+    refused(
+        server(0),
+        Some(&ci),
+        &["gc"],
+        &["works on the database itself"],
+    )
+    .await;
+
+    // A working copy, waited for with its progress.
+    let repo = format!("repository={}", origin.display());
+    let out = run(
+        server(0),
+        Some(&ci),
+        &[
+            "lease",
+            "request",
+            "--type",
+            "working-copy",
+            "--attr",
+            &repo,
+            "--wait",
+            "--timeout",
+            "90s",
+        ],
+    )
+    .await;
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "{stdout}{stderr}");
+    let lease = stdout.trim().to_string();
+    assert!(stderr.contains(&format!("{lease} lease.")), "{stderr}");
+    let shown = ok(server(1), &ci, &["lease", "show", &lease, "--json"]).await;
+    let shown: Value = serde_json::from_str(&shown).unwrap();
+    assert_eq!(shown["status"], "active", "{shown}");
+    assert_eq!(shown["owner"], "ci", "{shown}");
+
+    // A command's output and exit code come back.
+    let log = ok(
+        server(1),
+        &ci,
+        &[
+            "exec",
+            "--lease",
+            &lease,
+            "--",
+            "git",
+            "log",
+            "-1",
+            "--format=%s",
+        ],
+    )
+    .await;
+    assert_eq!(log.trim(), "two");
+    let failed = run(
+        server(0),
+        Some(&ci),
+        &[
+            "exec",
+            "--lease",
+            &lease,
+            "--",
+            "sh",
+            "-c",
+            "echo oops >&2; exit 3",
+        ],
+    )
+    .await;
+    assert_eq!(failed.status.code(), Some(3));
+    assert_eq!(String::from_utf8_lossy(&failed.stderr).trim(), "oops");
+
+    // Lines arrive while the command runs: it waits for a file the test makes only after
+    // reading its first line.
+    let mut running = start_exec(
+        server(1),
+        &ci,
+        &lease,
+        "pwd; while [ ! -e go ]; do sleep 0.02; done; echo second",
+    );
+    let mut lines = BufReader::new(running.stdout.take().unwrap()).lines();
+    let root = PathBuf::from(next_line(&mut lines).await);
+    assert!(running.try_wait().unwrap().is_none(), "it ended early");
+    std::fs::write(root.join("go"), "").unwrap();
+    assert_eq!(next_line(&mut lines).await, "second");
+    assert!(running.wait().await.unwrap().success());
+
+    // Ctrl-C in the client ends the command on the host: the lock it holds is let go.
+    let lock = root.join("held.lock");
+    let script = "exec flock held.lock sh -c 'echo holding; exec sleep 600'";
+    let mut held = start_exec(server(0), &ci, &lease, script);
+    let mut lines = BufReader::new(held.stdout.take().unwrap()).lines();
+    assert_eq!(next_line(&mut lines).await, "holding");
+    assert!(!unlocked(&lock), "the command holds the lock");
+    let interrupted = Instant::now();
+    let status = std::process::Command::new("kill")
+        .args(["-INT", &held.id().unwrap().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert_eq!(held.wait().await.unwrap().code(), Some(130));
+    wait_for("the interrupted command to end on the host", || async {
+        unlocked(&lock).then_some(())
+    })
+    .await;
+    let took = interrupted.elapsed();
+    assert!(
+        took < Duration::from_secs(10),
+        "it ended {took:?} after Ctrl-C"
+    );
+
+    // Others may look (a viewer) but not release or run commands on it.
+    let listed = ok(server(1), &viewer, &["lease", "list"]).await;
+    assert!(listed.contains(&lease), "{listed}");
+    refused(
+        server(0),
+        Some(&viewer),
+        &["lease", "release", &lease],
+        &[
+            "403",
+            "the token \"dashboard\" is a viewer",
+            "nothing was queued",
+        ],
+    )
+    .await;
+    refused(
+        server(1),
+        Some(&other),
+        &["lease", "release", &lease],
+        &["403", "other-team"],
+    )
+    .await;
+    refused(
+        server(0),
+        Some(&other),
+        &["exec", "--lease", &lease, "--", "true"],
+        &["403", "other-team"],
+    )
+    .await;
+
+    // A command still running when its lease is released is stopped, saying why.
+    let mut long = start_exec(server(1), &ci, &lease, "echo running; exec sleep 600");
+    let mut lines = BufReader::new(long.stdout.take().unwrap()).lines();
+    assert_eq!(next_line(&mut lines).await, "running");
+    let released = ok(server(0), &ci, &["lease", "release", &lease]).await;
+    assert!(
+        released.contains(&format!("{lease}: release queued")),
+        "{released}"
+    );
+    let out = long.wait_with_output().await.unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains(&format!("stopped: {lease} is")), "{stderr}");
+
+    // Once it is gone, the lists read the same through the server as on the database.
+    wait_for("the lease to be destroyed", || async {
+        let shown = ok(server(0), &ci, &["lease", "show", &lease, "--json"]).await;
+        shown.contains("\"destroyed\"").then_some(())
+    })
+    .await;
+    wait_for("the working copy's resources to settle", || async {
+        let pending = env.ok(&["command", "list", "--pending", "--json"]).await;
+        (pending.trim() == "[]").then_some(())
+    })
+    .await;
+    for list in [
+        &["lease", "list", "--json"][..],
+        &["resource", "list"][..],
+        &["blueprint", "list"][..],
+        &["log", "--object", &lease][..],
+        &["command", "list", "--target", &lease][..],
+    ] {
+        let direct = env.ok(list).await;
+        let through = ok(server(1), TOKEN, list).await;
+        assert_eq!(through, direct, "{list:?}");
+    }
+}
+
+/// A repository and hosts for working copies, registered on `env`.
+async fn working_copies(env: &Env, world: &Path) -> PathBuf {
+    let (origin, hosts) = (world.join("origin"), world.join("hosts"));
+    std::fs::create_dir_all(&hosts).unwrap();
+    repository(&origin);
+    env.add_working_copies(&hosts, &[&origin]).await;
+    origin
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_with_a_token_works_through_one_daemon_on_sqlite() {
+    let world = tempfile::tempdir().unwrap();
+    let env = Env::new();
+    let origin = working_copies(&env, world.path()).await;
+    let mut daemon = env.serve(&[]);
+    let servers = [daemon.url().await];
+    a_client_works_through_the_api(&env, &servers, &origin).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_with_a_token_works_through_two_daemons_on_postgres() {
+    let cluster = Cluster::start();
+    let world = tempfile::tempdir().unwrap();
+    let env = Env::with_url(cluster.database().await);
+    env.ok(&["migrate"]).await;
+    let origin = working_copies(&env, world.path()).await;
+    let mut first = env.serve(&[]);
+    let mut second = env.serve(&[]);
+    let servers = [first.url().await, second.url().await];
+    a_client_works_through_the_api(&env, &servers, &origin).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_is_not_there_or_not_a_url_is_named() {
+    refused(
+        "http://127.0.0.1:9",
+        Some("x"),
+        &["lease", "list"],
+        &["cannot reach the server at http://127.0.0.1:9"],
+    )
+    .await;
+    refused(
+        "ftp://example.com",
+        Some("x"),
+        &["lease", "list"],
+        &["is not an http:// or https:// URL"],
+    )
+    .await;
+}
