@@ -324,6 +324,112 @@ async fn a_client_with_a_token_works_through_two_daemons_on_postgres() {
     a_client_works_through_the_api(&env, &servers, &origin).await;
 }
 
+/// `drydock ARGS…` as a user whose home is `home`, with `vars`: no server, token or database
+/// but what they name.
+async fn at_home(home: &Path, vars: &[(&str, &str)], args: &[&str]) -> Output {
+    Command::new(drydock_tests::drydock_binary().unwrap())
+        .args(args)
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", home)
+        .envs(vars.iter().copied())
+        .current_dir(home)
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .unwrap()
+}
+
+/// The permission bits of `path`.
+fn mode(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn login_keeps_a_context_that_later_commands_use() {
+    let env = Env::new();
+    env.ok(&["migrate"]).await;
+    let ci = token(&env, "ci", "requester").await;
+    let mut daemon = env.serve(&["--workers", "0"]);
+    let server = daemon.url().await;
+    let home = tempfile::tempdir().unwrap();
+    let home = home.path();
+    let text = |out: &Output| {
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    };
+
+    // A token the server refuses is kept nowhere.
+    let out = at_home(
+        home,
+        &[("DRYDOCK_TOKEN", "ddt_wrong")],
+        &["login", "--server", &server],
+    )
+    .await;
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("401"), "{}", text(&out));
+    let config = home.join(".config/drydock/config.toml");
+    assert!(!config.exists());
+
+    // A good one, typed on standard input, becomes the current context.
+    let mut login = Command::new(drydock_tests::drydock_binary().unwrap());
+    login
+        .args(["login", "--server", &server, "--name", "staging"])
+        .env_clear()
+        .env("HOME", home)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = login.spawn().unwrap();
+    use tokio::io::AsyncWriteExt;
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(format!("{ci}\n").as_bytes()).await.unwrap();
+    drop(stdin);
+    let out = child.wait_with_output().await.unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("as ci (requester); the context \"staging\" is the current one"),
+        "{}",
+        text(&out)
+    );
+    let token_file = home.join(".config/drydock/tokens/staging");
+    assert_eq!(std::fs::read_to_string(&token_file).unwrap().trim(), ci);
+    assert_eq!((mode(&config), mode(&token_file)), (0o600, 0o600));
+    assert_eq!(mode(&home.join(".config/drydock")), 0o700);
+    assert!(!std::fs::read_to_string(&config).unwrap().contains(&ci));
+
+    // Later commands go to the context's server with its token, owned by the token's name.
+    let out = at_home(home, &[], &["lease", "request", "--type", "host"]).await;
+    assert!(out.status.success(), "{}", text(&out));
+    let lease = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let shown = at_home(home, &[], &["lease", "show", &lease, "--json"]).await;
+    let shown: Value = serde_json::from_slice(&shown.stdout).unwrap();
+    assert_eq!(shown["owner"], "ci", "{shown}");
+    let listed = at_home(home, &[], &["context", "list"]).await;
+    assert!(text(&listed).contains(&server), "{}", text(&listed));
+    // A database named on the command line wins over the current context.
+    let out = at_home(
+        home,
+        &[("DRYDOCK_DATABASE_URL", &env.url)],
+        &["lease", "list"],
+    )
+    .await;
+    assert!(out.status.success(), "{}", text(&out));
+    // An unknown context is named, with those there are.
+    let out = at_home(home, &[], &["--context", "prod", "lease", "list"]).await;
+    assert!(
+        text(&out).contains("there is no context named \"prod\" (the contexts: staging)"),
+        "{}",
+        text(&out)
+    );
+    let out = at_home(home, &[], &["context", "use", "prod"]).await;
+    assert!(!out.status.success(), "{}", text(&out));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_that_is_not_there_or_not_a_url_is_named() {
     refused(

@@ -54,7 +54,7 @@ pub(super) async fn run(global: &Global, args: DoctorArgs) -> anyhow::Result<Exi
                     1 => "1 blueprint".to_string(),
                     n => format!("{n} blueprints"),
                 };
-                let text = format!("{} opened read-only; {count}", global.database);
+                let text = format!("{} opened read-only; {count}", global.database());
                 report.line(Verdict::Ok, "store", &text);
                 Some(blueprints)
             }
@@ -141,7 +141,7 @@ fn grants(report: &mut Report, blueprints: &[Blueprint]) {
 
 /// Whether local execs can be confined here, and capped.
 fn confinement(report: &mut Report, global: &Global, bwrap: Option<&Path>) {
-    let hidden = super::confine::daemon_files(&global.database, None);
+    let hidden = super::confine::daemon_files(global.database(), None);
     match Confinement::detect(bwrap, hidden, false) {
         Confinement::Sandboxed(sandbox) => {
             report.line(Verdict::Ok, "confinement", &sandbox.describe());

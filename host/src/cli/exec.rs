@@ -72,7 +72,7 @@ pub(super) async fn run(global: &Global, args: ExecArgs) -> anyhow::Result<ExitC
     let cwd = args.cwd.as_deref();
     let confinement = match &reach.interface {
         CommandInterface::Local { .. } => {
-            let found = args.confine.detect(&global.database, None);
+            let found = args.confine.detect(global.database(), None);
             crate::worker::confinement_now(store.as_ref(), &found).await?
         }
         CommandInterface::Ssh { .. } => crate::exec::Confinement::Unconfined,

@@ -16,11 +16,13 @@
 
 mod blueprint;
 mod command;
+mod config;
 mod confine;
 mod daemons;
 mod doctor;
 mod exec;
 mod lease;
+mod login;
 mod output;
 mod remote;
 mod resource;
@@ -47,24 +49,28 @@ pub struct Cli {
 #[derive(Debug, Clone, Args)]
 struct Global {
     /// The database: `sqlite://PATH` (one host) or `postgres://USER@HOST/DATABASE` (daemons on
-    /// several hosts share it).
-    #[arg(
-        long,
-        global = true,
-        env = "DRYDOCK_DATABASE_URL",
-        default_value = "sqlite://drydock.db"
-    )]
-    database: String,
+    /// several hosts share it); `sqlite://drydock.db` when not given. Given, it wins over the
+    /// current context of the client's configuration.
+    #[arg(long, global = true, env = "DRYDOCK_DATABASE_URL")]
+    database: Option<String>,
     /// A daemon's URL, such as `https://drydock.example.com`: lease, resource, blueprint,
     /// command, log and exec commands go through its HTTP API with a token (`DRYDOCK_TOKEN` or
     /// `--token-file`) rather than to the database.
     #[arg(long, global = true, env = "DRYDOCK_SERVER")]
     server: Option<String>,
-    /// With `--server`: a file holding the token to send (instead of `DRYDOCK_TOKEN`). Given
-    /// before the subcommand: `drydock --server URL --token-file F lease list`.
+    /// A context of the client's configuration (`drydock login` makes them; `drydock context
+    /// list`): its server and token. Without `--server`, `--context` or `--database`, the
+    /// current context is used, if there is one.
+    #[arg(long, global = true, env = "DRYDOCK_CONTEXT")]
+    context: Option<String>,
+    /// With a server: a file holding the token to send (instead of `DRYDOCK_TOKEN` or the
+    /// context's). Given before the subcommand: `drydock --token-file F lease list`.
     #[arg(long, env = "DRYDOCK_TOKEN_FILE")]
     token_file: Option<std::path::PathBuf>,
 }
+
+/// The database when none is named.
+const DEFAULT_DATABASE: &str = "sqlite://drydock.db";
 
 #[derive(Debug, Subcommand)]
 enum Commands {
@@ -92,6 +98,13 @@ enum Commands {
     Token(token::TokenCommand),
     /// Run a command on the resource an active lease holds: `drydock exec --lease L1 -- make`.
     Exec(exec::ExecArgs),
+    /// Check a token against a server (`--server URL`) and keep both as a context of the
+    /// client's configuration, the current one from now on; the token comes from
+    /// `--token-file`, `DRYDOCK_TOKEN` or standard input.
+    Login(login::LoginArgs),
+    /// The client's contexts: list them, or pick the current one.
+    #[command(subcommand)]
+    Context(login::ContextCommand),
     /// Remove what finished long ago: leases and resources destroyed before the retention, with
     /// their log entries, steps and commands (the daemon does this hourly). Live objects and
     /// blueprints keep their whole history.
@@ -175,6 +188,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Commands::Token(command) => token::run(&global, command).await,
         Commands::Daemon(command) => daemons::run(&global, command).await,
         Commands::Exec(args) => exec::run(&global, args).await,
+        Commands::Login(args) => login::login(&global, args).await,
+        Commands::Context(command) => login::context(command),
         Commands::Gc(args) => command::gc(&global, args).await,
         Commands::Migrate => migrate(&global).await,
         Commands::Doctor(args) => doctor::run(&global, args).await,
@@ -190,20 +205,25 @@ async fn migrate(global: &Global) -> anyhow::Result<ExitCode> {
 }
 
 impl Global {
-    /// The database, for a one-shot command that does `access` to it; refused with a server,
-    /// for a command that works on the database alone.
+    /// The database, for a one-shot command that does `access` to it; refused when a server
+    /// applies, for a command that works on the database alone.
     async fn store(&self, access: Access) -> anyhow::Result<Arc<dyn Store>> {
-        if let Some(server) = &self.server {
+        if let Some((server, _)) = self.server_and_token_file()? {
             anyhow::bail!(
-                "this command works on the database itself, not through a server (--server \
-                 {server:?}, or DRYDOCK_SERVER): run it where the database is, with \
-                 --database"
+                "this command works on the database itself, not through a server ({server}, \
+                 from --server, DRYDOCK_SERVER or a context): run it where the database is, \
+                 with --database"
             );
         }
         self.open(Workload::Command, access).await
     }
 
-    /// Where a remote-capable command does its work: the server's API when there is one, else
+    /// The database's URL: as given, or the default.
+    fn database(&self) -> &str {
+        self.database.as_deref().unwrap_or(DEFAULT_DATABASE)
+    }
+
+    /// Where a remote-capable command does its work: the server's API when one applies, else
     /// the database, opened for `access`.
     async fn service(&self, access: Access) -> anyhow::Result<Box<dyn service::Service>> {
         Ok(match self.remote()? {
@@ -212,33 +232,63 @@ impl Global {
         })
     }
 
-    /// The server's API, with the token to send, when `--server` names one.
+    /// The server's API, with the token to send, when one applies.
     fn remote(&self) -> anyhow::Result<Option<remote::Remote>> {
-        use anyhow::Context as _;
-        let Some(server) = &self.server else {
+        let Some((server, context_token)) = self.server_and_token_file()? else {
             return Ok(None);
         };
-        let token = match &self.token_file {
-            Some(path) => {
-                let text = std::fs::read_to_string(path)
-                    .with_context(|| format!("reading the token file {}", path.display()))?;
-                Some(text.trim().to_string()).filter(|t| !t.is_empty())
-            }
-            None => std::env::var("DRYDOCK_TOKEN")
-                .ok()
-                .filter(|t| !t.is_empty()),
+        let token = match self.token()? {
+            Some(token) => Some(token),
+            None => context_token.as_deref().map(read_token_file).transpose()?,
         };
-        Ok(Some(remote::Remote::new(server, token)?))
+        Ok(Some(remote::Remote::new(&server, token)?))
+    }
+
+    /// The server that applies, and its context's token file: `--server`; else `--context`;
+    /// else, unless a database is named, the current context; else none (the database).
+    fn server_and_token_file(
+        &self,
+    ) -> anyhow::Result<Option<(String, Option<std::path::PathBuf>)>> {
+        if let Some(server) = &self.server {
+            return Ok(Some((server.clone(), None)));
+        }
+        if self.context.is_none() && self.database.is_some() {
+            return Ok(None);
+        }
+        let Some(path) = config::path() else {
+            match &self.context {
+                Some(name) => anyhow::bail!(
+                    "no configuration to find the context {name:?} in: set HOME, \
+                     XDG_CONFIG_HOME or DRYDOCK_CONFIG"
+                ),
+                None => return Ok(None),
+            }
+        };
+        let config = config::Config::load(&path)?;
+        Ok(config
+            .context(self.context.as_deref())?
+            .map(|(_, context)| (context.server.clone(), context.token_file.clone())))
+    }
+
+    /// The token given for this command: `--token-file`, else `DRYDOCK_TOKEN`.
+    fn token(&self) -> anyhow::Result<Option<String>> {
+        match &self.token_file {
+            Some(path) => read_token_file(path).map(Some),
+            None => Ok(std::env::var("DRYDOCK_TOKEN")
+                .ok()
+                .filter(|t| !t.is_empty())),
+        }
     }
 
     /// The database, opened for `workload` and `access`; says so when it makes a new one.
     async fn open(&self, workload: Workload, access: Access) -> anyhow::Result<Arc<dyn Store>> {
         use anyhow::Context as _;
         let creates = matches!(access, Access::Setup | Access::Migrate);
-        let new_file = sqlite_file(&self.database).filter(|file| creates && !file.exists());
-        let store = store::open(&self.database, workload, access)
+        let database = self.database();
+        let new_file = sqlite_file(database).filter(|file| creates && !file.exists());
+        let store = store::open(database, workload, access)
             .await
-            .with_context(|| format!("opening the database {}", self.database))?;
+            .with_context(|| format!("opening the database {database}"))?;
         if let Some(file) = new_file {
             eprintln!("created a new database at {}", file.display());
         }
@@ -253,6 +303,17 @@ fn init_tracing() {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .init();
+}
+
+/// A token from its file: the first line, trimmed.
+fn read_token_file(path: &std::path::Path) -> anyhow::Result<String> {
+    use anyhow::Context as _;
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading the token file {}", path.display()))?;
+    match text.lines().next().map(str::trim).filter(|t| !t.is_empty()) {
+        Some(token) => Ok(token.to_string()),
+        None => anyhow::bail!("the token file {} is empty", path.display()),
+    }
 }
 
 /// Reads a file, or standard input for `-`.

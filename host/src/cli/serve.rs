@@ -125,7 +125,7 @@ pub(super) async fn run(global: &Global, args: ServeArgs) -> anyhow::Result<Exit
     let store = open_store(global).await?;
     let confinement = args
         .confine
-        .detect(&global.database, args.token_file.as_deref());
+        .detect(global.database(), args.token_file.as_deref());
     match &confinement {
         crate::exec::Confinement::Sandboxed(sandbox) => {
             eprintln!("drydock: {}", confinement.describe());
@@ -173,13 +173,14 @@ pub(super) async fn run(global: &Global, args: ServeArgs) -> anyhow::Result<Exit
         },
         group_commit: args
             .group_commit
-            .map_or_else(|| default_group_commit(&global.database), |n| n as usize),
+            .map_or_else(|| default_group_commit(global.database()), |n| n as usize),
         ..DaemonConfig::default()
     };
     let blueprint_calls = args.blueprint_calls.unwrap_or(args.workers / 4).max(1);
     eprintln!(
         "drydock serving {} with {} workers (Ctrl-C stops)",
-        global.database, config.workers
+        global.database(),
+        config.workers
     );
     let queue = Queue::new(store);
     let (stop, stopped) = tokio::sync::watch::channel(false);
