@@ -55,7 +55,7 @@ async fn main() {
         began.elapsed()
     );
 
-    let mut daemon = env.serve(&["--workers", "0"]);
+    let mut daemon = env.serve(&["--workers", "0", "--public-reads"]);
     let base = daemon.url().await;
     let client = reqwest::Client::new();
     println!(

@@ -881,7 +881,7 @@ async fn metrics_are_scraped_and_move() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_page_is_not_sent_again_while_nothing_changed() {
     let env = Env::new();
-    let mut daemon = env.serve(&["--workers", "0"]);
+    let mut daemon = env.serve(&["--workers", "0", "--public-reads"]);
     let base = daemon.url().await;
     let client = Client::new();
     let first = client.get(format!("{base}/leases")).send().await.unwrap();

@@ -152,9 +152,9 @@ fn is_stale(error: &fantoccini::error::CmdError) -> bool {
     )
 }
 
-/// An active lease, then a web-only daemon (no workers) so commands stay queued until
-/// `workers` is started.
-async fn setup(env: &Env) -> (Daemon, String) {
+/// An active lease, then a web-only daemon (no workers, and `extra`) so commands stay queued
+/// until `workers` is started.
+async fn setup(env: &Env, extra: &[&str]) -> (Daemon, String) {
     env.add_blueprint(
         "counting",
         COUNTING_WASM,
@@ -174,7 +174,7 @@ async fn setup(env: &Env) -> (Daemon, String) {
     ])
     .await;
     assert!(workers.terminate().await);
-    let mut web = env.serve(&["--workers", "0"]);
+    let mut web = env.serve(&[&["--workers", "0"], extra].concat());
     let base = web.url().await;
     (web, base)
 }
@@ -182,7 +182,7 @@ async fn setup(env: &Env) -> (Daemon, String) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn releasing_a_lease_from_the_web_ui() {
     let env = Env::new();
-    let (_web, base) = setup(&env).await;
+    let (_web, base) = setup(&env, &[]).await;
     let browser = Browser::start().await;
     browser.sign_in(&base).await;
 
@@ -287,7 +287,8 @@ async fn releasing_a_lease_from_the_web_ui() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_signing_in_nothing_mutates() {
     let env = Env::new();
-    let (_web, base) = setup(&env).await;
+    // Objects are public here: anyone may look, and nobody who is not signed in may change.
+    let (_web, base) = setup(&env, &["--public-reads"]).await;
     let browser = Browser::start().await;
 
     for page in ["/leases/L1", "/resources/R1"] {
@@ -399,7 +400,7 @@ async fn serve_page(html: String) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_page_of_another_origin_cannot_frame_the_ui() {
     let env = Env::new();
-    let (_web, base) = setup(&env).await;
+    let (_web, base) = setup(&env, &[]).await;
     let browser = Browser::start().await;
     browser.sign_in(&base).await;
     let attacker = serve_page(format!(
@@ -451,6 +452,7 @@ async fn a_trap_shows_the_guests_words_first_and_folds_the_backtrace() {
         _ => "blueprints",
     };
     let browser = Browser::start().await;
+    browser.sign_in(&base).await;
     browser
         .client
         .goto(&format!("{base}/{page}/{object}"))
@@ -518,6 +520,7 @@ async fn a_failed_lease_stays_visible_and_lists_page() {
     assert!(end.is_failure(), "{end}");
 
     let browser = Browser::start().await;
+    browser.sign_in(&base).await;
     browser.client.goto(&format!("{base}/")).await.unwrap();
     let hour = wait_for("the console to count the failure", || async {
         browser
@@ -590,8 +593,9 @@ async fn a_failed_lease_stays_visible_and_lists_page() {
 async fn a_live_page_keeps_the_operators_selection_while_nothing_changes() {
     let env = Env::new();
     // An active lease on a web-only daemon: the page stays live, and nothing changes.
-    let (_web, base) = setup(&env).await;
+    let (_web, base) = setup(&env, &[]).await;
     let browser = Browser::start().await;
+    browser.sign_in(&base).await;
     browser
         .client
         .goto(&format!("{base}/leases/L1"))

@@ -546,7 +546,8 @@ async fn execs_reach_no_service_on_the_machines_loopback_unless_granted_net_host
     let shell = json!({"argv": ["bash", "-c", connects(port)]});
     let (env, root) = env_with(shell, "").await;
     let store = env.store().await;
-    let mut daemon = env.serve(&[]);
+    // Public reads: the blueprint's page is read below without signing in.
+    let mut daemon = env.serve(&["--public-reads"]);
     let lease = env.request_one("shell", &[]).await;
     let resource = ran(&store).await;
     assert!(

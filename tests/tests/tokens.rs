@@ -413,3 +413,77 @@ async fn the_web_ui_signs_in_with_the_stores_tokens_and_allows_what_the_role_doe
             .contains("That token is not valid.")
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pages_ask_to_sign_in_and_public_reads_show_objects_not_their_history() {
+    use drydock_tests::TOKEN;
+    let env = Env::new();
+    env.ok(&["migrate"]).await;
+    env.request_one("host", &[]).await;
+    let mut closed = env.serve(&["--workers", "0"]);
+    let mut open = env.serve(&["--workers", "0", "--public-reads"]);
+    let (closed, open) = (closed.url().await, open.url().await);
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+
+    // By default every page but the sign-in page and its assets sends a visitor to sign in,
+    // and the sign-in brings them back.
+    for (path, back) in [
+        ("/", "%2F"),
+        ("/leases/L1", "%2Fleases%2FL1"),
+        (
+            "/leases?status=pending&limit=3",
+            "%2Fleases%3Fstatus%3Dpending%26limit%3D3",
+        ),
+        ("/blueprints", "%2Fblueprints"),
+    ] {
+        let answer = client.get(format!("{closed}{path}")).send().await.unwrap();
+        assert_eq!(answer.status(), StatusCode::SEE_OTHER, "{path}");
+        assert_eq!(
+            answer.headers()["location"],
+            format!("/signin?next={back}"),
+            "{path}"
+        );
+    }
+    for path in ["/signin", "/assets/style.css", "/assets/live.js"] {
+        let answer = client.get(format!("{closed}{path}")).send().await.unwrap();
+        assert_eq!(answer.status(), StatusCode::OK, "{path}");
+    }
+    let form = [("token", TOKEN), ("next", "/leases?status=pending&limit=3")];
+    let answer = client
+        .post(format!("{closed}/signin"))
+        .form(&form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        answer.headers()["location"],
+        "/leases?status=pending&limit=3"
+    );
+    let cookie = sign_in(&client, &closed, TOKEN).await;
+    let signed_in = page(&client, &format!("{closed}/leases/L1"), &cookie).await;
+    assert!(signed_in.contains("id=\"logs\""), "{signed_in}");
+    assert!(signed_in.contains("lease.queued"), "{signed_in}");
+
+    // With --public-reads, anyone sees the objects, and their history only once signed in.
+    let answer = client
+        .get(format!("{open}/leases/L1"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), StatusCode::OK);
+    let public = answer.text().await.unwrap();
+    assert!(public.contains("Lease L1"), "{public}");
+    assert!(public.contains("id=\"history-hidden\""), "{public}");
+    for history in ["id=\"logs\"", "lease.queued", ">Steps<", "Queued commands"] {
+        assert!(!public.contains(history), "{history} shown: {public}");
+    }
+    let console = client.get(format!("{open}/")).send().await.unwrap();
+    let console = console.text().await.unwrap();
+    assert!(!console.contains("lease.queued"), "{console}");
+    let cookie = sign_in(&client, &open, TOKEN).await;
+    let signed_in = page(&client, &format!("{open}/leases/L1"), &cookie).await;
+    assert!(signed_in.contains("lease.queued"), "{signed_in}");
+}

@@ -98,8 +98,9 @@ pub(super) struct ServeArgs {
     /// One operator token (prefer --token-file: the environment is visible to other processes).
     #[arg(long, env = "DRYDOCK_TOKEN", hide_env_values = true)]
     token: Option<String>,
-    /// Let the API's lists and show reads of blueprints, leases and resources go without a
-    /// token (logs, steps and commands still need one). Tokens: `drydock token create`.
+    /// Let the lists and show reads of blueprints, leases and resources go without a token:
+    /// the API's, and the web pages (which otherwise ask to sign in first). Logs, steps and
+    /// commands still need one. Tokens: `drydock token create`.
     #[arg(long)]
     public_reads: bool,
     /// Also serve `/metrics` alone, with no token, on this address (one only the scraper

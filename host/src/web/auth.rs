@@ -1,9 +1,9 @@
-//! Who may change things: operator tokens, cookie sessions for the web UI and CSRF tokens.
+//! Who is asking: operator tokens, cookie sessions for the web UI and CSRF tokens.
 //!
-//! Reads are open (the server listens on loopback unless a token is configured). Every mutation
-//! needs an operator: the API takes `Authorization: Bearer <token>`; the UI takes a session
-//! cookie (`HttpOnly`, `SameSite=Strict`) set by signing in with the token, plus the session's
-//! CSRF token in every form. No GET request changes anything.
+//! The API takes `Authorization: Bearer <token>` on every request; the UI takes a session
+//! cookie (`HttpOnly`, `SameSite=Strict`) set by signing in with a token, plus the session's
+//! CSRF token in every form. What a token's role allows is `crate::access`'s. No GET request
+//! changes anything.
 
 use axum::http::HeaderMap;
 use rand::RngExt;

@@ -34,7 +34,8 @@ pub struct AppState {
     pub confinement: Confinement,
     /// This daemon's operator tokens (the store's tokens are looked up per request).
     pub tokens: Arc<Tokens>,
-    /// Whether the API's lists and show reads of objects need no token (`--public-reads`).
+    /// Whether the lists and show reads of objects need no token, in the API and the pages
+    /// (`--public-reads`).
     pub public_reads: bool,
     /// Signed-in UI sessions.
     pub sessions: Arc<Sessions>,
@@ -79,7 +80,12 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .nest("/api/v1", api::router())
         .route("/metrics", axum::routing::get(scraped_with_a_token))
-        .merge(pages::router())
+        .merge(
+            pages::router().route_layer(axum::middleware::from_fn_with_state(
+                state.clone(),
+                pages::need_sign_in,
+            )),
+        )
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             throttle_guessers,

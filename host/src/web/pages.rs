@@ -72,6 +72,35 @@ pub(super) fn router() -> Router<AppState> {
         .layer(axum::middleware::from_fn(etag))
 }
 
+/// Unless reads are public (`serve --public-reads`), the pages are for signed-in users: a page
+/// asked for without a live session answers with the way to sign in (a redirect to `/signin`,
+/// which comes back to the page after). The sign-in page and the style sheet and script are
+/// open; a form sent without a session is refused by its own check.
+pub(super) async fn need_sign_in(
+    State(state): State<AppState>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let path = request.uri().path();
+    let open = path == "/signin" || path == STYLE_PATH || path == SCRIPT_PATH;
+    let reading = request.method() == axum::http::Method::GET;
+    if !open && !state.public_reads && reading {
+        let signed_in = state.sessions.from_headers(request.headers()).is_some();
+        if !signed_in {
+            let here = request.uri().path_and_query().map_or("/", |p| p.as_str());
+            return Redirect::to(&signin_href(here)).into_response();
+        }
+    }
+    next.run(request).await
+}
+
+/// The address of the sign-in page that comes back to `here` (a path and query) after.
+fn signin_href(here: &str) -> String {
+    let url = reqwest::Url::parse_with_params("http://drydock/signin", [("next", here)])
+        .expect("a valid address");
+    format!("{}?{}", url.path(), url.query().unwrap_or_default())
+}
+
 /// Tags every HTML page with a digest of its body, and answers a request that already holds
 /// that version (`If-None-Match`) with an empty 304: a page that polls costs a few bytes while
 /// nothing changed.
@@ -307,13 +336,19 @@ async fn console(State(state): State<AppState>, headers: HeaderMap) -> PageResul
     let session = state.sessions.from_headers(&headers);
     let store = state.store();
     let counts = state.counts().await?;
-    let pending = store
-        .command_list(&CommandFilter {
-            target: None,
-            pending: true,
-        })
-        .await?;
-    let recent = store.log_recent(25).await?;
+    let (pending, recent) = match &session {
+        Some(_) => {
+            let pending = CommandFilter {
+                target: None,
+                pending: true,
+            };
+            (
+                store.command_list(&pending).await?,
+                store.log_recent(25).await?,
+            )
+        }
+        None => (Vec::new(), Vec::new()),
+    };
     let count = |rows: &[(String, String, i64)], status: &str| -> i64 {
         rows.iter().filter(|r| r.1 == status).map(|r| r.2).sum()
     };
@@ -349,12 +384,14 @@ async fn console(State(state): State<AppState>, headers: HeaderMap) -> PageResul
             (counts.due) " due, " (counts.claimed) " claimed"
             @if let Some(age) = oldest { "; the oldest due has waited " (format!("{age:.1}")) " s" }
         }
-        h2 { "Queued commands" }
-        @if pending.is_empty() { p.hint { "The queue is empty." } } @else {
-            table { tr { th { "ID" } th { "Target" } th { "Command" } th { "Author" } th { "Queued" } }
-                @for c in &pending { tr { td { (c.id) } td { (id_link(c.target)) } td { (c.kind.as_str()) } td { (c.author) } td { (format_time(c.created_at)) } } } }
+        @if session.is_none() { (history_hidden("/")) } @else {
+            h2 { "Queued commands" }
+            @if pending.is_empty() { p.hint { "The queue is empty." } } @else {
+                table { tr { th { "ID" } th { "Target" } th { "Command" } th { "Author" } th { "Queued" } }
+                    @for c in &pending { tr { td { (c.id) } td { (id_link(c.target)) } td { (c.kind.as_str()) } td { (c.author) } td { (format_time(c.created_at)) } } } }
+            }
+            (logs_table(&recent))
         }
-        (logs_table(&recent))
     };
     Ok(page("Console", &session, Some(LIST_MS), body).into_response())
 }
@@ -444,7 +481,10 @@ async fn blueprint(
             ..ListQuery::default()
         })
         .await?;
-    let logs = store.log_list(Some(blueprint.id), 0, i64::MAX).await?;
+    let logs = match &session {
+        Some(_) => store.log_list(Some(blueprint.id), 0, i64::MAX).await?,
+        None => Vec::new(),
+    };
     let mut actions = vec![match blueprint.enabled {
         true => ("disable", "Disable"),
         false => ("enable", "Enable"),
@@ -492,7 +532,7 @@ async fn blueprint(
         (resource_rows(&own.items))
         @if own.next.is_some() { p { a href={"/resources?blueprint=" (blueprint.id)} { "All of its resources »" } } }
         (limits_table(&blueprint))
-        (logs_table(&logs))
+        @if session.is_none() { (history_hidden(&format!("/blueprints/{}", blueprint.id))) } @else { (logs_table(&logs)) }
     };
     Ok(page(&blueprint.name, &session, None, body).into_response())
 }
@@ -737,23 +777,43 @@ fn object_actions(
                 (button(session, "reclaim", "Reclaim", &format!("{base}/reclaim"), allowed && reclaimable && !state.releasing, &reclaim_why))
             }
             @if state.releasing { span.tag.releasing #releasing { "Releasing" } }
-            @if session.is_none() { span.hint { a href={"/signin?next=" (base)} { "Sign in" } " to release." } }
+            @if session.is_none() { span.hint { a href=(signin_href(&base)) { "Sign in" } " to release." } }
         }
     }
 }
 
-/// What happened to an object: its commands, slot locks, logs and audit trail.
+/// What happened to an object: its commands, slot locks, logs and audit trail; or nothing,
+/// for a visitor who is not signed in (`--public-reads` shows objects, never their history).
+#[derive(Default)]
 struct History {
+    hidden: bool,
     commands: Vec<Command>,
     locks: Vec<SlotLock>,
     logs: Vec<LogEntry>,
     steps: Vec<StepRecord>,
 }
 
+/// In place of an object's history, for a visitor who is not signed in.
+fn history_hidden(base: &str) -> Markup {
+    html! {
+        p.hint #history-hidden { a href=(signin_href(base)) { "Sign in" } " to see its commands, logs and audit trail." }
+    }
+}
+
 /// Steps shown on an object's page: the newest ones.
 const STEPS_SHOWN: i64 = 200;
 
-async fn history(state: &AppState, object: ObjectId) -> Result<History, PageError> {
+async fn history(
+    state: &AppState,
+    object: ObjectId,
+    session: &Option<Session>,
+) -> Result<History, PageError> {
+    if session.is_none() {
+        return Ok(History {
+            hidden: true,
+            ..History::default()
+        });
+    }
     let store = state.store();
     let commands = store
         .command_list(&CommandFilter {
@@ -766,6 +826,7 @@ async fn history(state: &AppState, object: ObjectId) -> Result<History, PageErro
     let mut steps = store.step_list(object, 0, i64::MAX).await?;
     steps.drain(..steps.len().saturating_sub(STEPS_SHOWN as usize));
     Ok(History {
+        hidden: false,
         commands,
         locks,
         logs,
@@ -788,11 +849,12 @@ async fn lease(
     let ops::LeaseDetail { lease, work } =
         ops::lease_detail(state.store().as_ref(), parse_id(&text, "lease")?).await?;
     let History {
+        hidden,
         commands,
         locks,
         logs,
         steps,
-    } = history(&state, lease.id).await?;
+    } = history(&state, lease.id, &session).await?;
     let buttons = ButtonState {
         releasable: lease.status.is_releasable(),
         releasing: release_queued(&commands)
@@ -816,10 +878,12 @@ async fn lease(
             tr { th { "End" } td #end { (end_cell(lease.end.as_ref())) } }
         }
         (attributes_table(&lease.attributes))
-        (commands_table(&commands))
-        (locks_table(&locks))
-        (steps_table(&steps))
-        (logs_table(&logs))
+        @if hidden { (history_hidden(&format!("/leases/{}", lease.id))) } @else {
+            (commands_table(&commands))
+            (locks_table(&locks))
+            (steps_table(&steps))
+            (logs_table(&logs))
+        }
     };
     Ok(page(
         &format!("Lease {}", lease.id),
@@ -839,11 +903,12 @@ async fn resource(
     let detail = ops::resource_detail(state.store().as_ref(), parse_id(&text, "resource")?).await?;
     let resource = &detail.resource;
     let History {
+        hidden,
         commands,
         logs,
         steps,
         ..
-    } = history(&state, resource.id).await?;
+    } = history(&state, resource.id, &session).await?;
     let buttons = ButtonState {
         releasable: resource.status.is_releasable(),
         releasing: release_queued(&commands)
@@ -874,10 +939,12 @@ async fn resource(
         (attributes_table(&resource.attributes))
         h2 { "Leases" }
         (lease_rows(&detail.leases))
-        (commands_table(&commands))
         (locks_table(&detail.slot_locks))
-        (steps_table(&steps))
-        (logs_table(&logs))
+        @if hidden { (history_hidden(&format!("/resources/{}", resource.id))) } @else {
+            (commands_table(&commands))
+            (steps_table(&steps))
+            (logs_table(&logs))
+        }
     };
     Ok(page(
         &format!("Resource {}", resource.id),
@@ -913,7 +980,7 @@ fn confirmation(
                 }
                 a id="cancel" href=(base) { "Cancel" }
             },
-            None => p { a href={"/signin?next=" (base)} { "Sign in" } " first: only signed-in users whose role allows it can " (verb) "." },
+            None => p { a href=(signin_href(base)) { "Sign in" } " first: only signed-in users whose role allows it can " (verb) "." },
         }
     };
     page(&format!("{verb} {object}"), session, None, body)
