@@ -188,6 +188,9 @@ async fn wait_until_active(
 ) -> anyhow::Result<()> {
     let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
     let mut seen = BTreeMap::new();
+    // One listener for the whole wait, so that no Ctrl-C falls between two polls.
+    let mut interrupt = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+        .context("listening for Ctrl-C")?;
     if service.serving_daemons().await == Some(0) {
         eprintln!(
             "warning: no daemon is serving this database (none listens on it or has been seen \
@@ -216,7 +219,7 @@ async fn wait_until_active(
         let poll = tokio::time::sleep(Duration::from_millis(100));
         tokio::select! {
             _ = poll => {}
-            _ = tokio::signal::ctrl_c() => bail!("interrupted; releasing the leases"),
+            _ = interrupt.recv() => bail!("interrupted; releasing the leases"),
             _ = sleep_until(deadline) => bail!("timed out waiting for the leases to become active; releasing them"),
         }
     }
