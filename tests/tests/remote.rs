@@ -412,9 +412,17 @@ async fn login_keeps_a_context_that_later_commands_use() {
     let listed = at_home(home, &[], &["context", "list"]).await;
     assert!(text(&listed).contains(&server), "{}", text(&listed));
     // A database named on the command line wins over the current context.
+    let nowhere = "sqlite:///nonexistent/drydock.db";
+    let out = at_home(home, &[], &["--database", nowhere, "lease", "list"]).await;
+    assert!(
+        text(&out).contains("no Drydock database at"),
+        "{}",
+        text(&out)
+    );
+    // A DRYDOCK_TOKEN meant for another server is not sent to the context's.
     let out = at_home(
         home,
-        &[("DRYDOCK_DATABASE_URL", &env.url)],
+        &[("DRYDOCK_TOKEN", "ddt_elsewhere")],
         &["lease", "list"],
     )
     .await;
@@ -428,6 +436,40 @@ async fn login_keeps_a_context_that_later_commands_use() {
     );
     let out = at_home(home, &[], &["context", "use", "prod"]).await;
     assert!(!out.status.success(), "{}", text(&out));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_an_unconfined_daemon_only_an_operator_runs_commands_through_the_api() {
+    let world = tempfile::tempdir().unwrap();
+    let env = Env::new();
+    env.add_host_pool_at(world.path(), &[]).await;
+    let ci = token(&env, "ci", "requester").await;
+    let mut daemon = env.serve(&["--unconfined-exec"]);
+    let server = daemon.url().await;
+    let args = [
+        "lease",
+        "request",
+        "--type",
+        "host",
+        "--wait",
+        "--timeout",
+        "90s",
+    ];
+    let lease = ok(&server, &ci, &args).await.trim().to_string();
+    refused(
+        &server,
+        Some(&ci),
+        &["exec", "--lease", &lease, "--", "id"],
+        &["403", "needs the operator role", "--unconfined-exec"],
+    )
+    .await;
+    let out = ok(
+        &server,
+        TOKEN,
+        &["exec", "--lease", &lease, "--", "echo", "operator"],
+    )
+    .await;
+    assert_eq!(out, "operator\n");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

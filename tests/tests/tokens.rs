@@ -447,6 +447,16 @@ async fn pages_ask_to_sign_in_and_public_reads_show_objects_not_their_history() 
             "{path}"
         );
     }
+    let head = client
+        .head(format!("{closed}/leases/L1"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        head.status(),
+        StatusCode::SEE_OTHER,
+        "HEAD asks to sign in too"
+    );
     for path in ["/signin", "/assets/style.css", "/assets/live.js"] {
         let answer = client.get(format!("{closed}{path}")).send().await.unwrap();
         assert_eq!(answer.status(), StatusCode::OK, "{path}");

@@ -124,7 +124,10 @@ async fn request(service: &dyn Service, args: RequestArgs) -> anyhow::Result<Exi
     };
     let resource_type = request.resource_type.clone();
     let leases = service.request_leases(request).await?;
-    warn_if_nothing_makes(service, &resource_type).await?;
+    // Best effort: the leases exist now, and their ids must be printed whatever happens here.
+    if let Err(error) = warn_if_nothing_makes(service, &resource_type).await {
+        tracing::warn!(error = %format!("{error:#}"), "listing the blueprints for a warning");
+    }
     if args.json && !args.wait {
         output::json(&leases)?;
     } else if !args.json {

@@ -232,14 +232,17 @@ impl Global {
         })
     }
 
-    /// The server's API, with the token to send, when one applies.
+    /// The server's API, with the token to send, when one applies: `--token-file`; else, for a
+    /// server named by `--server` or `DRYDOCK_SERVER`, `DRYDOCK_TOKEN`; for a context's, its
+    /// own token (never a `DRYDOCK_TOKEN` meant for another server).
     fn remote(&self) -> anyhow::Result<Option<remote::Remote>> {
         let Some((server, context_token)) = self.server_and_token_file()? else {
             return Ok(None);
         };
-        let token = match self.token()? {
-            Some(token) => Some(token),
-            None => context_token.as_deref().map(read_token_file).transpose()?,
+        let token = match (&self.token_file, &self.server) {
+            (Some(path), _) => Some(read_token_file(path)?),
+            (None, Some(_)) => self.token()?,
+            (None, None) => context_token.as_deref().map(read_token_file).transpose()?,
         };
         Ok(Some(remote::Remote::new(&server, token)?))
     }

@@ -18,6 +18,9 @@ use serde_json::json;
 use std::io::Write as _;
 use std::process::ExitCode;
 
+/// How long connecting to the server may take before the command fails, naming it.
+const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// A daemon's API, and the token sent to it.
 pub(super) struct Remote {
     client: reqwest::Client,
@@ -51,6 +54,7 @@ impl Remote {
         }
         let client = reqwest::Client::builder()
             .user_agent(concat!("drydock/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(CONNECT_TIMEOUT)
             .build()
             .context("starting the HTTP client")?;
         Ok(Remote {

@@ -75,7 +75,7 @@ pub(super) fn router() -> Router<AppState> {
 /// Unless reads are public (`serve --public-reads`), the pages are for signed-in users: a page
 /// asked for without a live session answers with the way to sign in (a redirect to `/signin`,
 /// which comes back to the page after). The sign-in page and the style sheet and script are
-/// open; a form sent without a session is refused by its own check.
+/// open; a form sent (POST) without a session is refused by its own check.
 pub(super) async fn need_sign_in(
     State(state): State<AppState>,
     request: axum::extract::Request,
@@ -83,7 +83,8 @@ pub(super) async fn need_sign_in(
 ) -> Response {
     let path = request.uri().path();
     let open = path == "/signin" || path == STYLE_PATH || path == SCRIPT_PATH;
-    let reading = request.method() == axum::http::Method::GET;
+    // Every method but a form's POST (which checks its session itself): GET, and HEAD too.
+    let reading = request.method() != axum::http::Method::POST;
     if !open && !state.public_reads && reading {
         let signed_in = state.sessions.from_headers(request.headers()).is_some();
         if !signed_in {

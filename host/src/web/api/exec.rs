@@ -11,7 +11,9 @@
 //! and at the lease's `until`; the end frame says which.
 
 use super::{ApiError, ApiResult, AppState, bad_json, lease_id, principal};
-use crate::domain::{ExecRequest, LeaseStatus};
+use crate::access::Role;
+use crate::domain::{CommandInterface, ExecRequest, LeaseStatus};
+use crate::exec::Confinement;
 use crate::exec::{Chunk, Ids, Pipe};
 use crate::exec_stream::{self, Ending, Frame};
 use crate::store::{Lease, ObjectId};
@@ -83,6 +85,15 @@ pub(super) async fn exec(
             ));
         }
     };
+    // Unconfined, a local command runs as the daemon's user, who can read the database and the
+    // operator's tokens: through the API, that is an operator's power alone.
+    let local = matches!(reach.interface, CommandInterface::Local { .. });
+    if local && matches!(state.confinement, Confinement::Unconfined) {
+        principal.needs(
+            Role::Operator,
+            "running commands on a daemon whose local execs are unconfined (--unconfined-exec)",
+        )?;
+    }
     let confinement = crate::worker::confinement_now(store.as_ref(), &state.confinement).await?;
     let request = ExecRequest {
         id: "exec".into(),
@@ -109,13 +120,25 @@ pub(super) async fn exec(
     let frames = Relay {
         chunks,
         ended: Some(ended),
-        keep_alive: tokio::time::interval(KEEP_ALIVE_EVERY),
-        lease_check: tokio::time::interval(LEASE_CHECK_EVERY),
+        keep_alive: quiet_interval(KEEP_ALIVE_EVERY),
+        lease_check: quiet_interval(LEASE_CHECK_EVERY),
         store,
         lease: lease.id,
     };
     let body = axum::body::Body::from_stream(frames.into_stream());
-    Ok(([(header::CONTENT_TYPE, exec_stream::CONTENT_TYPE)], body).into_response())
+    // A proxy in front (nginx, say) must pass each frame on as it comes, not buffer the body.
+    let headers = [
+        (header::CONTENT_TYPE, exec_stream::CONTENT_TYPE),
+        (header::HeaderName::from_static("x-accel-buffering"), "no"),
+    ];
+    Ok((headers, body).into_response())
+}
+
+/// A timer ticking every `period` that, after a stall, ticks once rather than in a burst.
+fn quiet_interval(period: Duration) -> tokio::time::Interval {
+    let mut interval = tokio::time::interval(period);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    interval
 }
 
 /// 409 for a lease that cannot run commands.
