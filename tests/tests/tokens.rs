@@ -1,6 +1,6 @@
 //! API tokens with roles, kept in the database (`drydock token …`): what each role may do over
 //! the API of a real `drydock serve`, and a revoked token refused by two daemons on the same
-//! database at once, on SQLite and on PostgreSQL.
+//! database at once, on SQLite and on PostgreSQL; web sessions that every daemon honours.
 
 use drydock_tests::api::Api;
 use drydock_tests::postgres::Cluster;
@@ -496,4 +496,79 @@ async fn pages_ask_to_sign_in_and_public_reads_show_objects_not_their_history() 
     let cookie = sign_in(&client, &open, TOKEN).await;
     let signed_in = page(&client, &format!("{open}/leases/L1"), &cookie).await;
     assert!(signed_in.contains("lease.queued"), "{signed_in}");
+}
+
+/// Whether the session `cookie` is signed in on the UI at `base`: its console answers, rather
+/// than sending it to sign in.
+async fn signed_in(client: &reqwest::Client, base: &str, cookie: &str) -> bool {
+    let answer = client
+        .get(format!("{base}/"))
+        .header("cookie", cookie)
+        .send()
+        .await
+        .unwrap();
+    match answer.status() {
+        StatusCode::OK => true,
+        StatusCode::SEE_OTHER => false,
+        other => panic!("the console answered {other}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sign_in_holds_on_every_daemon_and_ends_on_all_at_once() {
+    use drydock_tests::TOKEN;
+    let cluster = Cluster::start();
+    let env = Env::with_url(cluster.database().await);
+    env.ok(&["migrate"]).await;
+    let looker = token(&env, "looker", "viewer", &[]).await;
+    let lease = env.request_one("host", &[]).await;
+    let (mut one, mut two) = (
+        env.serve(&["--workers", "0"]),
+        env.serve(&["--workers", "0"]),
+    );
+    let (one, two) = (one.url().await, two.url().await);
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+
+    // Signed in on one daemon, a user is signed in on the other, as the same token, and a
+    // form from one daemon's page is accepted by the other (the CSRF token goes with the
+    // session, not the daemon).
+    let cookie = sign_in(&client, &one, &looker).await;
+    let seen = page(&client, &format!("{two}/leases/{lease}"), &cookie).await;
+    assert!(seen.contains("Signed in as looker (viewer)"), "{seen}");
+    let operator = sign_in(&client, &one, TOKEN).await;
+    let form = page(&client, &format!("{one}/leases/{lease}"), &operator).await;
+    let release = format!("{two}/leases/{lease}/release");
+    let forged = form.replace("name=\"csrf\" value=\"", "name=\"csrf\" value=\"0");
+    let (status, answer) = submit(&client, &release, &operator, &forged).await;
+    assert_eq!(
+        status,
+        StatusCode::FORBIDDEN,
+        "a forged CSRF token: {answer}"
+    );
+    assert!(answer.contains("CSRF check failed"), "{answer}");
+    let (status, answer) = submit(&client, &release, &operator, &form).await;
+    assert_eq!(status, StatusCode::SEE_OTHER, "{answer}");
+
+    // Signing out on one daemon signs out on both; the other session stays.
+    let (status, _) = submit(&client, &format!("{two}/signout"), &operator, &form).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    for base in [&one, &two] {
+        assert!(!signed_in(&client, base, &operator).await, "{base}");
+        assert!(signed_in(&client, base, &cookie).await, "{base}");
+    }
+
+    // Revoking the token ends its sessions on every daemon at once.
+    let again = sign_in(&client, &two, &looker).await;
+    env.ok(&["token", "revoke", "looker"]).await;
+    for base in [&one, &two] {
+        for session in [&cookie, &again] {
+            assert!(!signed_in(&client, base, session).await, "{base}");
+        }
+    }
+    // A made-up session is no session.
+    let made_up = "drydock_session=0123456789abcdef0123456789abcdef";
+    assert!(!signed_in(&client, &one, made_up).await);
 }

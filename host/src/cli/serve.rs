@@ -293,7 +293,6 @@ async fn start_web(
         confinement,
         tokens: Arc::new(tokens),
         public_reads: args.public_reads,
-        sessions: Arc::default(),
         throttle: Arc::default(),
         max_body: max_body_bytes(args),
         counts: Arc::default(),

@@ -1126,17 +1126,52 @@ pub trait Store: conn::Backend + Send + Sync + 'static {
         queries::token::list(&mut *self.reader()).await
     }
 
-    /// Revokes the token named `name`: every daemon refuses it from the commit on.
+    /// Revokes the token named `name`, and ends the web sessions signed in with it: every
+    /// daemon refuses it from the commit on.
     async fn token_revoke(&self, name: &str) -> Result<Token> {
         let now = self.now() as i64;
         let mut tx = self.transaction().await?;
-        let result = queries::token::revoke(&mut *tx, name, now).await;
+        let result = match queries::token::revoke(&mut *tx, name, now).await {
+            Ok(token) => queries::session::delete_of_token(&mut *tx, token.id)
+                .await
+                .map(|()| token),
+            Err(error) => Err(error),
+        };
         conn::finish(tx, result).await
     }
 
     /// The token whose secret hashes to `secret_hash`, revoked or not.
     async fn token_by_secret_hash(&self, secret_hash: &str) -> Result<Option<Token>> {
         queries::token::by_secret_hash(&mut *self.reader(), secret_hash).await
+    }
+
+    /// Stores a web session that lasts until `expires_at`, by the hashes of its cookie's
+    /// secret and of the token signed in with; forgets the sessions that expired. One
+    /// transaction.
+    async fn session_insert(
+        &self,
+        id_hash: &str,
+        token_hash: &str,
+        expires_at: Timestamp,
+    ) -> Result<()> {
+        let now = self.now() as i64;
+        let mut tx = self.transaction().await?;
+        let result =
+            queries::session::insert(&mut *tx, id_hash, token_hash, now, expires_at as i64).await;
+        conn::finish(tx, result).await
+    }
+
+    /// The hash of the token the session `id_hash` was signed in with, while the session lasts.
+    async fn session_token_hash(&self, id_hash: &str) -> Result<Option<String>> {
+        let now = self.now() as i64;
+        queries::session::token_hash(&mut *self.reader(), id_hash, now).await
+    }
+
+    /// Ends the session `id_hash` (signing out), on every daemon.
+    async fn session_delete(&self, id_hash: &str) -> Result<()> {
+        let mut tx = self.transaction().await?;
+        let result = queries::session::delete(&mut *tx, id_hash).await;
+        conn::finish(tx, result).await
     }
 
     /// Claims up to `limit` objects for `owner` for `ttl`: first those whose claim expired (a

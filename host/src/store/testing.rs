@@ -136,6 +136,11 @@ const CHECKS: &[Check] = &[
         ))
     },
     |store, clock| Box::pin(daemon_seen_keeps_one_row_per_daemon(store, clock)),
+    |store, clock| {
+        Box::pin(sessions_last_until_they_expire_end_or_lose_their_token(
+            store, clock,
+        ))
+    },
 ];
 
 /// Limits too high to stop any growth: what the checks that are not about limits use.
@@ -2400,6 +2405,54 @@ async fn token_insert_keeps_names_unique_among_live_tokens(
         .map(|t| (t.name, t.revoked_at.is_some()))
         .collect();
     assert_eq!(names, [("ci".into(), true), ("ci".into(), false)]);
+}
+
+async fn sessions_last_until_they_expire_end_or_lose_their_token(
+    store: Arc<dyn Store>,
+    clock: Arc<ManualClock>,
+) {
+    use crate::access::{Role, secret_hash};
+    let token = super::NewToken {
+        name: "looker".into(),
+        role: Role::Viewer,
+        secret_hash: secret_hash("t1"),
+        resource_types: None,
+        expires_at: None,
+        created_by: "cli:tester".into(),
+    };
+    store.token_insert(&token).await.unwrap();
+    let (now, hour) = (store.now(), 3_600_000);
+    store
+        .session_insert("s1", &secret_hash("t1"), now + hour)
+        .await
+        .unwrap();
+    store
+        .session_insert("s2", &secret_hash("t1"), now + 2 * hour)
+        .await
+        .unwrap();
+    store
+        .session_insert("s3", &secret_hash("file"), now + hour)
+        .await
+        .unwrap();
+    let token_of = |id: &'static str| {
+        let store = store.clone();
+        async move { store.session_token_hash(id).await.unwrap() }
+    };
+    assert_eq!(token_of("s1").await, Some(secret_hash("t1")));
+    assert_eq!(token_of("s3").await, Some(secret_hash("file")));
+    assert_eq!(token_of("nobody").await, None);
+
+    store.session_delete("s1").await.unwrap();
+    assert_eq!(token_of("s1").await, None, "signed out");
+    assert!(
+        token_of("s2").await.is_some(),
+        "another session of the token lives"
+    );
+
+    clock.advance(Duration::from_millis(hour));
+    assert_eq!(token_of("s3").await, None, "expired");
+    store.token_revoke("looker").await.unwrap();
+    assert_eq!(token_of("s2").await, None, "its token revoked");
 }
 
 async fn daemon_seen_keeps_one_row_per_daemon(store: Arc<dyn Store>, clock: Arc<ManualClock>) {

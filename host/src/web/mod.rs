@@ -8,13 +8,14 @@
 mod api;
 pub mod auth;
 mod pages;
+pub mod session;
 pub mod throttle;
 
 use crate::exec::Confinement;
 use crate::queue::Queue;
 use crate::store::{Counts, Store};
 use crate::worker::Plugins;
-use auth::{Sessions, Tokens};
+use auth::Tokens;
 use axum::Router;
 pub use pages::warn_about_execs;
 use std::net::SocketAddr;
@@ -37,8 +38,6 @@ pub struct AppState {
     /// Whether the lists and show reads of objects need no token, in the API and the pages
     /// (`--public-reads`).
     pub public_reads: bool,
-    /// Signed-in UI sessions.
-    pub sessions: Arc<Sessions>,
     /// Failed authentications per client address.
     pub throttle: Arc<throttle::Throttle>,
     /// The largest request body accepted, in bytes; larger ones get 413.
@@ -118,14 +117,23 @@ pub async fn authenticate(
     secret: &str,
     channel: &str,
 ) -> Result<crate::access::Principal, AuthError> {
-    use crate::access::{Principal, secret_hash};
-    if let Some(name) = state.tokens.operator(secret) {
+    authenticate_hash(state, &crate::access::secret_hash(secret), channel).await
+}
+
+/// Who the token whose secret hashes to `hash` speaks for, as [`authenticate`] says: how a
+/// web session, which keeps only that hash, finds out whether its token still works.
+pub async fn authenticate_hash(
+    state: &AppState,
+    hash: &str,
+    channel: &str,
+) -> Result<crate::access::Principal, AuthError> {
+    use crate::access::Principal;
+    if let Some(name) = state.tokens.operator_by_hash(hash) {
         return Ok(Principal::operator(&format!("{channel}:{name}")));
     }
     let store = state.store();
-    let hash = secret_hash(secret);
     let token = store
-        .token_by_secret_hash(&hash)
+        .token_by_secret_hash(hash)
         .await
         .map_err(AuthError::Store)?;
     let Some(token) = token else {

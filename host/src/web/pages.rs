@@ -7,7 +7,7 @@
 //! operator's selection and scroll position elsewhere survive.
 
 use super::AppState;
-use super::auth::{Session, cleared_cookie, session_cookie};
+use super::session::{self, Session, SignedIn};
 use crate::access::Role;
 use crate::domain::{Attributes, LeaseStatus, ResourceStatus, format_time};
 use crate::limits::Limit;
@@ -19,9 +19,10 @@ use crate::store::{
 use axum::Form;
 use axum::Router;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
+use axum_extra::extract::cookie::CookieJar;
 use maud::{DOCTYPE, Markup, html};
 use serde::Deserialize;
 
@@ -78,20 +79,23 @@ pub(super) fn router() -> Router<AppState> {
 /// open; a form sent (POST) without a session is refused by its own check.
 pub(super) async fn need_sign_in(
     State(state): State<AppState>,
-    request: axum::extract::Request,
+    mut request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
+    let jar = axum_extra::extract::cookie::CookieJar::from_headers(request.headers());
+    let found = match session::lookup(&state, &jar).await {
+        Ok(found) => found,
+        Err(unreadable) => return unreadable,
+    };
     let path = request.uri().path();
     let open = path == "/signin" || path == STYLE_PATH || path == SCRIPT_PATH;
     // Every method but a form's POST (which checks its session itself): GET, and HEAD too.
     let reading = request.method() != axum::http::Method::POST;
-    if !open && !state.public_reads && reading {
-        let signed_in = state.sessions.from_headers(request.headers()).is_some();
-        if !signed_in {
-            let here = request.uri().path_and_query().map_or("/", |p| p.as_str());
-            return Redirect::to(&signin_href(here)).into_response();
-        }
+    if !open && !state.public_reads && reading && found.is_none() {
+        let here = request.uri().path_and_query().map_or("/", |p| p.as_str());
+        return Redirect::to(&signin_href(here)).into_response();
     }
+    request.extensions_mut().insert(SignedIn(found));
     next.run(request).await
 }
 
@@ -333,8 +337,7 @@ fn logs_table(logs: &[LogEntry]) -> Markup {
     }
 }
 
-async fn console(State(state): State<AppState>, headers: HeaderMap) -> PageResult {
-    let session = state.sessions.from_headers(&headers);
+async fn console(State(state): State<AppState>, SignedIn(session): SignedIn) -> PageResult {
     let store = state.store();
     let counts = state.counts().await?;
     let (pending, recent) = match &session {
@@ -454,8 +457,7 @@ fn pager(base: &str, filter: &ops::ListFilter, next: Option<ObjectId>) -> Markup
     }
 }
 
-async fn blueprints(State(state): State<AppState>, headers: HeaderMap) -> PageResult {
-    let session = state.sessions.from_headers(&headers);
+async fn blueprints(State(state): State<AppState>, SignedIn(session): SignedIn) -> PageResult {
     let blueprints = state.store().blueprint_list().await?;
     let body = html! {
         h1 { "Blueprints" }
@@ -470,10 +472,9 @@ async fn blueprints(State(state): State<AppState>, headers: HeaderMap) -> PageRe
 
 async fn blueprint(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    SignedIn(session): SignedIn,
     Path(text): Path<String>,
 ) -> PageResult {
-    let session = state.sessions.from_headers(&headers);
     let store = state.store();
     let blueprint = ops::find_blueprint(store.as_ref(), &text).await?;
     let own = store
@@ -571,18 +572,14 @@ struct CsrfForm {
 }
 
 /// The session of a mutating request whose form carries its CSRF token; refused otherwise.
-fn authorized(
-    state: &AppState,
-    headers: &HeaderMap,
-    form: &CsrfForm,
-) -> Result<Session, PageError> {
-    let session = state.sessions.from_headers(headers).ok_or_else(|| {
+fn authorized(session: Option<Session>, form: &CsrfForm) -> Result<Session, PageError> {
+    let session = session.ok_or_else(|| {
         PageError(
             StatusCode::FORBIDDEN,
             "Sign in first: only signed-in users can change things.".into(),
         )
     })?;
-    if form.csrf != session.csrf {
+    if !session.carried_by(&form.csrf) {
         return Err(PageError(
             StatusCode::FORBIDDEN,
             "The form is stale or forged (CSRF check failed). Reload and try again.".into(),
@@ -593,11 +590,11 @@ fn authorized(
 
 async fn blueprint_action(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    SignedIn(session): SignedIn,
     Path((text, action)): Path<(String, String)>,
     Form(form): Form<CsrfForm>,
 ) -> PageResult {
-    let session = authorized(&state, &headers, &form)?;
+    let session = authorized(session, &form)?;
     session
         .principal
         .needs(Role::Operator, "changing a blueprint")
@@ -680,10 +677,9 @@ fn crate_attributes(attributes: &Attributes) -> String {
 
 async fn resources(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    SignedIn(session): SignedIn,
     Query(filter): Query<ops::ListFilter>,
 ) -> PageResult {
-    let session = state.sessions.from_headers(&headers);
     let store = state.store().as_ref();
     let query = ops::list_query::<ResourceStatus>(store, &filter, "resource").await?;
     let found = store.resource_page(&query).await?;
@@ -698,10 +694,9 @@ async fn resources(
 
 async fn leases(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    SignedIn(session): SignedIn,
     Query(filter): Query<ops::ListFilter>,
 ) -> PageResult {
-    let session = state.sessions.from_headers(&headers);
     let store = state.store().as_ref();
     let query = ops::list_query::<LeaseStatus>(store, &filter, "lease").await?;
     let found = store.lease_page(&query).await?;
@@ -843,10 +838,9 @@ fn release_queued(commands: &[Command]) -> bool {
 
 async fn lease(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    SignedIn(session): SignedIn,
     Path(text): Path<String>,
 ) -> PageResult {
-    let session = state.sessions.from_headers(&headers);
     let ops::LeaseDetail { lease, work } =
         ops::lease_detail(state.store().as_ref(), parse_id(&text, "lease")?).await?;
     let History {
@@ -897,10 +891,9 @@ async fn lease(
 
 async fn resource(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    SignedIn(session): SignedIn,
     Path(text): Path<String>,
 ) -> PageResult {
-    let session = state.sessions.from_headers(&headers);
     let detail = ops::resource_detail(state.store().as_ref(), parse_id(&text, "resource")?).await?;
     let resource = &detail.resource;
     let History {
@@ -1015,11 +1008,10 @@ fn command_target(
 
 async fn confirm_command(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    SignedIn(session): SignedIn,
     uri: axum::http::Uri,
     Path((text, kind)): Path<(String, String)>,
 ) -> PageResult {
-    let session = state.sessions.from_headers(&headers);
     let (id, kind, base) = command_target(&uri, &text, &kind)?;
     match id {
         ObjectId::Lease(_) => state.store().lease_get(id).await.map(drop)?,
@@ -1030,12 +1022,12 @@ async fn confirm_command(
 
 async fn post_command(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    SignedIn(session): SignedIn,
     uri: axum::http::Uri,
     Path((text, kind)): Path<(String, String)>,
     Form(form): Form<CsrfForm>,
 ) -> PageResult {
-    let session = authorized(&state, &headers, &form)?;
+    let session = authorized(session, &form)?;
     let (id, kind, base) = command_target(&uri, &text, &kind)?;
     super::may_command(&state, &session.principal, id, kind).await?;
     ops::post(&state.queue, id, kind, &session.principal.name).await?;
@@ -1078,12 +1070,7 @@ fn signin_page(session: &Option<Session>, next: &str, error: Option<&str>) -> Ma
     page("Sign in", session, None, body)
 }
 
-async fn signin_form(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    Query(query): Query<NextQuery>,
-) -> Markup {
-    let session = state.sessions.from_headers(&headers);
+async fn signin_form(SignedIn(session): SignedIn, Query(query): Query<NextQuery>) -> Markup {
     signin_page(&session, &safe_next(query.next.as_deref()), None)
 }
 
@@ -1095,7 +1082,8 @@ struct SigninForm {
 
 async fn signin(State(state): State<AppState>, Form(form): Form<SigninForm>) -> Response {
     let next = safe_next(form.next.as_deref());
-    let principal = match super::authenticate(&state, form.token.trim(), "web").await {
+    let token = form.token.trim();
+    let principal = match super::authenticate(&state, token, "web").await {
         Ok(principal) => principal,
         Err(super::AuthError::Refused { logged, .. }) => {
             let page = signin_page(&None, &next, Some("That token is not valid."));
@@ -1106,20 +1094,21 @@ async fn signin(State(state): State<AppState>, Form(form): Form<SigninForm>) -> 
         }
         Err(super::AuthError::Store(error)) => return PageError::from(error).into_response(),
     };
-    let id = state.sessions.start(principal);
-    (
-        [(header::SET_COOKIE, session_cookie(&id))],
-        Redirect::to(&next),
-    )
-        .into_response()
+    let cookie = match session::start(&state, token).await {
+        Ok(cookie) => cookie,
+        Err(error) => return PageError::from(error).into_response(),
+    };
+    tracing::info!(name = %principal.name, "signed in to the web UI");
+    (CookieJar::new().add(cookie), Redirect::to(&next)).into_response()
 }
 
 async fn signout(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    SignedIn(session): SignedIn,
+    jar: CookieJar,
     Form(form): Form<CsrfForm>,
 ) -> PageResult {
-    authorized(&state, &headers, &form)?;
-    state.sessions.end(&headers);
-    Ok(([(header::SET_COOKIE, cleared_cookie())], Redirect::to("/")).into_response())
+    authorized(session, &form)?;
+    let jar = session::end(&state, jar).await?;
+    Ok((jar, Redirect::to("/")).into_response())
 }

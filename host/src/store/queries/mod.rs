@@ -23,6 +23,7 @@ pub(crate) mod log;
 pub(crate) mod object;
 pub(crate) mod page;
 pub(crate) mod resource;
+pub(crate) mod session;
 pub(crate) mod slot_lock;
 pub(crate) mod step;
 pub(crate) mod token;
