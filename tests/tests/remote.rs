@@ -489,3 +489,98 @@ async fn a_server_that_is_not_there_or_not_a_url_is_named() {
     )
     .await;
 }
+
+/// Starts a command on `lease` through the API as `token`, answered but not read.
+async fn start_unread(server: &str, token: &str, lease: &str, script: &str) -> reqwest::Response {
+    let answer = reqwest::Client::new()
+        .post(format!("{server}/api/v1/leases/{lease}/exec"))
+        .bearer_auth(token)
+        .json(&serde_json::json!({ "argv": ["sh", "-c", script] }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), reqwest::StatusCode::OK, "exec on {lease}");
+    answer
+}
+
+/// The end frame of a command's stream, read to its end.
+async fn ending(answer: reqwest::Response) -> drydock_host::exec_stream::Ending {
+    use drydock_host::exec_stream::{Decoder, Frame};
+    let mut decoder = Decoder::default();
+    decoder.push(&answer.bytes().await.unwrap());
+    while let Some(frame) = decoder.next_frame().unwrap() {
+        if let Frame::End(ending) = frame {
+            return ending;
+        }
+    }
+    panic!("the stream ended with no end frame");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_execs_are_limited_per_token_and_daemon_and_stop_with_their_lease_even_unread() {
+    let world = tempfile::tempdir().unwrap();
+    let env = Env::new();
+    env.add_host_pool_at(world.path(), &[]).await;
+    let (ci, other, third) = (
+        token(&env, "ci", "requester").await,
+        token(&env, "other", "requester").await,
+        token(&env, "third", "requester").await,
+    );
+    let mut daemon = env.serve(&["--max-api-execs", "2", "--max-api-execs-per-token", "1"]);
+    let server = daemon.url().await;
+    let request = ["lease", "request", "--type", "host", "--wait"];
+    let lease = |token: String| {
+        let server = server.clone();
+        async move { ok(&server, &token, &request).await.trim().to_string() }
+    };
+    let (first, second) = (lease(ci.clone()).await, lease(ci.clone()).await);
+    let (others, thirds) = (lease(other.clone()).await, lease(third.clone()).await);
+
+    // The flags that shape a local exec's sandbox mean nothing on a server: refused, not ignored.
+    for flag in [&["--unconfined-exec"][..], &["--hide", "/srv"]] {
+        let mut args = vec!["exec", "--lease", &first];
+        args.extend_from_slice(flag);
+        args.extend(["--", "true"]);
+        refused(
+            &server,
+            Some(&ci),
+            &args,
+            &[&format!("{} shapes commands run on this machine", flag[0])],
+        )
+        .await;
+    }
+
+    // A command that writes without end, to a client that never reads it.
+    let unread = start_unread(&server, &ci, &first, "exec yes").await;
+    let exec = |lease| ["exec", "--lease", lease, "--", "echo", "ran"];
+    refused(
+        &server,
+        Some(&ci),
+        &exec(&second),
+        &["429", "\"ci\" runs 1 commands", "--max-api-execs-per-token"],
+    )
+    .await;
+    let _held = start_unread(&server, &other, &others, "exec sleep 600").await;
+    refused(
+        &server,
+        Some(&third),
+        &exec(&thirds),
+        &["429", "this daemon runs 2 commands", "--max-api-execs)"],
+    )
+    .await;
+
+    // Its lease released, the unread command is stopped all the same, and its slot is free.
+    ok(&server, &ci, &["lease", "release", &first]).await;
+    let ran = wait_for("the stopped command's slot to be free", || async {
+        let out = run(&server, Some(&ci), &exec(&second)).await;
+        out.status
+            .success()
+            .then(|| String::from_utf8(out.stdout).unwrap())
+    })
+    .await;
+    assert_eq!(ran, "ran\n");
+    let ended = ending(unread).await;
+    assert_eq!(ended.exit_code, None, "{ended:?}");
+    let why = ended.error.unwrap_or_default();
+    assert!(why.contains(&format!("stopped: {first} is")), "{why}");
+}

@@ -35,6 +35,23 @@ impl ConfineArgs {
         Confinement::detect(self.bwrap.as_deref(), hidden, self.unconfined_exec)
             .denying(store_addresses(database))
     }
+
+    /// Refuses the flags that shape a local exec's confinement (`--unconfined-exec`, `--hide`)
+    /// for a command that runs on a server, whose own confinement applies: silently ignored,
+    /// they would mislead. (`--bwrap` may come from the environment, so it is let be.)
+    pub fn refuse_remote(&self) -> anyhow::Result<()> {
+        let given = [
+            ("--unconfined-exec", self.unconfined_exec),
+            ("--hide", !self.hide.is_empty()),
+        ];
+        if let Some((flag, _)) = given.iter().find(|(_, given)| *given) {
+            anyhow::bail!(
+                "{flag} shapes commands run on this machine; through --server the command runs \
+                 on the server, confined as the server's execs are"
+            );
+        }
+        Ok(())
+    }
 }
 
 /// The IPv4 addresses of a PostgreSQL store's server (none for SQLite or a Unix socket), which

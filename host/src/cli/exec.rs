@@ -44,6 +44,7 @@ pub struct ExecArgs {
 pub(super) async fn run(global: &Global, args: ExecArgs) -> anyhow::Result<ExitCode> {
     let lease = parse_id(&args.lease, "lease")?;
     if let Some(remote) = global.remote()? {
+        args.confine.refuse_remote()?;
         return remote.exec(lease, &args.argv, args.cwd.as_deref()).await;
     }
     let store = global.store(Access::Read).await?;

@@ -58,6 +58,13 @@ pub(super) struct ServeArgs {
     /// HTTP connections served at once; more wait until one ends.
     #[arg(long, default_value_t = web::ConnectionLimits::default().max_connections)]
     max_connections: usize,
+    /// Commands running through the API at once on this daemon (`drydock exec --server`);
+    /// more are refused (429) until one ends.
+    #[arg(long, default_value_t = web::ExecLimits::default().per_daemon)]
+    max_api_execs: usize,
+    /// Commands one token may have running through the API at once.
+    #[arg(long, default_value_t = web::ExecLimits::default().per_token)]
+    max_api_execs_per_token: usize,
     /// How long an HTTP client may take to send a request's headers, and how long a
     /// kept-alive connection may sit idle (slow clients cannot hold connections).
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
@@ -294,6 +301,10 @@ async fn start_web(
         tokens: Arc::new(tokens),
         public_reads: args.public_reads,
         throttle: Arc::default(),
+        exec_slots: Arc::new(web::ExecSlots::new(web::ExecLimits {
+            per_daemon: args.max_api_execs,
+            per_token: args.max_api_execs_per_token,
+        })),
         max_body: max_body_bytes(args),
         counts: Arc::default(),
     };

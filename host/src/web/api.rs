@@ -12,7 +12,7 @@
 //! filtered by `status`, `type`, `blueprint`, `owner` and `failed`; when there is more, the
 //! `Link` header carries the next page's URL (`rel="next"`).
 
-mod exec;
+pub(super) mod exec;
 
 use super::AppState;
 use super::auth::bearer;

@@ -15,6 +15,7 @@ use crate::exec::Confinement;
 use crate::queue::Queue;
 use crate::store::{Counts, Store};
 use crate::worker::Plugins;
+pub use api::exec::slots::{ExecLimits, ExecSlots};
 use auth::Tokens;
 use axum::Router;
 pub use pages::warn_about_execs;
@@ -40,6 +41,8 @@ pub struct AppState {
     pub public_reads: bool,
     /// Failed authentications per client address.
     pub throttle: Arc<throttle::Throttle>,
+    /// The commands running through the API, within their limits.
+    pub exec_slots: Arc<ExecSlots>,
     /// The largest request body accepted, in bytes; larger ones get 413.
     pub max_body: usize,
     /// The console's and `/metrics`' counts, read at most once a second however many pages

@@ -6,9 +6,16 @@
 //! interface's root). Its lease's owner (a requester's own lease) or an operator may run one.
 //! What can be refused is refused before the stream starts, as a JSON error: a lease that is
 //! not active (409), a resource that gives no command interface or an interface its blueprint
-//! may not reach (409). Once streaming, the command is stopped when the client goes away (a
-//! Ctrl-C in `drydock exec`: noticed within a keep-alive), when the lease stops being active,
-//! and at the lease's `until`; the end frame says which.
+//! may not reach (409), a token or a daemon already running its most commands (429,
+//! [`slots`]).
+//!
+//! Once started, the command runs under a supervisor task of its own, which stops it when its
+//! lease stops being active and at the lease's `until`, whether or not its client still reads;
+//! the response only relays its output. A client that goes away (a Ctrl-C in `drydock exec`,
+//! noticed within a keep-alive) drops the relay, which stops the command too. The end frame
+//! says how it ended.
+
+pub mod slots;
 
 use super::{ApiError, ApiResult, AppState, bad_json, lease_id, principal};
 use crate::access::Role;
@@ -106,24 +113,31 @@ pub(super) async fn exec(
         lease: Some(lease.id.to_string()),
         resource: Some(resource.id.to_string()),
     };
+    let slot = state
+        .exec_slots
+        .take(&principal.name)
+        .map_err(|why| ApiError::new(StatusCode::TOO_MANY_REQUESTS, why))?;
     tracing::info!(lease = %lease.id, by = %principal.name, program = %request.argv[0], "exec over the API");
     let (sink, chunks) = mpsc::channel(16);
     let (ended_tx, ended) = tokio::sync::oneshot::channel();
+    let supervised = lease.id;
     tokio::spawn(async move {
-        let result = crate::exec::stream(&reach, &request, &ids, &confinement, sink).await;
-        let error = Some(result.stderr.trim().to_string()).filter(|e| !e.is_empty());
-        let _ = ended_tx.send(Ending {
-            exit_code: result.exit_code,
-            error,
-        });
+        let _slot = slot;
+        let run = crate::exec::stream(&reach, &request, &ids, &confinement, sink);
+        // Dropping the run (its lease ended) kills the command's process group.
+        let ending = tokio::select! {
+            result = run => Ending {
+                exit_code: result.exit_code,
+                error: Some(result.stderr.trim().to_string()).filter(|e| !e.is_empty()),
+            },
+            why = lease_ends(store.as_ref(), supervised) => Ending { exit_code: None, error: Some(why) },
+        };
+        let _ = ended_tx.send(ending);
     });
     let frames = Relay {
         chunks,
         ended: Some(ended),
         keep_alive: quiet_interval(KEEP_ALIVE_EVERY),
-        lease_check: quiet_interval(LEASE_CHECK_EVERY),
-        store,
-        lease: lease.id,
     };
     let body = axum::body::Body::from_stream(frames.into_stream());
     // A proxy in front (nginx, say) must pass each frame on as it comes, not buffer the body.
@@ -132,6 +146,20 @@ pub(super) async fn exec(
         (header::HeaderName::from_static("x-accel-buffering"), "no"),
     ];
     Ok((headers, body).into_response())
+}
+
+/// Returns, saying so, once `lease` is no longer active (looked at every
+/// [`LEASE_CHECK_EVERY`]; a store that cannot be read is looked at again).
+async fn lease_ends(store: &dyn crate::store::Store, lease: ObjectId) -> String {
+    let mut check = quiet_interval(LEASE_CHECK_EVERY);
+    loop {
+        check.tick().await;
+        match store.lease_get(lease).await {
+            Ok(found) if found.status == LeaseStatus::Active => {}
+            Ok(found) => return format!("stopped: {} is {} now", found.id, found.status),
+            Err(error) => tracing::warn!(%lease, %error, "checking an exec's lease"),
+        }
+    }
 }
 
 /// A timer ticking every `period` that, after a stall, ticks once rather than in a burst.
@@ -162,14 +190,11 @@ fn time_left(lease: &Lease, now: crate::domain::Timestamp) -> Duration {
 
 /// Turns a running command's output into frames: its chunks as they come, keep-alives while
 /// it is quiet, and its end. Dropping it (the client went away) drops the receiver of the
-/// command's output, which stops the command; so does a lease that stops being active.
+/// command's output, which stops the command.
 struct Relay {
     chunks: mpsc::Receiver<Chunk>,
     ended: Option<tokio::sync::oneshot::Receiver<Ending>>,
     keep_alive: tokio::time::Interval,
-    lease_check: tokio::time::Interval,
-    store: std::sync::Arc<dyn crate::store::Store>,
-    lease: ObjectId,
 }
 
 impl Relay {
@@ -185,44 +210,23 @@ impl Relay {
 
     /// The next frame; `None` after the end.
     async fn next_frame(&mut self) -> Option<Frame> {
-        loop {
-            let ended = self.ended.as_mut()?;
-            tokio::select! {
-                biased;
-                _ = self.lease_check.tick() => {
-                    if let Some(why) = self.lease_gone().await {
-                        self.ended = None;
-                        self.chunks.close();
-                        return Some(Frame::End(Ending { exit_code: None, error: Some(why) }));
-                    }
+        let ended = self.ended.as_mut()?;
+        tokio::select! {
+            biased;
+            chunk = self.chunks.recv() => match chunk {
+                Some(Chunk { pipe: Pipe::Stdout, bytes }) => Some(Frame::Stdout(bytes)),
+                Some(Chunk { pipe: Pipe::Stderr, bytes }) => Some(Frame::Stderr(bytes)),
+                // The command is done writing (or was stopped): its end follows.
+                None => {
+                    let ending = ended.await.unwrap_or_else(|_| Ending {
+                        exit_code: None,
+                        error: Some("the exec ended without a result".into()),
+                    });
+                    self.ended = None;
+                    Some(Frame::End(ending))
                 }
-                chunk = self.chunks.recv() => match chunk {
-                    Some(Chunk { pipe: Pipe::Stdout, bytes }) => return Some(Frame::Stdout(bytes)),
-                    Some(Chunk { pipe: Pipe::Stderr, bytes }) => return Some(Frame::Stderr(bytes)),
-                    // The command is done writing: its end follows.
-                    None => {
-                        let ending = ended.await.unwrap_or_else(|_| Ending {
-                            exit_code: None,
-                            error: Some("the exec ended without a result".into()),
-                        });
-                        self.ended = None;
-                        return Some(Frame::End(ending));
-                    }
-                },
-                _ = self.keep_alive.tick() => return Some(Frame::KeepAlive),
-            }
-        }
-    }
-
-    /// Why the command must stop, once its lease is no longer active.
-    async fn lease_gone(&self) -> Option<String> {
-        match self.store.lease_get(self.lease).await {
-            Ok(lease) if lease.status == LeaseStatus::Active => None,
-            Ok(lease) => Some(format!("stopped: {} is {} now", lease.id, lease.status)),
-            Err(error) => {
-                tracing::warn!(lease = %self.lease, %error, "checking an exec's lease");
-                None
-            }
+            },
+            _ = self.keep_alive.tick() => Some(Frame::KeepAlive),
         }
     }
 }
