@@ -51,6 +51,9 @@ pub enum LeaseStatus {
 macro_rules! status_text {
     ($ty:ident { $($variant:ident => $text:literal),* $(,)? }) => {
         impl $ty {
+            /// Every status, in the order of a life.
+            pub const ALL: &'static [$ty] = &[$($ty::$variant),*];
+
             /// The lowercase name.
             pub fn as_str(self) -> &'static str {
                 match self { $($ty::$variant => $text),* }

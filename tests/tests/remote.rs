@@ -286,9 +286,13 @@ async fn a_client_works_through_the_api(env: &Env, servers: &[String], origin: &
         &["log", "--object", &lease][..],
         &["command", "list", "--target", &lease][..],
     ] {
-        let direct = env.ok(list).await;
-        let through = ok(server(1), TOKEN, list).await;
-        assert_eq!(through, direct, "{list:?}");
+        // Read again while a worker still settles something between the two reads.
+        wait_for(&format!("{list:?} to read the same both ways"), || async {
+            let direct = env.ok(list).await;
+            let through = ok(server(1), TOKEN, list).await;
+            (through == direct).then_some(())
+        })
+        .await;
     }
 }
 
@@ -583,4 +587,59 @@ async fn api_execs_are_limited_per_token_and_daemon_and_stop_with_their_lease_ev
     assert_eq!(ended.exit_code, None, "{ended:?}");
     let why = ended.error.unwrap_or_default();
     assert!(why.contains(&format!("stopped: {first} is")), "{why}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_typed_login_interrupted_gives_the_terminal_its_echo_back() {
+    use rustix::pty::OpenptFlags;
+    use rustix::termios::{LocalModes, tcgetattr};
+    use std::io::Read as _;
+    let home = tempfile::tempdir().unwrap();
+    // The user's terminal: a pseudo-terminal whose other side the test holds.
+    let flags = OpenptFlags::RDWR | OpenptFlags::NOCTTY | OpenptFlags::CLOEXEC;
+    let master = rustix::pty::openpt(flags).unwrap();
+    rustix::pty::grantpt(&master).unwrap();
+    rustix::pty::unlockpt(&master).unwrap();
+    let terminal = rustix::pty::ioctl_tiocgptpeer(&master, flags).unwrap();
+    let echoes = || {
+        tcgetattr(&terminal)
+            .unwrap()
+            .local_modes
+            .contains(LocalModes::ECHO)
+    };
+    assert!(echoes());
+    let mut command = std::process::Command::new(drydock_tests::drydock_binary().unwrap());
+    command
+        .args(["login", "--server", "http://127.0.0.1:9"])
+        .env_clear()
+        .env("HOME", home.path())
+        .stdin(std::fs::File::from(terminal.try_clone().unwrap()))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    // SAFETY: `setsid` and `ioctl` are async-signal-safe; stdin is the terminal by then.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut command, || {
+            rustix::process::setsid()?;
+            rustix::process::ioctl_tiocsctty(std::os::fd::BorrowedFd::borrow_raw(0))?;
+            Ok(())
+        });
+    }
+    let mut child = command.spawn().unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    let mut said = Vec::new();
+    while !said.ends_with(b"token: ") {
+        let mut byte = [0u8];
+        assert_eq!(stderr.read(&mut byte).unwrap(), 1, "no prompt: {said:?}");
+        said.push(byte[0]);
+    }
+    assert!(!echoes(), "the token is typed unseen");
+    // Ctrl-C, typed at the terminal.
+    rustix::io::write(&master, b"\x03").unwrap();
+    let status = child.wait().unwrap();
+    stderr.read_to_end(&mut said).unwrap();
+    let said = String::from_utf8_lossy(&said);
+    assert_eq!(status.code(), Some(130), "{said}");
+    assert!(said.contains("interrupted: no token kept"), "{said}");
+    assert!(echoes(), "the terminal echoes again");
+    assert!(!home.path().join(".config/drydock/config.toml").exists());
 }

@@ -98,11 +98,7 @@ impl Config {
 /// made 0700 if missing: a reader sees the old file or the new one, never half of one.
 pub(super) fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-        .with_context(|| format!("making {}", dir.display()))?;
+    make_private_dir(dir)?;
     let name = path.file_name().unwrap_or_default().to_string_lossy();
     let staged = dir.join(format!(".{name}.{}", std::process::id()));
     let written = (|| {
@@ -119,6 +115,37 @@ pub(super) fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
         let _ = std::fs::remove_file(&staged);
     }
     written.with_context(|| format!("writing {}", path.display()))
+}
+
+/// Makes `dir` and its missing parents, for their user alone; one that exists is let be.
+fn make_private_dir(dir: &Path) -> anyhow::Result<()> {
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .with_context(|| format!("making {}", dir.display()))
+}
+
+/// Makes `dir` for its user alone, and takes every other user's access away if it exists: for
+/// a directory that is Drydock's own (the tokens' beside the configuration).
+pub(super) fn private_dir(dir: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt as _;
+    make_private_dir(dir)?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+        .with_context(|| format!("making {} private (0700)", dir.display()))
+}
+
+/// `name` if it can name a context: what can name a token, but not starting with a dot (its
+/// token is kept in a file of that name).
+pub(super) fn context_name(name: &str) -> anyhow::Result<String> {
+    let why = match crate::access::token_name(name) {
+        Err(why) => why,
+        Ok(_) if name.starts_with('.') => {
+            format!("{name:?} cannot name a context: it starts with a dot")
+        }
+        Ok(name) => return Ok(name),
+    };
+    Err(anyhow::anyhow!("{why}").context("naming the context"))
 }
 
 #[cfg(test)]
@@ -170,5 +197,32 @@ mod tests {
         .unwrap();
         let error = format!("{:#}", Config::load(&path).unwrap_err());
         assert!(error.contains("unknown field `token`"), "{error}");
+    }
+
+    #[test]
+    fn a_context_s_name_is_a_plain_file_name() {
+        assert_eq!(context_name("ci.example-6080").unwrap(), "ci.example-6080");
+        for bad in [".", "..", ".hidden", "a/b", "a b", ""] {
+            let error = format!("{:#}", context_name(bad).unwrap_err());
+            assert!(
+                error.starts_with("naming the context: "),
+                "{bad:?}: {error}"
+            );
+            assert!(error.contains("cannot name a"), "{bad:?}: {error}");
+        }
+    }
+
+    #[test]
+    fn a_private_directory_is_made_private_even_when_it_exists() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let (open, fresh) = (dir.path().join("open"), dir.path().join("a/fresh"));
+        std::fs::create_dir(&open).unwrap();
+        std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o755)).unwrap();
+        for made in [&open, &fresh] {
+            private_dir(made).unwrap();
+            let mode = std::fs::metadata(made).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o700, "{}", made.display());
+        }
     }
 }

@@ -201,31 +201,45 @@ async fn wait_until_active(
         );
     }
     loop {
-        let mut active = 0;
-        for id in ids {
-            let lease = service.lease(*id).await?.lease;
-            print_new_logs(service, *id, &mut seen).await?;
-            match lease.status {
-                LeaseStatus::Active => active += 1,
-                LeaseStatus::Broken | LeaseStatus::Released | LeaseStatus::Destroyed => {
-                    match &lease.end {
-                        Some(end) => bail!("{id} failed: {}", output::safe(&end.to_string())),
-                        None => bail!("{id} failed: it is {}", lease.status),
-                    }
-                }
-                _ => {}
+        // The whole pass is raced against Ctrl-C and the deadline: a call that hangs does not
+        // hold the wait.
+        let pass = async {
+            let all_active = all_active(service, ids, &mut seen).await?;
+            if !all_active {
+                tokio::time::sleep(Duration::from_millis(100)).await;
             }
-        }
-        if active == ids.len() {
-            return Ok(());
-        }
-        let poll = tokio::time::sleep(Duration::from_millis(100));
+            anyhow::Ok(all_active)
+        };
         tokio::select! {
-            _ = poll => {}
+            all_active = pass => if all_active? { return Ok(()) },
             _ = interrupt.recv() => bail!("interrupted; releasing the leases"),
             _ = sleep_until(deadline) => bail!("timed out waiting for the leases to become active; releasing them"),
         }
     }
+}
+
+/// Whether every lease is active, after printing their new log lines; fails when one failed.
+async fn all_active(
+    service: &dyn Service,
+    ids: &[ObjectId],
+    seen: &mut BTreeMap<ObjectId, i64>,
+) -> anyhow::Result<bool> {
+    let mut active = 0;
+    for id in ids {
+        let lease = service.lease(*id).await?.lease;
+        print_new_logs(service, *id, seen).await?;
+        match lease.status {
+            LeaseStatus::Active => active += 1,
+            LeaseStatus::Broken | LeaseStatus::Released | LeaseStatus::Destroyed => {
+                match &lease.end {
+                    Some(end) => bail!("{id} failed: {}", output::safe(&end.to_string())),
+                    None => bail!("{id} failed: it is {}", lease.status),
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(active == ids.len())
 }
 
 async fn sleep_until(deadline: Option<tokio::time::Instant>) {

@@ -40,7 +40,10 @@ pub(super) async fn login(global: &Global, args: LoginArgs) -> anyhow::Result<Ex
     };
     let token = match global.token()? {
         Some(token) => token,
-        None => read_token()?,
+        None => match read_token().await? {
+            Some(token) => token,
+            None => return Ok(ExitCode::from(130)),
+        },
     };
     let remote = super::remote::Remote::new(&server, Some(token.clone()))?;
     let me = remote.whoami().await?;
@@ -48,15 +51,15 @@ pub(super) async fn login(global: &Global, args: LoginArgs) -> anyhow::Result<Ex
         Some(name) => name,
         None => default_name(&server)?,
     };
-    crate::access::token_name(&name)
-        .map_err(|why| anyhow::anyhow!("{why}").context("naming the context"))?;
+    let name = config::context_name(&name)?;
     let path = config_path()?;
     let mut config = Config::load(&path)?;
-    let token_file = path
+    let tokens = path
         .parent()
         .unwrap_or(std::path::Path::new("."))
-        .join("tokens")
-        .join(&name);
+        .join("tokens");
+    config::private_dir(&tokens)?;
+    let token_file = tokens.join(&name);
     config::write_private(&token_file, format!("{token}\n").as_bytes())?;
     config.contexts.insert(
         name.clone(),
@@ -87,8 +90,12 @@ fn default_name(server: &str) -> anyhow::Result<String> {
     })
 }
 
-/// Reads a token from standard input: typed at a terminal (not echoed), or piped.
-fn read_token() -> anyhow::Result<String> {
+/// Reads a token from standard input: typed at a terminal (not echoed), or piped. `None` when
+/// interrupted (Ctrl-C), after giving the terminal its echo back.
+async fn read_token() -> anyhow::Result<Option<String>> {
+    // Listening before the echo goes off, so that no Ctrl-C leaves it off.
+    let mut interrupt = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+        .context("listening for Ctrl-C")?;
     let stdin = std::io::stdin();
     let at_terminal = rustix::termios::isatty(&stdin);
     let echo = at_terminal
@@ -98,18 +105,33 @@ fn read_token() -> anyhow::Result<String> {
     if at_terminal {
         eprint!("token: ");
     }
-    let mut line = String::new();
-    let read = stdin.lock().read_line(&mut line);
+    // A thread of its own, which the process does not wait for if it is interrupted.
+    let (line_tx, line) = tokio::sync::oneshot::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let read = std::io::stdin().lock().read_line(&mut line).map(|_| line);
+        let _ = line_tx.send(read);
+    });
+    let read = tokio::select! {
+        read = line => Some(read),
+        _ = interrupt.recv() => None,
+    };
     if let Some(saved) = echo {
         let _ = rustix::termios::tcsetattr(&stdin, rustix::termios::OptionalActions::Now, &saved);
         eprintln!();
     }
-    read.context("reading the token from standard input")?;
+    let Some(read) = read else {
+        eprintln!("interrupted: no token kept");
+        return Ok(None);
+    };
+    let line = read
+        .context("the thread reading standard input")?
+        .context("reading the token from standard input")?;
     let token = line.trim().to_string();
     if token.is_empty() {
         bail!("no token given: pass --token-file, set DRYDOCK_TOKEN or type it");
     }
-    Ok(token)
+    Ok(Some(token))
 }
 
 /// Turns the terminal's echo off; what to restore.

@@ -4,6 +4,7 @@
 //! is the server's to decide (`crate::access`); its refusals are shown as they come.
 
 use super::service::Service;
+use crate::domain::{LeaseStatus, ResourceStatus};
 use crate::exec_stream::{Decoder, Ending, Frame};
 use crate::ops::{self, LeaseDetail, ListFilter, ResourceDetail};
 use crate::store::{
@@ -20,6 +21,10 @@ use std::process::ExitCode;
 
 /// How long connecting to the server may take before the command fails, naming it.
 const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// How long the server may send nothing before the command fails: far more than any answer
+/// takes, and than the 250 ms between an exec stream's keep-alives.
+const READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// A daemon's API, and the token sent to it.
 pub(super) struct Remote {
@@ -55,6 +60,7 @@ impl Remote {
         let client = reqwest::Client::builder()
             .user_agent(concat!("drydock/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(CONNECT_TIMEOUT)
+            .read_timeout(READ_TIMEOUT)
             .build()
             .context("starting the HTTP client")?;
         Ok(Remote {
@@ -208,8 +214,13 @@ impl Remote {
                 }
             };
             let Some(chunk) = chunk else {
+                let midway = match decoder.is_midway() {
+                    true => ", midway through a frame",
+                    false => "",
+                };
                 bail!(
-                    "the connection to {} ended before {program:?} did (its end is unknown)",
+                    "the connection to {} ended before {program:?} did{midway} (its end is \
+                     unknown)",
                     self.base
                 );
             };
@@ -434,7 +445,8 @@ impl Service for Remote {
             owner: (me.role != "operator").then_some(me.name),
             ..ListFilter::default()
         };
-        let statuses = ["pending", "acquired", "active"];
+        let statuses = LeaseStatus::ALL.iter().filter(|s| s.is_releasable());
+        let statuses: Vec<&str> = statuses.map(|s| s.as_str()).collect();
         self.ids_in("leases", &statuses, &filter, |lease: &Lease| {
             lease.parent_resource_id.is_none().then_some(lease.id)
         })
@@ -442,7 +454,8 @@ impl Service for Remote {
     }
 
     async fn releasable_resources(&self) -> anyhow::Result<Vec<ObjectId>> {
-        let statuses = ["pending", "active"];
+        let statuses = ResourceStatus::ALL.iter().filter(|s| s.is_releasable());
+        let statuses: Vec<&str> = statuses.map(|s| s.as_str()).collect();
         let filter = ListFilter::default();
         self.ids_in("resources", &statuses, &filter, |r: &Resource| Some(r.id))
             .await
