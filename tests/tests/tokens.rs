@@ -541,7 +541,11 @@ async fn a_sign_in_holds_on_every_daemon_and_ends_on_all_at_once() {
     let operator = sign_in(&client, &one, TOKEN).await;
     let form = page(&client, &format!("{one}/leases/{lease}"), &operator).await;
     let release = format!("{two}/leases/{lease}/release");
-    let forged = form.replace("name=\"csrf\" value=\"", "name=\"csrf\" value=\"0");
+    // The same length as the real one, one digit changed.
+    let real = form.split("name=\"csrf\" value=\"").nth(1).unwrap();
+    let real = &real[..real.find('"').unwrap()];
+    let first = if real.starts_with('0') { "1" } else { "0" };
+    let forged = form.replace(real, &format!("{first}{}", &real[1..]));
     let (status, answer) = submit(&client, &release, &operator, &forged).await;
     assert_eq!(
         status,
@@ -571,4 +575,85 @@ async fn a_sign_in_holds_on_every_daemon_and_ends_on_all_at_once() {
     // A made-up session is no session.
     let made_up = "drydock_session=0123456789abcdef0123456789abcdef";
     assert!(!signed_in(&client, &one, made_up).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_keeps_nothing_that_signs_in_and_holds_only_where_its_token_does() {
+    use drydock_tests::TOKEN;
+    let env = Env::new();
+    env.ok(&["migrate"]).await;
+    let mut ours = env.serve(&["--workers", "0"]);
+    let other_token = "another-operator-token-0123";
+    let mut theirs = env.serve_with_env(&["--workers", "0"], &[("DRYDOCK_TOKEN", other_token)]);
+    let (ours, theirs) = (ours.url().await, theirs.url().await);
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+
+    // Signed in with this daemon's operator token: the other daemon, which does not hold that
+    // token, does not honour the session.
+    let cookie = sign_in(&client, &ours, TOKEN).await;
+    assert!(signed_in(&client, &ours, &cookie).await);
+    assert!(!signed_in(&client, &theirs, &cookie).await);
+
+    // The database holds hashes that neither sign in nor name the token.
+    let secret = cookie.split_once('=').unwrap().1;
+    let sha = |text: &str| drydock_host::access::secret_hash(text);
+    let db = drydock_tests::sqlite(&env.url);
+    let rows: Vec<(String, String, Option<i64>)> = db
+        .prepare("SELECT id_hash, token_sealed, token_id FROM session")
+        .unwrap()
+        .query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    let (id_hash, sealed, token_id) = &rows[0];
+    assert_eq!(id_hash, &sha(secret));
+    assert_ne!(sealed, &sha(TOKEN), "the token's hash is kept masked");
+    assert!(!sealed.contains(secret) && !id_hash.contains(secret));
+    assert_eq!(
+        *token_id, None,
+        "an operator token is none of the database's"
+    );
+
+    // Signing in again ends the session the browser held.
+    let again = client
+        .post(format!("{ours}/signin"))
+        .header("cookie", &cookie)
+        .form(&[("token", TOKEN), ("next", "/")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), StatusCode::SEE_OTHER);
+    assert!(
+        !signed_in(&client, &ours, &cookie).await,
+        "the old session ended"
+    );
+
+    // A form sent from another site is refused, a sign-in too (a visitor signed in as the
+    // attacker would act as them).
+    for site in ["cross-site", "same-site"] {
+        let answer = client
+            .post(format!("{ours}/signin"))
+            .header("sec-fetch-site", site)
+            .form(&[("token", TOKEN), ("next", "/")])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), StatusCode::FORBIDDEN, "{site}");
+        assert!(answer.text().await.unwrap().contains("another site"));
+    }
+    let answer = client
+        .post(format!("{ours}/signin"))
+        .header("sec-fetch-site", "same-origin")
+        .header("x-forwarded-proto", "https")
+        .form(&[("token", TOKEN), ("next", "/")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), StatusCode::SEE_OTHER, "from our own page");
+    let set = answer.headers()["set-cookie"].to_str().unwrap();
+    assert!(set.contains("; Secure"), "behind an HTTPS proxy: {set}");
 }

@@ -38,15 +38,26 @@ pub(super) async fn login(global: &Global, args: LoginArgs) -> anyhow::Result<Ex
     let Some(server) = global.server.clone() else {
         bail!("drydock login needs the server: drydock login --server URL");
     };
+    // One Ctrl-C listener for the whole login: a Ctrl-C while the token is typed unechoed, or
+    // while the server is asked, ends it with the terminal as it was.
+    let mut interrupt = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+        .context("listening for Ctrl-C")?;
+    let interrupted = || {
+        eprintln!("interrupted: no token kept");
+        Ok(ExitCode::from(130))
+    };
     let token = match global.token()? {
         Some(token) => token,
-        None => match read_token().await? {
+        None => match read_token(&mut interrupt).await? {
             Some(token) => token,
-            None => return Ok(ExitCode::from(130)),
+            None => return interrupted(),
         },
     };
     let remote = super::remote::Remote::new(&server, Some(token.clone()))?;
-    let me = remote.whoami().await?;
+    let me = tokio::select! {
+        me = remote.whoami() => me?,
+        _ = interrupt.recv() => return interrupted(),
+    };
     let name = match args.name {
         Some(name) => name,
         None => default_name(&server)?,
@@ -91,11 +102,8 @@ fn default_name(server: &str) -> anyhow::Result<String> {
 }
 
 /// Reads a token from standard input: typed at a terminal (not echoed), or piped. `None` when
-/// interrupted (Ctrl-C), after giving the terminal its echo back.
-async fn read_token() -> anyhow::Result<Option<String>> {
-    // Listening before the echo goes off, so that no Ctrl-C leaves it off.
-    let mut interrupt = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
-        .context("listening for Ctrl-C")?;
+/// `interrupt` comes first (Ctrl-C), after giving the terminal its echo back.
+async fn read_token(interrupt: &mut tokio::signal::unix::Signal) -> anyhow::Result<Option<String>> {
     let stdin = std::io::stdin();
     let at_terminal = rustix::termios::isatty(&stdin);
     let echo = at_terminal
@@ -121,7 +129,6 @@ async fn read_token() -> anyhow::Result<Option<String>> {
         eprintln!();
     }
     let Some(read) = read else {
-        eprintln!("interrupted: no token kept");
         return Ok(None);
     };
     let line = read

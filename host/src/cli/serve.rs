@@ -60,10 +60,10 @@ pub(super) struct ServeArgs {
     max_connections: usize,
     /// Commands running through the API at once on this daemon (`drydock exec --server`);
     /// more are refused (429) until one ends.
-    #[arg(long, default_value_t = web::ExecLimits::default().per_daemon)]
+    #[arg(long, default_value_t = web::ExecLimits::default().per_daemon, value_parser = at_least_one)]
     max_api_execs: usize,
     /// Commands one token may have running through the API at once.
-    #[arg(long, default_value_t = web::ExecLimits::default().per_token)]
+    #[arg(long, default_value_t = web::ExecLimits::default().per_token, value_parser = at_least_one)]
     max_api_execs_per_token: usize,
     /// How long an HTTP client may take to send a request's headers, and how long a
     /// kept-alive connection may sit idle (slow clients cannot hold connections).
@@ -249,6 +249,15 @@ async fn open_store(global: &Global) -> anyhow::Result<Arc<dyn Store>> {
             _ = tokio::time::sleep(pause) => {}
         }
         pause = (pause * 2).min(MAX_OPEN_PAUSE);
+    }
+}
+
+/// A count of at least 1, for a limit that 0 would turn into "never".
+fn at_least_one(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(0) => Err("0 would allow none: give at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(error) => Err(error.to_string()),
     }
 }
 

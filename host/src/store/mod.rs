@@ -721,6 +721,20 @@ impl Token {
     }
 }
 
+/// A web session to store ([`Store::session_insert`]): hashes only, none of which signs
+/// anyone in (`crate::web::session`).
+#[derive(Debug, Clone)]
+pub struct NewSession {
+    /// The SHA-256 of the session cookie's secret.
+    pub id_hash: String,
+    /// The SHA-256 of the token signed in with, masked by a pad made from the cookie's secret.
+    pub token_sealed: String,
+    /// The database's token signed in with, if it is one: revoking it ends the session.
+    pub token_id: Option<i64>,
+    /// When the session ends.
+    pub expires_at: Timestamp,
+}
+
 /// A token to store ([`Store::token_insert`]).
 #[derive(Debug, Clone)]
 pub struct NewToken {
@@ -1145,26 +1159,19 @@ pub trait Store: conn::Backend + Send + Sync + 'static {
         queries::token::by_secret_hash(&mut *self.reader(), secret_hash).await
     }
 
-    /// Stores a web session that lasts until `expires_at`, by the hashes of its cookie's
-    /// secret and of the token signed in with; forgets the sessions that expired. One
-    /// transaction.
-    async fn session_insert(
-        &self,
-        id_hash: &str,
-        token_hash: &str,
-        expires_at: Timestamp,
-    ) -> Result<()> {
+    /// Stores a web session, and forgets the sessions that expired: one transaction.
+    async fn session_insert(&self, new: &NewSession) -> Result<()> {
         let now = self.now() as i64;
         let mut tx = self.transaction().await?;
-        let result =
-            queries::session::insert(&mut *tx, id_hash, token_hash, now, expires_at as i64).await;
+        let result = queries::session::insert(&mut *tx, new, now).await;
         conn::finish(tx, result).await
     }
 
-    /// The hash of the token the session `id_hash` was signed in with, while the session lasts.
-    async fn session_token_hash(&self, id_hash: &str) -> Result<Option<String>> {
+    /// The sealed token hash of the session `id_hash` ([`NewSession::token_sealed`]), while
+    /// the session lasts.
+    async fn session_token_sealed(&self, id_hash: &str) -> Result<Option<String>> {
         let now = self.now() as i64;
-        queries::session::token_hash(&mut *self.reader(), id_hash, now).await
+        queries::session::token_sealed(&mut *self.reader(), id_hash, now).await
     }
 
     /// Ends the session `id_hash` (signing out), on every daemon.

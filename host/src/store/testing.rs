@@ -2420,39 +2420,54 @@ async fn sessions_last_until_they_expire_end_or_lose_their_token(
         expires_at: None,
         created_by: "cli:tester".into(),
     };
-    store.token_insert(&token).await.unwrap();
+    let token = store.token_insert(&token).await.unwrap();
     let (now, hour) = (store.now(), 3_600_000);
-    store
-        .session_insert("s1", &secret_hash("t1"), now + hour)
-        .await
-        .unwrap();
-    store
-        .session_insert("s2", &secret_hash("t1"), now + 2 * hour)
-        .await
-        .unwrap();
-    store
-        .session_insert("s3", &secret_hash("file"), now + hour)
-        .await
-        .unwrap();
-    let token_of = |id: &'static str| {
-        let store = store.clone();
-        async move { store.session_token_hash(id).await.unwrap() }
+    let session = |id: &str, token_id, expires_at| super::NewSession {
+        id_hash: id.into(),
+        token_sealed: format!("sealed-{id}"),
+        token_id,
+        expires_at,
     };
-    assert_eq!(token_of("s1").await, Some(secret_hash("t1")));
-    assert_eq!(token_of("s3").await, Some(secret_hash("file")));
-    assert_eq!(token_of("nobody").await, None);
+    store
+        .session_insert(&session("s1", Some(token.id), now + hour))
+        .await
+        .unwrap();
+    store
+        .session_insert(&session("s2", Some(token.id), now + 2 * hour))
+        .await
+        .unwrap();
+    store
+        .session_insert(&session("s3", None, now + hour))
+        .await
+        .unwrap();
+    let sealed = |id: &'static str| {
+        let store = store.clone();
+        async move { store.session_token_sealed(id).await.unwrap() }
+    };
+    assert_eq!(sealed("s1").await.as_deref(), Some("sealed-s1"));
+    assert_eq!(sealed("s3").await.as_deref(), Some("sealed-s3"));
+    assert_eq!(sealed("nobody").await, None);
 
     store.session_delete("s1").await.unwrap();
-    assert_eq!(token_of("s1").await, None, "signed out");
+    assert_eq!(sealed("s1").await, None, "signed out");
     assert!(
-        token_of("s2").await.is_some(),
+        sealed("s2").await.is_some(),
         "another session of the token lives"
     );
 
     clock.advance(Duration::from_millis(hour));
-    assert_eq!(token_of("s3").await, None, "expired");
+    assert_eq!(sealed("s3").await, None, "expired");
+    store
+        .session_insert(&session("s4", None, store.now() + hour))
+        .await
+        .unwrap();
+    assert!(sealed("s2").await.is_some());
     store.token_revoke("looker").await.unwrap();
-    assert_eq!(token_of("s2").await, None, "its token revoked");
+    assert_eq!(sealed("s2").await, None, "its token revoked");
+    assert!(
+        sealed("s4").await.is_some(),
+        "another token's session lives"
+    );
 }
 
 async fn daemon_seen_keeps_one_row_per_daemon(store: Arc<dyn Store>, clock: Arc<ManualClock>) {

@@ -76,7 +76,8 @@ pub(super) fn router() -> Router<AppState> {
 /// Unless reads are public (`serve --public-reads`), the pages are for signed-in users: a page
 /// asked for without a live session answers with the way to sign in (a redirect to `/signin`,
 /// which comes back to the page after). The sign-in page and the style sheet and script are
-/// open; a form sent (POST) without a session is refused by its own check.
+/// open; a form sent (POST) without a session is refused by its own check, and one sent from
+/// another site by this one. The request's session goes on in its extensions ([`SignedIn`]).
 pub(super) async fn need_sign_in(
     State(state): State<AppState>,
     mut request: axum::extract::Request,
@@ -87,6 +88,14 @@ pub(super) async fn need_sign_in(
         Ok(found) => found,
         Err(unreadable) => return unreadable,
     };
+    // A form sent from another site (or a sibling subdomain) is refused, the sign-in too:
+    // browsers say where a request comes from, and no form of ours is sent from elsewhere.
+    let from = request.headers().get("sec-fetch-site");
+    let sending = request.method() == axum::http::Method::POST;
+    if sending && from.is_some_and(|site| site == "cross-site" || site == "same-site") {
+        let message = "A form sent from another site is refused: use Drydock's own pages.";
+        return PageError(StatusCode::FORBIDDEN, message.into()).into_response();
+    }
     let path = request.uri().path();
     let open = path == "/signin" || path == STYLE_PATH || path == SCRIPT_PATH;
     // Every method but a form's POST (which checks its session itself): GET, and HEAD too.
@@ -1080,7 +1089,12 @@ struct SigninForm {
     next: Option<String>,
 }
 
-async fn signin(State(state): State<AppState>, Form(form): Form<SigninForm>) -> Response {
+async fn signin(
+    State(state): State<AppState>,
+    headers: axum::http::HeaderMap,
+    jar: CookieJar,
+    Form(form): Form<SigninForm>,
+) -> Response {
     let next = safe_next(form.next.as_deref());
     let token = form.token.trim();
     let principal = match super::authenticate(&state, token, "web").await {
@@ -1094,12 +1108,13 @@ async fn signin(State(state): State<AppState>, Form(form): Form<SigninForm>) -> 
         }
         Err(super::AuthError::Store(error)) => return PageError::from(error).into_response(),
     };
-    let cookie = match session::start(&state, token).await {
-        Ok(cookie) => cookie,
+    let secure = session::behind_https(&headers);
+    let jar = match session::start(&state, token, jar, secure).await {
+        Ok(jar) => jar,
         Err(error) => return PageError::from(error).into_response(),
     };
     tracing::info!(name = %principal.name, "signed in to the web UI");
-    (CookieJar::new().add(cookie), Redirect::to(&next)).into_response()
+    (jar, Redirect::to(&next)).into_response()
 }
 
 async fn signout(

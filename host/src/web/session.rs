@@ -1,20 +1,25 @@
 //! Web UI sessions, kept in the store so that every daemon on a database honours a sign-in.
 //!
 //! Signing in with a token makes a random session secret, sent back as an `HttpOnly`,
-//! `SameSite=Strict` cookie. The store keeps only the SHA-256 of that secret and of the token
-//! signed in with, and every request asks again who the token speaks for: a session lasts while
-//! its token does, so revoking a token (or its expiry, or its removal from a daemon's token
-//! file) signs its sessions out on every daemon at once. The CSRF token every form carries is
-//! derived from the session's secret: nothing to store, and nothing to guess without the cookie.
+//! `SameSite=Strict` cookie (`Secure` behind a proxy that says it took the request over
+//! HTTPS). The store keeps the SHA-256 of that secret and the SHA-256 of the token signed in
+//! with, masked by a pad made from the secret ([`seal`]): nothing there signs anyone in or
+//! helps guess a token. Every request asks again who the token speaks for, so a session lasts
+//! while its token does: revoking a token from the database ends its sessions on every daemon
+//! at once, and a session signed in with an operator token from a daemon's file is honoured by
+//! the daemons that hold that token. The CSRF token every form carries is derived from the
+//! session's secret: nothing to store, and nothing to guess without the cookie.
 
 use super::AppState;
 use crate::access::{Principal, secret_hash};
+use crate::store::NewSession;
 use axum::extract::FromRequestParts;
 use axum::http::StatusCode;
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use axum_extra::extract::cookie::CookieJar;
 use cookie::{Cookie, CookieBuilder, SameSite};
+use sha2::{Digest, Sha256};
 use std::time::Duration;
 use subtle::ConstantTimeEq;
 
@@ -63,15 +68,13 @@ pub async fn lookup(state: &AppState, jar: &CookieJar) -> Result<Option<Session>
         return Ok(None);
     };
     let unreadable = |error: crate::store::Error| {
-        let message = format!("reading the session from the database: {error}");
+        tracing::error!(%error, "reading a web session");
+        let message = "the database cannot be read just now: try again shortly";
         (StatusCode::SERVICE_UNAVAILABLE, message).into_response()
     };
-    let store = state.store();
-    let Some(token_hash) = store
-        .session_token_hash(&secret_hash(secret))
-        .await
-        .map_err(unreadable)?
-    else {
+    let id_hash = secret_hash(secret);
+    let sealed = state.store().session_token_sealed(&id_hash).await;
+    let Some(token_hash) = sealed.map_err(unreadable)?.and_then(|s| unseal(&s, secret)) else {
         return Ok(None);
     };
     match super::authenticate_hash(state, &token_hash, "web").await {
@@ -84,21 +87,34 @@ pub async fn lookup(state: &AppState, jar: &CookieJar) -> Result<Option<Session>
     }
 }
 
-/// Starts a session for whoever holds the token `token_secret`; returns the cookie that
-/// names it.
-pub async fn start(state: &AppState, token_secret: &str) -> crate::store::Result<Cookie<'static>> {
-    let secret = super::auth::random_hex(32);
+/// Starts a session for whoever holds the token `token_secret` (already authenticated), and
+/// ends the one `jar` held, if any; returns the jar that names the new one.
+pub async fn start(
+    state: &AppState,
+    token_secret: &str,
+    jar: CookieJar,
+    secure: bool,
+) -> crate::store::Result<CookieJar> {
     let store = state.store();
-    let expires_at = store.now() + SESSION_LIFETIME.as_millis() as u64;
-    store
-        .session_insert(
-            &secret_hash(&secret),
-            &secret_hash(token_secret),
-            expires_at,
-        )
-        .await?;
+    let token_hash = secret_hash(token_secret);
+    let token_id = match state.tokens.operator_by_hash(&token_hash) {
+        Some(_) => None,
+        None => store.token_by_secret_hash(&token_hash).await?.map(|t| t.id),
+    };
+    if let Some(old) = jar.get(SESSION_COOKIE) {
+        store.session_delete(&secret_hash(old.value())).await?;
+    }
+    let secret = super::auth::random_hex(32);
+    let new = NewSession {
+        id_hash: secret_hash(&secret),
+        token_sealed: seal(&token_hash, &secret),
+        token_id,
+        expires_at: store.now() + SESSION_LIFETIME.as_millis() as u64,
+    };
+    store.session_insert(&new).await?;
     let lifetime = cookie::time::Duration::seconds(SESSION_LIFETIME.as_secs() as i64);
-    Ok(cookie_for(secret).max_age(lifetime).build())
+    let cookie = cookie_for(secret).max_age(lifetime).secure(secure);
+    Ok(jar.add(cookie.build()))
 }
 
 /// Ends the request's session on every daemon; returns the jar that clears its cookie.
@@ -107,6 +123,46 @@ pub async fn end(state: &AppState, jar: CookieJar) -> crate::store::Result<Cooki
         state.store().session_delete(&secret_hash(secret)).await?;
     }
     Ok(jar.remove(cookie_for(String::new())))
+}
+
+/// Whether a proxy in front says the request came over HTTPS (`X-Forwarded-Proto` or
+/// `Forwarded`): then the cookie is sent back over HTTPS only (`Secure`).
+pub fn behind_https(headers: &axum::http::HeaderMap) -> bool {
+    let said = |name: &str| {
+        headers
+            .get_all(name)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .map(str::to_ascii_lowercase)
+            .collect::<Vec<_>>()
+    };
+    said("x-forwarded-proto")
+        .iter()
+        .any(|v| v.trim() == "https")
+        || said("forwarded")
+            .iter()
+            .flat_map(|v| v.split([';', ',']).map(str::trim).collect::<Vec<_>>())
+            .any(|pair| pair == "proto=https")
+}
+
+/// The pad that masks a session's token hash: made from the session's secret, which the
+/// store never holds.
+fn pad(secret: &str) -> [u8; 32] {
+    Sha256::digest(format!("drydock session pad {secret}")).into()
+}
+
+/// `token_hash` (hex SHA-256) masked with the pad of the session `secret`, as hex.
+fn seal(token_hash: &str, secret: &str) -> String {
+    let hash = hex::decode(token_hash).unwrap_or_default();
+    let masked: Vec<u8> = hash.iter().zip(pad(secret)).map(|(a, b)| a ^ b).collect();
+    hex::encode(masked)
+}
+
+/// The token hash [`seal`] masked; `None` for what no seal made.
+fn unseal(sealed: &str, secret: &str) -> Option<String> {
+    let masked = hex::decode(sealed).ok().filter(|m| m.len() == 32)?;
+    let hash: Vec<u8> = masked.iter().zip(pad(secret)).map(|(a, b)| a ^ b).collect();
+    Some(hex::encode(hash))
 }
 
 /// The session cookie: for scripts out of reach, sent on this site's own requests only.
@@ -138,6 +194,36 @@ mod tests {
         assert!(session.carried_by(&csrf_of("a")));
         assert!(!session.carried_by(&csrf_of("b")));
         assert!(!session.carried_by(""));
+    }
+
+    #[test]
+    fn a_sealed_token_hash_opens_with_its_session_s_secret_alone() {
+        let hash = secret_hash("an operator's token");
+        let sealed = seal(&hash, "s1");
+        assert_ne!(sealed, hash);
+        assert_ne!(sealed, seal(&hash, "s2"), "each session masks it anew");
+        assert_eq!(unseal(&sealed, "s1").as_deref(), Some(hash.as_str()));
+        assert_ne!(unseal(&sealed, "s2").as_deref(), Some(hash.as_str()));
+        assert_eq!(unseal("not hex", "s1"), None);
+        assert_eq!(unseal("abcd", "s1"), None);
+    }
+
+    #[test]
+    fn a_proxy_saying_https_makes_the_cookie_secure() {
+        let headers = |pairs: &[(&'static str, &'static str)]| {
+            let mut headers = axum::http::HeaderMap::new();
+            for (name, value) in pairs {
+                headers.append(*name, value.parse().unwrap());
+            }
+            headers
+        };
+        assert!(behind_https(&headers(&[("x-forwarded-proto", "https")])));
+        assert!(behind_https(&headers(&[(
+            "forwarded",
+            "for=1.2.3.4;proto=HTTPS"
+        )])));
+        assert!(!behind_https(&headers(&[("x-forwarded-proto", "http")])));
+        assert!(!behind_https(&headers(&[])));
     }
 
     #[test]

@@ -58,14 +58,14 @@ impl ExecSlots {
                  (serve --max-api-execs); try again when one has ended"
             ));
         }
-        let mine = running.entry(holder.to_string()).or_default();
-        if *mine >= self.limits.per_token {
+        let mine = running.get(holder).copied().unwrap_or(0);
+        if mine >= self.limits.per_token {
             return Err(format!(
                 "the token {holder:?} runs {mine} commands through the API already, its most \
                  (serve --max-api-execs-per-token); try again when one has ended"
             ));
         }
-        *mine += 1;
+        running.insert(holder.to_string(), mine + 1);
         Ok(ExecSlot {
             slots: self.clone(),
             holder: holder.to_string(),
