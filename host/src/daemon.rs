@@ -12,6 +12,7 @@
 //! at once. A retention task prunes what finished long ago, and a settling task adds up what
 //! the workers kept of blueprints' log and step history every second (`quota`).
 
+use crate::backoff::Backoff;
 use crate::commit::Committer;
 use crate::lock::{Held, WorkerSlot};
 use crate::queue::Queue;
@@ -182,7 +183,7 @@ pub async fn run(
             Err(error) => {
                 drop(permits);
                 failures += 1;
-                let pause = store_backoff(failures);
+                let pause = STORE_BACKOFF.delay(failures);
                 tracing::warn!(%error, failures, ?pause, "claiming work failed; backing off");
                 tokio::select! {
                     _ = &mut shutdown => break,
@@ -256,12 +257,8 @@ pub(crate) fn panic_message(panic: Box<dyn std::any::Any + Send>) -> String {
         .unwrap_or_else(|| "a panic without a message".into())
 }
 
-/// The pause after `failures` store failures in a row: 100 ms doubling, up to
-/// [`MAX_STORE_BACKOFF`].
-fn store_backoff(failures: u32) -> Duration {
-    let doublings = failures.saturating_sub(1).min(16);
-    (Duration::from_millis(100) * (1 << doublings)).min(MAX_STORE_BACKOFF)
-}
+/// The pauses after store failures in a row: 100 ms doubling, up to [`MAX_STORE_BACKOFF`].
+const STORE_BACKOFF: Backoff = Backoff::new(Duration::from_millis(100), MAX_STORE_BACKOFF);
 
 /// Lets running steps finish for the grace period, then abandons the rest: their futures are
 /// dropped (which kills their execs' process groups) and their claims given back, due now.
@@ -342,19 +339,5 @@ async fn prune_forever(store: Arc<dyn Store>, keep: Duration) {
             Ok(report) => tracing::info!(?report, "pruned what finished before the retention"),
             Err(error) => tracing::warn!(%error, "pruning failed; trying again later"),
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn store_failures_back_off_to_a_cap() {
-        let pauses: Vec<u64> = (1..=6)
-            .map(|f| store_backoff(f).as_millis() as u64)
-            .collect();
-        assert_eq!(pauses, [100, 200, 400, 800, 1600, 3200]);
-        assert_eq!(store_backoff(40), MAX_STORE_BACKOFF);
     }
 }

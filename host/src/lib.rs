@@ -34,6 +34,7 @@ pub use drydock_runtime::{action, domain, exec, grant, plugin, size, testkit, te
 pub mod access;
 pub mod allocator;
 pub mod authorization;
+pub mod backoff;
 pub mod cli;
 pub mod commit;
 pub mod daemon;

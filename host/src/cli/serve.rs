@@ -1,12 +1,13 @@
 //! `drydock serve`.
 
 use super::Global;
+use crate::backoff::Backoff;
 use crate::daemon::{self, DaemonConfig};
 use crate::plugin::{Runtime, RuntimeConfig, SeedSecret};
 use crate::queue::Queue;
 use crate::store::{self, Access, Store, Workload};
 use crate::web::{self, AppState, auth::Tokens};
-use crate::worker::{Backoff, Plugins, WorkerConfig};
+use crate::worker::{Plugins, WorkerConfig};
 use anyhow::Context as _;
 use clap::Args;
 use std::net::SocketAddr;
@@ -229,7 +230,7 @@ fn max_body_bytes(args: &ServeArgs) -> usize {
 /// database, or while it restarts, comes up when the database does (SIGINT or SIGTERM give up).
 /// What waiting cannot fix (a bad URL, a schema newer than this build) ends it at once.
 async fn open_store(global: &Global) -> anyhow::Result<Arc<dyn Store>> {
-    let mut pause = Duration::from_millis(100);
+    let mut failures = 0;
     loop {
         let error = match global.open(Workload::Daemon, Access::Migrate).await {
             Ok(store) => return Ok(store),
@@ -243,12 +244,13 @@ async fn open_store(global: &Global) -> anyhow::Result<Arc<dyn Store>> {
         if !unreachable {
             return Err(error);
         }
+        failures += 1;
+        let pause = OPEN_BACKOFF.delay(failures);
         tracing::warn!(error = %format!("{error:#}"), ?pause, "cannot reach the database yet; waiting for it");
         tokio::select! {
             _ = shutdown_signal() => anyhow::bail!("stopped while waiting for the database: {error:#}"),
             _ = tokio::time::sleep(pause) => {}
         }
-        pause = (pause * 2).min(MAX_OPEN_PAUSE);
     }
 }
 
@@ -261,8 +263,8 @@ fn at_least_one(text: &str) -> Result<usize, String> {
     }
 }
 
-/// The longest pause between attempts to open an unreachable database.
-const MAX_OPEN_PAUSE: Duration = Duration::from_secs(5);
+/// The pauses between attempts to open an unreachable database.
+const OPEN_BACKOFF: Backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
 
 /// Completes once `stopped` says the daemon stops.
 async fn stopping(mut stopped: tokio::sync::watch::Receiver<bool>) {

@@ -7,19 +7,19 @@
 //! returns is applied in one guarded transaction ([`Held::apply`]). The run ends by giving the
 //! claim back with the next wake time.
 //!
-//! A run that fails is retried with exponential back-off and jitter (`retry`). Waiting on
-//! shared capacity (a busy slot lock, a blueprint's call slots, its resource rate) and a failing
-//! store (a failed group commit included) are not the object's fault and do not count; other
-//! failures do, and after [`WorkerConfig::max_attempts`] in a row the object breaks with the
-//! last error as its reason, so no object and no command waits forever. One already released
-//! or broken keeps trying after the longest back-off: no object is ever left without a wake-up.
+//! A run that fails is retried with exponential back-off and jitter (`crate::backoff`).
+//! Waiting on shared capacity (a busy slot lock, a blueprint's call slots, its resource rate)
+//! and a failing store (a failed group commit included) are not the object's fault and do not
+//! count; other failures do, and after [`WorkerConfig::max_attempts`] in a row the object
+//! breaks with the last error as its reason, so no object and no command waits forever. One
+//! already released or broken keeps trying after the longest back-off: no object is ever left
+//! without a wake-up.
 
 mod blame;
 mod context;
 mod hooks;
 mod lease;
 mod resource;
-mod retry;
 
 pub use blame::{Blame, RequestFailures, Shape};
 pub use context::{Plugins, lease_snapshot, resource_snapshot};
@@ -27,8 +27,8 @@ pub(crate) use hooks::{Called, HookCall, Settle, Subject, confinement_now};
 pub(crate) use lease::{
     activation, break_lease, broke, broken as broken_lease, planned, resource_broke,
 };
-pub use retry::Backoff;
 
+use crate::backoff::Backoff;
 use crate::domain::Timestamp;
 use crate::lock::Held;
 use crate::plugin;

@@ -3,16 +3,17 @@
 //!
 //! Notifications are a hint. While the connection is down nothing is heard, so every
 //! (re)connection also wakes the dispatcher once, to catch up on what was posted meanwhile;
-//! failures back off up to [`MAX_BACKOFF`] and the poll covers the gap.
+//! failures back off ([`RECONNECT`]) and the poll covers the gap.
 
 use super::statements::WAKE_CHANNEL;
+use crate::backoff::Backoff;
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Notify;
 
-/// The longest pause between attempts to reconnect.
-const MAX_BACKOFF: Duration = Duration::from_secs(10);
+/// The pauses between attempts to reconnect.
+const RECONNECT: Backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
 
 /// The task that listens until aborted.
 pub(super) fn spawn(options: PgConnectOptions, wake: Arc<Notify>) -> tokio::task::JoinHandle<()> {
@@ -43,7 +44,7 @@ pub(super) fn spawn(options: PgConnectOptions, wake: Arc<Notify>) -> tokio::task
                 }
             }
             failures += 1;
-            let pause = Duration::from_millis(100 << failures.min(7)).min(MAX_BACKOFF);
+            let pause = RECONNECT.delay(failures);
             tokio::time::sleep(pause).await;
         }
     })

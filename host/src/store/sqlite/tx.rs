@@ -17,6 +17,7 @@
 use super::super::conn::{Conn, Dialect, Each, Query, Transaction, query};
 use super::super::{Access, Error, Result, schema};
 use super::writer::{Taken, Writer, is_busy};
+use crate::backoff::Backoff;
 use futures_util::future::{self, BoxFuture};
 use sqlx::migrate::Migrator;
 use std::ops::{Deref, DerefMut};
@@ -63,13 +64,13 @@ impl WriteTx {
         // busy handler, which would hold this thread.
         tx.busy_timeout(Duration::ZERO)?;
         let started = Instant::now();
-        let mut pause = Duration::from_millis(1);
+        let mut failures = 0;
         loop {
             match tx.execute_batch(begin) {
                 Ok(()) => return Ok(tx),
                 Err(error) if is_busy(&error) && started.elapsed() < busy_timeout => {
-                    tokio::time::sleep(pause).await;
-                    pause = (pause * 2).min(Duration::from_millis(50));
+                    failures += 1;
+                    tokio::time::sleep(LOCK_BUSY.delay(failures)).await;
                 }
                 Err(error) => return Err(error.into()),
             }
@@ -146,6 +147,9 @@ impl Drop for WriteTx {
         }
     }
 }
+
+/// The pauses while another process holds the database's write lock.
+const LOCK_BUSY: Backoff = Backoff::new(Duration::from_millis(1), Duration::from_millis(50));
 
 /// This build's migrations.
 pub(super) static MIGRATOR: Migrator = sqlx::migrate!("./migrations/sqlite");

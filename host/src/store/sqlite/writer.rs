@@ -8,6 +8,7 @@
 //! held, so the next writer always starts outside any transaction.
 
 use super::super::{Error, Result};
+use crate::backoff::Backoff;
 use rusqlite::{Connection, OpenFlags};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -16,6 +17,9 @@ use tokio::sync::{Mutex, OwnedMutexGuard};
 
 /// Statements the connection keeps prepared: every statement the store writes with, and room.
 const PREPARED_STATEMENTS: usize = 256;
+
+/// The pauses while another process sets the same new database file up.
+const FILE_BUSY: Backoff = Backoff::new(Duration::from_millis(5), Duration::from_millis(200));
 
 /// What the write connection may do to the file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -82,12 +86,12 @@ fn open(file: &std::path::Path, mode: Mode, patience: Duration) -> Result<Connec
             Mode::Create => OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE,
         };
     let started = Instant::now();
-    let mut pause = Duration::from_millis(5);
+    let mut failures = 0;
     loop {
         match try_open(file, flags, mode) {
             Err(error) if is_busy(&error) && started.elapsed() < patience => {
-                std::thread::sleep(pause);
-                pause = (pause * 2).min(Duration::from_millis(200));
+                failures += 1;
+                std::thread::sleep(FILE_BUSY.delay(failures));
             }
             result => return Ok(result?),
         }
