@@ -14,8 +14,6 @@
 //! run on with every plan failing.
 
 use crate::store::{self, Applied, Claim, Plan, PlanToApply, Store};
-use futures_util::FutureExt;
-use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
@@ -119,11 +117,9 @@ async fn commit_batches(
 ) {
     let mut batch = Vec::with_capacity(max_batch);
     while queue.recv_many(&mut batch, max_batch).await > 0 {
-        let outcomes = AssertUnwindSafe(commit(commits.as_ref(), &batch))
-            .catch_unwind()
+        let outcomes = crate::panics::caught(commit(commits.as_ref(), &batch))
             .await
             .unwrap_or_else(|panic| {
-                let panic = crate::daemon::panic_message(panic);
                 tracing::error!(%panic, plans = batch.len(), "a group commit panicked");
                 let message = format!("the group commit failed (a bug in the host): {panic}");
                 Err(batch_failed(message, false))

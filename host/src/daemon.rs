@@ -20,9 +20,7 @@ use crate::quota::Meters;
 use crate::scheduler::Load;
 use crate::store::{Claim, DaemonRecord, Release, Store};
 use crate::worker::{Execs, Plugins, WorkerConfig, Workers};
-use futures_util::FutureExt;
 use std::collections::HashMap;
-use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::Semaphore;
@@ -214,9 +212,8 @@ pub async fn run(
                 .with_committer(committer.clone())
                 .with_meters(meters.clone());
             tasks.spawn(async move {
-                let run = AssertUnwindSafe(workers.process(held)).catch_unwind();
-                if let Err(panic) = run.await {
-                    workers.panicked(claim, &panic_message(panic)).await;
+                if let Err(panic) = crate::panics::caught(workers.process(held)).await {
+                    workers.panicked(claim, &panic).await;
                 }
                 running.lock().unwrap().remove(&id);
             });
@@ -246,15 +243,6 @@ pub async fn run(
     }
     tracing::info!("drydock daemon stopped");
     Ok(())
-}
-
-/// What a panicked run (or batch) said.
-pub(crate) fn panic_message(panic: Box<dyn std::any::Any + Send>) -> String {
-    panic
-        .downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "a panic without a message".into())
 }
 
 /// The pauses after store failures in a row: 100 ms doubling, up to [`MAX_STORE_BACKOFF`].

@@ -43,6 +43,7 @@ pub mod limits;
 pub mod lock;
 pub mod metrics;
 pub mod ops;
+pub mod panics;
 pub mod queue;
 pub mod quota;
 pub mod scheduler;
