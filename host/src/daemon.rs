@@ -31,6 +31,12 @@ use tokio::task::JoinSet;
 /// workers took SQLite from about 870 to 1,120 lifecycles/s (`BENCHMARKS.md`). It stays within
 /// the runtime's instance pool (64): a run makes one blueprint call at a time.
 pub const DEFAULT_WORKERS: usize = 64;
+/// Exec actions running at once by default.
+pub const DEFAULT_EXEC_SLOTS: usize = 16;
+/// The longest sleep between looks at the queue by default.
+pub const DEFAULT_POLL: Duration = Duration::from_millis(250);
+/// How long destroyed objects are kept by default: 30 days.
+pub const DEFAULT_RETENTION: Duration = Duration::from_secs(30 * 24 * 60 * 60);
 /// The longest pause after repeated store failures.
 pub const MAX_STORE_BACKOFF: Duration = Duration::from_secs(30);
 /// How often the retention task looks for what to prune.
@@ -69,12 +75,12 @@ impl Default for DaemonConfig {
     fn default() -> Self {
         DaemonConfig {
             workers: DEFAULT_WORKERS,
-            exec_slots: 16,
+            exec_slots: DEFAULT_EXEC_SLOTS,
             exec_guard: None,
             exec_confinement: crate::exec::Confinement::Unconfined,
-            poll: Duration::from_millis(250),
+            poll: DEFAULT_POLL,
             grace: Duration::from_secs(10),
-            retention: Some(Duration::from_secs(30 * 24 * 60 * 60)),
+            retention: Some(DEFAULT_RETENTION),
             worker: WorkerConfig::default(),
             name: default_name(),
             group_commit: 64,

@@ -16,9 +16,6 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// The longest an object's or a blueprint's back-off grows to, unless its flag starts longer.
-const BACKOFF_CAP: Duration = Duration::from_secs(300);
-
 #[derive(Debug, Args)]
 pub(super) struct ServeArgs {
     /// Update workers running at once; 0 serves only HTTP (a front end for other daemons).
@@ -29,26 +26,26 @@ pub(super) struct ServeArgs {
     #[arg(long)]
     blueprint_calls: Option<usize>,
     /// Exec actions running at once; they wait in a pool of their own, not on a worker.
-    #[arg(long, default_value_t = 16)]
+    #[arg(long, default_value_t = daemon::DEFAULT_EXEC_SLOTS)]
     exec_slots: usize,
     /// The shortest wait a blueprint's `yield` gets.
-    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
-    min_yield: Duration,
+    #[arg(long, default_value_t = WorkerConfig::default().min_yield.into())]
+    min_yield: humantime::Duration,
     /// Failed runs in a row after which an object breaks with the last error.
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = WorkerConfig::default().max_attempts)]
     max_attempts: u32,
     /// How long an object waits after a failed run before it is tried again; each failure in a
     /// row doubles it, up to five minutes (or this, if longer).
-    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
-    retry_backoff: Duration,
+    #[arg(long, default_value_t = WorkerConfig::default().retry.first.into())]
+    retry_backoff: humantime::Duration,
     /// How long a blueprint blamed for a failure is left alone; each failure in a row doubles
     /// it, up to five minutes (or this, if longer). `drydock blueprint reset` ends it early.
-    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
-    blueprint_backoff: Duration,
+    #[arg(long, default_value_t = WorkerConfig::default().blueprint_backoff.first.into())]
+    blueprint_backoff: humantime::Duration,
     /// How long destroyed leases and resources are kept with their history (`0s` keeps them
     /// forever; live objects keep theirs regardless); `drydock gc` prunes on demand.
-    #[arg(long, default_value = "30d", value_parser = humantime::parse_duration)]
-    retention: Duration,
+    #[arg(long, default_value_t = daemon::DEFAULT_RETENTION.into())]
+    retention: humantime::Duration,
     /// The largest component the HTTP API accepts, in MiB.
     #[arg(long, default_value_t = crate::plugin::DEFAULT_MAX_COMPONENT_BYTES >> 20)]
     max_component_mib: usize,
@@ -68,11 +65,11 @@ pub(super) struct ServeArgs {
     max_api_execs_per_token: usize,
     /// How long an HTTP client may take to send a request's headers, and how long a
     /// kept-alive connection may sit idle (slow clients cannot hold connections).
-    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
-    header_timeout: Duration,
+    #[arg(long, default_value_t = web::ConnectionLimits::default().header_timeout.into())]
+    header_timeout: humantime::Duration,
     /// Longest sleep between looks at the queue (the backstop for other processes' posts).
-    #[arg(long, default_value = "250ms", value_parser = humantime::parse_duration)]
-    poll: Duration,
+    #[arg(long, default_value_t = daemon::DEFAULT_POLL.into())]
+    poll: humantime::Duration,
     /// The most workers' writes one durable transaction commits together (group commit, each
     /// still all or nothing under its own claim); 1 commits each alone. Default: 64 on SQLite,
     /// whose one writer gains from sharing fsyncs; 1 on PostgreSQL, whose parallel connections
@@ -80,21 +77,21 @@ pub(super) struct ServeArgs {
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=4096))]
     group_commit: Option<u32>,
     /// How long a worker's claim on an object lasts without a write.
-    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
-    claim_ttl: Duration,
+    #[arg(long, default_value_t = WorkerConfig::default().claim_ttl.into())]
+    claim_ttl: humantime::Duration,
     /// Wall-clock limit of one blueprint call.
-    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
-    call_timeout: Duration,
+    #[arg(long, default_value_t = crate::plugin::DEFAULT_CALL_TIMEOUT.into())]
+    call_timeout: humantime::Duration,
     /// Linear memory one blueprint instance may use, in MiB.
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = crate::plugin::DEFAULT_MEMORY_LIMIT >> 20)]
     memory_mib: usize,
     /// How long a lease waiting for capacity sleeps at most; it is woken as soon as capacity of
     /// its type appears, so this is only the backstop.
-    #[arg(long, default_value = "15s", value_parser = humantime::parse_duration)]
-    capacity_wait: Duration,
+    #[arg(long, default_value_t = WorkerConfig::default().resource_wait.into())]
+    capacity_wait: humantime::Duration,
     /// How long an active resource must be idle before the allocator may reclaim it.
-    #[arg(long, default_value = "3m", value_parser = humantime::parse_duration)]
-    reclaim_idle: Duration,
+    #[arg(long, default_value_t = WorkerConfig::default().reclaim_idle.into())]
+    reclaim_idle: humantime::Duration,
     /// Where the web UI and HTTP API listen (`off` to serve no HTTP). Addresses other than
     /// loopback need a token.
     #[arg(long, default_value = "127.0.0.1:6080")]
@@ -154,7 +151,7 @@ pub(super) async fn run(global: &Global, args: ServeArgs) -> anyhow::Result<Exit
         .await
         .context("reading the installation's seed secret")?;
     let runtime = Runtime::new(RuntimeConfig {
-        call_timeout: args.call_timeout,
+        call_timeout: *args.call_timeout,
         memory_limit: args.memory_mib << 20,
         max_component_bytes: args.max_component_mib << 20,
         seed_secret: SeedSecret::new(seed_secret),
@@ -165,21 +162,9 @@ pub(super) async fn run(global: &Global, args: ServeArgs) -> anyhow::Result<Exit
         exec_slots: args.exec_slots,
         exec_guard: Some(std::env::current_exe().context("finding the drydock binary")?),
         exec_confinement: confinement.clone(),
-        poll: args.poll,
-        retention: (!args.retention.is_zero()).then_some(args.retention),
-        worker: WorkerConfig {
-            claim_ttl: args.claim_ttl,
-            reclaim_idle: args.reclaim_idle,
-            resource_wait: args.capacity_wait,
-            min_yield: args.min_yield,
-            max_attempts: args.max_attempts.max(1),
-            retry: Backoff::new(args.retry_backoff, args.retry_backoff.max(BACKOFF_CAP)),
-            blueprint_backoff: Backoff::new(
-                args.blueprint_backoff,
-                args.blueprint_backoff.max(BACKOFF_CAP),
-            ),
-            ..WorkerConfig::default()
-        },
+        poll: *args.poll,
+        retention: (!args.retention.is_zero()).then_some(*args.retention),
+        worker: worker_config(&args),
         group_commit: args
             .group_commit
             .map_or_else(|| default_group_commit(global.database()), |n| n as usize),
@@ -254,6 +239,26 @@ async fn open_store(global: &Global) -> anyhow::Result<Arc<dyn Store>> {
     }
 }
 
+/// The workers' settings the flags give: [`WorkerConfig::default`]'s where none is given.
+fn worker_config(args: &ServeArgs) -> WorkerConfig {
+    let defaults = WorkerConfig::default();
+    WorkerConfig {
+        claim_ttl: *args.claim_ttl,
+        reclaim_idle: *args.reclaim_idle,
+        resource_wait: *args.capacity_wait,
+        min_yield: *args.min_yield,
+        max_attempts: args.max_attempts.max(1),
+        retry: starting_at(defaults.retry, *args.retry_backoff),
+        blueprint_backoff: starting_at(defaults.blueprint_backoff, *args.blueprint_backoff),
+        ..defaults
+    }
+}
+
+/// `backoff` starting at `first`: its cap stays, unless `first` is longer.
+fn starting_at(backoff: Backoff, first: Duration) -> Backoff {
+    Backoff::new(first, backoff.cap.max(first))
+}
+
 /// A count of at least 1, for a limit that 0 would turn into "never".
 fn at_least_one(text: &str) -> Result<usize, String> {
     match text.parse::<usize>() {
@@ -321,7 +326,7 @@ async fn start_web(
     };
     let limits = web::ConnectionLimits {
         max_connections: args.max_connections,
-        header_timeout: args.header_timeout,
+        header_timeout: *args.header_timeout,
     };
     let metrics = match &args.metrics_listen {
         Some(addr) => {
@@ -357,5 +362,55 @@ pub async fn shutdown_signal() {
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    /// `drydock serve`'s flags alone.
+    #[derive(Parser)]
+    struct Serve {
+        #[command(flatten)]
+        args: ServeArgs,
+    }
+
+    #[test]
+    fn serve_without_flags_runs_on_the_default_impls() {
+        let args = Serve::parse_from(["serve"]).args;
+        let (worker, daemon) = (WorkerConfig::default(), DaemonConfig::default());
+        assert_eq!(worker_config(&args), worker);
+        assert_eq!(args.workers, daemon.workers);
+        assert_eq!(args.exec_slots, daemon.exec_slots);
+        assert_eq!(*args.poll, daemon.poll);
+        assert_eq!(Some(*args.retention), daemon.retention);
+        let runtime = RuntimeConfig::default();
+        assert_eq!(*args.call_timeout, runtime.call_timeout);
+        assert_eq!(args.memory_mib << 20, runtime.memory_limit);
+        assert_eq!(args.max_component_mib << 20, runtime.max_component_bytes);
+        let limits = web::ConnectionLimits::default();
+        assert_eq!(*args.header_timeout, limits.header_timeout);
+        assert_eq!(args.max_connections, limits.max_connections);
+    }
+
+    #[test]
+    fn a_back_off_flag_moves_its_start_and_keeps_the_cap_unless_longer() {
+        let args = Serve::parse_from([
+            "serve",
+            "--retry-backoff",
+            "2s",
+            "--blueprint-backoff",
+            "10m",
+        ])
+        .args;
+        let config = worker_config(&args);
+        assert_eq!(
+            config.retry,
+            Backoff::new(Duration::from_secs(2), Duration::from_secs(300))
+        );
+        let long = Duration::from_secs(600);
+        assert_eq!(config.blueprint_backoff, Backoff::new(long, long));
     }
 }

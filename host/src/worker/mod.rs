@@ -40,7 +40,7 @@ use std::time::Duration;
 use tokio::sync::Semaphore;
 
 /// Tunables of the workers.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WorkerConfig {
     /// How long a claim lasts without a write or heartbeat.
     pub claim_ttl: Duration,

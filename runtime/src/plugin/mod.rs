@@ -54,6 +54,12 @@ const BLOCKING_GRACE: Duration = Duration::from_millis(20);
 /// libraries, well short of what would strain the daemon or the database.
 pub const DEFAULT_MAX_COMPONENT_BYTES: usize = 64 << 20;
 
+/// The default wall-clock limit of one blueprint call.
+pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// The default linear memory of one blueprint instance.
+pub const DEFAULT_MEMORY_LIMIT: usize = 64 << 20;
+
 /// Settings of a [`Runtime`].
 #[derive(Debug, Clone)]
 pub struct RuntimeConfig {
@@ -84,8 +90,8 @@ pub struct RuntimeConfig {
 impl Default for RuntimeConfig {
     fn default() -> Self {
         RuntimeConfig {
-            call_timeout: Duration::from_secs(1),
-            memory_limit: 64 << 20,
+            call_timeout: DEFAULT_CALL_TIMEOUT,
+            memory_limit: DEFAULT_MEMORY_LIMIT,
             output_limit: 64 << 10,
             max_instances: 64,
             max_component_bytes: DEFAULT_MAX_COMPONENT_BYTES,
