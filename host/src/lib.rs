@@ -39,6 +39,7 @@ pub mod cli;
 pub mod commit;
 pub mod daemon;
 pub mod exec_stream;
+pub mod http_warning;
 pub mod limits;
 pub mod lock;
 pub mod metrics;

@@ -383,12 +383,44 @@ pub struct LeaseRequest {
 /// The most leases one request may ask for.
 pub const MAX_LEASES_PER_REQUEST: u32 = 1000;
 
-/// Records `request.count` pending leases owned by `owner`, all or none.
+/// Leases just requested, and what their requester should know of them.
+#[derive(Debug, Clone)]
+pub struct Requested {
+    /// The new leases.
+    pub leases: Vec<Lease>,
+    /// Why they will not be served as things stand (no blueprint makes their type).
+    pub warning: Option<String>,
+}
+
+/// Why no lease of `resource_type` can be served by `blueprints`, if none makes it: the types
+/// they make, to point at a typing mistake.
+pub fn nothing_makes(blueprints: &[Blueprint], resource_type: &str) -> Option<String> {
+    if blueprints.iter().any(|b| b.resource_type == resource_type) {
+        return None;
+    }
+    let mut made: Vec<&str> = blueprints
+        .iter()
+        .map(|b| b.resource_type.as_str())
+        .collect();
+    made.sort_unstable();
+    made.dedup();
+    let made = match made.is_empty() {
+        true => "none: no blueprint is registered".to_string(),
+        false => made.join(", "),
+    };
+    Some(format!(
+        "no blueprint makes {resource_type:?} resources (the types made here: {made}); a daemon \
+         breaks the lease, since nothing can serve it: add a blueprint of that type first"
+    ))
+}
+
+/// Records `request.count` pending leases owned by `owner`, all or none; warns when no
+/// blueprint makes their type.
 pub async fn request_leases(
     store: &dyn Store,
     request: LeaseRequest,
     owner: &str,
-) -> Result<Vec<Lease>> {
+) -> Result<Requested> {
     action::check_key("resource type", &request.resource_type).map_err(Error::BadInput)?;
     action::check_attributes(&request.attributes, &action::Limits::default())
         .map_err(Error::BadInput)?;
@@ -407,9 +439,9 @@ pub async fn request_leases(
         .map(|after| crate::domain::deadline_after(store.now(), after))
         .transpose()
         .map_err(Error::BadInput)?;
-    let waiting_limit = store
-        .blueprint_list()
-        .await?
+    let blueprints = store.blueprint_list().await?;
+    let warning = nothing_makes(&blueprints, &request.resource_type);
+    let waiting_limit = blueprints
         .into_iter()
         .filter(|b| b.enabled && b.resource_type == request.resource_type)
         .filter(|b| allowed.is_empty() || allowed.contains(&b.id))
@@ -430,7 +462,10 @@ pub async fn request_leases(
     {
         crate::metrics::global().limit_refused(blueprint, *limit);
     }
-    Ok(inserted?)
+    Ok(Requested {
+        leases: inserted?,
+        warning,
+    })
 }
 
 /// Queues `kind` for `target` on behalf of `author`.

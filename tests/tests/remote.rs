@@ -643,3 +643,57 @@ async fn a_typed_login_interrupted_gives_the_terminal_its_echo_back() {
     assert!(echoes(), "the terminal echoes again");
     assert!(!home.path().join(".config/drydock/config.toml").exists());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_type_nothing_makes_is_warned_about_through_the_api() {
+    let world = tempfile::tempdir().unwrap();
+    let env = Env::new();
+    env.add_host_pool_at(world.path(), &[]).await;
+    let mut daemon = env.serve(&["--workers", "0"]);
+    let server = daemon.url().await;
+    let said = "no blueprint makes \"hots\" resources (the types made here: host)";
+
+    // The API answers with the leases and a Warning header (as Kubernetes' API does)…
+    let answer = reqwest::Client::new()
+        .post(format!("{server}/api/v1/leases"))
+        .bearer_auth(TOKEN)
+        .json(&serde_json::json!({ "type": "hots" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), reqwest::StatusCode::CREATED);
+    let warning = answer.headers()["warning"].to_str().unwrap().to_string();
+    assert!(warning.starts_with("299 - \""), "{warning}");
+    assert!(
+        warning.contains("no blueprint makes \\\"hots\\\""),
+        "{warning}"
+    );
+    let leases: Value = answer.json().await.unwrap();
+    assert_eq!(leases[0]["resource_type"], "hots", "{leases}");
+
+    // …which the CLI through the server prints as it does on the database, last.
+    let out = run(
+        &server,
+        Some(TOKEN),
+        &["lease", "request", "--type", "hots"],
+    )
+    .await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let last = stderr.lines().last().unwrap_or_default();
+    assert!(
+        last.starts_with("warning: ") && last.contains(said),
+        "{stderr}"
+    );
+    let out = run(
+        &server,
+        Some(TOKEN),
+        &["lease", "request", "--type", "host"],
+    )
+    .await;
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -122,11 +122,9 @@ async fn request(service: &dyn Service, args: RequestArgs) -> anyhow::Result<Exi
         until: args.until,
         count: args.count,
     };
-    let resource_type = request.resource_type.clone();
-    let leases = service.request_leases(request).await?;
-    // Best effort: the leases exist now, and their ids must be printed whatever happens here.
-    if let Err(error) = warn_if_nothing_makes(service, &resource_type).await {
-        tracing::warn!(error = %format!("{error:#}"), "listing the blueprints for a warning");
+    let ops::Requested { leases, warning } = service.request_leases(request).await?;
+    if let Some(warning) = warning {
+        eprintln!("warning: {}", output::safe(&warning));
     }
     if args.json && !args.wait {
         output::json(&leases)?;
@@ -157,30 +155,6 @@ async fn request(service: &dyn Service, args: RequestArgs) -> anyhow::Result<Exi
             Err(error)
         }
     }
-}
-
-/// Warns when no blueprint makes `resource_type`: nothing can serve the lease.
-async fn warn_if_nothing_makes(service: &dyn Service, resource_type: &str) -> anyhow::Result<()> {
-    let blueprints = service.blueprints().await?;
-    if blueprints.iter().any(|b| b.resource_type == resource_type) {
-        return Ok(());
-    }
-    let mut made: Vec<&str> = blueprints
-        .iter()
-        .map(|b| b.resource_type.as_str())
-        .collect();
-    made.sort_unstable();
-    made.dedup();
-    let made = match made.is_empty() {
-        true => "none: no blueprint is registered".to_string(),
-        false => made.join(", "),
-    };
-    eprintln!(
-        "warning: no blueprint makes {} resources (the types made here: {made}); a daemon \
-         breaks the lease, since nothing can serve it: add a blueprint of that type first",
-        output::safe(&format!("{resource_type:?}"))
-    );
-    Ok(())
 }
 
 /// Follows the leases' logs until all are active; fails when one fails or the time runs out.

@@ -313,7 +313,7 @@ fn blueprint_path(text: &str, tail: &str) -> String {
 
 #[async_trait::async_trait]
 impl Service for Remote {
-    async fn request_leases(&self, request: ops::LeaseRequest) -> anyhow::Result<Vec<Lease>> {
+    async fn request_leases(&self, request: ops::LeaseRequest) -> anyhow::Result<ops::Requested> {
         let until = request
             .until
             .map(|until| humantime::format_duration(until).to_string());
@@ -324,7 +324,15 @@ impl Service for Remote {
             "until": until,
             "count": request.count,
         });
-        self.post("/api/v1/leases", body).await
+        let response = self
+            .send(Method::POST, "/api/v1/leases", Some(body))
+            .await?;
+        let warnings = response.headers().get_all(header::WARNING);
+        let warning = warnings.iter().find_map(crate::http_warning::text);
+        Ok(ops::Requested {
+            leases: read_json(response).await?,
+            warning,
+        })
     }
 
     async fn lease(&self, id: ObjectId) -> anyhow::Result<LeaseDetail> {

@@ -16,7 +16,7 @@ use std::sync::Arc;
 pub(super) trait Service: Send + Sync {
     /// Requests leases; they are owned by the caller (`cli:$USER` directly, the token's name
     /// through a server).
-    async fn request_leases(&self, request: ops::LeaseRequest) -> anyhow::Result<Vec<Lease>>;
+    async fn request_leases(&self, request: ops::LeaseRequest) -> anyhow::Result<ops::Requested>;
 
     /// A lease with its place in the work queue.
     async fn lease(&self, id: ObjectId) -> anyhow::Result<LeaseDetail>;
@@ -125,7 +125,7 @@ impl Direct {
 
 #[async_trait::async_trait]
 impl Service for Direct {
-    async fn request_leases(&self, request: ops::LeaseRequest) -> anyhow::Result<Vec<Lease>> {
+    async fn request_leases(&self, request: ops::LeaseRequest) -> anyhow::Result<ops::Requested> {
         Ok(ops::request_leases(self.store.as_ref(), request, &super::author()).await?)
     }
 

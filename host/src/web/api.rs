@@ -506,7 +506,7 @@ async fn request_leases(
     State(state): State<AppState>,
     headers: HeaderMap,
     body: Result<Json<LeaseRequestBody>, axum::extract::rejection::JsonRejection>,
-) -> ApiResult<impl IntoResponse> {
+) -> ApiResult<Response> {
     let principal = principal(&state, &headers).await?;
     let Json(body) = body.map_err(|r| bad_json(r, state.max_body))?;
     principal.may_request(&body.resource_type)?;
@@ -529,9 +529,16 @@ async fn request_leases(
         until,
         count: body.count,
     };
-    let leases = ops::request_leases(state.store().as_ref(), request, &owner).await?;
+    let requested = ops::request_leases(state.store().as_ref(), request, &owner).await?;
     state.queue.wake_workers();
-    Ok((StatusCode::CREATED, Json(leases)))
+    let mut response = (StatusCode::CREATED, Json(requested.leases)).into_response();
+    if let Some(warning) = requested.warning {
+        let value = crate::http_warning::header_value(&warning);
+        response
+            .headers_mut()
+            .append(axum::http::header::WARNING, value);
+    }
+    Ok(response)
 }
 
 /// Queues `kind` for `target`, if the request's token may (`super::may_command`).
