@@ -143,17 +143,13 @@ pub fn token_name(name: &str) -> Result<String, String> {
 /// scanners find one pasted where it should not be.
 pub fn new_secret() -> String {
     let bytes: [u8; 20] = rand::random();
-    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    format!("ddt_{hex}")
+    format!("ddt_{}", hex::encode(bytes))
 }
 
 /// What the store keeps of a secret: its SHA-256, in hex. A secret is 160 random bits, so a
 /// fast hash is enough; finding a token by its hash compares no secret byte by byte.
 pub fn secret_hash(secret: &str) -> String {
-    Sha256::digest(secret.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    hex::encode(Sha256::digest(secret.as_bytes()))
 }
 
 /// Whether a token that expires at `expires_at` is still good at `now`.

@@ -83,9 +83,7 @@ impl Tokens {
 /// `bytes` random bytes as hex.
 pub fn random_hex(bytes: usize) -> String {
     let mut rng = rand::rng();
-    (0..bytes)
-        .map(|_| format!("{:02x}", rng.random::<u8>()))
-        .collect()
+    hex::encode((0..bytes).map(|_| rng.random::<u8>()).collect::<Vec<u8>>())
 }
 
 /// The bearer token of a request, if any.

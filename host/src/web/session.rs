@@ -153,16 +153,19 @@ fn pad(secret: &str) -> [u8; 32] {
 
 /// `token_hash` (hex SHA-256) masked with the pad of the session `secret`, as hex.
 fn seal(token_hash: &str, secret: &str) -> String {
-    let hash = hex::decode(token_hash).unwrap_or_default();
-    let masked: Vec<u8> = hash.iter().zip(pad(secret)).map(|(a, b)| a ^ b).collect();
-    hex::encode(masked)
+    masked(&hex::decode(token_hash).unwrap_or_default(), secret)
 }
 
 /// The token hash [`seal`] masked; `None` for what no seal made.
 fn unseal(sealed: &str, secret: &str) -> Option<String> {
-    let masked = hex::decode(sealed).ok().filter(|m| m.len() == 32)?;
-    let hash: Vec<u8> = masked.iter().zip(pad(secret)).map(|(a, b)| a ^ b).collect();
-    Some(hex::encode(hash))
+    let sealed = hex::decode(sealed).ok().filter(|m| m.len() == 32)?;
+    Some(masked(&sealed, secret))
+}
+
+/// `bytes` XORed with the pad of the session `secret` (masking twice unmasks), as hex.
+fn masked(bytes: &[u8], secret: &str) -> String {
+    let masked: Vec<u8> = bytes.iter().zip(pad(secret)).map(|(a, b)| a ^ b).collect();
+    hex::encode(masked)
 }
 
 /// The session cookie: for scripts out of reach, sent on this site's own requests only.
